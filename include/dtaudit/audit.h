@@ -1,0 +1,82 @@
+/* dtaudit: per-root summaries, the module tree and findings (DESIGN.md "Findings").
+ *
+ * A report borrows its model: keep the model alive until dta_report_free(). */
+#ifndef DTAUDIT_AUDIT_H
+#define DTAUDIT_AUDIT_H
+
+#include "dtaudit/model.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* --allow GLOB[=DTYPE]: tensors whose name, or one of whose modules, matches GLOB
+ * (fnmatch, '*' also matches '.') and whose dtype is DTYPE (any when NONE). */
+typedef struct {
+    const char *glob;
+    dta_dtype dtype;
+} dta_allow;
+
+typedef struct {
+    dta_dtype expect;        /* DTA_DTYPE_NONE: no expect-mismatch findings */
+    const dta_allow *allow;
+    size_t nallow;
+    bool findings;           /* false for scan: summaries and modules only */
+} dta_audit_options;
+
+typedef struct {
+    uint64_t tensors, numel, nbytes;
+} dta_count;
+
+typedef struct {
+    char *name;
+    bool analysed;           /* false for optimizer* roots */
+    dta_dtype dominant;      /* floating dtype with the most elements, NONE if none */
+    dta_count total;
+    dta_count by_dtype[DTA_DTYPE_COUNT];
+} dta_root_summary;
+
+typedef struct {
+    char *root;
+    char *name;              /* full module name ("teacher.layers.0.fc1") */
+    dta_count total;         /* whole subtree */
+    dta_count by_dtype[DTA_DTYPE_COUNT];
+} dta_module;
+
+typedef struct {
+    const char *rule;        /* static: "dtype-outlier", "mixed-module", ... */
+    dta_severity severity;
+    char *root;
+    size_t root_index;       /* into dta_report.roots, SIZE_MAX for file-level findings */
+    char *module;            /* module, tensor or pickle global the finding is about */
+    dta_dtype dtype;         /* the offending dtype (NONE when not about a dtype) */
+    dta_dtype expected;      /* what it should be (NONE when not applicable) */
+    char **tensors;
+    size_t ntensors;
+    uint64_t numel;          /* elements of the tensors listed */
+    char *message;
+} dta_finding;
+
+typedef struct {
+    const dta_model *model;
+    dta_root_summary *roots;
+    size_t nroots;
+    dta_module *modules;     /* sorted by (root order, name) */
+    size_t nmodules;
+    dta_finding *findings;   /* sorted by (root order, module, rule) */
+    size_t nfindings;
+    dta_count total;         /* tensors sharing a storage count their bytes once */
+} dta_report;
+
+dta_status dta_report_build(const dta_model *m, const dta_audit_options *opt, dta_report **out,
+                            dta_error *err);
+void dta_report_free(dta_report *r);
+
+const char *dta_severity_name(dta_severity s);
+/* "error", "warning", "info", "never" -> severity; -1 when unknown. */
+int dta_severity_from_name(const char *s);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

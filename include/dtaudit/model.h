@@ -1,0 +1,99 @@
+/* dtaudit: the neutral model every reader fills and audit/writers consume.
+ *
+ * Ownership: a dta_model owns every string and array reachable from it;
+ * pointers obtained from it are borrowed and valid until dta_model_free(). */
+#ifndef DTAUDIT_MODEL_H
+#define DTAUDIT_MODEL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "dtaudit/dtype.h"
+#include "dtaudit/error.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define DTA_MAX_RANK 64 /* dims per tensor; safetensors and torch files beyond it are refused */
+
+typedef enum {
+    DTA_SEV_INFO = 0,
+    DTA_SEV_WARNING,
+    DTA_SEV_ERROR,
+    DTA_SEV_NEVER /* only as a --fail-on threshold */
+} dta_severity;
+
+/* A file that contributed tensors. */
+typedef struct {
+    char *path;
+    const char *format; /* static: "safetensors", "torch-zip", "torch-legacy", ... */
+} dta_file;
+
+/* A storage (torch) or the byte range of one tensor (safetensors). */
+typedef struct {
+    size_t file;          /* index into model->files */
+    char *key;            /* torch storage key ("0"), NULL for safetensors */
+    dta_dtype dtype;      /* element type of the storage */
+    uint64_t numel;       /* elements of dtype */
+    uint64_t nbytes;
+    uint64_t offset;      /* absolute byte offset of the data in the file, UINT64_MAX if unknown */
+    size_t ntensors;      /* tensors viewing it */
+} dta_storage;
+
+typedef struct {
+    char *name;           /* flattened, '.'-joined */
+    char *root;           /* state dict it belongs to ("" for a flat one) */
+    dta_dtype dtype;
+    int rank;
+    uint64_t *shape;      /* rank entries */
+    int64_t *stride;      /* rank entries, elements; NULL = C-contiguous */
+    uint64_t numel;
+    uint64_t nbytes;      /* numel * element size */
+    uint64_t storage_offset; /* elements into the storage */
+    size_t storage;       /* index into model->storages, SIZE_MAX when none (meta) */
+    size_t file;          /* index into model->files */
+    bool meta;            /* saved without storage */
+    bool shared;          /* its storage is viewed by other tensors too */
+} dta_tensor;
+
+/* A finding raised while reading (unsafe-pickle, meta-tensor, ...). */
+typedef struct {
+    char *rule;
+    dta_severity severity;
+    char *subject;        /* tensor, module or "module.name" of a pickle global */
+    char *message;
+} dta_note;
+
+typedef struct {
+    char *key;
+    char *value;
+} dta_kv;
+
+typedef struct dta_model {
+    char *path;           /* the PATH given by the user */
+    const char *format;   /* format of the input as a whole */
+    dta_file *files;
+    size_t nfiles;
+    dta_tensor *tensors;
+    size_t ntensors;
+    dta_storage *storages;
+    size_t nstorages;
+    dta_note *notes;
+    size_t nnotes;
+    dta_kv *metadata;     /* safetensors __metadata__, in file order */
+    size_t nmetadata;
+    dta_dtype config_dtype; /* from config.json, DTA_DTYPE_NONE if absent */
+    /* private */
+    size_t cap_files, cap_tensors, cap_storages, cap_notes, cap_metadata;
+} dta_model;
+
+/* Detects the format from content and reads headers only. */
+dta_status dta_model_open(const char *path, dta_model **out, dta_error *err);
+void dta_model_free(dta_model *m);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,197 @@
+/* Option table, getopt_long wiring and --help text. */
+#define _POSIX_C_SOURCE 200809L
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "options.h"
+
+#ifndef PACKAGE_VERSION
+#define PACKAGE_VERSION "0.1.0"
+#endif
+
+const cli_option cli_option_table[] = {
+    {"format", 'f', "FMT", CMD_ALL, "output format: text (default) or json"},
+    {"color", 0, "WHEN", CMD_ALL, "colour text output: auto (default; honours NO_COLOR), always, never"},
+    {"quiet", 'q', NULL, CMD_ALL, "text: print findings and errors only"},
+    {"verbose", 'v', NULL, CMD_ALL, "text: also list every tensor"},
+    {"expect", 'e', "DTYPE", CMD_AUDIT, "every floating tensor must be DTYPE (expect-mismatch, error)"},
+    {"allow", 'a', "GLOB[=DTYPE]", CMD_AUDIT, "intended exception: tensors or modules matching GLOB (in DTYPE) raise no dtype finding; repeatable"},
+    {"fail-on", 0, "LEVEL", CMD_AUDIT, "lowest severity that makes the exit status 1: error, warning (default), info, never"},
+    {"help", 'h', NULL, CMD_ALL, "show this help and exit"},
+    {"version", 'V', NULL, CMD_ALL, "show the version and built-in features and exit"},
+    {NULL, 0, NULL, 0, NULL},
+};
+
+void cli_version(FILE *out)
+{
+    fprintf(out, "dtaudit %s\nfeatures: safetensors torch-zip torch-legacy\n", PACKAGE_VERSION);
+}
+
+void cli_usage(FILE *out, int command)
+{
+    fputs("usage: dtaudit scan  [options] PATH...    per-tensor dtype map and per-root summary\n"
+          "       dtaudit audit [options] PATH...    scan plus findings, CI exit status\n"
+          "\n"
+          "PATH: a safetensors file, a PyTorch checkpoint (zip or legacy), detected by content.\n"
+          "\noptions:\n",
+          out);
+    for (const cli_option *o = cli_option_table; o->name; o++) {
+        char left[64];
+        if (command && !(o->commands & command))
+            continue;
+        if (o->short_name)
+            snprintf(left, sizeof left, "-%c, --%s%s%s", o->short_name, o->name,
+                     o->arg ? " " : "", o->arg ? o->arg : "");
+        else
+            snprintf(left, sizeof left, "    --%s%s%s", o->name, o->arg ? " " : "",
+                     o->arg ? o->arg : "");
+        fprintf(out, "  %-26s %s%s\n", left, o->help,
+                o->commands == CMD_AUDIT && !command ? " (audit)" : "");
+    }
+    fputs("\nDTYPE: a safetensors code (BF16, F16, F32, F8_E4M3, ...) or an alias: bf16 bfloat16,\n"
+          "fp16 f16 half float16, fp32 f32 float float32 (case-insensitive).\n"
+          "\nrules (audit): dtype-outlier, mixed-module (warning); expect-mismatch, unsafe-pickle\n"
+          "(error); meta-tensor (warning).\n"
+          "\nexit status: 0 no finding at or above --fail-on; 1 findings; 2 usage error or\n"
+          "unreadable, malformed or unsupported input.\n"
+          "See dtaudit(1).\n",
+          out);
+}
+
+static int usage_error(const char *fmt, const char *arg)
+{
+    fputs("dtaudit: ", stderr);
+    fprintf(stderr, fmt, arg);
+    fputs(" (see 'dtaudit --help')\n", stderr);
+    return 2;
+}
+
+static int add_allow(cli_options *o, const char *spec)
+{
+    const char *eq = strrchr(spec, '=');
+    dta_allow a = {NULL, DTA_DTYPE_NONE};
+    char *glob;
+    if (eq) {
+        a.dtype = dta_dtype_from_alias(eq + 1);
+        if (a.dtype == DTA_DTYPE_NONE)
+            return usage_error("--allow: unknown dtype in '%s'", spec);
+        glob = strndup(spec, (size_t)(eq - spec));
+    } else {
+        glob = strdup(spec);
+    }
+    if (!glob || !*glob) {
+        free(glob);
+        return usage_error("--allow: empty pattern in '%s'", spec);
+    }
+    dta_allow *p = realloc(o->allow, (o->nallow + 1) * sizeof *p);
+    if (!p) {
+        free(glob);
+        return usage_error("%s", "out of memory");
+    }
+    a.glob = glob;
+    p[o->nallow++] = a;
+    o->allow = p;
+    return -1;
+}
+
+int cli_parse(int argc, char **argv, cli_options *o)
+{
+    struct option longs[32];
+    char shorts[64] = "+";
+    size_t n = 0, sn = 1;
+    int cmd = o->command;
+
+    for (const cli_option *t = cli_option_table; t->name; t++, n++) {
+        longs[n].name = t->name;
+        longs[n].has_arg = t->arg ? required_argument : no_argument;
+        longs[n].flag = NULL;
+        longs[n].val = t->short_name ? t->short_name : 1000 + (int)n;
+        if (t->short_name) {
+            shorts[sn++] = (char)t->short_name;
+            if (t->arg)
+                shorts[sn++] = ':';
+        }
+    }
+    memset(&longs[n], 0, sizeof longs[n]);
+    shorts[sn] = 0;
+
+    opterr = 0;
+    optind = 1;
+    for (;;) {
+        int li = -1;
+        int c = getopt_long(argc, argv, shorts, longs, &li);
+        if (c == -1)
+            break;
+        if (c == '?' || c == ':') {
+            if (optopt && optopt < 256)
+                return usage_error("unknown option or missing argument: -%s",
+                                   (char[]){(char)optopt, 0});
+            return usage_error("unknown option or missing argument: %s", argv[optind - 1]);
+        }
+        /* find the table entry */
+        const cli_option *t = NULL;
+        for (size_t i = 0; cli_option_table[i].name; i++)
+            if ((cli_option_table[i].short_name && cli_option_table[i].short_name == c) ||
+                c == 1000 + (int)i)
+                t = &cli_option_table[i];
+        if (!t)
+            return usage_error("%s", "internal option error");
+        if (!(t->commands & cmd))
+            return usage_error("--%s does not apply to this command", t->name);
+        const char *arg = optarg;
+        if (strcmp(t->name, "format") == 0) {
+            if (strcmp(arg, "text") == 0)
+                o->format = FMT_TEXT;
+            else if (strcmp(arg, "json") == 0)
+                o->format = FMT_JSON;
+            else
+                return usage_error("--format: unknown format '%s' (text or json)", arg);
+        } else if (strcmp(t->name, "color") == 0) {
+            if (strcmp(arg, "auto") == 0)
+                o->color = -1;
+            else if (strcmp(arg, "always") == 0)
+                o->color = 1;
+            else if (strcmp(arg, "never") == 0)
+                o->color = 0;
+            else
+                return usage_error("--color: '%s' is not auto, always or never", arg);
+        } else if (strcmp(t->name, "quiet") == 0) {
+            o->verbosity = -1;
+        } else if (strcmp(t->name, "verbose") == 0) {
+            o->verbosity = 1;
+        } else if (strcmp(t->name, "expect") == 0) {
+            o->expect = dta_dtype_from_alias(arg);
+            if (o->expect == DTA_DTYPE_NONE)
+                return usage_error("--expect: unknown dtype '%s'", arg);
+        } else if (strcmp(t->name, "allow") == 0) {
+            int rc = add_allow(o, arg);
+            if (rc >= 0)
+                return rc;
+        } else if (strcmp(t->name, "fail-on") == 0) {
+            int s = dta_severity_from_name(arg);
+            if (s < 0)
+                return usage_error("--fail-on: '%s' is not error, warning, info or never", arg);
+            o->fail_on = (dta_severity)s;
+        } else if (strcmp(t->name, "help") == 0) {
+            cli_usage(stdout, cmd);
+            return 0;
+        } else if (strcmp(t->name, "version") == 0) {
+            cli_version(stdout);
+            return 0;
+        }
+    }
+    if (optind >= argc)
+        return usage_error("%s: no PATH given", o->command_name);
+    o->paths = argv + optind;
+    o->npaths = (size_t)(argc - optind);
+    return -1;
+}
+
+void cli_options_free(cli_options *o)
+{
+    for (size_t i = 0; i < o->nallow; i++)
+        free((char *)o->allow[i].glob);
+    free(o->allow);
+}

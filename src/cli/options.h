@@ -1,0 +1,50 @@
+/* Command-line options: one table drives getopt_long, --help and the man-page check. */
+#ifndef DTA_CLI_OPTIONS_H
+#define DTA_CLI_OPTIONS_H
+
+#include <stdbool.h>
+#include <stdio.h>
+#include <stddef.h>
+
+#include "dtaudit/audit.h"
+
+enum {
+    CMD_SCAN = 1 << 0,
+    CMD_AUDIT = 1 << 1,
+    CMD_ALL = CMD_SCAN | CMD_AUDIT
+};
+
+typedef enum { FMT_TEXT, FMT_JSON } out_format;
+
+typedef struct {
+    int command;             /* CMD_SCAN or CMD_AUDIT */
+    const char *command_name;
+    out_format format;
+    int color;               /* -1 auto, 0 never, 1 always */
+    int verbosity;           /* -1 quiet, 0 normal, 1 verbose */
+    dta_dtype expect;
+    dta_allow *allow;
+    size_t nallow;
+    dta_severity fail_on;
+    char **paths;
+    size_t npaths;
+} cli_options;
+
+typedef struct {
+    const char *name;        /* long name */
+    int short_name;          /* 0 when none */
+    const char *arg;         /* argument name, NULL when none */
+    int commands;            /* CMD_* it applies to */
+    const char *help;
+} cli_option;
+
+extern const cli_option cli_option_table[];
+
+/* Parses argv after the command word. Returns -1 on success, otherwise the exit status
+ * (0 after --help/--version, 2 on a usage error, already reported on stderr). */
+int cli_parse(int argc, char **argv, cli_options *o);
+void cli_options_free(cli_options *o);
+void cli_usage(FILE *out, int command);
+void cli_version(FILE *out);
+
+#endif

@@ -1,0 +1,738 @@
+/* Text output for people: per-root summary, collapsed module tree, findings with fixes.
+ *
+ * Numeric siblings with the same structure are collapsed (layers.{0..31}.mlp), both in
+ * the module tree and in findings, so a 126-layer model reads like a 1-layer one. */
+#define _POSIX_C_SOURCE 200809L
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "report.h"
+
+typedef struct {
+    bool on;
+} palette;
+
+static const char *C(const palette *p, const char *code) { return p->on ? code : ""; }
+#define BOLD "\033[1m"
+#define DIM "\033[2m"
+#define RED "\033[31m"
+#define YELLOW "\033[33m"
+#define CYAN "\033[36m"
+#define GREEN "\033[32m"
+#define RESET "\033[0m"
+
+const char *dtype_alias(dta_dtype t)
+{
+    switch (t) {
+    case DTA_BF16: return "bf16";
+    case DTA_F16: return "f16";
+    case DTA_F32: return "f32";
+    case DTA_F64: return "f64";
+    default: return dta_dtype_name(t);
+    }
+}
+
+void fmt_count(char *buf, size_t cap, uint64_t v)
+{
+    static const char *unit[] = {"", "K", "M", "B", "T"};
+    double d = (double)v;
+    int u = 0;
+    if (v < 1000) {
+        snprintf(buf, cap, "%llu", (unsigned long long)v);
+        return;
+    }
+    while (d >= 1000 && u < 4) {
+        d /= 1000;
+        u++;
+    }
+    snprintf(buf, cap, d < 10 ? "%.2f%s" : d < 100 ? "%.1f%s" : "%.0f%s", d, unit[u]);
+}
+
+void fmt_bytes(char *buf, size_t cap, uint64_t v)
+{
+    static const char *unit[] = {"B", "KiB", "MiB", "GiB", "TiB", "PiB"};
+    double d = (double)v;
+    int u = 0;
+    if (v < 1024) {
+        snprintf(buf, cap, "%llu B", (unsigned long long)v);
+        return;
+    }
+    while (d >= 1024 && u < 5) {
+        d /= 1024;
+        u++;
+    }
+    snprintf(buf, cap, "%.1f %s", d, unit[u]);
+}
+
+void suggest_output(char *buf, size_t cap, const char *path, dta_dtype to)
+{
+    const char *slash = strrchr(path, '/');
+    const char *base = slash ? slash + 1 : path;
+    const char *dot = strrchr(base, '.');
+    size_t len = strlen(path);
+    while (len > 1 && path[len - 1] == '/')
+        len--;
+    if (dot && dot != base)
+        snprintf(buf, cap, "%.*s.%s%s", (int)(dot - path), path, dtype_alias(to), dot);
+    else
+        snprintf(buf, cap, "%.*s-%s", (int)len, path, dtype_alias(to));
+}
+
+/* ---- module tree ------------------------------------------------------------------ */
+
+typedef struct tnode {
+    const char *comp;      /* component name (points into a module name) */
+    size_t comp_len;
+    const dta_module *mod; /* the module this node is, NULL for an implicit node */
+    struct tnode **kids;
+    size_t nkids, capkids;
+    uint64_t sig;
+    bool numeric;
+    uint64_t index;
+} tnode;
+
+static tnode *tnode_new(const char *comp, size_t len)
+{
+    tnode *n = calloc(1, sizeof *n);
+    if (!n)
+        return NULL;
+    n->comp = comp;
+    n->comp_len = len;
+    n->numeric = len > 0 && len < 19;
+    for (size_t i = 0; i < len && n->numeric; i++)
+        if (comp[i] < '0' || comp[i] > '9')
+            n->numeric = false;
+    if (n->numeric)
+        n->index = strtoull(comp, NULL, 10);
+    return n;
+}
+
+static void tnode_free(tnode *n)
+{
+    if (!n)
+        return;
+    for (size_t i = 0; i < n->nkids; i++)
+        tnode_free(n->kids[i]);
+    free(n->kids);
+    free(n);
+}
+
+static tnode *tnode_child(tnode *n, const char *comp, size_t len)
+{
+    /* linear on purpose: children are few, and modules arrive sorted so the match is
+     * usually the last child */
+    for (size_t i = n->nkids; i-- > 0;)
+        if (n->kids[i]->comp_len == len && memcmp(n->kids[i]->comp, comp, len) == 0)
+            return n->kids[i];
+    if (n->nkids == n->capkids) {
+        size_t nc = n->capkids ? n->capkids * 2 : 4;
+        tnode **p = realloc(n->kids, nc * sizeof *p);
+        if (!p)
+            return NULL;
+        n->kids = p;
+        n->capkids = nc;
+    }
+    tnode *c = tnode_new(comp, len);
+    if (c)
+        n->kids[n->nkids++] = c;
+    return c;
+}
+
+static int cmp_kids(const void *a, const void *b)
+{
+    const tnode *x = *(tnode *const *)a, *y = *(tnode *const *)b;
+    if (x->numeric && y->numeric)
+        return (x->index > y->index) - (x->index < y->index);
+    if (x->numeric != y->numeric)
+        return x->numeric ? 1 : -1;
+    size_t n = x->comp_len < y->comp_len ? x->comp_len : y->comp_len;
+    int c = memcmp(x->comp, y->comp, n);
+    return c ? c : (x->comp_len > y->comp_len) - (x->comp_len < y->comp_len);
+}
+
+static uint64_t mix(uint64_t h, uint64_t v)
+{
+    h ^= v + 0x9e3779b97f4a7c15ull + (h << 6) + (h >> 2);
+    return h * 1099511628211ull;
+}
+
+/* Structure signature: child names (numeric ones too: layers.0.experts.3 matches
+ * layers.1.experts.3), tensors per dtype; element counts are left out on purpose. */
+static void tnode_finish(tnode *n)
+{
+    uint64_t h = 1469598103934665603ull;
+    qsort(n->kids, n->nkids, sizeof *n->kids, cmp_kids);
+    for (size_t i = 0; i < n->nkids; i++) {
+        tnode_finish(n->kids[i]);
+        for (size_t k = 0; k < n->kids[i]->comp_len; k++)
+            h = mix(h, (unsigned char)n->kids[i]->comp[k]);
+        h = mix(h, n->kids[i]->sig);
+    }
+    if (n->mod)
+        for (int t = 0; t < DTA_DTYPE_COUNT; t++)
+            if (n->mod->by_dtype[t].tensors)
+                h = mix(mix(h, (uint64_t)t), n->mod->by_dtype[t].tensors);
+    n->sig = h;
+}
+
+/* "{0..3,5,7..9}" from sorted distinct indices. */
+static void fmt_indices(char *buf, size_t cap, const uint64_t *idx, size_t n)
+{
+    size_t o = 0;
+    o += (size_t)snprintf(buf + o, cap - o, "{");
+    for (size_t i = 0; i < n && o < cap; i++) {
+        size_t j = i;
+        while (j + 1 < n && idx[j + 1] == idx[j] + 1)
+            j++;
+        if (j > i)
+            o += (size_t)snprintf(buf + o, cap - o, "%s%llu..%llu", i ? "," : "",
+                                  (unsigned long long)idx[i], (unsigned long long)idx[j]);
+        else
+            o += (size_t)snprintf(buf + o, cap - o, "%s%llu", i ? "," : "",
+                                  (unsigned long long)idx[i]);
+        i = j;
+    }
+    if (o < cap)
+        snprintf(buf + o, cap - o, "}");
+}
+
+static void dtype_mix(char *buf, size_t cap, const dta_count *by, const dta_count *total)
+{
+    size_t o = 0;
+    int order[DTA_DTYPE_COUNT], n = 0;
+    buf[0] = 0;
+    for (int t = 0; t < DTA_DTYPE_COUNT; t++)
+        if (by[t].tensors)
+            order[n++] = t;
+    /* most elements first */
+    for (int i = 1; i < n; i++)
+        for (int j = i; j > 0 && by[order[j]].numel > by[order[j - 1]].numel; j--) {
+            int tmp = order[j];
+            order[j] = order[j - 1];
+            order[j - 1] = tmp;
+        }
+    for (int i = 0; i < n && o < cap; i++) {
+        if (n == 1)
+            o += (size_t)snprintf(buf + o, cap - o, "%s", dta_dtype_name((dta_dtype)order[i]));
+        else
+            o += (size_t)snprintf(buf + o, cap - o, "%s%s %.0f%%", i ? " " : "",
+                                  dta_dtype_name((dta_dtype)order[i]),
+                                  total->numel ? 100.0 * (double)by[order[i]].numel /
+                                                     (double)total->numel
+                                               : 0.0);
+    }
+}
+
+typedef struct {
+    FILE *out;
+    const palette *pal;
+    int verbosity;
+} tctx;
+
+static void sum_group(tnode **members, size_t n, dta_count *total, dta_count *by)
+{
+    memset(total, 0, sizeof *total);
+    memset(by, 0, sizeof(dta_count) * DTA_DTYPE_COUNT);
+    for (size_t i = 0; i < n; i++) {
+        const dta_module *m = members[i]->mod;
+        if (!m)
+            continue;
+        total->tensors += m->total.tensors;
+        total->numel += m->total.numel;
+        total->nbytes += m->total.nbytes;
+        for (int t = 0; t < DTA_DTYPE_COUNT; t++) {
+            by[t].tensors += m->by_dtype[t].tensors;
+            by[t].numel += m->by_dtype[t].numel;
+            by[t].nbytes += m->by_dtype[t].nbytes;
+        }
+    }
+}
+
+static void print_children(tctx *c, tnode **par, size_t npar, int depth);
+
+static bool bit_mixed(const dta_count *by)
+{
+    int n = 0;
+    for (int t = 0; t < DTA_DTYPE_COUNT; t++)
+        n += by[t].tensors && dta_dtype_is_float((dta_dtype)t);
+    return n > 1;
+}
+
+static void print_line(tctx *c, int depth, const char *label, tnode **members, size_t nm)
+{
+    dta_count total, by[DTA_DTYPE_COUNT];
+    char mixbuf[128], cnt[32];
+    sum_group(members, nm, &total, by);
+    dtype_mix(mixbuf, sizeof mixbuf, by, &total);
+    fmt_count(cnt, sizeof cnt, total.numel);
+    int pad = 44 - 2 * depth - (int)strlen(label);
+    fprintf(c->out, "    %*s%s%*s %s%-18s%s %6llu tensor%s %9s\n", 2 * depth, "", label,
+            pad > 0 ? pad : 1, "", C(c->pal, bit_mixed(by) ? YELLOW : ""), mixbuf,
+            C(c->pal, bit_mixed(by) ? RESET : ""), (unsigned long long)total.tensors,
+            total.tensors == 1 ? " " : "s", cnt);
+}
+
+static tnode *kid_named(const tnode *n, const tnode *like)
+{
+    for (size_t i = 0; i < n->nkids; i++)
+        if (n->kids[i]->comp_len == like->comp_len &&
+            memcmp(n->kids[i]->comp, like->comp, like->comp_len) == 0)
+            return n->kids[i];
+    return NULL;
+}
+
+/* Groups the children of rep: each numeric child joins the first earlier numeric child with
+ * the same signature. group[i] = index of the group leader for kid i. */
+static void group_kids(const tnode *rep, size_t *group)
+{
+    for (size_t i = 0; i < rep->nkids; i++) {
+        group[i] = i;
+        if (!rep->kids[i]->numeric)
+            continue;
+        for (size_t j = 0; j < i; j++)
+            if (group[j] == j && rep->kids[j]->numeric && rep->kids[j]->sig == rep->kids[i]->sig) {
+                group[i] = j;
+                break;
+            }
+    }
+}
+
+/* Expands a parallel set: for each node in par, its children named like the members of
+ * group g of rep. Writes into out (capacity cap), returns the count. */
+static size_t expand(tnode **par, size_t npar, const tnode *rep, const size_t *group, size_t g,
+                     tnode **out, size_t cap)
+{
+    size_t n = 0;
+    for (size_t p = 0; p < npar; p++)
+        for (size_t i = 0; i < rep->nkids; i++)
+            if (group[i] == g) {
+                tnode *k = kid_named(par[p], rep->kids[i]);
+                if (k && n < cap)
+                    out[n++] = k;
+            }
+    return n;
+}
+
+/* Prints the children of a set of structurally equal nodes (par[0] is the representative),
+ * with counts summed over the set. */
+static void print_children(tctx *c, tnode **par, size_t npar, int depth)
+{
+    tnode *rep = par[0];
+    size_t nk = rep->nkids ? rep->nkids : 1;
+    size_t *group = malloc(sizeof *group * nk);
+    uint64_t *idx = malloc(sizeof *idx * nk);
+    if (!group || !idx)
+        goto out;
+    group_kids(rep, group);
+    for (size_t g = 0; g < rep->nkids; g++) {
+        if (group[g] != g)
+            continue;
+        char label[512];
+        size_t o = 0, ni = 0;
+        for (size_t i = 0; i < rep->nkids; i++)
+            if (group[i] == g)
+                idx[ni++] = rep->kids[i]->index;
+        if (ni > 1)
+            fmt_indices(label, sizeof label, idx, ni);
+        else
+            snprintf(label, sizeof label, "%.*s", (int)rep->kids[g]->comp_len, rep->kids[g]->comp);
+        o = strlen(label);
+        size_t cap = npar * ni;
+        tnode **set = malloc(sizeof *set * (cap ? cap : 1));
+        if (!set)
+            break;
+        size_t nset = expand(par, npar, rep, group, g, set, cap);
+        /* fold chains into one dotted line: model.layers.{0..31} */
+        for (;;) {
+            tnode *r = set[0];
+            size_t *g2 = malloc(sizeof *g2 * (r->nkids ? r->nkids : 1));
+            if (!g2 || r->nkids == 0 || !r->mod)
+                goto stop;
+            group_kids(r, g2);
+            size_t leaders = 0, members = 0;
+            for (size_t i = 0; i < r->nkids; i++) {
+                leaders += g2[i] == i;
+                members += g2[i] == 0;
+            }
+            /* one group covering all kids, holding every tensor of the node */
+            if (leaders != 1 || !r->kids[0]->mod ||
+                r->mod->total.tensors != r->kids[0]->mod->total.tensors * members)
+                goto stop;
+            char part[400];
+            if (members > 1) {
+                uint64_t *ix = malloc(sizeof *ix * members);
+                if (!ix)
+                    goto stop;
+                for (size_t i = 0; i < members; i++)
+                    ix[i] = r->kids[i]->index;
+                fmt_indices(part, sizeof part, ix, members);
+                free(ix);
+            } else {
+                snprintf(part, sizeof part, "%.*s", (int)r->kids[0]->comp_len, r->kids[0]->comp);
+            }
+            if (o + strlen(part) + 2 >= sizeof label)
+                goto stop;
+            o += (size_t)snprintf(label + o, sizeof label - o, ".%s", part);
+            size_t ncap = nset * members;
+            tnode **nset_arr = malloc(sizeof *nset_arr * (ncap ? ncap : 1));
+            if (!nset_arr)
+                goto stop;
+            size_t nn = expand(set, nset, r, g2, 0, nset_arr, ncap);
+            free(set);
+            set = nset_arr;
+            nset = nn;
+            free(g2);
+            continue;
+        stop:
+            free(g2);
+            break;
+        }
+        print_line(c, depth, label, set, nset);
+        print_children(c, set, nset, depth + 1);
+        free(set);
+    }
+out:
+    free(group);
+    free(idx);
+}
+
+/* Builds the tree of one root's modules (names relative to the root's top) and prints it. */
+static void print_tree(tctx *c, const dta_report *rep, const dta_root_summary *rs)
+{
+    tnode *top = tnode_new("", 0);
+    size_t rlen = strlen(rs->name);
+    if (!top)
+        return;
+    for (size_t i = 0; i < rep->nmodules; i++) {
+        const dta_module *m = &rep->modules[i];
+        if (strcmp(m->root, rs->name) != 0)
+            continue;
+        const char *name = m->name;
+        if (rlen && strncmp(name, rs->name, rlen) == 0 && name[rlen] == '.')
+            name += rlen + 1;
+        tnode *cur = top;
+        while (cur) {
+            const char *dot = strchr(name, '.');
+            size_t len = dot ? (size_t)(dot - name) : strlen(name);
+            cur = tnode_child(cur, name, len);
+            if (!dot)
+                break;
+            name = dot + 1;
+        }
+        if (cur)
+            cur->mod = m;
+    }
+    tnode_finish(top);
+    if (top->nkids) {
+        fprintf(c->out, "  %smodules%s\n", C(c->pal, BOLD), C(c->pal, RESET));
+        print_children(c, &top, 1, 0);
+    }
+    tnode_free(top);
+}
+
+static void print_root(tctx *c, const dta_report *rep, const dta_root_summary *rs)
+{
+    char params[32], bytes[32];
+    if (rs->name[0])
+        fprintf(c->out, "\n  %sroot '%s'%s", C(c->pal, BOLD), rs->name, C(c->pal, RESET));
+    else
+        fprintf(c->out, "\n  %sroot (flat state dict)%s", C(c->pal, BOLD), C(c->pal, RESET));
+    if (!rs->analysed)
+        fprintf(c->out, "  optimizer state: listed, not analysed\n");
+    else if (rs->dominant != DTA_DTYPE_NONE)
+        fprintf(c->out, "  dominant %s%s%s\n", C(c->pal, GREEN), dta_dtype_name(rs->dominant),
+                C(c->pal, RESET));
+    else
+        fprintf(c->out, "  no floating tensors\n");
+    fprintf(c->out, "    %-12s %8s %10s %11s %7s\n", "dtype", "tensors", "params", "bytes",
+            "share");
+    for (int t = 0; t < DTA_DTYPE_COUNT; t++) {
+        const dta_count *n = &rs->by_dtype[t];
+        if (!n->tensors)
+            continue;
+        fmt_count(params, sizeof params, n->numel);
+        fmt_bytes(bytes, sizeof bytes, n->nbytes);
+        fprintf(c->out, "    %-12s %8llu %10s %11s %6.1f%%\n", dta_dtype_name((dta_dtype)t),
+                (unsigned long long)n->tensors, params, bytes,
+                rs->total.numel ? 100.0 * (double)n->numel / (double)rs->total.numel : 0.0);
+    }
+    (void)rep;
+}
+
+/* ---- findings ------------------------------------------------------------------------ */
+
+/* Module name with each all-digit component replaced by '#': the grouping key. */
+static void shape_of(char *buf, size_t cap, const char *name)
+{
+    size_t o = 0;
+    const char *p = name;
+    while (*p && o + 2 < cap) {
+        const char *e = strchr(p, '.');
+        size_t len = e ? (size_t)(e - p) : strlen(p);
+        bool num = len > 0 && len < 19;
+        for (size_t i = 0; i < len && num; i++)
+            num = p[i] >= '0' && p[i] <= '9';
+        if (num)
+            buf[o++] = '#';
+        else
+            for (size_t i = 0; i < len && o + 2 < cap; i++)
+                buf[o++] = p[i];
+        if (!e)
+            break;
+        buf[o++] = '.';
+        p = e + 1;
+    }
+    buf[o] = 0;
+}
+
+static bool same_group(const dta_finding *a, const dta_finding *b)
+{
+    char sa[1024], sb[1024];
+    if (strcmp(a->rule, b->rule) || a->severity != b->severity || a->dtype != b->dtype ||
+        a->expected != b->expected || a->root_index != b->root_index)
+        return false;
+    /* a single top-level tensor is its own finding */
+    if ((a->ntensors == 1 && strcmp(a->tensors[0], a->module) == 0) ||
+        (b->ntensors == 1 && strcmp(b->tensors[0], b->module) == 0))
+        return strcmp(a->module, b->module) == 0;
+    shape_of(sa, sizeof sa, a->module);
+    shape_of(sb, sizeof sb, b->module);
+    return strcmp(sa, sb) == 0 && strchr(sa, '#');
+}
+
+/* Renders the group's module names as one pattern (layers.{0..31}.ttt) and as a glob
+ * for --only (layers.*.ttt). */
+static void group_pattern(const dta_finding **g, size_t n, char *pat, size_t pcap, char *glob,
+                          size_t gcap)
+{
+    const char *first = g[0]->module;
+    size_t po = 0, go = 0;
+    size_t comp = 0;
+    const char *p = first;
+    uint64_t *idx = malloc(sizeof *idx * n);
+    pat[0] = glob[0] = 0;
+    if (!idx)
+        return;
+    while (p) {
+        const char *e = strchr(p, '.');
+        size_t len = e ? (size_t)(e - p) : strlen(p);
+        bool varies = false;
+        for (size_t i = 0; i < n; i++) {
+            /* component number comp of member i */
+            const char *q = g[i]->module;
+            for (size_t k = 0; k < comp && q; k++) {
+                q = strchr(q, '.');
+                q = q ? q + 1 : NULL;
+            }
+            idx[i] = q ? strtoull(q, NULL, 10) : 0;
+            size_t qlen = q ? (strchr(q, '.') ? (size_t)(strchr(q, '.') - q) : strlen(q)) : 0;
+            if (!q || qlen != len || memcmp(q, p, len) != 0)
+                varies = true;
+        }
+        if (po && po + 1 < pcap)
+            pat[po++] = '.', pat[po] = 0;
+        if (go && go + 1 < gcap)
+            glob[go++] = '.', glob[go] = 0;
+        if (varies) {
+            char ib[400];
+            /* sort and dedupe */
+            for (size_t i = 1; i < n; i++)
+                for (size_t j = i; j > 0 && idx[j] < idx[j - 1]; j--) {
+                    uint64_t t = idx[j];
+                    idx[j] = idx[j - 1];
+                    idx[j - 1] = t;
+                }
+            size_t m = 0;
+            for (size_t i = 0; i < n; i++)
+                if (m == 0 || idx[i] != idx[m - 1])
+                    idx[m++] = idx[i];
+            fmt_indices(ib, sizeof ib, idx, m);
+            po += (size_t)snprintf(pat + po, po < pcap ? pcap - po : 0, "%s", ib);
+            go += (size_t)snprintf(glob + go, go < gcap ? gcap - go : 0, "*");
+        } else {
+            po += (size_t)snprintf(pat + po, po < pcap ? pcap - po : 0, "%.*s", (int)len, p);
+            go += (size_t)snprintf(glob + go, go < gcap ? gcap - go : 0, "%.*s", (int)len, p);
+        }
+        if (po >= pcap || go >= gcap)
+            break;
+        p = e ? e + 1 : NULL;
+        comp++;
+    }
+    free(idx);
+}
+
+static const char *sev_color(dta_severity s)
+{
+    return s == DTA_SEV_ERROR ? RED : s == DTA_SEV_WARNING ? YELLOW : CYAN;
+}
+
+static void print_fix(tctx *c, const input_result *in, const dta_finding *f, const char *glob)
+{
+    char outp[1024];
+    const char *pal_dim = C(c->pal, DIM), *reset = C(c->pal, RESET);
+    bool dtype_rule = strcmp(f->rule, "dtype-outlier") == 0 ||
+                      strcmp(f->rule, "mixed-module") == 0 ||
+                      strcmp(f->rule, "expect-mismatch") == 0;
+    if (dtype_rule && f->expected != DTA_DTYPE_NONE) {
+        suggest_output(outp, sizeof outp, in->path, f->expected);
+        if (glob[0])
+            fprintf(c->out, "      %sfix:%s dtaudit convert --to %s --only '%s' %s -o %s\n",
+                    pal_dim, reset, dtype_alias(f->expected), glob, in->path, outp);
+        else
+            fprintf(c->out, "      %sfix:%s dtaudit convert --to %s %s -o %s\n", pal_dim, reset,
+                    dtype_alias(f->expected), in->path, outp);
+        if (glob[0] && f->dtype != DTA_DTYPE_NONE && strcmp(f->rule, "mixed-module") != 0)
+            fprintf(c->out, "      %sor, if intended:%s --allow '%s=%s'\n", pal_dim, reset, glob,
+                    dta_dtype_name(f->dtype));
+    } else if (strcmp(f->rule, "unsafe-pickle") == 0) {
+        fprintf(c->out,
+                "      %sfix:%s load it only with torch.load(weights_only=True), or re-save "
+                "its tensors as safetensors from a trusted environment\n",
+                pal_dim, reset);
+    } else if (strcmp(f->rule, "meta-tensor") == 0) {
+        fprintf(c->out,
+                "      %sfix:%s re-save from a model materialised on a real device "
+                "(to_empty() and load the weights first)\n",
+                pal_dim, reset);
+    }
+}
+
+static void print_findings(tctx *c, const input_result *in)
+{
+    const dta_report *rep = in->report;
+    const dta_finding **g = malloc(sizeof *g * (rep->nfindings ? rep->nfindings : 1));
+    bool *done = calloc(rep->nfindings ? rep->nfindings : 1, sizeof *done);
+    if (!g || !done)
+        goto out;
+    fprintf(c->out, "\n  %sfindings%s\n", C(c->pal, BOLD), C(c->pal, RESET));
+    if (rep->nfindings == 0)
+        fprintf(c->out, "    %snone%s\n", C(c->pal, GREEN), C(c->pal, RESET));
+    for (size_t i = 0; i < rep->nfindings; i++) {
+        if (done[i])
+            continue;
+        const dta_finding *f = &rep->findings[i];
+        size_t n = 0, ntensors = 0;
+        for (size_t j = i; j < rep->nfindings; j++)
+            if (!done[j] && (j == i || same_group(f, &rep->findings[j]))) {
+                g[n++] = &rep->findings[j];
+                ntensors += rep->findings[j].ntensors;
+                done[j] = true;
+            }
+        char pat[1024], glob[1024], what[160] = "";
+        bool single_tensor = f->ntensors == 1 && strcmp(f->tensors[0], f->module) == 0;
+        if (n > 1)
+            group_pattern(g, n, pat, sizeof pat, glob, sizeof glob);
+        else {
+            snprintf(pat, sizeof pat, "%s", f->module[0] ? f->module : "(whole state dict)");
+            snprintf(glob, sizeof glob, "%s", f->module);
+        }
+        if (!single_tensor && glob[0] && strcmp(f->rule, "unsafe-pickle") != 0 &&
+            strcmp(f->rule, "meta-tensor") != 0) {
+            size_t gl = strlen(glob);
+            if (gl + 3 < sizeof glob)
+                memcpy(glob + gl, ".*", 3);
+        }
+        if (f->dtype != DTA_DTYPE_NONE && f->expected != DTA_DTYPE_NONE)
+            snprintf(what, sizeof what, "  %s, expected %s", dta_dtype_name(f->dtype),
+                     dta_dtype_name(f->expected));
+        fprintf(c->out, "    %s%-7s%s %-15s %s%s%s%s", C(c->pal, sev_color(f->severity)),
+                dta_severity_name(f->severity), C(c->pal, RESET), f->rule, C(c->pal, BOLD), pat,
+                C(c->pal, RESET), what);
+        if (n > 1)
+            fprintf(c->out, "  (%zu modules, %zu tensors)\n", n, ntensors);
+        else if (ntensors)
+            fprintf(c->out, "  (%zu tensor%s)\n", ntensors, ntensors == 1 ? "" : "s");
+        else
+            fputc('\n', c->out);
+        fprintf(c->out, "      %swhy:%s %s%s\n", C(c->pal, DIM), C(c->pal, RESET),
+                n > 1 ? "e.g. " : "", f->message);
+        if (c->verbosity > 0)
+            for (size_t k = 0; k < n; k++)
+                for (size_t t = 0; t < g[k]->ntensors; t++)
+                    fprintf(c->out, "        %s\n", g[k]->tensors[t]);
+        print_fix(c, in, f, glob);
+    }
+out:
+    free(g);
+    free(done);
+}
+
+static void print_tensors(tctx *c, const dta_model *m)
+{
+    fprintf(c->out, "\n  %stensors%s\n", C(c->pal, BOLD), C(c->pal, RESET));
+    for (size_t i = 0; i < m->ntensors; i++) {
+        const dta_tensor *t = &m->tensors[i];
+        char shape[256];
+        size_t o = 0;
+        o += (size_t)snprintf(shape, sizeof shape, "[");
+        for (int d = 0; d < t->rank && o < sizeof shape; d++)
+            o += (size_t)snprintf(shape + o, sizeof shape - o, "%s%llu", d ? ", " : "",
+                                  (unsigned long long)t->shape[d]);
+        if (o < sizeof shape)
+            snprintf(shape + o, sizeof shape - o, "]");
+        fprintf(c->out, "    %-60s %-12s %s%s%s\n", t->name, dta_dtype_name(t->dtype), shape,
+                t->shared ? "  shared" : "", t->meta ? "  meta" : "");
+    }
+}
+
+void report_text(FILE *out, const cli_options *o, const input_result *in, size_t n, bool color)
+{
+    palette pal = {color};
+    tctx c = {out, &pal, o->verbosity};
+    bool audit = o->command == CMD_AUDIT;
+    uint64_t tensors = 0, params = 0, bytes = 0, sev[3] = {0, 0, 0};
+    size_t ok = 0;
+
+    for (size_t i = 0; i < n; i++) {
+        const input_result *r = &in[i];
+        if (!r->model)
+            continue;
+        const dta_model *m = r->model;
+        const dta_report *rep = r->report;
+        char p[32], b[32];
+        ok++;
+        tensors += rep->total.tensors;
+        params += rep->total.numel;
+        bytes += rep->total.nbytes;
+        for (size_t k = 0; k < rep->nfindings; k++)
+            if (rep->findings[k].severity <= DTA_SEV_ERROR)
+                sev[rep->findings[k].severity]++;
+        if (o->verbosity < 0) {
+            if (audit && rep->nfindings) {
+                fprintf(out, "%s%s%s\n", C(&pal, BOLD), r->path, C(&pal, RESET));
+                print_findings(&c, r);
+            }
+            continue;
+        }
+        fmt_count(p, sizeof p, rep->total.numel);
+        fmt_bytes(b, sizeof b, rep->total.nbytes);
+        fprintf(out, "%s%s%s%s\n", i ? "\n" : "", C(&pal, BOLD), r->path, C(&pal, RESET));
+        fprintf(out, "  %s, %zu file%s, %llu tensors, %s params, %s\n", m->format, m->nfiles,
+                m->nfiles == 1 ? "" : "s", (unsigned long long)rep->total.tensors, p, b);
+        for (size_t k = 0; k < m->nmetadata && o->verbosity > 0; k++)
+            fprintf(out, "  metadata %s = %s\n", m->metadata[k].key, m->metadata[k].value);
+        for (size_t k = 0; k < rep->nroots; k++) {
+            print_root(&c, rep, &rep->roots[k]);
+            print_tree(&c, rep, &rep->roots[k]);
+        }
+        if (o->verbosity > 0)
+            print_tensors(&c, m);
+        if (audit)
+            print_findings(&c, r);
+    }
+    if (n > 1 && o->verbosity >= 0) {
+        char p[32], b[32];
+        fmt_count(p, sizeof p, params);
+        fmt_bytes(b, sizeof b, bytes);
+        fprintf(out, "\n%stotal%s: %zu input%s read of %zu, %llu tensors, %s params, %s\n",
+                C(&pal, BOLD), C(&pal, RESET), ok, ok == 1 ? "" : "s", n,
+                (unsigned long long)tensors, p, b);
+    }
+    if (audit && o->verbosity >= 0)
+        fprintf(out, "\naudit: %llu error%s, %llu warning%s, %llu info (fail-on %s)\n",
+                (unsigned long long)sev[DTA_SEV_ERROR], sev[DTA_SEV_ERROR] == 1 ? "" : "s",
+                (unsigned long long)sev[DTA_SEV_WARNING], sev[DTA_SEV_WARNING] == 1 ? "" : "s",
+                (unsigned long long)sev[DTA_SEV_INFO], dta_severity_name(o->fail_on));
+}

@@ -1,0 +1,721 @@
+/* Audit engine: roots, the module tree, dominant dtypes and findings.
+ *
+ * Every tensor's name is split at '.' into a chain of modules that ends at its root's
+ * top node (the root name, or "" for a flat state dict). Each node keeps a bit mask of
+ * the (non-allowed, floating) dtypes in its subtree and among its own tensors; the
+ * rules are questions about those masks (DESIGN.md "Findings"):
+ *   dtype-outlier  highest node whose subtree is one non-dominant dtype, reported once;
+ *   mixed-module   a module whose own floating tensors hold more than one dtype;
+ *   expect-mismatch the same covering as dtype-outlier, against --expect. */
+#define _POSIX_C_SOURCE 200809L
+#include <errno.h>
+#include <fnmatch.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "dtaudit/audit.h"
+
+typedef struct {
+    size_t root;
+    char *name;
+    size_t len;
+    size_t parent;   /* SIZE_MAX for a top node */
+    bool top;
+    uint64_t mask_sub, mask_own;
+    dta_count total, by_dtype[DTA_DTYPE_COUNT];
+} node;
+
+typedef struct {
+    size_t *slot;    /* node index + 1, 0 = empty */
+    size_t cap;
+} htab;
+
+typedef struct {
+    const dta_model *m;
+    const dta_audit_options *opt;
+    dta_report *r;
+    node *nodes;
+    size_t nnodes, capnodes;
+    htab nodetab;
+    size_t *tensor_root;   /* root index per tensor */
+    size_t *tensor_module; /* module node per tensor */
+    bool *allowed;
+    dta_error *err;
+} ctx;
+
+/* A finding candidate: which tensors go into which finding. */
+typedef struct {
+    int kind;        /* 0 subtree, 1 leftover in a module, 2 single top-level tensor, 3 mixed */
+    size_t node;     /* node index, or tensor index for kind 2 */
+    dta_dtype dtype;
+    size_t tensor;
+} hit;
+
+/* Length of s[0..n) up to its last '.', 0 when there is none. */
+static size_t before_last_dot(const char *s, size_t n)
+{
+    while (n > 0 && s[n - 1] != '.')
+        n--;
+    return n ? n - 1 : 0;
+}
+
+static uint64_t hash(size_t root, const char *s, size_t n)
+{
+    uint64_t h = 1469598103934665603ull ^ root;
+    for (size_t i = 0; i < n; i++) {
+        h ^= (unsigned char)s[i];
+        h *= 1099511628211ull;
+    }
+    return h;
+}
+
+static dta_status nomem(ctx *c)
+{
+    return dta_error_set(c->err, DTA_E_NOMEM, ENOMEM, "out of memory");
+}
+
+static dta_status htab_grow(ctx *c, htab *t, size_t count)
+{
+    if (count * 2 < t->cap)
+        return DTA_OK;
+    size_t ncap = t->cap ? t->cap * 2 : 1024;
+    size_t *ns = calloc(ncap, sizeof *ns);
+    if (!ns)
+        return nomem(c);
+    for (size_t i = 0; i < t->cap; i++) {
+        if (!t->slot[i])
+            continue;
+        node *nd = &c->nodes[t->slot[i] - 1];
+        size_t h = (size_t)(hash(nd->root, nd->name, nd->len) & (ncap - 1));
+        while (ns[h])
+            h = (h + 1) & (ncap - 1);
+        ns[h] = t->slot[i];
+    }
+    free(t->slot);
+    t->slot = ns;
+    t->cap = ncap;
+    return DTA_OK;
+}
+
+/* Finds or creates the node (root, name[0..len)). */
+static dta_status get_node(ctx *c, size_t root, const char *name, size_t len, bool top,
+                           size_t *out)
+{
+    dta_status st = htab_grow(c, &c->nodetab, c->nnodes + 1);
+    if (st != DTA_OK)
+        return st;
+    size_t mask = c->nodetab.cap - 1;
+    size_t h = (size_t)(hash(root, name, len) & mask);
+    while (c->nodetab.slot[h]) {
+        node *nd = &c->nodes[c->nodetab.slot[h] - 1];
+        if (nd->root == root && nd->len == len && memcmp(nd->name, name, len) == 0) {
+            *out = c->nodetab.slot[h] - 1;
+            return DTA_OK;
+        }
+        h = (h + 1) & mask;
+    }
+    if (c->nnodes == c->capnodes) {
+        size_t ncap = c->capnodes ? c->capnodes * 2 : 256;
+        node *p = realloc(c->nodes, ncap * sizeof *p);
+        if (!p)
+            return nomem(c);
+        c->nodes = p;
+        c->capnodes = ncap;
+    }
+    node *nd = &c->nodes[c->nnodes];
+    memset(nd, 0, sizeof *nd);
+    nd->name = malloc(len + 1);
+    if (!nd->name)
+        return nomem(c);
+    memcpy(nd->name, name, len);
+    nd->name[len] = 0;
+    nd->len = len;
+    nd->root = root;
+    nd->top = top;
+    nd->parent = SIZE_MAX;
+    c->nodetab.slot[h] = ++c->nnodes;
+    *out = c->nnodes - 1;
+    return DTA_OK;
+}
+
+static bool is_optimizer_root(const char *name)
+{
+    return strncmp(name, "optimizer", 9) == 0;
+}
+
+static bool tensor_allowed(const dta_audit_options *o, const dta_tensor *t)
+{
+    char buf[4096 + 1];
+    size_t n = strlen(t->name);
+    if (!o || o->nallow == 0)
+        return false;
+    if (n >= sizeof buf)
+        n = sizeof buf - 1;
+    for (size_t i = 0; i < o->nallow; i++) {
+        const dta_allow *a = &o->allow[i];
+        if (a->dtype != DTA_DTYPE_NONE && a->dtype != t->dtype)
+            continue;
+        /* the full name, then each enclosing module */
+        memcpy(buf, t->name, n);
+        buf[n] = 0;
+        for (;;) {
+            if (fnmatch(a->glob, buf, 0) == 0)
+                return true;
+            char *dot = strrchr(buf, '.');
+            if (!dot)
+                break;
+            *dot = 0;
+        }
+    }
+    return false;
+}
+
+static void count_add(dta_count *c, uint64_t numel, uint64_t nbytes)
+{
+    c->tensors++;
+    c->numel += numel;
+    c->nbytes += nbytes;
+}
+
+/* Roots in first-seen order, via a hash of root names to stay linear on hostile input. */
+static dta_status assign_roots(ctx *c)
+{
+    const dta_model *m = c->m;
+    size_t cap = 64;
+    size_t *tab = calloc(cap, sizeof *tab);
+    dta_status st = DTA_OK;
+    if (!tab)
+        return nomem(c);
+    for (size_t i = 0; i < m->ntensors && st == DTA_OK; i++) {
+        const char *rn = m->tensors[i].root;
+        size_t len = strlen(rn);
+        if (c->r->nroots * 2 >= cap) {
+            size_t ncap = cap * 2, *nt = calloc(ncap, sizeof *nt);
+            if (!nt) {
+                st = nomem(c);
+                break;
+            }
+            for (size_t k = 0; k < cap; k++)
+                if (tab[k]) {
+                    const char *s = c->r->roots[tab[k] - 1].name;
+                    size_t h = (size_t)(hash(0, s, strlen(s)) & (ncap - 1));
+                    while (nt[h])
+                        h = (h + 1) & (ncap - 1);
+                    nt[h] = tab[k];
+                }
+            free(tab);
+            tab = nt;
+            cap = ncap;
+        }
+        size_t h = (size_t)(hash(0, rn, len) & (cap - 1));
+        while (tab[h] && strcmp(c->r->roots[tab[h] - 1].name, rn) != 0)
+            h = (h + 1) & (cap - 1);
+        if (!tab[h]) {
+            dta_report *r = c->r;
+            dta_root_summary *p = realloc(r->roots, (r->nroots + 1) * sizeof *p);
+            if (!p) {
+                st = nomem(c);
+                break;
+            }
+            r->roots = p;
+            memset(&p[r->nroots], 0, sizeof *p);
+            if (!(p[r->nroots].name = strdup(rn))) {
+                st = nomem(c);
+                break;
+            }
+            p[r->nroots].dominant = DTA_DTYPE_NONE;
+            p[r->nroots].analysed = !is_optimizer_root(rn);
+            tab[h] = ++r->nroots;
+        }
+        c->tensor_root[i] = tab[h] - 1;
+    }
+    free(tab);
+    return st;
+}
+
+/* Builds the chain of nodes for every tensor and accumulates the counts and masks. */
+static dta_status build_tree(ctx *c)
+{
+    const dta_model *m = c->m;
+    bool *counted = calloc(m->nstorages ? m->nstorages : 1, sizeof *counted);
+    dta_status st = DTA_OK;
+    if (!counted)
+        return nomem(c);
+
+    for (size_t i = 0; i < m->ntensors && st == DTA_OK; i++) {
+        const dta_tensor *t = &m->tensors[i];
+        size_t r = c->tensor_root[i];
+        const char *rname = c->r->roots[r].name;
+        size_t rlen = strlen(rname), nlen = strlen(t->name);
+        size_t toplen = 0;
+        uint64_t bytes = t->nbytes;
+        if (rlen && nlen > rlen && strncmp(t->name, rname, rlen) == 0 && t->name[rlen] == '.')
+            toplen = rlen;
+        /* a storage's bytes count once, with its first tensor */
+        if (t->storage != SIZE_MAX) {
+            if (counted[t->storage])
+                bytes = 0;
+            counted[t->storage] = true;
+        }
+
+        dta_root_summary *rs = &c->r->roots[r];
+        count_add(&rs->total, t->numel, bytes);
+        count_add(&rs->by_dtype[t->dtype], t->numel, bytes);
+        count_add(&c->r->total, t->numel, bytes);
+
+        bool flt = dta_dtype_is_float(t->dtype) && !c->allowed[i];
+        uint64_t bit = flt ? 1ull << t->dtype : 0;
+
+        size_t top;
+        if ((st = get_node(c, r, t->name, toplen, true, &top)) != DTA_OK)
+            break;
+        /* module = name without its last component (never shorter than the top) */
+        size_t mlen = before_last_dot(t->name, nlen);
+        if (mlen < toplen)
+            mlen = toplen;
+        size_t child = SIZE_MAX, cur;
+        size_t len = mlen;
+        for (;;) {
+            bool is_top = len == toplen;
+            if ((st = get_node(c, r, t->name, len, is_top, &cur)) != DTA_OK)
+                break;
+            if (child == SIZE_MAX)
+                c->tensor_module[i] = cur;
+            else
+                c->nodes[child].parent = cur;
+            node *nd = &c->nodes[cur];
+            count_add(&nd->total, t->numel, bytes);
+            count_add(&nd->by_dtype[t->dtype], t->numel, bytes);
+            nd->mask_sub |= bit;
+            if (child == SIZE_MAX)
+                nd->mask_own |= bit;
+            if (is_top)
+                break;
+            child = cur;
+            len = before_last_dot(t->name, len);
+            if (len < toplen)
+                len = toplen;
+        }
+    }
+    free(counted);
+    return st;
+}
+
+static void pick_dominants(dta_report *r)
+{
+    for (size_t i = 0; i < r->nroots; i++) {
+        dta_root_summary *rs = &r->roots[i];
+        dta_dtype best = DTA_DTYPE_NONE;
+        for (int t = 0; t < DTA_DTYPE_COUNT; t++) {
+            if (!dta_dtype_is_float((dta_dtype)t) || rs->by_dtype[t].tensors == 0)
+                continue;
+            /* most elements; ties go to the later (wider) enum entry */
+            if (best == DTA_DTYPE_NONE || rs->by_dtype[t].numel >= rs->by_dtype[best].numel)
+                best = (dta_dtype)t;
+        }
+        rs->dominant = best;
+    }
+}
+
+static int single_dtype(uint64_t mask)
+{
+    if (mask == 0 || (mask & (mask - 1)) != 0)
+        return -1;
+    return __builtin_ctzll(mask);
+}
+
+static int cmp_hit(const void *a, const void *b)
+{
+    const hit *x = a, *y = b;
+    if (x->kind != y->kind)
+        return x->kind - y->kind;
+    if (x->node != y->node)
+        return x->node < y->node ? -1 : 1;
+    if (x->dtype != y->dtype)
+        return x->dtype < y->dtype ? -1 : 1;
+    return (x->tensor > y->tensor) - (x->tensor < y->tensor);
+}
+
+static dta_status push_hit(ctx *c, hit **hits, size_t *n, size_t *cap, hit h)
+{
+    if (*n == *cap) {
+        size_t ncap = *cap ? *cap * 2 : 64;
+        hit *p = realloc(*hits, ncap * sizeof *p);
+        if (!p)
+            return nomem(c);
+        *hits = p;
+        *cap = ncap;
+    }
+    (*hits)[(*n)++] = h;
+    return DTA_OK;
+}
+
+static dta_status add_finding(ctx *c, const char *rule, dta_severity sev, size_t root,
+                              const char *module, dta_dtype dtype, dta_dtype expected,
+                              const char *message, dta_finding **out)
+{
+    dta_report *r = c->r;
+    dta_finding *p = realloc(r->findings, (r->nfindings + 1) * sizeof *p);
+    if (!p)
+        return nomem(c);
+    r->findings = p;
+    dta_finding *f = &p[r->nfindings];
+    memset(f, 0, sizeof *f);
+    f->rule = rule;
+    f->severity = sev;
+    f->dtype = dtype;
+    f->expected = expected;
+    f->root_index = root;
+    f->root = strdup(root < r->nroots ? r->roots[root].name : "");
+    f->module = strdup(module);
+    f->message = strdup(message ? message : "");
+    r->nfindings++;
+    if (!f->root || !f->module || !f->message)
+        return nomem(c);
+    if (out)
+        *out = f;
+    return DTA_OK;
+}
+
+static dta_status finding_add_tensor(ctx *c, dta_finding *f, size_t ti)
+{
+    char **p = realloc(f->tensors, (f->ntensors + 1) * sizeof *p);
+    if (!p)
+        return nomem(c);
+    f->tensors = p;
+    if (!(p[f->ntensors] = strdup(c->m->tensors[ti].name)))
+        return nomem(c);
+    f->ntensors++;
+    f->numel += c->m->tensors[ti].numel;
+    return DTA_OK;
+}
+
+static void set_message(dta_finding *f, const char *fmt_rule)
+{
+    char buf[1024];
+    const char *what = f->module[0] ? f->module : "(the whole state dict)";
+    if (strcmp(fmt_rule, "dtype-outlier") == 0)
+        snprintf(buf, sizeof buf,
+                 "'%s' is %s while its root's dominant dtype is %s (%zu tensor%s, %llu "
+                 "elements); outside autocast, ops mixing the two fail ('mat1 and mat2 must "
+                 "have the same dtype')",
+                 what, dta_dtype_name(f->dtype), dta_dtype_name(f->expected), f->ntensors,
+                 f->ntensors == 1 ? "" : "s", (unsigned long long)f->numel);
+    else if (strcmp(fmt_rule, "expect-mismatch") == 0)
+        snprintf(buf, sizeof buf, "'%s' is %s, expected %s (%zu tensor%s, %llu elements)", what,
+                 dta_dtype_name(f->dtype), dta_dtype_name(f->expected), f->ntensors,
+                 f->ntensors == 1 ? "" : "s", (unsigned long long)f->numel);
+    else
+        return;
+    free(f->message);
+    f->message = strdup(buf);
+}
+
+/* dtype-outlier (against the dominant dtype) or expect-mismatch (against --expect). */
+static dta_status cover_root(ctx *c, size_t r, const char *rule, dta_severity sev,
+                             dta_dtype good)
+{
+    const dta_model *m = c->m;
+    bool expect = strcmp(rule, "expect-mismatch") == 0;
+    hit *hits = NULL;
+    size_t nh = 0, caph = 0;
+    dta_status st = DTA_OK;
+
+    for (size_t i = 0; i < m->ntensors && st == DTA_OK; i++) {
+        const dta_tensor *t = &m->tensors[i];
+        if (c->tensor_root[i] != r || c->allowed[i] || !dta_dtype_is_float(t->dtype) ||
+            t->dtype == good)
+            continue;
+        /* highest node of the chain whose subtree is this one bad dtype */
+        size_t best = SIZE_MAX, mod = c->tensor_module[i];
+        for (size_t n = mod; n != SIZE_MAX; n = c->nodes[n].parent) {
+            node *nd = &c->nodes[n];
+            if (nd->top && !expect)
+                break;
+            int d = single_dtype(nd->mask_sub);
+            if (d >= 0 && (dta_dtype)d != good)
+                best = n;
+            if (nd->top)
+                break;
+        }
+        hit h = {0, best, t->dtype, i};
+        if (best == SIZE_MAX) {
+            if (c->nodes[mod].top) {
+                h.kind = 2;
+                h.node = i;
+            } else if (!expect && single_dtype(c->nodes[mod].mask_own) < 0) {
+                continue; /* a mixed module: mixed-module reports it */
+            } else {
+                h.kind = 1;
+                h.node = mod;
+            }
+        }
+        st = push_hit(c, &hits, &nh, &caph, h);
+    }
+    if (st == DTA_OK)
+        qsort(hits, nh, sizeof *hits, cmp_hit);
+    dta_finding *f = NULL;
+    for (size_t i = 0; i < nh && st == DTA_OK; i++) {
+        if (i == 0 || cmp_hit(&(hit){hits[i].kind, hits[i].node, hits[i].dtype, 0},
+                              &(hit){hits[i - 1].kind, hits[i - 1].node, hits[i - 1].dtype, 0})) {
+            const char *module = hits[i].kind == 2 ? m->tensors[hits[i].node].name
+                                                   : c->nodes[hits[i].node].name;
+            st = add_finding(c, rule, sev, r, module, hits[i].dtype, good,
+                             NULL, &f);
+            if (st != DTA_OK)
+                break;
+        }
+        st = finding_add_tensor(c, f, hits[i].tensor);
+        bool last = i + 1 == nh || hits[i + 1].kind != hits[i].kind ||
+                    hits[i + 1].node != hits[i].node || hits[i + 1].dtype != hits[i].dtype;
+        if (st == DTA_OK && last)
+            set_message(f, rule);
+    }
+    free(hits);
+    return st;
+}
+
+static dta_status mixed_modules(ctx *c, size_t r)
+{
+    const dta_model *m = c->m;
+    dta_dtype dom = c->r->roots[r].dominant;
+    hit *hits = NULL;
+    size_t nh = 0, caph = 0;
+    dta_status st = DTA_OK;
+
+    for (size_t i = 0; i < m->ntensors && st == DTA_OK; i++) {
+        const dta_tensor *t = &m->tensors[i];
+        size_t mod = c->tensor_module[i];
+        node *nd = &c->nodes[mod];
+        if (c->tensor_root[i] != r || c->allowed[i] || !dta_dtype_is_float(t->dtype) ||
+            nd->top || single_dtype(nd->mask_own) >= 0)
+            continue;
+        /* list the tensors to fix: those off the dominant dtype, or all if it is absent */
+        if (t->dtype == dom)
+            continue;
+        st = push_hit(c, &hits, &nh, &caph, (hit){3, mod, DTA_DTYPE_NONE, i});
+    }
+    if (st == DTA_OK)
+        qsort(hits, nh, sizeof *hits, cmp_hit);
+    for (size_t i = 0; i < nh && st == DTA_OK;) {
+        size_t mod = hits[i].node, j = i;
+        node *nd = &c->nodes[mod];
+        dta_finding *f;
+        /* the off dtype with the most elements names the finding */
+        dta_dtype worst = DTA_DTYPE_NONE;
+        for (int d = 0; d < DTA_DTYPE_COUNT; d++)
+            if (((nd->mask_own >> d) & 1) && (dta_dtype)d != dom &&
+                (worst == DTA_DTYPE_NONE || nd->by_dtype[d].numel > nd->by_dtype[worst].numel))
+                worst = (dta_dtype)d;
+        st = add_finding(c, "mixed-module", DTA_SEV_WARNING, r, nd->name, worst,
+                         dom, NULL, &f);
+        for (; st == DTA_OK && j < nh && hits[j].node == mod; j++)
+            st = finding_add_tensor(c, f, hits[j].tensor);
+        if (st != DTA_OK)
+            break;
+        /* message lists each dtype among the module's own tensors */
+        char buf[1024], list[512] = "";
+        size_t o = 0;
+        for (int d = 0; d < DTA_DTYPE_COUNT && o < sizeof list; d++)
+            if ((nd->mask_own >> d) & 1)
+                o += (size_t)snprintf(list + o, sizeof list - o, "%s%s", o ? " and " : "",
+                                      dta_dtype_name((dta_dtype)d));
+        snprintf(buf, sizeof buf,
+                 "module '%s' holds %s parameters side by side (%zu tensor%s off the root's "
+                 "dominant %s); its ops see both dtypes",
+                 nd->name, list, f->ntensors, f->ntensors == 1 ? "" : "s", dta_dtype_name(dom));
+        free(f->message);
+        if (!(f->message = strdup(buf)))
+            st = nomem(c);
+        i = j;
+    }
+    free(hits);
+    return st;
+}
+
+static dta_status reader_notes(ctx *c)
+{
+    const dta_model *m = c->m;
+    dta_status st = DTA_OK;
+    for (size_t i = 0; i < m->nnotes && st == DTA_OK; i++)
+        st = add_finding(c, m->notes[i].rule, m->notes[i].severity, SIZE_MAX, m->notes[i].subject,
+                         DTA_DTYPE_NONE, DTA_DTYPE_NONE, m->notes[i].message, NULL);
+    return st;
+}
+
+static int cmp_module(const void *a, const void *b)
+{
+    const dta_module *x = a, *y = b;
+    return strcmp(x->name, y->name);
+}
+
+static int rule_rank(const char *rule)
+{
+    static const char *order[] = {"unsafe-pickle", "expect-mismatch", "dtype-outlier",
+                                  "mixed-module", "meta-tensor"};
+    for (int i = 0; i < 5; i++)
+        if (strcmp(rule, order[i]) == 0)
+            return i;
+    return 5;
+}
+
+static int cmp_finding(const void *a, const void *b)
+{
+    const dta_finding *x = a, *y = b;
+    int c = rule_rank(x->rule) - rule_rank(y->rule);
+    if (c)
+        return c;
+    if (x->root_index != y->root_index)
+        return x->root_index < y->root_index ? -1 : 1;
+    return strcmp(x->module, y->module);
+}
+
+static dta_status export_modules(ctx *c)
+{
+    dta_report *r = c->r;
+    size_t n = 0;
+    for (size_t i = 0; i < c->nnodes; i++)
+        n += !c->nodes[i].top;
+    r->modules = calloc(n ? n : 1, sizeof *r->modules);
+    if (!r->modules)
+        return nomem(c);
+    for (size_t i = 0; i < c->nnodes; i++) {
+        node *nd = &c->nodes[i];
+        if (nd->top)
+            continue;
+        dta_module *md = &r->modules[r->nmodules++];
+        md->root = strdup(r->roots[nd->root].name);
+        md->name = nd->name;
+        nd->name = NULL; /* ownership moves to the report */
+        md->total = nd->total;
+        memcpy(md->by_dtype, nd->by_dtype, sizeof md->by_dtype);
+        if (!md->root)
+            return nomem(c);
+    }
+    /* roots first (stable by root order), then names */
+    for (size_t ri = 0, base = 0; ri < r->nroots; ri++) {
+        size_t k = base;
+        for (size_t i = base; i < r->nmodules; i++)
+            if (strcmp(r->modules[i].root, r->roots[ri].name) == 0) {
+                dta_module tmp = r->modules[k];
+                r->modules[k++] = r->modules[i];
+                r->modules[i] = tmp;
+            }
+        qsort(r->modules + base, k - base, sizeof *r->modules, cmp_module);
+        base = k;
+    }
+    return DTA_OK;
+}
+
+dta_status dta_report_build(const dta_model *m, const dta_audit_options *opt, dta_report **out,
+                            dta_error *err)
+{
+    ctx c;
+    dta_status st = DTA_OK;
+    dta_audit_options none = {DTA_DTYPE_NONE, NULL, 0, true};
+
+    *out = NULL;
+    if (!opt)
+        opt = &none;
+    memset(&c, 0, sizeof c);
+    c.m = m;
+    c.opt = opt;
+    c.err = err;
+    c.r = calloc(1, sizeof *c.r);
+    size_t nt = m->ntensors ? m->ntensors : 1;
+    c.tensor_root = calloc(nt, sizeof *c.tensor_root);
+    c.tensor_module = calloc(nt, sizeof *c.tensor_module);
+    c.allowed = calloc(nt, sizeof *c.allowed);
+    if (!c.r || !c.tensor_root || !c.tensor_module || !c.allowed) {
+        st = nomem(&c);
+        goto out;
+    }
+    c.r->model = m;
+    for (size_t i = 0; i < m->ntensors; i++)
+        c.allowed[i] = tensor_allowed(opt, &m->tensors[i]);
+
+    if ((st = assign_roots(&c)) != DTA_OK || (st = build_tree(&c)) != DTA_OK)
+        goto out;
+    pick_dominants(c.r);
+
+    if (opt->findings) {
+        for (size_t r = 0; r < c.r->nroots && st == DTA_OK; r++) {
+            dta_root_summary *rs = &c.r->roots[r];
+            if (!rs->analysed)
+                continue;
+            if (rs->dominant != DTA_DTYPE_NONE) {
+                st = cover_root(&c, r, "dtype-outlier", DTA_SEV_WARNING, rs->dominant);
+                if (st == DTA_OK)
+                    st = mixed_modules(&c, r);
+            }
+            if (st == DTA_OK && opt->expect != DTA_DTYPE_NONE)
+                st = cover_root(&c, r, "expect-mismatch", DTA_SEV_ERROR, opt->expect);
+        }
+        if (st == DTA_OK)
+            st = reader_notes(&c);
+    }
+    if (st == DTA_OK)
+        st = export_modules(&c);
+    if (st == DTA_OK) {
+        qsort(c.r->findings, c.r->nfindings, sizeof *c.r->findings, cmp_finding);
+    }
+out:
+    for (size_t i = 0; i < c.nnodes; i++)
+        free(c.nodes[i].name);
+    free(c.nodes);
+    free(c.nodetab.slot);
+    free(c.tensor_root);
+    free(c.tensor_module);
+    free(c.allowed);
+    if (st != DTA_OK) {
+        dta_report_free(c.r);
+        return st;
+    }
+    *out = c.r;
+    return DTA_OK;
+}
+
+void dta_report_free(dta_report *r)
+{
+    if (!r)
+        return;
+    for (size_t i = 0; i < r->nroots; i++)
+        free(r->roots[i].name);
+    for (size_t i = 0; i < r->nmodules; i++) {
+        free(r->modules[i].root);
+        free(r->modules[i].name);
+    }
+    for (size_t i = 0; i < r->nfindings; i++) {
+        dta_finding *f = &r->findings[i];
+        free(f->root);
+        free(f->module);
+        free(f->message);
+        for (size_t k = 0; k < f->ntensors; k++)
+            free(f->tensors[k]);
+        free(f->tensors);
+    }
+    free(r->roots);
+    free(r->modules);
+    free(r->findings);
+    free(r);
+}
+
+const char *dta_severity_name(dta_severity s)
+{
+    switch (s) {
+    case DTA_SEV_INFO: return "info";
+    case DTA_SEV_WARNING: return "warning";
+    case DTA_SEV_ERROR: return "error";
+    case DTA_SEV_NEVER: return "never";
+    }
+    return "?";
+}
+
+int dta_severity_from_name(const char *s)
+{
+    for (int i = DTA_SEV_INFO; i <= DTA_SEV_NEVER; i++)
+        if (strcmp(s, dta_severity_name((dta_severity)i)) == 0)
+            return i;
+    return -1;
+}

@@ -1,0 +1,29 @@
+/* The reader table: cheap bidders first, then open. */
+#ifndef DTAP_FORMAT_H
+#define DTAP_FORMAT_H
+
+#include "src.h"
+#include "dtaudit/model.h"
+
+#define DTAP_BID_BYTES 512 /* bytes of the file given to bid() */
+
+typedef struct {
+    const char *name;
+    /* > 0 when this reader claims the file; head holds the first n bytes of size. */
+    int (*bid)(const unsigned char *head, size_t n, uint64_t size);
+    /* Reads headers into m, adding its file with dtap_model_add_file. */
+    dta_status (*open)(const dtap_src *src, dta_model *m, dta_error *err);
+} dtap_reader;
+
+/* Readers (one file per format). */
+int dtap_safetensors_bid(const unsigned char *head, size_t n, uint64_t size);
+dta_status dtap_safetensors_open(const dtap_src *src, dta_model *m, dta_error *err);
+int dtap_torchzip_bid(const unsigned char *head, size_t n, uint64_t size);
+dta_status dtap_torchzip_open(const dtap_src *src, dta_model *m, dta_error *err);
+int dtap_torchlegacy_bid(const unsigned char *head, size_t n, uint64_t size);
+dta_status dtap_torchlegacy_open(const dtap_src *src, dta_model *m, dta_error *err);
+
+/* Reads one source into m with the first reader that bids. */
+dta_status dtap_read_src(const dtap_src *src, dta_model *m, dta_error *err);
+
+#endif

@@ -1,0 +1,774 @@
+/* safetensors reader (header only; tensor data is never read).
+ *
+ * Layout (formats.md 1.1):
+ *   u64 LE N | N bytes of UTF-8 JSON, whitespace-padded | data buffer
+ *   JSON: {"__metadata__": {str: str}?, NAME: {"dtype": CODE, "shape": [u64...],
+ *          "data_offsets": [BEGIN, END]}, ...}
+ *   Offsets are relative to the data buffer (file offset 8 + N), must tile [0, last_end)
+ *   with no hole or overlap once sorted by (BEGIN, END), and the file ends at last_end.
+ *
+ * The checks are those of the reference reader (tensor.rs, Metadata::validate), plus:
+ * duplicate tensor names are rejected (the reference silently keeps the last one).
+ * The JSON parser is our own so integers stay exact u64 and duplicates are visible. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "format.h"
+#include "model_build.h"
+
+#define ST_MAX_HEADER 100000000ull /* the reference MAX_HEADER_SIZE */
+#define ST_MAX_DEPTH 64            /* nesting of skipped unknown values */
+
+typedef struct {
+    char *name;
+    size_t name_len;
+    dta_dtype dtype;
+    int rank;
+    uint64_t shape[DTA_MAX_RANK];
+    uint64_t begin, end;
+} st_entry;
+
+typedef struct {
+    const unsigned char *p, *end, *start;
+    dta_error *err;
+} jp;
+
+static dta_status jerr(jp *j, dta_status code, const char *what)
+{
+    return dta_error_set(j->err, code, 0, "header JSON: %s at byte %zu", what,
+                         (size_t)(j->p - j->start));
+}
+
+static void ws(jp *j)
+{
+    while (j->p < j->end && (*j->p == ' ' || *j->p == '\t' || *j->p == '\n' || *j->p == '\r'))
+        j->p++;
+}
+
+static int peek(jp *j)
+{
+    ws(j);
+    return j->p < j->end ? *j->p : -1;
+}
+
+static dta_status expect(jp *j, char c)
+{
+    char what[32];
+    if (peek(j) != (unsigned char)c) {
+        snprintf(what, sizeof what, "expected '%c'", c);
+        return jerr(j, DTA_E_FORMAT, what);
+    }
+    j->p++;
+    return DTA_OK;
+}
+
+static int hexval(int c)
+{
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+    return -1;
+}
+
+static dta_status hex4(jp *j, unsigned *out)
+{
+    unsigned v = 0;
+    if (j->end - j->p < 4)
+        return jerr(j, DTA_E_FORMAT, "truncated \\u escape");
+    for (int i = 0; i < 4; i++) {
+        int h = hexval(j->p[i]);
+        if (h < 0)
+            return jerr(j, DTA_E_FORMAT, "bad \\u escape");
+        v = v * 16 + (unsigned)h;
+    }
+    j->p += 4;
+    *out = v;
+    return DTA_OK;
+}
+
+static size_t put_utf8(char *o, unsigned cp)
+{
+    if (cp < 0x80) { o[0] = (char)cp; return 1; }
+    if (cp < 0x800) { o[0] = (char)(0xC0 | (cp >> 6)); o[1] = (char)(0x80 | (cp & 0x3F)); return 2; }
+    if (cp < 0x10000) {
+        o[0] = (char)(0xE0 | (cp >> 12)); o[1] = (char)(0x80 | ((cp >> 6) & 0x3F));
+        o[2] = (char)(0x80 | (cp & 0x3F)); return 3;
+    }
+    o[0] = (char)(0xF0 | (cp >> 18)); o[1] = (char)(0x80 | ((cp >> 12) & 0x3F));
+    o[2] = (char)(0x80 | ((cp >> 6) & 0x3F)); o[3] = (char)(0x80 | (cp & 0x3F));
+    return 4;
+}
+
+/* Parses a JSON string; *out (malloc'd, NUL-terminated) may be NULL to skip. */
+static dta_status string(jp *j, char **out, size_t *len)
+{
+    dta_status st = expect(j, '"');
+    if (st != DTA_OK)
+        return st;
+    const unsigned char *s = j->p;
+    /* decoded text is never longer than the source text */
+    size_t cap = 0;
+    while (s + cap < j->end && s[cap] != '"') {
+        if (s[cap] == '\\' && s + cap + 1 < j->end)
+            cap++;
+        cap++;
+    }
+    char *buf = out ? malloc(cap + 1) : NULL;
+    if (out && !buf)
+        return dta_error_set(j->err, DTA_E_NOMEM, ENOMEM, "out of memory");
+    size_t n = 0;
+    for (;;) {
+        if (j->p >= j->end) {
+            free(buf);
+            return jerr(j, DTA_E_FORMAT, "unterminated string");
+        }
+        unsigned c = *j->p++;
+        if (c == '"')
+            break;
+        if (c < 0x20) {
+            free(buf);
+            return jerr(j, DTA_E_FORMAT, "control character in string");
+        }
+        if (c != '\\') {
+            if (buf) buf[n] = (char)c;
+            n++;
+            continue;
+        }
+        if (j->p >= j->end) {
+            free(buf);
+            return jerr(j, DTA_E_FORMAT, "unterminated string");
+        }
+        c = *j->p++;
+        unsigned cp;
+        switch (c) {
+        case '"': case '\\': case '/': cp = c; break;
+        case 'b': cp = '\b'; break;
+        case 'f': cp = '\f'; break;
+        case 'n': cp = '\n'; break;
+        case 'r': cp = '\r'; break;
+        case 't': cp = '\t'; break;
+        case 'u':
+            if ((st = hex4(j, &cp)) != DTA_OK) {
+                free(buf);
+                return st;
+            }
+            if (cp >= 0xD800 && cp <= 0xDBFF) {
+                unsigned lo;
+                if (j->end - j->p < 2 || j->p[0] != '\\' || j->p[1] != 'u') {
+                    free(buf);
+                    return jerr(j, DTA_E_FORMAT, "unpaired surrogate in \\u escape");
+                }
+                j->p += 2;
+                if ((st = hex4(j, &lo)) != DTA_OK) {
+                    free(buf);
+                    return st;
+                }
+                if (lo < 0xDC00 || lo > 0xDFFF) {
+                    free(buf);
+                    return jerr(j, DTA_E_FORMAT, "unpaired surrogate in \\u escape");
+                }
+                cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
+            } else if (cp >= 0xDC00 && cp <= 0xDFFF) {
+                free(buf);
+                return jerr(j, DTA_E_FORMAT, "unpaired surrogate in \\u escape");
+            }
+            break;
+        default:
+            free(buf);
+            return jerr(j, DTA_E_FORMAT, "bad escape in string");
+        }
+        /* an escape of k source bytes never decodes to more than k bytes */
+        if (buf)
+            n += put_utf8(buf + n, cp);
+        else
+            n += 4;
+    }
+    if (out) {
+        buf[n] = 0;
+        *out = buf;
+    }
+    if (len)
+        *len = n;
+    return DTA_OK;
+}
+
+/* A JSON integer that fits u64: digits only, like serde's usize. */
+static dta_status u64_number(jp *j, uint64_t *out, const char *what)
+{
+    char msg[256];
+    uint64_t v = 0;
+    ws(j);
+    const unsigned char *s = j->p;
+    if (j->p >= j->end || *j->p < '0' || *j->p > '9') {
+        snprintf(msg, sizeof msg, "%.200s must be a non-negative integer", what);
+        return jerr(j, DTA_E_FORMAT, msg);
+    }
+    while (j->p < j->end && *j->p >= '0' && *j->p <= '9') {
+        unsigned d = (unsigned)(*j->p - '0');
+        if (v > (UINT64_MAX - d) / 10) {
+            snprintf(msg, sizeof msg, "%.200s does not fit in 64 bits", what);
+            return jerr(j, DTA_E_FORMAT, msg);
+        }
+        v = v * 10 + d;
+        j->p++;
+    }
+    if (j->p - s > 1 && *s == '0')
+        return jerr(j, DTA_E_FORMAT, "number with a leading zero");
+    if (j->p < j->end && (*j->p == '.' || *j->p == 'e' || *j->p == 'E')) {
+        snprintf(msg, sizeof msg, "%.200s must be an integer, not a float", what);
+        return jerr(j, DTA_E_FORMAT, msg);
+    }
+    *out = v;
+    return DTA_OK;
+}
+
+static dta_status skip_value(jp *j, int depth);
+
+static dta_status skip_literal(jp *j, const char *lit)
+{
+    size_t n = strlen(lit);
+    if ((size_t)(j->end - j->p) < n || memcmp(j->p, lit, n) != 0)
+        return jerr(j, DTA_E_FORMAT, "invalid value");
+    j->p += n;
+    return DTA_OK;
+}
+
+static dta_status skip_number(jp *j)
+{
+    const unsigned char *s = j->p;
+    if (j->p < j->end && *j->p == '-')
+        j->p++;
+    if (j->p >= j->end || *j->p < '0' || *j->p > '9')
+        return jerr(j, DTA_E_FORMAT, "invalid number");
+    while (j->p < j->end && ((*j->p >= '0' && *j->p <= '9') || *j->p == '.' || *j->p == 'e' ||
+                             *j->p == 'E' || *j->p == '+' || *j->p == '-'))
+        j->p++;
+    (void)s;
+    return DTA_OK;
+}
+
+static dta_status skip_value(jp *j, int depth)
+{
+    dta_status st;
+    if (depth > ST_MAX_DEPTH)
+        return jerr(j, DTA_E_LIMIT, "nesting too deep");
+    int c = peek(j);
+    switch (c) {
+    case '"':
+        return string(j, NULL, NULL);
+    case '{':
+        j->p++;
+        if (peek(j) == '}') {
+            j->p++;
+            return DTA_OK;
+        }
+        for (;;) {
+            if ((st = string(j, NULL, NULL)) != DTA_OK || (st = expect(j, ':')) != DTA_OK ||
+                (st = skip_value(j, depth + 1)) != DTA_OK)
+                return st;
+            if (peek(j) == ',') {
+                j->p++;
+                continue;
+            }
+            return expect(j, '}');
+        }
+    case '[':
+        j->p++;
+        if (peek(j) == ']') {
+            j->p++;
+            return DTA_OK;
+        }
+        for (;;) {
+            if ((st = skip_value(j, depth + 1)) != DTA_OK)
+                return st;
+            if (peek(j) == ',') {
+                j->p++;
+                continue;
+            }
+            return expect(j, ']');
+        }
+    case 't': return skip_literal(j, "true");
+    case 'f': return skip_literal(j, "false");
+    case 'n': return skip_literal(j, "null");
+    default:
+        return skip_number(j);
+    }
+}
+
+/* Appends u64 items of a JSON array to out (max items), returns count in *n. */
+static dta_status u64_array(jp *j, uint64_t *out, int max, int *n, const char *what,
+                            const char *tname)
+{
+    dta_status st = expect(j, '[');
+    char msg[256];
+    *n = 0;
+    if (st != DTA_OK)
+        return st;
+    if (peek(j) == ']') {
+        j->p++;
+        return DTA_OK;
+    }
+    for (;;) {
+        uint64_t v = 0;
+        snprintf(msg, sizeof msg, "tensor '%.80s' %.40s", tname, what);
+        if ((st = u64_number(j, &v, msg)) != DTA_OK)
+            return st;
+        if (*n >= max) {
+            snprintf(msg, sizeof msg, "tensor '%.80s' %s has more than %d items", tname, what,
+                     max);
+            return jerr(j, DTA_E_LIMIT, msg);
+        }
+        out[(*n)++] = v;
+        if (peek(j) == ',') {
+            j->p++;
+            continue;
+        }
+        return expect(j, ']');
+    }
+}
+
+static dta_status parse_entry(jp *j, st_entry *e)
+{
+    bool have_dtype = false, have_shape = false, have_offsets = false;
+    char msg[200];
+    dta_status st = expect(j, '{');
+    if (st != DTA_OK) {
+        snprintf(msg, sizeof msg, "tensor '%.80s' is not an object", e->name);
+        return jerr(j, DTA_E_FORMAT, msg);
+    }
+    if (peek(j) != '}') {
+        for (;;) {
+            char *key;
+            size_t klen;
+            if ((st = string(j, &key, &klen)) != DTA_OK)
+                return st;
+            if ((st = expect(j, ':')) != DTA_OK) {
+                free(key);
+                return st;
+            }
+            bool *seen = NULL;
+            if (strcmp(key, "dtype") == 0)
+                seen = &have_dtype;
+            else if (strcmp(key, "shape") == 0)
+                seen = &have_shape;
+            else if (strcmp(key, "data_offsets") == 0)
+                seen = &have_offsets;
+            if (seen && *seen) {
+                snprintf(msg, sizeof msg, "tensor '%.80s' has a duplicate field '%s'", e->name,
+                         key);
+                free(key);
+                return jerr(j, DTA_E_FORMAT, msg);
+            }
+            if (seen == &have_dtype) {
+                char *d;
+                size_t dlen;
+                if (peek(j) != '"') {
+                    free(key);
+                    snprintf(msg, sizeof msg, "tensor '%.80s' dtype is not a string", e->name);
+                    return jerr(j, DTA_E_FORMAT, msg);
+                }
+                if ((st = string(j, &d, &dlen)) != DTA_OK) {
+                    free(key);
+                    return st;
+                }
+                e->dtype = dta_dtype_from_safetensors(d, dlen);
+                if (e->dtype == DTA_DTYPE_NONE) {
+                    dta_error_set(j->err, DTA_E_FORMAT, 0,
+                                  "tensor '%.80s' has unknown dtype \"%.40s\"", e->name, d);
+                    free(d);
+                    free(key);
+                    return DTA_E_FORMAT;
+                }
+                free(d);
+            } else if (seen == &have_shape) {
+                if (peek(j) != '[') {
+                    free(key);
+                    snprintf(msg, sizeof msg, "tensor '%.80s' shape is not an array", e->name);
+                    return jerr(j, DTA_E_FORMAT, msg);
+                }
+                st = u64_array(j, e->shape, DTA_MAX_RANK, &e->rank, "shape", e->name);
+            } else if (seen == &have_offsets) {
+                uint64_t off[3] = {0, 0, 0};
+                int n;
+                if (peek(j) != '[') {
+                    free(key);
+                    snprintf(msg, sizeof msg, "tensor '%.80s' data_offsets is not an array",
+                             e->name);
+                    return jerr(j, DTA_E_FORMAT, msg);
+                }
+                st = u64_array(j, off, 3, &n, "data_offsets", e->name);
+                if (st == DTA_E_LIMIT || (st == DTA_OK && n != 2)) {
+                    free(key);
+                    return dta_error_set(j->err, DTA_E_FORMAT, 0,
+                                         "tensor '%.80s' data_offsets must have 2 items",
+                                         e->name);
+                }
+                e->begin = off[0];
+                e->end = off[1];
+            } else {
+                st = skip_value(j, 1); /* unknown field: ignored, as the reference does */
+            }
+            free(key);
+            if (st != DTA_OK)
+                return st;
+            if (seen)
+                *seen = true;
+            if (peek(j) == ',') {
+                j->p++;
+                continue;
+            }
+            if ((st = expect(j, '}')) != DTA_OK)
+                return st;
+            break;
+        }
+    } else {
+        j->p++;
+    }
+    const char *missing = !have_dtype ? "dtype" : !have_shape ? "shape"
+                          : !have_offsets ? "data_offsets" : NULL;
+    if (missing)
+        return dta_error_set(j->err, DTA_E_FORMAT, 0, "tensor '%.80s' has no %s", e->name,
+                             missing);
+    return DTA_OK;
+}
+
+static dta_status parse_metadata(jp *j, dta_model *m)
+{
+    dta_status st;
+    if (peek(j) == 'n')
+        return skip_literal(j, "null"); /* Option<HashMap>: null is None */
+    if (peek(j) != '{')
+        return jerr(j, DTA_E_FORMAT, "__metadata__ is not an object of strings");
+    j->p++;
+    if (peek(j) == '}') {
+        j->p++;
+        return DTA_OK;
+    }
+    for (;;) {
+        char *k, *v;
+        if ((st = string(j, &k, NULL)) != DTA_OK)
+            return st;
+        if ((st = expect(j, ':')) != DTA_OK) {
+            free(k);
+            return st;
+        }
+        if (peek(j) != '"') {
+            dta_error_set(j->err, DTA_E_FORMAT, 0, "__metadata__ value of '%.80s' is not a string",
+                          k);
+            free(k);
+            return DTA_E_FORMAT;
+        }
+        if ((st = string(j, &v, NULL)) != DTA_OK) {
+            free(k);
+            return st;
+        }
+        st = dtap_model_add_metadata(m, k, v, j->err);
+        free(k);
+        free(v);
+        if (st != DTA_OK)
+            return st;
+        if (peek(j) == ',') {
+            j->p++;
+            continue;
+        }
+        return expect(j, '}');
+    }
+}
+
+/* RFC 3629 UTF-8: no overlongs, no surrogates, nothing above U+10FFFF. */
+static size_t utf8_invalid_at(const unsigned char *s, size_t n)
+{
+    size_t i = 0;
+    while (i < n) {
+        unsigned c = s[i];
+        size_t k;
+        unsigned cp;
+        if (c < 0x80) { i++; continue; }
+        if (c >= 0xC2 && c <= 0xDF) { k = 1; cp = c & 0x1F; }
+        else if (c >= 0xE0 && c <= 0xEF) { k = 2; cp = c & 0x0F; }
+        else if (c >= 0xF0 && c <= 0xF4) { k = 3; cp = c & 0x07; }
+        else return i;
+        if (n - i <= k)
+            return i;
+        for (size_t t = 1; t <= k; t++) {
+            if ((s[i + t] & 0xC0) != 0x80)
+                return i;
+            cp = (cp << 6) | (s[i + t] & 0x3F);
+        }
+        if ((k == 2 && (cp < 0x800 || (cp >= 0xD800 && cp <= 0xDFFF))) ||
+            (k == 3 && (cp < 0x10000 || cp > 0x10FFFF)))
+            return i;
+        i += k + 1;
+    }
+    return SIZE_MAX;
+}
+
+static int cmp_name(const void *a, const void *b)
+{
+    const st_entry *x = *(const st_entry *const *)a, *y = *(const st_entry *const *)b;
+    size_t n = x->name_len < y->name_len ? x->name_len : y->name_len;
+    int c = memcmp(x->name, y->name, n);
+    return c ? c : (x->name_len > y->name_len) - (x->name_len < y->name_len);
+}
+
+static int cmp_offsets(const void *a, const void *b)
+{
+    const st_entry *x = *(const st_entry *const *)a, *y = *(const st_entry *const *)b;
+    if (x->begin != y->begin)
+        return x->begin < y->begin ? -1 : 1;
+    return (x->end > y->end) - (x->end < y->end);
+}
+
+int dtap_safetensors_bid(const unsigned char *head, size_t n, uint64_t size)
+{
+    if (n < 8 || size < 8)
+        return 0;
+    uint64_t hlen = dtap_le64(head);
+    if (hlen == 0)
+        return 1; /* claim it to say "header length is 0" */
+    size_t i = 8;
+    while (i < n && (head[i] == ' ' || head[i] == '\t' || head[i] == '\n' || head[i] == '\r'))
+        i++;
+    if (i < n && (head[i] == '{' || head[i] == '['))
+        return 1;
+    return 0;
+}
+
+static void fmt_shape(char *out, size_t cap, const st_entry *e)
+{
+    size_t o = 0;
+    o += (size_t)snprintf(out + o, cap - o, "[");
+    for (int k = 0; k < e->rank && o < cap; k++)
+        o += (size_t)snprintf(out + o, cap - o, "%s%llu", k ? ", " : "",
+                              (unsigned long long)e->shape[k]);
+    if (o < cap)
+        snprintf(out + o, cap - o, "]");
+}
+
+static dta_status validate_and_add(const dtap_src *src, dta_model *m, st_entry *ents, size_t n,
+                                   uint64_t hlen, dta_error *err)
+{
+    st_entry **v = malloc(sizeof *v * (n ? n : 1));
+    dta_status st = DTA_OK;
+    uint64_t start = 0, data0 = 8 + hlen, total;
+    size_t file;
+    char shape[160];
+
+    if (!v)
+        return dta_error_set(err, DTA_E_NOMEM, ENOMEM, "out of memory");
+    for (size_t i = 0; i < n; i++)
+        v[i] = &ents[i];
+
+    qsort(v, n, sizeof *v, cmp_name);
+    for (size_t i = 1; i < n; i++)
+        if (cmp_name(&v[i - 1], &v[i]) == 0) {
+            st = dta_error_set(err, DTA_E_FORMAT, 0, "duplicate tensor name '%.100s'",
+                               v[i]->name);
+            goto out;
+        }
+
+    qsort(v, n, sizeof *v, cmp_offsets);
+    for (size_t i = 0; i < n; i++) {
+        st_entry *e = v[i];
+        uint64_t numel = 1, nbytes;
+        if (e->end < e->begin) {
+            st = dta_error_set(err, DTA_E_FORMAT, 0,
+                               "tensor '%.100s' has data_offsets [%llu, %llu) ending before "
+                               "they begin",
+                               e->name, (unsigned long long)e->begin,
+                               (unsigned long long)e->end);
+            goto out;
+        }
+        if (e->begin > start) {
+            st = dta_error_set(err, DTA_E_FORMAT, 0,
+                               "hole before tensor '%.100s': data_offsets begin at %llu but the "
+                               "previous tensor ends at %llu",
+                               e->name, (unsigned long long)e->begin,
+                               (unsigned long long)start);
+            goto out;
+        }
+        if (e->begin < start) {
+            st = dta_error_set(err, DTA_E_FORMAT, 0,
+                               "tensor '%.100s' has data_offsets [%llu, %llu) overlapping "
+                               "'%.100s'",
+                               e->name, (unsigned long long)e->begin,
+                               (unsigned long long)e->end, i ? v[i - 1]->name : "?");
+            goto out;
+        }
+        for (int k = 0; k < e->rank; k++)
+            if (dtap_mul_u64(numel, e->shape[k], &numel) != 0) {
+                fmt_shape(shape, sizeof shape, e);
+                st = dta_error_set(err, DTA_E_FORMAT, 0,
+                                   "tensor '%.100s' shape %s overflows 64 bits", e->name, shape);
+                goto out;
+            }
+        if (!dta_dtype_nbytes(e->dtype, numel, &nbytes)) {
+            fmt_shape(shape, sizeof shape, e);
+            st = dta_error_set(err, DTA_E_FORMAT, 0,
+                               "tensor '%.100s' shape %s of %s is not a whole number of bytes "
+                               "or overflows",
+                               e->name, shape, dta_dtype_name(e->dtype));
+            goto out;
+        }
+        if (e->end - e->begin != nbytes) {
+            fmt_shape(shape, sizeof shape, e);
+            st = dta_error_set(err, DTA_E_FORMAT, 0,
+                               "tensor '%.100s' has %llu bytes in data_offsets but shape %s of "
+                               "%s needs %llu",
+                               e->name, (unsigned long long)(e->end - e->begin), shape,
+                               dta_dtype_name(e->dtype), (unsigned long long)nbytes);
+            goto out;
+        }
+        start = e->end;
+    }
+    if (dtap_add_u64(data0, start, &total) != 0 || total > src->size) {
+        st = dta_error_set(err, DTA_E_FORMAT, 0,
+                           "truncated: tensor data needs %llu bytes after the header, the file "
+                           "has %llu",
+                           (unsigned long long)start,
+                           (unsigned long long)(src->size - data0));
+        goto out;
+    }
+    if (total < src->size) {
+        st = dta_error_set(err, DTA_E_FORMAT, 0, "%llu trailing bytes after the last tensor",
+                           (unsigned long long)(src->size - total));
+        goto out;
+    }
+
+    if ((st = dtap_model_add_file(m, src->name, "safetensors", &file, err)) != DTA_OK)
+        goto out;
+    /* Add in header order: it is what a user reading the file sees. */
+    for (size_t i = 0; i < n; i++) {
+        st_entry *e = &ents[i];
+        size_t sidx;
+        uint64_t numel = 1;
+        for (int k = 0; k < e->rank; k++)
+            numel *= e->shape[k]; /* checked above */
+        if ((st = dtap_model_add_storage(m, file, NULL, e->dtype, numel, data0 + e->begin, &sidx,
+                                         err)) != DTA_OK)
+            goto out;
+        if ((st = dtap_model_add_tensor(m, e->name, e->name_len, "", e->dtype, e->rank, e->shape,
+                                        NULL, 0, sidx, file, err)) != DTA_OK)
+            goto out;
+    }
+out:
+    free(v);
+    return st;
+}
+
+dta_status dtap_safetensors_open(const dtap_src *src, dta_model *m, dta_error *err)
+{
+    unsigned char lenbuf[8], *hdr = NULL;
+    st_entry *ents = NULL;
+    size_t n = 0, cap = 0;
+    bool have_meta = false;
+    dta_status st;
+    uint64_t hlen;
+
+    if (src->size < 8)
+        return dta_error_set(err, DTA_E_FORMAT, 0,
+                             "file of %llu bytes is too short for a safetensors header",
+                             (unsigned long long)src->size);
+    if ((st = dtap_src_read(src, 0, lenbuf, 8, err)) != DTA_OK)
+        return st;
+    hlen = dtap_le64(lenbuf);
+    if (hlen == 0)
+        return dta_error_set(err, DTA_E_FORMAT, 0, "safetensors header length is 0");
+    if (hlen > ST_MAX_HEADER)
+        return dta_error_set(err, DTA_E_LIMIT, 0,
+                             "safetensors header of %llu bytes exceeds the %llu-byte limit",
+                             (unsigned long long)hlen, ST_MAX_HEADER);
+    if (hlen > src->size - 8)
+        return dta_error_set(err, DTA_E_FORMAT, 0,
+                             "safetensors header length %llu runs past the end of the file "
+                             "(%llu bytes)",
+                             (unsigned long long)hlen, (unsigned long long)src->size);
+    if ((st = dtap_src_alloc_read(src, 8, hlen, ST_MAX_HEADER, &hdr, err)) != DTA_OK)
+        return st;
+
+    size_t bad = utf8_invalid_at(hdr, (size_t)hlen);
+    if (bad != SIZE_MAX) {
+        st = dta_error_set(err, DTA_E_FORMAT, 0, "header is not valid UTF-8 (byte %zu)", bad);
+        goto out;
+    }
+
+    jp j = {hdr, hdr + hlen, hdr, err};
+    if (peek(&j) != '{') {
+        st = jerr(&j, DTA_E_FORMAT, peek(&j) == '[' ? "top level is an array, not an object"
+                                                     : "top level is not an object");
+        goto out;
+    }
+    j.p++;
+    if (peek(&j) != '}') {
+        for (;;) {
+            char *key;
+            size_t klen;
+            if ((st = string(&j, &key, &klen)) != DTA_OK)
+                goto out;
+            if ((st = expect(&j, ':')) != DTA_OK) {
+                free(key);
+                goto out;
+            }
+            if (strcmp(key, "__metadata__") == 0 && klen == 12) {
+                free(key);
+                if (have_meta) {
+                    st = dta_error_set(err, DTA_E_FORMAT, 0, "duplicate __metadata__");
+                    goto out;
+                }
+                have_meta = true;
+                if ((st = parse_metadata(&j, m)) != DTA_OK)
+                    goto out;
+            } else {
+                if (n >= DTA_MAX_TENSORS) {
+                    free(key);
+                    st = dta_error_set(err, DTA_E_LIMIT, 0, "more than %u tensors",
+                                       DTA_MAX_TENSORS);
+                    goto out;
+                }
+                if (n == cap) {
+                    size_t ncap = cap ? cap * 2 : 64;
+                    st_entry *p = realloc(ents, ncap * sizeof *p);
+                    if (!p) {
+                        free(key);
+                        st = dta_error_set(err, DTA_E_NOMEM, ENOMEM, "out of memory");
+                        goto out;
+                    }
+                    ents = p;
+                    cap = ncap;
+                }
+                st_entry *e = &ents[n++];
+                memset(e, 0, sizeof *e);
+                e->name = key;
+                e->name_len = klen;
+                e->dtype = DTA_DTYPE_NONE;
+                if ((st = parse_entry(&j, e)) != DTA_OK)
+                    goto out;
+            }
+            if (peek(&j) == ',') {
+                j.p++;
+                continue;
+            }
+            if ((st = expect(&j, '}')) != DTA_OK)
+                goto out;
+            break;
+        }
+    } else {
+        j.p++;
+    }
+    ws(&j);
+    if (j.p != j.end) {
+        st = jerr(&j, DTA_E_FORMAT,
+                  *j.p == 0 ? "NUL padding after the header JSON (only whitespace is allowed)"
+                            : "trailing characters after the header JSON");
+        goto out;
+    }
+    st = validate_and_add(src, m, ents, n, hlen, err);
+out:
+    for (size_t i = 0; i < n; i++)
+        free(ents[i].name);
+    free(ents);
+    free(hdr);
+    return st;
+}

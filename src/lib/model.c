@@ -1,0 +1,279 @@
+/* The neutral model: growth, checks shared by every reader, and freeing. */
+#define _POSIX_C_SOURCE 200809L
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "model_build.h"
+#include "src.h"
+
+/* Grows *arr (of elem bytes, *cap slots) to hold n+1 items. */
+static dta_status grow(void **arr, size_t *cap, size_t n, size_t elem, size_t max, dta_error *err)
+{
+    if (n < *cap)
+        return DTA_OK;
+    if (n >= max)
+        return dta_error_set(err, DTA_E_LIMIT, 0, "more than %zu entries", max);
+    size_t ncap = *cap ? *cap * 2 : 16;
+    if (ncap > max)
+        ncap = max;
+    void *p = realloc(*arr, ncap * elem);
+    if (!p)
+        return dta_error_set(err, DTA_E_NOMEM, ENOMEM, "out of memory");
+    *arr = p;
+    *cap = ncap;
+    return DTA_OK;
+}
+
+static char *dupn(const char *s, size_t n)
+{
+    char *p = malloc(n + 1);
+    if (p) {
+        memcpy(p, s, n);
+        p[n] = 0;
+    }
+    return p;
+}
+
+dta_model *dtap_model_new(const char *path, dta_error *err)
+{
+    dta_model *m = calloc(1, sizeof *m);
+    if (!m || !(m->path = strdup(path ? path : ""))) {
+        free(m);
+        dta_error_set(err, DTA_E_NOMEM, ENOMEM, "out of memory");
+        return NULL;
+    }
+    m->format = "unknown";
+    m->config_dtype = DTA_DTYPE_NONE;
+    return m;
+}
+
+dta_status dtap_model_add_file(dta_model *m, const char *path, const char *format, size_t *idx,
+                               dta_error *err)
+{
+    dta_status st = grow((void **)&m->files, &m->cap_files, m->nfiles, sizeof *m->files,
+                         DTA_MAX_FILES, err);
+    if (st != DTA_OK)
+        return st;
+    char *p = strdup(path);
+    if (!p)
+        return dta_error_set(err, DTA_E_NOMEM, ENOMEM, "out of memory");
+    m->files[m->nfiles].path = p;
+    m->files[m->nfiles].format = format;
+    if (idx)
+        *idx = m->nfiles;
+    m->nfiles++;
+    return DTA_OK;
+}
+
+dta_status dtap_model_add_storage(dta_model *m, size_t file, const char *key, dta_dtype dtype,
+                                  uint64_t numel, uint64_t offset, size_t *idx, dta_error *err)
+{
+    uint64_t nbytes;
+    if (!dta_dtype_nbytes(dtype, numel, &nbytes))
+        return dta_error_set(err, DTA_E_FORMAT, 0, "storage '%s' of %llu x %s overflows",
+                             key ? key : "?", (unsigned long long)numel, dta_dtype_name(dtype));
+    dta_status st = grow((void **)&m->storages, &m->cap_storages, m->nstorages,
+                         sizeof *m->storages, DTA_MAX_TENSORS, err);
+    if (st != DTA_OK)
+        return st;
+    dta_storage *s = &m->storages[m->nstorages];
+    memset(s, 0, sizeof *s);
+    if (key && !(s->key = strdup(key)))
+        return dta_error_set(err, DTA_E_NOMEM, ENOMEM, "out of memory");
+    s->file = file;
+    s->dtype = dtype;
+    s->numel = numel;
+    s->nbytes = nbytes;
+    s->offset = offset;
+    if (idx)
+        *idx = m->nstorages;
+    m->nstorages++;
+    return DTA_OK;
+}
+
+/* Highest element index a view touches must lie inside its storage. */
+static dta_status check_extent(const dta_model *m, const char *name, int rank,
+                               const uint64_t *shape, const int64_t *stride, uint64_t numel,
+                               uint64_t storage_offset, size_t storage, dta_error *err)
+{
+    const dta_storage *s = &m->storages[storage];
+    uint64_t last = storage_offset, term;
+    if (numel == 0)
+        return DTA_OK;
+    for (int k = rank - 1; k >= 0; k--) {
+        uint64_t st;
+        if (stride) {
+            if (stride[k] < 0)
+                return dta_error_set(err, DTA_E_FORMAT, 0, "tensor '%s' has a negative stride",
+                                     name);
+            st = (uint64_t)stride[k];
+        } else {
+            /* contiguous: stride = product of later dims, bounded by numel */
+            st = 1;
+            for (int j = k + 1; j < rank; j++)
+                st *= shape[j];
+        }
+        if (dtap_mul_u64(shape[k] - 1, st, &term) != 0 || dtap_add_u64(last, term, &last) != 0)
+            return dta_error_set(err, DTA_E_FORMAT, 0, "tensor '%s' view overflows", name);
+    }
+    if (last >= s->numel)
+        return dta_error_set(err, DTA_E_FORMAT, 0,
+                             "tensor '%s' reaches element %llu of a storage of %llu elements",
+                             name, (unsigned long long)last, (unsigned long long)s->numel);
+    return DTA_OK;
+}
+
+dta_status dtap_model_add_tensor(dta_model *m, const char *name, size_t name_len,
+                                 const char *root, dta_dtype dtype, int rank,
+                                 const uint64_t *shape, const int64_t *stride,
+                                 uint64_t storage_offset, size_t storage, size_t file,
+                                 dta_error *err)
+{
+    uint64_t numel = 1, nbytes;
+    dta_status st;
+    char shown[128];
+
+    snprintf(shown, sizeof shown, "%.*s", (int)(name_len < 100 ? name_len : 100), name);
+    if (name_len > DTA_MAX_NAME_LEN)
+        return dta_error_set(err, DTA_E_LIMIT, 0, "tensor name '%s...' longer than %u bytes",
+                             shown, DTA_MAX_NAME_LEN);
+    if (rank < 0 || rank > DTA_MAX_RANK)
+        return dta_error_set(err, DTA_E_LIMIT, 0, "tensor '%s' has rank %d (max %d)", shown,
+                             rank, DTA_MAX_RANK);
+    if (!dta_dtype_get(dtype))
+        return dta_error_set(err, DTA_E_FORMAT, 0, "tensor '%s' has no valid dtype", shown);
+    for (int k = 0; k < rank; k++)
+        if (dtap_mul_u64(numel, shape[k], &numel) != 0)
+            return dta_error_set(err, DTA_E_FORMAT, 0, "tensor '%s' shape product overflows",
+                                 shown);
+    if (!dta_dtype_nbytes(dtype, numel, &nbytes))
+        return dta_error_set(err, DTA_E_FORMAT, 0,
+                             "tensor '%s': %llu elements of %s is not a whole number of bytes "
+                             "or overflows",
+                             shown, (unsigned long long)numel, dta_dtype_name(dtype));
+    if (storage != SIZE_MAX) {
+        if (storage >= m->nstorages)
+            return dta_error_set(err, DTA_E_ARG, 0, "tensor '%s': bad storage index", shown);
+        st = check_extent(m, shown, rank, shape, stride, numel, storage_offset, storage, err);
+        if (st != DTA_OK)
+            return st;
+    }
+    st = grow((void **)&m->tensors, &m->cap_tensors, m->ntensors, sizeof *m->tensors,
+              DTA_MAX_TENSORS, err);
+    if (st != DTA_OK)
+        return st;
+
+    dta_tensor *t = &m->tensors[m->ntensors];
+    memset(t, 0, sizeof *t);
+    t->name = dupn(name, name_len);
+    t->root = strdup(root ? root : "");
+    t->shape = malloc(sizeof(uint64_t) * (size_t)(rank ? rank : 1));
+    if (stride)
+        t->stride = malloc(sizeof(int64_t) * (size_t)(rank ? rank : 1));
+    if (!t->name || !t->root || !t->shape || (stride && !t->stride)) {
+        free(t->name);
+        free(t->root);
+        free(t->shape);
+        free(t->stride);
+        return dta_error_set(err, DTA_E_NOMEM, ENOMEM, "out of memory");
+    }
+    if (rank)
+        memcpy(t->shape, shape, sizeof(uint64_t) * (size_t)rank);
+    if (stride && rank)
+        memcpy(t->stride, stride, sizeof(int64_t) * (size_t)rank);
+    t->dtype = dtype;
+    t->rank = rank;
+    t->numel = numel;
+    t->nbytes = nbytes;
+    t->storage_offset = storage_offset;
+    t->storage = storage;
+    t->file = file;
+    t->meta = storage == SIZE_MAX;
+    if (storage != SIZE_MAX)
+        m->storages[storage].ntensors++;
+    m->ntensors++;
+    return DTA_OK;
+}
+
+dta_status dtap_model_add_note(dta_model *m, const char *rule, dta_severity sev,
+                               const char *subject, const char *message, dta_error *err)
+{
+    dta_status st = grow((void **)&m->notes, &m->cap_notes, m->nnotes, sizeof *m->notes,
+                         DTA_MAX_TENSORS, err);
+    if (st != DTA_OK)
+        return st;
+    dta_note *n = &m->notes[m->nnotes];
+    n->rule = strdup(rule);
+    n->severity = sev;
+    n->subject = strdup(subject ? subject : "");
+    n->message = strdup(message ? message : "");
+    if (!n->rule || !n->subject || !n->message) {
+        free(n->rule);
+        free(n->subject);
+        free(n->message);
+        return dta_error_set(err, DTA_E_NOMEM, ENOMEM, "out of memory");
+    }
+    m->nnotes++;
+    return DTA_OK;
+}
+
+dta_status dtap_model_add_metadata(dta_model *m, const char *key, const char *value,
+                                   dta_error *err)
+{
+    dta_status st = grow((void **)&m->metadata, &m->cap_metadata, m->nmetadata,
+                         sizeof *m->metadata, DTA_MAX_TENSORS, err);
+    if (st != DTA_OK)
+        return st;
+    dta_kv *kv = &m->metadata[m->nmetadata];
+    kv->key = strdup(key);
+    kv->value = strdup(value);
+    if (!kv->key || !kv->value) {
+        free(kv->key);
+        free(kv->value);
+        return dta_error_set(err, DTA_E_NOMEM, ENOMEM, "out of memory");
+    }
+    m->nmetadata++;
+    return DTA_OK;
+}
+
+void dtap_model_finish(dta_model *m)
+{
+    for (size_t i = 0; i < m->ntensors; i++) {
+        dta_tensor *t = &m->tensors[i];
+        t->shared = t->storage != SIZE_MAX && m->storages[t->storage].ntensors > 1;
+    }
+}
+
+void dta_model_free(dta_model *m)
+{
+    if (!m)
+        return;
+    for (size_t i = 0; i < m->nfiles; i++)
+        free(m->files[i].path);
+    for (size_t i = 0; i < m->ntensors; i++) {
+        free(m->tensors[i].name);
+        free(m->tensors[i].root);
+        free(m->tensors[i].shape);
+        free(m->tensors[i].stride);
+    }
+    for (size_t i = 0; i < m->nstorages; i++)
+        free(m->storages[i].key);
+    for (size_t i = 0; i < m->nnotes; i++) {
+        free(m->notes[i].rule);
+        free(m->notes[i].subject);
+        free(m->notes[i].message);
+    }
+    for (size_t i = 0; i < m->nmetadata; i++) {
+        free(m->metadata[i].key);
+        free(m->metadata[i].value);
+    }
+    free(m->files);
+    free(m->tensors);
+    free(m->storages);
+    free(m->notes);
+    free(m->metadata);
+    free(m->path);
+    free(m);
+}

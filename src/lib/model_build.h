@@ -1,0 +1,41 @@
+/* Private builder API used by readers to fill a dta_model. */
+#ifndef DTAP_MODEL_BUILD_H
+#define DTAP_MODEL_BUILD_H
+
+#include "dtaudit/model.h"
+
+/* Caps, named so the man page and tests can refer to them. */
+#define DTA_MAX_TENSORS   (4u * 1024u * 1024u) /* tensors per input */
+#define DTA_MAX_NAME_LEN  4096u                /* bytes per tensor name */
+#define DTA_MAX_FILES     100000u              /* files per input (shards) */
+
+dta_model *dtap_model_new(const char *path, dta_error *err);
+
+/* Adds a file, returns its index through *idx. */
+dta_status dtap_model_add_file(dta_model *m, const char *path, const char *format,
+                               size_t *idx, dta_error *err);
+
+/* Adds a storage; key may be NULL. Returns its index. */
+dta_status dtap_model_add_storage(dta_model *m, size_t file, const char *key, dta_dtype dtype,
+                                  uint64_t numel, uint64_t offset, size_t *idx, dta_error *err);
+
+/* Adds a tensor. name/root are copied (name_len bytes of name). shape has rank entries,
+ * stride may be NULL (contiguous). storage may be SIZE_MAX (meta tensor, no data).
+ * Computes numel/nbytes with overflow checks (DTA_E_FORMAT on overflow) and, for a
+ * tensor with a storage, checks its extent lies inside the storage. */
+dta_status dtap_model_add_tensor(dta_model *m, const char *name, size_t name_len,
+                                 const char *root, dta_dtype dtype, int rank,
+                                 const uint64_t *shape, const int64_t *stride,
+                                 uint64_t storage_offset, size_t storage, size_t file,
+                                 dta_error *err);
+
+dta_status dtap_model_add_note(dta_model *m, const char *rule, dta_severity sev,
+                               const char *subject, const char *message, dta_error *err);
+
+dta_status dtap_model_add_metadata(dta_model *m, const char *key, const char *value,
+                                   dta_error *err);
+
+/* Marks tensors whose storage is viewed more than once as shared. Readers call it last. */
+void dtap_model_finish(dta_model *m);
+
+#endif

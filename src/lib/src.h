@@ -1,0 +1,56 @@
+/* Bounded byte source over a file or a memory buffer.
+ *
+ * Every read is checked: off + len <= size, with overflow-safe arithmetic.
+ * Readers never see a raw file descriptor; fuzzers use the memory source. */
+#ifndef DTAP_SRC_H
+#define DTAP_SRC_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "dtaudit/error.h"
+
+typedef struct dtap_src {
+    const char *name;         /* for messages (borrowed) */
+    int fd;                   /* -1 for memory */
+    const unsigned char *mem; /* memory source */
+    uint64_t size;
+} dtap_src;
+
+dta_status dtap_src_open_file(dtap_src *s, const char *path, dta_error *err);
+void dtap_src_open_mem(dtap_src *s, const char *name, const void *data, size_t size);
+void dtap_src_close(dtap_src *s);
+
+/* Reads exactly len bytes at off; DTA_E_FORMAT ("truncated") when past the end. */
+dta_status dtap_src_read(const dtap_src *s, uint64_t off, void *buf, size_t len, dta_error *err);
+/* Reads up to len bytes at off into buf, returns how many (0 past the end). */
+size_t dtap_src_peek(const dtap_src *s, uint64_t off, void *buf, size_t len);
+/* Allocates and reads [off, off+len): caller frees. Checks len against cap first. */
+dta_status dtap_src_alloc_read(const dtap_src *s, uint64_t off, uint64_t len, uint64_t cap,
+                               unsigned char **out, dta_error *err);
+
+/* Overflow-checked helpers. Return 0 on success, -1 on overflow. */
+static inline int dtap_add_u64(uint64_t a, uint64_t b, uint64_t *r)
+{
+    if (a > UINT64_MAX - b) return -1;
+    *r = a + b;
+    return 0;
+}
+static inline int dtap_mul_u64(uint64_t a, uint64_t b, uint64_t *r)
+{
+    if (a != 0 && b > UINT64_MAX / a) return -1;
+    *r = a * b;
+    return 0;
+}
+
+static inline uint16_t dtap_le16(const unsigned char *p) { return (uint16_t)(p[0] | (p[1] << 8)); }
+static inline uint32_t dtap_le32(const unsigned char *p)
+{
+    return (uint32_t)p[0] | ((uint32_t)p[1] << 8) | ((uint32_t)p[2] << 16) | ((uint32_t)p[3] << 24);
+}
+static inline uint64_t dtap_le64(const unsigned char *p)
+{
+    return (uint64_t)dtap_le32(p) | ((uint64_t)dtap_le32(p + 4) << 32);
+}
+
+#endif
