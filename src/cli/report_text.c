@@ -708,7 +708,7 @@ void report_text(FILE *out, const cli_options *o, const input_result *in, size_t
         }
         fmt_count(p, sizeof p, rep->total.numel);
         fmt_bytes(b, sizeof b, rep->total.nbytes);
-        fprintf(out, "%s%s%s%s\n", i ? "\n" : "", C(&pal, BOLD), r->path, C(&pal, RESET));
+        fprintf(out, "%s%s%s%s\n", ok > 1 ? "\n" : "", C(&pal, BOLD), r->path, C(&pal, RESET));
         fprintf(out, "  %s, %zu file%s, %llu tensors, %s params, %s\n", m->format, m->nfiles,
                 m->nfiles == 1 ? "" : "s", (unsigned long long)rep->total.tensors, p, b);
         for (size_t k = 0; k < m->nmetadata && o->verbosity > 0; k++)
@@ -730,7 +730,7 @@ void report_text(FILE *out, const cli_options *o, const input_result *in, size_t
                 C(&pal, BOLD), C(&pal, RESET), ok, ok == 1 ? "" : "s", n,
                 (unsigned long long)tensors, p, b);
     }
-    if (audit && o->verbosity >= 0)
+    if (audit && o->verbosity >= 0 && ok > 0)
         fprintf(out, "\naudit: %llu error%s, %llu warning%s, %llu info (fail-on %s)\n",
                 (unsigned long long)sev[DTA_SEV_ERROR], sev[DTA_SEV_ERROR] == 1 ? "" : "s",
                 (unsigned long long)sev[DTA_SEV_WARNING], sev[DTA_SEV_WARNING] == 1 ? "" : "s",

@@ -393,17 +393,20 @@ static dta_status finding_add_tensor(ctx *c, dta_finding *f, size_t ti)
 
 static void set_message(dta_finding *f, const char *fmt_rule)
 {
-    char buf[1024];
-    const char *what = f->module[0] ? f->module : "(the whole state dict)";
+    char buf[1024], what[600];
+    if (f->module[0])
+        snprintf(what, sizeof what, "'%.500s'", f->module);
+    else
+        snprintf(what, sizeof what, "the whole state dict");
     if (strcmp(fmt_rule, "dtype-outlier") == 0)
         snprintf(buf, sizeof buf,
-                 "'%s' is %s while its root's dominant dtype is %s (%zu tensor%s, %llu "
+                 "%s is %s while its root's dominant dtype is %s (%zu tensor%s, %llu "
                  "elements); outside autocast, ops mixing the two fail ('mat1 and mat2 must "
                  "have the same dtype')",
                  what, dta_dtype_name(f->dtype), dta_dtype_name(f->expected), f->ntensors,
                  f->ntensors == 1 ? "" : "s", (unsigned long long)f->numel);
     else if (strcmp(fmt_rule, "expect-mismatch") == 0)
-        snprintf(buf, sizeof buf, "'%s' is %s, expected %s (%zu tensor%s, %llu elements)", what,
+        snprintf(buf, sizeof buf, "%s is %s, expected %s (%zu tensor%s, %llu elements)", what,
                  dta_dtype_name(f->dtype), dta_dtype_name(f->expected), f->ntensors,
                  f->ntensors == 1 ? "" : "s", (unsigned long long)f->numel);
     else

@@ -16,6 +16,8 @@ static const char *describe(const unsigned char *h, size_t n)
 {
     if (n == 0)
         return "empty file";
+    if (n < 8)
+        return "file too short to be a checkpoint";
     if (n >= 4 && memcmp(h, "GGUF", 4) == 0)
         return "a GGUF file (not supported)";
     if (n >= 6 && memcmp(h, "\x93NUMPY", 6) == 0)

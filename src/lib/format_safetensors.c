@@ -605,11 +605,18 @@ static dta_status validate_and_add(const dtap_src *src, dta_model *m, st_entry *
                 goto out;
             }
         if (!dta_dtype_nbytes(e->dtype, numel, &nbytes)) {
+            unsigned bits = dta_dtype_get(e->dtype)->bits;
             fmt_shape(shape, sizeof shape, e);
-            st = dta_error_set(err, DTA_E_FORMAT, 0,
-                               "tensor '%.100s' shape %s of %s is not a whole number of bytes "
-                               "or overflows",
-                               e->name, shape, dta_dtype_name(e->dtype));
+            if (numel > UINT64_MAX / bits)
+                st = dta_error_set(err, DTA_E_FORMAT, 0,
+                                   "tensor '%.100s' shape %s of %s overflows 64 bits", e->name,
+                                   shape, dta_dtype_name(e->dtype));
+            else
+                st = dta_error_set(err, DTA_E_FORMAT, 0,
+                                   "tensor '%.100s' shape %s: %llu elements of %u-bit %s do not "
+                                   "fill whole bytes",
+                                   e->name, shape, (unsigned long long)numel, bits,
+                                   dta_dtype_name(e->dtype));
             goto out;
         }
         if (e->end - e->begin != nbytes) {

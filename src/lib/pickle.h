@@ -1,0 +1,133 @@
+/* Symbolic pickle VM: turns a pickle stream (protocols 0-5) into an object graph
+ * without executing anything.
+ *
+ * GLOBAL / STACK_GLOBAL / INST produce DTAP_PK_GLOBAL nodes; calling one (REDUCE,
+ * NEWOBJ, OBJ, INST) produces a DTAP_PK_REDUCE / DTAP_PK_NEWOBJ node that records the
+ * callable and its arguments and nothing more. The graph keeps every object in stream
+ * order (including ones it does not understand) so a writer can re-serialise it.
+ *
+ * Ownership: every node and string lives in the arena of the dtap_pickle that produced
+ * it and is freed with dtap_pickle_free(). Strings are NUL-terminated copies (they may
+ * also contain NUL bytes: always use the length). */
+#ifndef DTAP_PICKLE_H
+#define DTAP_PICKLE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "dtaudit/error.h"
+
+/* Caps (DTA_E_LIMIT when exceeded). */
+#define DTAP_PICKLE_MAX_OPS       (256u * 1024u * 1024u) /* opcodes per stream */
+#define DTAP_PICKLE_MAX_NODES     (32u * 1024u * 1024u)  /* objects per stream */
+#define DTAP_PICKLE_MAX_STACK     (1024u * 1024u)        /* stack depth */
+#define DTAP_PICKLE_MAX_MARKS     (64u * 1024u)          /* nested MARKs */
+#define DTAP_PICKLE_MAX_MEMO      (16u * 1024u * 1024u)  /* memo index (not count) */
+#define DTAP_PICKLE_MAX_CONTAINER (64u * 1024u * 1024u)  /* items per container */
+#define DTAP_PICKLE_MAX_STRING    (256u * 1024u * 1024u) /* bytes per str/bytes/long */
+#define DTAP_PICKLE_MAX_UNSAFE    4096u                  /* distinct unsafe globals kept */
+
+typedef enum {
+    DTAP_PK_NONE = 0,
+    DTAP_PK_BOOL,
+    DTAP_PK_INT,     /* i, or big (bytes: little-endian two's complement) */
+    DTAP_PK_FLOAT,
+    DTAP_PK_STR,     /* utf-8 (or latin-1 for protocol-0/py2 strings) */
+    DTAP_PK_BYTES,
+    DTAP_PK_TUPLE,   /* seq */
+    DTAP_PK_LIST,    /* seq */
+    DTAP_PK_DICT,    /* kv: keys and values interleaved, insertion order */
+    DTAP_PK_SET,     /* seq (frozen: flag) */
+    DTAP_PK_GLOBAL,  /* module, name (after Python-2 name mapping) */
+    DTAP_PK_REDUCE,  /* fn(args); also INST/OBJ (op tells which) */
+    DTAP_PK_NEWOBJ,  /* fn = cls, args, kwargs (NEWOBJ_EX) */
+    DTAP_PK_PERSID,  /* args = pid object */
+    DTAP_PK_OPAQUE   /* EXTn (i = code), out-of-band buffers */
+} dtap_pkind;
+
+typedef struct dtap_pnode dtap_pnode;
+
+typedef struct {
+    dtap_pnode **v;
+    size_t n, cap;
+} dtap_pvec;
+
+struct dtap_pnode {
+    dtap_pkind kind;
+    unsigned char op;    /* opcode that created it (for re-serialisation) */
+    bool big;            /* INT: does not fit int64; s/len hold the LE bytes */
+    bool allowed;        /* GLOBAL: on the weights_only allowlist */
+    bool frozen;         /* SET: frozenset */
+    bool visiting;       /* scratch for graph walkers (cycle guard) */
+    int64_t i;           /* INT, BOOL, OPAQUE ext code */
+    double f;            /* FLOAT */
+    char *s;             /* STR/BYTES/big INT data; GLOBAL module */
+    size_t len;
+    char *name;          /* GLOBAL name */
+    dtap_pnode *fn;      /* REDUCE/NEWOBJ callable */
+    dtap_pnode *args;    /* REDUCE/NEWOBJ args; PERSID pid */
+    dtap_pnode *kwargs;  /* NEWOBJ_EX */
+    dtap_pvec seq;       /* TUPLE/LIST/SET items; APPEND(S)/ADDITEMS on other objects */
+    dtap_pvec kv;        /* DICT items; SETITEM(S) on other objects */
+    dtap_pvec states;    /* BUILD states in order (usually 0 or 1) */
+};
+
+typedef struct {
+    bool torchscript;    /* allow __torch__.* and torch.jit._pickle.* globals */
+} dtap_pickle_opts;
+
+typedef struct dtap_pickle dtap_pickle;
+
+/* Runs the VM over data[0..n). On success *out owns the graph (root via
+ * dtap_pickle_root). *consumed (may be NULL) receives the offset just past STOP, for
+ * streams of several concatenated pickles. */
+dta_status dtap_pickle_load(const unsigned char *data, size_t n, const dtap_pickle_opts *opts,
+                            dtap_pickle **out, size_t *consumed, dta_error *err);
+void dtap_pickle_free(dtap_pickle *p);
+
+const dtap_pnode *dtap_pickle_root(const dtap_pickle *p);
+int dtap_pickle_protocol(const dtap_pickle *p); /* highest PROTO seen, 0 if none */
+/* Distinct globals outside the allowlist, "module.name" (or "EXTn code"), first-use order. */
+size_t dtap_pickle_unsafe_count(const dtap_pickle *p);
+const char *dtap_pickle_unsafe(const dtap_pickle *p, size_t i);
+
+/* Helpers for graph walkers. */
+bool dtap_pnode_is_global(const dtap_pnode *n, const char *module, const char *name);
+bool dtap_pnode_is_str(const dtap_pnode *n, const char *s);
+/* The callable of a REDUCE/NEWOBJ node if it is a GLOBAL, else NULL. */
+const dtap_pnode *dtap_pnode_callee(const dtap_pnode *n);
+/* Item i of a TUPLE/LIST, or NULL. */
+const dtap_pnode *dtap_pnode_item(const dtap_pnode *n, size_t i);
+/* Value as int64 (INT that fits, or BOOL). */
+bool dtap_pnode_int(const dtap_pnode *n, int64_t *v);
+/* True for globals torch's weights_only unpickler accepts (after name mapping). */
+bool dtap_pickle_global_allowed(const char *module, const char *name, bool torchscript);
+
+
+/* ---- torch object graph (format_torchzip.c) ------------------------------------------
+ * Walks a torch.save object graph and adds every tensor it finds to a model: flattened
+ * names, roots (DESIGN.md), meta tensors, numpy arrays (as notes). The reader supplies
+ * the storage resolver for its container. */
+#include "dtaudit/model.h"
+
+/* Resolves a persistent id (the PERSID node's pid object) for a tensor of dtype; returns
+ * the model storage index and an extra element offset (legacy view storages). */
+typedef dta_status (*dtap_storage_fn)(void *ctx, const dtap_pnode *pid, dta_dtype dtype,
+                                      const char *tensor, size_t *storage, uint64_t *extra_off,
+                                      dta_error *err);
+
+/* name_prefix: prepended with '.' to every name (e.g. "constants"), or NULL. */
+dta_status dtap_torch_walk(const dtap_pickle *pk, dta_model *m, size_t file,
+                           const char *name_prefix, dtap_storage_fn resolve, void *ctx,
+                           dta_error *err);
+/* Adds one unsafe-pickle note per unsafe global of pk (skipping ones already noted). */
+dta_status dtap_torch_unsafe_notes(const dtap_pickle *pk, dta_model *m, dta_error *err);
+/* The dtype of a storage class global (torch.FloatStorage, torch.storage.UntypedStorage
+ * -> U8 with *untyped set). DTA_DTYPE_NONE when it is not one. */
+dta_dtype dtap_torch_storage_dtype(const dtap_pnode *g, bool *untyped);
+/* Every PERSID node, in stream order. */
+size_t dtap_pickle_persid_count(const dtap_pickle *p);
+const dtap_pnode *dtap_pickle_persid(const dtap_pickle *p, size_t i);
+
+#endif
