@@ -37,10 +37,16 @@ typedef struct {
 } dta_root_summary;
 
 typedef struct {
+    dta_dtype dtype;
+    dta_count count;
+} dta_dtype_count;
+
+typedef struct {
     char *root;
     char *name;              /* full module name ("teacher.layers.0.fc1") */
     dta_count total;         /* whole subtree */
-    dta_count by_dtype[DTA_DTYPE_COUNT];
+    dta_dtype_count *dtypes; /* the dtypes present in the subtree, in enum order */
+    size_t ndtypes;
 } dta_module;
 
 typedef struct {

@@ -70,6 +70,8 @@ int main(int argc, char **argv)
     o.expect = DTA_DTYPE_NONE;
     o.fail_on = DTA_SEV_WARNING;
 
+    static char outbuf[1 << 16]; /* reports are large: fewer write calls */
+    setvbuf(stdout, outbuf, _IOFBF, sizeof outbuf);
     if (argc < 2) {
         cli_usage(stderr, 0);
         return 2;

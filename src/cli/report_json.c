@@ -1,9 +1,9 @@
-/* JSON output, schema 1 (DESIGN.md). Integers are written raw so 64-bit values stay exact. */
+/* JSON output, schema 1 (DESIGN.md), written as a stream: no document tree in memory,
+ * integers exact to 64 bits, strings escaped so that hostile names (control bytes,
+ * invalid UTF-8) still give valid JSON. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-#include <cjson/cJSON.h>
 
 #include "report.h"
 
@@ -11,162 +11,384 @@
 #define PACKAGE_VERSION "0.1.0"
 #endif
 
-static cJSON *u64(uint64_t v)
+typedef struct {
+    FILE *out;
+    int depth;
+    bool first;  /* no member written yet at this level */
+    size_t len;  /* bytes pending in buf: one fwrite per 64 KiB, not one per token */
+    char buf[1 << 16];
+} jw;
+
+static void flush(jw *w)
 {
-    char buf[32];
-    snprintf(buf, sizeof buf, "%llu", (unsigned long long)v);
-    return cJSON_CreateRaw(buf);
+    fwrite(w->buf, 1, w->len, w->out);
+    w->len = 0;
 }
 
-static cJSON *dtype_or_null(dta_dtype t)
+static void put(jw *w, const void *p, size_t n)
 {
-    return t == DTA_DTYPE_NONE ? cJSON_CreateNull() : cJSON_CreateString(dta_dtype_name(t));
-}
-
-static void add_counts(cJSON *obj, const dta_count *c)
-{
-    cJSON_AddItemToObject(obj, "tensors", u64(c->tensors));
-    cJSON_AddItemToObject(obj, "numel", u64(c->numel));
-    cJSON_AddItemToObject(obj, "nbytes", u64(c->nbytes));
-}
-
-static cJSON *dtype_map(const dta_count *by)
-{
-    cJSON *d = cJSON_CreateObject();
-    for (int t = 0; t < DTA_DTYPE_COUNT; t++) {
-        if (!by[t].tensors)
-            continue;
-        cJSON *c = cJSON_CreateObject();
-        add_counts(c, &by[t]);
-        cJSON_AddItemToObject(d, dta_dtype_name((dta_dtype)t), c);
+    if (n > sizeof w->buf - w->len) {
+        flush(w);
+        if (n > sizeof w->buf) {
+            fwrite(p, 1, n, w->out);
+            return;
+        }
     }
-    return d;
+    memcpy(w->buf + w->len, p, n);
+    w->len += n;
 }
 
-static cJSON *input_json(const input_result *r)
+static void puts_(jw *w, const char *s) { put(w, s, strlen(s)); }
+
+static void ch(jw *w, char c) { put(w, &c, 1); }
+
+static void u64(jw *w, uint64_t v)
 {
-    cJSON *in = cJSON_CreateObject();
-    cJSON_AddStringToObject(in, "path", r->path);
+    char tmp[24];
+    size_t n = 0;
+    do
+        tmp[sizeof tmp - 1 - n++] = (char)('0' + v % 10);
+    while ((v /= 10) != 0);
+    put(w, tmp + sizeof tmp - n, n);
+}
+
+static void indent(jw *w)
+{
+    static const char spaces[] = "\n                                                                ";
+    int n = 2 * w->depth;
+    put(w, spaces, 1);
+    while (n > 0) {
+        int k = n < 64 ? n : 64;
+        put(w, spaces + 1, (size_t)k);
+        n -= k;
+    }
+}
+
+/* Length of the valid UTF-8 sequence at s (1..4), 0 when invalid. */
+static size_t utf8_len(const unsigned char *s)
+{
+    unsigned c = s[0];
+    size_t k;
+    unsigned cp;
+    if (c < 0x80)
+        return 1;
+    if (c >= 0xC2 && c <= 0xDF) k = 1, cp = c & 0x1F;
+    else if (c >= 0xE0 && c <= 0xEF) k = 2, cp = c & 0x0F;
+    else if (c >= 0xF0 && c <= 0xF4) k = 3, cp = c & 0x07;
+    else return 0;
+    for (size_t i = 1; i <= k; i++) {
+        if ((s[i] & 0xC0) != 0x80)
+            return 0;
+        cp = (cp << 6) | (s[i] & 0x3F);
+    }
+    if ((k == 2 && (cp < 0x800 || (cp >= 0xD800 && cp <= 0xDFFF))) ||
+        (k == 3 && (cp < 0x10000 || cp > 0x10FFFF)))
+        return 0;
+    return k + 1;
+}
+
+static void str(jw *w, const char *s)
+{
+    const unsigned char *p = (const unsigned char *)s, *run = p;
+    ch(w, '"');
+    for (;;) {
+        /* plain printable ASCII is written in runs */
+        while (*p >= 0x20 && *p < 0x7f && *p != '"' && *p != '\\')
+            p++;
+        if (p > run)
+            put(w, run, (size_t)(p - run));
+        if (!*p)
+            break;
+        size_t n = utf8_len(p);
+        if (n == 0) {
+            puts_(w, "\\ufffd"); /* invalid byte: replacement character */
+            p++;
+        } else if (*p == '"' || *p == '\\') {
+            ch(w, '\\');
+            ch(w, (char)*p++);
+        } else if (*p < 0x20 || *p == 0x7f) {
+            char esc[8];
+            snprintf(esc, sizeof esc, "\\u%04x", *p++);
+            puts_(w, esc);
+        } else {
+            put(w, p, n);
+            p += n;
+        }
+        run = p;
+    }
+    ch(w, '"');
+}
+
+static void key(jw *w, const char *k)
+{
+    if (!w->first)
+        ch(w, ',');
+    w->first = false;
+    indent(w);
+    str(w, k);
+    puts_(w, ": ");
+}
+
+static void open_(jw *w, char c)
+{
+    ch(w, c);
+    w->depth++;
+    w->first = true;
+}
+
+static void close_(jw *w, char c)
+{
+    w->depth--;
+    if (!w->first)
+        indent(w);
+    ch(w, c);
+    w->first = false;
+}
+
+/* Array element separator (elements written inline when short). */
+static void item(jw *w, bool newline)
+{
+    if (!w->first)
+        puts_(w, newline ? "," : ", ");
+    if (newline)
+        indent(w);
+    w->first = false;
+}
+
+static void kv_str(jw *w, const char *k, const char *v)
+{
+    key(w, k);
+    str(w, v);
+}
+
+static void kv_u64(jw *w, const char *k, uint64_t v)
+{
+    key(w, k);
+    u64(w, v);
+}
+
+static void kv_bool(jw *w, const char *k, bool v)
+{
+    key(w, k);
+    puts_(w, v ? "true" : "false");
+}
+
+static void kv_dtype(jw *w, const char *k, dta_dtype t)
+{
+    key(w, k);
+    if (t == DTA_DTYPE_NONE)
+        puts_(w, "null");
+    else
+        str(w, dta_dtype_name(t));
+}
+
+static void counts(jw *w, const dta_count *c)
+{
+    kv_u64(w, "tensors", c->tensors);
+    kv_u64(w, "numel", c->numel);
+    kv_u64(w, "nbytes", c->nbytes);
+}
+
+static void dtype_entry(jw *w, dta_dtype t, const dta_count *c)
+{
+    key(w, dta_dtype_name(t));
+    open_(w, '{');
+    counts(w, c);
+    close_(w, '}');
+}
+
+static void input_json(jw *w, const input_result *r)
+{
+    item(w, true);
+    open_(w, '{');
+    kv_str(w, "path", r->path);
     if (!r->model) {
-        cJSON_AddNullToObject(in, "format");
-        cJSON_AddStringToObject(in, "error", r->err.msg);
-        return in;
+        key(w, "format");
+        puts_(w, "null");
+        kv_str(w, "error", r->err.msg);
+        close_(w, '}');
+        return;
     }
     const dta_model *m = r->model;
-    cJSON_AddStringToObject(in, "format", m->format);
-    cJSON *files = cJSON_AddArrayToObject(in, "files");
-    for (size_t i = 0; i < m->nfiles; i++)
-        cJSON_AddItemToArray(files, cJSON_CreateString(m->files[i].path));
-    cJSON_AddItemToObject(in, "config_dtype", dtype_or_null(m->config_dtype));
-    if (m->nmetadata) {
-        cJSON *md = cJSON_AddObjectToObject(in, "metadata");
-        for (size_t i = 0; i < m->nmetadata; i++)
-            cJSON_AddStringToObject(md, m->metadata[i].key, m->metadata[i].value);
+    kv_str(w, "format", m->format);
+    key(w, "files");
+    open_(w, '[');
+    for (size_t i = 0; i < m->nfiles; i++) {
+        item(w, true);
+        str(w, m->files[i].path);
     }
-    return in;
+    close_(w, ']');
+    kv_dtype(w, "config_dtype", m->config_dtype);
+    if (m->nmetadata) {
+        key(w, "metadata");
+        open_(w, '{');
+        for (size_t i = 0; i < m->nmetadata; i++)
+            kv_str(w, m->metadata[i].key, m->metadata[i].value);
+        close_(w, '}');
+    }
+    close_(w, '}');
+}
+
+static void tensor_json(jw *w, const input_result *r, const dta_tensor *t)
+{
+    item(w, true);
+    open_(w, '{');
+    kv_str(w, "name", t->name);
+    kv_str(w, "dtype", dta_dtype_name(t->dtype));
+    key(w, "shape");
+    ch(w, '[');
+    for (int d = 0; d < t->rank; d++) {
+        if (d)
+            puts_(w, ", ");
+        u64(w, t->shape[d]);
+    }
+    ch(w, ']');
+    kv_u64(w, "numel", t->numel);
+    kv_u64(w, "nbytes", t->nbytes);
+    kv_str(w, "file", r->model->files[t->file].path);
+    kv_str(w, "root", t->root);
+    kv_str(w, "input", r->path);
+    kv_bool(w, "shared", t->shared);
+    if (t->meta)
+        kv_bool(w, "meta", true);
+    close_(w, '}');
+}
+
+static void finding_json(jw *w, const input_result *r, const dta_finding *f)
+{
+    item(w, true);
+    open_(w, '{');
+    kv_str(w, "rule", f->rule);
+    kv_str(w, "severity", dta_severity_name(f->severity));
+    kv_str(w, "input", r->path);
+    kv_str(w, "root", f->root);
+    kv_str(w, "module", f->module);
+    kv_dtype(w, "dtype", f->dtype);
+    kv_dtype(w, "expected", f->expected);
+    key(w, "tensors");
+    open_(w, '[');
+    for (size_t j = 0; j < f->ntensors; j++) {
+        item(w, true);
+        str(w, f->tensors[j]);
+    }
+    close_(w, ']');
+    kv_str(w, "message", f->message);
+    close_(w, '}');
 }
 
 int report_json(FILE *out, const cli_options *o, const input_result *in, size_t n)
 {
-    cJSON *doc = cJSON_CreateObject();
+    jw *wp = malloc(sizeof *wp);
+    if (!wp) {
+        fputs("dtaudit: out of memory\n", stderr);
+        return 2;
+    }
+    wp->out = out;
+    wp->depth = 0;
+    wp->first = true;
+    wp->len = 0;
+    jw *w = wp;
     bool audit = o->command == CMD_AUDIT;
     uint64_t ntensors = 0, nbytes = 0, sev[3] = {0, 0, 0};
 
-    cJSON_AddStringToObject(doc, "tool", "dtaudit");
-    cJSON_AddStringToObject(doc, "version", PACKAGE_VERSION);
-    cJSON_AddNumberToObject(doc, "schema", 1);
-    cJSON_AddStringToObject(doc, "command", o->command_name);
-    cJSON *inputs = cJSON_AddArrayToObject(doc, "inputs");
-    cJSON *tensors = cJSON_AddArrayToObject(doc, "tensors");
-    cJSON *roots = cJSON_AddArrayToObject(doc, "roots");
-    cJSON *modules = cJSON_AddArrayToObject(doc, "modules");
-    cJSON *findings = audit ? cJSON_AddArrayToObject(doc, "findings") : NULL;
+    open_(w, '{');
+    kv_str(w, "tool", "dtaudit");
+    kv_str(w, "version", PACKAGE_VERSION);
+    kv_u64(w, "schema", 1);
+    kv_str(w, "command", o->command_name);
 
+    key(w, "inputs");
+    open_(w, '[');
+    for (size_t i = 0; i < n; i++)
+        input_json(w, &in[i]);
+    close_(w, ']');
+
+    key(w, "tensors");
+    open_(w, '[');
+    for (size_t i = 0; i < n; i++)
+        for (size_t k = 0; in[i].model && k < in[i].model->ntensors; k++)
+            tensor_json(w, &in[i], &in[i].model->tensors[k]);
+    close_(w, ']');
+
+    key(w, "roots");
+    open_(w, '[');
     for (size_t i = 0; i < n; i++) {
-        const input_result *r = &in[i];
-        cJSON_AddItemToArray(inputs, input_json(r));
-        if (!r->model)
+        if (!in[i].model)
             continue;
-        const dta_model *m = r->model;
-        const dta_report *rep = r->report;
-        for (size_t k = 0; k < m->ntensors; k++) {
-            const dta_tensor *t = &m->tensors[k];
-            cJSON *tj = cJSON_CreateObject();
-            cJSON_AddStringToObject(tj, "name", t->name);
-            cJSON_AddStringToObject(tj, "dtype", dta_dtype_name(t->dtype));
-            cJSON *shape = cJSON_AddArrayToObject(tj, "shape");
-            for (int d = 0; d < t->rank; d++)
-                cJSON_AddItemToArray(shape, u64(t->shape[d]));
-            cJSON_AddItemToObject(tj, "numel", u64(t->numel));
-            cJSON_AddItemToObject(tj, "nbytes", u64(t->nbytes));
-            cJSON_AddStringToObject(tj, "file", m->files[t->file].path);
-            cJSON_AddStringToObject(tj, "root", t->root);
-            cJSON_AddStringToObject(tj, "input", r->path);
-            cJSON_AddBoolToObject(tj, "shared", t->shared);
-            if (t->meta)
-                cJSON_AddBoolToObject(tj, "meta", true);
-            cJSON_AddItemToArray(tensors, tj);
-        }
+        const dta_report *rep = in[i].report;
         ntensors += rep->total.tensors;
         nbytes += rep->total.nbytes;
         for (size_t k = 0; k < rep->nroots; k++) {
             const dta_root_summary *rs = &rep->roots[k];
-            cJSON *rj = cJSON_CreateObject();
-            cJSON_AddStringToObject(rj, "input", r->path);
-            cJSON_AddStringToObject(rj, "name", rs->name);
-            cJSON_AddItemToObject(rj, "dominant", dtype_or_null(rs->dominant));
-            cJSON_AddBoolToObject(rj, "analysed", rs->analysed);
-            add_counts(rj, &rs->total);
-            cJSON_AddItemToObject(rj, "dtypes", dtype_map(rs->by_dtype));
-            cJSON_AddItemToArray(roots, rj);
-        }
-        for (size_t k = 0; k < rep->nmodules; k++) {
-            const dta_module *md = &rep->modules[k];
-            cJSON *mj = cJSON_CreateObject();
-            cJSON_AddStringToObject(mj, "input", r->path);
-            cJSON_AddStringToObject(mj, "root", md->root);
-            cJSON_AddStringToObject(mj, "name", md->name);
-            add_counts(mj, &md->total);
-            cJSON_AddItemToObject(mj, "dtypes", dtype_map(md->by_dtype));
-            cJSON_AddItemToArray(modules, mj);
-        }
-        for (size_t k = 0; findings && k < rep->nfindings; k++) {
-            const dta_finding *f = &rep->findings[k];
-            cJSON *fj = cJSON_CreateObject();
-            cJSON_AddStringToObject(fj, "rule", f->rule);
-            cJSON_AddStringToObject(fj, "severity", dta_severity_name(f->severity));
-            cJSON_AddStringToObject(fj, "input", r->path);
-            cJSON_AddStringToObject(fj, "root", f->root);
-            cJSON_AddStringToObject(fj, "module", f->module);
-            cJSON_AddItemToObject(fj, "dtype", dtype_or_null(f->dtype));
-            cJSON_AddItemToObject(fj, "expected", dtype_or_null(f->expected));
-            cJSON *tl = cJSON_AddArrayToObject(fj, "tensors");
-            for (size_t j = 0; j < f->ntensors; j++)
-                cJSON_AddItemToArray(tl, cJSON_CreateString(f->tensors[j]));
-            cJSON_AddStringToObject(fj, "message", f->message);
-            cJSON_AddItemToArray(findings, fj);
-            if (f->severity <= DTA_SEV_ERROR)
-                sev[f->severity]++;
+            item(w, true);
+            open_(w, '{');
+            kv_str(w, "input", in[i].path);
+            kv_str(w, "name", rs->name);
+            kv_dtype(w, "dominant", rs->dominant);
+            kv_bool(w, "analysed", rs->analysed);
+            counts(w, &rs->total);
+            key(w, "dtypes");
+            open_(w, '{');
+            for (int t = 0; t < DTA_DTYPE_COUNT; t++)
+                if (rs->by_dtype[t].tensors)
+                    dtype_entry(w, (dta_dtype)t, &rs->by_dtype[t]);
+            close_(w, '}');
+            close_(w, '}');
         }
     }
-    cJSON *sum = cJSON_AddObjectToObject(doc, "summary");
-    cJSON_AddItemToObject(sum, "inputs", u64(n));
-    cJSON_AddItemToObject(sum, "tensors", u64(ntensors));
-    cJSON_AddItemToObject(sum, "nbytes", u64(nbytes));
+    close_(w, ']');
+
+    key(w, "modules");
+    open_(w, '[');
+    for (size_t i = 0; i < n; i++) {
+        for (size_t k = 0; in[i].model && k < in[i].report->nmodules; k++) {
+            const dta_module *md = &in[i].report->modules[k];
+            item(w, true);
+            open_(w, '{');
+            kv_str(w, "input", in[i].path);
+            kv_str(w, "root", md->root);
+            kv_str(w, "name", md->name);
+            counts(w, &md->total);
+            key(w, "dtypes");
+            open_(w, '{');
+            for (size_t j = 0; j < md->ndtypes; j++)
+                dtype_entry(w, md->dtypes[j].dtype, &md->dtypes[j].count);
+            close_(w, '}');
+            close_(w, '}');
+        }
+    }
+    close_(w, ']');
+
     if (audit) {
-        cJSON *fs = cJSON_AddObjectToObject(sum, "findings");
-        cJSON_AddItemToObject(fs, "error", u64(sev[DTA_SEV_ERROR]));
-        cJSON_AddItemToObject(fs, "warning", u64(sev[DTA_SEV_WARNING]));
-        cJSON_AddItemToObject(fs, "info", u64(sev[DTA_SEV_INFO]));
+        key(w, "findings");
+        open_(w, '[');
+        for (size_t i = 0; i < n; i++)
+            for (size_t k = 0; in[i].model && k < in[i].report->nfindings; k++) {
+                const dta_finding *f = &in[i].report->findings[k];
+                finding_json(w, &in[i], f);
+                if (f->severity <= DTA_SEV_ERROR)
+                    sev[f->severity]++;
+            }
+        close_(w, ']');
     }
-    char *text = cJSON_Print(doc);
-    cJSON_Delete(doc);
-    if (!text) {
-        fputs("dtaudit: out of memory building JSON output\n", stderr);
-        return 2;
+
+    key(w, "summary");
+    open_(w, '{');
+    kv_u64(w, "inputs", n);
+    kv_u64(w, "tensors", ntensors);
+    kv_u64(w, "nbytes", nbytes);
+    if (audit) {
+        key(w, "findings");
+        open_(w, '{');
+        kv_u64(w, "error", sev[DTA_SEV_ERROR]);
+        kv_u64(w, "warning", sev[DTA_SEV_WARNING]);
+        kv_u64(w, "info", sev[DTA_SEV_INFO]);
+        close_(w, '}');
     }
-    fputs(text, out);
-    fputc('\n', out);
-    free(text);
-    return 0;
+    close_(w, '}');
+    close_(w, '}');
+    ch(w, '\n');
+    flush(w);
+    free(wp);
+    return ferror(out) ? 2 : 0;
 }

@@ -23,6 +23,49 @@ static const char *C(const palette *p, const char *code) { return p->on ? code :
 #define GREEN "\033[32m"
 #define RESET "\033[0m"
 
+/* Names come from hostile files: control bytes (ESC included) are shown as \xNN so they
+ * cannot move the cursor or recolour the terminal. */
+static const char *clean(char *buf, size_t cap, const char *s)
+{
+    size_t o = 0;
+    for (; *s && o + 5 < cap; s++) {
+        unsigned char c = (unsigned char)*s;
+        if (c < 0x20 || c == 0x7f)
+            o += (size_t)snprintf(buf + o, cap - o, "\\x%02x", c);
+        else
+            buf[o++] = (char)c;
+    }
+    buf[o] = 0;
+    return buf;
+}
+
+/* Shell word for a suggested command: bare when safe, else single-quoted. */
+static const char *shq(char *buf, size_t cap, const char *s)
+{
+    char tmp[1024];
+    bool bare = *s != 0;
+    clean(tmp, sizeof tmp, s);
+    for (const char *p = tmp; *p && bare; p++)
+        bare = strchr("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_./-+:,=@", *p);
+    if (bare) {
+        snprintf(buf, cap, "%s", tmp);
+        return buf;
+    }
+    size_t o = 0;
+    buf[o++] = '\'';
+    for (const char *p = tmp; *p && o + 6 < cap; p++) {
+        if (*p == '\'') {
+            memcpy(buf + o, "'\\''", 4);
+            o += 4;
+        } else {
+            buf[o++] = *p;
+        }
+    }
+    buf[o++] = '\'';
+    buf[o] = 0;
+    return buf;
+}
+
 const char *dtype_alias(dta_dtype t)
 {
     switch (t) {
@@ -163,7 +206,8 @@ static uint64_t mix(uint64_t h, uint64_t v)
 static void tnode_finish(tnode *n)
 {
     uint64_t h = 1469598103934665603ull;
-    qsort(n->kids, n->nkids, sizeof *n->kids, cmp_kids);
+    if (n->nkids > 1)
+        qsort(n->kids, n->nkids, sizeof *n->kids, cmp_kids);
     for (size_t i = 0; i < n->nkids; i++) {
         tnode_finish(n->kids[i]);
         for (size_t k = 0; k < n->kids[i]->comp_len; k++)
@@ -171,9 +215,8 @@ static void tnode_finish(tnode *n)
         h = mix(h, n->kids[i]->sig);
     }
     if (n->mod)
-        for (int t = 0; t < DTA_DTYPE_COUNT; t++)
-            if (n->mod->by_dtype[t].tensors)
-                h = mix(mix(h, (uint64_t)t), n->mod->by_dtype[t].tensors);
+        for (size_t i = 0; i < n->mod->ndtypes; i++)
+            h = mix(mix(h, (uint64_t)n->mod->dtypes[i].dtype), n->mod->dtypes[i].count.tensors);
     n->sig = h;
 }
 
@@ -242,10 +285,11 @@ static void sum_group(tnode **members, size_t n, dta_count *total, dta_count *by
         total->tensors += m->total.tensors;
         total->numel += m->total.numel;
         total->nbytes += m->total.nbytes;
-        for (int t = 0; t < DTA_DTYPE_COUNT; t++) {
-            by[t].tensors += m->by_dtype[t].tensors;
-            by[t].numel += m->by_dtype[t].numel;
-            by[t].nbytes += m->by_dtype[t].nbytes;
+        for (size_t i = 0; i < m->ndtypes; i++) {
+            dta_count *b = &by[m->dtypes[i].dtype];
+            b->tensors += m->dtypes[i].count.tensors;
+            b->numel += m->dtypes[i].count.numel;
+            b->nbytes += m->dtypes[i].count.nbytes;
         }
     }
 }
@@ -263,7 +307,8 @@ static bool bit_mixed(const dta_count *by)
 static void print_line(tctx *c, int depth, const char *label, tnode **members, size_t nm)
 {
     dta_count total, by[DTA_DTYPE_COUNT];
-    char mixbuf[128], cnt[32];
+    char mixbuf[128], cnt[32], shown[600];
+    label = clean(shown, sizeof shown, label);
     sum_group(members, nm, &total, by);
     dtype_mix(mixbuf, sizeof mixbuf, by, &total);
     fmt_count(cnt, sizeof cnt, total.numel);
@@ -434,9 +479,10 @@ static void print_tree(tctx *c, const dta_report *rep, const dta_root_summary *r
 
 static void print_root(tctx *c, const dta_report *rep, const dta_root_summary *rs)
 {
-    char params[32], bytes[32];
+    char params[32], bytes[32], shown[600];
     if (rs->name[0])
-        fprintf(c->out, "\n  %sroot '%s'%s", C(c->pal, BOLD), rs->name, C(c->pal, RESET));
+        fprintf(c->out, "\n  %sroot '%s'%s", C(c->pal, BOLD), clean(shown, sizeof shown, rs->name),
+                C(c->pal, RESET));
     else
         fprintf(c->out, "\n  %sroot (flat state dict)%s", C(c->pal, BOLD), C(c->pal, RESET));
     if (!rs->analysed)
@@ -570,22 +616,26 @@ static const char *sev_color(dta_severity s)
 
 static void print_fix(tctx *c, const input_result *in, const dta_finding *f, const char *glob)
 {
-    char outp[1024];
+    char outp[1024], qg[1200], qp[1200], qo[1200], allow[1100];
     const char *pal_dim = C(c->pal, DIM), *reset = C(c->pal, RESET);
     bool dtype_rule = strcmp(f->rule, "dtype-outlier") == 0 ||
                       strcmp(f->rule, "mixed-module") == 0 ||
                       strcmp(f->rule, "expect-mismatch") == 0;
     if (dtype_rule && f->expected != DTA_DTYPE_NONE) {
         suggest_output(outp, sizeof outp, in->path, f->expected);
+        shq(qp, sizeof qp, in->path);
+        shq(qo, sizeof qo, outp);
         if (glob[0])
-            fprintf(c->out, "      %sfix:%s dtaudit convert --to %s --only '%s' %s -o %s\n",
-                    pal_dim, reset, dtype_alias(f->expected), glob, in->path, outp);
+            fprintf(c->out, "      %sfix:%s dtaudit convert --to %s --only %s %s -o %s\n", pal_dim,
+                    reset, dtype_alias(f->expected), shq(qg, sizeof qg, glob), qp, qo);
         else
             fprintf(c->out, "      %sfix:%s dtaudit convert --to %s %s -o %s\n", pal_dim, reset,
-                    dtype_alias(f->expected), in->path, outp);
-        if (glob[0] && f->dtype != DTA_DTYPE_NONE && strcmp(f->rule, "mixed-module") != 0)
-            fprintf(c->out, "      %sor, if intended:%s --allow '%s=%s'\n", pal_dim, reset, glob,
-                    dta_dtype_name(f->dtype));
+                    dtype_alias(f->expected), qp, qo);
+        if (glob[0] && f->dtype != DTA_DTYPE_NONE) {
+            snprintf(allow, sizeof allow, "%s=%s", glob, dta_dtype_name(f->dtype));
+            fprintf(c->out, "      %sor, if intended:%s --allow %s\n", pal_dim, reset,
+                    shq(qg, sizeof qg, allow));
+        }
     } else if (strcmp(f->rule, "unsafe-pickle") == 0) {
         fprintf(c->out,
                 "      %sfix:%s load it only with torch.load(weights_only=True), or re-save "
@@ -637,9 +687,10 @@ static void print_findings(tctx *c, const input_result *in)
         if (f->dtype != DTA_DTYPE_NONE && f->expected != DTA_DTYPE_NONE)
             snprintf(what, sizeof what, "  %s, expected %s", dta_dtype_name(f->dtype),
                      dta_dtype_name(f->expected));
+        char shown[1200];
         fprintf(c->out, "    %s%-7s%s %-15s %s%s%s%s", C(c->pal, sev_color(f->severity)),
-                dta_severity_name(f->severity), C(c->pal, RESET), f->rule, C(c->pal, BOLD), pat,
-                C(c->pal, RESET), what);
+                dta_severity_name(f->severity), C(c->pal, RESET), f->rule, C(c->pal, BOLD),
+                clean(shown, sizeof shown, pat), C(c->pal, RESET), what);
         if (n > 1)
             fprintf(c->out, "  (%zu modules, %zu tensors)\n", n, ntensors);
         else if (ntensors)
@@ -647,11 +698,11 @@ static void print_findings(tctx *c, const input_result *in)
         else
             fputc('\n', c->out);
         fprintf(c->out, "      %swhy:%s %s%s\n", C(c->pal, DIM), C(c->pal, RESET),
-                n > 1 ? "e.g. " : "", f->message);
+                n > 1 ? "e.g. " : "", clean(shown, sizeof shown, f->message));
         if (c->verbosity > 0)
             for (size_t k = 0; k < n; k++)
                 for (size_t t = 0; t < g[k]->ntensors; t++)
-                    fprintf(c->out, "        %s\n", g[k]->tensors[t]);
+                    fprintf(c->out, "        %s\n", clean(shown, sizeof shown, g[k]->tensors[t]));
         print_fix(c, in, f, glob);
     }
 out:
@@ -672,7 +723,9 @@ static void print_tensors(tctx *c, const dta_model *m)
                                   (unsigned long long)t->shape[d]);
         if (o < sizeof shape)
             snprintf(shape + o, sizeof shape - o, "]");
-        fprintf(c->out, "    %-60s %-12s %s%s%s\n", t->name, dta_dtype_name(t->dtype), shape,
+        char shown[600];
+        fprintf(c->out, "    %-60s %-12s %s%s%s\n", clean(shown, sizeof shown, t->name),
+                dta_dtype_name(t->dtype), shape,
                 t->shared ? "  shared" : "", t->meta ? "  meta" : "");
     }
 }
@@ -691,7 +744,7 @@ void report_text(FILE *out, const cli_options *o, const input_result *in, size_t
             continue;
         const dta_model *m = r->model;
         const dta_report *rep = r->report;
-        char p[32], b[32];
+        char p[32], b[32], shown[1200], shown2[1200];
         ok++;
         tensors += rep->total.tensors;
         params += rep->total.numel;
@@ -701,18 +754,21 @@ void report_text(FILE *out, const cli_options *o, const input_result *in, size_t
                 sev[rep->findings[k].severity]++;
         if (o->verbosity < 0) {
             if (audit && rep->nfindings) {
-                fprintf(out, "%s%s%s\n", C(&pal, BOLD), r->path, C(&pal, RESET));
+                fprintf(out, "%s%s%s\n", C(&pal, BOLD), clean(shown, sizeof shown, r->path),
+                        C(&pal, RESET));
                 print_findings(&c, r);
             }
             continue;
         }
         fmt_count(p, sizeof p, rep->total.numel);
         fmt_bytes(b, sizeof b, rep->total.nbytes);
-        fprintf(out, "%s%s%s%s\n", ok > 1 ? "\n" : "", C(&pal, BOLD), r->path, C(&pal, RESET));
+        fprintf(out, "%s%s%s%s\n", ok > 1 ? "\n" : "", C(&pal, BOLD),
+                clean(shown, sizeof shown, r->path), C(&pal, RESET));
         fprintf(out, "  %s, %zu file%s, %llu tensors, %s params, %s\n", m->format, m->nfiles,
                 m->nfiles == 1 ? "" : "s", (unsigned long long)rep->total.tensors, p, b);
         for (size_t k = 0; k < m->nmetadata && o->verbosity > 0; k++)
-            fprintf(out, "  metadata %s = %s\n", m->metadata[k].key, m->metadata[k].value);
+            fprintf(out, "  metadata %s = %s\n", clean(shown, sizeof shown, m->metadata[k].key),
+                    clean(shown2, sizeof shown2, m->metadata[k].value));
         for (size_t k = 0; k < rep->nroots; k++) {
             print_root(&c, rep, &rep->roots[k]);
             print_tree(&c, rep, &rep->roots[k]);

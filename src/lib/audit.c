@@ -23,7 +23,9 @@ typedef struct {
     size_t parent;   /* SIZE_MAX for a top node */
     bool top;
     uint64_t mask_sub, mask_own;
-    dta_count total, by_dtype[DTA_DTYPE_COUNT];
+    dta_count total;
+    dta_dtype_count *dt; /* sparse per-dtype counts: most modules hold one dtype */
+    size_t ndt;
 } node;
 
 typedef struct {
@@ -178,6 +180,34 @@ static void count_add(dta_count *c, uint64_t numel, uint64_t nbytes)
     c->nbytes += nbytes;
 }
 
+/* Adds to a node's count for dtype t, keeping dt sorted by dtype. */
+static dta_status node_count(ctx *c, node *nd, dta_dtype t, uint64_t numel, uint64_t bytes)
+{
+    size_t i = 0;
+    while (i < nd->ndt && nd->dt[i].dtype < t)
+        i++;
+    if (i == nd->ndt || nd->dt[i].dtype != t) {
+        dta_dtype_count *p = realloc(nd->dt, (nd->ndt + 1) * sizeof *p);
+        if (!p)
+            return nomem(c);
+        memmove(p + i + 1, p + i, (nd->ndt - i) * sizeof *p);
+        memset(&p[i], 0, sizeof p[i]);
+        p[i].dtype = t;
+        nd->dt = p;
+        nd->ndt++;
+    }
+    count_add(&nd->dt[i].count, numel, bytes);
+    return DTA_OK;
+}
+
+static uint64_t node_numel(const node *nd, dta_dtype t)
+{
+    for (size_t i = 0; i < nd->ndt; i++)
+        if (nd->dt[i].dtype == t)
+            return nd->dt[i].count.numel;
+    return 0;
+}
+
 /* Roots in first-seen order, via a hash of root names to stay linear on hostile input. */
 static dta_status assign_roots(ctx *c)
 {
@@ -286,7 +316,8 @@ static dta_status build_tree(ctx *c)
                 c->nodes[child].parent = cur;
             node *nd = &c->nodes[cur];
             count_add(&nd->total, t->numel, bytes);
-            count_add(&nd->by_dtype[t->dtype], t->numel, bytes);
+            if ((st = node_count(c, nd, t->dtype, t->numel, bytes)) != DTA_OK)
+                break;
             nd->mask_sub |= bit;
             if (child == SIZE_MAX)
                 nd->mask_own |= bit;
@@ -457,7 +488,8 @@ static dta_status cover_root(ctx *c, size_t r, const char *rule, dta_severity se
         st = push_hit(c, &hits, &nh, &caph, h);
     }
     if (st == DTA_OK)
-        qsort(hits, nh, sizeof *hits, cmp_hit);
+        if (nh > 1)
+            qsort(hits, nh, sizeof *hits, cmp_hit);
     dta_finding *f = NULL;
     for (size_t i = 0; i < nh && st == DTA_OK; i++) {
         if (i == 0 || cmp_hit(&(hit){hits[i].kind, hits[i].node, hits[i].dtype, 0},
@@ -500,7 +532,8 @@ static dta_status mixed_modules(ctx *c, size_t r)
         st = push_hit(c, &hits, &nh, &caph, (hit){3, mod, DTA_DTYPE_NONE, i});
     }
     if (st == DTA_OK)
-        qsort(hits, nh, sizeof *hits, cmp_hit);
+        if (nh > 1)
+            qsort(hits, nh, sizeof *hits, cmp_hit);
     for (size_t i = 0; i < nh && st == DTA_OK;) {
         size_t mod = hits[i].node, j = i;
         node *nd = &c->nodes[mod];
@@ -509,7 +542,8 @@ static dta_status mixed_modules(ctx *c, size_t r)
         dta_dtype worst = DTA_DTYPE_NONE;
         for (int d = 0; d < DTA_DTYPE_COUNT; d++)
             if (((nd->mask_own >> d) & 1) && (dta_dtype)d != dom &&
-                (worst == DTA_DTYPE_NONE || nd->by_dtype[d].numel > nd->by_dtype[worst].numel))
+                (worst == DTA_DTYPE_NONE ||
+                 node_numel(nd, (dta_dtype)d) > node_numel(nd, worst)))
                 worst = (dta_dtype)d;
         st = add_finding(c, "mixed-module", DTA_SEV_WARNING, r, nd->name, worst,
                          dom, NULL, &f);
@@ -592,7 +626,9 @@ static dta_status export_modules(ctx *c)
         md->name = nd->name;
         nd->name = NULL; /* ownership moves to the report */
         md->total = nd->total;
-        memcpy(md->by_dtype, nd->by_dtype, sizeof md->by_dtype);
+        md->dtypes = nd->dt; /* ownership moves too */
+        md->ndtypes = nd->ndt;
+        nd->dt = NULL;
         if (!md->root)
             return nomem(c);
     }
@@ -605,7 +641,8 @@ static dta_status export_modules(ctx *c)
                 r->modules[k++] = r->modules[i];
                 r->modules[i] = tmp;
             }
-        qsort(r->modules + base, k - base, sizeof *r->modules, cmp_module);
+        if (k - base > 1)
+            qsort(r->modules + base, k - base, sizeof *r->modules, cmp_module);
         base = k;
     }
     return DTA_OK;
@@ -661,11 +698,14 @@ dta_status dta_report_build(const dta_model *m, const dta_audit_options *opt, dt
     if (st == DTA_OK)
         st = export_modules(&c);
     if (st == DTA_OK) {
-        qsort(c.r->findings, c.r->nfindings, sizeof *c.r->findings, cmp_finding);
+        if (c.r->nfindings > 1)
+            qsort(c.r->findings, c.r->nfindings, sizeof *c.r->findings, cmp_finding);
     }
 out:
-    for (size_t i = 0; i < c.nnodes; i++)
+    for (size_t i = 0; i < c.nnodes; i++) {
         free(c.nodes[i].name);
+        free(c.nodes[i].dt);
+    }
     free(c.nodes);
     free(c.nodetab.slot);
     free(c.tensor_root);
@@ -688,6 +728,7 @@ void dta_report_free(dta_report *r)
     for (size_t i = 0; i < r->nmodules; i++) {
         free(r->modules[i].root);
         free(r->modules[i].name);
+        free(r->modules[i].dtypes);
     }
     for (size_t i = 0; i < r->nfindings; i++) {
         dta_finding *f = &r->findings[i];

@@ -15,10 +15,10 @@ dta_status dta_error_set(dta_error *err, dta_status code, int sys_errno, const c
         va_start(ap, fmt);
         vsnprintf(err->msg, sizeof err->msg, fmt, ap);
         va_end(ap);
-        /* One line: a hostile name must not break the message into several. */
-        for (char *p = err->msg; *p; p++)
-            if (*p == '\n' || *p == '\r')
-                *p = ' ';
+        /* One line, no terminal control: names in messages come from hostile files. */
+        for (unsigned char *p = (unsigned char *)err->msg; *p; p++)
+            if (*p < 0x20 || *p == 0x7f)
+                *p = '?';
     }
     return code;
 }

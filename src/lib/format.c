@@ -1,6 +1,14 @@
-/* Format detection: a table of readers, cheap bidders first (libarchive's bid()). */
+/* Format detection: a table of readers, cheap bidders first (libarchive's bid()), and
+ * model directories (HF layout: index or weight files, config.json). */
+#define _POSIX_C_SOURCE 200809L
+#include <dirent.h>
 #include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+
+#include <cjson/cJSON.h>
 
 #include "format.h"
 #include "model_build.h"
@@ -9,6 +17,7 @@ static const dtap_reader readers[] = {
     {"torch-zip", dtap_torchzip_bid, dtap_torchzip_open},
     {"torch-legacy", dtap_torchlegacy_bid, dtap_torchlegacy_open},
     {"safetensors", dtap_safetensors_bid, dtap_safetensors_open},
+    {"index", dtap_index_bid, dtap_index_open}, /* last: only JSON that is no safetensors */
 };
 
 /* Names what a file looks like when no reader takes it, so the error says what it is. */
@@ -33,15 +42,213 @@ static const char *describe(const unsigned char *h, size_t n)
     return "not a recognised checkpoint (safetensors, PyTorch zip or legacy PyTorch file)";
 }
 
-dta_status dtap_read_src(const dtap_src *src, dta_model *m, dta_error *err)
+static dta_status read_with(const dtap_src *src, dta_model *m, bool index, dta_error *err)
 {
     unsigned char head[DTAP_BID_BYTES];
     size_t n = dtap_src_peek(src, 0, head, sizeof head);
-    for (size_t i = 0; i < sizeof readers / sizeof readers[0]; i++)
+    for (size_t i = 0; i < sizeof readers / sizeof readers[0]; i++) {
+        if (!index && readers[i].open == dtap_index_open)
+            continue;
         if (readers[i].bid(head, n, src->size) > 0)
             return readers[i].open(src, m, err);
+    }
     return dta_error_set(err, n == 0 ? DTA_E_FORMAT : DTA_E_UNSUPPORTED, 0, "%s",
                          describe(head, n));
+}
+
+dta_status dtap_read_src(const dtap_src *src, dta_model *m, dta_error *err)
+{
+    return read_with(src, m, true, err);
+}
+
+dta_status dtap_read_weights(const dtap_src *src, dta_model *m, dta_error *err)
+{
+    return read_with(src, m, false, err);
+}
+
+static dta_status read_file(const char *path, dta_model *m, dta_error *err)
+{
+    dtap_src src;
+    dta_status st = dtap_src_open_file(&src, path, err);
+    if (st != DTA_OK)
+        return st;
+    st = dtap_read_src(&src, m, err);
+    dtap_src_close(&src);
+    return st;
+}
+
+static bool is_file(const char *path)
+{
+    struct stat st;
+    return stat(path, &st) == 0 && S_ISREG(st.st_mode);
+}
+
+static bool ends_with(const char *s, const char *suffix)
+{
+    size_t n = strlen(s), k = strlen(suffix);
+    return n >= k && strcmp(s + n - k, suffix) == 0;
+}
+
+static int cmp_names(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* Sorted names of the directory's regular files ending in suffix. */
+static size_t list_suffix(const char *dir, const char *suffix, char ***out)
+{
+    DIR *d = opendir(dir);
+    char **v = NULL, path[8192];
+    size_t n = 0;
+    struct dirent *e;
+    *out = NULL;
+    if (!d)
+        return 0;
+    while ((e = readdir(d)) && n < DTA_MAX_FILES) {
+        snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+        if (!ends_with(e->d_name, suffix) || !is_file(path))
+            continue;
+        char **p = realloc(v, (n + 1) * sizeof *p);
+        if (!p || !(p[n] = strdup(e->d_name))) {
+            free(p ? p : v);
+            v = p;
+            break;
+        }
+        v = p;
+        n++;
+    }
+    closedir(d);
+    if (n > 1)
+        qsort(v, n, sizeof *v, cmp_names);
+    *out = v;
+    return n;
+}
+
+static void free_list(char **v, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        free(v[i]);
+    free(v);
+}
+
+/* config.json: torch_dtype, or the newer dtype; nested *_config when the top has none. */
+static dta_status read_config(const char *dir, dta_model *m, dta_error *err)
+{
+    char path[8192];
+    dtap_src src;
+    unsigned char *text = NULL;
+    snprintf(path, sizeof path, "%s/config.json", dir);
+    if (!is_file(path))
+        return DTA_OK;
+    dta_status st = dtap_src_open_file(&src, path, err);
+    if (st == DTA_OK)
+        st = dtap_src_alloc_read(&src, 0, src.size, 16u * 1024 * 1024, &text, err);
+    dtap_src_close(&src);
+    if (st != DTA_OK)
+        return dta_error_set(err, st, err ? err->sys_errno : 0, "config.json: %s",
+                             err ? err->msg : "unreadable");
+    cJSON *doc = cJSON_ParseWithLength((const char *)text, (size_t)src.size);
+    free(text);
+    if (!cJSON_IsObject(doc)) {
+        cJSON_Delete(doc);
+        return dta_error_set(err, DTA_E_FORMAT, 0, "config.json is not a JSON object");
+    }
+    const cJSON *dt = cJSON_GetObjectItemCaseSensitive(doc, "torch_dtype");
+    if (!cJSON_IsString(dt))
+        dt = cJSON_GetObjectItemCaseSensitive(doc, "dtype");
+    for (const cJSON *c = doc->child; c && !cJSON_IsString(dt); c = c->next)
+        if (cJSON_IsObject(c) && c->string && ends_with(c->string, "_config")) {
+            dt = cJSON_GetObjectItemCaseSensitive(c, "torch_dtype");
+            if (!cJSON_IsString(dt))
+                dt = cJSON_GetObjectItemCaseSensitive(c, "dtype");
+        }
+    if (cJSON_IsString(dt))
+        m->config_dtype = dta_dtype_from_alias(dt->valuestring);
+    if (cJSON_IsObject(cJSON_GetObjectItemCaseSensitive(doc, "quantization_config"))) {
+        const cJSON *q = cJSON_GetObjectItemCaseSensitive(
+            cJSON_GetObjectItemCaseSensitive(doc, "quantization_config"), "quant_method");
+        char msg[256];
+        snprintf(msg, sizeof msg, "config.json has a quantization_config (%s)",
+                 cJSON_IsString(q) ? q->valuestring : "unknown method");
+        st = dtap_model_add_note(m, "quantization", DTA_SEV_INFO, "config.json", msg, err);
+    }
+    cJSON_Delete(doc);
+    return st;
+}
+
+/* Picks the weights of a model directory: an index first, safetensors before .bin. */
+static dta_status read_directory(const char *dir, dta_model *m, dta_error *err)
+{
+    static const char *preferred[] = {
+        "model.safetensors.index.json", "model.safetensors", "pytorch_model.bin.index.json",
+        "pytorch_model.bin", "adapter_model.safetensors", "adapter_model.bin"};
+    char path[8192], chosen[8192] = "";
+    dta_status st = DTA_OK;
+
+    for (size_t i = 0; i < sizeof preferred / sizeof preferred[0] && !chosen[0]; i++) {
+        snprintf(path, sizeof path, "%s/%s", dir, preferred[i]);
+        if (is_file(path))
+            snprintf(chosen, sizeof chosen, "%s", path);
+    }
+    char **v;
+    size_t n;
+    if (!chosen[0]) {
+        static const char *suffixes[] = {".safetensors.index.json", ".bin.index.json"};
+        for (size_t i = 0; i < 2 && !chosen[0]; i++) {
+            n = list_suffix(dir, suffixes[i], &v);
+            if (n)
+                snprintf(chosen, sizeof chosen, "%s/%s", dir, v[0]);
+            free_list(v, n);
+        }
+    }
+    if (chosen[0]) {
+        st = read_file(chosen, m, err);
+        if (st != DTA_OK && err)
+            dta_error_prefix(err, chosen);
+    } else {
+        /* unindexed weights: every safetensors file, else the single torch file */
+        n = list_suffix(dir, ".safetensors", &v);
+        for (size_t i = 0; i < n && st == DTA_OK; i++) {
+            snprintf(path, sizeof path, "%s/%s", dir, v[i]);
+            st = read_file(path, m, err);
+            if (st != DTA_OK && err)
+                dta_error_prefix(err, path);
+        }
+        free_list(v, n);
+        if (n == 0) {
+            static const char *torch_ext[] = {".bin", ".pt", ".pth", ".ckpt"};
+            for (size_t i = 0; i < 4 && !chosen[0]; i++) {
+                n = list_suffix(dir, torch_ext[i], &v);
+                if (n)
+                    snprintf(chosen, sizeof chosen, "%s/%s", dir, v[0]);
+                free_list(v, n);
+            }
+            if (!chosen[0])
+                return dta_error_set(err, DTA_E_UNSUPPORTED, 0,
+                                     "directory holds no checkpoint (no index, *.safetensors, "
+                                     "*.bin, *.pt, *.pth or *.ckpt)");
+            st = read_file(chosen, m, err);
+            if (st != DTA_OK && err)
+                dta_error_prefix(err, chosen);
+        }
+    }
+    if (st == DTA_OK)
+        st = read_config(dir, m, err);
+    if (st == DTA_OK && m->nfiles > 0) {
+        /* say which weights were read when the directory offers both kinds */
+        bool st_read = strstr(m->files[0].format, "safetensors") != NULL;
+        snprintf(path, sizeof path, "%s/pytorch_model.bin", dir);
+        bool bin = is_file(path);
+        snprintf(path, sizeof path, "%s/pytorch_model.bin.index.json", dir);
+        bin = bin || is_file(path);
+        if (st_read && bin)
+            st = dtap_model_add_note(m, "weights-choice", DTA_SEV_INFO, dir,
+                                     "read the safetensors weights; the PyTorch .bin weights "
+                                     "beside them were not read",
+                                     err);
+    }
+    m->format = "directory";
+    return st;
 }
 
 dta_status dta_model_open(const char *path, dta_model **out, dta_error *err)
@@ -49,29 +256,37 @@ dta_status dta_model_open(const char *path, dta_model **out, dta_error *err)
     dtap_src src;
     dta_status st;
     dta_model *m;
+    struct stat sb;
 
     *out = NULL;
     if (!path)
         return dta_error_set(err, DTA_E_ARG, 0, "no path");
-    st = dtap_src_open_file(&src, path, err);
-    if (st != DTA_OK) {
-        dta_error_prefix(err, path);
-        return st;
-    }
     m = dtap_model_new(path, err);
     if (!m) {
-        dtap_src_close(&src);
         dta_error_prefix(err, path);
         return DTA_E_NOMEM;
     }
-    st = dtap_read_src(&src, m, err);
-    dtap_src_close(&src);
-    if (st != DTA_OK) {
-        dta_error_prefix(err, path);
-        dta_model_free(m);
-        return st;
+    if (stat(path, &sb) == 0 && S_ISDIR(sb.st_mode)) {
+        st = read_directory(path, m, err);
+        if (st != DTA_OK) {
+            if (err && strncmp(err->msg, path, strlen(path)) != 0)
+                dta_error_prefix(err, path);
+            dta_model_free(m);
+            return st;
+        }
+    } else {
+        st = dtap_src_open_file(&src, path, err);
+        if (st == DTA_OK) {
+            st = dtap_read_src(&src, m, err);
+            dtap_src_close(&src);
+        }
+        if (st != DTA_OK) {
+            dta_error_prefix(err, path);
+            dta_model_free(m);
+            return st;
+        }
     }
-    if (m->nfiles > 0)
+    if (m->nfiles > 0 && strcmp(m->format, "unknown") == 0)
         m->format = m->files[0].format;
     dtap_model_finish(m);
     *out = m;

@@ -23,7 +23,12 @@ dta_status dtap_torchzip_open(const dtap_src *src, dta_model *m, dta_error *err)
 int dtap_torchlegacy_bid(const unsigned char *head, size_t n, uint64_t size);
 dta_status dtap_torchlegacy_open(const dtap_src *src, dta_model *m, dta_error *err);
 
+int dtap_index_bid(const unsigned char *head, size_t n, uint64_t size);
+dta_status dtap_index_open(const dtap_src *src, dta_model *m, dta_error *err);
+
 /* Reads one source into m with the first reader that bids. */
 dta_status dtap_read_src(const dtap_src *src, dta_model *m, dta_error *err);
+/* The same, for a weights file only (a shard): no index reader. */
+dta_status dtap_read_weights(const dtap_src *src, dta_model *m, dta_error *err);
 
 #endif

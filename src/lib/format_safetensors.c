@@ -194,32 +194,32 @@ static dta_status string(jp *j, char **out, size_t *len)
     return DTA_OK;
 }
 
-/* A JSON integer that fits u64: digits only, like serde's usize. */
-static dta_status u64_number(jp *j, uint64_t *out, const char *what)
+static dta_status num_err(jp *j, const char *tname, const char *field, const char *problem)
 {
     char msg[256];
+    snprintf(msg, sizeof msg, "tensor '%.80s' %.40s %s", tname, field, problem);
+    return jerr(j, DTA_E_FORMAT, msg);
+}
+
+/* A JSON integer that fits u64: digits only, like serde's usize. */
+static dta_status u64_number(jp *j, uint64_t *out, const char *tname, const char *field)
+{
     uint64_t v = 0;
     ws(j);
     const unsigned char *s = j->p;
-    if (j->p >= j->end || *j->p < '0' || *j->p > '9') {
-        snprintf(msg, sizeof msg, "%.200s must be a non-negative integer", what);
-        return jerr(j, DTA_E_FORMAT, msg);
-    }
+    if (j->p >= j->end || *j->p < '0' || *j->p > '9')
+        return num_err(j, tname, field, "must be a non-negative integer");
     while (j->p < j->end && *j->p >= '0' && *j->p <= '9') {
         unsigned d = (unsigned)(*j->p - '0');
-        if (v > (UINT64_MAX - d) / 10) {
-            snprintf(msg, sizeof msg, "%.200s does not fit in 64 bits", what);
-            return jerr(j, DTA_E_FORMAT, msg);
-        }
+        if (v > (UINT64_MAX - d) / 10)
+            return num_err(j, tname, field, "does not fit in 64 bits");
         v = v * 10 + d;
         j->p++;
     }
     if (j->p - s > 1 && *s == '0')
-        return jerr(j, DTA_E_FORMAT, "number with a leading zero");
-    if (j->p < j->end && (*j->p == '.' || *j->p == 'e' || *j->p == 'E')) {
-        snprintf(msg, sizeof msg, "%.200s must be an integer, not a float", what);
-        return jerr(j, DTA_E_FORMAT, msg);
-    }
+        return num_err(j, tname, field, "has a leading zero");
+    if (j->p < j->end && (*j->p == '.' || *j->p == 'e' || *j->p == 'E'))
+        return num_err(j, tname, field, "must be an integer, not a float");
     *out = v;
     return DTA_OK;
 }
@@ -312,8 +312,7 @@ static dta_status u64_array(jp *j, uint64_t *out, int max, int *n, const char *w
     }
     for (;;) {
         uint64_t v = 0;
-        snprintf(msg, sizeof msg, "tensor '%.80s' %.40s", tname, what);
-        if ((st = u64_number(j, &v, msg)) != DTA_OK)
+        if ((st = u64_number(j, &v, tname, what)) != DTA_OK)
             return st;
         if (*n >= max) {
             snprintf(msg, sizeof msg, "tensor '%.80s' %s has more than %d items", tname, what,

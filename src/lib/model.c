@@ -94,20 +94,21 @@ dta_status dtap_model_add_storage(dta_model *m, size_t file, const char *key, dt
 }
 
 /* Highest element index a view touches must lie inside its storage. */
-static dta_status check_extent(const dta_model *m, const char *name, int rank,
+static dta_status check_extent(const dta_model *m, const char *raw, size_t raw_len, int rank,
                                const uint64_t *shape, const int64_t *stride, uint64_t numel,
                                uint64_t storage_offset, size_t storage, dta_error *err)
 {
     const dta_storage *s = &m->storages[storage];
     uint64_t last = storage_offset, term;
+    int shown = (int)(raw_len < 100 ? raw_len : 100); /* name length in messages */
     if (numel == 0)
         return DTA_OK;
     for (int k = rank - 1; k >= 0; k--) {
         uint64_t st;
         if (stride) {
             if (stride[k] < 0)
-                return dta_error_set(err, DTA_E_FORMAT, 0, "tensor '%s' has a negative stride",
-                                     name);
+                return dta_error_set(err, DTA_E_FORMAT, 0, "tensor '%.*s' has a negative stride",
+                                     shown, raw);
             st = (uint64_t)stride[k];
         } else {
             /* contiguous: stride = product of later dims, bounded by numel */
@@ -116,12 +117,13 @@ static dta_status check_extent(const dta_model *m, const char *name, int rank,
                 st *= shape[j];
         }
         if (dtap_mul_u64(shape[k] - 1, st, &term) != 0 || dtap_add_u64(last, term, &last) != 0)
-            return dta_error_set(err, DTA_E_FORMAT, 0, "tensor '%s' view overflows", name);
+            return dta_error_set(err, DTA_E_FORMAT, 0, "tensor '%.*s' view overflows", shown,
+                                     raw);
     }
     if (last >= s->numel)
         return dta_error_set(err, DTA_E_FORMAT, 0,
-                             "tensor '%s' reaches element %llu of a storage of %llu elements",
-                             name, (unsigned long long)last, (unsigned long long)s->numel);
+                             "tensor '%.*s' reaches element %llu of a storage of %llu elements",
+                             shown, raw, (unsigned long long)last, (unsigned long long)s->numel);
     return DTA_OK;
 }
 
@@ -135,31 +137,33 @@ dta_status dtap_model_add_tensor(dta_model *m, const char *name, size_t name_len
     dta_status st;
     char shown[128];
 
-    snprintf(shown, sizeof shown, "%.*s", (int)(name_len < 100 ? name_len : 100), name);
+    /* the name, shortened, for messages; formatted only on the way to an error */
+#define SHOWN (snprintf(shown, sizeof shown, "%.*s", (int)(name_len < 100 ? name_len : 100), name), shown)
     if (name_len > DTA_MAX_NAME_LEN)
         return dta_error_set(err, DTA_E_LIMIT, 0, "tensor name '%s...' longer than %u bytes",
-                             shown, DTA_MAX_NAME_LEN);
+                             SHOWN, DTA_MAX_NAME_LEN);
     if (rank < 0 || rank > DTA_MAX_RANK)
-        return dta_error_set(err, DTA_E_LIMIT, 0, "tensor '%s' has rank %d (max %d)", shown,
+        return dta_error_set(err, DTA_E_LIMIT, 0, "tensor '%s' has rank %d (max %d)", SHOWN,
                              rank, DTA_MAX_RANK);
     if (!dta_dtype_get(dtype))
-        return dta_error_set(err, DTA_E_FORMAT, 0, "tensor '%s' has no valid dtype", shown);
+        return dta_error_set(err, DTA_E_FORMAT, 0, "tensor '%s' has no valid dtype", SHOWN);
     for (int k = 0; k < rank; k++)
         if (dtap_mul_u64(numel, shape[k], &numel) != 0)
             return dta_error_set(err, DTA_E_FORMAT, 0, "tensor '%s' shape product overflows",
-                                 shown);
+                                 SHOWN);
     if (!dta_dtype_nbytes(dtype, numel, &nbytes))
         return dta_error_set(err, DTA_E_FORMAT, 0,
                              "tensor '%s': %llu elements of %s is not a whole number of bytes "
                              "or overflows",
-                             shown, (unsigned long long)numel, dta_dtype_name(dtype));
+                             SHOWN, (unsigned long long)numel, dta_dtype_name(dtype));
     if (storage != SIZE_MAX) {
         if (storage >= m->nstorages)
-            return dta_error_set(err, DTA_E_ARG, 0, "tensor '%s': bad storage index", shown);
-        st = check_extent(m, shown, rank, shape, stride, numel, storage_offset, storage, err);
+            return dta_error_set(err, DTA_E_ARG, 0, "tensor '%s': bad storage index", SHOWN);
+        st = check_extent(m, name, name_len, rank, shape, stride, numel, storage_offset, storage, err);
         if (st != DTA_OK)
             return st;
     }
+#undef SHOWN
     st = grow((void **)&m->tensors, &m->cap_tensors, m->ntensors, sizeof *m->tensors,
               DTA_MAX_TENSORS, err);
     if (st != DTA_OK)

@@ -33,6 +33,17 @@ dta_status dtap_src_open_file(dtap_src *s, const char *path, dta_error *err)
     }
     s->fd = fd;
     s->size = (uint64_t)st.st_size;
+    s->headlen = 0;
+    /* one read serves the format bid and most headers */
+    size_t want = s->size < DTAP_SRC_HEAD ? (size_t)s->size : DTAP_SRC_HEAD;
+    while (s->headlen < want) {
+        ssize_t r = pread(fd, s->head + s->headlen, want - s->headlen, (off_t)s->headlen);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0)
+            break;
+        s->headlen += (size_t)r;
+    }
     return DTA_OK;
 }
 
@@ -61,6 +72,10 @@ size_t dtap_src_peek(const dtap_src *s, uint64_t off, void *buf, size_t len)
         len = (size_t)(s->size - off);
     if (s->mem) {
         memcpy(buf, s->mem + off, len);
+        return len;
+    }
+    if (off + len <= s->headlen) {
+        memcpy(buf, s->head + off, len);
         return len;
     }
     size_t got = 0;

@@ -10,11 +10,15 @@
 
 #include "dtaudit/error.h"
 
+#define DTAP_SRC_HEAD 4096 /* first bytes of a file, kept: headers are read in one syscall */
+
 typedef struct dtap_src {
     const char *name;         /* for messages (borrowed) */
     int fd;                   /* -1 for memory */
     const unsigned char *mem; /* memory source */
     uint64_t size;
+    size_t headlen;           /* bytes valid in head (files only) */
+    unsigned char head[DTAP_SRC_HEAD];
 } dtap_src;
 
 dta_status dtap_src_open_file(dtap_src *s, const char *path, dta_error *err);

@@ -152,7 +152,7 @@ static dta_status find_cd(const dtap_src *s, uint64_t *cd_off, uint64_t *cd_size
 static dta_status walk_cd(dtap_zip *z, dta_error *err)
 {
     const dtap_src *s = z->src;
-    uint64_t cd, cd_size, n, shift;
+    uint64_t cd = 0, cd_size = 0, n = 0, shift = 0;
     dta_status st = find_cd(s, &cd, &cd_size, &n, &shift, err);
     if (st) return st;
     if (n != z->n)

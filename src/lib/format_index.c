@@ -1,0 +1,293 @@
+/* Sharded checkpoint index (model.safetensors.index.json, pytorch_model.bin.index.json).
+ *
+ * Layout (formats.md 1.6):
+ *   {"metadata": {"total_size": BYTES, ...}, "weight_map": {"tensor.name": "shard-file", ...}}
+ *   Shard paths are relative to the index's directory; total_size is the sum of tensor
+ *   byte sizes with shared storages counted once.
+ *
+ * Every shard present is read with its own reader into one model, so the audit sees one
+ * state dict. Disagreements between the index and the shards become index-mismatch notes
+ * (errors); shards that are absent leave what the index says (names, shard) in a note. */
+#define _POSIX_C_SOURCE 200809L
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cjson/cJSON.h>
+
+#include "format.h"
+#include "model_build.h"
+
+#define INDEX_MAX_BYTES (256u * 1024u * 1024u) /* an index of millions of names */
+#define INDEX_MAX_PATH 4096u
+
+int dtap_index_bid(const unsigned char *head, size_t n, uint64_t size)
+{
+    size_t i = 0;
+    (void)size;
+    while (i < n && (head[i] == ' ' || head[i] == '\t' || head[i] == '\n' || head[i] == '\r'))
+        i++;
+    if (i >= n || head[i] != '{')
+        return 0;
+    /* "weight_map" usually follows a short "metadata" object; look for either key */
+    for (size_t k = i; k + 12 <= n; k++)
+        if (memcmp(head + k, "\"weight_map\"", 12) == 0 || memcmp(head + k, "\"metadata\"", 10) == 0)
+            return 1;
+    return 0;
+}
+
+/* A shard path must stay inside the index's directory. */
+static bool shard_name_ok(const char *s)
+{
+    if (!*s || *s == '/' || strlen(s) > 1024)
+        return false;
+    for (const char *p = s; *p;) {
+        const char *e = strchr(p, '/');
+        size_t len = e ? (size_t)(e - p) : strlen(p);
+        if ((len == 2 && p[0] == '.' && p[1] == '.') || len == 0)
+            return false;
+        if (!e)
+            break;
+        p = e + 1;
+    }
+    return true;
+}
+
+typedef struct {
+    const char *name;
+    size_t listed; /* tensors the index maps to it */
+    size_t first_tensor, ntensors; /* model tensors read from it */
+    bool present;
+} shard;
+
+static dta_status note(dta_model *m, const char *subject, dta_error *err, const char *fmt, ...)
+    DTA_PRINTF(4, 5);
+static dta_status note(dta_model *m, const char *subject, dta_error *err, const char *fmt, ...)
+{
+    char msg[768];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    return dtap_model_add_note(m, "index-mismatch", DTA_SEV_ERROR, subject, msg, err);
+}
+
+/* A string -> index map (open addressing, slots hold index + 1): shard names, weight_map
+ * names and tensor names are each looked up once per entry, so the index costs O(n). */
+typedef struct {
+    const char **key;
+    size_t *val;
+    size_t cap;
+} strmap;
+
+static bool strmap_init(strmap *t, size_t n)
+{
+    for (t->cap = 16; t->cap < 2 * n + 2; t->cap *= 2)
+        ;
+    t->key = calloc(t->cap, sizeof *t->key);
+    t->val = calloc(t->cap, sizeof *t->val);
+    return t->key && t->val;
+}
+
+static void strmap_free(strmap *t)
+{
+    free(t->key);
+    free(t->val);
+}
+
+static size_t strmap_slot(const strmap *t, const char *k)
+{
+    size_t h = 1469598103934665603ull;
+    for (const char *p = k; *p; p++)
+        h = (h ^ (unsigned char)*p) * 1099511628211ull;
+    h &= t->cap - 1;
+    while (t->key[h] && strcmp(t->key[h], k) != 0)
+        h = (h + 1) & (t->cap - 1);
+    return h;
+}
+
+/* Value of k, or SIZE_MAX. */
+static size_t strmap_get(const strmap *t, const char *k)
+{
+    size_t h = strmap_slot(t, k);
+    return t->key[h] ? t->val[h] : SIZE_MAX;
+}
+
+/* Inserts k -> v unless present; returns the value now stored. The map never fills:
+ * callers size it for every key they insert. */
+static size_t strmap_put(strmap *t, const char *k, size_t v)
+{
+    size_t h = strmap_slot(t, k);
+    if (!t->key[h]) {
+        t->key[h] = k;
+        t->val[h] = v;
+    }
+    return t->val[h];
+}
+
+dta_status dtap_index_open(const dtap_src *src, dta_model *m, dta_error *err)
+{
+    unsigned char *text = NULL;
+    cJSON *doc = NULL;
+    shard *shards = NULL;
+    size_t nshards = 0;
+    strmap by_shard = {0}, mapped = {0}, found = {0};
+    char dir[INDEX_MAX_PATH], path[INDEX_MAX_PATH * 2];
+    dta_status st;
+    bool safetensors_shards = true;
+
+    if ((st = dtap_src_alloc_read(src, 0, src->size, INDEX_MAX_BYTES, &text, err)) != DTA_OK)
+        return st;
+    doc = cJSON_ParseWithLength((const char *)text, (size_t)src->size);
+    if (!doc || !cJSON_IsObject(doc)) {
+        st = dta_error_set(err, DTA_E_FORMAT, 0, "index is not a JSON object");
+        goto out;
+    }
+    cJSON *wm = cJSON_GetObjectItemCaseSensitive(doc, "weight_map");
+    if (!cJSON_IsObject(wm)) {
+        st = dta_error_set(err, DTA_E_UNSUPPORTED, 0,
+                           "a JSON file without a weight_map object, not a checkpoint index");
+        goto out;
+    }
+    snprintf(dir, sizeof dir, "%s", src->name);
+    char *slash = strrchr(dir, '/');
+    if (slash)
+        slash[1] = 0;
+    else
+        dir[0] = 0;
+
+    /* shards in order of first appearance, with how many tensors each is said to hold */
+    size_t nentries = (size_t)cJSON_GetArraySize(wm);
+    if (nentries > DTA_MAX_TENSORS) {
+        st = dta_error_set(err, DTA_E_LIMIT, 0, "weight_map has more than %u entries",
+                           DTA_MAX_TENSORS);
+        goto out;
+    }
+    shards = calloc(nentries ? nentries : 1, sizeof *shards);
+    if (!shards || !strmap_init(&by_shard, nentries) || !strmap_init(&mapped, nentries)) {
+        st = dta_error_set(err, DTA_E_NOMEM, ENOMEM, "out of memory");
+        goto out;
+    }
+    for (cJSON *e = wm->child; e; e = e->next) {
+        if (!cJSON_IsString(e) || !e->string) {
+            st = dta_error_set(err, DTA_E_FORMAT, 0, "weight_map entry '%.100s' is not a string",
+                               e->string ? e->string : "?");
+            goto out;
+        }
+        if (!shard_name_ok(e->valuestring)) {
+            st = dta_error_set(err, DTA_E_FORMAT, 0,
+                               "weight_map entry '%.100s' names shard '%.100s' outside the "
+                               "index's directory",
+                               e->string, e->valuestring);
+            goto out;
+        }
+        /* cJSON keeps duplicate keys; the reference loaders would keep only one */
+        if (strmap_get(&mapped, e->string) != SIZE_MAX) {
+            st = dta_error_set(err, DTA_E_FORMAT, 0, "weight_map lists '%.100s' twice", e->string);
+            goto out;
+        }
+        strmap_put(&mapped, e->string, 0);
+        size_t k = strmap_put(&by_shard, e->valuestring, nshards);
+        if (k == nshards)
+            shards[nshards++].name = e->valuestring;
+        shards[k].listed++;
+    }
+    for (size_t k = 0; k < nshards; k++) {
+        dtap_src ss;
+        dta_error serr;
+        snprintf(path, sizeof path, "%s%s", dir, shards[k].name);
+        shards[k].first_tensor = m->ntensors;
+        if (dtap_src_open_file(&ss, path, &serr) != DTA_OK) {
+            if (serr.sys_errno != ENOENT) {
+                st = dta_error_set(err, serr.code, serr.sys_errno, "shard %s: %s", path, serr.msg);
+                goto out;
+            }
+            if ((st = note(m, shards[k].name, err,
+                           "shard '%s' is missing: the %zu tensors the index maps to it were "
+                           "not read",
+                           shards[k].name, shards[k].listed)) != DTA_OK)
+                goto out;
+            continue;
+        }
+        st = dtap_read_weights(&ss, m, &serr);
+        dtap_src_close(&ss);
+        if (st != DTA_OK) {
+            st = dta_error_set(err, serr.code, serr.sys_errno, "shard %s: %s", path, serr.msg);
+            goto out;
+        }
+        if (strcmp(m->files[m->nfiles - 1].format, "safetensors") != 0)
+            safetensors_shards = false;
+        shards[k].present = true;
+        shards[k].ntensors = m->ntensors - shards[k].first_tensor;
+    }
+
+    /* index vs shards, both ways */
+    if (!strmap_init(&found, m->ntensors)) {
+        st = dta_error_set(err, DTA_E_NOMEM, ENOMEM, "out of memory");
+        goto out;
+    }
+    for (size_t i = 0; i < m->ntensors; i++)
+        strmap_put(&found, m->tensors[i].name, i);
+    for (size_t i = 0; i < m->ntensors; i++)
+        if (strmap_get(&mapped, m->tensors[i].name) == SIZE_MAX &&
+            (st = note(m, m->tensors[i].name, err,
+                       "tensor '%s' is in shard %s but not in the index's weight_map",
+                       m->tensors[i].name, m->files[m->tensors[i].file].path)) != DTA_OK)
+            goto out;
+    for (cJSON *e = wm->child; e; e = e->next) {
+        const shard *sh = &shards[strmap_get(&by_shard, e->valuestring)];
+        if (!sh->present)
+            continue;
+        size_t i = strmap_get(&found, e->string);
+        if (i != SIZE_MAX && i >= sh->first_tensor && i < sh->first_tensor + sh->ntensors)
+            continue;
+        if ((st = note(m, e->string, err, "the index maps '%s' to %s, which does not hold it%s",
+                       e->string, e->valuestring,
+                       i != SIZE_MAX ? " (another shard does)" : "")) != DTA_OK)
+            goto out;
+    }
+
+    /* metadata.total_size: sum of tensor bytes, each storage once (formats.md 1.6) */
+    cJSON *md = cJSON_GetObjectItemCaseSensitive(doc, "metadata");
+    cJSON *ts = cJSON_IsObject(md) ? cJSON_GetObjectItemCaseSensitive(md, "total_size") : NULL;
+    bool all_present = true;
+    for (size_t k = 0; k < nshards; k++)
+        all_present &= shards[k].present;
+    if (cJSON_IsNumber(ts) && all_present) {
+        uint64_t total = 0;
+        bool *seen = calloc(m->nstorages ? m->nstorages : 1, sizeof *seen);
+        if (!seen) {
+            st = dta_error_set(err, DTA_E_NOMEM, ENOMEM, "out of memory");
+            goto out;
+        }
+        for (size_t i = 0; i < m->ntensors; i++) {
+            const dta_tensor *t = &m->tensors[i];
+            if (t->storage != SIZE_MAX && seen[t->storage])
+                continue;
+            if (t->storage != SIZE_MAX)
+                seen[t->storage] = true;
+            total += t->nbytes;
+        }
+        free(seen);
+        /* JSON numbers are doubles here: exact up to 2^53 bytes (8 PiB) */
+        if (ts->valuedouble < 0 || (double)total != ts->valuedouble) {
+            if ((st = note(m, "metadata.total_size", err,
+                           "index metadata.total_size is %.0f but the shards' tensors hold %llu "
+                           "bytes",
+                           ts->valuedouble, (unsigned long long)total)) != DTA_OK)
+                goto out;
+        }
+    }
+    m->format = safetensors_shards ? "safetensors-index" : "torch-index";
+    st = DTA_OK;
+out:
+    strmap_free(&found);
+    strmap_free(&mapped);
+    strmap_free(&by_shard);
+    free(shards);
+    cJSON_Delete(doc);
+    free(text);
+    return st;
+}
