@@ -636,6 +636,16 @@ static void print_fix(tctx *c, const input_result *in, const dta_finding *f, con
             fprintf(c->out, "      %sor, if intended:%s --allow %s\n", pal_dim, reset,
                     shq(qg, sizeof qg, allow));
         }
+    } else if (strcmp(f->rule, "config-mismatch") == 0) {
+        fprintf(c->out,
+                "      %sfix:%s set \"torch_dtype\": \"%s\" in config.json, or convert the weights: "
+                "dtaudit convert --to %s %s -o %s\n",
+                pal_dim, reset, dta_dtype_get(f->dtype)->torch_name, dtype_alias(f->expected),
+                shq(qp, sizeof qp, in->path),
+                (suggest_output(outp, sizeof outp, in->path, f->expected), shq(qo, sizeof qo, outp)));
+    } else if (strcmp(f->rule, "index-mismatch") == 0) {
+        fprintf(c->out, "      %sfix:%s re-save the checkpoint, or correct the index's weight_map and "
+                "metadata.total_size\n", pal_dim, reset);
     } else if (strcmp(f->rule, "unsafe-pickle") == 0) {
         fprintf(c->out,
                 "      %sfix:%s load it only with torch.load(weights_only=True), or re-save "

@@ -571,6 +571,22 @@ static dta_status mixed_modules(ctx *c, size_t r)
     return st;
 }
 
+/* config.json's torch_dtype (or dtype) disagrees with the weights' dominant dtype. */
+static dta_status config_mismatch(ctx *c, size_t r)
+{
+    const dta_root_summary *rs = &c->r->roots[r];
+    char msg[512];
+    snprintf(msg, sizeof msg,
+             "config.json says %s (torch.%s) but the weights are mostly %s; loaders that "
+             "take the dtype from the config (from_pretrained with torch_dtype=\"auto\", "
+             "training services) will cast them or guess wrong",
+             dta_dtype_name(c->m->config_dtype), dta_dtype_get(c->m->config_dtype)->torch_name
+                 ? dta_dtype_get(c->m->config_dtype)->torch_name : "?",
+             dta_dtype_name(rs->dominant));
+    return add_finding(c, "config-mismatch", DTA_SEV_WARNING, r, rs->name, rs->dominant,
+                       c->m->config_dtype, msg, NULL);
+}
+
 static dta_status reader_notes(ctx *c)
 {
     const dta_model *m = c->m;
@@ -589,12 +605,13 @@ static int cmp_module(const void *a, const void *b)
 
 static int rule_rank(const char *rule)
 {
-    static const char *order[] = {"unsafe-pickle", "expect-mismatch", "dtype-outlier",
-                                  "mixed-module", "meta-tensor"};
-    for (int i = 0; i < 5; i++)
+    static const char *order[] = {"unsafe-pickle", "index-mismatch", "expect-mismatch",
+                                  "config-mismatch", "dtype-outlier", "mixed-module",
+                                  "meta-tensor"};
+    for (int i = 0; i < 7; i++)
         if (strcmp(rule, order[i]) == 0)
             return i;
-    return 5;
+    return 7;
 }
 
 static int cmp_finding(const void *a, const void *b)
@@ -691,6 +708,9 @@ dta_status dta_report_build(const dta_model *m, const dta_audit_options *opt, dt
             }
             if (st == DTA_OK && opt->expect != DTA_DTYPE_NONE)
                 st = cover_root(&c, r, "expect-mismatch", DTA_SEV_ERROR, opt->expect);
+            if (st == DTA_OK && m->config_dtype != DTA_DTYPE_NONE &&
+                rs->dominant != DTA_DTYPE_NONE && rs->dominant != m->config_dtype)
+                st = config_mismatch(&c, r);
         }
         if (st == DTA_OK)
             st = reader_notes(&c);
