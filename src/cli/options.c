@@ -34,7 +34,8 @@ void cli_usage(FILE *out, int command)
     fputs("usage: dtaudit scan  [options] PATH...    per-tensor dtype map and per-root summary\n"
           "       dtaudit audit [options] PATH...    scan plus findings, CI exit status\n"
           "\n"
-          "PATH: a safetensors file, a PyTorch checkpoint (zip or legacy), detected by content.\n"
+          "PATH: a safetensors file, a PyTorch checkpoint (zip, legacy or TorchScript), a sharded\n"
+          "checkpoint's *.index.json, or a model directory; formats are detected by content.\n"
           "\noptions:\n",
           out);
     for (const cli_option *o = cli_option_table; o->name; o++) {
@@ -52,8 +53,8 @@ void cli_usage(FILE *out, int command)
     }
     fputs("\nDTYPE: a safetensors code (BF16, F16, F32, F8_E4M3, ...) or an alias: bf16 bfloat16,\n"
           "fp16 f16 half float16, fp32 f32 float float32 (case-insensitive).\n"
-          "\nrules (audit): dtype-outlier, mixed-module (warning); expect-mismatch, unsafe-pickle\n"
-          "(error); meta-tensor (warning).\n"
+          "\nrules (audit): dtype-outlier, mixed-module, config-mismatch, meta-tensor (warning);\n"
+          "expect-mismatch, unsafe-pickle, index-mismatch (error).\n"
           "\nexit status: 0 no finding at or above --fail-on; 1 findings; 2 usage error or\n"
           "unreadable, malformed or unsupported input.\n"
           "See dtaudit(1).\n",

@@ -15,11 +15,13 @@
 #include <string.h>
 
 #include "dtaudit/audit.h"
+#include "src.h"
 
 typedef struct {
     size_t root;
     char *name;
     size_t len;
+    uint64_t hash;   /* of (root, name), kept for rehashing */
     size_t parent;   /* SIZE_MAX for a top node */
     bool top;
     uint64_t mask_sub, mask_own;
@@ -64,12 +66,7 @@ static size_t before_last_dot(const char *s, size_t n)
 
 static uint64_t hash(size_t root, const char *s, size_t n)
 {
-    uint64_t h = 1469598103934665603ull ^ root;
-    for (size_t i = 0; i < n; i++) {
-        h ^= (unsigned char)s[i];
-        h *= 1099511628211ull;
-    }
-    return h;
+    return dtap_hash(s, n, root);
 }
 
 static dta_status nomem(ctx *c)
@@ -89,7 +86,7 @@ static dta_status htab_grow(ctx *c, htab *t, size_t count)
         if (!t->slot[i])
             continue;
         node *nd = &c->nodes[t->slot[i] - 1];
-        size_t h = (size_t)(hash(nd->root, nd->name, nd->len) & (ncap - 1));
+        size_t h = (size_t)(nd->hash & (ncap - 1));
         while (ns[h])
             h = (h + 1) & (ncap - 1);
         ns[h] = t->slot[i];
@@ -108,7 +105,8 @@ static dta_status get_node(ctx *c, size_t root, const char *name, size_t len, bo
     if (st != DTA_OK)
         return st;
     size_t mask = c->nodetab.cap - 1;
-    size_t h = (size_t)(hash(root, name, len) & mask);
+    uint64_t full = hash(root, name, len);
+    size_t h = (size_t)(full & mask);
     while (c->nodetab.slot[h]) {
         node *nd = &c->nodes[c->nodetab.slot[h] - 1];
         if (nd->root == root && nd->len == len && memcmp(nd->name, name, len) == 0) {
@@ -133,6 +131,7 @@ static dta_status get_node(ctx *c, size_t root, const char *name, size_t len, bo
     memcpy(nd->name, name, len);
     nd->name[len] = 0;
     nd->len = len;
+    nd->hash = full;
     nd->root = root;
     nd->top = top;
     nd->parent = SIZE_MAX;
@@ -306,14 +305,10 @@ static dta_status build_tree(ctx *c)
             mlen = toplen;
         size_t child = SIZE_MAX, cur;
         size_t len = mlen;
+        if ((st = get_node(c, r, t->name, len, len == toplen, &cur)) != DTA_OK)
+            break;
+        c->tensor_module[i] = cur;
         for (;;) {
-            bool is_top = len == toplen;
-            if ((st = get_node(c, r, t->name, len, is_top, &cur)) != DTA_OK)
-                break;
-            if (child == SIZE_MAX)
-                c->tensor_module[i] = cur;
-            else
-                c->nodes[child].parent = cur;
             node *nd = &c->nodes[cur];
             count_add(&nd->total, t->numel, bytes);
             if ((st = node_count(c, nd, t->dtype, t->numel, bytes)) != DTA_OK)
@@ -321,12 +316,19 @@ static dta_status build_tree(ctx *c)
             nd->mask_sub |= bit;
             if (child == SIZE_MAX)
                 nd->mask_own |= bit;
-            if (is_top)
+            if (nd->top)
                 break;
             child = cur;
-            len = before_last_dot(t->name, len);
+            if (nd->parent != SIZE_MAX) { /* known chain: follow it, no hashing */
+                cur = nd->parent;
+                continue;
+            }
+            len = before_last_dot(t->name, nd->len);
             if (len < toplen)
                 len = toplen;
+            if ((st = get_node(c, r, t->name, len, len == toplen, &cur)) != DTA_OK)
+                break;
+            c->nodes[child].parent = cur;
         }
     }
     free(counted);

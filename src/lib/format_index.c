@@ -99,10 +99,7 @@ static void strmap_free(strmap *t)
 
 static size_t strmap_slot(const strmap *t, const char *k)
 {
-    size_t h = 1469598103934665603ull;
-    for (const char *p = k; *p; p++)
-        h = (h ^ (unsigned char)*p) * 1099511628211ull;
-    h &= t->cap - 1;
+    size_t h = (size_t)dtap_hash(k, strlen(k), 0) & (t->cap - 1);
     while (t->key[h] && strcmp(t->key[h], k) != 0)
         h = (h + 1) & (t->cap - 1);
     return h;

@@ -7,6 +7,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "dtaudit/error.h"
 
@@ -45,6 +46,23 @@ static inline int dtap_mul_u64(uint64_t a, uint64_t b, uint64_t *r)
     if (a != 0 && b > UINT64_MAX / a) return -1;
     *r = a * b;
     return 0;
+}
+
+/* Non-cryptographic hash for in-memory tables: 8 bytes per step (names are long and share
+ * prefixes, so a byte-at-a-time hash was a visible cost on 100k-tensor checkpoints). */
+static inline uint64_t dtap_hash(const void *data, size_t n, uint64_t seed)
+{
+    const unsigned char *p = data;
+    uint64_t h = seed ^ ((uint64_t)n * 0x9E3779B97F4A7C15ull), w;
+    for (; n >= 8; p += 8, n -= 8) {
+        memcpy(&w, p, 8);
+        h = (h ^ w) * 0xbf58476d1ce4e5b9ull;
+        h ^= h >> 31;
+    }
+    w = 0;
+    memcpy(&w, p, n);
+    h = (h ^ w) * 0x94d049bb133111ebull;
+    return h ^ (h >> 29);
 }
 
 static inline uint16_t dtap_le16(const unsigned char *p) { return (uint16_t)(p[0] | (p[1] << 8)); }

@@ -10,7 +10,7 @@ sed 's/\\-/-/g' man/dtaudit.1 | grep -o -- '--[a-z][a-z-]*' | sort -u >"$TMP/man
 if diff -u "$TMP/help-opts" "$TMP/man-opts" >"$TMP/diff"; then pass; else
     fail "options differ between --help (-) and the man page (+):"; cat "$TMP/diff"; fi
 
-for rule in dtype-outlier mixed-module expect-mismatch unsafe-pickle meta-tensor; do
+for rule in dtype-outlier mixed-module expect-mismatch unsafe-pickle meta-tensor config-mismatch index-mismatch; do
     grep -q -- "$rule" "$TMP/out" || fail "--help does not name rule $rule"
     sed 's/\\-/-/g' man/dtaudit.1 | grep -q -- "$rule" || fail "man page does not name rule $rule"
     pass
