@@ -17,11 +17,28 @@ typedef struct {
     dta_dtype dtype;
 } dta_allow;
 
+/* A per-rule severity override (policy "severity"): severity is a dta_severity, or
+ * DTA_SEV_OFF to drop the rule's findings. */
+#define DTA_SEV_OFF (-1)
+typedef struct {
+    const char *rule;
+    int severity;
+} dta_rule_severity;
+
+struct dta_report;
+
+/* Fields may be added at the end: initialise with designated initialisers. */
 typedef struct {
     dta_dtype expect;        /* DTA_DTYPE_NONE: no expect-mismatch findings */
     const dta_allow *allow;
     size_t nallow;
     bool findings;           /* false for scan: summaries and modules only */
+    const dta_rule_severity *severity; /* overrides applied to every finding, last one wins */
+    size_t nseverity;
+    /* --base: the report of a PEFT adapter's base model (NULL: none). When the model is a
+     * PEFT adapter, adapter-mismatch compares its dominant dtype with the base's (the
+     * base's first analysed root with a dominant dtype, else its config.json dtype). */
+    const struct dta_report *base;
 } dta_audit_options;
 
 typedef struct {
@@ -61,9 +78,10 @@ typedef struct {
     size_t ntensors;
     uint64_t numel;          /* elements of the tensors listed */
     char *message;
+    size_t file;             /* model->files index of the first tensor, SIZE_MAX when none */
 } dta_finding;
 
-typedef struct {
+typedef struct dta_report {
     const dta_model *model;
     dta_root_summary *roots;
     size_t nroots;

@@ -71,6 +71,20 @@ typedef struct {
     char *value;
 } dta_kv;
 
+/* A PEFT adapter directory's adapter_config.json (a config with a string "peft_type").
+ * One allocation: the strings and the target_modules array live in the same block. */
+typedef struct {
+    const char *peft_type;      /* "LORA", "IA3", ... */
+    const char *base_model;     /* base_model_name_or_path, NULL when absent or null */
+    const char *task_type;      /* NULL when absent */
+    const char *revision;       /* NULL when absent */
+    int64_t r;                  /* LoRA rank, -1 when absent */
+    double lora_alpha;          /* -1 when absent */
+    const char **target_modules;  /* NULL when absent or given as one regex string */
+    size_t ntarget_modules;
+    const char *target_regex;   /* target_modules given as a string (a regex), else NULL */
+} dta_adapter;
+
 typedef struct dta_model {
     char *path;           /* the PATH given by the user */
     const char *format;   /* format of the input as a whole */
@@ -85,6 +99,8 @@ typedef struct dta_model {
     dta_kv *metadata;     /* safetensors __metadata__, in file order */
     size_t nmetadata;
     dta_dtype config_dtype; /* from config.json, DTA_DTYPE_NONE if absent */
+    char *index_path;     /* the sharded index read, NULL if none */
+    dta_adapter *adapter; /* PEFT adapter_config.json of a directory, NULL if none */
     /* private */
     size_t cap_files, cap_tensors, cap_storages, cap_notes, cap_metadata;
 } dta_model;

@@ -7,6 +7,7 @@
 
 #include "dtaudit/audit.h"
 #include "dtaudit/model.h"
+#include "dtaudit/policy.h"
 #include "options.h"
 #include "report.h"
 
@@ -20,14 +21,52 @@ static bool use_color(const cli_options *o)
     return isatty(STDOUT_FILENO);
 }
 
+/* --base DIR: the base model's report (scan mode); its dtype goes into o->base_dtype. */
+static int open_base(cli_options *o, dta_model **bm, dta_report **br)
+{
+    dta_error err;
+    dta_audit_options so = {.expect = DTA_DTYPE_NONE, .findings = false};
+    *bm = NULL;
+    *br = NULL;
+    if (dta_model_open(o->base, bm, &err) != DTA_OK ||
+        dta_report_build(*bm, &so, br, &err) != DTA_OK) {
+        fprintf(stderr, "dtaudit: --base: %s\n", err.msg);
+        dta_model_free(*bm);
+        *bm = NULL;
+        return 2;
+    }
+    o->base_dtype = (*bm)->config_dtype;
+    for (size_t i = 0; i < (*br)->nroots; i++)
+        if ((*br)->roots[i].analysed && (*br)->roots[i].dominant != DTA_DTYPE_NONE) {
+            o->base_dtype = (*br)->roots[i].dominant;
+            break;
+        }
+    return -1;
+}
+
 static int run_inspect(cli_options *o)
 {
     input_result *in = calloc(o->npaths, sizeof *in);
-    dta_audit_options ao = {o->expect, o->allow, o->nallow, o->command == CMD_AUDIT};
+    dta_model *base_model = NULL;
+    dta_report *base_report = NULL;
+    dta_audit_options ao = {.expect = o->expect,
+                            .allow = o->allow,
+                            .nallow = o->nallow,
+                            .findings = o->command == CMD_AUDIT,
+                            .severity = o->severity,
+                            .nseverity = o->nseverity};
     int status = 0;
     if (!in) {
         fputs("dtaudit: out of memory\n", stderr);
         return 2;
+    }
+    if (o->base) {
+        int rc = open_base(o, &base_model, &base_report);
+        if (rc >= 0) {
+            free(in);
+            return rc;
+        }
+        ao.base = base_report;
     }
     for (size_t i = 0; i < o->npaths; i++) {
         in[i].path = o->paths[i];
@@ -42,6 +81,12 @@ static int run_inspect(cli_options *o)
     if (o->format == FMT_JSON) {
         if (report_json(stdout, o, in, o->npaths) != 0)
             status = 2;
+    } else if (o->format == FMT_SARIF) {
+        if (report_sarif(stdout, o, in, o->npaths) != 0)
+            status = 2;
+    } else if (o->format == FMT_GITHUB) {
+        if (report_github(stdout, o, in, o->npaths) != 0)
+            status = 2;
     } else {
         report_text(stdout, o, in, o->npaths, use_color(o));
     }
@@ -55,11 +100,47 @@ static int run_inspect(cli_options *o)
         dta_model_free(in[i].model);
     }
     free(in);
+    dta_report_free(base_report);
+    dta_model_free(base_model);
     if (fflush(stdout) != 0 && status == 0) {
         fputs("dtaudit: error writing output\n", stderr);
         status = 2;
     }
     return status;
+}
+
+/* --policy FILE: the file's settings under the command line's. The allow list is the
+ * policy's rules followed by --allow's (borrowed pointers, freed by the caller). */
+static int apply_policy(cli_options *o, dta_policy **pol, dta_allow **merged)
+{
+    dta_error err;
+    *pol = NULL;
+    *merged = NULL;
+    if (!o->policy)
+        return -1;
+    if (dta_policy_load(o->policy, pol, &err) != DTA_OK) {
+        fprintf(stderr, "dtaudit: %s\n", err.msg);
+        return 2;
+    }
+    dta_policy *p = *pol;
+    if (!o->expect_set)
+        o->expect = p->expect;
+    if (!o->fail_on_set && p->fail_on >= 0)
+        o->fail_on = (dta_severity)p->fail_on;
+    o->severity = p->severity;
+    o->nseverity = p->nseverity;
+    if (p->nallow) {
+        dta_allow *a = malloc((p->nallow + o->nallow) * sizeof *a);
+        if (!a) {
+            fputs("dtaudit: out of memory\n", stderr);
+            return 2;
+        }
+        memcpy(a, p->allow, p->nallow * sizeof *a);
+        if (o->nallow)
+            memcpy(a + p->nallow, o->allow, o->nallow * sizeof *a);
+        *merged = a;
+    }
+    return -1;
 }
 
 int main(int argc, char **argv)
@@ -89,14 +170,31 @@ int main(int argc, char **argv)
         o.command = CMD_SCAN;
     else if (strcmp(cmd, "audit") == 0)
         o.command = CMD_AUDIT;
+    else if (strcmp(cmd, "diff") == 0)
+        o.command = CMD_DIFF;
     else {
         fprintf(stderr, "dtaudit: unknown command '%s' (see 'dtaudit --help')\n", cmd);
         return 2;
     }
     o.command_name = cmd;
     int rc = cli_parse(argc - 1, argv + 1, &o);
+    dta_policy *pol = NULL;
+    dta_allow *merged = NULL;
     if (rc < 0)
-        rc = run_inspect(&o);
+        rc = apply_policy(&o, &pol, &merged);
+    if (rc < 0) {
+        dta_allow *own = o.allow;
+        size_t nown = o.nallow;
+        if (merged) {
+            o.allow = merged;
+            o.nallow += pol->nallow;
+        }
+        rc = o.command == CMD_DIFF ? run_diff(&o) : run_inspect(&o);
+        o.allow = own;
+        o.nallow = nown;
+    }
+    free(merged);
+    dta_policy_free(pol);
     cli_options_free(&o);
     return rc;
 }

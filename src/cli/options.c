@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "dtaudit/policy.h"
 #include "options.h"
 
 #ifndef PACKAGE_VERSION
@@ -12,13 +13,15 @@
 #endif
 
 const cli_option cli_option_table[] = {
-    {"format", 'f', "FMT", CMD_ALL, "output format: text (default) or json"},
+    {"format", 'f', "FMT", CMD_ALL, "output format: text (default), json, sarif (SARIF 2.1.0; audit) or github (workflow annotations; audit)"},
     {"color", 0, "WHEN", CMD_ALL, "colour text output: auto (default; honours NO_COLOR), always, never"},
     {"quiet", 'q', NULL, CMD_ALL, "text: print findings and errors only"},
     {"verbose", 'v', NULL, CMD_ALL, "text: also list every tensor"},
     {"expect", 'e', "DTYPE", CMD_AUDIT, "every floating tensor must be DTYPE (expect-mismatch, error)"},
     {"allow", 'a', "GLOB[=DTYPE]", CMD_AUDIT, "intended exception: tensors or modules matching GLOB (in DTYPE) raise no dtype finding; repeatable"},
-    {"fail-on", 0, "LEVEL", CMD_AUDIT, "lowest severity that makes the exit status 1: error, warning (default), info, never"},
+    {"fail-on", 0, "LEVEL", CMD_AUDIT | CMD_DIFF, "lowest severity that makes the exit status 1: error, warning (default), info, never"},
+    {"policy", 0, "FILE", CMD_AUDIT | CMD_DIFF, "JSON policy: expect, allow, per-rule severity, fail_on (command-line options override it)"},
+    {"base", 0, "DIR", CMD_AUDIT, "base model of a PEFT adapter: compare dominant dtypes (adapter-mismatch, warning)"},
     {"help", 'h', NULL, CMD_ALL, "show this help and exit"},
     {"version", 'V', NULL, CMD_ALL, "show the version and built-in features and exit"},
     {NULL, 0, NULL, 0, NULL},
@@ -33,6 +36,7 @@ void cli_usage(FILE *out, int command)
 {
     fputs("usage: dtaudit scan  [options] PATH...    per-tensor dtype map and per-root summary\n"
           "       dtaudit audit [options] PATH...    scan plus findings, CI exit status\n"
+          "       dtaudit diff  [options] OLD NEW    dtype drift between two checkpoints\n"
           "\n"
           "PATH: a safetensors file, a PyTorch checkpoint (zip, legacy or TorchScript), a sharded\n"
           "checkpoint's *.index.json, or a model directory; formats are detected by content.\n"
@@ -48,15 +52,40 @@ void cli_usage(FILE *out, int command)
         else
             snprintf(left, sizeof left, "    --%s%s%s", o->name, o->arg ? " " : "",
                      o->arg ? o->arg : "");
-        fprintf(out, "  %-26s %s%s\n", left, o->help,
-                o->commands == CMD_AUDIT && !command ? " (audit)" : "");
+        const char *only = "";
+        if (!command && o->commands != CMD_ALL)
+            only = o->commands == CMD_AUDIT ? " (audit)"
+                 : o->commands == (CMD_AUDIT | CMD_DIFF) ? " (audit, diff)" : "";
+        fprintf(out, "  %-26s %s%s\n", left, o->help, only);
     }
     fputs("\nDTYPE: a safetensors code (BF16, F16, F32, F8_E4M3, ...) or an alias: bf16 bfloat16,\n"
-          "fp16 f16 half float16, fp32 f32 float float32 (case-insensitive).\n"
-          "\nrules (audit): dtype-outlier, mixed-module, config-mismatch, meta-tensor (warning);\n"
-          "expect-mismatch, unsafe-pickle, index-mismatch (error).\n"
-          "\nexit status: 0 no finding at or above --fail-on; 1 findings; 2 usage error or\n"
-          "unreadable, malformed or unsupported input.\n"
+          "fp16 f16 half float16, fp32 f32 float float32 (case-insensitive).\n",
+          out);
+    /* the rule list comes from the library's catalogue, grouped by default severity */
+    size_t nrules;
+    const dta_rule_info *rules = dta_rules(&nrules);
+    static const struct { const char *cmd; dta_severity sev; const char *head; } groups[] = {
+        {"audit", DTA_SEV_ERROR, "\nrules (audit), error:"},
+        {"audit", DTA_SEV_WARNING, "\nrules (audit), warning:"},
+        {"audit", DTA_SEV_INFO, "\nreader notes (audit), info:"},
+        {"diff", DTA_SEV_ERROR, "\nchanges (diff), error:"},
+        {"diff", DTA_SEV_WARNING, "\nchanges (diff), warning:"},
+    };
+    for (size_t g = 0; g < sizeof groups / sizeof groups[0]; g++) {
+        size_t col = (size_t)fprintf(out, "%s", groups[g].head) - 1;
+        for (size_t i = 0; i < nrules; i++) {
+            if (rules[i].severity != groups[g].sev || strcmp(rules[i].command, groups[g].cmd))
+                continue;
+            size_t len = strlen(rules[i].name) + 1;
+            if (col + len > 88) {
+                fputs("\n ", out);
+                col = 1;
+            }
+            col += (size_t)fprintf(out, " %s", rules[i].name);
+        }
+    }
+    fputs("\n\nexit status: 0 no finding (or change) at or above --fail-on; 1 findings, or drift\n"
+          "(diff); 2 usage error or unreadable, malformed or unsupported input.\n"
           "See dtaudit(1).\n",
           out);
 }
@@ -147,8 +176,12 @@ int cli_parse(int argc, char **argv, cli_options *o)
                 o->format = FMT_TEXT;
             else if (strcmp(arg, "json") == 0)
                 o->format = FMT_JSON;
-            else
-                return usage_error("--format: unknown format '%s' (text or json)", arg);
+            else if (strcmp(arg, "sarif") == 0 || strcmp(arg, "github") == 0) {
+                if (cmd != CMD_AUDIT)
+                    return usage_error("--format %s applies to audit only", arg);
+                o->format = arg[0] == 's' ? FMT_SARIF : FMT_GITHUB;
+            } else
+                return usage_error("--format: unknown format '%s' (text, json, sarif, github)", arg);
         } else if (strcmp(t->name, "color") == 0) {
             if (strcmp(arg, "auto") == 0)
                 o->color = -1;
@@ -166,6 +199,7 @@ int cli_parse(int argc, char **argv, cli_options *o)
             o->expect = dta_dtype_from_alias(arg);
             if (o->expect == DTA_DTYPE_NONE)
                 return usage_error("--expect: unknown dtype '%s'", arg);
+            o->expect_set = true;
         } else if (strcmp(t->name, "allow") == 0) {
             int rc = add_allow(o, arg);
             if (rc >= 0)
@@ -175,6 +209,11 @@ int cli_parse(int argc, char **argv, cli_options *o)
             if (s < 0)
                 return usage_error("--fail-on: '%s' is not error, warning, info or never", arg);
             o->fail_on = (dta_severity)s;
+            o->fail_on_set = true;
+        } else if (strcmp(t->name, "policy") == 0) {
+            o->policy = arg;
+        } else if (strcmp(t->name, "base") == 0) {
+            o->base = arg;
         } else if (strcmp(t->name, "help") == 0) {
             cli_usage(stdout, cmd);
             return 0;
@@ -185,6 +224,8 @@ int cli_parse(int argc, char **argv, cli_options *o)
     }
     if (optind >= argc)
         return usage_error("%s: no PATH given", o->command_name);
+    if (cmd == CMD_DIFF && argc - optind != 2)
+        return usage_error("%s: needs two paths, OLD and NEW", o->command_name);
     o->paths = argv + optind;
     o->npaths = (size_t)(argc - optind);
     return -1;

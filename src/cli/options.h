@@ -11,10 +11,11 @@
 enum {
     CMD_SCAN = 1 << 0,
     CMD_AUDIT = 1 << 1,
-    CMD_ALL = CMD_SCAN | CMD_AUDIT
+    CMD_DIFF = 1 << 2,
+    CMD_ALL = CMD_SCAN | CMD_AUDIT | CMD_DIFF
 };
 
-typedef enum { FMT_TEXT, FMT_JSON } out_format;
+typedef enum { FMT_TEXT, FMT_JSON, FMT_SARIF, FMT_GITHUB } out_format;
 
 typedef struct {
     int command;             /* CMD_SCAN or CMD_AUDIT */
@@ -28,6 +29,14 @@ typedef struct {
     dta_severity fail_on;
     char **paths;
     size_t npaths;
+    bool expect_set;         /* given on the command line: overrides the policy */
+    bool fail_on_set;
+    const char *policy;      /* --policy FILE, NULL when none */
+    const char *base;        /* --base DIR, NULL when none */
+    /* filled by main.c after the policy and the base model are read */
+    const dta_rule_severity *severity;
+    size_t nseverity;
+    dta_dtype base_dtype;    /* the base model's dtype (DTA_DTYPE_NONE when unknown) */
 } cli_options;
 
 typedef struct {

@@ -19,6 +19,35 @@ void report_text(FILE *out, const cli_options *o, const input_result *in, size_t
 /* Returns 0, or 2 when the document could not be built (reported on stderr). */
 int report_json(FILE *out, const cli_options *o, const input_result *in, size_t n);
 
+/* SARIF 2.1.0 and GitHub workflow annotations (report_sarif.c); audit only. */
+int report_sarif(FILE *out, const cli_options *o, const input_result *in, size_t n);
+int report_github(FILE *out, const cli_options *o, const input_result *in, size_t n);
+
+/* dtaudit diff OLD NEW (cmd_diff.c): returns the exit status. */
+int run_diff(const cli_options *o);
+
+/* Streaming JSON writer (report_json.c), shared by the JSON, SARIF and diff renderers:
+ * strings are escaped (control bytes, invalid UTF-8), integers exact to 64 bits. */
+typedef struct jw jw;
+jw *jw_new(FILE *out);             /* NULL when out of memory (reported) */
+int jw_end(jw *w);                 /* newline, flush, free: 0, or 2 on a write error */
+void jw_obj(jw *w);
+void jw_obj_end(jw *w);
+void jw_arr(jw *w);
+void jw_arr_end(jw *w);
+void jw_key(jw *w, const char *k); /* member name of the open object */
+void jw_item(jw *w, bool newline); /* before each array element */
+void jw_str(jw *w, const char *s);
+void jw_u64(jw *w, uint64_t v);
+void jw_raw(jw *w, const char *s); /* null, true, a number */
+void jw_kv_str(jw *w, const char *k, const char *v);
+void jw_kv_u64(jw *w, const char *k, uint64_t v);
+void jw_kv_bool(jw *w, const char *k, bool v);
+void jw_kv_dtype(jw *w, const char *k, dta_dtype t); /* null for DTA_DTYPE_NONE */
+void jw_shape(jw *w, const dta_tensor *t);           /* [2, 3] */
+/* One element of "inputs": path, format, files, config_dtype, adapter, metadata. */
+void jw_input(jw *w, const input_result *r, const cli_options *o);
+
 /* Helpers shared by the renderers. */
 const char *dtype_alias(dta_dtype t);     /* "bf16", "f16", "f32", else the code */
 void fmt_count(char *buf, size_t cap, uint64_t v);  /* 1.23M */

@@ -11,13 +11,13 @@
 #define PACKAGE_VERSION "0.1.0"
 #endif
 
-typedef struct {
+struct jw {
     FILE *out;
     int depth;
     bool first;  /* no member written yet at this level */
     size_t len;  /* bytes pending in buf: one fwrite per 64 KiB, not one per token */
     char buf[1 << 16];
-} jw;
+};
 
 static void flush(jw *w)
 {
@@ -197,7 +197,58 @@ static void dtype_entry(jw *w, dta_dtype t, const dta_count *c)
     close_(w, '}');
 }
 
-static void input_json(jw *w, const input_result *r)
+static void num(jw *w, double v)
+{
+    char tmp[40];
+    if (v == (double)(int64_t)v && v > -1e15 && v < 1e15)
+        snprintf(tmp, sizeof tmp, "%lld", (long long)v);
+    else
+        snprintf(tmp, sizeof tmp, "%.17g", v);
+    puts_(w, tmp);
+}
+
+static void adapter_json(jw *w, const input_result *r, const cli_options *o)
+{
+    const dta_adapter *a = r->model->adapter;
+    key(w, "adapter");
+    open_(w, '{');
+    kv_str(w, "peft_type", a->peft_type);
+    key(w, "base_model");
+    if (a->base_model)
+        str(w, a->base_model);
+    else
+        puts_(w, "null");
+    if (a->task_type)
+        kv_str(w, "task_type", a->task_type);
+    if (a->r >= 0)
+        kv_u64(w, "r", (uint64_t)a->r);
+    if (a->lora_alpha >= 0) {
+        key(w, "lora_alpha");
+        num(w, a->lora_alpha);
+    }
+    if (a->target_regex)
+        kv_str(w, "target_modules", a->target_regex);
+    else if (a->target_modules) {
+        key(w, "target_modules");
+        ch(w, '[');
+        for (size_t i = 0; i < a->ntarget_modules; i++) {
+            if (i)
+                puts_(w, ", ");
+            str(w, a->target_modules[i]);
+        }
+        ch(w, ']');
+    }
+    if (o && o->base) {
+        key(w, "base");
+        open_(w, '{');
+        kv_str(w, "path", o->base);
+        kv_dtype(w, "dtype", o->base_dtype);
+        close_(w, '}');
+    }
+    close_(w, '}');
+}
+
+static void input_json(jw *w, const input_result *r, const cli_options *o)
 {
     item(w, true);
     open_(w, '{');
@@ -219,6 +270,8 @@ static void input_json(jw *w, const input_result *r)
     }
     close_(w, ']');
     kv_dtype(w, "config_dtype", m->config_dtype);
+    if (m->adapter)
+        adapter_json(w, r, o);
     if (m->nmetadata) {
         key(w, "metadata");
         open_(w, '{');
@@ -300,7 +353,7 @@ int report_json(FILE *out, const cli_options *o, const input_result *in, size_t 
     key(w, "inputs");
     open_(w, '[');
     for (size_t i = 0; i < n; i++)
-        input_json(w, &in[i]);
+        input_json(w, &in[i], o);
     close_(w, ']');
 
     key(w, "tensors");
@@ -391,4 +444,54 @@ int report_json(FILE *out, const cli_options *o, const input_result *in, size_t 
     flush(w);
     free(wp);
     return ferror(out) ? 2 : 0;
+}
+
+/* ---- the writer, shared with report_sarif.c and cmd_diff.c --------------------------- */
+
+jw *jw_new(FILE *out)
+{
+    jw *w = malloc(sizeof *w);
+    if (!w) {
+        fputs("dtaudit: out of memory\n", stderr);
+        return NULL;
+    }
+    w->out = out;
+    w->depth = 0;
+    w->first = true;
+    w->len = 0;
+    return w;
+}
+
+int jw_end(jw *w)
+{
+    ch(w, '\n');
+    flush(w);
+    FILE *out = w->out;
+    free(w);
+    return ferror(out) ? 2 : 0;
+}
+
+void jw_obj(jw *w) { open_(w, '{'); }
+void jw_obj_end(jw *w) { close_(w, '}'); }
+void jw_arr(jw *w) { open_(w, '['); }
+void jw_arr_end(jw *w) { close_(w, ']'); }
+void jw_key(jw *w, const char *k) { key(w, k); }
+void jw_item(jw *w, bool newline) { item(w, newline); }
+void jw_str(jw *w, const char *s) { str(w, s); }
+void jw_u64(jw *w, uint64_t v) { u64(w, v); }
+void jw_raw(jw *w, const char *s) { puts_(w, s); }
+void jw_kv_str(jw *w, const char *k, const char *v) { kv_str(w, k, v); }
+void jw_kv_u64(jw *w, const char *k, uint64_t v) { kv_u64(w, k, v); }
+void jw_kv_bool(jw *w, const char *k, bool v) { kv_bool(w, k, v); }
+void jw_kv_dtype(jw *w, const char *k, dta_dtype t) { kv_dtype(w, k, t); }
+void jw_input(jw *w, const input_result *r, const cli_options *o) { input_json(w, r, o); }
+void jw_shape(jw *w, const dta_tensor *t)
+{
+    ch(w, '[');
+    for (int d = 0; d < t->rank; d++) {
+        if (d)
+            puts_(w, ", ");
+        u64(w, t->shape[d]);
+    }
+    ch(w, ']');
 }

@@ -643,6 +643,14 @@ static void print_fix(tctx *c, const input_result *in, const dta_finding *f, con
                 pal_dim, reset, dta_dtype_get(f->dtype)->torch_name, dtype_alias(f->expected),
                 shq(qp, sizeof qp, in->path),
                 (suggest_output(outp, sizeof outp, in->path, f->expected), shq(qo, sizeof qo, outp)));
+    } else if (strcmp(f->rule, "adapter-mismatch") == 0) {
+        suggest_output(outp, sizeof outp, in->path, f->expected);
+        fprintf(c->out,
+                "      %sfix:%s dtaudit convert --to %s %s -o %s, or set the trainer's precision "
+                "from the base model; if intended: \"severity\": {\"adapter-mismatch\": \"info\"} "
+                "in a --policy file\n",
+                pal_dim, reset, dtype_alias(f->expected), shq(qp, sizeof qp, in->path),
+                shq(qo, sizeof qo, outp));
     } else if (strcmp(f->rule, "index-mismatch") == 0) {
         fprintf(c->out, "      %sfix:%s re-save the checkpoint, or correct the index's weight_map and "
                 "metadata.total_size\n", pal_dim, reset);
@@ -740,6 +748,37 @@ static void print_tensors(tctx *c, const dta_model *m)
     }
 }
 
+/* "  PEFT adapter LORA (r 8, alpha 16) over base model 'gpt2', targets q_lin v_lin" */
+static void print_adapter(tctx *c, const cli_options *o, const dta_adapter *a)
+{
+    char shown[600], num[96] = "";
+    if (a->r >= 0 && a->lora_alpha >= 0)
+        snprintf(num, sizeof num, " (r %lld, alpha %g)", (long long)a->r, a->lora_alpha);
+    else if (a->r >= 0)
+        snprintf(num, sizeof num, " (r %lld)", (long long)a->r);
+    else if (a->lora_alpha >= 0)
+        snprintf(num, sizeof num, " (alpha %g)", a->lora_alpha);
+    fprintf(c->out, "  PEFT adapter %s%s over base model ", clean(shown, sizeof shown, a->peft_type),
+            num);
+    if (a->base_model)
+        fprintf(c->out, "'%s'", clean(shown, sizeof shown, a->base_model));
+    else
+        fputs("(not named)", c->out);
+    if (a->target_regex)
+        fprintf(c->out, ", targets /%s/", clean(shown, sizeof shown, a->target_regex));
+    else if (a->ntarget_modules) {
+        fputs(", targets", c->out);
+        for (size_t i = 0; i < a->ntarget_modules && i < 16; i++)
+            fprintf(c->out, " %s", clean(shown, sizeof shown, a->target_modules[i]));
+        if (a->ntarget_modules > 16)
+            fprintf(c->out, " (+%zu)", a->ntarget_modules - 16);
+    }
+    fputc('\n', c->out);
+    if (o->base)
+        fprintf(c->out, "  base model (--base) %s: %s\n", clean(shown, sizeof shown, o->base),
+                o->base_dtype != DTA_DTYPE_NONE ? dta_dtype_name(o->base_dtype) : "dtype unknown");
+}
+
 void report_text(FILE *out, const cli_options *o, const input_result *in, size_t n, bool color)
 {
     palette pal = {color};
@@ -776,6 +815,10 @@ void report_text(FILE *out, const cli_options *o, const input_result *in, size_t
                 clean(shown, sizeof shown, r->path), C(&pal, RESET));
         fprintf(out, "  %s, %zu file%s, %llu tensors, %s params, %s\n", m->format, m->nfiles,
                 m->nfiles == 1 ? "" : "s", (unsigned long long)rep->total.tensors, p, b);
+        if (m->config_dtype != DTA_DTYPE_NONE)
+            fprintf(out, "  config.json dtype %s\n", dta_dtype_name(m->config_dtype));
+        if (m->adapter)
+            print_adapter(&c, o, m->adapter);
         for (size_t k = 0; k < m->nmetadata && o->verbosity > 0; k++)
             fprintf(out, "  metadata %s = %s\n", clean(shown, sizeof shown, m->metadata[k].key),
                     clean(shown2, sizeof shown2, m->metadata[k].value));

@@ -6,15 +6,17 @@
  * rules are questions about those masks (DESIGN.md "Findings"):
  *   dtype-outlier  highest node whose subtree is one non-dominant dtype, reported once;
  *   mixed-module   a module whose own floating tensors hold more than one dtype;
- *   expect-mismatch the same covering as dtype-outlier, against --expect. */
+ *   expect-mismatch the same covering as dtype-outlier, against --expect;
+ *   adapter-mismatch a PEFT adapter whose dominant dtype is not its base model's (--base).
+ * Policy severity overrides are applied last, to every finding (reader notes included). */
 #define _POSIX_C_SOURCE 200809L
 #include <errno.h>
-#include <fnmatch.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "dtaudit/audit.h"
+#include "model_build.h"
 #include "src.h"
 
 typedef struct {
@@ -147,27 +149,11 @@ static bool is_optimizer_root(const char *name)
 
 static bool tensor_allowed(const dta_audit_options *o, const dta_tensor *t)
 {
-    char buf[4096 + 1];
-    size_t n = strlen(t->name);
-    if (!o || o->nallow == 0)
-        return false;
-    if (n >= sizeof buf)
-        n = sizeof buf - 1;
-    for (size_t i = 0; i < o->nallow; i++) {
+    for (size_t i = 0; o && i < o->nallow; i++) {
         const dta_allow *a = &o->allow[i];
-        if (a->dtype != DTA_DTYPE_NONE && a->dtype != t->dtype)
-            continue;
-        /* the full name, then each enclosing module */
-        memcpy(buf, t->name, n);
-        buf[n] = 0;
-        for (;;) {
-            if (fnmatch(a->glob, buf, 0) == 0)
-                return true;
-            char *dot = strrchr(buf, '.');
-            if (!dot)
-                break;
-            *dot = 0;
-        }
+        if ((a->dtype == DTA_DTYPE_NONE || a->dtype == t->dtype) &&
+            dtap_name_matches(a->glob, t->name))
+            return true;
     }
     return false;
 }
@@ -403,6 +389,7 @@ static dta_status add_finding(ctx *c, const char *rule, dta_severity sev, size_t
     f->root = strdup(root < r->nroots ? r->roots[root].name : "");
     f->module = strdup(module);
     f->message = strdup(message ? message : "");
+    f->file = SIZE_MAX;
     r->nfindings++;
     if (!f->root || !f->module || !f->message)
         return nomem(c);
@@ -421,6 +408,8 @@ static dta_status finding_add_tensor(ctx *c, dta_finding *f, size_t ti)
         return nomem(c);
     f->ntensors++;
     f->numel += c->m->tensors[ti].numel;
+    if (f->file == SIZE_MAX)
+        f->file = c->m->tensors[ti].file;
     return DTA_OK;
 }
 
@@ -589,6 +578,71 @@ static dta_status config_mismatch(ctx *c, size_t r)
                        c->m->config_dtype, msg, NULL);
 }
 
+/* The dtype a base model stands for: its first analysed root's dominant, else config.json. */
+static dta_dtype base_dtype(const dta_report *b)
+{
+    for (size_t i = 0; i < b->nroots; i++)
+        if (b->roots[i].analysed && b->roots[i].dominant != DTA_DTYPE_NONE)
+            return b->roots[i].dominant;
+    return b->model ? b->model->config_dtype : DTA_DTYPE_NONE;
+}
+
+/* A PEFT adapter whose dominant dtype differs from its base model's (--base). */
+static dta_status adapter_mismatch(ctx *c)
+{
+    const dta_report *b = c->opt->base;
+    dta_dtype want = base_dtype(b);
+    size_t r = SIZE_MAX;
+    for (size_t i = 0; i < c->r->nroots && r == SIZE_MAX; i++)
+        if (c->r->roots[i].analysed && c->r->roots[i].dominant != DTA_DTYPE_NONE)
+            r = i;
+    if (r == SIZE_MAX || want == DTA_DTYPE_NONE || c->r->roots[r].dominant == want)
+        return DTA_OK;
+    dta_dtype have = c->r->roots[r].dominant;
+    char msg[1024];
+    snprintf(msg, sizeof msg,
+             "the adapter's weights are %s but its base model '%.300s' is %s; code that takes "
+             "the model's dtype from its first parameter after PEFT wrapping sees %s and picks "
+             "the wrong training precision, and merging casts the adapter to %s (PEFT keeps "
+             "adapters in float32 by default: if that is intended, lower this rule's severity "
+             "in a policy)",
+             dta_dtype_name(have), b->model && b->model->path ? b->model->path : "?",
+             dta_dtype_name(want), dta_dtype_name(have), dta_dtype_name(want));
+    return add_finding(c, "adapter-mismatch", DTA_SEV_WARNING, r, c->r->roots[r].name, have,
+                       want, msg, NULL);
+}
+
+static void finding_clear(dta_finding *f)
+{
+    free(f->root);
+    free(f->module);
+    free(f->message);
+    for (size_t k = 0; k < f->ntensors; k++)
+        free(f->tensors[k]);
+    free(f->tensors);
+}
+
+/* Policy severities: the last override naming a rule wins; DTA_SEV_OFF drops the finding. */
+static void apply_severity(dta_report *r, const dta_audit_options *o)
+{
+    size_t k = 0;
+    for (size_t i = 0; i < r->nfindings; i++) {
+        dta_finding *f = &r->findings[i];
+        int sev = (int)f->severity;
+        for (size_t j = 0; j < o->nseverity; j++)
+            if (o->severity[j].rule && strcmp(o->severity[j].rule, f->rule) == 0)
+                sev = o->severity[j].severity;
+        if (sev == DTA_SEV_OFF) {
+            finding_clear(f);
+            continue;
+        }
+        if (sev >= DTA_SEV_INFO && sev <= DTA_SEV_ERROR)
+            f->severity = (dta_severity)sev;
+        r->findings[k++] = *f;
+    }
+    r->nfindings = k;
+}
+
 static dta_status reader_notes(ctx *c)
 {
     const dta_model *m = c->m;
@@ -608,12 +662,12 @@ static int cmp_module(const void *a, const void *b)
 static int rule_rank(const char *rule)
 {
     static const char *order[] = {"unsafe-pickle", "index-mismatch", "expect-mismatch",
-                                  "config-mismatch", "dtype-outlier", "mixed-module",
-                                  "meta-tensor"};
-    for (int i = 0; i < 7; i++)
+                                  "config-mismatch", "adapter-mismatch", "dtype-outlier",
+                                  "mixed-module", "meta-tensor"};
+    for (int i = 0; i < 8; i++)
         if (strcmp(rule, order[i]) == 0)
             return i;
-    return 7;
+    return 8;
 }
 
 static int cmp_finding(const void *a, const void *b)
@@ -672,7 +726,7 @@ dta_status dta_report_build(const dta_model *m, const dta_audit_options *opt, dt
 {
     ctx c;
     dta_status st = DTA_OK;
-    dta_audit_options none = {DTA_DTYPE_NONE, NULL, 0, true};
+    dta_audit_options none = {.expect = DTA_DTYPE_NONE, .findings = true};
 
     *out = NULL;
     if (!opt)
@@ -714,8 +768,12 @@ dta_status dta_report_build(const dta_model *m, const dta_audit_options *opt, dt
                 rs->dominant != DTA_DTYPE_NONE && rs->dominant != m->config_dtype)
                 st = config_mismatch(&c, r);
         }
+        if (st == DTA_OK && m->adapter && opt->base)
+            st = adapter_mismatch(&c);
         if (st == DTA_OK)
             st = reader_notes(&c);
+        if (st == DTA_OK && opt->nseverity)
+            apply_severity(c.r, opt);
     }
     if (st == DTA_OK)
         st = export_modules(&c);
@@ -752,15 +810,8 @@ void dta_report_free(dta_report *r)
         free(r->modules[i].name);
         free(r->modules[i].dtypes);
     }
-    for (size_t i = 0; i < r->nfindings; i++) {
-        dta_finding *f = &r->findings[i];
-        free(f->root);
-        free(f->module);
-        free(f->message);
-        for (size_t k = 0; k < f->ntensors; k++)
-            free(f->tensors[k]);
-        free(f->tensors);
-    }
+    for (size_t i = 0; i < r->nfindings; i++)
+        finding_clear(&r->findings[i]);
     free(r->roots);
     free(r->modules);
     free(r->findings);

@@ -176,6 +176,95 @@ static dta_status read_config(const char *dir, dta_model *m, dta_error *err)
     return st;
 }
 
+/* PEFT's adapter_config.json: a JSON object with a string "peft_type" (PeftConfig always
+ * writes it). Other tools' adapter_config.json (MLX: "lora_parameters", no "peft_type")
+ * are not PEFT configs: an info note says so and the weights are read as usual. */
+#define ADAPTER_MAX_TARGETS 65536u /* target_modules entries kept */
+
+static const char *json_str(const cJSON *o, const char *k)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, k);
+    return cJSON_IsString(v) && v->valuestring ? v->valuestring : NULL;
+}
+
+static dta_status read_adapter_config(const char *dir, dta_model *m, dta_error *err)
+{
+    char path[8192];
+    dtap_src src;
+    unsigned char *text = NULL;
+    snprintf(path, sizeof path, "%s/adapter_config.json", dir);
+    if (!is_file(path))
+        return DTA_OK;
+    dta_status st = dtap_src_open_file(&src, path, err);
+    if (st == DTA_OK)
+        st = dtap_src_alloc_read(&src, 0, src.size, 16u * 1024 * 1024, &text, err);
+    dtap_src_close(&src);
+    if (st != DTA_OK)
+        return dta_error_set(err, st, err ? err->sys_errno : 0, "adapter_config.json: %s",
+                             err ? err->msg : "unreadable");
+    cJSON *doc = cJSON_ParseWithLength((const char *)text, (size_t)src.size);
+    free(text);
+    if (!cJSON_IsObject(doc)) {
+        cJSON_Delete(doc);
+        return dta_error_set(err, DTA_E_FORMAT, 0, "adapter_config.json is not a JSON object");
+    }
+    const char *peft = json_str(doc, "peft_type");
+    if (!peft || !*peft) {
+        cJSON_Delete(doc);
+        return dtap_model_add_note(m, "adapter-config", DTA_SEV_INFO, "adapter_config.json",
+                                   "adapter_config.json is not a PEFT config (no \"peft_type\"); "
+                                   "the weights were read as a plain checkpoint, without a base model",
+                                   err);
+    }
+    const char *strs[4] = {peft, json_str(doc, "base_model_name_or_path"),
+                           json_str(doc, "task_type"), json_str(doc, "revision")};
+    const cJSON *tm = cJSON_GetObjectItemCaseSensitive(doc, "target_modules");
+    const char *regex = cJSON_IsString(tm) ? tm->valuestring : NULL;
+    size_t ntm = 0, bytes = sizeof(dta_adapter);
+    if (cJSON_IsArray(tm))
+        for (const cJSON *e = tm->child; e && ntm < ADAPTER_MAX_TARGETS; e = e->next)
+            if (cJSON_IsString(e) && e->valuestring) {
+                ntm++;
+                bytes += sizeof(char *) + strlen(e->valuestring) + 1;
+            }
+    for (int i = 0; i < 4; i++)
+        bytes += strs[i] ? strlen(strs[i]) + 1 : 0;
+    bytes += regex ? strlen(regex) + 1 : 0;
+    dta_adapter *a = calloc(1, bytes);
+    if (!a) {
+        cJSON_Delete(doc);
+        return dta_error_set(err, DTA_E_NOMEM, ENOMEM, "out of memory");
+    }
+    const char **list = (const char **)(a + 1);
+    char *p = (char *)(list + ntm);
+    const char **dst[4] = {&a->peft_type, &a->base_model, &a->task_type, &a->revision};
+    for (int i = 0; i < 4; i++)
+        if (strs[i]) {
+            *dst[i] = strcpy(p, strs[i]);
+            p += strlen(p) + 1;
+        }
+    if (regex) {
+        a->target_regex = strcpy(p, regex);
+        p += strlen(p) + 1;
+    }
+    if (cJSON_IsArray(tm)) {
+        a->target_modules = list;
+        for (const cJSON *e = tm->child; e && a->ntarget_modules < ntm; e = e->next)
+            if (cJSON_IsString(e) && e->valuestring) {
+                list[a->ntarget_modules++] = strcpy(p, e->valuestring);
+                p += strlen(p) + 1;
+            }
+    }
+    const cJSON *r = cJSON_GetObjectItemCaseSensitive(doc, "r");
+    const cJSON *alpha = cJSON_GetObjectItemCaseSensitive(doc, "lora_alpha");
+    a->r = cJSON_IsNumber(r) && r->valuedouble >= 0 && r->valuedouble < 1e15 ? (int64_t)r->valuedouble : -1;
+    a->lora_alpha = cJSON_IsNumber(alpha) ? alpha->valuedouble : -1;
+    free(m->adapter);
+    m->adapter = a;
+    cJSON_Delete(doc);
+    return DTA_OK;
+}
+
 /* Picks the weights of a model directory: an index first, safetensors before .bin. */
 static dta_status read_directory(const char *dir, dta_model *m, dta_error *err)
 {
@@ -234,6 +323,8 @@ static dta_status read_directory(const char *dir, dta_model *m, dta_error *err)
     }
     if (st == DTA_OK)
         st = read_config(dir, m, err);
+    if (st == DTA_OK)
+        st = read_adapter_config(dir, m, err);
     if (st == DTA_OK && m->nfiles > 0) {
         /* say which weights were read when the directory offers both kinds */
         bool st_read = strstr(m->files[0].format, "safetensors") != NULL;

@@ -278,6 +278,11 @@ dta_status dtap_index_open(const dtap_src *src, dta_model *m, dta_error *err)
         }
     }
     m->format = safetensors_shards ? "safetensors-index" : "torch-index";
+    free(m->index_path);
+    if (!(m->index_path = strdup(src->name))) {
+        st = dta_error_set(err, DTA_E_NOMEM, ENOMEM, "out of memory");
+        goto out;
+    }
     st = DTA_OK;
 out:
     strmap_free(&found);

@@ -532,13 +532,17 @@ static bool is_tensor_node(const dtap_pnode *n)
 
 /* A value that makes the top-level dict a training checkpoint: a mapping/object with
  * tensors, or a list/tuple of such (Lightning's optimizer_states). */
-static bool is_sub_state(walker *w, const dtap_pnode *v)
+static bool is_sub_state(walker *w, const dtap_pnode *v, unsigned depth)
 {
     if (is_tensor_node(v)) return false;
     if (v->kind == DTAP_PK_LIST || v->kind == DTAP_PK_TUPLE) {
-        for (size_t i = 0; i < v->seq.n; i++)
-            if (is_sub_state(w, v->seq.v[i])) return true;
-        return false;
+        /* bounded like walk: a list can hold itself (through a tuple) in a hostile file */
+        if (v->visiting || depth > WALK_MAX_DEPTH || ++w->visits > WALK_MAX_VISITS) return false;
+        bool r = false;
+        ((dtap_pnode *)v)->visiting = true;
+        for (size_t i = 0; !r && i < v->seq.n; i++) r = is_sub_state(w, v->seq.v[i], depth + 1);
+        ((dtap_pnode *)v)->visiting = false;
+        return r;
     }
     if (v->kind == DTAP_PK_DICT || v->kind == DTAP_PK_REDUCE || v->kind == DTAP_PK_NEWOBJ)
         return holds_tensor(w, v, 0);
@@ -565,7 +569,7 @@ dta_status dtap_torch_walk(const dtap_pickle *pk, dta_model *m, size_t file,
 
     bool split = false;
     if (top && is_mapping(top) && !is_tensor_node(top)) {
-        for (size_t i = 1; !split && i < top->kv.n; i += 2) split = is_sub_state(&w, top->kv.v[i]);
+        for (size_t i = 1; !split && i < top->kv.n; i += 2) split = is_sub_state(&w, top->kv.v[i], 0);
         w.visits = 0;
     }
     if (!split) {
@@ -783,8 +787,10 @@ static dta_status load_pickle(const dtap_zip *z, const dtap_zip_entry *e, bool t
     return st;
 }
 
+/* keep (may be NULL): receives the parsed graph instead of freeing it. */
 static dta_status scan_pickle(const dtap_zip *z, dta_model *m, size_t file, const char *rel,
-                              const char *dir, const char *name_prefix, bool torchscript, dta_error *err)
+                              const char *dir, const char *name_prefix, bool torchscript,
+                              dtap_pickle **keep, dta_error *err)
 {
     const dtap_zip_entry *e = dtap_zip_find(z, rel);
     if (!e) return DTA_OK;
@@ -800,13 +806,23 @@ static dta_status scan_pickle(const dtap_zip *z, dta_model *m, size_t file, cons
     st = dtap_torch_unsafe_notes(pk, m, err);
     if (!st) st = dtap_torch_walk(pk, m, file, name_prefix, zip_resolve, &c, err);
     zc_free(&c);
-    dtap_pickle_free(pk);
+    if (keep && !st) *keep = pk;
+    else dtap_pickle_free(pk);
     return st;
 }
 
 dta_status dtap_torchzip_open(const dtap_src *src, dta_model *m, dta_error *err)
 {
+    return dtap_torchzip_read(src, m, NULL, err);
+}
+
+dta_status dtap_torchzip_read(const dtap_src *src, dta_model *m, dtap_torchzip_parts *keep,
+                              dta_error *err)
+{
     dtap_zip *z = NULL;
+    dtap_pickle *pk = NULL;
+    bool big = false;
+    if (keep) memset(keep, 0, sizeof *keep);
     dta_status st = dtap_zip_open(src, &z, err);
     if (st) return st;
     const char *prefix = dtap_zip_prefix(z);
@@ -825,7 +841,7 @@ dta_status dtap_torchzip_open(const dtap_src *src, dta_model *m, dta_error *err)
         unsigned char *b;
         size_t n;
         if ((st = dtap_zip_read(z, bo, 64, &b, &n, err))) goto out;
-        bool big = n >= 3 && !memcmp(b, "big", 3);
+        big = n >= 3 && !memcmp(b, "big", 3);
         bool little = n >= 6 && !memcmp(b, "little", 6);
         free(b);
         if (big)
@@ -835,9 +851,18 @@ dta_status dtap_torchzip_open(const dtap_src *src, dta_model *m, dta_error *err)
             st = dta_error_set(err, DTA_E_FORMAT, 0, "record '%s' is neither 'little' nor 'big'", bo->name);
         if (st) goto out;
     }
-    if ((st = scan_pickle(z, m, file, "data.pkl", "data", NULL, ts, err))) goto out;
-    if (ts && (st = scan_pickle(z, m, file, "constants.pkl", "constants", "constants", ts, err))) goto out;
+    if ((st = scan_pickle(z, m, file, "data.pkl", "data", NULL, ts, keep ? &pk : NULL, err))) goto out;
+    if (ts && (st = scan_pickle(z, m, file, "constants.pkl", "constants", "constants", ts, NULL, err))) goto out;
+    if (keep) {
+        keep->zip = z;
+        keep->pkl = pk;
+        keep->file = file;
+        keep->torchscript = ts;
+        keep->big_endian = big;
+        return DTA_OK;
+    }
 out:
+    dtap_pickle_free(pk);
     dtap_zip_close(z);
     return st;
 }

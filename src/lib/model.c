@@ -1,6 +1,7 @@
 /* The neutral model: growth, checks shared by every reader, and freeing. */
 #define _POSIX_C_SOURCE 200809L
 #include <errno.h>
+#include <fnmatch.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -242,6 +243,24 @@ dta_status dtap_model_add_metadata(dta_model *m, const char *key, const char *va
     return DTA_OK;
 }
 
+bool dtap_name_matches(const char *glob, const char *name)
+{
+    char buf[DTA_MAX_NAME_LEN + 1];
+    size_t n = strlen(name);
+    if (n > DTA_MAX_NAME_LEN)
+        n = DTA_MAX_NAME_LEN;
+    memcpy(buf, name, n);
+    buf[n] = 0;
+    for (;;) {
+        if (fnmatch(glob, buf, 0) == 0)
+            return true;
+        char *dot = strrchr(buf, '.');
+        if (!dot)
+            return false;
+        *dot = 0;
+    }
+}
+
 void dtap_model_finish(dta_model *m)
 {
     for (size_t i = 0; i < m->ntensors; i++) {
@@ -278,6 +297,8 @@ void dta_model_free(dta_model *m)
     free(m->storages);
     free(m->notes);
     free(m->metadata);
+    free(m->adapter); /* one block */
+    free(m->index_path);
     free(m->path);
     free(m);
 }

@@ -35,6 +35,10 @@ dta_status dtap_model_add_note(dta_model *m, const char *rule, dta_severity sev,
 dta_status dtap_model_add_metadata(dta_model *m, const char *key, const char *value,
                                    dta_error *err);
 
+/* fnmatch(glob, name) for the name or any enclosing module ("a.b.c", "a.b", "a"); '*'
+ * also matches '.'. Used by --allow, --only and --keep alike. */
+bool dtap_name_matches(const char *glob, const char *name);
+
 /* Marks tensors whose storage is viewed more than once as shared. Readers call it last. */
 void dtap_model_finish(dta_model *m);
 

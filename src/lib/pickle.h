@@ -130,4 +130,21 @@ dta_dtype dtap_torch_storage_dtype(const dtap_pnode *g, bool *untyped);
 size_t dtap_pickle_persid_count(const dtap_pickle *p);
 const dtap_pnode *dtap_pickle_persid(const dtap_pickle *p, size_t i);
 
+/* ---- torch zip reader (format_torchzip.c) ----------------------------------------- */
+#include "zipread.h"
+
+/* What dtap_torchzip_read keeps for a writer: the open archive and the data.pkl graph
+ * (owned by the caller on success: dtap_zip_close / dtap_pickle_free). */
+typedef struct {
+    dtap_zip *zip;
+    dtap_pickle *pkl;
+    size_t file;         /* model file index it added */
+    bool torchscript;    /* constants.pkl or code/ present */
+    bool big_endian;     /* byteorder record says "big" */
+} dtap_torchzip_parts;
+
+/* dtap_torchzip_open, optionally keeping the archive and graph (keep may be NULL). */
+dta_status dtap_torchzip_read(const dtap_src *src, dta_model *m, dtap_torchzip_parts *keep,
+                              dta_error *err);
+
 #endif

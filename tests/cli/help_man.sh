@@ -10,12 +10,20 @@ sed 's/\\-/-/g' man/dtaudit.1 | grep -o -- '--[a-z][a-z-]*' | sort -u >"$TMP/man
 if diff -u "$TMP/help-opts" "$TMP/man-opts" >"$TMP/diff"; then pass; else
     fail "options differ between --help (-) and the man page (+):"; cat "$TMP/diff"; fi
 
-for rule in dtype-outlier mixed-module expect-mismatch unsafe-pickle meta-tensor config-mismatch index-mismatch; do
+for rule in dtype-outlier mixed-module expect-mismatch unsafe-pickle meta-tensor config-mismatch index-mismatch \
+    adapter-mismatch adapter-config dtype-changed shape-changed tensor-added tensor-removed; do
     grep -q -- "$rule" "$TMP/out" || fail "--help does not name rule $rule"
     sed 's/\\-/-/g' man/dtaudit.1 | grep -q -- "$rule" || fail "man page does not name rule $rule"
     pass
 done
-for cmd in scan audit; do
+# Every rule --help lists (from the library's catalogue) is documented in the man page.
+sed -n '/^rules (\|^reader notes (\|^changes (/,/^$/p' "$TMP/out" | sed 's/^[^:]*://' | tr ' ' '\n' | grep . >"$TMP/rules"
+[ "$(wc -l <"$TMP/rules")" -ge 18 ] && pass || fail "--help lists $(wc -l <"$TMP/rules") rules"
+while read -r rule; do
+    sed 's/\\-/-/g' man/dtaudit.1 | grep -q -- "^\.BR* $rule\b" || fail "man page does not describe rule $rule"
+done <"$TMP/rules"
+pass
+for cmd in scan audit diff; do
     grep -q "dtaudit $cmd" "$TMP/out" || fail "--help lacks command $cmd"
     grep -q "^\.B dtaudit $cmd" man/dtaudit.1 || fail "man page lacks command $cmd"
     pass
@@ -39,6 +47,8 @@ dta audit --expect bf17 x
 [ "$rc" -eq 2 ] && grep -q "unknown dtype" "$TMP/err" && pass || fail "bad dtype: $rc"
 dta audit
 [ "$rc" -eq 2 ] && grep -q "no PATH" "$TMP/err" && pass || fail "no path: $rc"
+dta diff --help
+[ "$rc" -eq 0 ] && grep -q -- '--policy' "$TMP/out" && ! grep -q -- '--base' "$TMP/out" && pass || fail "diff --help"
 dta --version
 [ "$rc" -eq 0 ] && grep -q "^dtaudit [0-9]" "$TMP/out" && pass || fail "--version"
 finish

@@ -1,0 +1,76 @@
+/* dtaudit: the rule catalogue and audit policies (--policy FILE).
+ *
+ * A policy is a JSON object (all keys optional, unknown keys are an error so that a typo
+ * cannot silently weaken a CI gate):
+ *
+ *   {
+ *     "version": 1,
+ *     "description": "bf16 except norms and rotary inv_freq in fp32",
+ *     "expect": "bf16",
+ *     "allow": ["*norm*=f32", {"glob": "*.inv_freq", "dtype": "f32", "reason": "..."}],
+ *     "severity": {"dtype-outlier": "error", "mixed-module": "info", "meta-tensor": "off"},
+ *     "fail_on": "warning"
+ *   }
+ *
+ * "allow" is an array of "GLOB[=DTYPE]" strings or {"glob", "dtype"?, "reason"?} objects,
+ * or an object {GLOB: DTYPE-or-null}. "severity" maps a rule of the catalogue to
+ * error|warning|info, or "off" to drop its findings. The library applies severities in
+ * dta_report_build (dta_audit_options.severity) and dta_diff_build.
+ *
+ * Ownership: a dta_policy owns every string reachable from it; dta_rule_info entries are
+ * static. */
+#ifndef DTAUDIT_POLICY_H
+#define DTAUDIT_POLICY_H
+
+#include <stddef.h>
+
+#include "dtaudit/audit.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define DTA_POLICY_MAX_BYTES (1u << 20) /* a policy file of at most 1 MiB */
+#define DTA_POLICY_MAX_RULES 4096u      /* allow entries */
+
+/* One rule dtaudit can report: the audit rules, reader notes and diff rules. */
+typedef struct {
+    const char *name;        /* "dtype-outlier" */
+    dta_severity severity;   /* default */
+    const char *command;     /* "audit" or "diff" */
+    const char *summary;     /* one line */
+    const char *help;        /* a paragraph: why it matters and how to fix or allow it */
+    const char *man_section; /* the dtaudit(1) section that documents it: "RULES", "DIFF" */
+} dta_rule_info;
+
+/* The catalogue, in a stable order; *n gets its length. */
+const dta_rule_info *dta_rules(size_t *n);
+/* NULL when name is not a rule of the catalogue. */
+const dta_rule_info *dta_rule_find(const char *name);
+
+typedef struct dta_policy {
+    char *path;              /* the file it was read from */
+    char *description;       /* NULL when absent */
+    dta_dtype expect;        /* DTA_DTYPE_NONE when absent */
+    dta_allow *allow;        /* globs owned by the policy */
+    size_t nallow;
+    dta_rule_severity *severity;
+    size_t nseverity;
+    int fail_on;             /* a dta_severity, -1 when absent */
+} dta_policy;
+
+/* Reads and checks a policy file. Errors name the file and the offending key:
+ * "policy.json: allow[2]: unknown dtype 'f33'". */
+dta_status dta_policy_load(const char *path, dta_policy **out, dta_error *err);
+/* The same from memory (n bytes, need not be NUL-terminated); name is used in messages. */
+dta_status dta_policy_parse(const char *text, size_t n, const char *name, dta_policy **out,
+                            dta_error *err);
+void dta_policy_free(dta_policy *p);
+
+/* "error", "warning", "info" -> severity, "off" -> DTA_SEV_OFF; -2 when unknown. */
+int dta_severity_override_from_name(const char *s);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

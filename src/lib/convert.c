@@ -1,0 +1,1319 @@
+/* Checkpoint conversion: decide a dtype per storage, stream the data through the kernels
+ * (convert_cpu.c) into a writer, and publish the result atomically.
+ *
+ * Memory is bounded by two chunk buffers whatever the checkpoint size. Output goes to a
+ * temporary name in the destination directory (".NAME.dtaudit-XXXXXX", held under an
+ * flock while it is written), is fsynced, optionally verified, then renamed over NAME;
+ * the directory is fsynced after. A later run removes temporaries whose writer died
+ * (their lock is free). The input is opened read-only and never written. */
+#define _GNU_SOURCE /* flock, O_CLOEXEC helpers, realpath */
+#include <dirent.h>
+#include <errno.h>
+#include <stdarg.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cjson/cJSON.h>
+
+#include "dtaudit/convert.h"
+#include "format.h"
+#include "model_build.h"
+#include "write_safetensors.h"
+#include "write_torchzip.h"
+
+#define CHUNK_DEFAULT (4u << 20)
+#define GATHER_MAX (64u << 20) /* a non-contiguous view is gathered in memory up to this */
+
+typedef struct {
+    const dta_convert_options *o;
+    dta_convert_result *res;
+    dta_error *err;
+    unsigned char *in, *out; /* chunk buffers */
+    size_t chunk;            /* bytes of in; out holds the same elements in the target */
+    uint64_t done, total;    /* output bytes, for progress */
+    int fd;                  /* input file being read */
+    const char *path;
+} job;
+
+/* ---- small helpers ----------------------------------------------------------------- */
+
+/* snprintf for paths: false when the result would not fit (callers refuse such paths). */
+static bool fmt_path(char *buf, size_t cap, const char *fmt, ...) DTA_PRINTF(3, 4);
+static bool fmt_path(char *buf, size_t cap, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(buf, cap, fmt, ap);
+    va_end(ap);
+    return n >= 0 && (size_t)n < cap;
+}
+
+static unsigned elsize(dta_dtype t) { return dta_dtype_get(t)->bits / 8; }
+
+static dta_status write_all(int fd, const void *p, size_t n, const char *path, dta_error *err)
+{
+    const char *c = p;
+    while (n > 0) {
+        ssize_t w = write(fd, c, n);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w < 0)
+            return dta_error_set(err, DTA_E_IO, errno, "%s: write failed: %s", path,
+                                 strerror(errno));
+        c += w;
+        n -= (size_t)w;
+    }
+    return DTA_OK;
+}
+
+static dta_status read_at(int fd, void *p, size_t n, uint64_t off, const char *path,
+                          dta_error *err)
+{
+    char *c = p;
+    while (n > 0) {
+        ssize_t r = pread(fd, c, n, (off_t)off);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r < 0)
+            return dta_error_set(err, DTA_E_IO, errno, "%s: read failed: %s", path,
+                                 strerror(errno));
+        if (r == 0)
+            return dta_error_set(err, DTA_E_FORMAT, 0,
+                                 "%s: file shrank while being read (changed underneath?)", path);
+        c += r;
+        n -= (size_t)r;
+        off += (uint64_t)r;
+    }
+    return DTA_OK;
+}
+
+static bool cancelled(const job *j)
+{
+    return j->o->cancel && *j->o->cancel;
+}
+
+static dta_status cancel_error(job *j)
+{
+    return dta_error_set(j->err, DTA_E_IO, EINTR, "cancelled");
+}
+
+static void progress(job *j, uint64_t n)
+{
+    j->done += n;
+    if (j->o->progress)
+        j->o->progress(j->o->progress_ctx, j->done, j->total);
+}
+
+/* ---- selection ---------------------------------------------------------------------- */
+
+static bool selected(const dta_convert_options *o, const dta_tensor *t)
+{
+    if (!dta_convert_supported(t->dtype, o->to) || t->dtype == o->to ||
+        !dta_dtype_is_float(t->dtype))
+        return false;
+    if (!o->optimizer && strncmp(t->root, "optimizer", 9) == 0)
+        return false;
+    bool in = o->nonly == 0;
+    for (size_t i = 0; i < o->nonly && !in; i++)
+        in = dtap_name_matches(o->only[i], t->name);
+    for (size_t i = 0; i < o->nkeep && in; i++)
+        in = !dtap_name_matches(o->keep[i], t->name);
+    return in;
+}
+
+/* new_dtype[s] for every storage: the target when every tensor viewing it is selected.
+ * A storage whose views disagree cannot be half converted: refuse, naming them. */
+static dta_status plan(const dta_model *m, const dta_convert_options *o, dta_dtype **out,
+                       dta_error *err)
+{
+    dta_dtype *nd = calloc(m->nstorages ? m->nstorages : 1, sizeof *nd);
+    signed char *vote = calloc(m->nstorages ? m->nstorages : 1, 1); /* 0 none, 1 yes, 2 no */
+    size_t *first = calloc(m->nstorages ? m->nstorages : 1, sizeof *first);
+    if (!nd || !vote || !first) {
+        free(nd);
+        free(vote);
+        free(first);
+        return dta_error_set(err, DTA_E_NOMEM, ENOMEM, "out of memory");
+    }
+    for (size_t s = 0; s < m->nstorages; s++)
+        nd[s] = m->storages[s].dtype;
+    for (size_t i = 0; i < m->ntensors; i++) {
+        const dta_tensor *t = &m->tensors[i];
+        if (t->storage == SIZE_MAX)
+            continue;
+        signed char v = selected(o, t) ? 1 : 2;
+        if (vote[t->storage] == 0) {
+            vote[t->storage] = v;
+            first[t->storage] = i;
+        } else if (vote[t->storage] != v) {
+            const dta_tensor *a = &m->tensors[first[t->storage]];
+            const dta_tensor *yes = v == 1 ? t : a, *no = v == 1 ? a : t;
+            dta_error_set(err, DTA_E_ARG, 0,
+                          "tensors '%.120s' and '%.120s' share one storage but only '%.120s' "
+                          "is selected for conversion; select both or neither (--only/--keep)",
+                          yes->name, no->name, yes->name);
+            free(nd);
+            free(vote);
+            free(first);
+            return DTA_E_ARG;
+        }
+    }
+    for (size_t s = 0; s < m->nstorages; s++)
+        if (vote[s] == 1)
+            nd[s] = o->to;
+    free(vote);
+    free(first);
+    *out = nd;
+    return DTA_OK;
+}
+
+/* Records overflow/NaN/Inf of a storage against the tensors viewing it. */
+static dta_status note_issue(job *j, const dta_model *m, size_t storage,
+                             const dta_convert_stats *st)
+{
+    if (!st->overflow && !st->nan && !st->inf)
+        return DTA_OK;
+    dta_convert_result *r = j->res;
+    for (size_t i = 0; i < m->ntensors; i++) {
+        if (m->tensors[i].storage != storage)
+            continue;
+        dta_convert_issue *p = realloc(r->issues, (r->nissues + 1) * sizeof *p);
+        if (!p)
+            return dta_error_set(j->err, DTA_E_NOMEM, ENOMEM, "out of memory");
+        r->issues = p;
+        p[r->nissues] = (dta_convert_issue){strdup(m->tensors[i].name), st->overflow, st->nan,
+                                            st->inf};
+        if (!p[r->nissues].name)
+            return dta_error_set(j->err, DTA_E_NOMEM, ENOMEM, "out of memory");
+        r->nissues++;
+        break; /* one name per storage is enough to find it */
+    }
+    return DTA_OK;
+}
+
+static void add_stats(dta_convert_stats *a, const dta_convert_stats *b)
+{
+    a->elements += b->elements;
+    a->overflow += b->overflow;
+    a->nan += b->nan;
+    a->inf += b->inf;
+    a->underflow += b->underflow;
+}
+
+/* ---- streaming ---------------------------------------------------------------------- */
+
+typedef dta_status (*sink_fn)(void *ctx, const void *p, size_t n, dta_error *err);
+
+/* Converts n elements of dtype from at file offset off into sink, chunk by chunk. */
+static dta_status stream_range(job *j, uint64_t off, uint64_t n, dta_dtype from, dta_dtype to,
+                               sink_fn sink, void *sctx, dta_convert_stats *st)
+{
+    unsigned ei = elsize(from), eo = elsize(to);
+    size_t per = j->chunk / (ei > eo ? ei : eo);
+    while (n > 0) {
+        if (cancelled(j))
+            return cancel_error(j);
+        size_t k = n < per ? (size_t)n : per;
+        dta_status s = read_at(j->fd, j->in, k * ei, off, j->path, j->err);
+        if (s != DTA_OK)
+            return s;
+        s = dta_convert(from, to, j->in, j->out, k, j->o->overflow, st, j->err);
+        if (s == DTA_OK)
+            s = sink(sctx, j->out, k * eo, j->err);
+        if (s != DTA_OK)
+            return s;
+        off += (uint64_t)k * ei;
+        n -= k;
+        j->res->bytes_in += (uint64_t)k * ei;
+        j->res->bytes_out += (uint64_t)k * eo;
+        progress(j, (uint64_t)k * eo);
+    }
+    return DTA_OK;
+}
+
+/* Element offsets of a view in C order fit in [0, storage numel): true when they are one
+ * contiguous run (the common case), with *first its first element. */
+static bool contiguous_view(const dta_tensor *t, uint64_t *first)
+{
+    *first = t->storage_offset;
+    if (!t->stride || t->numel <= 1)
+        return true;
+    uint64_t want = 1;
+    for (int k = t->rank - 1; k >= 0; k--) {
+        if (t->shape[k] != 1 && (uint64_t)t->stride[k] != want)
+            return false;
+        want *= t->shape[k];
+    }
+    return true;
+}
+
+/* Streams one tensor's elements, in C order, converted to `to`. */
+static dta_status stream_tensor(job *j, const dta_model *m, const dta_tensor *t, dta_dtype to,
+                                sink_fn sink, void *sctx, dta_convert_stats *st)
+{
+    const dta_storage *s = &m->storages[t->storage];
+    uint64_t first;
+    if (t->numel == 0)
+        return DTA_OK;
+    if (s->offset == UINT64_MAX)
+        return dta_error_set(j->err, DTA_E_UNSUPPORTED, 0,
+                             "tensor '%.200s' is in a compressed record; dtaudit streams only "
+                             "stored records",
+                             t->name);
+    unsigned ei = elsize(s->dtype);
+    if (contiguous_view(t, &first))
+        return stream_range(j, s->offset + first * ei, t->numel, s->dtype, to, sink, sctx, st);
+
+    /* a strided view (transposed, expanded, sliced): gather it from its storage */
+    if (s->nbytes > GATHER_MAX || t->numel > GATHER_MAX / ei)
+        return dta_error_set(j->err, DTA_E_UNSUPPORTED, 0,
+                             "tensor '%.200s' is a non-contiguous view of a %llu-byte storage; "
+                             "views above %u bytes are not gathered",
+                             t->name, (unsigned long long)s->nbytes, GATHER_MAX);
+    unsigned char *whole = malloc(s->nbytes ? s->nbytes : 1);
+    unsigned char *g = malloc(t->numel * ei);
+    unsigned char *o = malloc(t->numel * elsize(to));
+    dta_status r = whole && g && o ? DTA_OK
+                                   : dta_error_set(j->err, DTA_E_NOMEM, ENOMEM, "out of memory");
+    if (r == DTA_OK)
+        r = read_at(j->fd, whole, s->nbytes, s->offset, j->path, j->err);
+    if (r == DTA_OK) {
+        uint64_t idx[DTA_MAX_RANK] = {0};
+        for (uint64_t e = 0; e < t->numel; e++) {
+            uint64_t at = t->storage_offset;
+            for (int k = 0; k < t->rank; k++)
+                at += idx[k] * (uint64_t)t->stride[k]; /* bounded: checked when read */
+            memcpy(g + e * ei, whole + at * ei, ei);
+            for (int k = t->rank - 1; k >= 0; k--) {
+                if (++idx[k] < t->shape[k])
+                    break;
+                idx[k] = 0;
+            }
+        }
+        r = dta_convert(s->dtype, to, g, o, t->numel, j->o->overflow, st, j->err);
+    }
+    if (r == DTA_OK)
+        r = sink(sctx, o, t->numel * elsize(to), j->err);
+    if (r == DTA_OK) {
+        j->res->bytes_in += t->numel * ei;
+        j->res->bytes_out += t->numel * elsize(to);
+        progress(j, t->numel * elsize(to));
+    }
+    free(whole);
+    free(g);
+    free(o);
+    return r;
+}
+
+/* ---- temporary output, atomic publish ------------------------------------------------ */
+
+typedef struct {
+    char final[PATH_MAX];
+    char tmp[PATH_MAX + 64];
+    char dir[PATH_MAX];
+    int fd;      /* temp file (or the lock file of a temp directory) */
+    bool is_dir;
+} target;
+
+static void split_path(const char *p, char *dir, size_t dcap, const char **base)
+{
+    const char *slash = strrchr(p, '/');
+    if (!slash) {
+        snprintf(dir, dcap, ".");
+        *base = p;
+    } else if (slash == p) {
+        snprintf(dir, dcap, "/");
+        *base = p + 1;
+    } else {
+        snprintf(dir, dcap, "%.*s", (int)(slash - p), p);
+        *base = slash + 1;
+    }
+}
+
+static void remove_tree(const char *path)
+{
+    DIR *d = opendir(path);
+    if (d) {
+        struct dirent *e;
+        char sub[PATH_MAX];
+        while ((e = readdir(d))) {
+            if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))
+                continue;
+            struct stat st;
+            if (!fmt_path(sub, sizeof sub, "%s/%s", path, e->d_name))
+                continue;
+            if (lstat(sub, &st) == 0 && S_ISDIR(st.st_mode))
+                remove_tree(sub);
+            else
+                unlink(sub);
+        }
+        closedir(d);
+        rmdir(path);
+    } else {
+        unlink(path);
+    }
+}
+
+/* Removes ".BASE.dtaudit-*" leftovers of runs that died (nobody holds their lock). */
+static void clean_leftovers(const char *dir, const char *base)
+{
+    char prefix[NAME_MAX + 32], path[PATH_MAX + NAME_MAX + 2];
+    if (!fmt_path(prefix, sizeof prefix, ".%s.dtaudit-", base))
+        return;
+    DIR *d = opendir(dir);
+    if (!d)
+        return;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        if (strncmp(e->d_name, prefix, strlen(prefix)) != 0)
+            continue;
+        struct stat st;
+        if (!fmt_path(path, sizeof path, "%s/%s", dir, e->d_name) || lstat(path, &st) != 0)
+            continue;
+        char lockp[sizeof path + 16];
+        if (!fmt_path(lockp, sizeof lockp, "%s%s", path, S_ISDIR(st.st_mode) ? "/.dtaudit-lock" : ""))
+            continue;
+        int fd = open(lockp, O_RDONLY | O_CLOEXEC);
+        if (fd < 0) {
+            if (S_ISDIR(st.st_mode))
+                remove_tree(path); /* never locked: died while creating it */
+            continue;
+        }
+        if (flock(fd, LOCK_EX | LOCK_NB) == 0)
+            remove_tree(path);
+        close(fd);
+    }
+    closedir(d);
+}
+
+static dta_status target_open(target *t, const char *out, bool is_dir, bool force,
+                              const char *in, dta_error *err)
+{
+    const char *base;
+    struct stat so, si;
+    memset(t, 0, sizeof *t);
+    t->fd = -1;
+    t->is_dir = is_dir;
+    if (strlen(out) >= PATH_MAX - 64)
+        return dta_error_set(err, DTA_E_ARG, 0, "%s: output path too long", out);
+    snprintf(t->final, sizeof t->final, "%s", out);
+    /* strip trailing slashes of a directory output */
+    for (size_t n = strlen(t->final); n > 1 && t->final[n - 1] == '/'; n--)
+        t->final[n - 1] = 0;
+    split_path(t->final, t->dir, sizeof t->dir, &base);
+    if (!*base || !strcmp(base, ".") || !strcmp(base, ".."))
+        return dta_error_set(err, DTA_E_ARG, 0, "%s: not a usable output name", out);
+    if (stat(in, &si) == 0 && stat(t->final, &so) == 0 && si.st_dev == so.st_dev &&
+        si.st_ino == so.st_ino)
+        return dta_error_set(err, DTA_E_ARG, 0,
+                             "%s: the output is the input; write elsewhere (dtaudit never "
+                             "modifies its input)",
+                             out);
+    if (lstat(t->final, &so) == 0 && !force)
+        return dta_error_set(err, DTA_E_ARG, EEXIST, "%s: exists; use --force to replace it",
+                             out);
+    if (lstat(t->final, &so) == 0 && force && S_ISDIR(so.st_mode) != is_dir)
+        return dta_error_set(err, DTA_E_ARG, 0, "%s: exists and is %s; not replaced", out,
+                             S_ISDIR(so.st_mode) ? "a directory" : "not a directory");
+    clean_leftovers(t->dir, base);
+    if (!fmt_path(t->tmp, sizeof t->tmp, "%s/.%s.dtaudit-XXXXXX", t->dir, base))
+        return dta_error_set(err, DTA_E_ARG, 0, "%s: output path too long", out);
+    if (is_dir) {
+        if (!mkdtemp(t->tmp))
+            return dta_error_set(err, DTA_E_IO, errno, "%s: cannot create a temporary "
+                                 "directory: %s", t->dir, strerror(errno));
+        char lockp[PATH_MAX + 96];
+        snprintf(lockp, sizeof lockp, "%s/.dtaudit-lock", t->tmp);
+        t->fd = open(lockp, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    } else {
+        t->fd = mkostemp(t->tmp, O_CLOEXEC);
+    }
+    if (t->fd < 0) {
+        int e = errno;
+        if (is_dir)
+            remove_tree(t->tmp);
+        return dta_error_set(err, DTA_E_IO, e, "%s: cannot create a temporary file: %s",
+                             t->dir, strerror(e));
+    }
+    flock(t->fd, LOCK_EX); /* held until published or removed: see clean_leftovers */
+    /* mkstemp/mkdtemp create private entries; the result gets the usual umask mode */
+    mode_t mask = umask(0);
+    umask(mask);
+    if (is_dir)
+        chmod(t->tmp, 0777 & ~mask);
+    else
+        fchmod(t->fd, 0666 & ~mask);
+    return DTA_OK;
+}
+
+static void target_abort(target *t)
+{
+    if (t->tmp[0]) {
+        if (t->is_dir)
+            remove_tree(t->tmp);
+        else
+            unlink(t->tmp);
+    }
+    if (t->fd >= 0)
+        close(t->fd);
+    t->fd = -1;
+    t->tmp[0] = 0;
+}
+
+static dta_status fsync_path(const char *p, dta_error *err)
+{
+    int fd = open(p, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return dta_error_set(err, DTA_E_IO, errno, "%s: cannot open to sync: %s", p,
+                             strerror(errno));
+    int r = fsync(fd);
+    int e = errno;
+    close(fd);
+    /* directories on some filesystems refuse fsync; the data files were synced already */
+    if (r != 0 && e != EINVAL && e != EROFS)
+        return dta_error_set(err, DTA_E_IO, e, "%s: fsync failed: %s", p, strerror(e));
+    return DTA_OK;
+}
+
+static dta_status target_publish(target *t, dta_error *err)
+{
+    dta_status st = DTA_OK;
+    if (!t->is_dir && fsync(t->fd) != 0)
+        st = dta_error_set(err, DTA_E_IO, errno, "%s: fsync failed: %s", t->tmp,
+                           strerror(errno));
+    if (st == DTA_OK && t->is_dir) {
+        char lockp[PATH_MAX + 96];
+        snprintf(lockp, sizeof lockp, "%s/.dtaudit-lock", t->tmp);
+        unlink(lockp);
+        st = fsync_path(t->tmp, err);
+    }
+    if (st == DTA_OK) {
+        struct stat so;
+        if (t->is_dir && lstat(t->final, &so) == 0) {
+            /* a directory cannot be renamed over a non-empty one: move the old aside */
+            char old[PATH_MAX + 96];
+            snprintf(old, sizeof old, "%s.old", t->tmp);
+            if (rename(t->final, old) != 0)
+                st = dta_error_set(err, DTA_E_IO, errno, "%s: cannot replace: %s", t->final,
+                                   strerror(errno));
+            else if (rename(t->tmp, t->final) != 0) {
+                st = dta_error_set(err, DTA_E_IO, errno, "%s: rename failed: %s", t->final,
+                                   strerror(errno));
+                rename(old, t->final);
+            } else {
+                remove_tree(old);
+            }
+        } else if (rename(t->tmp, t->final) != 0) {
+            st = dta_error_set(err, DTA_E_IO, errno, "%s: rename failed: %s", t->final,
+                               strerror(errno));
+        }
+    }
+    if (st != DTA_OK) {
+        target_abort(t);
+        return st;
+    }
+    t->tmp[0] = 0;
+    close(t->fd);
+    t->fd = -1;
+    return fsync_path(t->dir, err);
+}
+
+/* ---- safetensors output ---------------------------------------------------------------- */
+
+typedef struct {
+    int fd;
+    const char *path;
+} fd_sink;
+
+static dta_status fd_write(void *ctx, const void *p, size_t n, dta_error *err)
+{
+    fd_sink *s = ctx;
+    return write_all(s->fd, p, n, s->path, err);
+}
+
+static bool same_view(const dta_tensor *a, const dta_tensor *b)
+{
+    if (a->storage != b->storage || a->storage_offset != b->storage_offset ||
+        a->rank != b->rank || a->dtype != b->dtype)
+        return false;
+    for (int k = 0; k < a->rank; k++)
+        if (a->shape[k] != b->shape[k] ||
+            (a->stride ? a->stride[k] : 0) != (b->stride ? b->stride[k] : 0))
+            return false;
+    return (a->stride == NULL) == (b->stride == NULL);
+}
+
+/* Writes m as one safetensors file to fd. Tensors that are exact aliases of an earlier one
+ * (tied weights) are written once and recorded in the metadata as safetensors.torch's
+ * save_model does: metadata[dropped] = kept. */
+static dta_status write_safetensors(job *j, const dta_model *m, const dta_dtype *nd, int fd,
+                                    const char *path)
+{
+    dtap_st_out *outs = calloc(m->ntensors ? m->ntensors : 1, sizeof *outs);
+    dta_kv *meta = calloc(m->nmetadata + m->ntensors + 1, sizeof *meta);
+    size_t n = 0, nmeta = 0;
+    unsigned char *hdr = NULL;
+    size_t hlen;
+    dta_status st = DTA_OK;
+    if (!outs || !meta) {
+        st = dta_error_set(j->err, DTA_E_NOMEM, ENOMEM, "out of memory");
+        goto out;
+    }
+    for (size_t i = 0; i < m->nmetadata; i++)
+        meta[nmeta++] = m->metadata[i];
+    for (size_t i = 0; i < m->ntensors; i++) {
+        const dta_tensor *t = &m->tensors[i];
+        if (t->meta) {
+            st = dta_error_set(j->err, DTA_E_UNSUPPORTED, 0,
+                               "tensor '%.200s' was saved without data (meta device) and cannot "
+                               "be written to safetensors",
+                               t->name);
+            goto out;
+        }
+        size_t alias = SIZE_MAX;
+        if (t->shared)
+            for (size_t k = 0; k < n && alias == SIZE_MAX; k++)
+                if (same_view(&m->tensors[outs[k].tag], t))
+                    alias = outs[k].tag;
+        if (alias != SIZE_MAX) {
+            meta[nmeta++] = (dta_kv){t->name, m->tensors[alias].name};
+            continue;
+        }
+        dta_dtype to = nd[t->storage];
+        outs[n] = (dtap_st_out){t->name, to, t->rank, t->shape, t->numel * elsize(to), 0, i};
+        n++;
+    }
+    st = dtap_st_header(outs, n, meta, nmeta, &hdr, &hlen, j->err);
+    if (st == DTA_OK)
+        st = write_all(fd, hdr, hlen, path, j->err);
+    fd_sink sink = {fd, path};
+    for (size_t i = 0; i < n && st == DTA_OK; i++) {
+        const dta_tensor *t = &m->tensors[outs[i].tag];
+        dta_convert_stats cs = {0};
+        st = stream_tensor(j, m, t, outs[i].dtype, fd_write, &sink, &cs);
+        if (st == DTA_OK && outs[i].dtype != m->storages[t->storage].dtype) {
+            add_stats(&j->res->stats, &cs);
+            j->res->tensors_converted++;
+            j->res->storages_converted++;
+            st = note_issue(j, m, t->storage, &cs);
+        }
+    }
+out:
+    free(hdr);
+    free(outs);
+    free(meta);
+    return st;
+}
+
+/* ---- torch zip output ------------------------------------------------------------------ */
+
+typedef struct {
+    job *j;
+    const dta_model *m;
+    const dta_dtype *nd;
+} torch_ctx;
+
+static dta_status zip_sink(void *ctx, const void *p, size_t n, dta_error *err)
+{
+    return dtap_zipw_write(ctx, p, n, err);
+}
+
+/* Writes storage s (whole: bytes no view covers are kept too), converted to nd[s]. */
+static dta_status write_storage(void *ctx, size_t s, dtap_zipw *z, dta_error *err)
+{
+    torch_ctx *c = ctx;
+    const dta_storage *st = &c->m->storages[s];
+    dta_convert_stats cs = {0};
+    (void)err;
+    if (st->offset == UINT64_MAX)
+        return dta_error_set(c->j->err, DTA_E_UNSUPPORTED, 0,
+                             "storage '%s' is a compressed record; dtaudit streams only stored "
+                             "records (re-save it with torch.save)",
+                             st->key ? st->key : "?");
+    dta_status r = stream_range(c->j, st->offset, st->numel, st->dtype, c->nd[s], zip_sink, z, &cs);
+    if (r == DTA_OK && c->nd[s] != st->dtype) {
+        add_stats(&c->j->res->stats, &cs);
+        c->j->res->storages_converted++;
+        for (size_t i = 0; i < c->m->ntensors; i++)
+            c->j->res->tensors_converted += c->m->tensors[i].storage == s;
+        r = note_issue(c->j, c->m, s, &cs);
+    }
+    return r;
+}
+
+/* ---- one file ------------------------------------------------------------------------ */
+
+static uint64_t output_bytes(const dta_model *m, const dta_dtype *nd, bool per_tensor)
+{
+    uint64_t total = 0;
+    if (per_tensor) {
+        for (size_t i = 0; i < m->ntensors; i++)
+            if (m->tensors[i].storage != SIZE_MAX)
+                total += m->tensors[i].numel * elsize(nd[m->tensors[i].storage]);
+    } else {
+        for (size_t s = 0; s < m->nstorages; s++)
+            total += m->storages[s].numel * elsize(nd[s]);
+    }
+    return total;
+}
+
+/* Converts one checkpoint file into the open file fd (path for messages). *format gets
+ * the format written. */
+static dta_status convert_file(job *j, const char *in, int fd, const char *path,
+                               const char **format)
+{
+    dtap_src src;
+    dta_model *m = NULL;
+    dtap_torchzip *tz = NULL;
+    dta_dtype *nd = NULL;
+    dta_status st = dtap_src_open_file(&src, in, j->err);
+    if (st != DTA_OK)
+        return st;
+    m = dtap_model_new(in, j->err);
+    if (!m) {
+        dtap_src_close(&src);
+        return DTA_E_NOMEM;
+    }
+    unsigned char head[DTAP_BID_BYTES];
+    size_t hn = dtap_src_peek(&src, 0, head, sizeof head);
+    bool torch = dtap_torchzip_bid(head, hn, src.size) > 0;
+    st = torch ? dtap_torchzip_load(&src, m, &tz, j->err) : dtap_read_weights(&src, m, j->err);
+    if (st != DTA_OK)
+        goto out;
+    dtap_model_finish(m);
+    const char *fmt = m->nfiles ? m->files[0].format : "unknown";
+    dta_out_format of = j->o->out_format;
+    if (of == DTA_OUT_SAME)
+        of = strcmp(fmt, "safetensors") == 0 ? DTA_OUT_SAFETENSORS
+             : strcmp(fmt, "torch-zip") == 0 ? DTA_OUT_TORCH
+                                             : DTA_OUT_SAME;
+    if (of == DTA_OUT_SAME) {
+        st = dta_error_set(j->err, DTA_E_UNSUPPORTED, 0,
+                           "%s input is written only as safetensors: use --out-format "
+                           "safetensors",
+                           fmt);
+        goto out;
+    }
+    if (of == DTA_OUT_TORCH && !tz) {
+        st = dta_error_set(j->err, DTA_E_UNSUPPORTED, 0,
+                           "only torch zip checkpoints are written as torch files; use "
+                           "--out-format safetensors");
+        goto out;
+    }
+    if ((st = plan(m, j->o, &nd, j->err)) != DTA_OK)
+        goto out;
+    j->res->tensors += m->ntensors;
+    j->total += output_bytes(m, nd, of == DTA_OUT_SAFETENSORS);
+    j->fd = src.fd;
+    j->path = in;
+    if (of == DTA_OUT_SAFETENSORS) {
+        st = write_safetensors(j, m, nd, fd, path);
+        *format = "safetensors";
+    } else {
+        torch_ctx c = {j, m, nd};
+        st = dtap_torchzip_write(tz, m, nd, fd, write_storage, &c, j->err);
+        *format = "torch-zip";
+    }
+out:
+    free(nd);
+    dtap_torchzip_free(tz);
+    dta_model_free(m);
+    dtap_src_close(&src);
+    return st;
+}
+
+/* ---- directories and sharded checkpoints ------------------------------------------- */
+
+/* Output name of a weights file: pytorch_model-00001-of-00002.bin -> model-00001-of-00002
+ * .safetensors when the format changes to safetensors; otherwise unchanged. */
+static void out_name(const char *in_base, bool to_safetensors, char *out, size_t cap)
+{
+    size_t n = strlen(in_base);
+    if (!to_safetensors || (n > 12 && !strcmp(in_base + n - 12, ".safetensors"))) {
+        snprintf(out, cap, "%s", in_base);
+        return;
+    }
+    const char *dot = strrchr(in_base, '.');
+    size_t stem = dot ? (size_t)(dot - in_base) : n;
+    if (stem >= 13 && !strncmp(in_base, "pytorch_model", 13))
+        snprintf(out, cap, "model%.*s.safetensors", (int)(stem - 13), in_base + 13);
+    else
+        snprintf(out, cap, "%.*s.safetensors", (int)stem, in_base);
+}
+
+static const char *base_of(const char *p)
+{
+    const char *s = strrchr(p, '/');
+    return s ? s + 1 : p;
+}
+
+static dta_status copy_file(const char *from, const char *to, dta_error *err)
+{
+    int in = open(from, O_RDONLY | O_CLOEXEC), out = -1;
+    dta_status st = DTA_OK;
+    char b[1 << 16];
+    if (in < 0)
+        return dta_error_set(err, DTA_E_IO, errno, "%s: cannot open: %s", from, strerror(errno));
+    out = open(to, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+    if (out < 0)
+        st = dta_error_set(err, DTA_E_IO, errno, "%s: cannot create: %s", to, strerror(errno));
+    while (st == DTA_OK) {
+        ssize_t r = read(in, b, sizeof b);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r < 0)
+            st = dta_error_set(err, DTA_E_IO, errno, "%s: read failed: %s", from, strerror(errno));
+        if (r <= 0)
+            break;
+        st = write_all(out, b, (size_t)r, to, err);
+    }
+    if (st == DTA_OK && fsync(out) != 0)
+        st = dta_error_set(err, DTA_E_IO, errno, "%s: fsync failed: %s", to, strerror(errno));
+    if (out >= 0)
+        close(out);
+    close(in);
+    return st;
+}
+
+/* cJSON prints with tabs; model folders use two-space JSON. Raw tabs in cJSON output are
+ * only indentation and the separator after ':' (tabs inside strings are escaped). */
+static void two_spaces(char *text, char **out)
+{
+    size_t tabs = 0;
+    for (const char *p = text; *p; p++)
+        tabs += *p == '\t';
+    char *o = malloc(strlen(text) + tabs + 1), *q = o;
+    if (!o) {
+        *out = NULL;
+        return;
+    }
+    for (const char *p = text; *p; p++) {
+        if (*p != '\t') {
+            *q++ = *p;
+        } else if (p > text && p[-1] == ':') {
+            *q++ = ' ';
+        } else {
+            *q++ = ' ';
+            *q++ = ' ';
+        }
+    }
+    *q = 0;
+    *out = o;
+}
+
+/* Writes text to dir/name, fsynced. */
+static dta_status write_text(const char *dir, const char *name, const char *raw,
+                             dta_error *err)
+{
+    char p[PATH_MAX], *text;
+    two_spaces((char *)raw, &text);
+    if (!text)
+        return dta_error_set(err, DTA_E_NOMEM, ENOMEM, "out of memory");
+    if (!fmt_path(p, sizeof p, "%s/%s", dir, name)) {
+        free(text);
+        return dta_error_set(err, DTA_E_ARG, 0, "%s: path too long", name);
+    }
+    int fd = open(p, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+    if (fd < 0) {
+        free(text);
+        return dta_error_set(err, DTA_E_IO, errno, "%s: cannot create: %s", p, strerror(errno));
+    }
+    dta_status st = write_all(fd, text, strlen(text), p, err);
+    if (st == DTA_OK && (write_all(fd, "\n", 1, p, err) != DTA_OK || fsync(fd) != 0))
+        st = dta_error_set(err, DTA_E_IO, errno, "%s: write failed", p);
+    close(fd);
+    free(text);
+    return st;
+}
+
+static char *slurp(const char *path, dta_error *err)
+{
+    dtap_src s;
+    unsigned char *t = NULL;
+    if (dtap_src_open_file(&s, path, err) != DTA_OK)
+        return NULL;
+    dtap_src_alloc_read(&s, 0, s.size, 256u << 20, &t, err);
+    dtap_src_close(&s);
+    return (char *)t;
+}
+
+/* config.json with torch_dtype / dtype (top level and nested *_config) set to `to`. */
+static dta_status rewrite_config(const char *in, const char *dir, dta_dtype to, dta_error *err)
+{
+    char *text = slurp(in, err);
+    if (!text)
+        return dta_error_set(err, DTA_E_IO, err ? err->sys_errno : 0, "%s: %s", in,
+                             err ? err->msg : "unreadable");
+    cJSON *doc = cJSON_Parse(text);
+    free(text);
+    if (!cJSON_IsObject(doc)) {
+        cJSON_Delete(doc);
+        return dta_error_set(err, DTA_E_FORMAT, 0, "%s: not a JSON object", in);
+    }
+    const char *tn = dta_dtype_get(to)->torch_name;
+    cJSON *objs[64];
+    size_t n = 0;
+    objs[n++] = doc;
+    for (cJSON *c = doc->child; c && n < 64; c = c->next)
+        if (cJSON_IsObject(c) && c->string && strlen(c->string) > 7 &&
+            !strcmp(c->string + strlen(c->string) - 7, "_config"))
+            objs[n++] = c;
+    for (size_t i = 0; i < n; i++)
+        for (int k = 0; k < 2; k++) {
+            const char *key = k ? "dtype" : "torch_dtype";
+            cJSON *v = cJSON_GetObjectItemCaseSensitive(objs[i], key);
+            if (cJSON_IsString(v))
+                cJSON_ReplaceItemInObjectCaseSensitive(objs[i], key, cJSON_CreateString(tn));
+            else if (i == 0 && k == 0 && !v)
+                cJSON_AddStringToObject(doc, "torch_dtype", tn);
+        }
+    char *out = cJSON_Print(doc);
+    cJSON_Delete(doc);
+    if (!out)
+        return dta_error_set(err, DTA_E_NOMEM, ENOMEM, "out of memory");
+    dta_status st = write_text(dir, "config.json", out, err);
+    free(out);
+    return st;
+}
+
+/* The index of a sharded input, rewritten: shard names mapped, total_size recomputed. */
+static dta_status rewrite_index(const char *in, const char *dir, const char *const *from,
+                                char *const *to, size_t n, uint64_t total_size, bool st_out,
+                                dta_error *err)
+{
+    char *text = slurp(in, err);
+    if (!text)
+        return dta_error_set(err, DTA_E_IO, 0, "%s: %s", in, err ? err->msg : "unreadable");
+    cJSON *doc = cJSON_Parse(text);
+    free(text);
+    cJSON *wm = cJSON_GetObjectItemCaseSensitive(doc, "weight_map");
+    if (!cJSON_IsObject(wm)) {
+        cJSON_Delete(doc);
+        return dta_error_set(err, DTA_E_FORMAT, 0, "%s: no weight_map", in);
+    }
+    for (cJSON *e = wm->child; e; e = e->next)
+        for (size_t i = 0; i < n; i++)
+            if (cJSON_IsString(e) && !strcmp(e->valuestring, from[i])) {
+                cJSON_SetValuestring(e, to[i]);
+                break;
+            }
+    cJSON *md = cJSON_GetObjectItemCaseSensitive(doc, "metadata");
+    if (!cJSON_IsObject(md))
+        md = cJSON_AddObjectToObject(doc, "metadata");
+    char num[32];
+    snprintf(num, sizeof num, "%llu", (unsigned long long)total_size);
+    if (cJSON_GetObjectItemCaseSensitive(md, "total_size"))
+        cJSON_ReplaceItemInObjectCaseSensitive(md, "total_size", cJSON_CreateRaw(num));
+    else
+        cJSON_AddRawToObject(md, "total_size", num);
+    char *out = cJSON_Print(doc);
+    cJSON_Delete(doc);
+    if (!out)
+        return dta_error_set(err, DTA_E_NOMEM, ENOMEM, "out of memory");
+    const char *name = base_of(in);
+    char renamed[NAME_MAX + 1];
+    if (st_out && strstr(name, ".bin.index.json")) /* pytorch_model.bin.index.json */
+        snprintf(renamed, sizeof renamed, "model.safetensors.index.json");
+    else
+        snprintf(renamed, sizeof renamed, "%s", name);
+    dta_status st = write_text(dir, renamed, out, err);
+    free(out);
+    return st;
+}
+
+static bool is_weights_name(const char *n)
+{
+    static const char *ext[] = {".safetensors", ".bin", ".pt", ".pth", ".ckpt", ".index.json"};
+    size_t l = strlen(n);
+    for (int i = 0; i < 6; i++) {
+        size_t k = strlen(ext[i]);
+        if (l >= k && !strcmp(n + l - k, ext[i]))
+            return true;
+    }
+    return false;
+}
+
+/* Converts a model directory, or a sharded index and its shards, into the directory tmp:
+ * same layout, converted shards, index and config.json updated, other files copied. */
+static dta_status convert_tree(job *j, const char *in, const char *tmp, const char **format)
+{
+    dta_model *m;
+    dta_status st = dta_model_open(in, &m, j->err);
+    struct stat sb;
+    bool in_is_dir = stat(in, &sb) == 0 && S_ISDIR(sb.st_mode);
+    char **newn = NULL;
+    const char **oldn = NULL;
+    if (st != DTA_OK)
+        return st;
+    if (m->nfiles == 0) {
+        st = dta_error_set(j->err, DTA_E_UNSUPPORTED, 0, "%s: no shard is present to convert", in);
+        goto out;
+    }
+    newn = calloc(m->nfiles, sizeof *newn);
+    oldn = calloc(m->nfiles, sizeof *oldn);
+    if (!newn || !oldn) {
+        st = dta_error_set(j->err, DTA_E_NOMEM, ENOMEM, "out of memory");
+        goto out;
+    }
+    uint64_t total_size = 0;
+    for (size_t i = 0; i < m->nfiles && st == DTA_OK; i++) {
+        char name[NAME_MAX + 1], path[PATH_MAX];
+        bool to_st = j->o->out_format == DTA_OUT_SAFETENSORS;
+        out_name(base_of(m->files[i].path), to_st, name, sizeof name);
+        oldn[i] = base_of(m->files[i].path);
+        if (!(newn[i] = strdup(name))) {
+            st = dta_error_set(j->err, DTA_E_NOMEM, ENOMEM, "out of memory");
+            break;
+        }
+        for (size_t k = 0; k < i; k++)
+            if (!strcmp(newn[k], name))
+                st = dta_error_set(j->err, DTA_E_UNSUPPORTED, 0,
+                                   "two shards would both be written as '%s'", name);
+        if (st == DTA_OK && !fmt_path(path, sizeof path, "%s/%s", tmp, name))
+            st = dta_error_set(j->err, DTA_E_ARG, 0, "%s: path too long", name);
+        int fd = st == DTA_OK ? open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644) : -1;
+        if (st == DTA_OK && fd < 0)
+            st = dta_error_set(j->err, DTA_E_IO, errno, "%s: cannot create: %s", path,
+                               strerror(errno));
+        if (st != DTA_OK)
+            break;
+        uint64_t before = j->res->bytes_out;
+        const char *f;
+        st = convert_file(j, m->files[i].path, fd, path, &f);
+        if (st == DTA_OK && fsync(fd) != 0)
+            st = dta_error_set(j->err, DTA_E_IO, errno, "%s: fsync failed: %s", path,
+                               strerror(errno));
+        close(fd);
+        if (st != DTA_OK && strncmp(j->err->msg, m->files[i].path, strlen(m->files[i].path)))
+            dta_error_prefix(j->err, m->files[i].path);
+        total_size += j->res->bytes_out - before;
+    }
+    if (st == DTA_OK && m->index_path)
+        st = rewrite_index(m->index_path, tmp, oldn, newn, m->nfiles, total_size,
+                           j->o->out_format == DTA_OUT_SAFETENSORS, j->err);
+    if (st == DTA_OK && in_is_dir) {
+        /* config.json updated; every other non-weights file copied as it is */
+        DIR *d = opendir(in);
+        struct dirent *e;
+        char from[PATH_MAX], to[PATH_MAX];
+        while (st == DTA_OK && d && (e = readdir(d))) {
+            if (!fmt_path(from, sizeof from, "%s/%s", in, e->d_name) || e->d_name[0] == '.' || stat(from, &sb) != 0 || !S_ISREG(sb.st_mode) ||
+                is_weights_name(e->d_name))
+                continue;
+            if (!strcmp(e->d_name, "config.json")) {
+                st = rewrite_config(from, tmp, j->o->to, j->err);
+                continue;
+            }
+            if (!fmt_path(to, sizeof to, "%s/%s", tmp, e->d_name))
+                st = dta_error_set(j->err, DTA_E_ARG, 0, "%s: path too long", e->d_name);
+            else
+                st = copy_file(from, to, j->err);
+        }
+        if (d)
+            closedir(d);
+    }
+    *format = "directory";
+out:
+    for (size_t i = 0; newn && i < m->nfiles; i++)
+        free(newn[i]);
+    free(newn);
+    free(oldn);
+    dta_model_free(m);
+    return st;
+}
+
+/* ---- the job --------------------------------------------------------------------------- */
+
+static bool is_index_file(const char *path)
+{
+    dtap_src s;
+    dta_error e;
+    unsigned char head[DTAP_BID_BYTES];
+    if (dtap_src_open_file(&s, path, &e) != DTA_OK)
+        return false;
+    size_t n = dtap_src_peek(&s, 0, head, sizeof head);
+    bool r = !dtap_safetensors_bid(head, n, s.size) && dtap_index_bid(head, n, s.size);
+    dtap_src_close(&s);
+    return r;
+}
+
+dta_status dta_convert_checkpoint(const char *in, const char *out, const dta_convert_options *o,
+                                  dta_convert_result **res, dta_error *err)
+{
+    job j;
+    target t;
+    struct stat sb;
+    dta_status st;
+    *res = NULL;
+    if (!in || !out || !o)
+        return dta_error_set(err, DTA_E_ARG, 0, "convert: missing argument");
+    if (o->to != DTA_F32 && o->to != DTA_F16 && o->to != DTA_BF16)
+        return dta_error_set(err, DTA_E_ARG, 0, "convert: target must be F32, F16 or BF16, not %s",
+                             dta_dtype_name(o->to));
+    if (stat(in, &sb) != 0)
+        return dta_error_set(err, DTA_E_IO, errno, "%s: cannot open: %s", in, strerror(errno));
+    bool tree = S_ISDIR(sb.st_mode) || is_index_file(in);
+
+    memset(&j, 0, sizeof j);
+    j.o = o;
+    j.err = err;
+    j.chunk = o->chunk_bytes ? o->chunk_bytes : CHUNK_DEFAULT;
+    if (j.chunk < 64)
+        j.chunk = 64;
+    j.res = calloc(1, sizeof *j.res);
+    j.in = malloc(j.chunk);
+    j.out = malloc(j.chunk * 2); /* the target may be wider than the source (bf16 -> f32) */
+    if (!j.res || !j.in || !j.out) {
+        free(j.in);
+        free(j.out);
+        free(j.res);
+        return dta_error_set(err, DTA_E_NOMEM, ENOMEM, "out of memory");
+    }
+    st = target_open(&t, out, tree, o->force, in, err);
+    const char *fmt = "?";
+    if (st == DTA_OK)
+        st = tree ? convert_tree(&j, in, t.tmp, &fmt) : convert_file(&j, in, t.fd, t.tmp, &fmt);
+    if (st == DTA_OK && o->overflow == DTA_OVERFLOW_ERROR && j.res->stats.overflow > 0)
+        j.res->refused = true;
+    if (st == DTA_OK && !j.res->refused && o->verify) {
+        dta_verify_result vr;
+        if (!tree && fsync(t.fd) != 0)
+            st = dta_error_set(err, DTA_E_IO, errno, "%s: fsync failed", t.tmp);
+        if (st == DTA_OK)
+            st = dta_verify_checkpoints(in, t.tmp, o->overflow, &vr, err);
+        if (st == DTA_OK) {
+            j.res->verify = vr.total;
+            if (vr.tensors_bad || vr.missing || vr.extra || vr.shape_changed)
+                st = dta_error_set(err, DTA_E_FORMAT, 0,
+                                   "%s: verification failed before publishing: %zu tensors "
+                                   "differ (first: %.200s), %zu missing, %zu extra",
+                                   out, vr.tensors_bad, vr.first_bad ? vr.first_bad : "-",
+                                   vr.missing, vr.extra);
+            free(vr.first_bad);
+        }
+    }
+    if (st == DTA_OK && !j.res->refused)
+        st = target_publish(&t, err);
+    else if (t.tmp[0] || t.fd >= 0)
+        target_abort(&t);
+    free(j.in);
+    free(j.out);
+    if (st != DTA_OK) {
+        dta_convert_result_free(j.res);
+        return st;
+    }
+    j.res->written = j.res->refused ? NULL : strdup(t.final);
+    j.res->out_format = strdup(fmt);
+    *res = j.res;
+    return DTA_OK;
+}
+
+void dta_convert_result_free(dta_convert_result *r)
+{
+    if (!r)
+        return;
+    for (size_t i = 0; i < r->nissues; i++)
+        free(r->issues[i].name);
+    free(r->issues);
+    free(r->written);
+    free(r->out_format);
+    free(r);
+}
+
+/* ---- verify ------------------------------------------------------------------------------ */
+
+typedef struct {
+    const dta_model *m;
+    int *fds;                 /* per file, opened lazily */
+    const dta_tensor *cached; /* gathered strided view, when one is in use */
+    unsigned char *gathered;
+} reader;
+
+/* Raw elements [first, first + n) of tensor t in C order into buf. */
+static dta_status read_elems(reader *r, const dta_tensor *t, uint64_t first, size_t n,
+                             unsigned char *buf, dta_error *err)
+{
+    const dta_model *m = r->m;
+    const dta_storage *s = &m->storages[t->storage];
+    unsigned es = elsize(s->dtype);
+    const char *path = m->files[t->file].path;
+    if (r->fds[t->file] < 0 && (r->fds[t->file] = open(path, O_RDONLY | O_CLOEXEC)) < 0)
+        return dta_error_set(err, DTA_E_IO, errno, "%s: cannot open: %s", path, strerror(errno));
+    if (s->offset == UINT64_MAX)
+        return dta_error_set(err, DTA_E_UNSUPPORTED, 0,
+                             "%s: tensor '%.200s' is in a compressed record", path, t->name);
+    uint64_t start;
+    if (contiguous_view(t, &start))
+        return read_at(r->fds[t->file], buf, n * es, s->offset + (start + first) * es, path, err);
+    if (r->cached != t) {
+        if (t->numel > GATHER_MAX / es || s->nbytes > GATHER_MAX)
+            return dta_error_set(err, DTA_E_UNSUPPORTED, 0,
+                                 "%s: tensor '%.200s' is a large non-contiguous view", path,
+                                 t->name);
+        unsigned char *whole = malloc(s->nbytes ? s->nbytes : 1);
+        unsigned char *g = realloc(r->gathered, t->numel ? t->numel * es : 1);
+        if (!whole || !g) {
+            free(whole);
+            if (g)
+                r->gathered = g;
+            return dta_error_set(err, DTA_E_NOMEM, ENOMEM, "out of memory");
+        }
+        r->gathered = g;
+        dta_status st = read_at(r->fds[t->file], whole, s->nbytes, s->offset, path, err);
+        if (st != DTA_OK) {
+            free(whole);
+            return st;
+        }
+        uint64_t idx[DTA_MAX_RANK] = {0};
+        for (uint64_t e = 0; e < t->numel; e++) {
+            uint64_t at = t->storage_offset;
+            for (int k = 0; k < t->rank; k++)
+                at += idx[k] * (uint64_t)t->stride[k];
+            memcpy(g + e * es, whole + at * es, es);
+            for (int k = t->rank - 1; k >= 0; k--) {
+                if (++idx[k] < t->shape[k])
+                    break;
+                idx[k] = 0;
+            }
+        }
+        free(whole);
+        r->cached = t;
+    }
+    memcpy(buf, r->gathered + first * es, n * es);
+    return DTA_OK;
+}
+
+static int cmp_tensor_name(const void *a, const void *b)
+{
+    return strcmp((*(const dta_tensor *const *)a)->name, (*(const dta_tensor *const *)b)->name);
+}
+
+static const dta_tensor *find_tensor(const dta_tensor **sorted, size_t n, const char *name)
+{
+    dta_tensor key = {0};
+    key.name = (char *)name;
+    const dta_tensor *kp = &key;
+    const dta_tensor **hit = bsearch(&kp, sorted, n, sizeof *sorted, cmp_tensor_name);
+    return hit ? *hit : NULL;
+}
+
+static const char *meta_value(const dta_model *m, const char *key)
+{
+    for (size_t i = 0; i < m->nmetadata; i++)
+        if (!strcmp(m->metadata[i].key, key))
+            return m->metadata[i].value;
+    return NULL;
+}
+
+dta_status dta_verify_checkpoints(const char *source, const char *converted,
+                                  dta_overflow_mode mode, dta_verify_result *res, dta_error *err)
+{
+    dta_model *a = NULL, *b = NULL;
+    const dta_tensor **sa = NULL;
+    reader ra = {0}, rb = {0};
+    unsigned char *ba = NULL, *bb = NULL;
+    const size_t chunk = 1u << 20; /* elements per step */
+    dta_status st;
+
+    memset(res, 0, sizeof *res);
+    if ((st = dta_model_open(source, &a, err)) != DTA_OK)
+        return st;
+    if ((st = dta_model_open(converted, &b, err)) != DTA_OK) {
+        dta_model_free(a);
+        return st;
+    }
+    sa = malloc(sizeof *sa * (a->ntensors ? a->ntensors : 1));
+    ra = (reader){a, malloc(sizeof(int) * (a->nfiles ? a->nfiles : 1)), NULL, NULL};
+    rb = (reader){b, malloc(sizeof(int) * (b->nfiles ? b->nfiles : 1)), NULL, NULL};
+    ba = malloc(chunk * 8);
+    bb = malloc(chunk * 8);
+    if (!sa || !ra.fds || !rb.fds || !ba || !bb) {
+        st = dta_error_set(err, DTA_E_NOMEM, ENOMEM, "out of memory");
+        goto out;
+    }
+    for (size_t i = 0; i < a->nfiles; i++)
+        ra.fds[i] = -1;
+    for (size_t i = 0; i < b->nfiles; i++)
+        rb.fds[i] = -1;
+    for (size_t i = 0; i < a->ntensors; i++)
+        sa[i] = &a->tensors[i];
+    qsort(sa, a->ntensors, sizeof *sa, cmp_tensor_name);
+
+    size_t matched = 0;
+    for (size_t i = 0; i < b->ntensors && st == DTA_OK; i++) {
+        const dta_tensor *tb = &b->tensors[i], *ta = find_tensor(sa, a->ntensors, tb->name);
+        if (!ta) {
+            res->extra++;
+            continue;
+        }
+        matched++;
+        res->tensors++;
+        bool shape_ok = ta->rank == tb->rank;
+        for (int k = 0; shape_ok && k < ta->rank; k++)
+            shape_ok = ta->shape[k] == tb->shape[k];
+        bool bad = !shape_ok || ta->meta != tb->meta ||
+                   (ta->dtype != tb->dtype && !dta_convert_supported(ta->dtype, tb->dtype));
+        if (!shape_ok)
+            res->shape_changed++;
+        dta_verify_stats vs = {0};
+        for (uint64_t e = 0; !bad && !ta->meta && e < ta->numel && st == DTA_OK; e += chunk) {
+            size_t k = ta->numel - e < chunk ? (size_t)(ta->numel - e) : chunk;
+            if ((st = read_elems(&ra, ta, e, k, ba, err)) == DTA_OK &&
+                (st = read_elems(&rb, tb, e, k, bb, err)) == DTA_OK)
+                st = dta_verify(ta->dtype, tb->dtype, ba, bb, k, mode, &vs, err);
+        }
+        if (vs.mismatches || vs.nonfinite_added)
+            bad = true;
+        res->total.elements += vs.elements;
+        res->total.mismatches += vs.mismatches;
+        res->total.nonfinite_added += vs.nonfinite_added;
+        if (vs.max_abs_err > res->total.max_abs_err)
+            res->total.max_abs_err = vs.max_abs_err;
+        if (vs.max_rel_err > res->total.max_rel_err)
+            res->total.max_rel_err = vs.max_rel_err;
+        if (bad) {
+            res->tensors_bad++;
+            if (!res->first_bad)
+                res->first_bad = strdup(tb->name);
+        }
+    }
+    /* source tensors absent from the output, unless recorded as dropped aliases */
+    if (st == DTA_OK && matched < a->ntensors) {
+        const dta_tensor **sb = malloc(sizeof *sb * (b->ntensors ? b->ntensors : 1));
+        if (!sb) {
+            st = dta_error_set(err, DTA_E_NOMEM, ENOMEM, "out of memory");
+            goto out;
+        }
+        for (size_t i = 0; i < b->ntensors; i++)
+            sb[i] = &b->tensors[i];
+        qsort(sb, b->ntensors, sizeof *sb, cmp_tensor_name);
+        for (size_t i = 0; i < a->ntensors; i++)
+            if (!find_tensor(sb, b->ntensors, a->tensors[i].name) &&
+                !meta_value(b, a->tensors[i].name))
+                res->missing++;
+        free(sb);
+    }
+out:
+    for (size_t i = 0; ra.fds && i < a->nfiles; i++)
+        if (ra.fds[i] >= 0)
+            close(ra.fds[i]);
+    for (size_t i = 0; rb.fds && i < b->nfiles; i++)
+        if (rb.fds[i] >= 0)
+            close(rb.fds[i]);
+    free(ra.fds);
+    free(rb.fds);
+    free(ra.gathered);
+    free(rb.gathered);
+    free(ba);
+    free(bb);
+    free(sa);
+    dta_model_free(a);
+    dta_model_free(b);
+    return st;
+}

@@ -1,0 +1,113 @@
+/* Rewriting torch zip checkpoints (torch.save >= 1.6) with changed storage dtypes.
+ *
+ * Flow: dtap_torchzip_load() opens the input and fills a dta_model exactly as
+ * dtap_torchzip_open() would (storages keyed by pid key, tensors pointing at them), and
+ * keeps the archive and the parsed data.pkl graph. The caller picks a new dtype per model
+ * storage and calls dtap_torchzip_write(), which re-emits data.pkl (protocol 2, the
+ * weights_only opcode set; formats.md 2.6, 2.9, 3.1) and streams a new archive with
+ * torch's own zip layout (formats.md 2.3, 2.4) through a dtap_zipw.
+ *
+ * Decisions (formats.md 3.1 leaves them open):
+ *   - Storage keys are kept as they are (no renumbering); data/<key> records are written
+ *     in first-appearance order of the new pickle; storages no pid references are dropped.
+ *   - Globals are written with the Python 3 names the reader mapped them to (`builtins`,
+ *     `copyreg`): torch.load and the weights_only unpickler accept both spellings.
+ *   - Records: data.pkl, byteorder ("little"), data/<key>..., the input's other records
+ *     (copied, STORED), version (the input's when >= 3, else "3\n"). No .format_version,
+ *     .storage_alignment or .data/serialization_id.
+ *   - Refused with DTA_E_UNSUPPORTED: big-endian inputs (byteorder "big"; byte swapping is
+ *     not done yet), TorchScript archives, a retyped storage that some object other than
+ *     a tensor rebuild (_rebuild_tensor, _v2, _v3, inside _rebuild_parameter* or
+ *     _rebuild_from_type_v2) uses, and sub-byte or quantized target dtypes.
+ *   - Objects the writer does not understand round-trip in meaning: NEWOBJ, NEWOBJ_EX,
+ *     EXTn, LONG4 and the rare POP/POP_MARK of recursive tuples are written when (and only
+ *     when) the graph needs them; such a file fails weights_only as the input did. Items
+ *     (APPENDS/SETITEMS) are always written before BUILD states, as Python's pickler does.
+ *   - bytes become _codecs.encode(str, 'latin1'), bytearray builtins.bytearray(bytes),
+ *     set/frozenset builtins.set/frozenset(list), protocol-0 strings BINUNICODE.
+ *
+ * Ownership: a dtap_torchzip borrows the dtap_src given to load (it must outlive it) and
+ * owns the archive and the graph. Everything else is returned through the model. */
+#ifndef DTAP_WRITE_TORCHZIP_H
+#define DTAP_WRITE_TORCHZIP_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "dtaudit/dtype.h"
+#include "dtaudit/error.h"
+#include "dtaudit/model.h"
+#include "src.h"
+
+#define DTAP_ZIPW_MAX_ENTRIES 1000000u                 /* records per written archive */
+#define DTAP_TZW_MAX_PICKLE   (2048ull * 1024 * 1024)   /* bytes of the emitted data.pkl */
+#define DTAP_TZW_MAX_DEPTH    2000u                    /* object nesting while emitting */
+
+/* ---- reading ----------------------------------------------------------------------- */
+
+typedef struct dtap_torchzip dtap_torchzip;
+
+/* Opens src for rewriting and fills m as dtap_torchzip_open does. */
+dta_status dtap_torchzip_load(const dtap_src *src, dta_model *m, dtap_torchzip **out, dta_error *err);
+void dtap_torchzip_free(dtap_torchzip *t);
+/* The archive directory name ("archive", "pytorch_model", ...). */
+const char *dtap_torchzip_prefix(const dtap_torchzip *t);
+/* The parsed data.pkl graph (tests compare graphs). */
+const struct dtap_pickle *dtap_torchzip_pickle(const dtap_torchzip *t);
+
+/* Receives bytes in order; returns DTA_OK to go on. */
+typedef dta_status (*dtap_bytes_sink)(void *ctx, const void *p, size_t n, dta_error *err);
+
+/* Streams the input bytes of model storage i (nbytes of its input dtype) to sink, in
+ * chunks that are multiples of 64 bytes except the last. STORED records are read in
+ * place; a compressed record is inflated into memory first (DTA_E_LIMIT above
+ * DTA_MAX_PICKLE_BYTES). */
+dta_status dtap_torchzip_read_storage(const dtap_torchzip *t, const dta_model *m, size_t storage,
+                                      dtap_bytes_sink sink, void *ctx, dta_error *err);
+
+/* ---- zip writer -------------------------------------------------------------------- */
+
+/* Streaming zip writer with torch's exact layout (formats.md 2.3/2.4): STORED records
+ * named "<prefix>/<rel>", "FB" padding so each record's data starts at a multiple of 64,
+ * flags 0x0808 and a data descriptor (0x0800 and none for empty records), zero
+ * timestamps, real CRC-32 (zlib), zip64 extra + 24-byte descriptor for records whose size
+ * or local header offset is >= 0xFFFFFFFF, zip64 end records always, EOCD counts
+ * saturated. Writes sequentially to fd (no seeking; a pipe works). fd stays the caller's. */
+typedef struct dtap_zipw dtap_zipw;
+
+dta_status dtap_zipw_open(int fd, const char *prefix, dtap_zipw **out, dta_error *err);
+/* Starts record rel of exactly size bytes. */
+dta_status dtap_zipw_begin(dtap_zipw *z, const char *rel, uint64_t size, dta_error *err);
+dta_status dtap_zipw_write(dtap_zipw *z, const void *p, size_t n, dta_error *err);
+/* Ends the record; DTA_E_ARG unless exactly size bytes came. */
+dta_status dtap_zipw_end(dtap_zipw *z, dta_error *err);
+/* Writes the central directory and end records and flushes. */
+dta_status dtap_zipw_finish(dtap_zipw *z, dta_error *err);
+void dtap_zipw_free(dtap_zipw *z);
+/* Bytes written so far (the archive size after finish). */
+uint64_t dtap_zipw_offset(const dtap_zipw *z);
+/* Test hook: the zip64 threshold (0xFFFFFFFF by default; tests lower it to exercise the
+ * zip64 fields on small archives, which stay valid zip files). */
+void dtap_zipw_set_zip64_threshold(dtap_zipw *z, uint64_t threshold);
+
+/* ---- writing ----------------------------------------------------------------------- */
+
+/* Writes exactly numel * elsize(new_dtype[storage]) bytes of that storage with
+ * dtap_zipw_write (the caller converts and streams them). */
+typedef dta_status (*dtap_storage_writer)(void *ctx, size_t storage, dtap_zipw *z, dta_error *err);
+
+/* Writes the converted checkpoint to fd. new_dtype[i] is the output dtype of model
+ * storage i (m->nstorages entries). A storage whose dtype is unchanged is copied from the
+ * input by the writer; write_data is called once for each retyped storage, in output
+ * order (it may be NULL when nothing is retyped). Before anything is written the new
+ * pickle is parsed back and checked (formats.md 3.3): every tensor keeps its shape,
+ * strides and offset and has its storage's new dtype, every pid of a key names one
+ * storage type whose size matches the record, v3 rebuilds use UntypedStorage and v2 ones
+ * a typed storage. m must be the model load filled (more may have been added since). */
+dta_status dtap_torchzip_write(const dtap_torchzip *t, const dta_model *m, const dta_dtype *new_dtype,
+                               int fd, dtap_storage_writer write_data, void *ctx, dta_error *err);
+
+/* Test hook: the zip64 threshold dtap_torchzip_write gives its dtap_zipw (0: default). */
+void dtap_torchzip_set_zip64_threshold(dtap_torchzip *t, uint64_t threshold);
+
+#endif
