@@ -149,6 +149,7 @@ int main(int argc, char **argv)
     memset(&o, 0, sizeof o);
     o.color = -1;
     o.expect = DTA_DTYPE_NONE;
+    o.to = DTA_DTYPE_NONE;
     o.fail_on = DTA_SEV_WARNING;
 
     static char outbuf[1 << 16]; /* reports are large: fewer write calls */
@@ -172,6 +173,10 @@ int main(int argc, char **argv)
         o.command = CMD_AUDIT;
     else if (strcmp(cmd, "diff") == 0)
         o.command = CMD_DIFF;
+    else if (strcmp(cmd, "convert") == 0)
+        o.command = CMD_CONVERT;
+    else if (strcmp(cmd, "verify") == 0)
+        o.command = CMD_VERIFY;
     else {
         fprintf(stderr, "dtaudit: unknown command '%s' (see 'dtaudit --help')\n", cmd);
         return 2;
@@ -189,7 +194,10 @@ int main(int argc, char **argv)
             o.allow = merged;
             o.nallow += pol->nallow;
         }
-        rc = o.command == CMD_DIFF ? run_diff(&o) : run_inspect(&o);
+        rc = o.command == CMD_DIFF      ? run_diff(&o)
+             : o.command == CMD_CONVERT ? cmd_convert(&o)
+             : o.command == CMD_VERIFY  ? cmd_verify(&o)
+                                        : run_inspect(&o);
         o.allow = own;
         o.nallow = nown;
     }

@@ -22,6 +22,16 @@ const cli_option cli_option_table[] = {
     {"fail-on", 0, "LEVEL", CMD_AUDIT | CMD_DIFF, "lowest severity that makes the exit status 1: error, warning (default), info, never"},
     {"policy", 0, "FILE", CMD_AUDIT | CMD_DIFF, "JSON policy: expect, allow, per-rule severity, fail_on (command-line options override it)"},
     {"base", 0, "DIR", CMD_AUDIT, "base model of a PEFT adapter: compare dominant dtypes (adapter-mismatch, warning)"},
+    {"to", 't', "DTYPE", CMD_CONVERT, "target dtype: f32, f16 or bf16 (floating tensors only; integers never change)"},
+    {"output", 'o', "OUT", CMD_CONVERT, "output file, or directory for a model directory or sharded index"},
+    {"only", 0, "GLOB", CMD_CONVERT, "convert only tensors or modules matching GLOB; repeatable"},
+    {"keep", 0, "GLOB", CMD_CONVERT, "keep tensors or modules matching GLOB in their dtype (e.g. '*norm*'); repeatable"},
+    {"optimizer", 0, NULL, CMD_CONVERT, "also convert roots named optimizer* (left as they are by default)"},
+    {"out-format", 0, "FMT", CMD_CONVERT, "same (default), safetensors or torch"},
+    {"on-overflow", 0, "MODE", CMD_CONVERT | CMD_VERIFY, "values the target cannot hold: error (default: refuse, write nothing), inf (as torch's .to()), saturate"},
+    {"force", 0, NULL, CMD_CONVERT, "replace an existing OUT"},
+    {"verify", 0, NULL, CMD_CONVERT, "check the written data against the source before publishing it"},
+    {"device", 0, "DEV", CMD_CONVERT | CMD_VERIFY, "auto (default), cpu or cuda (exit 3 when unavailable)"},
     {"help", 'h', NULL, CMD_ALL, "show this help and exit"},
     {"version", 'V', NULL, CMD_ALL, "show the version and built-in features and exit"},
     {NULL, 0, NULL, 0, NULL},
@@ -37,6 +47,8 @@ void cli_usage(FILE *out, int command)
     fputs("usage: dtaudit scan  [options] PATH...    per-tensor dtype map and per-root summary\n"
           "       dtaudit audit [options] PATH...    scan plus findings, CI exit status\n"
           "       dtaudit diff  [options] OLD NEW    dtype drift between two checkpoints\n"
+          "       dtaudit convert [options] --to DTYPE PATH -o OUT   rewrite to one dtype\n"
+          "       dtaudit verify  [options] SOURCE CONVERTED   values == conversion of SOURCE\n"
           "\n"
           "PATH: a safetensors file, a PyTorch checkpoint (zip, legacy or TorchScript), a sharded\n"
           "checkpoint's *.index.json, or a model directory; formats are detected by content.\n"
@@ -55,7 +67,9 @@ void cli_usage(FILE *out, int command)
         const char *only = "";
         if (!command && o->commands != CMD_ALL)
             only = o->commands == CMD_AUDIT ? " (audit)"
-                 : o->commands == (CMD_AUDIT | CMD_DIFF) ? " (audit, diff)" : "";
+                 : o->commands == (CMD_AUDIT | CMD_DIFF) ? " (audit, diff)"
+                 : o->commands == CMD_CONVERT ? " (convert)"
+                 : o->commands == (CMD_CONVERT | CMD_VERIFY) ? " (convert, verify)" : "";
         fprintf(out, "  %-26s %s%s\n", left, o->help, only);
     }
     fputs("\nDTYPE: a safetensors code (BF16, F16, F32, F8_E4M3, ...) or an alias: bf16 bfloat16,\n"
@@ -84,8 +98,9 @@ void cli_usage(FILE *out, int command)
             col += (size_t)fprintf(out, " %s", rules[i].name);
         }
     }
-    fputs("\n\nexit status: 0 no finding (or change) at or above --fail-on; 1 findings, or drift\n"
-          "(diff); 2 usage error or unreadable, malformed or unsupported input.\n"
+    fputs("\n\nexit status: 0 no finding (or change) at or above --fail-on; 1 findings, drift\n"
+          "(diff), refused conversion or verify mismatch; 2 usage error or unreadable, malformed\n"
+          "or unsupported input; 3 --device cuda asked for but unavailable.\n"
           "See dtaudit(1).\n",
           out);
 }
@@ -129,8 +144,8 @@ static int add_allow(cli_options *o, const char *spec)
 int cli_parse(int argc, char **argv, cli_options *o)
 {
     struct option longs[32];
-    char shorts[64] = "+";
-    size_t n = 0, sn = 1;
+    char shorts[64] = "";
+    size_t n = 0, sn = 0;
     int cmd = o->command;
 
     for (const cli_option *t = cli_option_table; t->name; t++, n++) {
@@ -214,6 +229,54 @@ int cli_parse(int argc, char **argv, cli_options *o)
             o->policy = arg;
         } else if (strcmp(t->name, "base") == 0) {
             o->base = arg;
+        } else if (strcmp(t->name, "to") == 0) {
+            o->to = dta_dtype_from_alias(arg);
+            if (o->to != DTA_F32 && o->to != DTA_F16 && o->to != DTA_BF16)
+                return usage_error("--to: '%s' is not f32, f16 or bf16", arg);
+        } else if (strcmp(t->name, "output") == 0) {
+            o->output = arg;
+        } else if (strcmp(t->name, "only") == 0 || strcmp(t->name, "keep") == 0) {
+            bool only = t->name[0] == 'o';
+            char ***v = only ? &o->only : &o->keep;
+            size_t *nv = only ? &o->nonly : &o->nkeep;
+            char **p = realloc(*v, (*nv + 1) * sizeof *p);
+            if (!p)
+                return usage_error("%s", "out of memory");
+            p[(*nv)++] = (char *)arg;
+            *v = p;
+        } else if (strcmp(t->name, "optimizer") == 0) {
+            o->optimizer = true;
+        } else if (strcmp(t->name, "force") == 0) {
+            o->force = true;
+        } else if (strcmp(t->name, "verify") == 0) {
+            o->verify = true;
+        } else if (strcmp(t->name, "out-format") == 0) {
+            if (strcmp(arg, "same") == 0)
+                o->out_format = DTA_OUT_SAME;
+            else if (strcmp(arg, "safetensors") == 0)
+                o->out_format = DTA_OUT_SAFETENSORS;
+            else if (strcmp(arg, "torch") == 0)
+                o->out_format = DTA_OUT_TORCH;
+            else
+                return usage_error("--out-format: '%s' is not same, safetensors or torch", arg);
+        } else if (strcmp(t->name, "on-overflow") == 0) {
+            if (strcmp(arg, "error") == 0)
+                o->overflow = DTA_OVERFLOW_ERROR;
+            else if (strcmp(arg, "inf") == 0)
+                o->overflow = DTA_OVERFLOW_INF;
+            else if (strcmp(arg, "saturate") == 0)
+                o->overflow = DTA_OVERFLOW_SATURATE;
+            else
+                return usage_error("--on-overflow: '%s' is not error, inf or saturate", arg);
+        } else if (strcmp(t->name, "device") == 0) {
+            if (strcmp(arg, "auto") == 0)
+                o->device = DEVICE_AUTO;
+            else if (strcmp(arg, "cpu") == 0)
+                o->device = DEVICE_CPU;
+            else if (strcmp(arg, "cuda") == 0)
+                o->device = DEVICE_CUDA;
+            else
+                return usage_error("--device: '%s' is not auto, cpu or cuda", arg);
         } else if (strcmp(t->name, "help") == 0) {
             cli_usage(stdout, cmd);
             return 0;
@@ -226,6 +289,14 @@ int cli_parse(int argc, char **argv, cli_options *o)
         return usage_error("%s: no PATH given", o->command_name);
     if (cmd == CMD_DIFF && argc - optind != 2)
         return usage_error("%s: needs two paths, OLD and NEW", o->command_name);
+    if (cmd == CMD_VERIFY && argc - optind != 2)
+        return usage_error("%s: needs two paths, SOURCE and CONVERTED", o->command_name);
+    if (cmd == CMD_CONVERT && argc - optind != 1)
+        return usage_error("%s: takes one PATH", o->command_name);
+    if (cmd == CMD_CONVERT && !o->output)
+        return usage_error("%s: needs -o OUT", o->command_name);
+    if (cmd == CMD_CONVERT && o->to == DTA_DTYPE_NONE)
+        return usage_error("%s: needs --to f32, f16 or bf16", o->command_name);
     o->paths = argv + optind;
     o->npaths = (size_t)(argc - optind);
     return -1;
@@ -233,6 +304,8 @@ int cli_parse(int argc, char **argv, cli_options *o)
 
 void cli_options_free(cli_options *o)
 {
+    free(o->only);
+    free(o->keep);
     for (size_t i = 0; i < o->nallow; i++)
         free((char *)o->allow[i].glob);
     free(o->allow);

@@ -7,13 +7,18 @@
 #include <stddef.h>
 
 #include "dtaudit/audit.h"
+#include "dtaudit/convert.h"
 
 enum {
     CMD_SCAN = 1 << 0,
     CMD_AUDIT = 1 << 1,
     CMD_DIFF = 1 << 2,
-    CMD_ALL = CMD_SCAN | CMD_AUDIT | CMD_DIFF
+    CMD_CONVERT = 1 << 3,
+    CMD_VERIFY = 1 << 4,
+    CMD_ALL = CMD_SCAN | CMD_AUDIT | CMD_DIFF | CMD_CONVERT | CMD_VERIFY
 };
+
+typedef enum { DEVICE_AUTO, DEVICE_CPU, DEVICE_CUDA } device_kind;
 
 typedef enum { FMT_TEXT, FMT_JSON, FMT_SARIF, FMT_GITHUB } out_format;
 
@@ -37,7 +42,19 @@ typedef struct {
     const dta_rule_severity *severity;
     size_t nseverity;
     dta_dtype base_dtype;    /* the base model's dtype (DTA_DTYPE_NONE when unknown) */
+    /* convert / verify */
+    const char *output;      /* -o OUT */
+    dta_dtype to;            /* --to */
+    char **only, **keep;     /* --only / --keep globs (borrowed from argv) */
+    size_t nonly, nkeep;
+    bool optimizer, force, verify;
+    dta_overflow_mode overflow;
+    dta_out_format out_format;
+    device_kind device;
 } cli_options;
+
+int cmd_convert(cli_options *o);
+int cmd_verify(cli_options *o);
 
 typedef struct {
     const char *name;        /* long name */

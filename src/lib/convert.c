@@ -725,6 +725,10 @@ out:
     dtap_torchzip_free(tz);
     dta_model_free(m);
     dtap_src_close(&src);
+    /* name the input, as every dtaudit error does, unless the message names a file */
+    if (st != DTA_OK && j->err && strncmp(j->err->msg, in, strlen(in)) != 0 &&
+        strncmp(j->err->msg, path, strlen(path)) != 0)
+        dta_error_prefix(j->err, in);
     return st;
 }
 

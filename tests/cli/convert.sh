@@ -3,7 +3,7 @@
 # nothing lost on bad input, directories with config.json and index.
 . "$(dirname "$0")/lib.sh"
 seeds=tests/fixtures/seeds
-o=$TMP/out
+o=$TMP/conv
 export DTAUDIT_NO_PROGRESS=1
 
 sum() { cksum <"$1"; }
