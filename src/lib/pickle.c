@@ -314,7 +314,7 @@ static bool legacy_class(const char *name)
 {
     size_t n = strlen(name);
     char buf[64];
-    if (n >= sizeof(buf)) return false;
+    if (n + 2 > sizeof(buf)) return false; /* "XTensor" -> "XStorage" grows by 1, plus NUL */
     if (n > 7 && !strcmp(name + n - 7, "Storage"))
         return dta_dtype_from_storage(name, n) != DTA_DTYPE_NONE;
     if (n > 6 && !strcmp(name + n - 6, "Tensor")) {

@@ -22,7 +22,7 @@ extern "C" {
 #endif
 
 typedef struct {
-    char name[128];
+    char name[256];
     int major, minor;          /* compute capability */
     int sm_count;
     uint64_t global_mem;       /* bytes */
