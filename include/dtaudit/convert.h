@@ -77,6 +77,11 @@ dta_status dta_verify(dta_dtype from, dta_dtype to, const void *src, const void 
 
 typedef enum { DTA_OUT_SAME = 0, DTA_OUT_SAFETENSORS, DTA_OUT_TORCH } dta_out_format;
 
+/* Where conversions and verification run: auto = CUDA when built in, a device is usable
+ * and the job is large enough (backend.h); cpu; cuda (callers check dta_cuda_available
+ * first). Both paths give identical bytes. */
+typedef enum { DTA_DEVICE_AUTO = 0, DTA_DEVICE_CPU, DTA_DEVICE_CUDA } dta_device;
+
 typedef struct {
     dta_dtype to;                /* F32, F16 or BF16 */
     const char *const *only;     /* globs (tensor or module names); none: every tensor */
@@ -86,6 +91,7 @@ typedef struct {
     bool optimizer;              /* also convert roots named optimizer* */
     dta_overflow_mode overflow;
     dta_out_format out_format;
+    dta_device device;
     bool force;                  /* replace an existing output */
     bool verify;                 /* verify the written data before it is renamed into place */
     size_t chunk_bytes;          /* streaming buffer size (0: 4 MiB) */
@@ -132,8 +138,8 @@ typedef struct {
 } dta_verify_result;
 
 dta_status dta_verify_checkpoints(const char *source, const char *converted,
-                                  dta_overflow_mode mode, dta_verify_result *res,
-                                  dta_error *err);
+                                  dta_overflow_mode mode, dta_device device,
+                                  dta_verify_result *res, dta_error *err);
 
 #ifdef __cplusplus
 }

@@ -7,6 +7,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "dtaudit/backend.h"
 #include "dtaudit/convert.h"
 #include "options.h"
 #include "report.h"
@@ -199,11 +200,14 @@ int cmd_convert(cli_options *o)
     dta_error err;
     bar b = {0};
 
-    if (o->device == DEVICE_CUDA) {
-        fprintf(stderr, "dtaudit: --device cuda: this dtaudit was built without CUDA\n");
+    char why[512];
+    if (o->device == DEVICE_CUDA && !dta_cuda_available(why, sizeof why)) {
+        fprintf(stderr, "dtaudit: --device cuda: %s\n", why);
         return 3;
     }
     memset(&co, 0, sizeof co);
+    co.device = o->device == DEVICE_CUDA ? DTA_DEVICE_CUDA
+                : o->device == DEVICE_CPU ? DTA_DEVICE_CPU : DTA_DEVICE_AUTO;
     co.to = o->to;
     co.only = (const char *const *)o->only;
     co.nonly = o->nonly;
@@ -243,11 +247,14 @@ int cmd_verify(cli_options *o)
 {
     dta_verify_result v;
     dta_error err;
-    if (o->device == DEVICE_CUDA) {
-        fprintf(stderr, "dtaudit: --device cuda: this dtaudit was built without CUDA\n");
+    char why[512];
+    if (o->device == DEVICE_CUDA && !dta_cuda_available(why, sizeof why)) {
+        fprintf(stderr, "dtaudit: --device cuda: %s\n", why);
         return 3;
     }
-    if (dta_verify_checkpoints(o->paths[0], o->paths[1], o->overflow, &v, &err) != DTA_OK) {
+    dta_device dev = o->device == DEVICE_CUDA ? DTA_DEVICE_CUDA
+                     : o->device == DEVICE_CPU ? DTA_DEVICE_CPU : DTA_DEVICE_AUTO;
+    if (dta_verify_checkpoints(o->paths[0], o->paths[1], o->overflow, dev, &v, &err) != DTA_OK) {
         fprintf(stderr, "dtaudit: %s\n", err.msg);
         return 2;
     }

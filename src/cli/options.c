@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "dtaudit/backend.h"
 #include "dtaudit/policy.h"
 #include "options.h"
 
@@ -31,7 +32,7 @@ const cli_option cli_option_table[] = {
     {"on-overflow", 0, "MODE", CMD_CONVERT | CMD_VERIFY, "values the target cannot hold: error (default: refuse, write nothing), inf (as torch's .to()), saturate"},
     {"force", 0, NULL, CMD_CONVERT, "replace an existing OUT"},
     {"verify", 0, NULL, CMD_CONVERT, "check the written data against the source before publishing it"},
-    {"device", 0, "DEV", CMD_CONVERT | CMD_VERIFY, "auto (default), cpu or cuda (exit 3 when unavailable)"},
+    {"device", 0, "DEV", CMD_CONVERT | CMD_VERIFY, "auto (default: CUDA for large jobs when built in and a GPU is present), cpu, or cuda (exit 3 when unavailable)"},
     {"help", 'h', NULL, CMD_ALL, "show this help and exit"},
     {"version", 'V', NULL, CMD_ALL, "show the version and built-in features and exit"},
     {NULL, 0, NULL, 0, NULL},
@@ -39,7 +40,9 @@ const cli_option cli_option_table[] = {
 
 void cli_version(FILE *out)
 {
-    fprintf(out, "dtaudit %s\nfeatures: safetensors torch-zip torch-legacy\n", PACKAGE_VERSION);
+    const char *x = dta_build_features();
+    fprintf(out, "dtaudit %s\nfeatures: safetensors torch-zip torch-legacy %s%s%s\n",
+            PACKAGE_VERSION, dta_convert_backend(), *x ? " " : "", x);
 }
 
 void cli_usage(FILE *out, int command)

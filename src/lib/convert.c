@@ -21,6 +21,7 @@
 
 #include <cjson/cJSON.h>
 
+#include "dtaudit/backend.h"
 #include "dtaudit/convert.h"
 #include "format.h"
 #include "model_build.h"
@@ -39,7 +40,13 @@ typedef struct {
     uint64_t done, total;    /* output bytes, for progress */
     int fd;                  /* input file being read */
     const char *path;
+    bool cuda;               /* kernels run on the GPU (backend.h) */
 } job;
+
+typedef dta_status (*convert_fn)(dta_dtype, dta_dtype, const void *, void *, size_t,
+                                 dta_overflow_mode, dta_convert_stats *, dta_error *);
+typedef dta_status (*verify_fn)(dta_dtype, dta_dtype, const void *, const void *, size_t,
+                                dta_overflow_mode, dta_verify_stats *, dta_error *);
 
 /* ---- small helpers ----------------------------------------------------------------- */
 
@@ -223,7 +230,8 @@ static dta_status stream_range(job *j, uint64_t off, uint64_t n, dta_dtype from,
         dta_status s = read_at(j->fd, j->in, k * ei, off, j->path, j->err);
         if (s != DTA_OK)
             return s;
-        s = dta_convert(from, to, j->in, j->out, k, j->o->overflow, st, j->err);
+        s = (j->cuda ? (convert_fn)dta_convert_cuda : dta_convert)(from, to, j->in, j->out, k,
+                                                                   j->o->overflow, st, j->err);
         if (s == DTA_OK)
             s = sink(sctx, j->out, k * eo, j->err);
         if (s != DTA_OK)
@@ -296,7 +304,8 @@ static dta_status stream_tensor(job *j, const dta_model *m, const dta_tensor *t,
                 idx[k] = 0;
             }
         }
-        r = dta_convert(s->dtype, to, g, o, t->numel, j->o->overflow, st, j->err);
+        r = (j->cuda ? (convert_fn)dta_convert_cuda : dta_convert)(s->dtype, to, g, o, t->numel,
+                                                                   j->o->overflow, st, j->err);
     }
     if (r == DTA_OK)
         r = sink(sctx, o, t->numel * elsize(to), j->err);
@@ -836,30 +845,13 @@ static dta_status write_text(const char *dir, const char *name, const char *raw,
     return st;
 }
 
-static char *slurp(const char *path, dta_error *err)
-{
-    dtap_src s;
-    unsigned char *t = NULL;
-    if (dtap_src_open_file(&s, path, err) != DTA_OK)
-        return NULL;
-    dtap_src_alloc_read(&s, 0, s.size, 256u << 20, &t, err);
-    dtap_src_close(&s);
-    return (char *)t;
-}
-
 /* config.json with torch_dtype / dtype (top level and nested *_config) set to `to`. */
 static dta_status rewrite_config(const char *in, const char *dir, dta_dtype to, dta_error *err)
 {
-    char *text = slurp(in, err);
-    if (!text)
-        return dta_error_set(err, DTA_E_IO, err ? err->sys_errno : 0, "%s: %s", in,
-                             err ? err->msg : "unreadable");
-    cJSON *doc = cJSON_Parse(text);
-    free(text);
-    if (!cJSON_IsObject(doc)) {
-        cJSON_Delete(doc);
-        return dta_error_set(err, DTA_E_FORMAT, 0, "%s: not a JSON object", in);
-    }
+    cJSON *doc;
+    dta_status rs = dtap_read_json(in, in, &doc, err);
+    if (rs != DTA_OK)
+        return rs;
     const char *tn = dta_dtype_get(to)->torch_name;
     cJSON *objs[64];
     size_t n = 0;
@@ -891,11 +883,10 @@ static dta_status rewrite_index(const char *in, const char *dir, const char *con
                                 char *const *to, size_t n, uint64_t total_size, bool st_out,
                                 dta_error *err)
 {
-    char *text = slurp(in, err);
-    if (!text)
-        return dta_error_set(err, DTA_E_IO, 0, "%s: %s", in, err ? err->msg : "unreadable");
-    cJSON *doc = cJSON_Parse(text);
-    free(text);
+    cJSON *doc;
+    dta_status rs = dtap_read_json(in, in, &doc, err);
+    if (rs != DTA_OK)
+        return rs;
     cJSON *wm = cJSON_GetObjectItemCaseSensitive(doc, "weight_map");
     if (!cJSON_IsObject(wm)) {
         cJSON_Delete(doc);
@@ -1067,6 +1058,8 @@ dta_status dta_convert_checkpoint(const char *in, const char *out, const dta_con
     memset(&j, 0, sizeof j);
     j.o = o;
     j.err = err;
+    j.cuda = o->device == DTA_DEVICE_CUDA ||
+             (o->device == DTA_DEVICE_AUTO && dta_cuda_auto((uint64_t)sb.st_size));
     j.chunk = o->chunk_bytes ? o->chunk_bytes : CHUNK_DEFAULT;
     if (j.chunk < 64)
         j.chunk = 64;
@@ -1090,7 +1083,8 @@ dta_status dta_convert_checkpoint(const char *in, const char *out, const dta_con
         if (!tree && fsync(t.fd) != 0)
             st = dta_error_set(err, DTA_E_IO, errno, "%s: fsync failed", t.tmp);
         if (st == DTA_OK)
-            st = dta_verify_checkpoints(in, t.tmp, o->overflow, &vr, err);
+            st = dta_verify_checkpoints(in, t.tmp, o->overflow,
+                                        j.cuda ? DTA_DEVICE_CUDA : DTA_DEVICE_CPU, &vr, err);
         if (st == DTA_OK) {
             j.res->verify = vr.total;
             if (vr.tensors_bad || vr.missing || vr.extra || vr.shape_changed)
@@ -1216,7 +1210,8 @@ static const char *meta_value(const dta_model *m, const char *key)
 }
 
 dta_status dta_verify_checkpoints(const char *source, const char *converted,
-                                  dta_overflow_mode mode, dta_verify_result *res, dta_error *err)
+                                  dta_overflow_mode mode, dta_device device,
+                                  dta_verify_result *res, dta_error *err)
 {
     dta_model *a = NULL, *b = NULL;
     const dta_tensor **sa = NULL;
@@ -1226,6 +1221,10 @@ dta_status dta_verify_checkpoints(const char *source, const char *converted,
     dta_status st;
 
     memset(res, 0, sizeof *res);
+    struct stat ss;
+    bool cuda = device == DTA_DEVICE_CUDA ||
+                (device == DTA_DEVICE_AUTO && stat(source, &ss) == 0 &&
+                 dta_cuda_auto((uint64_t)ss.st_size));
     if ((st = dta_model_open(source, &a, err)) != DTA_OK)
         return st;
     if ((st = dta_model_open(converted, &b, err)) != DTA_OK) {
@@ -1270,7 +1269,8 @@ dta_status dta_verify_checkpoints(const char *source, const char *converted,
             size_t k = ta->numel - e < chunk ? (size_t)(ta->numel - e) : chunk;
             if ((st = read_elems(&ra, ta, e, k, ba, err)) == DTA_OK &&
                 (st = read_elems(&rb, tb, e, k, bb, err)) == DTA_OK)
-                st = dta_verify(ta->dtype, tb->dtype, ba, bb, k, mode, &vs, err);
+                st = (cuda ? (verify_fn)dta_verify_cuda : dta_verify)(ta->dtype, tb->dtype, ba, bb,
+                                                                     k, mode, &vs, err);
         }
         if (vs.mismatches || vs.nonfinite_added)
             bad = true;

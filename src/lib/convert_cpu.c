@@ -31,6 +31,7 @@
 #include <string.h>
 
 #include "dtaudit/convert.h"
+#include "convert_bits.h"
 
 #if defined(__BYTE_ORDER__) && defined(__ORDER_LITTLE_ENDIAN__) && \
     __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
@@ -74,135 +75,16 @@ static inline void st32(unsigned char *p, uint32_t v) { memcpy(p, &v, 4); }
 
 /* ---- scalar bit helpers (formats.md 5) ---------------------------------------------- */
 
-/* x >> s rounded to nearest, ties to even; 1 <= s <= 63. */
-static inline uint64_t rne_shift(uint64_t x, unsigned s)
-{
-    uint64_t q = x >> s, r = x & ((UINT64_C(1) << s) - 1), half = UINT64_C(1) << (s - 1);
-    if (r > half || (r == half && (q & 1)))
-        q++;
-    return q;
-}
-
-uint16_t dta_f32_to_bf16_bits(uint32_t f)
-{
-    if ((f & 0x7FFFFFFFu) > 0x7F800000u)
-        return 0x7FC0; /* torch's scalar BFloat16(float): positive, no payload */
-    /* The carry of the bias implements RNE and turns overflow into inf. */
-    return (uint16_t)((f + 0x7FFFu + ((f >> 16) & 1u)) >> 16);
-}
-
-uint16_t dta_f32_to_f16_bits(uint32_t f)
-{
-    uint32_t sign = (f >> 16) & 0x8000u, a = f & 0x7FFFFFFFu, code;
-    if (a >= 0x38800000u) {         /* >= 2^-14: a normal half, or overflow/inf/NaN */
-        if (a >= 0x477FF000u) {     /* >= 65520: rounds past 65504 */
-            if (a > 0x7F800000u)
-                return (uint16_t)(sign | 0x7E00u);
-            return (uint16_t)(sign | 0x7C00u); /* inf, and finite overflow */
-        }
-        /* Rebias the exponent (127 -> 15) and drop 13 bits with RNE: the carry of the
-         * bias flows into the exponent. */
-        a -= 0x38000000u;
-        code = (a + 0xFFFu + ((a >> 13) & 1u)) >> 13;
-    } else if (a > 0x33000000u) {   /* (2^-25, 2^-14): a half subnormal (or 2^-14) */
-        uint32_t e = a >> 23, sig = (a & 0x7FFFFFu) | 0x800000u;
-        code = (uint32_t)rne_shift(sig, 126u - e); /* 13 + (1 - (e - 112)) */
-    } else {                        /* <= 2^-25 (the tie goes to even 0), f32 subnormals */
-        code = 0;
-    }
-    return (uint16_t)(sign | code);
-}
-
-uint32_t dta_bf16_to_f32_bits(uint16_t h) { return (uint32_t)h << 16; }
-
-uint32_t dta_f16_to_f32_bits(uint16_t h)
-{
-    uint32_t sign = (uint32_t)(h & 0x8000u) << 16, e = (h >> 10) & 0x1Fu, m = h & 0x3FFu;
-    if (e == 31) /* inf, or NaN with the quiet bit set (like F16C and c10) */
-        return sign | 0x7F800000u | (m ? 0x400000u | (m << 13) : 0);
-    if (e == 0) {
-        uint32_t k = 0;
-        if (!m)
-            return sign;
-        while (!(m & 0x400u)) {
-            m <<= 1;
-            k++;
-        }
-        return sign | ((113u - k) << 23) | ((m & 0x3FFu) << 13);
-    }
-    return sign | ((e + 112u) << 23) | (m << 13);
-}
-
-uint32_t dta_f64_to_f32_bits(uint64_t d)
-{
-    uint32_t sign = (uint32_t)(d >> 32) & 0x80000000u;
-    uint64_t a = d & UINT64_C(0x7FFFFFFFFFFFFFFF), sig;
-    int64_t e, te;
-    if (a > UINT64_C(0x7FF0000000000000)) /* NaN: quiet, payload truncated (like cvtsd2ss) */
-        return sign | 0x7FC00000u | (uint32_t)((a >> 29) & 0x3FFFFFu);
-    if (a == UINT64_C(0x7FF0000000000000))
-        return sign | 0x7F800000u;
-    e = (int64_t)(a >> 52);
-    sig = a & UINT64_C(0xFFFFFFFFFFFFF);
-    if (e == 0)
-        e = 1;
-    else
-        sig |= UINT64_C(1) << 52;
-    te = e - 1023 + 127;
-    if (te >= 1) {
-        uint64_t code = rne_shift(sig, 29) - (UINT64_C(1) << 23) + ((uint64_t)te << 23);
-        if (code >= 0x7F800000u)
-            code = 0x7F800000u;
-        return sign | (uint32_t)code;
-    } else {
-        uint64_t s = 29u + (uint64_t)(1 - te);
-        return sign | (s > 63 ? 0u : (uint32_t)rne_shift(sig, (unsigned)s));
-    }
-}
-
-/* A small float with M mantissa bits and bias B (no special codes) to f32 bits. */
-static uint32_t mini_to_f32(uint32_t sign, uint32_t e, uint32_t m, unsigned M, int B)
-{
-    if (e == 0) {
-        int k = 0;
-        if (!m)
-            return sign;
-        while (!(m & (1u << M))) {
-            m <<= 1;
-            k++;
-        }
-        return sign | ((uint32_t)(1 - B - k + 127) << 23) | ((m & ((1u << M) - 1)) << (23 - M));
-    }
-    return sign | ((uint32_t)((int)e - B + 127) << 23) | (m << (23 - M));
-}
+/* The element math lives in convert_bits.h, shared with the CUDA kernels: one copy of the
+ * rounding rules for both paths. These are its public faces. */
+uint16_t dta_f32_to_bf16_bits(uint32_t f) { return dtab_f32_to_bf16(f); }
+uint16_t dta_f32_to_f16_bits(uint32_t f) { return dtab_f32_to_f16(f); }
+uint32_t dta_bf16_to_f32_bits(uint16_t h) { return dtab_bf16_to_f32(h); }
+uint32_t dta_f16_to_f32_bits(uint16_t h) { return dtab_f16_to_f32(h); }
+uint32_t dta_f64_to_f32_bits(uint64_t d) { return dtab_f64_to_f32(d); }
 
 /* float8 code -> f32 bits, exact. */
-static uint32_t f8_to_f32_bits(dta_dtype t, uint8_t c)
-{
-    uint32_t sign = (uint32_t)(c & 0x80u) << 24;
-    switch (t) {
-    case DTA_F8_E4M3: /* e4m3fn: bias 7, no inf, NaN 0x7F/0xFF (c10 gives 0x7FF00000|s) */
-        if ((c & 0x7Fu) == 0x7Fu)
-            return sign | 0x7FF00000u;
-        return mini_to_f32(sign, (c >> 3) & 0xFu, c & 7u, 3, 7);
-    case DTA_F8_E5M2: /* the high byte of a float16 */
-        return dta_f16_to_f32_bits((uint16_t)(c << 8));
-    case DTA_F8_E4M3FNUZ: /* bias 8, NaN 0x80, no -0, no inf */
-        if (c == 0x80)
-            return 0x7FC00000u;
-        return mini_to_f32(sign, (c >> 3) & 0xFu, c & 7u, 3, 8);
-    case DTA_F8_E5M2FNUZ: /* bias 16, NaN 0x80, no -0, no inf */
-        if (c == 0x80)
-            return 0x7FC00000u;
-        return mini_to_f32(sign, (c >> 2) & 0x1Fu, c & 3u, 2, 16);
-    case DTA_F8_E8M0: /* unsigned power of two 2^(c-127); 0xFF NaN; 2^-127 is subnormal */
-        if (c == 0xFF)
-            return 0x7FC00000u;
-        return c ? (uint32_t)c << 23 : 0x00400000u;
-    default:
-        return 0;
-    }
-}
+static uint32_t f8_to_f32_bits(dta_dtype t, uint8_t c) { return dtab_f8_to_f32((int)t, c); }
 
 /* ---- dispatch ----------------------------------------------------------------------- */
 

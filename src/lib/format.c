@@ -131,28 +131,40 @@ static void free_list(char **v, size_t n)
     free(v);
 }
 
-/* config.json: torch_dtype, or the newer dtype; nested *_config when the top has none. */
-static dta_status read_config(const char *dir, dta_model *m, dta_error *err)
+dta_status dtap_read_json(const char *path, const char *shown, cJSON **out, dta_error *err)
 {
-    char path[8192];
     dtap_src src;
     unsigned char *text = NULL;
-    snprintf(path, sizeof path, "%s/config.json", dir);
-    if (!is_file(path))
-        return DTA_OK;
+    *out = NULL;
     dta_status st = dtap_src_open_file(&src, path, err);
     if (st == DTA_OK)
-        st = dtap_src_alloc_read(&src, 0, src.size, 16u * 1024 * 1024, &text, err);
+        st = dtap_src_alloc_read(&src, 0, src.size, DTAP_JSON_MAX_BYTES, &text, err);
     dtap_src_close(&src);
-    if (st != DTA_OK)
-        return dta_error_set(err, st, err ? err->sys_errno : 0, "config.json: %s",
-                             err ? err->msg : "unreadable");
+    if (st != DTA_OK) {
+        dta_error_prefix(err, shown);
+        return st;
+    }
     cJSON *doc = cJSON_ParseWithLength((const char *)text, (size_t)src.size);
     free(text);
     if (!cJSON_IsObject(doc)) {
         cJSON_Delete(doc);
-        return dta_error_set(err, DTA_E_FORMAT, 0, "config.json is not a JSON object");
+        return dta_error_set(err, DTA_E_FORMAT, 0, "%s is not a JSON object", shown);
     }
+    *out = doc;
+    return DTA_OK;
+}
+
+/* config.json: torch_dtype, or the newer dtype; nested *_config when the top has none. */
+static dta_status read_config(const char *dir, dta_model *m, dta_error *err)
+{
+    char path[8192];
+    cJSON *doc;
+    snprintf(path, sizeof path, "%s/config.json", dir);
+    if (!is_file(path))
+        return DTA_OK;
+    dta_status st = dtap_read_json(path, "config.json", &doc, err);
+    if (st != DTA_OK)
+        return st;
     const cJSON *dt = cJSON_GetObjectItemCaseSensitive(doc, "torch_dtype");
     if (!cJSON_IsString(dt))
         dt = cJSON_GetObjectItemCaseSensitive(doc, "dtype");
@@ -190,24 +202,13 @@ static const char *json_str(const cJSON *o, const char *k)
 static dta_status read_adapter_config(const char *dir, dta_model *m, dta_error *err)
 {
     char path[8192];
-    dtap_src src;
-    unsigned char *text = NULL;
+    cJSON *doc;
     snprintf(path, sizeof path, "%s/adapter_config.json", dir);
     if (!is_file(path))
         return DTA_OK;
-    dta_status st = dtap_src_open_file(&src, path, err);
-    if (st == DTA_OK)
-        st = dtap_src_alloc_read(&src, 0, src.size, 16u * 1024 * 1024, &text, err);
-    dtap_src_close(&src);
+    dta_status st = dtap_read_json(path, "adapter_config.json", &doc, err);
     if (st != DTA_OK)
-        return dta_error_set(err, st, err ? err->sys_errno : 0, "adapter_config.json: %s",
-                             err ? err->msg : "unreadable");
-    cJSON *doc = cJSON_ParseWithLength((const char *)text, (size_t)src.size);
-    free(text);
-    if (!cJSON_IsObject(doc)) {
-        cJSON_Delete(doc);
-        return dta_error_set(err, DTA_E_FORMAT, 0, "adapter_config.json is not a JSON object");
-    }
+        return st;
     const char *peft = json_str(doc, "peft_type");
     if (!peft || !*peft) {
         cJSON_Delete(doc);

@@ -26,6 +26,13 @@ dta_status dtap_torchlegacy_open(const dtap_src *src, dta_model *m, dta_error *e
 int dtap_index_bid(const unsigned char *head, size_t n, uint64_t size);
 dta_status dtap_index_open(const dtap_src *src, dta_model *m, dta_error *err);
 
+/* Reads a JSON object file (config.json, adapter_config.json, an index) whole; shown names
+ * it in messages. */
+#define DTAP_JSON_MAX_BYTES (256u * 1024u * 1024u)
+struct cJSON;
+dta_status dtap_read_json(const char *path, const char *shown, struct cJSON **out,
+                          dta_error *err);
+
 /* Reads one source into m with the first reader that bids. */
 dta_status dtap_read_src(const dtap_src *src, dta_model *m, dta_error *err);
 /* The same, for a weights file only (a shard): no index reader. */

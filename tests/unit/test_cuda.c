@@ -1,6 +1,6 @@
 /* The CUDA backend (include/dtaudit/backend.h, src/lib/cuda/).
  *
- * Host part (runs everywhere, GPU or not, CUDA built in or not): src/lib/cuda/convert_bits.h,
+ * Host part (runs everywhere, GPU or not, CUDA built in or not): src/lib/convert_bits.h,
  * the element math the kernels run, compiled here by the C compiler, against convert_cpu.c:
  * all 2^16 half/bf16 codes, all float8 codes, millions of f32 and f64 patterns, and whole
  * buffers (bytes, statistics, verification results) for every conversion and overflow mode.
@@ -17,7 +17,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "cuda/convert_bits.h"
+#include "convert_bits.h"
 #include "dtaudit/backend.h"
 #include "dtaudit/convert.h"
 #ifdef DTA_HAVE_CUDA

@@ -32,7 +32,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "cuda/convert_bits.h"
+#include "convert_bits.h"
 #include "cuda/convert_cuda.h"
 #include "dtaudit/convert.h"
 #include "dtaudit/dtype.h"

@@ -1,15 +1,17 @@
-/* dtaudit: the element-level bit math of the CUDA kernels, shared with the host.
+/* dtaudit: the element-level bit math of every conversion: the scalar reference of
+ * convert_cpu.c and the body of the CUDA kernels (cuda/convert.cu) are these functions.
  *
  * Every function here is `__host__ __device__` under nvcc and plain `static inline` C
- * under a C compiler, so tests/unit/test_cuda.c compiles this very file with gcc and
- * compares it with the reference in convert_cpu.c (all 2^16 half/bf16 codes, all float8
- * codes, millions of f32/f64 patterns, whole buffers with statistics and verification).
- * The kernels in convert.cu only add loads, stores and reductions around these functions.
- *
- * The algorithms are those of convert_cpu.c, integer-only (formats.md 5): no CUDA
- * intrinsic such as __float2bfloat16 is used, so NaN bytes and FTZ do not depend on the
- * device. Keep both files in step: a change there must be made here too (the host test
- * fails otherwise).
+ * under a C compiler. The rules (formats.md 5) in short:
+ *  - f32 -> bf16: add 0x7FFF + lsb and keep the high half; the carry implements RNE and
+ *    turns overflow into inf; NaN -> 0x7FC0 (torch's scalar BFloat16(float)).
+ *  - f32 -> f16: rebias and drop 13 bits with RNE (the carry flows into the exponent);
+ *    (2^-25, 2^-14) become subnormals by an RNE shift; >= 65520 is inf; NaN 0x7E00|sign.
+ *  - f64 -> f32: RNE like a C cast; NaN stays quiet with its payload truncated.
+ *  - decoding f16/bf16/float8 to f32 is exact (float8 NaNs as c10 decodes them).
+ * Integer-only: no CUDA intrinsic such as __float2bfloat16 is used, so NaN bytes and
+ * FTZ/DAZ settings do not change results on either side. The vector paths of
+ * convert_cpu.c (F16C/AVX2) are tested byte for byte against these functions.
  *
  * C11 and CUDA C++ compatible: no designated initialisers, explicit casts.
  */
