@@ -275,6 +275,11 @@ static dta_status read_directory(const char *dir, dta_model *m, dta_error *err)
     char path[8192], chosen[8192] = "";
     dta_status st = DTA_OK;
 
+    /* every path below is dir + '/' + a name of at most NAME_MAX bytes: check once */
+    if (strlen(dir) + 2 + 255 >= sizeof path)
+        return dta_error_set(err, DTA_E_LIMIT, 0, "directory path longer than %zu bytes",
+                             sizeof path - 258);
+
     for (size_t i = 0; i < sizeof preferred / sizeof preferred[0] && !chosen[0]; i++) {
         snprintf(path, sizeof path, "%s/%s", dir, preferred[i]);
         if (is_file(path))

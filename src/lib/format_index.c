@@ -148,6 +148,11 @@ dta_status dtap_index_open(const dtap_src *src, dta_model *m, dta_error *err)
                            "a JSON file without a weight_map object, not a checkpoint index");
         goto out;
     }
+    if (strlen(src->name) >= sizeof dir) {
+        st = dta_error_set(err, DTA_E_LIMIT, 0, "index path longer than %zu bytes",
+                           sizeof dir - 1);
+        goto out;
+    }
     snprintf(dir, sizeof dir, "%s", src->name);
     char *slash = strrchr(dir, '/');
     if (slash)
