@@ -123,7 +123,9 @@ typedef struct {
 
 /* Converts the checkpoint at in (file, index or directory) to out, atomically: the data
  * goes to a temporary name next to out, is fsynced and renamed; on any error, refusal or
- * cancellation nothing is left behind and in is never modified. */
+ * cancellation nothing is left behind and in is never modified. An overflow refusal
+ * returns DTA_OK with res->refused set; views of one storage selected only in part give
+ * DTA_E_REFUSED. */
 dta_status dta_convert_checkpoint(const char *in, const char *out, const dta_convert_options *o,
                                   dta_convert_result **res, dta_error *err);
 void dta_convert_result_free(dta_convert_result *r);

@@ -14,7 +14,8 @@ typedef enum {
     DTA_E_UNSUPPORTED, /* valid input that dtaudit does not handle */
     DTA_E_LIMIT,       /* a safety cap was exceeded */
     DTA_E_NOMEM,
-    DTA_E_DEVICE       /* accelerator asked for but unavailable */
+    DTA_E_DEVICE,      /* accelerator asked for but unavailable */
+    DTA_E_REFUSED      /* a valid request dtaudit declines (e.g. converting half a storage) */
 } dta_status;
 
 #define DTA_ERROR_MSG_MAX 512

@@ -230,7 +230,7 @@ int cmd_convert(cli_options *o)
     if (st != DTA_OK) {
         reraise_if_cancelled();
         fprintf(stderr, "dtaudit: %s\n", err.msg);
-        return st == DTA_E_ARG && strstr(err.msg, "share one storage") ? 1 : 2;
+        return st == DTA_E_REFUSED ? 1 : 2;
     }
     if (o->format == FMT_JSON)
         print_convert_json(stdout, o, r);

@@ -161,14 +161,14 @@ static dta_status plan(const dta_model *m, const dta_convert_options *o, dta_dty
         } else if (vote[t->storage] != v) {
             const dta_tensor *a = &m->tensors[first[t->storage]];
             const dta_tensor *yes = v == 1 ? t : a, *no = v == 1 ? a : t;
-            dta_error_set(err, DTA_E_ARG, 0,
+            dta_error_set(err, DTA_E_REFUSED, 0,
                           "tensors '%.120s' and '%.120s' share one storage but only '%.120s' "
                           "is selected for conversion; select both or neither (--only/--keep)",
                           yes->name, no->name, yes->name);
             free(nd);
             free(vote);
             free(first);
-            return DTA_E_ARG;
+            return DTA_E_REFUSED;
         }
     }
     for (size_t s = 0; s < m->nstorages; s++)

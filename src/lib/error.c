@@ -51,6 +51,7 @@ const char *dta_status_name(dta_status code)
     case DTA_E_LIMIT: return "limit exceeded";
     case DTA_E_NOMEM: return "out of memory";
     case DTA_E_DEVICE: return "device unavailable";
+    case DTA_E_REFUSED: return "refused";
     }
     return "unknown status";
 }

@@ -95,6 +95,13 @@ dta convert --to bf16 $d -o $o/model-bf16
 dta audit $o/model-bf16
 [ "$rc" -eq 0 ] && pass || fail "audit of the converted directory: $rc"
 
+# Views of one storage (tied weights) converted only in part: refused, exit 1, nothing written.
+dta convert --to bf16 --only 'emb.*' tests/fixtures/torch/tied.pt -o $o/tied.pt
+[ "$rc" -eq 1 ] && grep -q "share one storage" "$TMP/err" && [ ! -e $o/tied.pt ] && pass \
+    || fail "partial storage selection: $rc $(cat "$TMP/err")"
+dta convert --to bf16 tests/fixtures/torch/tied.pt -o $o/tied.pt
+[ "$rc" -eq 0 ] && pass || fail "tied.pt whole: $rc"
+
 # JSON summary
 dta convert --format json --to bf16 --force $seeds/003_higgs_audio.safetensors -o $o/x.safetensors
 [ "$rc" -eq 0 ] && "$PYTHON" -c 'import json,sys; d=json.load(open(sys.argv[1])); assert d["command"]=="convert" and d["tensors_converted"]==3, d' "$TMP/out" \
