@@ -307,21 +307,8 @@ static void group_label(char *buf, size_t cap, const dctx *c, const gitem *g, si
             for (size_t i = 0; i < n; i++)
                 if (m == 0 || v[i] != v[m - 1])
                     v[m++] = v[i];
-            o += (size_t)snprintf(buf + o, cap - o, "{");
-            for (size_t i = 0; i < m && o < cap; i++) {
-                size_t j = i;
-                while (j + 1 < m && v[j + 1] == v[j] + 1)
-                    j++;
-                if (j > i)
-                    o += (size_t)snprintf(buf + o, cap - o, "%s%llu..%llu", i ? "," : "",
-                                          (unsigned long long)v[i], (unsigned long long)v[j]);
-                else
-                    o += (size_t)snprintf(buf + o, cap - o, "%s%llu", i ? "," : "",
-                                          (unsigned long long)v[i]);
-                i = j;
-            }
-            if (o < cap)
-                o += (size_t)snprintf(buf + o, cap - o, "}");
+            fmt_indices(buf + o, cap - o, v, m);
+            o += strlen(buf + o);
         } else {
             o += (size_t)snprintf(buf + o, cap - o, "%.*s", (int)len, s);
         }
@@ -489,16 +476,6 @@ static void diff_text(const dctx *c, const input_result *in)
                 (unsigned long long)sev[DTA_SEV_INFO], dta_severity_name(o->fail_on));
 }
 
-static bool want_color(const cli_options *o)
-{
-    if (o->color >= 0)
-        return o->color == 1;
-    const char *nc = getenv("NO_COLOR");
-    if (nc && *nc)
-        return false;
-    return isatty(STDOUT_FILENO);
-}
-
 int run_diff(const cli_options *o)
 {
     input_result in[2];
@@ -519,7 +496,7 @@ int run_diff(const cli_options *o)
         status = 2;
     }
     if (status == 0) {
-        dctx c = {stdout, want_color(o), d, o, o->paths[0], o->paths[1]};
+        dctx c = {stdout, cli_use_color(o), d, o, o->paths[0], o->paths[1]};
         if (o->format == FMT_JSON)
             status = diff_json(&c, in);
         else

@@ -11,7 +11,7 @@
 #include "options.h"
 #include "report.h"
 
-static bool use_color(const cli_options *o)
+bool cli_use_color(const cli_options *o)
 {
     if (o->color >= 0)
         return o->color == 1;
@@ -88,7 +88,7 @@ static int run_inspect(cli_options *o)
         if (report_github(stdout, o, in, o->npaths) != 0)
             status = 2;
     } else {
-        report_text(stdout, o, in, o->npaths, use_color(o));
+        report_text(stdout, o, in, o->npaths, cli_use_color(o));
     }
     if (status == 0 && o->command == CMD_AUDIT && o->fail_on != DTA_SEV_NEVER)
         for (size_t i = 0; i < o->npaths; i++)

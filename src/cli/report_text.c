@@ -221,7 +221,7 @@ static void tnode_finish(tnode *n)
 }
 
 /* "{0..3,5,7..9}" from sorted distinct indices. */
-static void fmt_indices(char *buf, size_t cap, const uint64_t *idx, size_t n)
+void fmt_indices(char *buf, size_t cap, const uint64_t *idx, size_t n)
 {
     size_t o = 0;
     o += (size_t)snprintf(buf + o, cap - o, "{");

@@ -215,8 +215,8 @@ DTAB_FN uint32_t dtab_encode(int to, uint32_t u, int sat, int *cls)
     return r;
 }
 
-/* F64 bits -> the target code with the classification of convert_cpu.c's conv_f64: the
- * double rounding f64 -> f32 -> target that torch does, classified on the f64 source. */
+/* F64 bits -> the target code: the double rounding f64 -> f32 -> target that torch does,
+ * classified on the f64 source. */
 DTAB_FN uint32_t dtab_convert_f64(int to, uint64_t d, int sat, int *cls)
 {
     uint64_t a = d & UINT64_C(0x7FFFFFFFFFFFFFFF);

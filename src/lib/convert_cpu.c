@@ -437,35 +437,12 @@ static void conv_f64(dta_dtype to, const unsigned char *src, unsigned char *dst,
                      bool sat, counts *c)
 {
     for (size_t i = 0; i < n; i++) {
-        uint64_t d = ld64(src + 8 * i), a = d & UINT64_C(0x7FFFFFFFFFFFFFFF);
-        uint32_t f = dta_f64_to_f32_bits(d), r, ra, rinf, rmax;
-        if (to == DTA_F32) {
-            r = f;
-            ra = f & 0x7FFFFFFFu;
-            rinf = 0x7F800000u;
-            rmax = 0x7F7FFFFFu;
-        } else if (to == DTA_BF16) {
-            r = dta_f32_to_bf16_bits(f);
-            ra = r & 0x7FFFu;
-            rinf = 0x7F80u;
-            rmax = 0x7F7Fu;
-        } else {
-            r = dta_f32_to_f16_bits(f);
-            ra = r & 0x7FFFu;
-            rinf = 0x7C00u;
-            rmax = 0x7BFFu;
-        }
-        if (a > UINT64_C(0x7FF0000000000000)) {
-            c->nan++;
-        } else if (a == UINT64_C(0x7FF0000000000000)) {
-            c->inf++;
-        } else if (ra == rinf) {
-            c->ovf++;
-            if (sat)
-                r = (r ^ ra) | rmax; /* keep the sign */
-        } else if (ra == 0 && a) {
-            c->unf++;
-        }
+        int cls;
+        uint32_t r = dtab_convert_f64((int)to, ld64(src + 8 * i), sat, &cls);
+        c->nan += cls == DTAB_NAN;
+        c->inf += cls == DTAB_INF;
+        c->ovf += cls == DTAB_OVF;
+        c->unf += cls == DTAB_UNF;
         if (to == DTA_F32)
             st32(dst + 4 * i, r);
         else
