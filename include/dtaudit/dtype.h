@@ -48,6 +48,8 @@ typedef enum {
     DTA_BITS1X8,
     DTA_BITS2X4,
     DTA_BITS4X2,
+    DTA_F4_X2,   /* torch float4_e2m1fn_x2: one byte holds two fp4 values */
+    DTA_BC32,    /* torch bcomplex32: two bf16 */
     DTA_DTYPE_COUNT,
     DTA_DTYPE_NONE = -1
 } dta_dtype;

@@ -1272,7 +1272,9 @@ dta_status dta_verify_checkpoints(const char *source, const char *converted,
                 st = (cuda ? (verify_fn)dta_verify_cuda : dta_verify)(ta->dtype, tb->dtype, ba, bb,
                                                                      k, mode, &vs, err);
         }
-        if (vs.mismatches || vs.nonfinite_added)
+        /* inf from overflow is the exact conversion under --on-overflow inf: reported in
+         * nonfinite_added, a failure only when the bytes differ */
+        if (vs.mismatches)
             bad = true;
         res->total.elements += vs.elements;
         res->total.mismatches += vs.mismatches;

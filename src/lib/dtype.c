@@ -7,7 +7,8 @@
 static const dta_dtype_info table[DTA_DTYPE_COUNT] = {
     /* name            torch name          storage class            bits float  st */
     [DTA_BOOL]        = {"BOOL",        "bool",             "BoolStorage",          8, false, true},
-    [DTA_F4]          = {"F4",          "float4_e2m1fn_x2", NULL,                   4, true,  true},
+    /* safetensors' F4 counts fp4 values; torch's float4_e2m1fn_x2 counts bytes (F4_X2) */
+    [DTA_F4]          = {"F4",          NULL,               NULL,                   4, true,  true},
     [DTA_F6_E2M3]     = {"F6_E2M3",     NULL,               NULL,                   6, true,  true},
     [DTA_F6_E3M2]     = {"F6_E3M2",     NULL,               NULL,                   6, true,  true},
     [DTA_U8]          = {"U8",          "uint8",            "ByteStorage",          8, false, true},
@@ -40,6 +41,8 @@ static const dta_dtype_info table[DTA_DTYPE_COUNT] = {
     [DTA_BITS1X8]     = {"BITS1X8",     "bits1x8",          NULL,                   8, false, false},
     [DTA_BITS2X4]     = {"BITS2X4",     "bits2x4",          NULL,                   8, false, false},
     [DTA_BITS4X2]     = {"BITS4X2",     "bits4x2",          NULL,                   8, false, false},
+    [DTA_F4_X2]       = {"F4_X2",       "float4_e2m1fn_x2", NULL,                   8, true,  false},
+    [DTA_BC32]        = {"BC32",        "bcomplex32",       NULL,                  32, false, false},
 };
 
 /* Friendly spellings accepted by --to/--expect besides codes and torch names. */

@@ -37,6 +37,16 @@ TARGETS = {"bf16": torch.bfloat16, "f16": torch.float16, "f32": torch.float32}
 passed = failed = 0
 
 
+def tload(path, **kw):
+    """torch.load of our own fixtures, full unpickling (torch >= 2.6 defaults to weights_only)."""
+    if "weights_only" not in kw:
+        try:
+            return torch.load(path, map_location="cpu", weights_only=False, **kw)
+        except TypeError:  # torch < 1.13.1 has no weights_only
+            pass
+    return torch.load(path, map_location="cpu", **kw)
+
+
 def check(ok, what):
     global passed, failed
     if ok:
@@ -118,10 +128,10 @@ def main():
     tmp = tempfile.mkdtemp(prefix="dtaudit-convert-")
     # torch zip -> torch zip, and -> safetensors
     for f in torch_files():
-        orig = torch.load(f, map_location="cpu")
+        orig = tload(f)
         a = flatten(orig)
         try:
-            torch.load(f, map_location="cpu", weights_only=True)
+            tload(f, weights_only=True)
             wo = True
         except Exception:
             wo = False
@@ -133,11 +143,11 @@ def main():
                 continue
             with zipfile.ZipFile(out) as z:
                 check(z.testzip() is None, "%s: testzip" % out)
-            conv = torch.load(out, map_location="cpu")
+            conv = tload(out)
             compare("%s %s" % (os.path.basename(f), to), a, flatten(conv), TARGETS[to])
             if wo:
                 try:
-                    torch.load(out, map_location="cpu", weights_only=True)
+                    tload(out, weights_only=True)
                     check(True, "")
                 except Exception as e:
                     check(False, "%s: weights_only load: %s" % (out, e))

@@ -63,7 +63,10 @@ def fail(msg):
 def load(path, weights_only):
     if weights_only:
         return torch.load(path, weights_only=True)
-    return torch.load(path)
+    try:  # torch >= 2.6 defaults to weights_only=True; older ones lack the argument
+        return torch.load(path, weights_only=False)
+    except TypeError:
+        return torch.load(path)
 
 
 def storage_ptr(t):
