@@ -35,20 +35,6 @@ typedef struct {
 
 static const char *C(const dctx *c, const char *code) { return c->color ? code : ""; }
 
-/* Control bytes of hostile names as \xNN (one line, no terminal escapes). */
-static const char *clean(char *buf, size_t cap, const char *s)
-{
-    size_t o = 0;
-    for (; *s && o + 5 < cap; s++) {
-        unsigned char ch = (unsigned char)*s;
-        if (ch < 0x20 || ch == 0x7f)
-            o += (size_t)snprintf(buf + o, cap - o, "\\x%02x", ch);
-        else
-            buf[o++] = (char)ch;
-    }
-    buf[o] = 0;
-    return buf;
-}
 
 static void shape_str(char *buf, size_t cap, const dta_tensor *t)
 {

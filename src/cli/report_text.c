@@ -25,7 +25,7 @@ static const char *C(const palette *p, const char *code) { return p->on ? code :
 
 /* Names come from hostile files: control bytes (ESC included) are shown as \xNN so they
  * cannot move the cursor or recolour the terminal. */
-static const char *clean(char *buf, size_t cap, const char *s)
+const char *clean(char *buf, size_t cap, const char *s)
 {
     size_t o = 0;
     for (; *s && o + 5 < cap; s++) {
