@@ -25,7 +25,7 @@ static void add(dta_model *m, const char *root, const char *name, dta_dtype t, u
 
 static dta_report *audit(dta_model *m, dta_dtype expect, const dta_allow *allow, size_t nallow)
 {
-    dta_audit_options o = {expect, allow, nallow, true};
+    dta_audit_options o = {.expect = expect, .allow = allow, .nallow = nallow, .findings = true};
     dta_report *r;
     dta_error err;
     dtap_model_finish(m);
