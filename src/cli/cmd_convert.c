@@ -9,12 +9,9 @@
 
 #include "dtaudit/backend.h"
 #include "dtaudit/convert.h"
+#include "dtaudit/version.h"
 #include "options.h"
 #include "report.h"
-
-#ifndef PACKAGE_VERSION
-#define PACKAGE_VERSION "0.1.0"
-#endif
 
 /* Set by SIGINT/SIGTERM; the library polls it between chunks and removes its temporary
  * output, then we re-raise the signal so the shell sees how we ended. */
@@ -108,7 +105,7 @@ static void print_convert_json(FILE *out, const cli_options *o, const dta_conver
 {
     fprintf(out, "{\n  \"tool\": \"dtaudit\",\n  \"version\": \"%s\",\n  \"schema\": 1,\n"
                  "  \"command\": \"convert\",\n  \"input\": ",
-            PACKAGE_VERSION);
+            dta_version());
     json_str(out, o->paths[0]);
     fputs(",\n  \"output\": ", out);
     if (r->written)
@@ -262,7 +259,7 @@ int cmd_verify(cli_options *o)
     if (o->format == FMT_JSON) {
         printf("{\n  \"tool\": \"dtaudit\",\n  \"version\": \"%s\",\n  \"schema\": 1,\n"
                "  \"command\": \"verify\",\n  \"source\": ",
-               PACKAGE_VERSION);
+               dta_version());
         json_str(stdout, o->paths[0]);
         fputs(",\n  \"converted\": ", stdout);
         json_str(stdout, o->paths[1]);

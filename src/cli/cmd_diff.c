@@ -11,11 +11,8 @@
 #include <unistd.h>
 
 #include "dtaudit/diff.h"
+#include "dtaudit/version.h"
 #include "report.h"
-
-#ifndef PACKAGE_VERSION
-#define PACKAGE_VERSION "0.1.0"
-#endif
 
 #define BOLD "\033[1m"
 #define DIM "\033[2m"
@@ -112,7 +109,7 @@ static int diff_json(const dctx *c, const input_result *in)
         return 2;
     jw_obj(w);
     jw_kv_str(w, "tool", "dtaudit");
-    jw_kv_str(w, "version", PACKAGE_VERSION);
+    jw_kv_str(w, "version", dta_version());
     jw_kv_u64(w, "schema", 1);
     jw_kv_str(w, "command", "diff");
     jw_kv_str(w, "old", c->old_path);

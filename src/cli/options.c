@@ -7,11 +7,8 @@
 
 #include "dtaudit/backend.h"
 #include "dtaudit/policy.h"
+#include "dtaudit/version.h"
 #include "options.h"
-
-#ifndef PACKAGE_VERSION
-#define PACKAGE_VERSION "0.1.0"
-#endif
 
 const cli_option cli_option_table[] = {
     {"format", 'f', "FMT", CMD_ALL, "output format: text (default), json, sarif (SARIF 2.1.0; audit) or github (workflow annotations; audit)"},
@@ -42,7 +39,7 @@ void cli_version(FILE *out)
 {
     const char *x = dta_build_features();
     fprintf(out, "dtaudit %s\nfeatures: safetensors torch-zip torch-legacy %s%s%s\n",
-            PACKAGE_VERSION, dta_convert_backend(), *x ? " " : "", x);
+            dta_version(), dta_convert_backend(), *x ? " " : "", x);
 }
 
 void cli_usage(FILE *out, int command)

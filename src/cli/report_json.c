@@ -5,11 +5,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "dtaudit/version.h"
 #include "report.h"
-
-#ifndef PACKAGE_VERSION
-#define PACKAGE_VERSION "0.1.0"
-#endif
 
 struct jw {
     FILE *out;
@@ -346,7 +343,7 @@ int report_json(FILE *out, const cli_options *o, const input_result *in, size_t 
 
     open_(w, '{');
     kv_str(w, "tool", "dtaudit");
-    kv_str(w, "version", PACKAGE_VERSION);
+    kv_str(w, "version", dta_version());
     kv_u64(w, "schema", 1);
     kv_str(w, "command", o->command_name);
 

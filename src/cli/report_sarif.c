@@ -17,11 +17,8 @@
 #include <sys/stat.h>
 
 #include "dtaudit/policy.h"
+#include "dtaudit/version.h"
 #include "report.h"
-
-#ifndef PACKAGE_VERSION
-#define PACKAGE_VERSION "0.1.0"
-#endif
 
 #define SARIF_MAX_TENSORS 100 /* tensors listed per result (the count is always given) */
 
@@ -283,8 +280,8 @@ int report_sarif(FILE *out, const cli_options *o, const input_result *in, size_t
     jw_key(w, "driver");
     jw_obj(w);
     jw_kv_str(w, "name", "dtaudit");
-    jw_kv_str(w, "version", PACKAGE_VERSION);
-    jw_kv_str(w, "semanticVersion", PACKAGE_VERSION);
+    jw_kv_str(w, "version", dta_version());
+    jw_kv_str(w, "semanticVersion", dta_version());
     jw_kv_str(w, "informationUri", "man:dtaudit(1)");
     jw_key(w, "rules");
     jw_arr(w);
