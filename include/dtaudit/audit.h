@@ -67,7 +67,7 @@ typedef struct {
 } dta_module;
 
 typedef struct {
-    const char *rule;        /* static: "dtype-outlier", "mixed-module", ... */
+    const char *rule;        /* static: the catalogue's name of rule_id ("dtype-outlier") */
     dta_severity severity;
     char *root;
     size_t root_index;       /* into dta_report.roots, SIZE_MAX for file-level findings */
@@ -79,6 +79,7 @@ typedef struct {
     uint64_t numel;          /* elements of the tensors listed */
     char *message;
     size_t file;             /* model->files index of the first tensor, SIZE_MAX when none */
+    dta_rule rule_id;        /* the rule (dtaudit/rules.h); rule is its name */
 } dta_finding;
 
 typedef struct dta_report {

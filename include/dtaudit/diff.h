@@ -2,7 +2,7 @@
  *
  * Tensors are matched by their flattened name, whatever the formats (a PyTorch .bin
  * against its safetensors conversion compares tensor by tensor). Each difference is a
- * change with a rule name, like a finding:
+ * change with a rule of the catalogue (dtaudit/rules.h), like a finding:
  *   dtype-changed  (warning) same name, another dtype
  *   shape-changed  (error)   same name, another shape
  *   tensor-added   (warning) only in NEW
@@ -35,6 +35,7 @@ typedef struct {
     size_t new_tensor;       /* index into the new model's tensors, SIZE_MAX when removed */
     size_t root;             /* index into dta_diff.roots */
     const char *name;        /* borrowed from the model that holds the tensor */
+    dta_rule rule_id;        /* the rule (dtaudit/rules.h); rule is its name */
 } dta_change;
 
 /* Elements whose dtype moved from one type to another (dtype-changed, grouped). */

@@ -11,6 +11,7 @@
 
 #include "dtaudit/dtype.h"
 #include "dtaudit/error.h"
+#include "dtaudit/rules.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -18,12 +19,7 @@ extern "C" {
 
 #define DTA_MAX_RANK 64 /* dims per tensor; safetensors and torch files beyond it are refused */
 
-typedef enum {
-    DTA_SEV_INFO = 0,
-    DTA_SEV_WARNING,
-    DTA_SEV_ERROR,
-    DTA_SEV_NEVER /* only as a --fail-on threshold */
-} dta_severity;
+/* dta_severity and dta_rule: dtaudit/rules.h */
 
 /* A file that contributed tensors. */
 typedef struct {
@@ -60,10 +56,11 @@ typedef struct {
 
 /* A finding raised while reading (unsafe-pickle, meta-tensor, ...). */
 typedef struct {
-    char *rule;
-    dta_severity severity;
+    const char *rule;     /* static: the catalogue's name of rule_id */
+    dta_severity severity; /* the catalogue's default */
     char *subject;        /* tensor, module or "module.name" of a pickle global */
     char *message;
+    dta_rule rule_id;
 } dta_note;
 
 typedef struct {

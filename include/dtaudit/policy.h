@@ -1,4 +1,4 @@
-/* dtaudit: the rule catalogue and audit policies (--policy FILE).
+/* dtaudit: audit policies (--policy FILE). The rule catalogue is in dtaudit/rules.h.
  *
  * A policy is a JSON object (all keys optional, unknown keys are an error so that a typo
  * cannot silently weaken a CI gate):
@@ -17,14 +17,14 @@
  * error|warning|info, or "off" to drop its findings. The library applies severities in
  * dta_report_build (dta_audit_options.severity) and dta_diff_build.
  *
- * Ownership: a dta_policy owns every string reachable from it; dta_rule_info entries are
- * static. */
+ * Ownership: a dta_policy owns every string reachable from it. */
 #ifndef DTAUDIT_POLICY_H
 #define DTAUDIT_POLICY_H
 
 #include <stddef.h>
 
 #include "dtaudit/audit.h"
+#include "dtaudit/rules.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -32,21 +32,6 @@ extern "C" {
 
 #define DTA_POLICY_MAX_BYTES (1u << 20) /* a policy file of at most 1 MiB */
 #define DTA_POLICY_MAX_RULES 4096u      /* allow entries */
-
-/* One rule dtaudit can report: the audit rules, reader notes and diff rules. */
-typedef struct {
-    const char *name;        /* "dtype-outlier" */
-    dta_severity severity;   /* default */
-    const char *command;     /* "audit" or "diff" */
-    const char *summary;     /* one line */
-    const char *help;        /* a paragraph: why it matters and how to fix or allow it */
-    const char *man_section; /* the dtaudit(1) section that documents it: "RULES", "DIFF" */
-} dta_rule_info;
-
-/* The catalogue, in a stable order; *n gets its length. */
-const dta_rule_info *dta_rules(size_t *n);
-/* NULL when name is not a rule of the catalogue. */
-const dta_rule_info *dta_rule_find(const char *name);
 
 typedef struct dta_policy {
     char *path;              /* the file it was read from */

@@ -49,11 +49,11 @@ static void finding_file(char *buf, size_t cap, const input_result *in, const dt
         static const char *index_names[] = {"model.safetensors.index.json",
                                             "pytorch_model.bin.index.json"};
         const char *name = NULL;
-        if (!strcmp(f->rule, "config-mismatch") || !strcmp(f->rule, "quantization"))
+        if (f->rule_id == DTA_RULE_CONFIG_MISMATCH || f->rule_id == DTA_RULE_QUANTIZATION)
             name = "config.json";
-        else if (!strcmp(f->rule, "adapter-config"))
+        else if (f->rule_id == DTA_RULE_ADAPTER_CONFIG)
             name = "adapter_config.json";
-        else if (!strcmp(f->rule, "adapter-mismatch") && m->nfiles) { /* the weights */
+        else if (f->rule_id == DTA_RULE_ADAPTER_MISMATCH && m->nfiles) { /* the weights */
             snprintf(buf, cap, "%s", m->files[0].path);
             return;
         }
@@ -66,7 +66,7 @@ static void finding_file(char *buf, size_t cap, const input_result *in, const dt
             if (is_file(buf))
                 return;
         }
-        if (!strcmp(f->rule, "index-mismatch"))
+        if (f->rule_id == DTA_RULE_INDEX_MISMATCH)
             for (size_t i = 0; i < 2; i++) {
                 join(buf, cap, in->path, index_names[i]);
                 if (is_file(buf))
@@ -155,9 +155,8 @@ static void text_obj(jw *w, const char *k, const char *text)
 
 static void rule_json(jw *w, const dta_rule_info *r)
 {
-    char name[64], uri[128], help[1400];
+    char name[64], help[1400];
     pascal(name, sizeof name, r->name);
-    snprintf(uri, sizeof uri, "man:dtaudit(1)#%s", r->man_section);
     snprintf(help, sizeof help, "%s %s See dtaudit(1), section %s, rule %s.", r->summary,
              r->help, r->man_section, r->name);
     jw_item(w, true);
@@ -167,7 +166,7 @@ static void rule_json(jw *w, const dta_rule_info *r)
     text_obj(w, "shortDescription", r->summary);
     text_obj(w, "fullDescription", r->help);
     text_obj(w, "help", help);
-    jw_kv_str(w, "helpUri", uri);
+    jw_kv_str(w, "helpUri", r->help_uri);
     jw_key(w, "defaultConfiguration");
     jw_obj(w);
     jw_kv_str(w, "level", sarif_level(r->severity));
@@ -177,12 +176,12 @@ static void rule_json(jw *w, const dta_rule_info *r)
     jw_key(w, "tags");
     jw_arr(w);
     jw_item(w, false);
-    jw_str(w, strcmp(r->name, "unsafe-pickle") == 0 ? "security" : "correctness");
+    jw_str(w, r->category);
     jw_item(w, false);
     jw_str(w, "dtype");
     jw_arr_end(w);
-    if (strcmp(r->name, "unsafe-pickle") == 0)
-        jw_kv_str(w, "security-severity", "8.8"); /* code execution on torch.load */
+    if (r->security_severity)
+        jw_kv_str(w, "security-severity", r->security_severity);
     jw_obj_end(w);
     jw_obj_end(w);
 }
@@ -342,10 +341,7 @@ int report_sarif(FILE *out, const cli_options *o, const input_result *in, size_t
         const dta_report *rep = in[i].report;
         for (size_t k = 0; k < rep->nfindings; k++) {
             const dta_finding *f = &rep->findings[k];
-            size_t ri = SIZE_MAX;
-            for (size_t r = 0; r < nrules; r++)
-                if (strcmp(rules[r].name, f->rule) == 0)
-                    ri = index[r];
+            size_t ri = (size_t)f->rule_id < nrules ? index[f->rule_id] : SIZE_MAX;
             result_json(w, &in[i], f, ri);
         }
     }

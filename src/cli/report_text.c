@@ -536,7 +536,7 @@ static void shape_of(char *buf, size_t cap, const char *name)
 static bool same_group(const dta_finding *a, const dta_finding *b)
 {
     char sa[1024], sb[1024];
-    if (strcmp(a->rule, b->rule) || a->severity != b->severity || a->dtype != b->dtype ||
+    if (a->rule_id != b->rule_id || a->severity != b->severity || a->dtype != b->dtype ||
         a->expected != b->expected || a->root_index != b->root_index)
         return false;
     /* a single top-level tensor is its own finding */
@@ -618,9 +618,9 @@ static void print_fix(tctx *c, const input_result *in, const dta_finding *f, con
 {
     char outp[1024], qg[1200], qp[1200], qo[1200], allow[1100];
     const char *pal_dim = C(c->pal, DIM), *reset = C(c->pal, RESET);
-    bool dtype_rule = strcmp(f->rule, "dtype-outlier") == 0 ||
-                      strcmp(f->rule, "mixed-module") == 0 ||
-                      strcmp(f->rule, "expect-mismatch") == 0;
+    bool dtype_rule = f->rule_id == DTA_RULE_DTYPE_OUTLIER ||
+                      f->rule_id == DTA_RULE_MIXED_MODULE ||
+                      f->rule_id == DTA_RULE_EXPECT_MISMATCH;
     if (dtype_rule && f->expected != DTA_DTYPE_NONE) {
         suggest_output(outp, sizeof outp, in->path, f->expected);
         shq(qp, sizeof qp, in->path);
@@ -636,14 +636,14 @@ static void print_fix(tctx *c, const input_result *in, const dta_finding *f, con
             fprintf(c->out, "      %sor, if intended:%s --allow %s\n", pal_dim, reset,
                     shq(qg, sizeof qg, allow));
         }
-    } else if (strcmp(f->rule, "config-mismatch") == 0) {
+    } else if (f->rule_id == DTA_RULE_CONFIG_MISMATCH) {
         fprintf(c->out,
                 "      %sfix:%s set \"torch_dtype\": \"%s\" in config.json, or convert the weights: "
                 "dtaudit convert --to %s %s -o %s\n",
                 pal_dim, reset, dta_dtype_get(f->dtype)->torch_name, dtype_alias(f->expected),
                 shq(qp, sizeof qp, in->path),
                 (suggest_output(outp, sizeof outp, in->path, f->expected), shq(qo, sizeof qo, outp)));
-    } else if (strcmp(f->rule, "adapter-mismatch") == 0) {
+    } else if (f->rule_id == DTA_RULE_ADAPTER_MISMATCH) {
         suggest_output(outp, sizeof outp, in->path, f->expected);
         fprintf(c->out,
                 "      %sfix:%s dtaudit convert --to %s %s -o %s, or set the trainer's precision "
@@ -651,15 +651,15 @@ static void print_fix(tctx *c, const input_result *in, const dta_finding *f, con
                 "in a --policy file\n",
                 pal_dim, reset, dtype_alias(f->expected), shq(qp, sizeof qp, in->path),
                 shq(qo, sizeof qo, outp));
-    } else if (strcmp(f->rule, "index-mismatch") == 0) {
+    } else if (f->rule_id == DTA_RULE_INDEX_MISMATCH) {
         fprintf(c->out, "      %sfix:%s re-save the checkpoint, or correct the index's weight_map and "
                 "metadata.total_size\n", pal_dim, reset);
-    } else if (strcmp(f->rule, "unsafe-pickle") == 0) {
+    } else if (f->rule_id == DTA_RULE_UNSAFE_PICKLE) {
         fprintf(c->out,
                 "      %sfix:%s load it only with torch.load(weights_only=True), or re-save "
                 "its tensors as safetensors from a trusted environment\n",
                 pal_dim, reset);
-    } else if (strcmp(f->rule, "meta-tensor") == 0) {
+    } else if (f->rule_id == DTA_RULE_META_TENSOR) {
         fprintf(c->out,
                 "      %sfix:%s re-save from a model materialised on a real device "
                 "(to_empty() and load the weights first)\n",
@@ -696,8 +696,8 @@ static void print_findings(tctx *c, const input_result *in)
             snprintf(pat, sizeof pat, "%s", f->module[0] ? f->module : "(whole state dict)");
             snprintf(glob, sizeof glob, "%s", f->module);
         }
-        if (!single_tensor && glob[0] && strcmp(f->rule, "unsafe-pickle") != 0 &&
-            strcmp(f->rule, "meta-tensor") != 0) {
+        if (!single_tensor && glob[0] && f->rule_id != DTA_RULE_UNSAFE_PICKLE &&
+            f->rule_id != DTA_RULE_META_TENSOR) {
             size_t gl = strlen(glob);
             if (gl + 3 < sizeof glob)
                 memcpy(glob + gl, ".*", 3);

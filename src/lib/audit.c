@@ -11,6 +11,7 @@
  * Policy severity overrides are applied last, to every finding (reader notes included). */
 #define _POSIX_C_SOURCE 200809L
 #include <errno.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -370,7 +371,8 @@ static dta_status push_hit(ctx *c, hit **hits, size_t *n, size_t *cap, hit h)
     return DTA_OK;
 }
 
-static dta_status add_finding(ctx *c, const char *rule, dta_severity sev, size_t root,
+/* A finding of rule, at the catalogue's default severity (policies apply later). */
+static dta_status add_finding(ctx *c, dta_rule rule, size_t root,
                               const char *module, dta_dtype dtype, dta_dtype expected,
                               const char *message, dta_finding **out)
 {
@@ -381,8 +383,9 @@ static dta_status add_finding(ctx *c, const char *rule, dta_severity sev, size_t
     r->findings = p;
     dta_finding *f = &p[r->nfindings];
     memset(f, 0, sizeof *f);
-    f->rule = rule;
-    f->severity = sev;
+    f->rule = dta_rule_name(rule);
+    f->rule_id = rule;
+    f->severity = dta_rule_get(rule)->severity;
     f->dtype = dtype;
     f->expected = expected;
     f->root_index = root;
@@ -413,21 +416,21 @@ static dta_status finding_add_tensor(ctx *c, dta_finding *f, size_t ti)
     return DTA_OK;
 }
 
-static void set_message(dta_finding *f, const char *fmt_rule)
+static void set_message(dta_finding *f)
 {
     char buf[1024], what[600];
     if (f->module[0])
         snprintf(what, sizeof what, "'%.500s'", f->module);
     else
         snprintf(what, sizeof what, "the whole state dict");
-    if (strcmp(fmt_rule, "dtype-outlier") == 0)
+    if (f->rule_id == DTA_RULE_DTYPE_OUTLIER)
         snprintf(buf, sizeof buf,
                  "%s is %s while its root's dominant dtype is %s (%zu tensor%s, %llu "
                  "elements); outside autocast, ops mixing the two fail ('mat1 and mat2 must "
                  "have the same dtype')",
                  what, dta_dtype_name(f->dtype), dta_dtype_name(f->expected), f->ntensors,
                  f->ntensors == 1 ? "" : "s", (unsigned long long)f->numel);
-    else if (strcmp(fmt_rule, "expect-mismatch") == 0)
+    else if (f->rule_id == DTA_RULE_EXPECT_MISMATCH)
         snprintf(buf, sizeof buf, "%s is %s, expected %s (%zu tensor%s, %llu elements)", what,
                  dta_dtype_name(f->dtype), dta_dtype_name(f->expected), f->ntensors,
                  f->ntensors == 1 ? "" : "s", (unsigned long long)f->numel);
@@ -438,11 +441,10 @@ static void set_message(dta_finding *f, const char *fmt_rule)
 }
 
 /* dtype-outlier (against the dominant dtype) or expect-mismatch (against --expect). */
-static dta_status cover_root(ctx *c, size_t r, const char *rule, dta_severity sev,
-                             dta_dtype good)
+static dta_status cover_root(ctx *c, size_t r, dta_rule rule, dta_dtype good)
 {
     const dta_model *m = c->m;
-    bool expect = strcmp(rule, "expect-mismatch") == 0;
+    bool expect = rule == DTA_RULE_EXPECT_MISMATCH;
     hit *hits = NULL;
     size_t nh = 0, caph = 0;
     dta_status st = DTA_OK;
@@ -487,7 +489,7 @@ static dta_status cover_root(ctx *c, size_t r, const char *rule, dta_severity se
                               &(hit){hits[i - 1].kind, hits[i - 1].node, hits[i - 1].dtype, 0})) {
             const char *module = hits[i].kind == 2 ? m->tensors[hits[i].node].name
                                                    : c->nodes[hits[i].node].name;
-            st = add_finding(c, rule, sev, r, module, hits[i].dtype, good,
+            st = add_finding(c, rule, r, module, hits[i].dtype, good,
                              NULL, &f);
             if (st != DTA_OK)
                 break;
@@ -496,7 +498,7 @@ static dta_status cover_root(ctx *c, size_t r, const char *rule, dta_severity se
         bool last = i + 1 == nh || hits[i + 1].kind != hits[i].kind ||
                     hits[i + 1].node != hits[i].node || hits[i + 1].dtype != hits[i].dtype;
         if (st == DTA_OK && last)
-            set_message(f, rule);
+            set_message(f);
     }
     free(hits);
     return st;
@@ -536,7 +538,7 @@ static dta_status mixed_modules(ctx *c, size_t r)
                 (worst == DTA_DTYPE_NONE ||
                  node_numel(nd, (dta_dtype)d) > node_numel(nd, worst)))
                 worst = (dta_dtype)d;
-        st = add_finding(c, "mixed-module", DTA_SEV_WARNING, r, nd->name, worst,
+        st = add_finding(c, DTA_RULE_MIXED_MODULE, r, nd->name, worst,
                          dom, NULL, &f);
         for (; st == DTA_OK && j < nh && hits[j].node == mod; j++)
             st = finding_add_tensor(c, f, hits[j].tensor);
@@ -574,7 +576,7 @@ static dta_status config_mismatch(ctx *c, size_t r)
              dta_dtype_name(c->m->config_dtype), dta_dtype_get(c->m->config_dtype)->torch_name
                  ? dta_dtype_get(c->m->config_dtype)->torch_name : "?",
              dta_dtype_name(rs->dominant));
-    return add_finding(c, "config-mismatch", DTA_SEV_WARNING, r, rs->name, rs->dominant,
+    return add_finding(c, DTA_RULE_CONFIG_MISMATCH, r, rs->name, rs->dominant,
                        c->m->config_dtype, msg, NULL);
 }
 
@@ -608,7 +610,7 @@ static dta_status adapter_mismatch(ctx *c)
              "in a policy)",
              dta_dtype_name(have), b->model && b->model->path ? b->model->path : "?",
              dta_dtype_name(want), dta_dtype_name(have), dta_dtype_name(want));
-    return add_finding(c, "adapter-mismatch", DTA_SEV_WARNING, r, c->r->roots[r].name, have,
+    return add_finding(c, DTA_RULE_ADAPTER_MISMATCH, r, c->r->roots[r].name, have,
                        want, msg, NULL);
 }
 
@@ -648,7 +650,7 @@ static dta_status reader_notes(ctx *c)
     const dta_model *m = c->m;
     dta_status st = DTA_OK;
     for (size_t i = 0; i < m->nnotes && st == DTA_OK; i++)
-        st = add_finding(c, m->notes[i].rule, m->notes[i].severity, SIZE_MAX, m->notes[i].subject,
+        st = add_finding(c, m->notes[i].rule_id, SIZE_MAX, m->notes[i].subject,
                          DTA_DTYPE_NONE, DTA_DTYPE_NONE, m->notes[i].message, NULL);
     return st;
 }
@@ -659,23 +661,19 @@ static int cmp_module(const void *a, const void *b)
     return strcmp(x->name, y->name);
 }
 
-static int rule_rank(const char *rule)
+/* The catalogue's rank; unranked rules (0) after every ranked one. */
+static unsigned rule_rank(dta_rule rule)
 {
-    static const char *order[] = {"unsafe-pickle", "index-mismatch", "expect-mismatch",
-                                  "config-mismatch", "adapter-mismatch", "dtype-outlier",
-                                  "mixed-module", "meta-tensor"};
-    for (int i = 0; i < 8; i++)
-        if (strcmp(rule, order[i]) == 0)
-            return i;
-    return 8;
+    unsigned k = dta_rule_get(rule)->rank;
+    return k ? k : UINT_MAX;
 }
 
 static int cmp_finding(const void *a, const void *b)
 {
     const dta_finding *x = a, *y = b;
-    int c = rule_rank(x->rule) - rule_rank(y->rule);
-    if (c)
-        return c;
+    unsigned rx = rule_rank(x->rule_id), ry = rule_rank(y->rule_id);
+    if (rx != ry)
+        return rx < ry ? -1 : 1;
     if (x->root_index != y->root_index)
         return x->root_index < y->root_index ? -1 : 1;
     return strcmp(x->module, y->module);
@@ -758,12 +756,12 @@ dta_status dta_report_build(const dta_model *m, const dta_audit_options *opt, dt
             if (!rs->analysed)
                 continue;
             if (rs->dominant != DTA_DTYPE_NONE) {
-                st = cover_root(&c, r, "dtype-outlier", DTA_SEV_WARNING, rs->dominant);
+                st = cover_root(&c, r, DTA_RULE_DTYPE_OUTLIER, rs->dominant);
                 if (st == DTA_OK)
                     st = mixed_modules(&c, r);
             }
             if (st == DTA_OK && opt->expect != DTA_DTYPE_NONE)
-                st = cover_root(&c, r, "expect-mismatch", DTA_SEV_ERROR, opt->expect);
+                st = cover_root(&c, r, DTA_RULE_EXPECT_MISMATCH, opt->expect);
             if (st == DTA_OK && m->config_dtype != DTA_DTYPE_NONE &&
                 rs->dominant != DTA_DTYPE_NONE && rs->dominant != m->config_dtype)
                 st = config_mismatch(&c, r);

@@ -11,14 +11,17 @@
 #include "dtaudit/diff.h"
 #include "src.h"
 
-static const char *const rule_names[DTA_CHANGE_KINDS] = {"dtype-changed", "shape-changed",
-                                                         "tensor-added", "tensor-removed"};
-static const dta_severity rule_sev[DTA_CHANGE_KINDS] = {DTA_SEV_WARNING, DTA_SEV_ERROR,
-                                                        DTA_SEV_WARNING, DTA_SEV_ERROR};
+/* Each kind of change is a rule of the catalogue (rules.c: name, default severity). */
+static const dta_rule change_rule[DTA_CHANGE_KINDS] = {
+    [DTA_CHANGE_DTYPE] = DTA_RULE_DTYPE_CHANGED,
+    [DTA_CHANGE_SHAPE] = DTA_RULE_SHAPE_CHANGED,
+    [DTA_CHANGE_ADDED] = DTA_RULE_TENSOR_ADDED,
+    [DTA_CHANGE_REMOVED] = DTA_RULE_TENSOR_REMOVED,
+};
 
 const char *dta_change_rule(dta_change_kind k)
 {
-    return k < DTA_CHANGE_KINDS ? rule_names[k] : "?";
+    return (unsigned)k < DTA_CHANGE_KINDS ? dta_rule_name(change_rule[k]) : "?";
 }
 
 static bool is_digit(char c) { return c >= '0' && c <= '9'; }
@@ -142,9 +145,10 @@ static size_t root_index(dctx *c, const char *name, bool create)
 
 static int severity_of(const dctx *c, dta_change_kind k)
 {
-    int s = (int)rule_sev[k];
+    const dta_rule_info *ri = dta_rule_get(change_rule[k]);
+    int s = (int)ri->severity;
     for (size_t i = 0; c->opt && i < c->opt->nseverity; i++)
-        if (c->opt->severity[i].rule && strcmp(c->opt->severity[i].rule, rule_names[k]) == 0)
+        if (c->opt->severity[i].rule && strcmp(c->opt->severity[i].rule, ri->name) == 0)
             s = c->opt->severity[i].severity;
     return s;
 }
@@ -169,7 +173,8 @@ static dta_status add_change(dctx *c, dta_change_kind k, size_t oi, size_t ni, c
     }
     dta_change *ch = &d->changes[d->nchanges++];
     ch->kind = k;
-    ch->rule = rule_names[k];
+    ch->rule = dta_rule_name(change_rule[k]);
+    ch->rule_id = change_rule[k];
     ch->severity = (dta_severity)sev;
     ch->old_tensor = oi;
     ch->new_tensor = ni;

@@ -182,7 +182,7 @@ static dta_status read_config(const char *dir, dta_model *m, dta_error *err)
         char msg[256];
         snprintf(msg, sizeof msg, "config.json has a quantization_config (%s)",
                  cJSON_IsString(q) ? q->valuestring : "unknown method");
-        st = dtap_model_add_note(m, "quantization", DTA_SEV_INFO, "config.json", msg, err);
+        st = dtap_model_add_note(m, DTA_RULE_QUANTIZATION, "config.json", msg, err);
     }
     cJSON_Delete(doc);
     return st;
@@ -212,7 +212,7 @@ static dta_status read_adapter_config(const char *dir, dta_model *m, dta_error *
     const char *peft = json_str(doc, "peft_type");
     if (!peft || !*peft) {
         cJSON_Delete(doc);
-        return dtap_model_add_note(m, "adapter-config", DTA_SEV_INFO, "adapter_config.json",
+        return dtap_model_add_note(m, DTA_RULE_ADAPTER_CONFIG, "adapter_config.json",
                                    "adapter_config.json is not a PEFT config (no \"peft_type\"); "
                                    "the weights were read as a plain checkpoint, without a base model",
                                    err);
@@ -339,7 +339,7 @@ static dta_status read_directory(const char *dir, dta_model *m, dta_error *err)
         snprintf(path, sizeof path, "%s/pytorch_model.bin.index.json", dir);
         bin = bin || is_file(path);
         if (st_read && bin)
-            st = dtap_model_add_note(m, "weights-choice", DTA_SEV_INFO, dir,
+            st = dtap_model_add_note(m, DTA_RULE_WEIGHTS_CHOICE, dir,
                                      "read the safetensors weights; the PyTorch .bin weights "
                                      "beside them were not read",
                                      err);

@@ -71,7 +71,7 @@ static dta_status note(dta_model *m, const char *subject, dta_error *err, const 
     va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
-    return dtap_model_add_note(m, "index-mismatch", DTA_SEV_ERROR, subject, msg, err);
+    return dtap_model_add_note(m, DTA_RULE_INDEX_MISMATCH, subject, msg, err);
 }
 
 /* A string -> index map (open addressing, slots hold index + 1): shard names, weight_map

@@ -185,7 +185,7 @@ dta_status dtap_torchlegacy_open(const dtap_src *src, dta_model *m, dta_error *e
     for (size_t i = 0; si && si->kind == DTAP_PK_DICT && i + 1 < si->kv.n; i += 2)
         if (dtap_pnode_is_str(si->kv.v[i], "little_endian") && si->kv.v[i + 1]->kind == DTAP_PK_BOOL &&
             !si->kv.v[i + 1]->i &&
-            (st = dtap_model_add_note(m, "byteorder", DTA_SEV_INFO, "sys_info",
+            (st = dtap_model_add_note(m, DTA_RULE_BYTEORDER, "sys_info",
                                       "storages are big-endian (torch byte-swaps them on load)", err)))
             goto out;
     if ((st = dtap_torch_unsafe_notes(pk[3], m, err))) goto out;

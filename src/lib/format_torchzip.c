@@ -266,12 +266,12 @@ static dta_status bad_tensor(walker *w, const char *fn, const char *what)
                          what, fn);
 }
 
-static dta_status add_note_once(dta_model *m, const char *rule, dta_severity sev, const char *subject,
+static dta_status add_note_once(dta_model *m, dta_rule rule, const char *subject,
                                 const char *msg, dta_error *err)
 {
     for (size_t i = 0; i < m->nnotes; i++)
-        if (!strcmp(m->notes[i].rule, rule) && !strcmp(m->notes[i].subject, subject)) return DTA_OK;
-    return dtap_model_add_note(m, rule, sev, subject, msg, err);
+        if (m->notes[i].rule_id == rule && !strcmp(m->notes[i].subject, subject)) return DTA_OK;
+    return dtap_model_add_note(m, rule, subject, msg, err);
 }
 
 /* Emits a tensor for fn(args) when fn is a torch rebuild function. *done tells whether
@@ -317,7 +317,7 @@ static dta_status rebuild(walker *w, const dtap_pnode *fn, const dtap_pnode *arg
                                               have_stride ? stride : NULL, 0, SIZE_MAX, w->file, w->err);
         if (st) return st;
         *done = true;
-        return dtap_model_add_note(w->m, "meta-tensor", DTA_SEV_WARNING, w->name.p,
+        return dtap_model_add_note(w->m, DTA_RULE_META_TENSOR, w->name.p,
                                    "tensor saved without storage (meta device): it holds no data", w->err);
     }
     bool v3 = !strcmp(nm, "_rebuild_tensor_v3");
@@ -387,7 +387,7 @@ static dta_status numpy_array(walker *w, const dtap_pnode *n, bool *done)
     }
     sb_add(&msg, " inside the pickle (not a torch tensor; numpy globals need weights_only=False)");
     dta_status st = msg.oom ? dta_error_set(w->err, DTA_E_NOMEM, 0, "out of memory")
-                            : dtap_model_add_note(w->m, "numpy-array", DTA_SEV_INFO, w->name.p ? w->name.p : "",
+                            : dtap_model_add_note(w->m, DTA_RULE_NUMPY_ARRAY, w->name.p ? w->name.p : "",
                                                   msg.p, w->err);
     free(msg.p);
     return st;
@@ -602,7 +602,7 @@ dta_status dtap_torch_unsafe_notes(const dtap_pickle *pk, dta_model *m, dta_erro
         snprintf(msg, sizeof msg,
                  "the pickle imports or calls '%s', which is outside torch's weights_only "
                  "allowlist; torch.load(weights_only=False) would run it (dtaudit did not)", g);
-        dta_status st = add_note_once(m, "unsafe-pickle", DTA_SEV_ERROR, g, msg, err);
+        dta_status st = add_note_once(m, DTA_RULE_UNSAFE_PICKLE, g, msg, err);
         if (st) return st;
     }
     return DTA_OK;
@@ -715,7 +715,7 @@ static dta_status zip_resolve(void *vctx, const dtap_pnode *pid, dta_dtype dtype
         if (st) return st;
     } else if (!c->deflated_noted) {
         c->deflated_noted = true;
-        dta_status st = dtap_model_add_note(c->m, "compressed-record", DTA_SEV_WARNING, e->name,
+        dta_status st = dtap_model_add_note(c->m, DTA_RULE_COMPRESSED_RECORD, e->name,
                                             "storage records are compressed: torch.load(mmap=True) cannot read them",
                                             err);
         if (st) return st;
@@ -845,7 +845,7 @@ dta_status dtap_torchzip_read(const dtap_src *src, dta_model *m, dtap_torchzip_p
         bool little = n >= 6 && !memcmp(b, "little", 6);
         free(b);
         if (big)
-            st = dtap_model_add_note(m, "byteorder", DTA_SEV_INFO, bo->name,
+            st = dtap_model_add_note(m, DTA_RULE_BYTEORDER, bo->name,
                                      "storages are big-endian (torch byte-swaps them on load)", err);
         else if (!little)
             st = dta_error_set(err, DTA_E_FORMAT, 0, "record '%s' is neither 'little' nor 'big'", bo->name);

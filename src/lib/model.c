@@ -202,20 +202,23 @@ dta_status dtap_model_add_tensor(dta_model *m, const char *name, size_t name_len
     return DTA_OK;
 }
 
-dta_status dtap_model_add_note(dta_model *m, const char *rule, dta_severity sev,
-                               const char *subject, const char *message, dta_error *err)
+dta_status dtap_model_add_note(dta_model *m, dta_rule rule, const char *subject,
+                               const char *message, dta_error *err)
 {
+    const dta_rule_info *ri = dta_rule_get(rule);
+    if (!ri)
+        return dta_error_set(err, DTA_E_ARG, 0, "note with unknown rule %d", (int)rule);
     dta_status st = grow((void **)&m->notes, &m->cap_notes, m->nnotes, sizeof *m->notes,
                          DTA_MAX_TENSORS, err);
     if (st != DTA_OK)
         return st;
     dta_note *n = &m->notes[m->nnotes];
-    n->rule = strdup(rule);
-    n->severity = sev;
+    n->rule = ri->name;
+    n->rule_id = rule;
+    n->severity = ri->severity;
     n->subject = strdup(subject ? subject : "");
     n->message = strdup(message ? message : "");
-    if (!n->rule || !n->subject || !n->message) {
-        free(n->rule);
+    if (!n->subject || !n->message) {
         free(n->subject);
         free(n->message);
         return dta_error_set(err, DTA_E_NOMEM, ENOMEM, "out of memory");
@@ -284,7 +287,6 @@ void dta_model_free(dta_model *m)
     for (size_t i = 0; i < m->nstorages; i++)
         free(m->storages[i].key);
     for (size_t i = 0; i < m->nnotes; i++) {
-        free(m->notes[i].rule);
         free(m->notes[i].subject);
         free(m->notes[i].message);
     }

@@ -29,8 +29,9 @@ dta_status dtap_model_add_tensor(dta_model *m, const char *name, size_t name_len
                                  uint64_t storage_offset, size_t storage, size_t file,
                                  dta_error *err);
 
-dta_status dtap_model_add_note(dta_model *m, const char *rule, dta_severity sev,
-                               const char *subject, const char *message, dta_error *err);
+/* A note raised while reading; its severity is the catalogue's default for rule. */
+dta_status dtap_model_add_note(dta_model *m, dta_rule rule, const char *subject,
+                               const char *message, dta_error *err);
 
 dta_status dtap_model_add_metadata(dta_model *m, const char *key, const char *value,
                                    dta_error *err);

@@ -1,0 +1,287 @@
+/* The rule catalogue (include/dtaudit/rules.h): one entry per rule, indexed by dta_rule.
+ *
+ * Every place that needs to know about a rule reads it here: audit.c and the readers raise
+ * findings and notes by enum and take the default severity from this table; diff.c maps
+ * change kinds to rules; policy.c accepts exactly these names in "severity"; the CLI lists
+ * them in --help (grouped by command and severity) and in SARIF's tool.driver.rules.
+ *
+ * How to add a rule (one line or one entry per place):
+ *   1. include/dtaudit/rules.h: append DTA_RULE_NEW_THING just before DTA_RULE_COUNT.
+ *   2. here: append its entry at the end of rules[] with every field set (.id, .name,
+ *      .severity, .command "audit"|"diff", .category "correctness"|"security",
+ *      .man_section "RULES"|"DIFF", .help_uri "man:dtaudit(1)#" + the section, .summary,
+ *      .help; .rank only if its findings must sort before others, .security_severity only
+ *      for a security rule).
+ *   3. man/dtaudit.1: in that section, an item
+ *          .TP
+ *          .BR new-thing " (warning)"
+ *          What it means, in a few lines.
+ *      with the default severity; test_rules checks the man page against this table
+ *      (both ways) and help_man.sh checks --help.
+ *   4. raise it: add_finding(c, DTA_RULE_NEW_THING, ...) in audit.c, or
+ *      dtap_model_add_note(m, DTA_RULE_NEW_THING, subject, message, err) in a reader.
+ *      The severity comes from here; policies may override it by name.
+ *   The golden --help and SARIF outputs (tests/cli/golden/) list every rule: regenerate
+ *   them with UPDATE_GOLDEN=1 and review the diff. */
+#include <string.h>
+
+#include "dtaudit/rules.h"
+
+static const dta_rule_info rules[DTA_RULE_COUNT] = {
+    [DTA_RULE_DTYPE_OUTLIER] = {
+        .id = DTA_RULE_DTYPE_OUTLIER,
+        .name = "dtype-outlier",
+        .severity = DTA_SEV_WARNING,
+        .command = "audit",
+        .category = "correctness",
+        .man_section = "RULES",
+        .help_uri = "man:dtaudit(1)#RULES",
+        .rank = 6,
+        .summary = "A module whose floating tensors are all of one dtype that is not the root's dominant "
+                   "dtype.",
+        .help = "Outside autocast, ops that mix the outlier with the rest of the model fail with errors "
+                "such as 'mat1 and mat2 must have the same dtype', or silently run in another precision. "
+                "Convert the module to the dominant dtype (dtaudit convert --to DTYPE --only "
+                "'MODULE.*'), or, when the exception is intended (norms, rotary inv_freq kept in "
+                "float32), declare it with --allow 'GLOB=DTYPE' or a policy's \"allow\".",
+    },
+    [DTA_RULE_MIXED_MODULE] = {
+        .id = DTA_RULE_MIXED_MODULE,
+        .name = "mixed-module",
+        .severity = DTA_SEV_WARNING,
+        .command = "audit",
+        .category = "correctness",
+        .man_section = "RULES",
+        .help_uri = "man:dtaudit(1)#RULES",
+        .rank = 7,
+        .summary = "A module whose own floating tensors hold more than one dtype.",
+        .help = "The module's forward sees two dtypes at once (for example float32 states beside "
+                "bfloat16 weights). Convert the tensors off the root's dominant dtype, or allow them "
+                "if the module is meant to be mixed.",
+    },
+    [DTA_RULE_EXPECT_MISMATCH] = {
+        .id = DTA_RULE_EXPECT_MISMATCH,
+        .name = "expect-mismatch",
+        .severity = DTA_SEV_ERROR,
+        .command = "audit",
+        .category = "correctness",
+        .man_section = "RULES",
+        .help_uri = "man:dtaudit(1)#RULES",
+        .rank = 3,
+        .summary = "A floating tensor whose dtype is not the expected one (--expect or a policy's "
+                   "\"expect\").",
+        .help = "The checkpoint does not have the precision the pipeline expects. Convert it with "
+                "dtaudit convert --to DTYPE, or allow the intended exceptions.",
+    },
+    [DTA_RULE_CONFIG_MISMATCH] = {
+        .id = DTA_RULE_CONFIG_MISMATCH,
+        .name = "config-mismatch",
+        .severity = DTA_SEV_WARNING,
+        .command = "audit",
+        .category = "correctness",
+        .man_section = "RULES",
+        .help_uri = "man:dtaudit(1)#RULES",
+        .rank = 4,
+        .summary = "config.json's torch_dtype (or dtype) is not the weights' dominant dtype.",
+        .help = "Loaders that take the dtype from the config (from_pretrained with torch_dtype=\"auto\", "
+                "training services that guess the precision) cast the weights or pick the wrong "
+                "precision. Set \"torch_dtype\" to the weights' dtype, or convert the weights.",
+    },
+    [DTA_RULE_ADAPTER_MISMATCH] = {
+        .id = DTA_RULE_ADAPTER_MISMATCH,
+        .name = "adapter-mismatch",
+        .severity = DTA_SEV_WARNING,
+        .command = "audit",
+        .category = "correctness",
+        .man_section = "RULES",
+        .help_uri = "man:dtaudit(1)#RULES",
+        .rank = 5,
+        .summary = "A PEFT adapter's dominant dtype is not its base model's (--base).",
+        .help = "After PEFT wrapping, code that takes the model's dtype from its first parameter sees "
+                "the adapter's dtype and picks the wrong training precision (fp16 against a bfloat16 "
+                "base); merging casts the adapter to the base's dtype. PEFT keeps adapters in float32 "
+                "by default, so lower this rule's severity in a policy when that is intended.",
+    },
+    [DTA_RULE_INDEX_MISMATCH] = {
+        .id = DTA_RULE_INDEX_MISMATCH,
+        .name = "index-mismatch",
+        .severity = DTA_SEV_ERROR,
+        .command = "audit",
+        .category = "correctness",
+        .man_section = "RULES",
+        .help_uri = "man:dtaudit(1)#RULES",
+        .rank = 2,
+        .summary = "A sharded checkpoint's index disagrees with its shards.",
+        .help = "A shard is missing, a tensor is mapped to a shard that does not hold it, a shard holds "
+                "a tensor the index does not list, or metadata.total_size is wrong. Loaders fail or "
+                "load a partial model. Re-save the checkpoint, or correct the index.",
+    },
+    [DTA_RULE_UNSAFE_PICKLE] = {
+        .id = DTA_RULE_UNSAFE_PICKLE,
+        .name = "unsafe-pickle",
+        .severity = DTA_SEV_ERROR,
+        .command = "audit",
+        .category = "security",
+        .man_section = "RULES",
+        .help_uri = "man:dtaudit(1)#RULES",
+        .security_severity = "8.8", /* code execution on torch.load */
+        .rank = 1,
+        .summary = "A PyTorch pickle names a callable outside torch's weights_only allowlist.",
+        .help = "torch.load without weights_only=True would call it: loading the file can run "
+                "arbitrary code. dtaudit never executes it. Load the file only with "
+                "torch.load(weights_only=True), or re-save its tensors as safetensors from a trusted "
+                "environment.",
+    },
+    [DTA_RULE_META_TENSOR] = {
+        .id = DTA_RULE_META_TENSOR,
+        .name = "meta-tensor",
+        .severity = DTA_SEV_WARNING,
+        .command = "audit",
+        .category = "correctness",
+        .man_section = "RULES",
+        .help_uri = "man:dtaudit(1)#RULES",
+        .rank = 8,
+        .summary = "A tensor saved without storage (meta device).",
+        .help = "The tensor has a shape and dtype but no data; loading it gives uninitialised or meta "
+                "weights. Re-save from a model materialised on a real device.",
+    },
+    [DTA_RULE_COMPRESSED_RECORD] = {
+        .id = DTA_RULE_COMPRESSED_RECORD,
+        .name = "compressed-record",
+        .severity = DTA_SEV_WARNING,
+        .command = "audit",
+        .category = "correctness",
+        .man_section = "RULES",
+        .help_uri = "man:dtaudit(1)#RULES",
+        .summary = "A deflated record in a PyTorch zip checkpoint.",
+        .help = "torch.load(mmap=True) cannot map compressed records. Re-save with torch.save.",
+    },
+    [DTA_RULE_WEIGHTS_CHOICE] = {
+        .id = DTA_RULE_WEIGHTS_CHOICE,
+        .name = "weights-choice",
+        .severity = DTA_SEV_INFO,
+        .command = "audit",
+        .category = "correctness",
+        .man_section = "RULES",
+        .help_uri = "man:dtaudit(1)#RULES",
+        .summary = "Which weights of a model directory were read.",
+        .help = "The directory holds both safetensors and PyTorch .bin weights; the safetensors ones "
+                "were read. Remove the stale copy if the two disagree.",
+    },
+    [DTA_RULE_QUANTIZATION] = {
+        .id = DTA_RULE_QUANTIZATION,
+        .name = "quantization",
+        .severity = DTA_SEV_INFO,
+        .command = "audit",
+        .category = "correctness",
+        .man_section = "RULES",
+        .help_uri = "man:dtaudit(1)#RULES",
+        .summary = "config.json has a quantization_config.",
+        .help = "The weights' dtypes are those of the quantized storage, not the compute dtype.",
+    },
+    [DTA_RULE_ADAPTER_CONFIG] = {
+        .id = DTA_RULE_ADAPTER_CONFIG,
+        .name = "adapter-config",
+        .severity = DTA_SEV_INFO,
+        .command = "audit",
+        .category = "correctness",
+        .man_section = "RULES",
+        .help_uri = "man:dtaudit(1)#RULES",
+        .summary = "A directory's adapter_config.json is not a PEFT config.",
+        .help = "It has no \"peft_type\" (MLX and other tools write their own adapter_config.json); the "
+                "weights are read as a plain checkpoint and no base model is reported.",
+    },
+    [DTA_RULE_NUMPY_ARRAY] = {
+        .id = DTA_RULE_NUMPY_ARRAY,
+        .name = "numpy-array",
+        .severity = DTA_SEV_INFO,
+        .command = "audit",
+        .category = "correctness",
+        .man_section = "RULES",
+        .help_uri = "man:dtaudit(1)#RULES",
+        .summary = "A NumPy array inside a PyTorch pickle.",
+        .help = "It is listed with its dtype; torch.load(weights_only=True) refuses it unless allowed.",
+    },
+    [DTA_RULE_BYTEORDER] = {
+        .id = DTA_RULE_BYTEORDER,
+        .name = "byteorder",
+        .severity = DTA_SEV_INFO,
+        .command = "audit",
+        .category = "correctness",
+        .man_section = "RULES",
+        .help_uri = "man:dtaudit(1)#RULES",
+        .summary = "A big-endian PyTorch file.",
+        .help = "The file was written on a big-endian machine; readers must swap bytes.",
+    },
+    [DTA_RULE_DTYPE_CHANGED] = {
+        .id = DTA_RULE_DTYPE_CHANGED,
+        .name = "dtype-changed",
+        .severity = DTA_SEV_WARNING,
+        .command = "diff",
+        .category = "correctness",
+        .man_section = "DIFF",
+        .help_uri = "man:dtaudit(1)#DIFF",
+        .summary = "A tensor's dtype differs between the old and the new checkpoint.",
+        .help = "load_state_dict casts it silently, so precision changes without an error. Convert it "
+                "back, or accept the drift.",
+    },
+    [DTA_RULE_SHAPE_CHANGED] = {
+        .id = DTA_RULE_SHAPE_CHANGED,
+        .name = "shape-changed",
+        .severity = DTA_SEV_ERROR,
+        .command = "diff",
+        .category = "correctness",
+        .man_section = "DIFF",
+        .help_uri = "man:dtaudit(1)#DIFF",
+        .summary = "A tensor's shape differs between the old and the new checkpoint.",
+        .help = "load_state_dict fails with 'size mismatch'.",
+    },
+    [DTA_RULE_TENSOR_ADDED] = {
+        .id = DTA_RULE_TENSOR_ADDED,
+        .name = "tensor-added",
+        .severity = DTA_SEV_WARNING,
+        .command = "diff",
+        .category = "correctness",
+        .man_section = "DIFF",
+        .help_uri = "man:dtaudit(1)#DIFF",
+        .summary = "A tensor of the new checkpoint is not in the old one.",
+        .help = "A strict load_state_dict into the old model fails with 'Unexpected key(s)'.",
+    },
+    [DTA_RULE_TENSOR_REMOVED] = {
+        .id = DTA_RULE_TENSOR_REMOVED,
+        .name = "tensor-removed",
+        .severity = DTA_SEV_ERROR,
+        .command = "diff",
+        .category = "correctness",
+        .man_section = "DIFF",
+        .help_uri = "man:dtaudit(1)#DIFF",
+        .summary = "A tensor of the old checkpoint is not in the new one.",
+        .help = "A strict load_state_dict fails with 'Missing key(s)'; a non-strict one leaves the "
+                "parameter at its initial value.",
+    },
+};
+
+const dta_rule_info *dta_rules(size_t *n)
+{
+    if (n)
+        *n = DTA_RULE_COUNT;
+    return rules;
+}
+
+const dta_rule_info *dta_rule_find(const char *name)
+{
+    for (size_t i = 0; name && i < DTA_RULE_COUNT; i++)
+        if (rules[i].name && strcmp(rules[i].name, name) == 0)
+            return &rules[i];
+    return NULL;
+}
+
+const dta_rule_info *dta_rule_get(dta_rule id)
+{
+    return (unsigned)id < DTA_RULE_COUNT ? &rules[id] : NULL;
+}
+
+const char *dta_rule_name(dta_rule id)
+{
+    return (unsigned)id < DTA_RULE_COUNT && rules[id].name ? rules[id].name : "?";
+}
