@@ -16,6 +16,7 @@
 #include "dtaudit/version.h"
 #include "dtaudit/error.h"
 #include "dtaudit/dtype.h"
+#include "dtaudit/limits.h"
 #include "dtaudit/rules.h"
 #include "dtaudit/model.h"
 #include "dtaudit/policy.h"

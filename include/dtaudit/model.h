@@ -11,13 +11,12 @@
 
 #include "dtaudit/dtype.h"
 #include "dtaudit/error.h"
+#include "dtaudit/limits.h"
 #include "dtaudit/rules.h"
 
 #ifdef __cplusplus
 extern "C" {
 #endif
-
-#define DTA_MAX_RANK 64 /* dims per tensor; safetensors and torch files beyond it are refused */
 
 /* dta_severity and dta_rule: dtaudit/rules.h */
 

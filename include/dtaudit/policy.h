@@ -24,14 +24,12 @@
 #include <stddef.h>
 
 #include "dtaudit/audit.h"
+#include "dtaudit/limits.h"
 #include "dtaudit/rules.h"
 
 #ifdef __cplusplus
 extern "C" {
 #endif
-
-#define DTA_POLICY_MAX_BYTES (1u << 20) /* a policy file of at most 1 MiB */
-#define DTA_POLICY_MAX_RULES 4096u      /* allow entries */
 
 typedef struct dta_policy {
     char *path;              /* the file it was read from */

@@ -29,7 +29,6 @@
 #include "write_torchzip.h"
 
 #define CHUNK_DEFAULT (4u << 20)
-#define GATHER_MAX (64u << 20) /* a non-contiguous view is gathered in memory up to this */
 
 typedef struct {
     const dta_convert_options *o;
@@ -279,11 +278,11 @@ static dta_status stream_tensor(job *j, const dta_model *m, const dta_tensor *t,
         return stream_range(j, s->offset + first * ei, t->numel, s->dtype, to, sink, sctx, st);
 
     /* a strided view (transposed, expanded, sliced): gather it from its storage */
-    if (s->nbytes > GATHER_MAX || t->numel > GATHER_MAX / ei)
+    if (s->nbytes > DTA_MAX_GATHER_BYTES || t->numel > DTA_MAX_GATHER_BYTES / ei)
         return dta_error_set(j->err, DTA_E_UNSUPPORTED, 0,
                              "tensor '%.200s' is a non-contiguous view of a %llu-byte storage; "
                              "views above %u bytes are not gathered",
-                             t->name, (unsigned long long)s->nbytes, GATHER_MAX);
+                             t->name, (unsigned long long)s->nbytes, DTA_MAX_GATHER_BYTES);
     unsigned char *whole = malloc(s->nbytes ? s->nbytes : 1);
     unsigned char *g = malloc(t->numel * ei);
     unsigned char *o = malloc(t->numel * elsize(to));
@@ -1150,7 +1149,7 @@ static dta_status read_elems(reader *r, const dta_tensor *t, uint64_t first, siz
     if (contiguous_view(t, &start))
         return read_at(r->fds[t->file], buf, n * es, s->offset + (start + first) * es, path, err);
     if (r->cached != t) {
-        if (t->numel > GATHER_MAX / es || s->nbytes > GATHER_MAX)
+        if (t->numel > DTA_MAX_GATHER_BYTES / es || s->nbytes > DTA_MAX_GATHER_BYTES)
             return dta_error_set(err, DTA_E_UNSUPPORTED, 0,
                                  "%s: tensor '%.200s' is a large non-contiguous view", path,
                                  t->name);

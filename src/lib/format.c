@@ -138,7 +138,7 @@ dta_status dtap_read_json(const char *path, const char *shown, cJSON **out, dta_
     *out = NULL;
     dta_status st = dtap_src_open_file(&src, path, err);
     if (st == DTA_OK)
-        st = dtap_src_alloc_read(&src, 0, src.size, DTAP_JSON_MAX_BYTES, &text, err);
+        st = dtap_src_alloc_read(&src, 0, src.size, DTA_MAX_JSON_BYTES, &text, err);
     dtap_src_close(&src);
     if (st != DTA_OK) {
         dta_error_prefix(err, shown);
@@ -191,7 +191,6 @@ static dta_status read_config(const char *dir, dta_model *m, dta_error *err)
 /* PEFT's adapter_config.json: a JSON object with a string "peft_type" (PeftConfig always
  * writes it). Other tools' adapter_config.json (MLX: "lora_parameters", no "peft_type")
  * are not PEFT configs: an info note says so and the weights are read as usual. */
-#define ADAPTER_MAX_TARGETS 65536u /* target_modules entries kept */
 
 static const char *json_str(const cJSON *o, const char *k)
 {
@@ -223,7 +222,7 @@ static dta_status read_adapter_config(const char *dir, dta_model *m, dta_error *
     const char *regex = cJSON_IsString(tm) ? tm->valuestring : NULL;
     size_t ntm = 0, bytes = sizeof(dta_adapter);
     if (cJSON_IsArray(tm))
-        for (const cJSON *e = tm->child; e && ntm < ADAPTER_MAX_TARGETS; e = e->next)
+        for (const cJSON *e = tm->child; e && ntm < DTA_MAX_ADAPTER_TARGETS; e = e->next)
             if (cJSON_IsString(e) && e->valuestring) {
                 ntm++;
                 bytes += sizeof(char *) + strlen(e->valuestring) + 1;

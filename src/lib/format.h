@@ -28,7 +28,6 @@ dta_status dtap_index_open(const dtap_src *src, dta_model *m, dta_error *err);
 
 /* Reads a JSON object file (config.json, adapter_config.json, an index) whole; shown names
  * it in messages. */
-#define DTAP_JSON_MAX_BYTES (256u * 1024u * 1024u)
 struct cJSON;
 dta_status dtap_read_json(const char *path, const char *shown, struct cJSON **out,
                           dta_error *err);

@@ -20,9 +20,6 @@
 #include "format.h"
 #include "model_build.h"
 
-#define INDEX_MAX_BYTES (256u * 1024u * 1024u) /* an index of millions of names */
-#define INDEX_MAX_PATH 4096u
-
 int dtap_index_bid(const unsigned char *head, size_t n, uint64_t size)
 {
     size_t i = 0;
@@ -41,7 +38,7 @@ int dtap_index_bid(const unsigned char *head, size_t n, uint64_t size)
 /* A shard path must stay inside the index's directory. */
 static bool shard_name_ok(const char *s)
 {
-    if (!*s || *s == '/' || strlen(s) > 1024)
+    if (!*s || *s == '/' || strlen(s) > DTA_MAX_SHARD_NAME)
         return false;
     for (const char *p = s; *p;) {
         const char *e = strchr(p, '/');
@@ -131,11 +128,11 @@ dta_status dtap_index_open(const dtap_src *src, dta_model *m, dta_error *err)
     shard *shards = NULL;
     size_t nshards = 0;
     strmap by_shard = {0}, mapped = {0}, found = {0};
-    char dir[INDEX_MAX_PATH], path[INDEX_MAX_PATH * 2];
+    char dir[DTA_MAX_INDEX_PATH], path[DTA_MAX_INDEX_PATH * 2];
     dta_status st;
     bool safetensors_shards = true;
 
-    if ((st = dtap_src_alloc_read(src, 0, src->size, INDEX_MAX_BYTES, &text, err)) != DTA_OK)
+    if ((st = dtap_src_alloc_read(src, 0, src->size, DTA_MAX_JSON_BYTES, &text, err)) != DTA_OK)
         return st;
     doc = cJSON_ParseWithLength((const char *)text, (size_t)src->size);
     if (!doc || !cJSON_IsObject(doc)) {

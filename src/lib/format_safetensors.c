@@ -18,9 +18,6 @@
 #include "format.h"
 #include "model_build.h"
 
-#define ST_MAX_HEADER 100000000ull /* the reference MAX_HEADER_SIZE */
-#define ST_MAX_DEPTH 64            /* nesting of skipped unknown values */
-
 typedef struct {
     char *name;
     size_t name_len;
@@ -252,7 +249,7 @@ static dta_status skip_number(jp *j)
 static dta_status skip_value(jp *j, int depth)
 {
     dta_status st;
-    if (depth > ST_MAX_DEPTH)
+    if (depth > DTA_MAX_SAFETENSORS_DEPTH)
         return jerr(j, DTA_E_LIMIT, "nesting too deep");
     int c = peek(j);
     switch (c) {
@@ -682,16 +679,16 @@ dta_status dtap_safetensors_open(const dtap_src *src, dta_model *m, dta_error *e
     hlen = dtap_le64(lenbuf);
     if (hlen == 0)
         return dta_error_set(err, DTA_E_FORMAT, 0, "safetensors header length is 0");
-    if (hlen > ST_MAX_HEADER)
+    if (hlen > DTA_MAX_SAFETENSORS_HEADER)
         return dta_error_set(err, DTA_E_LIMIT, 0,
                              "safetensors header of %llu bytes exceeds the %llu-byte limit",
-                             (unsigned long long)hlen, ST_MAX_HEADER);
+                             (unsigned long long)hlen, DTA_MAX_SAFETENSORS_HEADER);
     if (hlen > src->size - 8)
         return dta_error_set(err, DTA_E_FORMAT, 0,
                              "safetensors header length %llu runs past the end of the file "
                              "(%llu bytes)",
                              (unsigned long long)hlen, (unsigned long long)src->size);
-    if ((st = dtap_src_alloc_read(src, 8, hlen, ST_MAX_HEADER, &hdr, err)) != DTA_OK)
+    if ((st = dtap_src_alloc_read(src, 8, hlen, DTA_MAX_SAFETENSORS_HEADER, &hdr, err)) != DTA_OK)
         return st;
 
     size_t bad = utf8_invalid_at(hdr, (size_t)hlen);

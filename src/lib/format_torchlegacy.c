@@ -23,7 +23,6 @@
 #include "pickle.h"
 
 #define LEGACY_FIRST_READ (4u * 1024u * 1024u) /* pickles are read in growing windows */
-#define DTA_MAX_PICKLE_BYTES_LEGACY (1024ull * 1024 * 1024)
 
 static const unsigned char magic_le[10] = {0x6c, 0xfc, 0x9c, 0x46, 0xf9, 0x20, 0x6a, 0xa8, 0x50, 0x19};
 
@@ -156,7 +155,7 @@ dta_status dtap_torchlegacy_open(const dtap_src *src, dta_model *m, dta_error *e
         uint64_t len = src->size < want ? src->size : want;
         free(buf);
         buf = NULL;
-        if ((st = dtap_src_alloc_read(src, 0, len, DTA_MAX_PICKLE_BYTES_LEGACY, &buf, err))) return st;
+        if ((st = dtap_src_alloc_read(src, 0, len, DTA_MAX_PICKLE_BYTES, &buf, err))) return st;
         for (size_t i = 0; i < NPK; i++) {
             dtap_pickle_free(pk[i]);
             pk[i] = NULL;
@@ -164,9 +163,9 @@ dta_status dtap_torchlegacy_open(const dtap_src *src, dta_model *m, dta_error *e
         st = parse_all(buf, (size_t)len, pk, NPK, &end, err);
         if (st == DTA_OK) break;
         /* a bigger window helps only if the pickles were cut by it */
-        if (st != DTA_E_FORMAT || len >= src->size || len >= DTA_MAX_PICKLE_BYTES_LEGACY) goto out;
+        if (st != DTA_E_FORMAT || len >= src->size || len >= DTA_MAX_PICKLE_BYTES) goto out;
         want = len * 4;
-        if (want > DTA_MAX_PICKLE_BYTES_LEGACY) want = DTA_MAX_PICKLE_BYTES_LEGACY;
+        if (want > DTA_MAX_PICKLE_BYTES) want = DTA_MAX_PICKLE_BYTES;
     }
     free(buf);
     buf = NULL;

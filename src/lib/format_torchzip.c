@@ -33,9 +33,6 @@
 #include "pickle.h"
 #include "zipread.h"
 
-#define WALK_MAX_DEPTH  512u                  /* nesting of containers walked */
-#define WALK_MAX_VISITS (64u * 1024u * 1024u) /* node visits per graph (shared subgraphs) */
-
 /* ---- names ------------------------------------------------------------------------- */
 
 typedef struct {
@@ -447,9 +444,9 @@ static dta_status walk_kv(walker *w, const dtap_pvec *kv, bool skip_module_attrs
 static dta_status walk(walker *w, const dtap_pnode *n)
 {
     if (!n) return DTA_OK;
-    if (++w->visits > WALK_MAX_VISITS)
+    if (++w->visits > DTA_MAX_TORCH_VISITS)
         return dta_error_set(w->err, DTA_E_LIMIT, 0, "pickle: object graph visits exceed the cap of %u",
-                             WALK_MAX_VISITS);
+                             DTA_MAX_TORCH_VISITS);
     if (n->visiting) return DTA_OK; /* a cycle: already on the path */
     dta_status st = DTA_OK;
     bool done = false;
@@ -464,9 +461,9 @@ static dta_status walk(walker *w, const dtap_pnode *n)
     default:
         return DTA_OK;
     }
-    if (w->depth >= WALK_MAX_DEPTH)
+    if (w->depth >= DTA_MAX_TORCH_DEPTH)
         return dta_error_set(w->err, DTA_E_LIMIT, 0, "pickle: object nesting exceeds the cap of %u",
-                             WALK_MAX_DEPTH);
+                             DTA_MAX_TORCH_DEPTH);
     w->depth++;
     ((dtap_pnode *)n)->visiting = true;
     if (n->kind == DTAP_PK_REDUCE || n->kind == DTAP_PK_NEWOBJ) {
@@ -507,7 +504,7 @@ static dta_status walk(walker *w, const dtap_pnode *n)
 /* Does n hold a tensor? (used to pick roots; visits bounded like walk) */
 static bool holds_tensor(walker *w, const dtap_pnode *n, unsigned depth)
 {
-    if (!n || n->visiting || depth > WALK_MAX_DEPTH || ++w->visits > WALK_MAX_VISITS) return false;
+    if (!n || n->visiting || depth > DTA_MAX_TORCH_DEPTH || ++w->visits > DTA_MAX_TORCH_VISITS) return false;
     const dtap_pnode *g = dtap_pnode_callee(n);
     if (g && (!strcmp(g->s, "torch._utils") || !strcmp(g->s, "torch._tensor")) &&
         !strncmp(g->name, "_rebuild_", 9))
@@ -537,7 +534,7 @@ static bool is_sub_state(walker *w, const dtap_pnode *v, unsigned depth)
     if (is_tensor_node(v)) return false;
     if (v->kind == DTAP_PK_LIST || v->kind == DTAP_PK_TUPLE) {
         /* bounded like walk: a list can hold itself (through a tuple) in a hostile file */
-        if (v->visiting || depth > WALK_MAX_DEPTH || ++w->visits > WALK_MAX_VISITS) return false;
+        if (v->visiting || depth > DTA_MAX_TORCH_DEPTH || ++w->visits > DTA_MAX_TORCH_VISITS) return false;
         bool r = false;
         ((dtap_pnode *)v)->visiting = true;
         for (size_t i = 0; !r && i < v->seq.n; i++) r = is_sub_state(w, v->seq.v[i], depth + 1);
@@ -670,7 +667,7 @@ static dta_status zip_resolve(void *vctx, const dtap_pnode *pid, dta_dtype dtype
                      *key = dtap_pnode_item(pid, 2), *num = dtap_pnode_item(pid, 4);
     int64_t numel;
     if (!pid || pid->kind != DTAP_PK_TUPLE || pid->seq.n < 5 || !dtap_pnode_is_str(tag, "storage") ||
-        !key || (key->kind != DTAP_PK_STR && key->kind != DTAP_PK_BYTES) || key->len > 256 ||
+        !key || (key->kind != DTAP_PK_STR && key->kind != DTAP_PK_BYTES) || key->len > DTA_MAX_STORAGE_KEY ||
         memchr(key->s, 0, key->len) || !dtap_pnode_int(num, &numel) || numel < 0)
         return dta_error_set(err, DTA_E_FORMAT, 0, "tensor '%s' has a malformed storage persistent id", tensor);
     bool untyped;

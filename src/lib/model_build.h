@@ -4,10 +4,7 @@
 
 #include "dtaudit/model.h"
 
-/* Caps, named so the man page and tests can refer to them. */
-#define DTA_MAX_TENSORS   (4u * 1024u * 1024u) /* tensors per input */
-#define DTA_MAX_NAME_LEN  4096u                /* bytes per tensor name */
-#define DTA_MAX_FILES     100000u              /* files per input (shards) */
+/* Caps: dtaudit/limits.h (through dtaudit/model.h). */
 
 dta_model *dtap_model_new(const char *path, dta_error *err);
 

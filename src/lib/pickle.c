@@ -124,8 +124,8 @@ static dta_status limit_err(vm *v, const char *what, uint64_t cap)
 
 static dtap_pnode *new_node(vm *v, dtap_pkind kind, dta_status *st)
 {
-    if (++v->nodes > DTAP_PICKLE_MAX_NODES) {
-        *st = limit_err(v, "object count", DTAP_PICKLE_MAX_NODES);
+    if (++v->nodes > DTA_MAX_PICKLE_NODES) {
+        *st = limit_err(v, "object count", DTA_MAX_PICKLE_NODES);
         return NULL;
     }
     dtap_pnode *n = arena_alloc(v->pk, sizeof(*n));
@@ -143,10 +143,10 @@ static dtap_pnode *new_node(vm *v, dtap_pkind kind, dta_status *st)
 static dta_status vec_push(vm *v, dtap_pvec *vec, dtap_pnode *x)
 {
     if (vec->n == vec->cap) {
-        if (vec->cap >= DTAP_PICKLE_MAX_CONTAINER)
-            return limit_err(v, "container size", DTAP_PICKLE_MAX_CONTAINER);
+        if (vec->cap >= DTA_MAX_PICKLE_CONTAINER)
+            return limit_err(v, "container size", DTA_MAX_PICKLE_CONTAINER);
         size_t nc = vec->cap ? vec->cap * 2 : 4;
-        if (nc > DTAP_PICKLE_MAX_CONTAINER) nc = DTAP_PICKLE_MAX_CONTAINER;
+        if (nc > DTA_MAX_PICKLE_CONTAINER) nc = DTA_MAX_PICKLE_CONTAINER;
         dtap_pnode **nv = arena_alloc(v->pk, nc * sizeof(*nv));
         if (!nv) return nomem(v);
         if (vec->n) memcpy(nv, vec->v, vec->n * sizeof(*nv));
@@ -174,9 +174,9 @@ static size_t frame_base(const vm *v) { return v->nmarks ? v->marks[v->nmarks - 
 static dta_status push(vm *v, dtap_pnode *x)
 {
     if (v->sp == v->scap) {
-        if (v->scap >= DTAP_PICKLE_MAX_STACK) return limit_err(v, "stack depth", DTAP_PICKLE_MAX_STACK);
+        if (v->scap >= DTA_MAX_PICKLE_STACK) return limit_err(v, "stack depth", DTA_MAX_PICKLE_STACK);
         size_t nc = v->scap ? v->scap * 2 : 64;
-        if (nc > DTAP_PICKLE_MAX_STACK) nc = DTAP_PICKLE_MAX_STACK;
+        if (nc > DTA_MAX_PICKLE_STACK) nc = DTA_MAX_PICKLE_STACK;
         dtap_pnode **ns = realloc(v->stack, nc * sizeof(*ns));
         if (!ns) return nomem(v);
         v->stack = ns;
@@ -232,7 +232,7 @@ static dta_status rd_line(vm *v, const char **line, size_t *len)
     const unsigned char *nl = memchr(s, '\n', v->n - v->pos);
     if (!nl) return fmt_err(v, "unterminated text argument");
     *len = (size_t)(nl - s);
-    if (*len > DTAP_PICKLE_MAX_STRING) return limit_err(v, "string length", DTAP_PICKLE_MAX_STRING);
+    if (*len > DTA_MAX_PICKLE_STRING) return limit_err(v, "string length", DTA_MAX_PICKLE_STRING);
     *line = (const char *)s;
     v->pos += *len + 1;
     return DTA_OK;
@@ -263,7 +263,7 @@ static dta_status note_unsafe(vm *v, const char *a, const char *b)
     }
     buf[o] = 0;
     if (!pk->uhash) {
-        pk->uhash_cap = 2 * DTAP_PICKLE_MAX_UNSAFE;
+        pk->uhash_cap = 2 * DTA_MAX_PICKLE_UNSAFE;
         pk->uhash = calloc(pk->uhash_cap, sizeof(*pk->uhash));
         if (!pk->uhash) return nomem(v);
     }
@@ -272,7 +272,7 @@ static dta_status note_unsafe(vm *v, const char *a, const char *b)
         if (!strcmp(pk->uhash[h], buf)) return DTA_OK;
         h = (h + 1) % pk->uhash_cap;
     }
-    if (pk->nunsafe >= DTAP_PICKLE_MAX_UNSAFE) return DTA_OK; /* enough to flag the file */
+    if (pk->nunsafe >= DTA_MAX_PICKLE_UNSAFE) return DTA_OK; /* enough to flag the file */
     if (pk->nunsafe == pk->capunsafe) {
         size_t nc = pk->capunsafe ? pk->capunsafe * 2 : 8;
         char **nu = realloc(pk->unsafe, nc * sizeof(*nu));
@@ -479,7 +479,7 @@ static dta_status make_decimal(vm *v, const char *s, size_t n, dtap_pnode **out)
 
 static dta_status make_str(vm *v, dtap_pkind kind, const void *s, size_t n, dtap_pnode **out)
 {
-    if (n > DTAP_PICKLE_MAX_STRING) return limit_err(v, "string length", DTAP_PICKLE_MAX_STRING);
+    if (n > DTA_MAX_PICKLE_STRING) return limit_err(v, "string length", DTA_MAX_PICKLE_STRING);
     dta_status st;
     dtap_pnode *x = new_node(v, kind, &st);
     if (!x) return st;
@@ -543,14 +543,14 @@ static dta_status make_quoted(vm *v, const char *s, size_t n, dtap_pnode **out)
 
 static dta_status memo_put(vm *v, uint64_t idx)
 {
-    if (idx >= DTAP_PICKLE_MAX_MEMO) return limit_err(v, "memo index", DTAP_PICKLE_MAX_MEMO);
+    if (idx >= DTA_MAX_PICKLE_MEMO) return limit_err(v, "memo index", DTA_MAX_PICKLE_MEMO);
     dtap_pnode *x;
     dta_status st = top(v, &x);
     if (st) return st;
     if (idx >= v->memo_cap) {
         size_t nc = v->memo_cap ? v->memo_cap : 64;
         while (nc <= idx) nc *= 2;
-        if (nc > DTAP_PICKLE_MAX_MEMO) nc = DTAP_PICKLE_MAX_MEMO;
+        if (nc > DTA_MAX_PICKLE_MEMO) nc = DTA_MAX_PICKLE_MEMO;
         dtap_pnode **nm = realloc(v->memo, nc * sizeof(*nm));
         if (!nm) return nomem(v);
         memset(nm + v->memo_cap, 0, (nc - v->memo_cap) * sizeof(*nm));
@@ -604,7 +604,7 @@ static dta_status collect(vm *v, dtap_pkind kind, size_t from, dtap_pnode **out)
     dtap_pnode *x = new_node(v, kind, &st);
     if (!x) return st;
     size_t cnt = v->sp - from;
-    if (cnt > DTAP_PICKLE_MAX_CONTAINER) return limit_err(v, "container size", DTAP_PICKLE_MAX_CONTAINER);
+    if (cnt > DTA_MAX_PICKLE_CONTAINER) return limit_err(v, "container size", DTA_MAX_PICKLE_CONTAINER);
     if (cnt) {
         x->seq.v = arena_alloc(v->pk, cnt * sizeof(*x->seq.v));
         if (!x->seq.v) return nomem(v);
@@ -689,7 +689,7 @@ static dta_status run(vm *v, size_t *consumed)
             v->op_at = v->pos;
             return fmt_err(v, "stream ends without STOP");
         }
-        if (++v->ops > DTAP_PICKLE_MAX_OPS) return limit_err(v, "opcode count", DTAP_PICKLE_MAX_OPS);
+        if (++v->ops > DTA_MAX_PICKLE_OPS) return limit_err(v, "opcode count", DTA_MAX_PICKLE_OPS);
         v->op_at = v->pos;
         v->op = v->p[v->pos++];
         const unsigned char *b;
@@ -713,7 +713,7 @@ static dta_status run(vm *v, size_t *consumed)
             return DTA_OK;
         case '(': /* MARK */
             if (v->nmarks == v->mcap) {
-                if (v->mcap >= DTAP_PICKLE_MAX_MARKS) return limit_err(v, "MARK depth", DTAP_PICKLE_MAX_MARKS);
+                if (v->mcap >= DTA_MAX_PICKLE_MARKS) return limit_err(v, "MARK depth", DTA_MAX_PICKLE_MARKS);
                 size_t nc = v->mcap ? v->mcap * 2 : 16;
                 size_t *nm = realloc(v->marks, nc * sizeof(*nm));
                 if (!nm) return nomem(v);
@@ -782,7 +782,7 @@ static dta_status run(vm *v, size_t *consumed)
             if ((st = rd_bytes(v, 4, &b))) return st;
             int32_t l = (int32_t)(uint32_t)((uint32_t)b[0] | ((uint32_t)b[1] << 8) | ((uint32_t)b[2] << 16) | ((uint32_t)b[3] << 24));
             if (l < 0) return fmt_err(v, "negative LONG4 length");
-            if ((size_t)l > DTAP_PICKLE_MAX_STRING) return limit_err(v, "long length", DTAP_PICKLE_MAX_STRING);
+            if ((size_t)l > DTA_MAX_PICKLE_STRING) return limit_err(v, "long length", DTA_MAX_PICKLE_STRING);
             if ((st = rd_bytes(v, (size_t)l, &b))) return st;
             if (l == 0) {
                 if (!(x = new_node(v, DTAP_PK_INT, &st))) return st;
@@ -827,7 +827,7 @@ static dta_status run(vm *v, size_t *consumed)
             if ((st = rd_bytes(v, 4, &b))) return st;
             uint32_t l = (uint32_t)b[0] | ((uint32_t)b[1] << 8) | ((uint32_t)b[2] << 16) | ((uint32_t)b[3] << 24);
             if (v->op == 'T' && (l & 0x80000000u)) return fmt_err(v, "negative BINSTRING length");
-            if (l > DTAP_PICKLE_MAX_STRING) return limit_err(v, "string length", DTAP_PICKLE_MAX_STRING);
+            if (l > DTA_MAX_PICKLE_STRING) return limit_err(v, "string length", DTA_MAX_PICKLE_STRING);
             if ((st = rd_bytes(v, l, &b))) return st;
             if ((st = make_str(v, v->op == 'B' ? DTAP_PK_BYTES : DTAP_PK_STR, b, l, &x))) return st;
             goto push_x;
@@ -843,7 +843,7 @@ static dta_status run(vm *v, size_t *consumed)
             if ((st = rd_bytes(v, 8, &b))) return st;
             uint64_t l = 0;
             for (int i = 7; i >= 0; i--) l = (l << 8) | b[i];
-            if (l > DTAP_PICKLE_MAX_STRING) return limit_err(v, "string length", DTAP_PICKLE_MAX_STRING);
+            if (l > DTA_MAX_PICKLE_STRING) return limit_err(v, "string length", DTA_MAX_PICKLE_STRING);
             if ((st = rd_bytes(v, (size_t)l, &b))) return st;
             if ((st = make_str(v, v->op == 0x8d ? DTAP_PK_STR : DTAP_PK_BYTES, b, (size_t)l, &x))) return st;
             goto push_x;

@@ -17,16 +17,7 @@
 #include <stdint.h>
 
 #include "dtaudit/error.h"
-
-/* Caps (DTA_E_LIMIT when exceeded). */
-#define DTAP_PICKLE_MAX_OPS       (256u * 1024u * 1024u) /* opcodes per stream */
-#define DTAP_PICKLE_MAX_NODES     (32u * 1024u * 1024u)  /* objects per stream */
-#define DTAP_PICKLE_MAX_STACK     (1024u * 1024u)        /* stack depth */
-#define DTAP_PICKLE_MAX_MARKS     (64u * 1024u)          /* nested MARKs */
-#define DTAP_PICKLE_MAX_MEMO      (16u * 1024u * 1024u)  /* memo index (not count) */
-#define DTAP_PICKLE_MAX_CONTAINER (64u * 1024u * 1024u)  /* items per container */
-#define DTAP_PICKLE_MAX_STRING    (256u * 1024u * 1024u) /* bytes per str/bytes/long */
-#define DTAP_PICKLE_MAX_UNSAFE    4096u                  /* distinct unsafe globals kept */
+#include "dtaudit/limits.h" /* the VM's caps, DTA_MAX_PICKLE_* (DTA_E_LIMIT past them) */
 
 typedef enum {
     DTAP_PK_NONE = 0,

@@ -15,8 +15,6 @@
 #include "dtaudit/policy.h"
 #include "src.h"
 
-#define POLICY_MAX_GLOB 4096u
-
 int dta_severity_override_from_name(const char *s)
 {
     if (strcmp(s, "off") == 0)
@@ -71,13 +69,13 @@ static dta_status add_allow(pctx *c, const char *where, const char *glob, size_t
 {
     char q[96], msg[160];
     dta_allow a = {NULL, DTA_DTYPE_NONE};
-    if (c->p->nallow >= DTA_POLICY_MAX_RULES) {
-        snprintf(msg, sizeof msg, "more than %u allow rules", DTA_POLICY_MAX_RULES);
+    if (c->p->nallow >= DTA_MAX_POLICY_RULES) {
+        snprintf(msg, sizeof msg, "more than %u allow rules", DTA_MAX_POLICY_RULES);
         return dta_error_set(c->err, DTA_E_LIMIT, 0, "%s: %s: %s", c->name, where, msg);
     }
     if (glob_len == 0)
         return bad(c, where, "empty pattern");
-    if (glob_len > POLICY_MAX_GLOB)
+    if (glob_len > DTA_MAX_POLICY_GLOB)
         return bad(c, where, "pattern longer than 4096 bytes");
     if (dtype && strcmp(dtype, "*") != 0 && strcmp(dtype, "any") != 0) {
         a.dtype = dta_dtype_from_alias(dtype);
@@ -192,9 +190,9 @@ dta_status dta_policy_parse(const char *text, size_t n, const char *name, dta_po
     char q[96], msg[200];
 
     *out = NULL;
-    if (n > DTA_POLICY_MAX_BYTES)
+    if (n > DTA_MAX_POLICY_BYTES)
         return dta_error_set(err, DTA_E_LIMIT, 0, "%s: policy file larger than %u bytes",
-                             c.name, DTA_POLICY_MAX_BYTES);
+                             c.name, DTA_MAX_POLICY_BYTES);
     if (n == 0)
         return dta_error_set(err, DTA_E_FORMAT, 0, "%s: empty policy file", c.name);
     cJSON *doc = cJSON_ParseWithLengthOpts(text, n, &end, false);
@@ -303,12 +301,12 @@ dta_status dta_policy_load(const char *path, dta_policy **out, dta_error *err)
         dta_error_prefix(err, path);
         return st;
     }
-    if (src.size > DTA_POLICY_MAX_BYTES) {
+    if (src.size > DTA_MAX_POLICY_BYTES) {
         dtap_src_close(&src);
         return dta_error_set(err, DTA_E_LIMIT, 0, "%s: policy file larger than %u bytes", path,
-                             DTA_POLICY_MAX_BYTES);
+                             DTA_MAX_POLICY_BYTES);
     }
-    st = dtap_src_alloc_read(&src, 0, src.size, DTA_POLICY_MAX_BYTES, &text, err);
+    st = dtap_src_alloc_read(&src, 0, src.size, DTA_MAX_POLICY_BYTES, &text, err);
     dtap_src_close(&src);
     if (st != DTA_OK) {
         dta_error_prefix(err, path);

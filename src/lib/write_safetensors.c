@@ -14,8 +14,6 @@
 #include "src.h"
 #include "write_safetensors.h"
 
-#define ST_MAX_HEADER 100000000u /* the reference refuses larger headers too */
-
 typedef struct {
     char *p;
     size_t n, cap;
@@ -150,11 +148,11 @@ dta_status dtap_st_header(dtap_st_out *t, size_t n, const dta_kv *meta, size_t n
         return dta_error_set(err, DTA_E_NOMEM, ENOMEM, "out of memory building the header");
     }
     uint64_t hl = b.n - 8;
-    if (hl > ST_MAX_HEADER) {
+    if (hl > DTA_MAX_SAFETENSORS_HEADER) {
         free(b.p);
         return dta_error_set(err, DTA_E_LIMIT, 0,
-                             "safetensors header of %llu bytes exceeds the %u-byte limit",
-                             (unsigned long long)hl, ST_MAX_HEADER);
+                             "safetensors header of %llu bytes exceeds the %llu-byte limit",
+                             (unsigned long long)hl, (unsigned long long)DTA_MAX_SAFETENSORS_HEADER);
     }
     for (int i = 0; i < 8; i++)
         b.p[i] = (char)(hl >> (8 * i));

@@ -318,8 +318,8 @@ dta_status dtap_zipw_begin(dtap_zipw *z, const char *rel, uint64_t size, dta_err
     dta_status st = zw_state(z, false, err);
     if (st) return st;
     if (!rel || !*rel) return dta_error_set(err, DTA_E_ARG, 0, "zip writer: empty record name");
-    if (z->n >= DTAP_ZIPW_MAX_ENTRIES)
-        return dta_error_set(err, DTA_E_LIMIT, 0, "zip: more than %u records", DTAP_ZIPW_MAX_ENTRIES);
+    if (z->n >= DTA_MAX_WRITE_ZIP_ENTRIES)
+        return dta_error_set(err, DTA_E_LIMIT, 0, "zip: more than %u records", DTA_MAX_WRITE_ZIP_ENTRIES);
     for (size_t i = 0; i < z->n; i++) /* torch refuses duplicate names ("serialize file twice") */
         if (!strncmp(z->ents[i].name, z->prefix, strlen(z->prefix)) &&
             !strcmp(z->ents[i].name + strlen(z->prefix) + 1, rel))
@@ -645,9 +645,9 @@ static dtap_pnode *syn_global(emitter *e, const char *mod, const char *name)
 
 static dta_status out(emitter *e, const void *p, size_t n)
 {
-    if (n > DTAP_TZW_MAX_PICKLE - e->on)
+    if (n > DTA_MAX_WRITE_PICKLE - e->on)
         return dta_error_set(e->err, DTA_E_LIMIT, 0, "data.pkl would exceed the cap of %llu bytes",
-                             (unsigned long long)DTAP_TZW_MAX_PICKLE);
+                             (unsigned long long)DTA_MAX_WRITE_PICKLE);
     if (e->on + n > e->ocap) {
         size_t nc = e->ocap ? e->ocap : 4096;
         while (nc < e->on + n) nc *= 2;
@@ -1327,9 +1327,9 @@ static dta_status emit(emitter *e, const dtap_pnode *n)
     if (!n) return dta_error_set(e->err, DTA_E_FORMAT, 0, "data.pkl: missing object");
     uint32_t idx;
     if (memo_find(e, n, &idx)) return memo_get(e, idx);
-    if (e->depth >= DTAP_TZW_MAX_DEPTH)
+    if (e->depth >= DTA_MAX_WRITE_DEPTH)
         return dta_error_set(e->err, DTA_E_LIMIT, 0, "data.pkl: object nesting exceeds the cap of %u",
-                             DTAP_TZW_MAX_DEPTH);
+                             DTA_MAX_WRITE_DEPTH);
     e->depth++;
     dta_status st = emit_node(e, n);
     e->depth--;

@@ -39,10 +39,6 @@
 #include "dtaudit/model.h"
 #include "src.h"
 
-#define DTAP_ZIPW_MAX_ENTRIES 1000000u                 /* records per written archive */
-#define DTAP_TZW_MAX_PICKLE   (2048ull * 1024 * 1024)   /* bytes of the emitted data.pkl */
-#define DTAP_TZW_MAX_DEPTH    2000u                    /* object nesting while emitting */
-
 /* ---- reading ----------------------------------------------------------------------- */
 
 typedef struct dtap_torchzip dtap_torchzip;

@@ -9,11 +9,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "dtaudit/limits.h"
 #include "src.h"
-
-#define DTA_MAX_ZIP_ENTRIES  1000000u             /* entries per archive */
-#define DTA_MAX_ZIP_NAME     65535u               /* bytes per entry name (zip's own limit) */
-#define DTA_MAX_PICKLE_BYTES (1024ull * 1024 * 1024) /* data.pkl and other small records */
 
 #define DTAP_ZIP_STORED  0
 #define DTAP_ZIP_DEFLATE 8

@@ -11,8 +11,6 @@
 #include "pickle.h"
 #include "zipread.h"
 
-#define ST_MAX_HEADER 100000000ull /* format_safetensors.c (private there) */
-
 /* ---- safetensors ---------------------------------------------------------------------- */
 
 static unsigned char *st_buf(const char *header, size_t hlen, size_t pad_to, size_t data_len,
@@ -95,13 +93,13 @@ Test(limits, model_rank)
     dta_model_free(m);
 }
 
-/* A header of exactly ST_MAX_HEADER bytes ("{}" and spaces) is read; one byte more is
+/* A header of exactly DTA_MAX_SAFETENSORS_HEADER bytes ("{}" and spaces) is read; one byte more is
  * refused before anything is allocated. */
 Test(limits, safetensors_header_size)
 {
     dta_error err = {0};
     size_t n;
-    unsigned char *buf = st_buf("{}", 2, (size_t)ST_MAX_HEADER, 0, &n);
+    unsigned char *buf = st_buf("{}", 2, (size_t)DTA_MAX_SAFETENSORS_HEADER, 0, &n);
     dta_model *m = NULL;
     cr_assert_eq(st_read(buf, n, &m, &err), DTA_OK, "%s", err.msg);
     cr_assert_eq(m->ntensors, 0);
@@ -109,7 +107,7 @@ Test(limits, safetensors_header_size)
     free(buf);
 
     unsigned char small[64] = {0};
-    uint64_t h = ST_MAX_HEADER + 1;
+    uint64_t h = DTA_MAX_SAFETENSORS_HEADER + 1;
     for (int i = 0; i < 8; i++) small[i] = (unsigned char)(h >> (8 * i));
     memcpy(small + 8, "{}", 2);
     dtap_src src;
@@ -118,7 +116,7 @@ Test(limits, safetensors_header_size)
     cr_assert_eq(dtap_safetensors_open(&src, m, &err), DTA_E_LIMIT);
     cr_assert(strstr(err.msg, "limit"), "%s", err.msg);
     /* the same length in a file too short for it is a format error, not the cap */
-    h = ST_MAX_HEADER;
+    h = DTA_MAX_SAFETENSORS_HEADER;
     for (int i = 0; i < 8; i++) small[i] = (unsigned char)(h >> (8 * i));
     cr_assert_eq(dtap_safetensors_open(&src, m, &err), DTA_E_FORMAT);
     dta_model_free(m);
@@ -152,8 +150,8 @@ static dta_status pk_marks(size_t k, dta_error *err)
 Test(limits, pickle_marks)
 {
     dta_error err = {0};
-    cr_assert_eq(pk_marks(DTAP_PICKLE_MAX_MARKS, &err), DTA_OK, "%s", err.msg);
-    cr_assert_eq(pk_marks(DTAP_PICKLE_MAX_MARKS + 1, &err), DTA_E_LIMIT);
+    cr_assert_eq(pk_marks(DTA_MAX_PICKLE_MARKS, &err), DTA_OK, "%s", err.msg);
+    cr_assert_eq(pk_marks(DTA_MAX_PICKLE_MARKS + 1, &err), DTA_E_LIMIT);
     cr_assert(strstr(err.msg, "MARK"), "%s", err.msg);
 }
 
@@ -174,8 +172,8 @@ static dta_status pk_stack(size_t k, dta_error *err)
 Test(limits, pickle_stack)
 {
     dta_error err = {0};
-    cr_assert_eq(pk_stack(DTAP_PICKLE_MAX_STACK, &err), DTA_OK, "%s", err.msg);
-    cr_assert_eq(pk_stack(DTAP_PICKLE_MAX_STACK + 1, &err), DTA_E_LIMIT);
+    cr_assert_eq(pk_stack(DTA_MAX_PICKLE_STACK, &err), DTA_OK, "%s", err.msg);
+    cr_assert_eq(pk_stack(DTA_MAX_PICKLE_STACK + 1, &err), DTA_E_LIMIT);
     cr_assert(strstr(err.msg, "stack depth"), "%s", err.msg);
 }
 
@@ -189,8 +187,8 @@ static dta_status pk_memo(uint32_t idx, dta_error *err)
 Test(limits, pickle_memo_index)
 {
     dta_error err = {0};
-    cr_assert_eq(pk_memo(DTAP_PICKLE_MAX_MEMO - 1, &err), DTA_OK, "%s", err.msg);
-    cr_assert_eq(pk_memo(DTAP_PICKLE_MAX_MEMO, &err), DTA_E_LIMIT);
+    cr_assert_eq(pk_memo(DTA_MAX_PICKLE_MEMO - 1, &err), DTA_OK, "%s", err.msg);
+    cr_assert_eq(pk_memo(DTA_MAX_PICKLE_MEMO, &err), DTA_E_LIMIT);
     cr_assert(strstr(err.msg, "memo index"), "%s", err.msg);
 }
 
@@ -211,17 +209,17 @@ Test(limits, pickle_string_len)
     dta_error err = {0};
     static const unsigned char ops4[] = {'X', 'B', 'T', 0x8b};
     for (size_t i = 0; i < sizeof ops4; i++) {
-        cr_assert_eq(pk_len(ops4[i], DTAP_PICKLE_MAX_STRING, 4, &err), DTA_E_FORMAT,
+        cr_assert_eq(pk_len(ops4[i], DTA_MAX_PICKLE_STRING, 4, &err), DTA_E_FORMAT,
                      "op 0x%02x: %s", ops4[i], err.msg);
         cr_assert(strstr(err.msg, "truncated"), "%s", err.msg);
-        cr_assert_eq(pk_len(ops4[i], DTAP_PICKLE_MAX_STRING + 1ull, 4, &err), DTA_E_LIMIT,
+        cr_assert_eq(pk_len(ops4[i], DTA_MAX_PICKLE_STRING + 1ull, 4, &err), DTA_E_LIMIT,
                      "op 0x%02x", ops4[i]);
     }
     static const unsigned char ops8[] = {0x8d, 0x8e, 0x96};
     for (size_t i = 0; i < sizeof ops8; i++) {
-        cr_assert_eq(pk_len(ops8[i], DTAP_PICKLE_MAX_STRING, 8, &err), DTA_E_FORMAT,
+        cr_assert_eq(pk_len(ops8[i], DTA_MAX_PICKLE_STRING, 8, &err), DTA_E_FORMAT,
                      "op 0x%02x: %s", ops8[i], err.msg);
-        cr_assert_eq(pk_len(ops8[i], DTAP_PICKLE_MAX_STRING + 1ull, 8, &err), DTA_E_LIMIT,
+        cr_assert_eq(pk_len(ops8[i], DTA_MAX_PICKLE_STRING + 1ull, 8, &err), DTA_E_LIMIT,
                      "op 0x%02x", ops8[i]);
     }
 }

@@ -174,7 +174,7 @@ Test(pickle, caps_return_limit)
     cr_assert_eq(STATUS("\x80\x02K\x01r\xff\xff\xff\xff.", &e), DTA_E_LIMIT); /* memo index */
     cr_assert_eq(STATUS("\x80\x02X\xff\xff\xff\x7f.", &e), DTA_E_LIMIT);     /* string length */
     /* MARK depth */
-    size_t n = DTAP_PICKLE_MAX_MARKS + 10;
+    size_t n = DTA_MAX_PICKLE_MARKS + 10;
     char *p = malloc(n + 3);
     cr_assert_not_null(p);
     p[0] = '\x80';
@@ -184,7 +184,7 @@ Test(pickle, caps_return_limit)
     cr_assert_eq(load_st(p, n + 3, &e), DTA_E_LIMIT);
     /* stack depth */
     free(p);
-    n = DTAP_PICKLE_MAX_STACK + 10;
+    n = DTA_MAX_PICKLE_STACK + 10;
     p = malloc(n + 3);
     cr_assert_not_null(p);
     p[0] = '\x80';
