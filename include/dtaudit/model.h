@@ -99,6 +99,8 @@ typedef struct dta_model {
     dta_adapter *adapter; /* PEFT adapter_config.json of a directory, NULL if none */
     /* private */
     size_t cap_files, cap_tensors, cap_storages, cap_notes, cap_metadata;
+    void *arena;          /* tensor names, roots, shapes and strides (model.c) */
+    const char *last_root; /* the root most recently stored in the arena, shared */
 } dta_model;
 
 /* Detects the format from content and reads headers only. */

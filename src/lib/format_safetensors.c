@@ -23,7 +23,9 @@ typedef struct {
     size_t name_len;
     dta_dtype dtype;
     int rank;
-    uint64_t shape[DTA_MAX_RANK];
+    uint64_t *shape;  /* rank dims: a scratch array while parsing, then in the shared pool */
+    size_t shape_at;  /* index of the dims in the pool (one array for every entry, so an
+                       * entry costs ~48 bytes, not the 512 of a DTA_MAX_RANK array) */
     uint64_t begin, end;
 } st_entry;
 
@@ -666,6 +668,8 @@ dta_status dtap_safetensors_open(const dtap_src *src, dta_model *m, dta_error *e
     unsigned char lenbuf[8], *hdr = NULL;
     st_entry *ents = NULL;
     size_t n = 0, cap = 0;
+    uint64_t scratch[DTA_MAX_RANK], *pool = NULL;
+    size_t npool = 0, cappool = 0;
     bool have_meta = false;
     dta_status st;
     uint64_t hlen;
@@ -746,8 +750,25 @@ dta_status dtap_safetensors_open(const dtap_src *src, dta_model *m, dta_error *e
                 e->name = key;
                 e->name_len = klen;
                 e->dtype = DTA_DTYPE_NONE;
+                e->shape = scratch;
                 if ((st = parse_entry(&j, e)) != DTA_OK)
                     goto out;
+                if (cappool - npool < (size_t)e->rank) {
+                    size_t ncap = cappool ? cappool * 2 : 256;
+                    while (ncap - npool < (size_t)e->rank)
+                        ncap *= 2;
+                    uint64_t *p = realloc(pool, ncap * sizeof *p);
+                    if (!p) {
+                        st = dta_error_set(err, DTA_E_NOMEM, ENOMEM, "out of memory");
+                        goto out;
+                    }
+                    pool = p;
+                    cappool = ncap;
+                }
+                if (e->rank)
+                    memcpy(pool + npool, scratch, sizeof *pool * (size_t)e->rank);
+                e->shape_at = npool;
+                npool += (size_t)e->rank;
             }
             if (peek(&j) == ',') {
                 j.p++;
@@ -767,11 +788,16 @@ dta_status dtap_safetensors_open(const dtap_src *src, dta_model *m, dta_error *e
                             : "trailing characters after the header JSON");
         goto out;
     }
+    free(hdr); /* the entries hold copies: do not keep both alive while the model grows */
+    hdr = NULL;
+    for (size_t i = 0; i < n; i++)
+        ents[i].shape = pool + ents[i].shape_at;
     st = validate_and_add(src, m, ents, n, hlen, err);
 out:
     for (size_t i = 0; i < n; i++)
         free(ents[i].name);
     free(ents);
+    free(pool);
     free(hdr);
     return st;
 }

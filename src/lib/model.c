@@ -2,6 +2,7 @@
 #define _POSIX_C_SOURCE 200809L
 #include <errno.h>
 #include <fnmatch.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -27,9 +28,56 @@ static dta_status grow(void **arr, size_t *cap, size_t n, size_t elem, size_t ma
     return DTA_OK;
 }
 
-static char *dupn(const char *s, size_t n)
+/* Tensor names, roots, shapes and strides live in an arena of large chunks freed with the
+ * model: a million tensors then cost their bytes, not a million small mallocs with their
+ * headers and alignment (a safetensors header near its 100 MB cap must parse in a few
+ * times its size). */
+typedef struct arena_chunk {
+    struct arena_chunk *next;
+    size_t used, cap;
+    max_align_t data[];
+} arena_chunk;
+
+#define ARENA_CHUNK (1u << 20)
+
+static void *arena_alloc(dta_model *m, size_t n, size_t align)
 {
-    char *p = malloc(n + 1);
+    arena_chunk *c = m->arena;
+    if (c) {
+        size_t at = (c->used + align - 1) & ~(align - 1);
+        if (at <= c->cap && n <= c->cap - at) {
+            c->used = at + n;
+            return (char *)c->data + at;
+        }
+    }
+    size_t cap = n > ARENA_CHUNK / 4 ? n : ARENA_CHUNK - sizeof *c;
+    arena_chunk *nc = malloc(sizeof *nc + cap);
+    if (!nc)
+        return NULL;
+    nc->cap = cap;
+    nc->used = n;
+    if (c && n > ARENA_CHUNK / 4) { /* a big item: keep filling the current chunk */
+        nc->next = c->next;
+        c->next = nc;
+    } else {
+        nc->next = c;
+        m->arena = nc;
+    }
+    return nc->data;
+}
+
+static void arena_free(dta_model *m)
+{
+    for (arena_chunk *c = m->arena, *next; c; c = next) {
+        next = c->next;
+        free(c);
+    }
+    m->arena = NULL;
+}
+
+static char *arena_dupn(dta_model *m, const char *s, size_t n)
+{
+    char *p = arena_alloc(m, n + 1, 1);
     if (p) {
         memcpy(p, s, n);
         p[n] = 0;
@@ -172,18 +220,17 @@ dta_status dtap_model_add_tensor(dta_model *m, const char *name, size_t name_len
 
     dta_tensor *t = &m->tensors[m->ntensors];
     memset(t, 0, sizeof *t);
-    t->name = dupn(name, name_len);
-    t->root = strdup(root ? root : "");
-    t->shape = malloc(sizeof(uint64_t) * (size_t)(rank ? rank : 1));
+    if (!root)
+        root = "";
+    if (!m->last_root || strcmp(m->last_root, root) != 0)
+        m->last_root = arena_dupn(m, root, strlen(root));
+    t->root = (char *)m->last_root;
+    t->name = arena_dupn(m, name, name_len);
+    t->shape = arena_alloc(m, sizeof(uint64_t) * (size_t)(rank ? rank : 1), sizeof(uint64_t));
     if (stride)
-        t->stride = malloc(sizeof(int64_t) * (size_t)(rank ? rank : 1));
-    if (!t->name || !t->root || !t->shape || (stride && !t->stride)) {
-        free(t->name);
-        free(t->root);
-        free(t->shape);
-        free(t->stride);
+        t->stride = arena_alloc(m, sizeof(int64_t) * (size_t)(rank ? rank : 1), sizeof(int64_t));
+    if (!t->name || !t->root || !t->shape || (stride && !t->stride))
         return dta_error_set(err, DTA_E_NOMEM, ENOMEM, "out of memory");
-    }
     if (rank)
         memcpy(t->shape, shape, sizeof(uint64_t) * (size_t)rank);
     if (stride && rank)
@@ -278,12 +325,7 @@ void dta_model_free(dta_model *m)
         return;
     for (size_t i = 0; i < m->nfiles; i++)
         free(m->files[i].path);
-    for (size_t i = 0; i < m->ntensors; i++) {
-        free(m->tensors[i].name);
-        free(m->tensors[i].root);
-        free(m->tensors[i].shape);
-        free(m->tensors[i].stride);
-    }
+    arena_free(m); /* tensor names, roots, shapes, strides */
     for (size_t i = 0; i < m->nstorages; i++)
         free(m->storages[i].key);
     for (size_t i = 0; i < m->nnotes; i++) {
