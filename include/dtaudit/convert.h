@@ -137,6 +137,7 @@ typedef struct {
     dta_verify_stats total;
     size_t tensors, tensors_bad, missing, extra, shape_changed;
     char *first_bad;             /* name of the first mismatching tensor, or NULL */
+    char *first_missing;         /* name of the first source tensor missing, or NULL */
 } dta_verify_result;
 
 dta_status dta_verify_checkpoints(const char *source, const char *converted,

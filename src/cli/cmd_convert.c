@@ -276,6 +276,11 @@ int cmd_verify(cli_options *o)
             json_str(stdout, v.first_bad);
         else
             fputs("null", stdout);
+        fputs(",\n  \"first_missing\": ", stdout);
+        if (v.first_missing)
+            json_str(stdout, v.first_missing);
+        else
+            fputs("null", stdout);
         fputs("\n}\n", stdout);
     } else if (o->verbosity >= 0 || !ok) {
         printf("%s: %zu tensors compared, %llu elements; %llu mismatches, %llu non-finite values "
@@ -290,10 +295,12 @@ int cmd_verify(cli_options *o)
         if (v.shape_changed)
             printf("  %zu tensors changed shape\n", v.shape_changed);
         if (v.missing)
-            printf("  %zu source tensors are missing from the converted checkpoint\n", v.missing);
+            printf("  %zu source tensors are missing from the converted checkpoint (first: %s)\n",
+                   v.missing, v.first_missing ? v.first_missing : "-");
         if (v.extra)
             printf("  %zu converted tensors have no source\n", v.extra);
     }
     free(v.first_bad);
+    free(v.first_missing);
     return ok ? 0 : 1;
 }

@@ -1,5 +1,7 @@
 /* dtaudit: command dispatch, exit status. The library does the work; this file owns I/O. */
 #define _POSIX_C_SOURCE 200809L
+#include <errno.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -102,11 +104,7 @@ static int run_inspect(cli_options *o)
     free(in);
     dta_report_free(base_report);
     dta_model_free(base_model);
-    if (fflush(stdout) != 0 && status == 0) {
-        fputs("dtaudit: error writing output\n", stderr);
-        status = 2;
-    }
-    return status;
+    return status; /* a failed write of the report is caught in main (output_status) */
 }
 
 /* --policy FILE: the file's settings under the command line's. The allow list is the
@@ -143,6 +141,20 @@ static int apply_policy(cli_options *o, dta_policy **pol, dta_allow **merged)
     return -1;
 }
 
+/* The report is the product: when it could not be written whole (disk full, closed pipe)
+ * the run failed, whatever it found: exit 2 with one line, for every command and format. */
+static int output_status(int rc)
+{
+    errno = 0;
+    int bad = fflush(stdout) != 0;
+    int e = errno;
+    if (!bad && !ferror(stdout))
+        return rc;
+    fprintf(stderr, "dtaudit: cannot write the report to standard output%s%s\n", e ? ": " : "",
+            e ? strerror(e) : "");
+    return 2;
+}
+
 int main(int argc, char **argv)
 {
     cli_options o;
@@ -154,6 +166,7 @@ int main(int argc, char **argv)
 
     static char outbuf[1 << 16]; /* reports are large: fewer write calls */
     setvbuf(stdout, outbuf, _IOFBF, sizeof outbuf);
+    signal(SIGPIPE, SIG_IGN); /* a closed pipe is a write error (EPIPE), reported as one */
     if (argc < 2) {
         cli_usage(stderr, 0);
         return 2;
@@ -161,11 +174,11 @@ int main(int argc, char **argv)
     const char *cmd = argv[1];
     if (strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0 || strcmp(cmd, "help") == 0) {
         cli_usage(stdout, 0);
-        return 0;
+        return output_status(0);
     }
     if (strcmp(cmd, "--version") == 0 || strcmp(cmd, "-V") == 0) {
         cli_version(stdout);
-        return 0;
+        return output_status(0);
     }
     if (strcmp(cmd, "scan") == 0)
         o.command = CMD_SCAN;
@@ -204,5 +217,5 @@ int main(int argc, char **argv)
     free(merged);
     dta_policy_free(pol);
     cli_options_free(&o);
-    return rc;
+    return output_status(rc);
 }

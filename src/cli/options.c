@@ -237,6 +237,8 @@ int cli_parse(int argc, char **argv, cli_options *o)
             o->output = arg;
         } else if (strcmp(t->name, "only") == 0 || strcmp(t->name, "keep") == 0) {
             bool only = t->name[0] == 'o';
+            if (!*arg) /* an empty glob matches nothing: the run would convert nothing */
+                return usage_error("--%s: empty pattern", only ? "only" : "keep");
             char ***v = only ? &o->only : &o->keep;
             size_t *nv = only ? &o->nonly : &o->nkeep;
             char **p = realloc(*v, (*nv + 1) * sizeof *p);

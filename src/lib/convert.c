@@ -25,6 +25,7 @@
 #include "dtaudit/convert.h"
 #include "format.h"
 #include "model_build.h"
+#include "publish.h"
 #include "write_safetensors.h"
 #include "write_torchzip.h"
 
@@ -40,6 +41,7 @@ typedef struct {
     int fd;                  /* input file being read */
     const char *path;
     bool cuda;               /* kernels run on the GPU (backend.h) */
+    bool *only_hit;          /* per --only glob: it named a tensor of the input */
 } job;
 
 typedef dta_status (*convert_fn)(dta_dtype, dta_dtype, const void *, void *, size_t,
@@ -118,8 +120,11 @@ static void progress(job *j, uint64_t n)
 
 /* ---- selection ---------------------------------------------------------------------- */
 
-static bool selected(const dta_convert_options *o, const dta_tensor *t)
+static bool selected(const dta_convert_options *o, const dta_tensor *t, bool *only_hit)
 {
+    for (size_t i = 0; i < o->nonly && only_hit; i++)
+        if (!only_hit[i] && dtap_name_matches(o->only[i], t->name))
+            only_hit[i] = true;
     if (!dta_convert_supported(t->dtype, o->to) || t->dtype == o->to ||
         !dta_dtype_is_float(t->dtype))
         return false;
@@ -135,8 +140,8 @@ static bool selected(const dta_convert_options *o, const dta_tensor *t)
 
 /* new_dtype[s] for every storage: the target when every tensor viewing it is selected.
  * A storage whose views disagree cannot be half converted: refuse, naming them. */
-static dta_status plan(const dta_model *m, const dta_convert_options *o, dta_dtype **out,
-                       dta_error *err)
+static dta_status plan(const dta_model *m, const dta_convert_options *o, bool *only_hit,
+                       dta_dtype **out, dta_error *err)
 {
     dta_dtype *nd = calloc(m->nstorages ? m->nstorages : 1, sizeof *nd);
     signed char *vote = calloc(m->nstorages ? m->nstorages : 1, 1); /* 0 none, 1 yes, 2 no */
@@ -153,7 +158,7 @@ static dta_status plan(const dta_model *m, const dta_convert_options *o, dta_dty
         const dta_tensor *t = &m->tensors[i];
         if (t->storage == SIZE_MAX)
             continue;
-        signed char v = selected(o, t) ? 1 : 2;
+        signed char v = selected(o, t, only_hit) ? 1 : 2;
         if (vote[t->storage] == 0) {
             vote[t->storage] = v;
             first[t->storage] = i;
@@ -317,219 +322,6 @@ static dta_status stream_tensor(job *j, const dta_model *m, const dta_tensor *t,
     free(g);
     free(o);
     return r;
-}
-
-/* ---- temporary output, atomic publish ------------------------------------------------ */
-
-typedef struct {
-    char final[PATH_MAX];
-    char tmp[PATH_MAX + 64];
-    char dir[PATH_MAX];
-    int fd;      /* temp file (or the lock file of a temp directory) */
-    bool is_dir;
-} target;
-
-static void split_path(const char *p, char *dir, size_t dcap, const char **base)
-{
-    const char *slash = strrchr(p, '/');
-    if (!slash) {
-        snprintf(dir, dcap, ".");
-        *base = p;
-    } else if (slash == p) {
-        snprintf(dir, dcap, "/");
-        *base = p + 1;
-    } else {
-        snprintf(dir, dcap, "%.*s", (int)(slash - p), p);
-        *base = slash + 1;
-    }
-}
-
-static void remove_tree(const char *path)
-{
-    DIR *d = opendir(path);
-    if (d) {
-        struct dirent *e;
-        char sub[PATH_MAX];
-        while ((e = readdir(d))) {
-            if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))
-                continue;
-            struct stat st;
-            if (!fmt_path(sub, sizeof sub, "%s/%s", path, e->d_name))
-                continue;
-            if (lstat(sub, &st) == 0 && S_ISDIR(st.st_mode))
-                remove_tree(sub);
-            else
-                unlink(sub);
-        }
-        closedir(d);
-        rmdir(path);
-    } else {
-        unlink(path);
-    }
-}
-
-/* Removes ".BASE.dtaudit-*" leftovers of runs that died (nobody holds their lock). */
-static void clean_leftovers(const char *dir, const char *base)
-{
-    char prefix[NAME_MAX + 32], path[PATH_MAX + NAME_MAX + 2];
-    if (!fmt_path(prefix, sizeof prefix, ".%s.dtaudit-", base))
-        return;
-    DIR *d = opendir(dir);
-    if (!d)
-        return;
-    struct dirent *e;
-    while ((e = readdir(d))) {
-        if (strncmp(e->d_name, prefix, strlen(prefix)) != 0)
-            continue;
-        struct stat st;
-        if (!fmt_path(path, sizeof path, "%s/%s", dir, e->d_name) || lstat(path, &st) != 0)
-            continue;
-        char lockp[sizeof path + 16];
-        if (!fmt_path(lockp, sizeof lockp, "%s%s", path, S_ISDIR(st.st_mode) ? "/.dtaudit-lock" : ""))
-            continue;
-        int fd = open(lockp, O_RDONLY | O_CLOEXEC);
-        if (fd < 0) {
-            if (S_ISDIR(st.st_mode))
-                remove_tree(path); /* never locked: died while creating it */
-            continue;
-        }
-        if (flock(fd, LOCK_EX | LOCK_NB) == 0)
-            remove_tree(path);
-        close(fd);
-    }
-    closedir(d);
-}
-
-static dta_status target_open(target *t, const char *out, bool is_dir, bool force,
-                              const char *in, dta_error *err)
-{
-    const char *base;
-    struct stat so, si;
-    memset(t, 0, sizeof *t);
-    t->fd = -1;
-    t->is_dir = is_dir;
-    if (strlen(out) >= PATH_MAX - 64)
-        return dta_error_set(err, DTA_E_ARG, 0, "%s: output path too long", out);
-    snprintf(t->final, sizeof t->final, "%s", out);
-    /* strip trailing slashes of a directory output */
-    for (size_t n = strlen(t->final); n > 1 && t->final[n - 1] == '/'; n--)
-        t->final[n - 1] = 0;
-    split_path(t->final, t->dir, sizeof t->dir, &base);
-    if (!*base || !strcmp(base, ".") || !strcmp(base, ".."))
-        return dta_error_set(err, DTA_E_ARG, 0, "%s: not a usable output name", out);
-    if (stat(in, &si) == 0 && stat(t->final, &so) == 0 && si.st_dev == so.st_dev &&
-        si.st_ino == so.st_ino)
-        return dta_error_set(err, DTA_E_ARG, 0,
-                             "%s: the output is the input; write elsewhere (dtaudit never "
-                             "modifies its input)",
-                             out);
-    if (lstat(t->final, &so) == 0 && !force)
-        return dta_error_set(err, DTA_E_ARG, EEXIST, "%s: exists; use --force to replace it",
-                             out);
-    if (lstat(t->final, &so) == 0 && force && S_ISDIR(so.st_mode) != is_dir)
-        return dta_error_set(err, DTA_E_ARG, 0, "%s: exists and is %s; not replaced", out,
-                             S_ISDIR(so.st_mode) ? "a directory" : "not a directory");
-    clean_leftovers(t->dir, base);
-    if (!fmt_path(t->tmp, sizeof t->tmp, "%s/.%s.dtaudit-XXXXXX", t->dir, base))
-        return dta_error_set(err, DTA_E_ARG, 0, "%s: output path too long", out);
-    if (is_dir) {
-        if (!mkdtemp(t->tmp))
-            return dta_error_set(err, DTA_E_IO, errno, "%s: cannot create a temporary "
-                                 "directory: %s", t->dir, strerror(errno));
-        char lockp[PATH_MAX + 96];
-        snprintf(lockp, sizeof lockp, "%s/.dtaudit-lock", t->tmp);
-        t->fd = open(lockp, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-    } else {
-        t->fd = mkostemp(t->tmp, O_CLOEXEC);
-    }
-    if (t->fd < 0) {
-        int e = errno;
-        if (is_dir)
-            remove_tree(t->tmp);
-        return dta_error_set(err, DTA_E_IO, e, "%s: cannot create a temporary file: %s",
-                             t->dir, strerror(e));
-    }
-    flock(t->fd, LOCK_EX); /* held until published or removed: see clean_leftovers */
-    /* mkstemp/mkdtemp create private entries; the result gets the usual umask mode */
-    mode_t mask = umask(0);
-    umask(mask);
-    if (is_dir)
-        chmod(t->tmp, 0777 & ~mask);
-    else
-        fchmod(t->fd, 0666 & ~mask);
-    return DTA_OK;
-}
-
-static void target_abort(target *t)
-{
-    if (t->tmp[0]) {
-        if (t->is_dir)
-            remove_tree(t->tmp);
-        else
-            unlink(t->tmp);
-    }
-    if (t->fd >= 0)
-        close(t->fd);
-    t->fd = -1;
-    t->tmp[0] = 0;
-}
-
-static dta_status fsync_path(const char *p, dta_error *err)
-{
-    int fd = open(p, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return dta_error_set(err, DTA_E_IO, errno, "%s: cannot open to sync: %s", p,
-                             strerror(errno));
-    int r = fsync(fd);
-    int e = errno;
-    close(fd);
-    /* directories on some filesystems refuse fsync; the data files were synced already */
-    if (r != 0 && e != EINVAL && e != EROFS)
-        return dta_error_set(err, DTA_E_IO, e, "%s: fsync failed: %s", p, strerror(e));
-    return DTA_OK;
-}
-
-static dta_status target_publish(target *t, dta_error *err)
-{
-    dta_status st = DTA_OK;
-    if (!t->is_dir && fsync(t->fd) != 0)
-        st = dta_error_set(err, DTA_E_IO, errno, "%s: fsync failed: %s", t->tmp,
-                           strerror(errno));
-    if (st == DTA_OK && t->is_dir) {
-        char lockp[PATH_MAX + 96];
-        snprintf(lockp, sizeof lockp, "%s/.dtaudit-lock", t->tmp);
-        unlink(lockp);
-        st = fsync_path(t->tmp, err);
-    }
-    if (st == DTA_OK) {
-        struct stat so;
-        if (t->is_dir && lstat(t->final, &so) == 0) {
-            /* a directory cannot be renamed over a non-empty one: move the old aside */
-            char old[PATH_MAX + 96];
-            snprintf(old, sizeof old, "%s.old", t->tmp);
-            if (rename(t->final, old) != 0)
-                st = dta_error_set(err, DTA_E_IO, errno, "%s: cannot replace: %s", t->final,
-                                   strerror(errno));
-            else if (rename(t->tmp, t->final) != 0) {
-                st = dta_error_set(err, DTA_E_IO, errno, "%s: rename failed: %s", t->final,
-                                   strerror(errno));
-                rename(old, t->final);
-            } else {
-                remove_tree(old);
-            }
-        } else if (rename(t->tmp, t->final) != 0) {
-            st = dta_error_set(err, DTA_E_IO, errno, "%s: rename failed: %s", t->final,
-                               strerror(errno));
-        }
-    }
-    if (st != DTA_OK) {
-        target_abort(t);
-        return st;
-    }
-    t->tmp[0] = 0;
-    close(t->fd);
-    t->fd = -1;
-    return fsync_path(t->dir, err);
 }
 
 /* ---- safetensors output ---------------------------------------------------------------- */
@@ -714,7 +506,7 @@ static dta_status convert_file(job *j, const char *in, int fd, const char *path,
                            "--out-format safetensors");
         goto out;
     }
-    if ((st = plan(m, j->o, &nd, j->err)) != DTA_OK)
+    if ((st = plan(m, j->o, j->only_hit, &nd, j->err)) != DTA_OK)
         goto out;
     j->res->tensors += m->ntensors;
     j->total += output_bytes(m, nd, of == DTA_OUT_SAFETENSORS);
@@ -1041,7 +833,7 @@ dta_status dta_convert_checkpoint(const char *in, const char *out, const dta_con
                                   dta_convert_result **res, dta_error *err)
 {
     job j;
-    target t;
+    dtap_target t;
     struct stat sb;
     dta_status st;
     *res = NULL;
@@ -1063,18 +855,29 @@ dta_status dta_convert_checkpoint(const char *in, const char *out, const dta_con
     if (j.chunk < 64)
         j.chunk = 64;
     j.res = calloc(1, sizeof *j.res);
+    j.only_hit = calloc(o->nonly ? o->nonly : 1, sizeof *j.only_hit);
     j.in = malloc(j.chunk);
     j.out = malloc(j.chunk * 2); /* the target may be wider than the source (bf16 -> f32) */
-    if (!j.res || !j.in || !j.out) {
+    if (!j.res || !j.in || !j.out || !j.only_hit) {
+        free(j.only_hit);
         free(j.in);
         free(j.out);
         free(j.res);
         return dta_error_set(err, DTA_E_NOMEM, ENOMEM, "out of memory");
     }
-    st = target_open(&t, out, tree, o->force, in, err);
+    st = dtap_target_open(&t, out, tree, tree && !S_ISDIR(sb.st_mode), o->force, in, err);
+    char tmpname[sizeof t.tmp]; /* for error messages: named as OUT, see below */
+    snprintf(tmpname, sizeof tmpname, "%s", t.tmp);
     const char *fmt = "?";
     if (st == DTA_OK)
         st = tree ? convert_tree(&j, in, t.tmp, &fmt) : convert_file(&j, in, t.fd, t.tmp, &fmt);
+    /* a glob that names nothing is a mistake (a typo, or ''): the run would convert less
+     * than asked, silently */
+    for (size_t i = 0; i < o->nonly && st == DTA_OK; i++)
+        if (!j.only_hit[i])
+            st = dta_error_set(err, DTA_E_ARG, 0,
+                               "%s: --only '%.200s' matches no tensor; nothing written", in,
+                               o->only[i]);
     if (st == DTA_OK && o->overflow == DTA_OVERFLOW_ERROR && j.res->stats.overflow > 0)
         j.res->refused = true;
     if (st == DTA_OK && !j.res->refused && o->verify) {
@@ -1093,14 +896,18 @@ dta_status dta_convert_checkpoint(const char *in, const char *out, const dta_con
                                    out, vr.tensors_bad, vr.first_bad ? vr.first_bad : "-",
                                    vr.missing, vr.extra);
             free(vr.first_bad);
+            free(vr.first_missing);
         }
     }
     if (st == DTA_OK && !j.res->refused)
-        st = target_publish(&t, err);
+        st = dtap_target_publish(&t, err);
     else if (t.tmp[0] || t.fd >= 0)
-        target_abort(&t);
+        dtap_target_abort(&t);
+    if (st != DTA_OK)
+        dtap_target_name_final(&t, tmpname, err);
     free(j.in);
     free(j.out);
+    free(j.only_hit);
     if (st != DTA_OK) {
         dta_convert_result_free(j.res);
         return st;
@@ -1208,6 +1015,49 @@ static const char *meta_value(const dta_model *m, const char *key)
     return NULL;
 }
 
+/* Compares source tensor ta with converted tensor tb into res (tensors, tensors_bad,
+ * shape_changed, totals, first_bad). */
+static dta_status compare_pair(reader *ra, reader *rb, const dta_tensor *ta,
+                               const dta_tensor *tb, dta_overflow_mode mode, bool cuda,
+                               unsigned char *ba, unsigned char *bb, size_t chunk,
+                               dta_verify_result *res, dta_error *err)
+{
+    dta_status st = DTA_OK;
+    res->tensors++;
+    bool shape_ok = ta->rank == tb->rank;
+    for (int k = 0; shape_ok && k < ta->rank; k++)
+        shape_ok = ta->shape[k] == tb->shape[k];
+    bool bad = !shape_ok || ta->meta != tb->meta ||
+               (ta->dtype != tb->dtype && !dta_convert_supported(ta->dtype, tb->dtype));
+    if (!shape_ok)
+        res->shape_changed++;
+    dta_verify_stats vs = {0};
+    for (uint64_t e = 0; !bad && !ta->meta && e < ta->numel && st == DTA_OK; e += chunk) {
+        size_t k = ta->numel - e < chunk ? (size_t)(ta->numel - e) : chunk;
+        if ((st = read_elems(ra, ta, e, k, ba, err)) == DTA_OK &&
+            (st = read_elems(rb, tb, e, k, bb, err)) == DTA_OK)
+            st = (cuda ? (verify_fn)dta_verify_cuda : dta_verify)(ta->dtype, tb->dtype, ba, bb, k,
+                                                                 mode, &vs, err);
+    }
+    /* inf from overflow is the exact conversion under --on-overflow inf: reported in
+     * nonfinite_added, a failure only when the bytes differ */
+    if (vs.mismatches)
+        bad = true;
+    res->total.elements += vs.elements;
+    res->total.mismatches += vs.mismatches;
+    res->total.nonfinite_added += vs.nonfinite_added;
+    if (vs.max_abs_err > res->total.max_abs_err)
+        res->total.max_abs_err = vs.max_abs_err;
+    if (vs.max_rel_err > res->total.max_rel_err)
+        res->total.max_rel_err = vs.max_rel_err;
+    if (bad) {
+        res->tensors_bad++;
+        if (!res->first_bad && !(res->first_bad = strdup(tb->name)) && st == DTA_OK)
+            st = dta_error_set(err, DTA_E_NOMEM, ENOMEM, "out of memory");
+    }
+    return st;
+}
+
 dta_status dta_verify_checkpoints(const char *source, const char *converted,
                                   dta_overflow_mode mode, dta_device device,
                                   dta_verify_result *res, dta_error *err)
@@ -1255,40 +1105,12 @@ dta_status dta_verify_checkpoints(const char *source, const char *converted,
             continue;
         }
         matched++;
-        res->tensors++;
-        bool shape_ok = ta->rank == tb->rank;
-        for (int k = 0; shape_ok && k < ta->rank; k++)
-            shape_ok = ta->shape[k] == tb->shape[k];
-        bool bad = !shape_ok || ta->meta != tb->meta ||
-                   (ta->dtype != tb->dtype && !dta_convert_supported(ta->dtype, tb->dtype));
-        if (!shape_ok)
-            res->shape_changed++;
-        dta_verify_stats vs = {0};
-        for (uint64_t e = 0; !bad && !ta->meta && e < ta->numel && st == DTA_OK; e += chunk) {
-            size_t k = ta->numel - e < chunk ? (size_t)(ta->numel - e) : chunk;
-            if ((st = read_elems(&ra, ta, e, k, ba, err)) == DTA_OK &&
-                (st = read_elems(&rb, tb, e, k, bb, err)) == DTA_OK)
-                st = (cuda ? (verify_fn)dta_verify_cuda : dta_verify)(ta->dtype, tb->dtype, ba, bb,
-                                                                     k, mode, &vs, err);
-        }
-        /* inf from overflow is the exact conversion under --on-overflow inf: reported in
-         * nonfinite_added, a failure only when the bytes differ */
-        if (vs.mismatches)
-            bad = true;
-        res->total.elements += vs.elements;
-        res->total.mismatches += vs.mismatches;
-        res->total.nonfinite_added += vs.nonfinite_added;
-        if (vs.max_abs_err > res->total.max_abs_err)
-            res->total.max_abs_err = vs.max_abs_err;
-        if (vs.max_rel_err > res->total.max_rel_err)
-            res->total.max_rel_err = vs.max_rel_err;
-        if (bad) {
-            res->tensors_bad++;
-            if (!res->first_bad)
-                res->first_bad = strdup(tb->name);
-        }
+        st = compare_pair(&ra, &rb, ta, tb, mode, cuda, ba, bb, chunk, res, err);
     }
-    /* source tensors absent from the output, unless recorded as dropped aliases */
+    /* Source tensors absent from the output. One counts as present only when the output
+     * records it as a dropped alias (metadata NAME = KEPT, as safetensors' save_model
+     * writes) and KEPT is an output tensor holding exactly NAME's converted values: a
+     * metadata key alone proves nothing (it may just share the name). */
     if (st == DTA_OK && matched < a->ntensors) {
         const dta_tensor **sb = malloc(sizeof *sb * (b->ntensors ? b->ntensors : 1));
         if (!sb) {
@@ -1298,10 +1120,31 @@ dta_status dta_verify_checkpoints(const char *source, const char *converted,
         for (size_t i = 0; i < b->ntensors; i++)
             sb[i] = &b->tensors[i];
         qsort(sb, b->ntensors, sizeof *sb, cmp_tensor_name);
-        for (size_t i = 0; i < a->ntensors; i++)
-            if (!find_tensor(sb, b->ntensors, a->tensors[i].name) &&
-                !meta_value(b, a->tensors[i].name))
+        for (size_t i = 0; i < a->ntensors && st == DTA_OK; i++) {
+            const dta_tensor *ta = &a->tensors[i];
+            if (find_tensor(sb, b->ntensors, ta->name))
+                continue;
+            const char *kept = meta_value(b, ta->name);
+            const dta_tensor *tb = kept ? find_tensor(sb, b->ntensors, kept) : NULL;
+            const dta_tensor *ka = kept ? find_tensor(sa, a->ntensors, kept) : NULL;
+            /* the kept tensor must stand for the same source data: an alias of it there */
+            if (!tb || !ka || ka->storage != ta->storage || ka->storage == SIZE_MAX) {
                 res->missing++;
+                if (!res->first_missing && !(res->first_missing = strdup(ta->name)))
+                    st = dta_error_set(err, DTA_E_NOMEM, ENOMEM, "out of memory");
+                continue;
+            }
+            size_t bad_before = res->tensors_bad;
+            res->tensors--; /* compare_pair counts it; an alias is not a tensor of its own */
+            st = compare_pair(&ra, &rb, ta, tb, mode, cuda, ba, bb, chunk, res, err);
+            if (res->tensors_bad != bad_before) {
+                /* not an alias of the kept tensor after all: the source tensor is lost */
+                res->tensors_bad = bad_before;
+                res->missing++;
+                if (!res->first_missing && !(res->first_missing = strdup(ta->name)))
+                    st = dta_error_set(err, DTA_E_NOMEM, ENOMEM, "out of memory");
+            }
+        }
         free(sb);
     }
 out:
