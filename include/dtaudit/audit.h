@@ -5,6 +5,7 @@
 #define DTAUDIT_AUDIT_H
 
 #include "dtaudit/model.h"
+#include "dtaudit/values.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -39,6 +40,11 @@ typedef struct {
      * PEFT adapter, adapter-mismatch compares its dominant dtype with the base's (the
      * base's first analysed root with a dominant dtype, else its config.json dtype). */
     const struct dta_report *base;
+    /* audit --values: the scan of this model (values.h; NULL: no value rules) and the share
+     * of a tensor's nonzero values above which precision-underflow fires (0.001 = 0.1%,
+     * the CLI's default; 0: any underflow). */
+    const struct dta_values *values;
+    double underflow_share;
 } dta_audit_options;
 
 typedef struct {
@@ -80,6 +86,7 @@ typedef struct {
     char *message;
     size_t file;             /* model->files index of the first tensor, SIZE_MAX when none */
     dta_rule rule_id;        /* the rule (dtaudit/rules.h); rule is its name */
+    dta_values_tensor *values; /* value rules: counts summed over its tensors (owned), else NULL */
 } dta_finding;
 
 typedef struct dta_report {

@@ -9,12 +9,15 @@
  *     "expect": "bf16",
  *     "allow": ["*norm*=f32", {"glob": "*.inv_freq", "dtype": "f32", "reason": "..."}],
  *     "severity": {"dtype-outlier": "error", "mixed-module": "info", "meta-tensor": "off"},
- *     "fail_on": "warning"
+ *     "fail_on": "warning",
+ *     "underflow_share": 0.001
  *   }
  *
  * "allow" is an array of "GLOB[=DTYPE]" strings or {"glob", "dtype"?, "reason"?} objects,
  * or an object {GLOB: DTYPE-or-null}. "severity" maps a rule of the catalogue to
- * error|warning|info, or "off" to drop its findings. The library applies severities in
+ * error|warning|info, or "off" to drop its findings. "underflow_share" (0 to 1, default
+ * 0.001) is the share of a tensor's nonzero values that may become zero in the target of
+ * audit --values before precision-underflow fires. The library applies severities in
  * dta_report_build (dta_audit_options.severity) and dta_diff_build.
  *
  * Ownership: a dta_policy owns every string reachable from it. */
@@ -40,6 +43,7 @@ typedef struct dta_policy {
     dta_rule_severity *severity;
     size_t nseverity;
     int fail_on;             /* a dta_severity, -1 when absent */
+    double underflow_share;  /* precision-underflow threshold in [0, 1], -1 when absent */
 } dta_policy;
 
 /* Reads and checks a policy file. Errors name the file and the offending key:

@@ -46,6 +46,9 @@ typedef enum {
     DTA_RULE_SHAPE_CHANGED,
     DTA_RULE_TENSOR_ADDED,
     DTA_RULE_TENSOR_REMOVED,
+    DTA_RULE_NONFINITE,           /* audit --values */
+    DTA_RULE_RANGE_OVERFLOW,
+    DTA_RULE_PRECISION_UNDERFLOW,
     /* append new rules here */
     DTA_RULE_COUNT
 } dta_rule;

@@ -10,6 +10,7 @@
 #include "dtaudit/audit.h"
 #include "dtaudit/model.h"
 #include "dtaudit/policy.h"
+#include "dtaudit/values.h"
 #include "options.h"
 #include "report.h"
 
@@ -56,7 +57,13 @@ static int run_inspect(cli_options *o)
                             .nallow = o->nallow,
                             .findings = o->command == CMD_AUDIT,
                             .severity = o->severity,
-                            .nseverity = o->nseverity};
+                            .nseverity = o->nseverity,
+                            .underflow_share = o->underflow_share};
+    /* --values: checked against --target, else --expect when convert can produce it */
+    dta_values_options vo = {.target = o->target};
+    if (vo.target == DTA_DTYPE_NONE &&
+        (o->expect == DTA_F32 || o->expect == DTA_F16 || o->expect == DTA_BF16))
+        vo.target = o->expect;
     int status = 0;
     if (!in) {
         fputs("dtaudit: out of memory\n", stderr);
@@ -72,9 +79,15 @@ static int run_inspect(cli_options *o)
     }
     for (size_t i = 0; i < o->npaths; i++) {
         in[i].path = o->paths[i];
+        ao.values = NULL;
         if (dta_model_open(o->paths[i], &in[i].model, &in[i].err) != DTA_OK ||
-            dta_report_build(in[i].model, &ao, &in[i].report, &in[i].err) != DTA_OK) {
+            (o->values &&
+             dta_values_scan(in[i].model, &vo, &in[i].values, &in[i].err) != DTA_OK) ||
+            (ao.values = in[i].values,
+             dta_report_build(in[i].model, &ao, &in[i].report, &in[i].err) != DTA_OK)) {
             fprintf(stderr, "dtaudit: %s\n", in[i].err.msg);
+            dta_values_free(in[i].values);
+            in[i].values = NULL;
             dta_model_free(in[i].model);
             in[i].model = NULL;
             status = 2;
@@ -99,6 +112,7 @@ static int run_inspect(cli_options *o)
                     status = 1;
     for (size_t i = 0; i < o->npaths; i++) {
         dta_report_free(in[i].report);
+        dta_values_free(in[i].values);
         dta_model_free(in[i].model);
     }
     free(in);
@@ -125,6 +139,8 @@ static int apply_policy(cli_options *o, dta_policy **pol, dta_allow **merged)
         o->expect = p->expect;
     if (!o->fail_on_set && p->fail_on >= 0)
         o->fail_on = (dta_severity)p->fail_on;
+    if (p->underflow_share >= 0)
+        o->underflow_share = p->underflow_share;
     o->severity = p->severity;
     o->nseverity = p->nseverity;
     if (p->nallow) {
@@ -163,6 +179,8 @@ int main(int argc, char **argv)
     o.expect = DTA_DTYPE_NONE;
     o.to = DTA_DTYPE_NONE;
     o.fail_on = DTA_SEV_WARNING;
+    o.target = DTA_DTYPE_NONE;
+    o.underflow_share = 0.001;
 
     static char outbuf[1 << 16]; /* reports are large: fewer write calls */
     setvbuf(stdout, outbuf, _IOFBF, sizeof outbuf);

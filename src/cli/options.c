@@ -20,6 +20,8 @@ const cli_option cli_option_table[] = {
     {"fail-on", 0, "LEVEL", CMD_AUDIT | CMD_DIFF, "lowest severity that makes the exit status 1: error, warning (default), info, never"},
     {"policy", 0, "FILE", CMD_AUDIT | CMD_DIFF, "JSON policy: expect, allow, per-rule severity, fail_on (command-line options override it)"},
     {"base", 0, "DIR", CMD_AUDIT, "base model of a PEFT adapter: compare dominant dtypes (adapter-mismatch, warning)"},
+    {"values", 0, NULL, CMD_AUDIT, "read the tensor data: NaN/inf (nonfinite), and against the target overflow (range-overflow) and values lost to zero (precision-underflow)"},
+    {"target", 0, "DTYPE", CMD_AUDIT, "dtype --values checks the values against: f32, f16 or bf16 (default: --expect when it is one of them); implies --values"},
     {"to", 't', "DTYPE", CMD_CONVERT, "target dtype: f32, f16 or bf16 (floating tensors only; integers never change)"},
     {"output", 'o', "OUT", CMD_CONVERT, "output file, or directory for a model directory or sharded index"},
     {"only", 0, "GLOB", CMD_CONVERT, "convert only tensors or modules matching GLOB; repeatable"},
@@ -229,6 +231,13 @@ int cli_parse(int argc, char **argv, cli_options *o)
             o->policy = arg;
         } else if (strcmp(t->name, "base") == 0) {
             o->base = arg;
+        } else if (strcmp(t->name, "values") == 0) {
+            o->values = true;
+        } else if (strcmp(t->name, "target") == 0) {
+            o->target = dta_dtype_from_alias(arg);
+            if (o->target != DTA_F32 && o->target != DTA_F16 && o->target != DTA_BF16)
+                return usage_error("--target: '%s' is not f32, f16 or bf16", arg);
+            o->values = true;
         } else if (strcmp(t->name, "to") == 0) {
             o->to = dta_dtype_from_alias(arg);
             if (o->to != DTA_F32 && o->to != DTA_F16 && o->to != DTA_BF16)

@@ -38,6 +38,9 @@ typedef struct {
     bool fail_on_set;
     const char *policy;      /* --policy FILE, NULL when none */
     const char *base;        /* --base DIR, NULL when none */
+    bool values;             /* audit --values (or --target) */
+    dta_dtype target;        /* --target, DTA_DTYPE_NONE when not given */
+    double underflow_share;  /* precision-underflow threshold (policy, default 0.001) */
     /* filled by main.c after the policy and the base model are read */
     const dta_rule_severity *severity;
     size_t nseverity;

@@ -12,6 +12,7 @@ typedef struct {
     const char *path;        /* the PATH as given */
     dta_model *model;        /* NULL when reading failed */
     dta_report *report;
+    dta_values *values;      /* audit --values: the scan, else NULL */
     dta_error err;
 } input_result;
 

@@ -279,6 +279,44 @@ static void input_json(jw *w, const input_result *r, const cli_options *o)
     close_(w, '}');
 }
 
+/* The shortest %g form that reads back as v (values are finite). */
+static void dnum(jw *w, double v)
+{
+    char tmp[40];
+    for (int prec = 6; prec <= 17; prec++) {
+        snprintf(tmp, sizeof tmp, "%.*g", prec, v);
+        if (strtod(tmp, NULL) == v)
+            break;
+    }
+    puts_(w, tmp);
+}
+
+/* audit --values: "values": {...} of a tensor or a finding (counts as in values.h). */
+static void values_json(jw *w, const dta_values_tensor *v)
+{
+    key(w, "values");
+    open_(w, '{');
+    if (v->skipped) {
+        kv_str(w, "skipped", v->skipped);
+        close_(w, '}');
+        return;
+    }
+    kv_dtype(w, "target", v->target);
+    kv_u64(w, "elements", v->elements);
+    kv_u64(w, "nan", v->nan);
+    kv_u64(w, "pos_inf", v->pos_inf);
+    kv_u64(w, "neg_inf", v->neg_inf);
+    kv_u64(w, "zero", v->zero);
+    kv_u64(w, "overflow", v->overflow);
+    kv_u64(w, "underflow", v->underflow);
+    kv_u64(w, "subnormal", v->subnormal);
+    key(w, "max_abs");
+    dnum(w, v->max_abs);
+    key(w, "min_nonzero_abs");
+    dnum(w, v->min_nonzero_abs);
+    close_(w, '}');
+}
+
 static void tensor_json(jw *w, const input_result *r, const dta_tensor *t)
 {
     item(w, true);
@@ -301,6 +339,8 @@ static void tensor_json(jw *w, const input_result *r, const dta_tensor *t)
     kv_bool(w, "shared", t->shared);
     if (t->meta)
         kv_bool(w, "meta", true);
+    if (r->values)
+        values_json(w, &r->values->tensors[t - r->model->tensors]);
     close_(w, '}');
 }
 
@@ -323,6 +363,8 @@ static void finding_json(jw *w, const input_result *r, const dta_finding *f)
     }
     close_(w, ']');
     kv_str(w, "message", f->message);
+    if (f->values)
+        values_json(w, f->values);
     close_(w, '}');
 }
 

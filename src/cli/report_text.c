@@ -659,6 +659,31 @@ static void print_fix(tctx *c, const input_result *in, const dta_finding *f, con
                 "      %sfix:%s load it only with torch.load(weights_only=True), or re-save "
                 "its tensors as safetensors from a trusted environment\n",
                 pal_dim, reset);
+    } else if (f->values && f->expected != DTA_DTYPE_NONE) {
+        /* range-overflow / precision-underflow: keep them, clamp them, or another target */
+        dta_dtype wider = f->expected == DTA_F16 ? DTA_BF16 : DTA_F32;
+        suggest_output(outp, sizeof outp, in->path, f->expected);
+        shq(qp, sizeof qp, in->path);
+        shq(qo, sizeof qo, outp);
+        fprintf(c->out, "      %sfix:%s dtaudit convert --to %s --keep %s %s -o %s\n", pal_dim,
+                reset, dtype_alias(f->expected), shq(qg, sizeof qg, glob[0] ? glob : "*"), qp, qo);
+        if (glob[0] && f->dtype != DTA_DTYPE_NONE) {
+            snprintf(allow, sizeof allow, "%s=%s", glob, dta_dtype_name(f->dtype));
+            fprintf(c->out, "      %sthen audit the output with:%s --allow %s\n", pal_dim, reset,
+                    shq(qg, sizeof qg, allow));
+        }
+        if (f->rule_id == DTA_RULE_RANGE_OVERFLOW)
+            fprintf(c->out, "      %sor:%s --on-overflow saturate (clamp to %s's largest finite "
+                    "value), or --to %s (more range)\n", pal_dim, reset,
+                    dtype_alias(f->expected), dtype_alias(wider));
+        else
+            fprintf(c->out, "      %sor:%s --to %s (more range)\n", pal_dim, reset,
+                    dtype_alias(wider));
+    } else if (f->rule_id == DTA_RULE_NONFINITE) {
+        fprintf(c->out,
+                "      %sfix:%s re-export from a good step, or find the operation that produced "
+                "them (dtaudit audit --values -f json lists the counts per tensor)\n",
+                pal_dim, reset);
     } else if (f->rule_id == DTA_RULE_META_TENSOR) {
         fprintf(c->out,
                 "      %sfix:%s re-save from a model materialised on a real device "
@@ -702,7 +727,10 @@ static void print_findings(tctx *c, const input_result *in)
             if (gl + 3 < sizeof glob)
                 memcpy(glob + gl, ".*", 3);
         }
-        if (f->dtype != DTA_DTYPE_NONE && f->expected != DTA_DTYPE_NONE)
+        if (f->values && f->dtype != DTA_DTYPE_NONE && f->expected != DTA_DTYPE_NONE)
+            snprintf(what, sizeof what, "  %s -> %s", dta_dtype_name(f->dtype),
+                     dta_dtype_name(f->expected));
+        else if (f->dtype != DTA_DTYPE_NONE && f->expected != DTA_DTYPE_NONE)
             snprintf(what, sizeof what, "  %s, expected %s", dta_dtype_name(f->dtype),
                      dta_dtype_name(f->expected));
         char shown[1200];

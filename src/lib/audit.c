@@ -19,6 +19,7 @@
 #include "dtaudit/audit.h"
 #include "model_build.h"
 #include "src.h"
+#include "values_audit.h"
 
 typedef struct {
     size_t root;
@@ -619,6 +620,7 @@ static void finding_clear(dta_finding *f)
     free(f->root);
     free(f->module);
     free(f->message);
+    free(f->values);
     for (size_t k = 0; k < f->ntensors; k++)
         free(f->tensors[k]);
     free(f->tensors);
@@ -674,6 +676,11 @@ static int cmp_finding(const void *a, const void *b)
     unsigned rx = rule_rank(x->rule_id), ry = rule_rank(y->rule_id);
     if (rx != ry)
         return rx < ry ? -1 : 1;
+    if (x->values && y->values) { /* value rules: worst first */
+        double bx = dtap_values_badness(x), by = dtap_values_badness(y);
+        if (bx != by)
+            return bx > by ? -1 : 1;
+    }
     if (x->root_index != y->root_index)
         return x->root_index < y->root_index ? -1 : 1;
     return strcmp(x->module, y->module);
@@ -770,6 +777,8 @@ dta_status dta_report_build(const dta_model *m, const dta_audit_options *opt, dt
             st = adapter_mismatch(&c);
         if (st == DTA_OK)
             st = reader_notes(&c);
+        if (st == DTA_OK && opt->values)
+            st = dtap_values_findings(c.r, m, opt, c.tensor_root, c.allowed, err);
         if (st == DTA_OK && opt->nseverity)
             apply_severity(c.r, opt);
     }

@@ -221,9 +221,10 @@ dta_status dta_policy_parse(const char *text, size_t n, const char *name, dta_po
     }
     c.p->expect = DTA_DTYPE_NONE;
     c.p->fail_on = -1;
+    c.p->underflow_share = -1;
 
     static const char *keys[] = {"version", "description", "expect", "allow", "severity",
-                                 "fail_on", "$schema", "comment"};
+                                 "fail_on", "$schema", "comment", "underflow_share"};
     bool seen[sizeof keys / sizeof keys[0]] = {false};
     for (const cJSON *e = doc->child; e && st == DTA_OK; e = e->next) {
         size_t k = 0;
@@ -231,7 +232,8 @@ dta_status dta_policy_parse(const char *text, size_t n, const char *name, dta_po
             k++;
         if (k == sizeof keys / sizeof keys[0]) {
             snprintf(msg, sizeof msg,
-                     "unknown key %s (version, description, expect, allow, severity, fail_on)",
+                     "unknown key %s (version, description, expect, allow, severity, fail_on, "
+                     "underflow_share)",
                      quoted(q, sizeof q, e->string));
             st = dta_error_set(err, DTA_E_FORMAT, 0, "%s: %s", c.name, msg);
             break;
@@ -278,6 +280,14 @@ dta_status dta_policy_parse(const char *text, size_t n, const char *name, dta_po
             c.p->fail_on = s;
             break;
         }
+        case 8:
+            if (!cJSON_IsNumber(e) || !(e->valuedouble >= 0 && e->valuedouble <= 1))
+                st = bad(&c, "underflow_share",
+                         "expected a number from 0 to 1 (0.001 = 0.1% of a tensor's nonzero "
+                         "values)");
+            else
+                c.p->underflow_share = e->valuedouble;
+            break;
         default: /* $schema, comment: free text for editors and people */
             break;
         }

@@ -259,6 +259,51 @@ static const dta_rule_info rules[DTA_RULE_COUNT] = {
         .help = "A strict load_state_dict fails with 'Missing key(s)'; a non-strict one leaves the "
                 "parameter at its initial value.",
     },
+    [DTA_RULE_NONFINITE] = {
+        .id = DTA_RULE_NONFINITE,
+        .name = "nonfinite",
+        .severity = DTA_SEV_ERROR,
+        .command = "audit",
+        .category = "correctness",
+        .man_section = "RULES",
+        .help_uri = "man:dtaudit(1)#RULES",
+        .rank = 9,
+        .summary = "With --values: NaN or +-inf in a tensor's data.",
+        .help = "A divergent training run, a bad merge or a broken export left NaN or inf in the "
+                "weights; every activation they touch becomes NaN. Re-export from a good step, or "
+                "find the operation that produced them; no dtype conversion repairs them.",
+    },
+    [DTA_RULE_RANGE_OVERFLOW] = {
+        .id = DTA_RULE_RANGE_OVERFLOW,
+        .name = "range-overflow",
+        .severity = DTA_SEV_ERROR,
+        .command = "audit",
+        .category = "correctness",
+        .man_section = "RULES",
+        .help_uri = "man:dtaudit(1)#RULES",
+        .rank = 10,
+        .summary = "With --values and a target (--target, or --expect): finite values the target "
+                   "dtype cannot hold.",
+        .help = "Converting makes them inf (fp16 tops out at 65504): dtaudit convert refuses, "
+                "torch's .to() silently produces inf and later NaN (black images from fp16 VAEs). "
+                "Keep those tensors in their dtype (convert --keep GLOB), clamp them (convert "
+                "--on-overflow saturate), or choose a target with more range (bf16).",
+    },
+    [DTA_RULE_PRECISION_UNDERFLOW] = {
+        .id = DTA_RULE_PRECISION_UNDERFLOW,
+        .name = "precision-underflow",
+        .severity = DTA_SEV_WARNING,
+        .command = "audit",
+        .category = "correctness",
+        .man_section = "RULES",
+        .help_uri = "man:dtaudit(1)#RULES",
+        .rank = 11,
+        .summary = "With --values and a target: more than a share (policy \"underflow_share\", "
+                   "default 0.1%) of a tensor's nonzero values become zero in the target.",
+        .help = "Small weights silently flush to zero in fp16 (below 2^-25) and lose precision as "
+                "subnormals. Keep those tensors in their dtype (convert --keep GLOB), or choose a "
+                "target with more range (bf16).",
+    },
 };
 
 const dta_rule_info *dta_rules(size_t *n)

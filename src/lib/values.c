@@ -1,0 +1,435 @@
+/* audit --values: stream every floating tensor's data through the value kernels
+ * (values_scan.c) and turn the counts into findings (nonfinite, range-overflow,
+ * precision-underflow).
+ *
+ * Reading is convert's path: pread of the storage bytes in chunks from the file the
+ * reader recorded (data offsets checked against the file size when the header was read);
+ * a strided view is gathered from its storage, up to the same cap as convert. Work is
+ * split into chunks of at most chunk_bytes, handed out in order to the worker threads; a
+ * chunk's counts are merged into its tensor's under a mutex, and every count is a sum or
+ * a min/max, so the result does not depend on the scheduling. Memory: one chunk buffer
+ * per worker. */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "dtaudit/convert.h"
+#include "dtaudit/values.h"
+#include "values_audit.h"
+
+#define VCHUNK_DEFAULT (4u << 20)
+#define VGATHER_MAX (64u << 20) /* as convert: strided views up to this are gathered */
+#define VTHREADS_MAX 8u
+
+/* ---- what is scanned ---------------------------------------------------------------- */
+
+static bool model_big_endian(const dta_model *m)
+{
+    for (size_t i = 0; i < m->nnotes; i++)
+        if (m->notes[i].rule && strcmp(m->notes[i].rule, "byteorder") == 0)
+            return true;
+    return false;
+}
+
+/* Why tensor t's data is not scanned, or NULL. The one place that decides: quantized
+ * parameters (quant.md) are to be evaluated on their dequantized values once
+ * dequantization exists; until then a quantized dtype is skipped here with its reason. */
+static const char *skip_reason(const dta_model *m, const dta_tensor *t, bool big)
+{
+    const dta_dtype_info *di = dta_dtype_get(t->dtype);
+    if (t->dtype >= DTA_QI8 && t->dtype <= DTA_QU2X4)
+        return "quantized dtype: values are not dequantized yet";
+    if (!di || !di->is_float)
+        return "not a floating dtype";
+    if (!dta_convert_supported(t->dtype, DTA_F32))
+        return "no conversion of this dtype is defined: values not read";
+    if (t->meta || t->storage == SIZE_MAX)
+        return "saved without data (meta device)";
+    if (m->storages[t->storage].offset == UINT64_MAX)
+        return "in a compressed record: values not read";
+    if (big)
+        return "big-endian storage: values not read";
+    return NULL;
+}
+
+uint64_t dta_values_nonzero(const dta_values_tensor *v)
+{
+    uint64_t other = v->nan + v->pos_inf + v->neg_inf + v->zero;
+    return v->elements > other ? v->elements - other : 0;
+}
+
+/* ---- the job ---------------------------------------------------------------------------- */
+
+typedef struct {
+    size_t tensor;             /* model index */
+    dta_values_plan plan;
+    dta_values_counts acc;
+    bool contiguous;
+    uint64_t first;            /* first element in the storage (contiguous views) */
+} vtask;
+
+typedef struct {
+    const dta_model *m;
+    const dta_values_options *o;
+    dta_values *res;
+    vtask *tasks;
+    size_t ntasks;
+    size_t chunk_elems_bytes;  /* chunk size in bytes */
+    pthread_mutex_t mu;
+    int *fds;                  /* per model file, opened lazily under mu */
+    /* cursor */
+    size_t cur_task;
+    uint64_t cur_elem;
+    uint64_t seq;              /* chunks handed out */
+    bool stop;
+    /* the first error in hand-out order */
+    uint64_t err_seq;
+    dta_error err;
+    dta_status st;
+} vjob;
+
+typedef struct {
+    vtask *task;
+    uint64_t elem, n, seq;
+} vitem;
+
+static unsigned elsize(dta_dtype t) { return dta_dtype_get(t)->bits / 8; }
+
+static bool contiguous_view(const dta_tensor *t, uint64_t *first)
+{
+    *first = t->storage_offset;
+    if (!t->stride || t->numel <= 1)
+        return true;
+    uint64_t want = 1;
+    for (int k = t->rank - 1; k >= 0; k--) {
+        if (t->shape[k] != 1 && (uint64_t)t->stride[k] != want)
+            return false;
+        want *= t->shape[k];
+    }
+    return true;
+}
+
+/* Next chunk, under j->mu. */
+static bool take(vjob *j, vitem *it)
+{
+    while (j->cur_task < j->ntasks) {
+        vtask *t = &j->tasks[j->cur_task];
+        const dta_tensor *tn = &j->m->tensors[t->tensor];
+        uint64_t per = j->chunk_elems_bytes / elsize(tn->dtype);
+        if (per == 0)
+            per = 1;
+        if (!t->contiguous) { /* gathered whole, one item */
+            if (j->cur_elem == 0 && tn->numel > 0) {
+                *it = (vitem){t, 0, tn->numel, j->seq++};
+                j->cur_elem = tn->numel;
+                return true;
+            }
+        } else if (j->cur_elem < tn->numel) {
+            uint64_t n = tn->numel - j->cur_elem < per ? tn->numel - j->cur_elem : per;
+            *it = (vitem){t, j->cur_elem, n, j->seq++};
+            j->cur_elem += n;
+            return true;
+        }
+        j->cur_task++;
+        j->cur_elem = 0;
+    }
+    return false;
+}
+
+static void fail(vjob *j, uint64_t seq, const dta_error *e)
+{
+    pthread_mutex_lock(&j->mu);
+    if (j->st == DTA_OK || seq < j->err_seq) {
+        j->st = e->code;
+        j->err = *e;
+        j->err_seq = seq;
+    }
+    j->stop = true;
+    pthread_mutex_unlock(&j->mu);
+}
+
+static dta_status read_at(int fd, void *p, size_t n, uint64_t off, const char *path,
+                          const char *tensor, dta_error *err)
+{
+    char *c = p;
+    while (n > 0) {
+        ssize_t r = pread(fd, c, n, (off_t)off);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r < 0)
+            return dta_error_set(err, DTA_E_IO, errno, "%s: tensor '%.200s': read failed: %s",
+                                 path, tensor, strerror(errno));
+        if (r == 0)
+            return dta_error_set(err, DTA_E_FORMAT, 0,
+                                 "%s: tensor '%.200s': data ends at byte %llu, before the end "
+                                 "of the tensor (file truncated, or shrank while being read)",
+                                 path, tensor, (unsigned long long)off);
+        c += r;
+        n -= (size_t)r;
+        off += (uint64_t)r;
+    }
+    return DTA_OK;
+}
+
+static dta_status get_fd(vjob *j, size_t file, const char *tensor, int *fd, dta_error *err)
+{
+    dta_status st = DTA_OK;
+    pthread_mutex_lock(&j->mu);
+    if (j->fds[file] < 0) {
+        const char *path = j->m->files[file].path;
+        j->fds[file] = open(path, O_RDONLY | O_CLOEXEC);
+        if (j->fds[file] < 0)
+            st = dta_error_set(err, DTA_E_IO, errno, "%s: tensor '%.200s': cannot open: %s", path,
+                               tensor, strerror(errno));
+    }
+    *fd = j->fds[file];
+    pthread_mutex_unlock(&j->mu);
+    return st;
+}
+
+/* Reads item it into buf (cap bytes) and counts it into c. */
+static dta_status scan_item(vjob *j, const vitem *it, unsigned char **buf, size_t *cap,
+                            dta_values_counts *c, dta_error *err)
+{
+    const dta_model *m = j->m;
+    const dta_tensor *t = &m->tensors[it->task->tensor];
+    const dta_storage *s = &m->storages[t->storage];
+    const char *path = m->files[s->file].path;
+    unsigned es = elsize(s->dtype);
+    int fd;
+    dta_status st = get_fd(j, s->file, t->name, &fd, err);
+    if (st != DTA_OK)
+        return st;
+    if (it->task->contiguous) {
+        size_t bytes = (size_t)it->n * es;
+        st = read_at(fd, *buf, bytes, s->offset + (it->task->first + it->elem) * es, path,
+                     t->name, err);
+        if (st == DTA_OK) {
+            dta_values_count(&it->task->plan, *buf, (size_t)it->n, c);
+            __atomic_add_fetch(&j->res->bytes_read, bytes, __ATOMIC_RELAXED);
+        }
+        return st;
+    }
+    /* a strided view: gather it from its storage (bounded like convert) */
+    if (s->nbytes > VGATHER_MAX || t->numel > VGATHER_MAX / es)
+        return dta_error_set(err, DTA_E_UNSUPPORTED, 0,
+                             "%s: tensor '%.200s' is a non-contiguous view of a %llu-byte "
+                             "storage; views above %u bytes are not gathered",
+                             path, t->name, (unsigned long long)s->nbytes, VGATHER_MAX);
+    unsigned char *whole = malloc(s->nbytes ? s->nbytes : 1);
+    size_t need = (size_t)t->numel * es;
+    if (need > *cap) {
+        unsigned char *nb = realloc(*buf, need);
+        if (!nb) {
+            free(whole);
+            return dta_error_set(err, DTA_E_NOMEM, ENOMEM, "out of memory");
+        }
+        *buf = nb;
+        *cap = need;
+    }
+    if (!whole)
+        return dta_error_set(err, DTA_E_NOMEM, ENOMEM, "out of memory");
+    st = read_at(fd, whole, s->nbytes, s->offset, path, t->name, err);
+    if (st == DTA_OK) {
+        uint64_t idx[DTA_MAX_RANK] = {0};
+        for (uint64_t e = 0; e < t->numel; e++) {
+            uint64_t at = t->storage_offset;
+            for (int k = 0; k < t->rank; k++)
+                at += idx[k] * (uint64_t)t->stride[k]; /* bounded: checked when read */
+            memcpy(*buf + e * es, whole + at * es, es);
+            for (int k = t->rank - 1; k >= 0; k--) {
+                if (++idx[k] < t->shape[k])
+                    break;
+                idx[k] = 0;
+            }
+        }
+        dta_values_count(&it->task->plan, *buf, (size_t)t->numel, c);
+        __atomic_add_fetch(&j->res->bytes_read, s->nbytes, __ATOMIC_RELAXED);
+    }
+    free(whole);
+    return st;
+}
+
+static void merge(dta_values_counts *a, const dta_values_counts *b)
+{
+    a->nan += b->nan;
+    a->pos_inf += b->pos_inf;
+    a->neg_inf += b->neg_inf;
+    a->zero += b->zero;
+    a->overflow += b->overflow;
+    a->underflow += b->underflow;
+    a->subnormal += b->subnormal;
+    if (b->max_abs_bits > a->max_abs_bits)
+        a->max_abs_bits = b->max_abs_bits;
+    if (b->min_abs_bits < a->min_abs_bits)
+        a->min_abs_bits = b->min_abs_bits;
+}
+
+static void *worker(void *arg)
+{
+    vjob *j = arg;
+    size_t cap = j->chunk_elems_bytes;
+    unsigned char *buf = malloc(cap);
+    dta_error err;
+    if (!buf) {
+        dta_error_set(&err, DTA_E_NOMEM, ENOMEM, "out of memory");
+        fail(j, 0, &err);
+        return NULL;
+    }
+    for (;;) {
+        vitem it;
+        pthread_mutex_lock(&j->mu);
+        bool got = !j->stop && take(j, &it);
+        pthread_mutex_unlock(&j->mu);
+        if (!got)
+            break;
+        if (j->o->cancel && *j->o->cancel) {
+            dta_error_set(&err, DTA_E_IO, EINTR, "cancelled");
+            fail(j, it.seq, &err);
+            break;
+        }
+        dta_values_counts c;
+        dta_values_counts_init(&c);
+        if (scan_item(j, &it, &buf, &cap, &c, &err) != DTA_OK) {
+            fail(j, it.seq, &err);
+            break;
+        }
+        pthread_mutex_lock(&j->mu);
+        merge(&it.task->acc, &c);
+        pthread_mutex_unlock(&j->mu);
+    }
+    free(buf);
+    return NULL;
+}
+
+static unsigned online_cpus(void)
+{
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    return n < 1 ? 1u : n > (long)VTHREADS_MAX ? VTHREADS_MAX : (unsigned)n;
+}
+
+dta_status dta_values_scan(const dta_model *m, const dta_values_options *o, dta_values **out,
+                           dta_error *err)
+{
+    dta_values_options none = {.target = DTA_DTYPE_NONE};
+    dta_status st = DTA_OK;
+    vjob j;
+    *out = NULL;
+    if (!o)
+        o = &none;
+    if (o->target != DTA_DTYPE_NONE && o->target != DTA_F32 && o->target != DTA_F16 &&
+        o->target != DTA_BF16)
+        return dta_error_set(err, DTA_E_ARG, 0, "values: target must be F32, F16 or BF16, not %s",
+                             dta_dtype_name(o->target));
+    memset(&j, 0, sizeof j);
+    j.m = m;
+    j.o = o;
+    j.res = calloc(1, sizeof *j.res);
+    j.tasks = calloc(m->ntensors ? m->ntensors : 1, sizeof *j.tasks);
+    j.fds = malloc(sizeof *j.fds * (m->nfiles ? m->nfiles : 1));
+    if (j.res)
+        j.res->tensors = calloc(m->ntensors ? m->ntensors : 1, sizeof *j.res->tensors);
+    if (!j.res || !j.tasks || !j.fds || !j.res->tensors) {
+        if (j.res)
+            free(j.res->tensors);
+        free(j.res);
+        free(j.tasks);
+        free(j.fds);
+        return dta_error_set(err, DTA_E_NOMEM, ENOMEM, "out of memory");
+    }
+    for (size_t i = 0; i < m->nfiles; i++)
+        j.fds[i] = -1;
+    dta_values *r = j.res;
+    r->target = o->target;
+    r->ntensors = m->ntensors;
+    bool big = model_big_endian(m);
+    for (size_t i = 0; i < m->ntensors; i++) {
+        const dta_tensor *t = &m->tensors[i];
+        dta_values_tensor *vt = &r->tensors[i];
+        vt->target = o->target == DTA_DTYPE_NONE ? t->dtype : o->target;
+        vt->elements = t->numel;
+        vt->skipped = skip_reason(m, t, big);
+        if (vt->skipped)
+            continue;
+        vtask *k = &j.tasks[j.ntasks];
+        const dta_storage *s = &m->storages[t->storage];
+        if (!dta_values_plan_make(s->dtype, vt->target, &k->plan)) {
+            vt->skipped = "no conversion of this dtype is defined: values not read";
+            continue;
+        }
+        k->tensor = i;
+        k->contiguous = contiguous_view(t, &k->first);
+        dta_values_counts_init(&k->acc);
+        j.ntasks++;
+        r->scanned++;
+    }
+    j.chunk_elems_bytes = o->chunk_bytes ? o->chunk_bytes : VCHUNK_DEFAULT;
+    if (j.chunk_elems_bytes < 64)
+        j.chunk_elems_bytes = 64;
+    j.chunk_elems_bytes &= ~(size_t)7; /* whole elements of every width */
+    unsigned nt = o->threads ? o->threads : online_cpus();
+    if (nt > VTHREADS_MAX)
+        nt = VTHREADS_MAX;
+    r->threads = nt;
+    r->backend = dta_values_backend();
+    pthread_mutex_init(&j.mu, NULL);
+    pthread_t th[VTHREADS_MAX];
+    unsigned started = 0;
+    for (unsigned i = 1; i < nt; i++) {
+        if (pthread_create(&th[started], NULL, worker, &j) != 0)
+            break; /* fewer workers: still correct */
+        started++;
+    }
+    worker(&j);
+    for (unsigned i = 0; i < started; i++)
+        pthread_join(th[i], NULL);
+    r->threads = started + 1;
+    pthread_mutex_destroy(&j.mu);
+    for (size_t i = 0; i < m->nfiles; i++)
+        if (j.fds[i] >= 0)
+            close(j.fds[i]);
+    st = j.st;
+    if (st != DTA_OK) {
+        if (err)
+            *err = j.err;
+    } else {
+        for (size_t k = 0; k < j.ntasks; k++) {
+            const vtask *tk = &j.tasks[k];
+            dta_values_tensor *vt = &r->tensors[tk->tensor];
+            const dta_values_counts *c = &tk->acc;
+            vt->nan = c->nan;
+            vt->pos_inf = c->pos_inf;
+            vt->neg_inf = c->neg_inf;
+            vt->zero = c->zero;
+            vt->overflow = c->overflow;
+            vt->underflow = c->underflow;
+            vt->subnormal = c->subnormal;
+            dta_dtype from = m->storages[m->tensors[tk->tensor].storage].dtype;
+            bool any = c->min_abs_bits != UINT64_MAX;
+            vt->max_abs = any || c->max_abs_bits ? dta_values_abs_to_double(from, c->max_abs_bits)
+                                                 : 0;
+            vt->min_nonzero_abs = any ? dta_values_abs_to_double(from, c->min_abs_bits) : 0;
+        }
+    }
+    free(j.tasks);
+    free(j.fds);
+    if (st != DTA_OK) {
+        dta_values_free(r);
+        return st;
+    }
+    *out = r;
+    return DTA_OK;
+}
+
+void dta_values_free(dta_values *v)
+{
+    if (!v)
+        return;
+    free(v->tensors);
+    free(v);
+}

@@ -1,0 +1,18 @@
+/* Private: the value rules of audit --values (values_findings.c), called by audit.c. */
+#ifndef DTAP_VALUES_AUDIT_H
+#define DTAP_VALUES_AUDIT_H
+
+#include "dtaudit/audit.h"
+#include "dtaudit/values.h"
+
+/* Appends nonfinite, range-overflow and precision-underflow findings for opt->values to r:
+ * one finding per (rule, root, module, dtype), listing the module's tensors with the
+ * problem, worst first. tensor_root maps tensor -> r->roots index; allowed marks tensors
+ * under --allow (kept in their dtype, so no range rules for them). */
+dta_status dtap_values_findings(dta_report *r, const dta_model *m, const dta_audit_options *opt,
+                                const size_t *tensor_root, const bool *allowed, dta_error *err);
+
+/* How bad a value finding is, for ordering (larger first); 0 for other findings. */
+double dtap_values_badness(const dta_finding *f);
+
+#endif
