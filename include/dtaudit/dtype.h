@@ -60,9 +60,14 @@ typedef struct {
     const char *name;         /* canonical code: "BF16", "F8_E4M3", "QI8" */
     const char *torch_name;   /* "bfloat16", "float8_e4m3fn" (torch.<name>) */
     const char *storage_name; /* legacy typed storage class, "BFloat16Storage", or NULL */
-    unsigned bits;            /* bits per element (4 for F4, 6 for F6) */
+    unsigned bits;            /* bits per element (4 for F4, 6 for F6); see dta_dtype_block */
     bool is_float;            /* real floating type: counts for dominant dtype */
     bool in_safetensors;
+    /* Storage layout of a sub-byte or block type: block_elems values take block_bytes
+     * bytes (F4: 2 in 1, F6: 4 in 3; a quantized block type: 32 in 18). Both 0 for a type
+     * of whole bytes per element (1 value in bits/8 bytes). Read through dta_dtype_block,
+     * never as bits / 8. */
+    unsigned block_elems, block_bytes;
 } dta_dtype_info;
 
 /* NULL for an out-of-range value. */
@@ -81,8 +86,19 @@ dta_dtype dta_dtype_from_torch(const char *s, size_t n);
 /* Legacy storage class name: "FloatStorage". */
 dta_dtype dta_dtype_from_storage(const char *s, size_t n);
 
-/* Bytes for numel elements; false on overflow or a partial byte (F4/F6). */
+/* Element sizes: every size computation goes through these three, so sub-byte (F4, F6)
+ * and block types are handled in one place.
+ *
+ * The layout of t: *elems values take *bytes bytes (1 and 4 for F32, 2 and 1 for F4,
+ * 4 and 3 for F6). False for an invalid dtype. */
+bool dta_dtype_block(dta_dtype t, unsigned *elems, unsigned *bytes);
+/* Bytes for numel elements, overflow-checked; false when the size in bits would not fit
+ * in 64 bits, for an invalid dtype, or when numel is not a whole number of blocks (an odd
+ * count of F4 values). */
 bool dta_dtype_nbytes(dta_dtype t, uint64_t numel, uint64_t *out);
+/* Bytes per element of a type of whole bytes per element; 0 for sub-byte and block types
+ * (which have no per-element address: use dta_dtype_nbytes) and invalid ones. */
+size_t dta_dtype_elem_size(dta_dtype t);
 
 #ifdef __cplusplus
 }

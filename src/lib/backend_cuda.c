@@ -362,10 +362,12 @@ static dta_status stream(int job, dta_dtype from, dta_dtype to, const unsigned c
                          unsigned char *dst, size_t n, dta_overflow_mode mode, void *stats,
                          dta_error *err)
 {
-    size_t isz = dta_dtype_get(from)->bits / 8, osz = dta_dtype_get(to)->bits / 8, cap,
-           off = 0;
+    size_t isz = dta_dtype_elem_size(from), osz = dta_dtype_elem_size(to), cap, off = 0;
     dta_cuda_chunk *c;
     dta_status st;
+    if (!isz || !osz) /* sub-byte types are only ever copied, on the CPU */
+        return dta_error_set(err, DTA_E_UNSUPPORTED, 0, "%s -> %s on the GPU",
+                             dta_dtype_name(from), dta_dtype_name(to));
     if (!g_pipe && (st = dta_cuda_pipe_open(NULL, &g_pipe, err)) != DTA_OK)
         return st;
     cap = dta_cuda_pipe_capacity(g_pipe, from, to);

@@ -62,7 +62,16 @@ static bool fmt_path(char *buf, size_t cap, const char *fmt, ...)
     return n >= 0 && (size_t)n < cap;
 }
 
-static unsigned elsize(dta_dtype t) { return dta_dtype_get(t)->bits / 8; }
+/* Bytes per element; 0 for sub-byte and block types (F4, F6), which are only ever copied
+ * whole (byte_range) and never addressed element by element. */
+static unsigned elsize(dta_dtype t) { return (unsigned)dta_dtype_elem_size(t); }
+
+/* Byte offset and length of elements [first, first + n) of dtype t; false when the range
+ * does not start and end on a whole block (an F4 view starting at an odd element). */
+static bool byte_range(dta_dtype t, uint64_t first, uint64_t n, uint64_t *off, uint64_t *len)
+{
+    return dta_dtype_nbytes(t, first, off) && dta_dtype_nbytes(t, n, len);
+}
 
 static dta_status write_all(int fd, const void *p, size_t n, const char *path, dta_error *err)
 {
@@ -226,6 +235,10 @@ static dta_status stream_range(job *j, uint64_t off, uint64_t n, dta_dtype from,
                                sink_fn sink, void *sctx, dta_convert_stats *st)
 {
     unsigned ei = elsize(from), eo = elsize(to);
+    if (!ei || !eo)
+        return dta_error_set(j->err, DTA_E_UNSUPPORTED, 0,
+                             "%s -> %s cannot be converted element by element",
+                             dta_dtype_name(from), dta_dtype_name(to));
     size_t per = j->chunk / (ei > eo ? ei : eo);
     while (n > 0) {
         if (cancelled(j))
@@ -279,10 +292,29 @@ static dta_status stream_tensor(job *j, const dta_model *m, const dta_tensor *t,
                              "stored records",
                              t->name);
     unsigned ei = elsize(s->dtype);
-    if (contiguous_view(t, &first))
+    bool contiguous = contiguous_view(t, &first);
+    if (!ei && s->dtype == to) { /* sub-byte or block values kept as they are: copy bytes */
+        uint64_t off, len;
+        if (!contiguous || !byte_range(to, first, t->numel, &off, &len))
+            return dta_error_set(j->err, DTA_E_UNSUPPORTED, 0,
+                                 "tensor '%.200s' is a view of %s values that does not start "
+                                 "on a byte boundary; it cannot be copied",
+                                 t->name, dta_dtype_name(to));
+        dta_convert_stats bytes = {0};
+        dta_status r = stream_range(j, s->offset + off, len, DTA_U8, DTA_U8, sink, sctx, &bytes);
+        if (r == DTA_OK && st)
+            st->elements += t->numel;
+        return r;
+    }
+    if (contiguous)
         return stream_range(j, s->offset + first * ei, t->numel, s->dtype, to, sink, sctx, st);
 
     /* a strided view (transposed, expanded, sliced): gather it from its storage */
+    if (!ei || !elsize(to))
+        return dta_error_set(j->err, DTA_E_UNSUPPORTED, 0,
+                             "tensor '%.200s' is a strided view of %s values, which have no "
+                             "per-element address",
+                             t->name, dta_dtype_name(s->dtype));
     if (s->nbytes > DTA_MAX_GATHER_BYTES || t->numel > DTA_MAX_GATHER_BYTES / ei)
         return dta_error_set(j->err, DTA_E_UNSUPPORTED, 0,
                              "tensor '%.200s' is a non-contiguous view of a %llu-byte storage; "
@@ -386,7 +418,14 @@ static dta_status write_safetensors(job *j, const dta_model *m, const dta_dtype 
             continue;
         }
         dta_dtype to = nd[t->storage];
-        outs[n] = (dtap_st_out){t->name, to, t->rank, t->shape, t->numel * elsize(to), 0, i};
+        uint64_t nb;
+        if (!dta_dtype_nbytes(to, t->numel, &nb)) {
+            st = dta_error_set(j->err, DTA_E_FORMAT, 0, "tensor '%.200s': %llu %s values are not "
+                               "a whole number of bytes", t->name,
+                               (unsigned long long)t->numel, dta_dtype_name(to));
+            goto out;
+        }
+        outs[n] = (dtap_st_out){t->name, to, t->rank, t->shape, nb, 0, i};
         n++;
     }
     st = dtap_st_header(outs, n, meta, nmeta, &hdr, &hlen, j->err);
@@ -451,16 +490,18 @@ static dta_status write_storage(void *ctx, size_t s, dtap_zipw *z, dta_error *er
 
 static uint64_t output_bytes(const dta_model *m, const dta_dtype *nd, bool per_tensor)
 {
-    uint64_t total = 0;
+    uint64_t total = 0, nb;
     if (per_tensor) {
         for (size_t i = 0; i < m->ntensors; i++)
-            if (m->tensors[i].storage != SIZE_MAX)
-                total += m->tensors[i].numel * elsize(nd[m->tensors[i].storage]);
+            if (m->tensors[i].storage != SIZE_MAX &&
+                dta_dtype_nbytes(nd[m->tensors[i].storage], m->tensors[i].numel, &nb))
+                total += nb;
     } else {
         for (size_t s = 0; s < m->nstorages; s++)
-            total += m->storages[s].numel * elsize(nd[s]);
+            if (dta_dtype_nbytes(nd[s], m->storages[s].numel, &nb))
+                total += nb;
     }
-    return total;
+    return total; /* for progress only */
 }
 
 /* Converts one checkpoint file into the open file fd (path for messages). *format gets
@@ -952,9 +993,19 @@ static dta_status read_elems(reader *r, const dta_tensor *t, uint64_t first, siz
     if (s->offset == UINT64_MAX)
         return dta_error_set(err, DTA_E_UNSUPPORTED, 0,
                              "%s: tensor '%.200s' is in a compressed record", path, t->name);
-    uint64_t start;
-    if (contiguous_view(t, &start))
-        return read_at(r->fds[t->file], buf, n * es, s->offset + (start + first) * es, path, err);
+    uint64_t start, off, len;
+    if (contiguous_view(t, &start)) {
+        if (!byte_range(s->dtype, start + first, n, &off, &len))
+            return dta_error_set(err, DTA_E_UNSUPPORTED, 0,
+                                 "%s: tensor '%.200s' is a view of %s values that does not "
+                                 "start on a byte boundary", path, t->name,
+                                 dta_dtype_name(s->dtype));
+        return read_at(r->fds[t->file], buf, (size_t)len, s->offset + off, path, err);
+    }
+    if (!es)
+        return dta_error_set(err, DTA_E_UNSUPPORTED, 0,
+                             "%s: tensor '%.200s' is a strided view of %s values, which have no "
+                             "per-element address", path, t->name, dta_dtype_name(s->dtype));
     if (r->cached != t) {
         if (t->numel > DTA_MAX_GATHER_BYTES / es || s->nbytes > DTA_MAX_GATHER_BYTES)
             return dta_error_set(err, DTA_E_UNSUPPORTED, 0,

@@ -506,7 +506,7 @@ bool dta_convert_supported(dta_dtype from, dta_dtype to)
     return from == to || (is_source(from) && is_target(to));
 }
 
-static size_t elsize(dta_dtype t) { return dta_dtype_get(t)->bits / 8; }
+static size_t elsize(dta_dtype t) { return dta_dtype_elem_size(t); } /* 0 for F4, F6 */
 
 static bool overlaps(const void *a, size_t na, const void *b, size_t nb)
 {
@@ -655,11 +655,14 @@ dta_status dta_verify(dta_dtype from, dta_dtype to, const void *src, const void 
     if (st != DTA_OK)
         return st;
     base = stats ? stats->elements : 0;
-    if (dta_dtype_get(from)->bits % 8 || dta_dtype_get(to)->bits % 8) {
-        /* sub-byte types (F4, F6): only a copy is possible; compare bytes */
+    if (!elsize(from) || !elsize(to)) {
+        /* sub-byte and block types (F4, F6): only a copy is possible; compare bytes, and
+         * report the first value of the first block that differs */
+        unsigned be = 1, bb = 1;
+        dta_dtype_block(to, &be, &bb);
         for (uint64_t j = 0; j < nout; j++)
             if (s[j] != v[j] && mism++ == 0)
-                first = j * 8 / dta_dtype_get(to)->bits;
+                first = j / bb * be;
         goto done;
     }
     isz = elsize(from);

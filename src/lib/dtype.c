@@ -8,9 +8,9 @@ static const dta_dtype_info table[DTA_DTYPE_COUNT] = {
     /* name            torch name          storage class            bits float  st */
     [DTA_BOOL]        = {"BOOL",        "bool",             "BoolStorage",          8, false, true},
     /* safetensors' F4 counts fp4 values; torch's float4_e2m1fn_x2 counts bytes (F4_X2) */
-    [DTA_F4]          = {"F4",          NULL,               NULL,                   4, true,  true},
-    [DTA_F6_E2M3]     = {"F6_E2M3",     NULL,               NULL,                   6, true,  true},
-    [DTA_F6_E3M2]     = {"F6_E3M2",     NULL,               NULL,                   6, true,  true},
+    [DTA_F4]          = {"F4",          NULL,               NULL,                   4, true,  true, 2, 1},
+    [DTA_F6_E2M3]     = {"F6_E2M3",     NULL,               NULL,                   6, true,  true, 4, 3},
+    [DTA_F6_E3M2]     = {"F6_E3M2",     NULL,               NULL,                   6, true,  true, 4, 3},
     [DTA_U8]          = {"U8",          "uint8",            "ByteStorage",          8, false, true},
     [DTA_I8]          = {"I8",          "int8",             "CharStorage",          8, false, true},
     [DTA_F8_E5M2]     = {"F8_E5M2",     "float8_e5m2",      NULL,                   8, true,  true},
@@ -140,17 +140,35 @@ dta_dtype dta_dtype_from_alias(const char *s)
     return DTA_DTYPE_NONE;
 }
 
-bool dta_dtype_nbytes(dta_dtype t, uint64_t numel, uint64_t *out)
+bool dta_dtype_block(dta_dtype t, unsigned *elems, unsigned *bytes)
 {
     const dta_dtype_info *i = dta_dtype_get(t);
-    uint64_t bits;
     if (!i)
         return false;
-    if (numel != 0 && i->bits > UINT64_MAX / numel)
+    if (i->block_elems) {
+        *elems = i->block_elems;
+        *bytes = i->block_bytes;
+    } else {
+        *elems = 1;
+        *bytes = i->bits / 8;
+    }
+    return *elems > 0 && *bytes > 0;
+}
+
+bool dta_dtype_nbytes(dta_dtype t, uint64_t numel, uint64_t *out)
+{
+    unsigned be, bb;
+    if (!dta_dtype_block(t, &be, &bb) || numel % be != 0)
         return false;
-    bits = numel * i->bits;
-    if (bits % 8 != 0)
-        return false;
-    *out = bits / 8;
+    uint64_t blocks = numel / be;
+    if (blocks != 0 && bb > UINT64_MAX / 8 / blocks)
+        return false; /* the size in bits fits in 64 bits too */
+    *out = blocks * bb;
     return true;
+}
+
+size_t dta_dtype_elem_size(dta_dtype t)
+{
+    unsigned be, bb;
+    return dta_dtype_block(t, &be, &bb) && be == 1 ? bb : 0;
 }

@@ -603,9 +603,10 @@ static dta_status validate_and_add(const dtap_src *src, dta_model *m, st_entry *
                 goto out;
             }
         if (!dta_dtype_nbytes(e->dtype, numel, &nbytes)) {
-            unsigned bits = dta_dtype_get(e->dtype)->bits;
+            unsigned bits = dta_dtype_get(e->dtype)->bits, be = 1, bb = 1;
+            dta_dtype_block(e->dtype, &be, &bb);
             fmt_shape(shape, sizeof shape, e);
-            if (numel > UINT64_MAX / bits)
+            if (numel % be == 0) /* whole blocks: the byte count overflows */
                 st = dta_error_set(err, DTA_E_FORMAT, 0,
                                    "tensor '%.100s' shape %s of %s overflows 64 bits", e->name,
                                    shape, dta_dtype_name(e->dtype));

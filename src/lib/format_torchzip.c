@@ -720,12 +720,12 @@ static dta_status zip_resolve(void *vctx, const dtap_pnode *pid, dta_dtype dtype
     dta_dtype keep = sdt;
     uint64_t n = (uint64_t)numel;
     if (untyped) { /* bytes: count in elements of the tensor's dtype (v3) */
-        unsigned bits = dta_dtype_get(dtype)->bits;
-        if (bits < 8 || bits % 8 || nbytes % (bits / 8))
+        size_t es = dta_dtype_elem_size(dtype);
+        if (!es || nbytes % es)
             return dta_error_set(err, DTA_E_FORMAT, 0, "record '%s' has %llu bytes, not a whole number of %s",
                                  e->name, (unsigned long long)nbytes, dta_dtype_name(dtype));
         keep = dtype;
-        n = nbytes / (bits / 8);
+        n = nbytes / es;
     }
     char *kcopy = malloc(key->len + 1);
     if (!kcopy) return dta_error_set(err, DTA_E_NOMEM, 0, "out of memory");

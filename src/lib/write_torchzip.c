@@ -881,7 +881,7 @@ static dtap_pnode *new_pid(emitter *e, const dtap_pnode *pid, size_t s, dta_dtyp
     const dta_storage *st = &e->m->storages[s];
     bool v3 = !di->storage_name;
     uint64_t numel = st->numel;
-    if (v3 && dtap_mul_u64(numel, di->bits / 8, &numel)) return NULL;
+    if (v3 && !dta_dtype_nbytes(d, numel, &numel)) return NULL; /* untyped storages count bytes */
     if (numel > INT64_MAX) return NULL;
     dtap_pnode *t = syn_tuple(e, pid->seq.n);
     dtap_pnode *cls = v3 ? syn_global(e, "torch.storage", "UntypedStorage") : syn_global(e, "torch", di->storage_name);
@@ -1389,11 +1389,11 @@ static dta_status check_resolve(void *vctx, const dtap_pnode *pid, dta_dtype dty
     }
     if (c->sidx[r] == SIZE_MAX) {
         dta_dtype keep = untyped ? dtype : sdt;
-        unsigned bits = dta_dtype_get(keep)->bits;
-        if (bits < 8 || bits % 8 || nbytes % (bits / 8))
+        size_t es = dta_dtype_elem_size(keep);
+        if (!es || nbytes % es)
             return dta_error_set(err, DTA_E_FORMAT, 0, "rewritten record data/%.*s is not a whole number of %s",
                                  (int)kn, k, dta_dtype_name(keep));
-        dta_status st = dtap_model_add_storage(c->scratch, 0, NULL, keep, nbytes / (bits / 8), UINT64_MAX,
+        dta_status st = dtap_model_add_storage(c->scratch, 0, NULL, keep, nbytes / es, UINT64_MAX,
                                                &c->sidx[r], err);
         if (st) return st;
     }

@@ -405,7 +405,7 @@ static cudaError_t launch(int job, int from, int to, int mode, const void *src, 
     }
 }
 
-static size_t elsize(int t) { return dta_dtype_get((dta_dtype)t)->bits / 8; }
+static size_t elsize(int t) { return dta_dtype_elem_size((dta_dtype)t); } /* byte types only */
 
 /* ---- devices ----------------------------------------------------------------------------- */
 
