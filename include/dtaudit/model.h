@@ -51,6 +51,7 @@ typedef struct {
     size_t file;          /* index into model->files */
     bool meta;            /* saved without storage */
     bool shared;          /* its storage is viewed by other tensors too */
+    bool name_nul;        /* the stored name holds a NUL byte: name is the part before it */
 } dta_tensor;
 
 /* A finding raised while reading (unsafe-pickle, meta-tensor, ...). */

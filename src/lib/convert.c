@@ -401,6 +401,13 @@ static dta_status write_safetensors(job *j, const dta_model *m, const dta_dtype 
         meta[nmeta++] = m->metadata[i];
     for (size_t i = 0; i < m->ntensors; i++) {
         const dta_tensor *t = &m->tensors[i];
+        if (t->name_nul) {
+            st = dta_error_set(j->err, DTA_E_UNSUPPORTED, 0,
+                               "tensor '%.200s...' has a NUL byte in its name; dtaudit does not "
+                               "write such names to safetensors",
+                               t->name);
+            goto out;
+        }
         if (t->meta) {
             st = dta_error_set(j->err, DTA_E_UNSUPPORTED, 0,
                                "tensor '%.200s' was saved without data (meta device) and cannot "

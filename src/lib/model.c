@@ -226,6 +226,7 @@ dta_status dtap_model_add_tensor(dta_model *m, const char *name, size_t name_len
         m->last_root = arena_dupn(m, root, strlen(root));
     t->root = (char *)m->last_root;
     t->name = arena_dupn(m, name, name_len);
+    t->name_nul = memchr(name, 0, name_len) != NULL;
     t->shape = arena_alloc(m, sizeof(uint64_t) * (size_t)(rank ? rank : 1), sizeof(uint64_t));
     if (stride)
         t->stride = arena_alloc(m, sizeof(int64_t) * (size_t)(rank ? rank : 1), sizeof(int64_t));

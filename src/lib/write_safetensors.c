@@ -7,6 +7,8 @@
  *   with no gaps, so every tensor is naturally aligned and files are reproducible.
  *   JSON strings are escaped as serde_json does (\" \\ \b \f \n \r \t, else \u00xx). */
 #include <errno.h>
+#include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -74,6 +76,104 @@ static void put_str(buf *b, const char *s)
     put(b, "\"", 1);
 }
 
+/* Strict UTF-8 (what serde_json accepts): no overlong forms, no surrogates, <= U+10FFFF. */
+static bool utf8_ok(const char *str)
+{
+    const unsigned char *p = (const unsigned char *)str;
+    while (*p) {
+        unsigned c = *p, n;
+        uint32_t cp;
+        if (c < 0x80) {
+            p++;
+            continue;
+        }
+        if (c >= 0xC2 && c <= 0xDF)
+            n = 1, cp = c & 0x1F;
+        else if (c >= 0xE0 && c <= 0xEF)
+            n = 2, cp = c & 0x0F;
+        else if (c >= 0xF0 && c <= 0xF4)
+            n = 3, cp = c & 0x07;
+        else
+            return false;
+        for (unsigned k = 1; k <= n; k++) {
+            if ((p[k] & 0xC0) != 0x80)
+                return false;
+            cp = (cp << 6) | (p[k] & 0x3F);
+        }
+        if ((n == 2 && cp < 0x800) || (n == 3 && cp < 0x10000) || cp > 0x10FFFF ||
+            (cp >= 0xD800 && cp <= 0xDFFF))
+            return false;
+        p += n + 1;
+    }
+    return true;
+}
+
+/* A name for a one-line message: bytes outside printable ASCII as \xNN, cut at 100. */
+static const char *shown(const char *s, char *buf, size_t cap)
+{
+    size_t o = 0;
+    for (const unsigned char *p = (const unsigned char *)s; *p && o + 5 < cap && o < 100; p++) {
+        if (*p >= 0x20 && *p < 0x7F && *p != '\\')
+            buf[o++] = (char)*p;
+        else
+            o += (size_t)snprintf(buf + o, cap - o, "\\x%02x", *p);
+    }
+    buf[o] = 0;
+    return buf;
+}
+
+static int cmp_name(const void *a, const void *b)
+{
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+/* What the reference reader would reject, or read differently: names that are not UTF-8,
+ * a tensor named __metadata__, two tensors (or two metadata keys) of one name, as
+ * flattening gives for {1: x, "1": y} or {"a.b": x, "a": {"b": y}}. */
+static dta_status check_names(const dtap_st_out *t, size_t n, const dta_kv *meta, size_t nmeta,
+                              dta_error *err)
+{
+    char b1[512];
+    for (size_t i = 0; i < n; i++) {
+        if (!utf8_ok(t[i].name))
+            return dta_error_set(err, DTA_E_UNSUPPORTED, 0,
+                                 "tensor name '%s' is not valid UTF-8, as safetensors needs "
+                                 "(a torch input can keep it with --out-format torch)",
+                                 shown(t[i].name, b1, sizeof b1));
+        if (!strcmp(t[i].name, "__metadata__"))
+            return dta_error_set(err, DTA_E_UNSUPPORTED, 0,
+                                 "a tensor is named __metadata__, which safetensors reserves "
+                                 "(a torch input can keep it with --out-format torch)");
+    }
+    for (size_t i = 0; i < nmeta; i++)
+        if (!utf8_ok(meta[i].key) || !utf8_ok(meta[i].value))
+            return dta_error_set(err, DTA_E_UNSUPPORTED, 0,
+                                 "metadata '%s' is not valid UTF-8; safetensors needs UTF-8",
+                                 shown(meta[i].key, b1, sizeof b1));
+    size_t cap = n > nmeta ? n : nmeta;
+    const char **v = malloc((cap ? cap : 1) * sizeof *v);
+    if (!v)
+        return dta_error_set(err, DTA_E_NOMEM, ENOMEM, "out of memory");
+    dta_status st = DTA_OK;
+    for (int pass = 0; pass < 2 && st == DTA_OK; pass++) {
+        size_t k = pass ? nmeta : n;
+        for (size_t i = 0; i < k; i++)
+            v[i] = pass ? meta[i].key : t[i].name;
+        if (k > 1)
+            qsort(v, k, sizeof *v, cmp_name);
+        for (size_t i = 1; i < k && st == DTA_OK; i++)
+            if (!strcmp(v[i - 1], v[i]))
+                st = dta_error_set(err, DTA_E_UNSUPPORTED, 0,
+                                   pass ? "metadata key '%s' occurs twice; safetensors keeps one"
+                                        : "two tensors are named '%s' once flattened (keys such "
+                                          "as 1 and '1', or 'a.b' and 'a' -> 'b'); safetensors "
+                                          "names must be unique (a torch input can keep it with --out-format torch)",
+                                   shown(v[i], b1, sizeof b1));
+    }
+    free(v);
+    return st;
+}
+
 static int cmp_out(const void *a, const void *b)
 {
     const dtap_st_out *x = a, *y = b;
@@ -90,6 +190,9 @@ dta_status dtap_st_header(dtap_st_out *t, size_t n, const dta_kv *meta, size_t n
     bool has_format = false;
 
     *hdr = NULL;
+    dta_status cs = check_names(t, n, meta, nmeta, err);
+    if (cs != DTA_OK)
+        return cs;
     for (size_t i = 0; i < n; i++)
         if (!dta_dtype_get(t[i].dtype) || !dta_dtype_get(t[i].dtype)->in_safetensors)
             return dta_error_set(err, DTA_E_UNSUPPORTED, 0,

@@ -257,6 +257,74 @@ else
     echo "SKIP-part: no torch/safetensors for the alias check"
 fi
 
+# ---- names safetensors cannot hold: refused (one line), never an invalid file ----------
+if "$PYTHON" -c "import torch, safetensors" 2>/dev/null; then
+    mkdir -p "$o/names"
+    "$PYTHON" - "$o/names" <<'PY'
+import json, struct, sys, torch
+d = sys.argv[1]
+x, y = torch.ones(2), torch.full((2,), 2.0)
+cases = {
+    "intkey": {1: x, "1": y},                    # int and str key flatten alike
+    "dotted": {"a.b": x, "a": {"b": y}},          # a dotted key and a nested dict
+    "listidx": {"l.0": x, "l": [y]},              # a list index and a dotted key
+    "nul": {"a\x00b": x, "a": y},                 # NUL: the C name stops at it
+    "nul1": {"w\x00": x},
+    "surrogate": {"caf\udce9": x},                # pickle's surrogatepass: not UTF-8
+    "reserved": {"__metadata__": x, "w": y},      # the header's reserved key
+    "fine": {"caf\u00e9": x, "a": {"b": y}, "l": [x]},
+}
+for k, v in cases.items():
+    torch.save(v, "%s/%s.pt" % (d, k))
+def st(path, names):
+    hdr, data, off = {}, b"", 0
+    for n in names:
+        hdr[n] = {"dtype": "F32", "shape": [2], "data_offsets": [off, off + 8]}
+        data += struct.pack("<2f", 1.0, 2.0)
+        off += 8
+    h = json.dumps(hdr).encode()
+    h += b" " * (-len(h) % 8)
+    open(path, "wb").write(struct.pack("<Q", len(h)) + h + data)
+st(d + "/stnul.safetensors", ["a\x00b", "a"])
+st(d + "/stnul1.safetensors", ["a\x00b"])
+PY
+    check_st() { "$PYTHON" -c "
+import sys
+from safetensors import safe_open
+with safe_open(sys.argv[1], 'pt') as f:
+    for k in f.keys(): f.get_tensor(k)
+" "$1" 2>/dev/null; }
+    for c in intkey dotted listidx nul nul1 surrogate reserved stnul stnul1; do
+        in=$o/names/$c.pt
+        [ -e "$in" ] || in=$o/names/$c.safetensors
+        dta convert --to bf16 --out-format safetensors "$in" -o "$o/names/$c.out.safetensors"
+        if [ "$rc" -eq 0 ]; then
+            check_st "$o/names/$c.out.safetensors" && pass || fail "$c: exit 0 but safetensors rejects the output"
+        else
+            [ "$rc" -eq 2 ] && one_line && [ ! -e "$o/names/$c.out.safetensors" ] && pass \
+                || fail "$c: $rc $(cat "$TMP/err")"
+        fi
+    done
+    for c in intkey dotted nul surrogate; do
+        dta convert --to bf16 "$o/names/$c.pt" -o "$o/names/$c.out.pt" # torch keeps any key
+        [ "$rc" -eq 0 ] && "$PYTHON" -c "
+import sys, torch
+a = torch.load(sys.argv[1], weights_only=True); b = torch.load(sys.argv[2], weights_only=True)
+def keys(o, p=()):
+    if isinstance(o, dict):
+        return [k for kk, v in o.items() for k in keys(v, p + (kk,))]
+    if isinstance(o, list):
+        return [k for i, v in enumerate(o) for k in keys(v, p + (i,))]
+    return [p]
+assert keys(a) == keys(b), (keys(a), keys(b))
+" "$o/names/$c.pt" "$o/names/$c.out.pt" && pass || fail "$c to torch: $rc $(cat "$TMP/err")"
+    done
+    dta convert --to bf16 --out-format safetensors "$o/names/fine.pt" -o "$o/names/fine.safetensors"
+    [ "$rc" -eq 0 ] && check_st "$o/names/fine.safetensors" && pass || fail "fine names: $rc $(cat "$TMP/err")"
+else
+    echo "SKIP-part: no torch/safetensors for the name checks"
+fi
+
 # ---- a report that cannot be written is exit 2 with one line (every command, format) ----
 dta_full() { set +e; "$DTAUDIT" "$@" >/dev/full 2>"$TMP/err"; rc=$?; set -e; }
 for f in text json sarif github; do
