@@ -4,6 +4,7 @@
 #ifndef DTAUDIT_AUDIT_H
 #define DTAUDIT_AUDIT_H
 
+#include "dtaudit/intended.h"
 #include "dtaudit/model.h"
 #include "dtaudit/values.h"
 
@@ -45,6 +46,11 @@ typedef struct {
      * the CLI's default; 0: any underflow). */
     const struct dta_values *values;
     double underflow_share;
+    /* The intended-precision table (intended.h; NULL: none). A tensor it matches raises no
+     * dtype finding but an `intended` info finding, unless strict is set: then intended
+     * islands are ordinary tensors again (dtype-outlier, mixed-module, expect-mismatch). */
+    const dta_intended *intended;
+    bool strict;
 } dta_audit_options;
 
 typedef struct {
@@ -87,6 +93,8 @@ typedef struct {
     size_t file;             /* model->files index of the first tensor, SIZE_MAX when none */
     dta_rule rule_id;        /* the rule (dtaudit/rules.h); rule is its name */
     dta_values_tensor *values; /* value rules: counts summed over its tensors (owned), else NULL */
+    /* `intended` findings: the rule matched (borrowed from the options' table), else NULL */
+    const dta_intended_rule *intended;
 } dta_finding;
 
 typedef struct dta_report {
@@ -98,6 +106,10 @@ typedef struct dta_report {
     dta_finding *findings;   /* sorted by (root order, module, rule) */
     size_t nfindings;
     dta_count total;         /* tensors sharing a storage count their bytes once */
+    size_t *tensor_root;     /* per model tensor: its index into roots */
+    /* per model tensor: the intended rule that matched it (NULL: none, or strict, or no
+     * table given, or allowed by the user) */
+    const dta_intended_rule **intended;
 } dta_report;
 
 dta_status dta_report_build(const dta_model *m, const dta_audit_options *opt, dta_report **out,

@@ -19,6 +19,7 @@
 #include "dtaudit/limits.h"
 #include "dtaudit/rules.h"
 #include "dtaudit/model.h"
+#include "dtaudit/intended.h"
 #include "dtaudit/policy.h"
 #include "dtaudit/audit.h"
 #include "dtaudit/diff.h"

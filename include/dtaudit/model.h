@@ -98,6 +98,13 @@ typedef struct dta_model {
     dta_dtype config_dtype; /* from config.json, DTA_DTYPE_NONE if absent */
     char *index_path;     /* the sharded index read, NULL if none */
     dta_adapter *adapter; /* PEFT adapter_config.json of a directory, NULL if none */
+    /* config.json's model identity (intended.h keys on it): "model_type" of the top level,
+     * then of nested *_config objects; "architectures"; diffusers' "_class_name". */
+    char **model_types;
+    size_t nmodel_types;
+    char **architectures;
+    size_t narchitectures;
+    char *class_name;     /* NULL when absent */
     /* private */
     size_t cap_files, cap_tensors, cap_storages, cap_notes, cap_metadata;
     void *arena;          /* tensor names, roots, shapes and strides (model.c) */

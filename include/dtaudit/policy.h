@@ -10,7 +10,11 @@
  *     "allow": ["*norm*=f32", {"glob": "*.inv_freq", "dtype": "f32", "reason": "..."}],
  *     "severity": {"dtype-outlier": "error", "mixed-module": "info", "meta-tensor": "off"},
  *     "fail_on": "warning",
- *     "underflow_share": 0.001
+ *     "underflow_share": 0.001,
+ *     "strict": false,
+ *     "intended": [{"id": "local.router", "match": {"model_type": ["my_moe"]},
+ *                   "patterns": ["router.weight"], "dtypes": ["F32"], "when": "half",
+ *                   "why": "...", "evidence": "..."}]
  *   }
  *
  * "allow" is an array of "GLOB[=DTYPE]" strings or {"glob", "dtype"?, "reason"?} objects,
@@ -44,6 +48,9 @@ typedef struct dta_policy {
     size_t nseverity;
     int fail_on;             /* a dta_severity, -1 when absent */
     double underflow_share;  /* precision-underflow threshold in [0, 1], -1 when absent */
+    int strict;              /* "strict": 1 true, 0 false, -1 absent */
+    dta_intended *intended;  /* "intended": local rules (NULL when absent); a caller may take
+                              * it (dta_intended_prepend) and set it to NULL */
 } dta_policy;
 
 /* Reads and checks a policy file. Errors name the file and the offending key:

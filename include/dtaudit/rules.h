@@ -49,6 +49,7 @@ typedef enum {
     DTA_RULE_NONFINITE,           /* audit --values */
     DTA_RULE_RANGE_OVERFLOW,
     DTA_RULE_PRECISION_UNDERFLOW,
+    DTA_RULE_INTENDED,
     /* append new rules here */
     DTA_RULE_COUNT
 } dta_rule;

@@ -58,7 +58,9 @@ static int run_inspect(cli_options *o)
                             .findings = o->command == CMD_AUDIT,
                             .severity = o->severity,
                             .nseverity = o->nseverity,
-                            .underflow_share = o->underflow_share};
+                            .underflow_share = o->underflow_share,
+                            .intended = o->intended,
+                            .strict = o->strict};
     /* --values: checked against --target, else --expect when convert can produce it */
     dta_values_options vo = {.target = o->target};
     if (vo.target == DTA_DTYPE_NONE &&
@@ -141,6 +143,8 @@ static int apply_policy(cli_options *o, dta_policy **pol, dta_allow **merged)
         o->fail_on = (dta_severity)p->fail_on;
     if (p->underflow_share >= 0)
         o->underflow_share = p->underflow_share;
+    if (!o->strict_set && p->strict >= 0)
+        o->strict = p->strict == 1;
     o->severity = p->severity;
     o->nseverity = p->nseverity;
     if (p->nallow) {
@@ -216,8 +220,23 @@ int main(int argc, char **argv)
     int rc = cli_parse(argc - 1, argv + 1, &o);
     dta_policy *pol = NULL;
     dta_allow *merged = NULL;
+    dta_intended *table = NULL;
     if (rc < 0)
         rc = apply_policy(&o, &pol, &merged);
+    if (rc < 0) {
+        /* the built-in intended-precision table, a policy's local rules in front */
+        dta_error err;
+        dta_status ist = dta_intended_builtin(&table, &err);
+        if (ist == DTA_OK && pol && pol->intended) {
+            ist = dta_intended_prepend(table, pol->intended, &err);
+            pol->intended = NULL; /* moved into the table (or freed on failure) */
+        }
+        if (ist != DTA_OK) {
+            fprintf(stderr, "dtaudit: %s\n", err.msg);
+            rc = 2;
+        }
+        o.intended = table;
+    }
     if (rc < 0) {
         dta_allow *own = o.allow;
         size_t nown = o.nallow;
@@ -233,6 +252,7 @@ int main(int argc, char **argv)
         o.nallow = nown;
     }
     free(merged);
+    dta_intended_free(table);
     dta_policy_free(pol);
     cli_options_free(&o);
     return output_status(rc);

@@ -22,6 +22,7 @@ const cli_option cli_option_table[] = {
     {"base", 0, "DIR", CMD_AUDIT, "base model of a PEFT adapter: compare dominant dtypes (adapter-mismatch, warning)"},
     {"values", 0, NULL, CMD_AUDIT, "read the tensor data: NaN/inf (nonfinite), and against the target overflow (range-overflow) and values lost to zero (precision-underflow)"},
     {"target", 0, "DTYPE", CMD_AUDIT, "dtype --values checks the values against: f32, f16 or bf16 (default: --expect when it is one of them); implies --values"},
+    {"strict", 0, NULL, CMD_AUDIT, "report intended-precision islands (T5 wo, MoE routing biases, A_log, ...) as ordinary dtype findings"},
     {"to", 't', "DTYPE", CMD_CONVERT, "target dtype: f32, f16 or bf16 (floating tensors only; integers never change)"},
     {"output", 'o', "OUT", CMD_CONVERT, "output file, or directory for a model directory or sharded index"},
     {"only", 0, "GLOB", CMD_CONVERT, "convert only tensors or modules matching GLOB; repeatable"},
@@ -227,6 +228,8 @@ int cli_parse(int argc, char **argv, cli_options *o)
                 return usage_error("--fail-on: '%s' is not error, warning, info or never", arg);
             o->fail_on = (dta_severity)s;
             o->fail_on_set = true;
+        } else if (strcmp(t->name, "strict") == 0) {
+            o->strict = o->strict_set = true;
         } else if (strcmp(t->name, "policy") == 0) {
             o->policy = arg;
         } else if (strcmp(t->name, "base") == 0) {

@@ -54,6 +54,9 @@ typedef struct {
     dta_overflow_mode overflow;
     dta_out_format out_format;
     device_kind device;
+    /* intended precision (intended.h): the table (built-in + policy rules; main.c) */
+    bool strict, strict_set; /* --strict: intended islands are ordinary findings */
+    const dta_intended *intended;
 } cli_options;
 
 int cmd_convert(cli_options *o);

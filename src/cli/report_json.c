@@ -365,6 +365,17 @@ static void finding_json(jw *w, const input_result *r, const dta_finding *f)
     kv_str(w, "message", f->message);
     if (f->values)
         values_json(w, f->values);
+    if (f->intended) {
+        /* which intended-precision rule matched (intended.h) */
+        key(w, "intended");
+        open_(w, '{');
+        kv_str(w, "id", f->intended->id);
+        kv_str(w, "origin", f->intended->origin);
+        kv_str(w, "kind", f->intended->kind);
+        kv_str(w, "why", f->intended->why);
+        kv_str(w, "evidence", f->intended->evidence);
+        close_(w, '}');
+    }
     close_(w, '}');
 }
 

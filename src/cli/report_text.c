@@ -539,6 +539,14 @@ static bool same_group(const dta_finding *a, const dta_finding *b)
     if (a->rule_id != b->rule_id || a->severity != b->severity || a->dtype != b->dtype ||
         a->expected != b->expected || a->root_index != b->root_index)
         return false;
+    /* intended findings (one per tensor) group by rule and name shape: layers.{0..31}.x */
+    if (a->intended || b->intended) {
+        if (a->intended != b->intended)
+            return false;
+        shape_of(sa, sizeof sa, a->module);
+        shape_of(sb, sizeof sb, b->module);
+        return strcmp(sa, sb) == 0 && strchr(sa, '#');
+    }
     /* a single top-level tensor is its own finding */
     if ((a->ntensors == 1 && strcmp(a->tensors[0], a->module) == 0) ||
         (b->ntensors == 1 && strcmp(b->tensors[0], b->module) == 0))
@@ -737,7 +745,7 @@ static void print_findings(tctx *c, const input_result *in)
         fprintf(c->out, "    %s%-7s%s %-15s %s%s%s%s", C(c->pal, sev_color(f->severity)),
                 dta_severity_name(f->severity), C(c->pal, RESET), f->rule, C(c->pal, BOLD),
                 clean(shown, sizeof shown, pat), C(c->pal, RESET), what);
-        if (n > 1)
+        if (n > 1 && !f->intended)
             fprintf(c->out, "  (%zu modules, %zu tensors)\n", n, ntensors);
         else if (ntensors)
             fprintf(c->out, "  (%zu tensor%s)\n", ntensors, ntensors == 1 ? "" : "s");

@@ -49,6 +49,7 @@ typedef struct {
     size_t *tensor_root;   /* root index per tensor */
     size_t *tensor_module; /* module node per tensor */
     bool *allowed;
+    const dta_intended_rule **intended; /* per tensor, NULL when not an intended island */
     dta_error *err;
 } ctx;
 
@@ -251,6 +252,30 @@ static dta_status assign_roots(ctx *c)
     return st;
 }
 
+/* Per-root and total counts (a storage's bytes count once, with its first tensor). */
+static dta_status count_roots(ctx *c)
+{
+    const dta_model *m = c->m;
+    bool *counted = calloc(m->nstorages ? m->nstorages : 1, sizeof *counted);
+    if (!counted)
+        return nomem(c);
+    for (size_t i = 0; i < m->ntensors; i++) {
+        const dta_tensor *t = &m->tensors[i];
+        uint64_t bytes = t->nbytes;
+        if (t->storage != SIZE_MAX) {
+            if (counted[t->storage])
+                bytes = 0;
+            counted[t->storage] = true;
+        }
+        dta_root_summary *rs = &c->r->roots[c->tensor_root[i]];
+        count_add(&rs->total, t->numel, bytes);
+        count_add(&rs->by_dtype[t->dtype], t->numel, bytes);
+        count_add(&c->r->total, t->numel, bytes);
+    }
+    free(counted);
+    return DTA_OK;
+}
+
 /* Builds the chain of nodes for every tensor and accumulates the counts and masks. */
 static dta_status build_tree(ctx *c)
 {
@@ -276,10 +301,6 @@ static dta_status build_tree(ctx *c)
             counted[t->storage] = true;
         }
 
-        dta_root_summary *rs = &c->r->roots[r];
-        count_add(&rs->total, t->numel, bytes);
-        count_add(&rs->by_dtype[t->dtype], t->numel, bytes);
-        count_add(&c->r->total, t->numel, bytes);
 
         bool flt = dta_dtype_is_float(t->dtype) && !c->allowed[i];
         uint64_t bit = flt ? 1ull << t->dtype : 0;
@@ -615,6 +636,72 @@ static dta_status adapter_mismatch(ctx *c)
                        want, msg, NULL);
 }
 
+/* Intended islands (intended.h): matched tensors count as allowed for the dtype rules,
+ * unless the user asked for --strict or already allowed them. */
+static dta_status intended_mark(ctx *c)
+{
+    const dta_model *m = c->m;
+    if (!c->opt->intended || c->opt->strict || m->ntensors == 0)
+        return DTA_OK;
+    dta_dtype *dom = malloc(m->ntensors * sizeof *dom);
+    c->intended = calloc(m->ntensors, sizeof *c->intended);
+    if (!dom || !c->intended) {
+        free(dom);
+        return nomem(c);
+    }
+    for (size_t i = 0; i < m->ntensors; i++) {
+        const dta_root_summary *rs = &c->r->roots[c->tensor_root[i]];
+        dom[i] = rs->analysed ? rs->dominant : DTA_DTYPE_NONE;
+    }
+    dta_status st = dta_intended_mark(c->opt->intended, m, dom, c->intended, c->err);
+    free(dom);
+    for (size_t i = 0; st == DTA_OK && i < m->ntensors; i++) {
+        if (c->allowed[i])
+            c->intended[i] = NULL;
+        else if (c->intended[i])
+            c->allowed[i] = true;
+    }
+    return st;
+}
+
+/* One `intended` info finding per matched tensor: which rule matched and why (renderers
+ * group the repeats of a layer stack). */
+static dta_status intended_findings(ctx *c)
+{
+    const dta_model *m = c->m;
+    dta_status st = DTA_OK;
+    if (!c->intended)
+        return DTA_OK;
+    for (size_t i = 0; i < m->ntensors && st == DTA_OK; i++) {
+        const dta_intended_rule *ir = c->intended[i];
+        if (!ir)
+            continue;
+        const dta_tensor *t = &m->tensors[i];
+        size_t r = c->tensor_root[i];
+        dta_dtype dom = c->r->roots[r].dominant;
+        dta_finding *f = NULL;
+        char msg[1200], ev[240] = "";
+        const char *semi = strchr(ir->evidence, ';');
+        if (ir->evidence[0])
+            snprintf(ev, sizeof ev, " (evidence: %.*s%s)",
+                     (int)(semi ? (size_t)(semi - ir->evidence) : strlen(ir->evidence)) > 200
+                         ? 200
+                         : (int)(semi ? (size_t)(semi - ir->evidence) : strlen(ir->evidence)),
+                     ir->evidence, semi ? "; ..." : "");
+        snprintf(msg, sizeof msg,
+                 "'%.300s' is %s beside the root's %s on purpose: intended-precision rule '%s' "
+                 "(%s): %.400s%s",
+                 t->name, dta_dtype_name(t->dtype), dta_dtype_name(dom), ir->id, ir->kind,
+                 ir->why, ev);
+        st = add_finding(c, DTA_RULE_INTENDED, r, t->name, t->dtype, dom, msg, &f);
+        if (st != DTA_OK)
+            break;
+        f->intended = ir;
+        st = finding_add_tensor(c, f, i);
+    }
+    return st;
+}
+
 static void finding_clear(dta_finding *f)
 {
     free(f->root);
@@ -753,9 +840,11 @@ dta_status dta_report_build(const dta_model *m, const dta_audit_options *opt, dt
     for (size_t i = 0; i < m->ntensors; i++)
         c.allowed[i] = tensor_allowed(opt, &m->tensors[i]);
 
-    if ((st = assign_roots(&c)) != DTA_OK || (st = build_tree(&c)) != DTA_OK)
+    if ((st = assign_roots(&c)) != DTA_OK || (st = count_roots(&c)) != DTA_OK)
         goto out;
     pick_dominants(c.r);
+    if ((st = intended_mark(&c)) != DTA_OK || (st = build_tree(&c)) != DTA_OK)
+        goto out;
 
     if (opt->findings) {
         for (size_t r = 0; r < c.r->nroots && st == DTA_OK; r++) {
@@ -776,6 +865,8 @@ dta_status dta_report_build(const dta_model *m, const dta_audit_options *opt, dt
         if (st == DTA_OK && m->adapter && opt->base)
             st = adapter_mismatch(&c);
         if (st == DTA_OK)
+            st = intended_findings(&c);
+        if (st == DTA_OK)
             st = reader_notes(&c);
         if (st == DTA_OK && opt->values)
             st = dtap_values_findings(c.r, m, opt, c.tensor_root, c.allowed, err);
@@ -795,9 +886,15 @@ out:
     }
     free(c.nodes);
     free(c.nodetab.slot);
-    free(c.tensor_root);
     free(c.tensor_module);
     free(c.allowed);
+    if (c.r) {
+        c.r->tensor_root = c.tensor_root; /* ownership moves to the report */
+        c.r->intended = c.intended;
+    } else {
+        free(c.tensor_root);
+        free(c.intended);
+    }
     if (st != DTA_OK) {
         dta_report_free(c.r);
         return st;
@@ -822,6 +919,8 @@ void dta_report_free(dta_report *r)
     free(r->roots);
     free(r->modules);
     free(r->findings);
+    free(r->tensor_root);
+    free((void *)r->intended);
     free(r);
 }
 

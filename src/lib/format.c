@@ -176,6 +176,11 @@ static dta_status read_config(const char *dir, dta_model *m, dta_error *err)
         }
     if (cJSON_IsString(dt))
         m->config_dtype = dta_dtype_from_alias(dt->valuestring);
+    st = dtap_model_read_identity(m, doc, err);
+    if (st != DTA_OK) {
+        cJSON_Delete(doc);
+        return st;
+    }
     if (cJSON_IsObject(cJSON_GetObjectItemCaseSensitive(doc, "quantization_config"))) {
         const cJSON *q = cJSON_GetObjectItemCaseSensitive(
             cJSON_GetObjectItemCaseSensitive(doc, "quantization_config"), "quant_method");

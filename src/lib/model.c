@@ -343,6 +343,13 @@ void dta_model_free(dta_model *m)
     free(m->notes);
     free(m->metadata);
     free(m->adapter); /* one block */
+    for (size_t i = 0; i < m->nmodel_types; i++)
+        free(m->model_types[i]);
+    free(m->model_types);
+    for (size_t i = 0; i < m->narchitectures; i++)
+        free(m->architectures[i]);
+    free(m->architectures);
+    free(m->class_name);
     free(m->index_path);
     free(m->path);
     free(m);

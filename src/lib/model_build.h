@@ -37,6 +37,11 @@ dta_status dtap_model_add_metadata(dta_model *m, const char *key, const char *va
  * also matches '.'. Used by --allow, --only and --keep alike. */
 bool dtap_name_matches(const char *glob, const char *name);
 
+/* config.json's model_type (top level, then nested *_config), architectures and diffusers
+ * _class_name into m (model_identity.c); doc is a cJSON object. */
+struct cJSON;
+dta_status dtap_model_read_identity(dta_model *m, const struct cJSON *doc, dta_error *err);
+
 /* Marks tensors whose storage is viewed more than once as shared. Readers call it last. */
 void dtap_model_finish(dta_model *m);
 

@@ -33,6 +33,7 @@ void dta_policy_free(dta_policy *p)
     free(p->severity); /* rule names are the catalogue's static strings */
     free(p->description);
     free(p->path);
+    dta_intended_free(p->intended);
     free(p);
 }
 
@@ -222,9 +223,11 @@ dta_status dta_policy_parse(const char *text, size_t n, const char *name, dta_po
     c.p->expect = DTA_DTYPE_NONE;
     c.p->fail_on = -1;
     c.p->underflow_share = -1;
+    c.p->strict = -1;
 
     static const char *keys[] = {"version", "description", "expect", "allow", "severity",
-                                 "fail_on", "$schema", "comment", "underflow_share"};
+                                 "fail_on", "$schema", "comment", "underflow_share",
+                                 "strict", "intended"};
     bool seen[sizeof keys / sizeof keys[0]] = {false};
     for (const cJSON *e = doc->child; e && st == DTA_OK; e = e->next) {
         size_t k = 0;
@@ -233,7 +236,7 @@ dta_status dta_policy_parse(const char *text, size_t n, const char *name, dta_po
         if (k == sizeof keys / sizeof keys[0]) {
             snprintf(msg, sizeof msg,
                      "unknown key %s (version, description, expect, allow, severity, fail_on, "
-                     "underflow_share)",
+                     "underflow_share, strict, intended)",
                      quoted(q, sizeof q, e->string));
             st = dta_error_set(err, DTA_E_FORMAT, 0, "%s: %s", c.name, msg);
             break;
@@ -288,6 +291,25 @@ dta_status dta_policy_parse(const char *text, size_t n, const char *name, dta_po
             else
                 c.p->underflow_share = e->valuedouble;
             break;
+        case 9:
+            if (!cJSON_IsBool(e))
+                st = bad(&c, "strict", "expected true or false");
+            c.p->strict = cJSON_IsTrue(e) ? 1 : 0;
+            break;
+        case 10: {
+            /* local intended-precision rules, same schema as data/intended.json's */
+            char *text = cJSON_PrintUnformatted(e);
+            char nm[300];
+            snprintf(nm, sizeof nm, "%.200s: intended", c.name);
+            if (!text)
+                st = dta_error_set(err, DTA_E_NOMEM, ENOMEM, "out of memory");
+            else if (!cJSON_IsArray(e))
+                st = bad(&c, "intended", "expected an array of rules (see data/intended.json)");
+            else
+                st = dta_intended_parse(text, strlen(text), nm, "policy", &c.p->intended, err);
+            free(text);
+            break;
+        }
         default: /* $schema, comment: free text for editors and people */
             break;
         }

@@ -304,6 +304,23 @@ static const dta_rule_info rules[DTA_RULE_COUNT] = {
                 "subnormals. Keep those tensors in their dtype (convert --keep GLOB), or choose a "
                 "target with more range (bf16).",
     },
+    [DTA_RULE_INTENDED] = {
+        .id = DTA_RULE_INTENDED,
+        .name = "intended",
+        .severity = DTA_SEV_INFO,
+        .command = "audit",
+        .category = "correctness",
+        .man_section = "RULES",
+        .help_uri = "man:dtaudit(1)#RULES",
+        .summary = "A tensor its model's authors keep in another dtype on purpose (the "
+                   "intended-precision table).",
+        .help = "The tensor matches a rule of dtaudit's intended-precision table (data/intended.json: "
+                "transformers' _keep_in_fp32_modules lists, diffusers' lists, released MoE routing "
+                "biases, state-space A_log/D, legacy rotary inv_freq buffers, ...) and raises no dtype "
+                "warning; the message names the rule and why. Converting it to the dominant dtype would "
+                "change the model. --strict, or \"strict\": true in a policy, reports it as an "
+                "ordinary finding; a policy's \"intended\" adds local rules.",
+    },
 };
 
 const dta_rule_info *dta_rules(size_t *n)
