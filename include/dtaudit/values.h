@@ -30,7 +30,7 @@ typedef struct {
     dta_dtype target;     /* F32, F16 or BF16; DTA_DTYPE_NONE: each tensor's own dtype
                            * (no overflow or underflow then; subnormal counts its own) */
     unsigned threads;     /* worker threads; 0: the online CPUs, at most 8 */
-    size_t chunk_bytes;   /* read size per worker (0: 4 MiB) */
+    size_t chunk_bytes;   /* read size per worker (0: 1 MiB) */
     volatile int *cancel; /* polled between chunks (may be NULL): nonzero stops the scan
                            * with DTA_E_IO "cancelled" */
 } dta_values_options;

@@ -22,7 +22,7 @@
 #include "dtaudit/values.h"
 #include "values_audit.h"
 
-#define VCHUNK_DEFAULT (4u << 20)
+#define VCHUNK_DEFAULT (1u << 20) /* per worker; fits in L2, so the scan reads what pread just wrote */
 #define VGATHER_MAX (64u << 20) /* as convert: strided views up to this are gathered */
 #define VTHREADS_MAX 8u
 

@@ -361,8 +361,16 @@ VS_TARGET static uint64_t hsum64(__m256i v)
     return o[0] + o[1] + o[2] + o[3];
 }
 
-/* 16-bit sources: 16 lanes. |x| < 2^15, so signed compares are exact. Lane counters are
- * flushed every 16384 vectors (a lane counts at most one per vector). */
+/* The AVX2 kernels work in blocks of VBLOCK vectors. A first pass takes only the min and
+ * max of |x| over the block: when every |x| is in the normal range [sub_hi, ovf_lo) (no
+ * zero, subnormal, underflow, overflow, inf or NaN: the common case for weights) the block
+ * adds nothing but its min and max. Otherwise a second pass over the same block (in L1)
+ * classifies each element into lane counters, which are flushed to 64 bits before they
+ * can wrap. */
+#define VBLOCK 32
+
+/* 16-bit sources: 16 lanes. |x| < 2^15, so signed compares are exact; 16-bit lane counters
+ * are flushed every 16384 vectors at most (a lane counts at most one per vector). */
 VS_TARGET static void avx2_16(const dta_values_plan *p, const unsigned char *s, size_t n,
                               dta_values_counts *c)
 {
@@ -374,15 +382,29 @@ VS_TARGET static void avx2_16(const dta_values_plan *p, const unsigned char *s, 
                   sub = _mm256_set1_epi16((short)p->sub_hi), zero = _mm256_setzero_si256(),
                   ones = _mm256_set1_epi16(-1);
     __m256i mx = zero, mn = ones;
-    size_t i = 0;
-    while (n - i >= 16) {
-        __m256i cnan = zero, cinf = zero, cninf = zero, czero = zero, covf = zero, cunf = zero,
-                csub = zero;
-        size_t stop = n - i >= 16 * 16384 ? i + 16 * 16384 : i + ((n - i) & ~(size_t)15);
-        for (; i < stop; i += 16) {
-            __m256i v = _mm256_loadu_si256((const __m256i *)(s + 2 * i));
+    __m256i cnan = zero, cinf = zero, cninf = zero, czero = zero, covf = zero, cunf = zero,
+            csub = zero;
+    size_t nv = n / 16, since = 0;
+    for (size_t i = 0; i < nv;) {
+        size_t b = nv - i < VBLOCK ? nv - i : VBLOCK;
+        const unsigned char *q = s + 32 * i;
+        __m256i bmx = zero, bmn = ones;
+        for (size_t k = 0; k < b; k++) {
+            __m256i a = _mm256_and_si256(_mm256_loadu_si256((const __m256i *)(q + 32 * k)), absm);
+            bmx = _mm256_max_epu16(bmx, a);
+            bmn = _mm256_min_epu16(bmn, a);
+        }
+        __m256i dirty = _mm256_or_si256(_mm256_cmpgt_epi16(sub, bmn), _mm256_cmpgt_epi16(bmx, ovf1));
+        if (_mm256_testz_si256(dirty, dirty)) {
+            mx = _mm256_max_epu16(mx, bmx);
+            mn = _mm256_min_epu16(mn, bmn);
+            i += b;
+            continue;
+        }
+        for (size_t k = 0; k < b; k++) {
+            __m256i v = _mm256_loadu_si256((const __m256i *)(q + 32 * k));
             __m256i a = _mm256_and_si256(v, absm);
-            __m256i fin = _mm256_cmpgt_epi16(inf, a);       /* a < inf */
+            __m256i fin = _mm256_cmpgt_epi16(inf, a); /* a < inf */
             __m256i isz = _mm256_cmpeq_epi16(a, zero);
             cnan = _mm256_sub_epi16(cnan, _mm256_cmpgt_epi16(a, inf));
             cinf = _mm256_sub_epi16(cinf, _mm256_cmpeq_epi16(a, inf));
@@ -392,11 +414,27 @@ VS_TARGET static void avx2_16(const dta_values_plan *p, const unsigned char *s, 
             cunf = _mm256_sub_epi16(cunf, _mm256_andnot_si256(isz, _mm256_cmpgt_epi16(unf, a)));
             csub = _mm256_sub_epi16(csub, _mm256_and_si256(_mm256_cmpgt_epi16(a, unf1),
                                                            _mm256_cmpgt_epi16(sub, a)));
-            __m256i af = _mm256_and_si256(a, fin);          /* non-finite -> 0 */
+            __m256i af = _mm256_and_si256(a, fin); /* non-finite -> 0 */
             mx = _mm256_max_epu16(mx, af);
             mn = _mm256_min_epu16(mn, _mm256_or_si256(af, _mm256_or_si256(isz,
                                                                           _mm256_xor_si256(fin, ones))));
         }
+        i += b;
+        since += b;
+        if (since > 16384 - VBLOCK) {
+            uint64_t inf_all = hsum16(cinf), ninf_n = hsum16(cninf);
+            c->nan += hsum16(cnan);
+            c->pos_inf += inf_all - ninf_n;
+            c->neg_inf += ninf_n;
+            c->zero += hsum16(czero);
+            c->overflow += hsum16(covf);
+            c->underflow += hsum16(cunf);
+            c->subnormal += hsum16(csub);
+            cnan = cinf = cninf = czero = covf = cunf = csub = zero;
+            since = 0;
+        }
+    }
+    {
         uint64_t inf_all = hsum16(cinf), ninf_n = hsum16(cninf);
         c->nan += hsum16(cnan);
         c->pos_inf += inf_all - ninf_n;
@@ -415,7 +453,7 @@ VS_TARGET static void avx2_16(const dta_values_plan *p, const unsigned char *s, 
     for (int k = 0; k < 16; k++)
         if (o[k] != 0xFFFF && o[k] < c->min_abs_bits)
             c->min_abs_bits = o[k];
-    scalar16(p, s + 2 * i, n - i, c);
+    scalar16(p, s + 32 * nv, n - 16 * nv, c);
 }
 
 /* 32-bit sources: 8 lanes, |x| < 2^31, 32-bit lane counters (flushed every 2^30 vectors). */
@@ -430,14 +468,27 @@ VS_TARGET static void avx2_32(const dta_values_plan *p, const unsigned char *s, 
                   sub = _mm256_set1_epi32((int)p->sub_hi), zero = _mm256_setzero_si256(),
                   ones = _mm256_set1_epi32(-1);
     __m256i mx = zero, mn = ones;
-    size_t i = 0;
-    while (n - i >= 8) {
-        __m256i cnan = zero, cinf = zero, cninf = zero, czero = zero, covf = zero, cunf = zero,
-                csub = zero;
-        size_t lim = (size_t)1 << 30;
-        size_t stop = (n - i) / 8 >= lim ? i + 8 * lim : i + ((n - i) & ~(size_t)7);
-        for (; i < stop; i += 8) {
-            __m256i v = _mm256_loadu_si256((const __m256i *)(s + 4 * i));
+    __m256i cnan = zero, cinf = zero, cninf = zero, czero = zero, covf = zero, cunf = zero,
+            csub = zero;
+    size_t nv = n / 8, since = 0;
+    for (size_t i = 0; i < nv;) {
+        size_t b = nv - i < VBLOCK ? nv - i : VBLOCK;
+        const unsigned char *q = s + 32 * i;
+        __m256i bmx = zero, bmn = ones;
+        for (size_t k = 0; k < b; k++) {
+            __m256i a = _mm256_and_si256(_mm256_loadu_si256((const __m256i *)(q + 32 * k)), absm);
+            bmx = _mm256_max_epu32(bmx, a);
+            bmn = _mm256_min_epu32(bmn, a);
+        }
+        __m256i dirty = _mm256_or_si256(_mm256_cmpgt_epi32(sub, bmn), _mm256_cmpgt_epi32(bmx, ovf1));
+        if (_mm256_testz_si256(dirty, dirty)) {
+            mx = _mm256_max_epu32(mx, bmx);
+            mn = _mm256_min_epu32(mn, bmn);
+            i += b;
+            continue;
+        }
+        for (size_t k = 0; k < b; k++) {
+            __m256i v = _mm256_loadu_si256((const __m256i *)(q + 32 * k));
             __m256i a = _mm256_and_si256(v, absm);
             __m256i fin = _mm256_cmpgt_epi32(inf, a);
             __m256i isz = _mm256_cmpeq_epi32(a, zero);
@@ -454,6 +505,22 @@ VS_TARGET static void avx2_32(const dta_values_plan *p, const unsigned char *s, 
             mn = _mm256_min_epu32(mn, _mm256_or_si256(af, _mm256_or_si256(isz,
                                                                           _mm256_xor_si256(fin, ones))));
         }
+        i += b;
+        since += b;
+        if (since > ((size_t)1 << 30)) {
+            uint64_t inf_all = hsum32(cinf), ninf_n = hsum32(cninf);
+            c->nan += hsum32(cnan);
+            c->pos_inf += inf_all - ninf_n;
+            c->neg_inf += ninf_n;
+            c->zero += hsum32(czero);
+            c->overflow += hsum32(covf);
+            c->underflow += hsum32(cunf);
+            c->subnormal += hsum32(csub);
+            cnan = cinf = cninf = czero = covf = cunf = csub = zero;
+            since = 0;
+        }
+    }
+    {
         uint64_t inf_all = hsum32(cinf), ninf_n = hsum32(cninf);
         c->nan += hsum32(cnan);
         c->pos_inf += inf_all - ninf_n;
@@ -472,7 +539,7 @@ VS_TARGET static void avx2_32(const dta_values_plan *p, const unsigned char *s, 
     for (int k = 0; k < 8; k++)
         if (o[k] != 0xFFFFFFFFu && o[k] < c->min_abs_bits)
             c->min_abs_bits = o[k];
-    scalar32(p, s + 4 * i, n - i, c);
+    scalar32(p, s + 32 * nv, n - 8 * nv, c);
 }
 
 /* 64-bit sources: 4 lanes, |x| < 2^63 (signed 64-bit compares), 64-bit lane counters. */
@@ -488,25 +555,43 @@ VS_TARGET static void avx2_64(const dta_values_plan *p, const unsigned char *s, 
                   ones = _mm256_set1_epi64x(-1), big = _mm256_set1_epi64x(INT64_MAX);
     __m256i cnan = zero, cinf = zero, cninf = zero, czero = zero, covf = zero, cunf = zero,
             csub = zero, mx = zero, mn = big; /* |x| <= INT64_MAX: signed min/max work */
-    size_t i = 0;
-    for (; n - i >= 4; i += 4) {
-        __m256i v = _mm256_loadu_si256((const __m256i *)(s + 8 * i));
-        __m256i a = _mm256_and_si256(v, absm);
-        __m256i fin = _mm256_cmpgt_epi64(inf, a);
-        __m256i isz = _mm256_cmpeq_epi64(a, zero);
-        cnan = _mm256_sub_epi64(cnan, _mm256_cmpgt_epi64(a, inf));
-        cinf = _mm256_sub_epi64(cinf, _mm256_cmpeq_epi64(a, inf));
-        cninf = _mm256_sub_epi64(cninf, _mm256_cmpeq_epi64(v, ninf));
-        czero = _mm256_sub_epi64(czero, isz);
-        covf = _mm256_sub_epi64(covf, _mm256_and_si256(_mm256_cmpgt_epi64(a, ovf1), fin));
-        cunf = _mm256_sub_epi64(cunf, _mm256_andnot_si256(isz, _mm256_cmpgt_epi64(unf, a)));
-        csub = _mm256_sub_epi64(csub, _mm256_and_si256(_mm256_cmpgt_epi64(a, unf1),
-                                                       _mm256_cmpgt_epi64(sub, a)));
-        __m256i af = _mm256_and_si256(a, fin);
-        mx = _mm256_blendv_epi8(mx, af, _mm256_cmpgt_epi64(af, mx));
-        /* excluded lanes (zero, non-finite) become INT64_MAX, above every finite |x| */
-        __m256i cand = _mm256_blendv_epi8(af, big, _mm256_or_si256(isz, _mm256_xor_si256(fin, ones)));
-        mn = _mm256_blendv_epi8(mn, cand, _mm256_cmpgt_epi64(mn, cand));
+    size_t nv = n / 4;
+    for (size_t i = 0; i < nv;) {
+        size_t b = nv - i < VBLOCK ? nv - i : VBLOCK;
+        const unsigned char *q = s + 32 * i;
+        __m256i bmx = zero, bmn = big;
+        for (size_t k = 0; k < b; k++) {
+            __m256i a = _mm256_and_si256(_mm256_loadu_si256((const __m256i *)(q + 32 * k)), absm);
+            bmx = _mm256_blendv_epi8(bmx, a, _mm256_cmpgt_epi64(a, bmx));
+            bmn = _mm256_blendv_epi8(bmn, a, _mm256_cmpgt_epi64(bmn, a));
+        }
+        __m256i dirty = _mm256_or_si256(_mm256_cmpgt_epi64(sub, bmn), _mm256_cmpgt_epi64(bmx, ovf1));
+        if (_mm256_testz_si256(dirty, dirty)) {
+            mx = _mm256_blendv_epi8(mx, bmx, _mm256_cmpgt_epi64(bmx, mx));
+            mn = _mm256_blendv_epi8(mn, bmn, _mm256_cmpgt_epi64(mn, bmn));
+            i += b;
+            continue;
+        }
+        for (size_t k = 0; k < b; k++) {
+            __m256i v = _mm256_loadu_si256((const __m256i *)(q + 32 * k));
+            __m256i a = _mm256_and_si256(v, absm);
+            __m256i fin = _mm256_cmpgt_epi64(inf, a);
+            __m256i isz = _mm256_cmpeq_epi64(a, zero);
+            cnan = _mm256_sub_epi64(cnan, _mm256_cmpgt_epi64(a, inf));
+            cinf = _mm256_sub_epi64(cinf, _mm256_cmpeq_epi64(a, inf));
+            cninf = _mm256_sub_epi64(cninf, _mm256_cmpeq_epi64(v, ninf));
+            czero = _mm256_sub_epi64(czero, isz);
+            covf = _mm256_sub_epi64(covf, _mm256_and_si256(_mm256_cmpgt_epi64(a, ovf1), fin));
+            cunf = _mm256_sub_epi64(cunf, _mm256_andnot_si256(isz, _mm256_cmpgt_epi64(unf, a)));
+            csub = _mm256_sub_epi64(csub, _mm256_and_si256(_mm256_cmpgt_epi64(a, unf1),
+                                                           _mm256_cmpgt_epi64(sub, a)));
+            __m256i af = _mm256_and_si256(a, fin);
+            mx = _mm256_blendv_epi8(mx, af, _mm256_cmpgt_epi64(af, mx));
+            /* excluded lanes (zero, non-finite) become INT64_MAX, above every finite |x| */
+            __m256i cand = _mm256_blendv_epi8(af, big, _mm256_or_si256(isz, _mm256_xor_si256(fin, ones)));
+            mn = _mm256_blendv_epi8(mn, cand, _mm256_cmpgt_epi64(mn, cand));
+        }
+        i += b;
     }
     uint64_t inf_all = hsum64(cinf), ninf_n = hsum64(cninf);
     c->nan += hsum64(cnan);
@@ -525,7 +610,7 @@ VS_TARGET static void avx2_64(const dta_values_plan *p, const unsigned char *s, 
     for (int k = 0; k < 4; k++)
         if (o[k] != (uint64_t)INT64_MAX && o[k] < c->min_abs_bits)
             c->min_abs_bits = o[k];
-    scalar64(p, s + 8 * i, n - i, c);
+    scalar64(p, s + 32 * nv, n - 4 * nv, c);
 }
 #endif
 

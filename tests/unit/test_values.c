@@ -267,6 +267,49 @@ Test(values, long_runs_flush_lane_counters, .fini = reset)
     free(v);
 }
 
+/* Typical weights: long runs of normal values (the kernels' fast path, whole blocks with no
+ * special value) with rare specials at random places (the blocks that take the slow path). */
+Test(values, normal_runs_with_sparse_specials, .fini = reset)
+{
+    enum { N = 100003 };
+    static uint32_t v32[N];
+    static uint16_t v16[N];
+    static uint64_t v64[N];
+    static const uint32_t sp32[] = {0, 0x80000000u, 0x7F800000u, 0xFF800000u, 0x7FC00001u,
+                                    0x33000000u, 0x00000001u, 0x477FF000u, 0x7F7FFFFFu, 0x38000000u};
+    static const uint16_t sp16[] = {0, 0x8000, 0x7C00, 0xFC00, 0x7E01, 0x0001, 0x03FF, 0x7BFF,
+                                    0x7F80, 0x0080, 0xFF81, 0x4780};
+    for (int round = 0; round < 4; round++) {
+        for (size_t i = 0; i < N; i++) {
+            /* normal in every target: |x| in [2^-10, 2^10) */
+            uint32_t e = 117 + (uint32_t)(rnd() % 20);
+            v32[i] = (uint32_t)(rnd() & 0x807FFFFFu) | (e << 23);
+            uint32_t e16 = 5 + (uint32_t)(rnd() % 20);
+            v16[i] = (uint16_t)((rnd() & 0x83FFu) | (e16 << 10));
+            uint64_t e64 = 1013 + rnd() % 20;
+            v64[i] = (rnd() & UINT64_C(0x800FFFFFFFFFFFFF)) | (e64 << 52);
+        }
+        size_t k = round == 0 ? 0 : (size_t)(rnd() % 40) * (size_t)round;
+        for (size_t j = 0; j < k; j++) {
+            size_t at = (size_t)(rnd() % N);
+            v32[at] = sp32[rnd() % (sizeof sp32 / 4)];
+            v16[at] = sp16[rnd() % (sizeof sp16 / 2)];
+            double d;
+            float f;
+            memcpy(&f, &v32[at], 4);
+            d = f;
+            memcpy(&v64[at], &d, 8);
+        }
+        for (int t = 0; t < 3; t++) {
+            check_buf(DTA_F32, targets[t], (unsigned char *)v32, N, "f32 sparse");
+            check_buf(DTA_F16, targets[t], (unsigned char *)v16, N, "f16 sparse");
+            check_buf(DTA_BF16, targets[t], (unsigned char *)v16, N, "bf16 sparse");
+            check_buf(DTA_F64, targets[t], (unsigned char *)v64, N, "f64 sparse");
+        }
+        check_buf(DTA_F32, DTA_F32, (unsigned char *)v32, N, "f32 own sparse");
+    }
+}
+
 /* ---- the whole-model scan ------------------------------------------------------------ */
 
 /* Writes a safetensors file with one F32 tensor "a.w" of n values and one F16 "b.w". */
