@@ -98,7 +98,7 @@ typedef struct {
     uint64_t elem, n, seq;
 } vitem;
 
-static unsigned elsize(dta_dtype t) { return dta_dtype_get(t)->bits / 8; }
+static unsigned elsize(dta_dtype t) { return (unsigned)dta_dtype_elem_size(t); }
 
 static bool contiguous_view(const dta_tensor *t, uint64_t *first)
 {

@@ -72,8 +72,7 @@ const char *dta_values_backend(void) { return use_avx2() ? "avx2" : "scalar"; }
 
 static unsigned width_of(dta_dtype t)
 {
-    const dta_dtype_info *i = dta_dtype_get(t);
-    return i ? i->bits / 8 : 0;
+    return (unsigned)dta_dtype_elem_size(t); /* 0 for sub-byte types, which are not scanned */
 }
 
 /* |x| bits of inf, and mantissa bits, of the 16/32/64-bit IEEE-like dtypes. */
