@@ -521,17 +521,19 @@ static dta_status convert_file(job *j, const char *in, int fd, const char *path,
     dtap_torchzip *tz = NULL;
     dta_dtype *nd = NULL;
     dta_status st = dtap_src_open_file(&src, in, j->err);
-    if (st != DTA_OK)
+    if (st != DTA_OK) {
+        dta_error_prefix(j->err, in);
         return st;
+    }
     m = dtap_model_new(in, j->err);
     if (!m) {
         dtap_src_close(&src);
         return DTA_E_NOMEM;
     }
-    unsigned char head[DTAP_BID_BYTES];
-    size_t hn = dtap_src_peek(&src, 0, head, sizeof head);
-    bool torch = dtap_torchzip_bid(head, hn, src.size) > 0;
-    st = torch ? dtap_torchzip_load(&src, m, &tz, j->err) : dtap_read_weights(&src, m, j->err);
+    bool torch = false;
+    st = dtap_detect_torchzip(&src, &torch, j->err);
+    if (st == DTA_OK)
+        st = torch ? dtap_torchzip_load(&src, m, &tz, j->err) : dtap_read_weights(&src, m, j->err);
     if (st != DTA_OK)
         goto out;
     dtap_model_finish(m);
@@ -995,8 +997,10 @@ static dta_status read_elems(reader *r, const dta_tensor *t, uint64_t first, siz
     const dta_storage *s = &m->storages[t->storage];
     unsigned es = elsize(s->dtype);
     const char *path = m->files[t->file].path;
-    if (r->fds[t->file] < 0 && (r->fds[t->file] = open(path, O_RDONLY | O_CLOEXEC)) < 0)
-        return dta_error_set(err, DTA_E_IO, errno, "%s: cannot open: %s", path, strerror(errno));
+    if (r->fds[t->file] < 0 && (r->fds[t->file] = dtap_open_regular(path, NULL, err)) < 0) {
+        dta_error_prefix(err, path);
+        return err ? err->code : DTA_E_IO;
+    }
     if (s->offset == UINT64_MAX)
         return dta_error_set(err, DTA_E_UNSUPPORTED, 0,
                              "%s: tensor '%.200s' is in a compressed record", path, t->name);

@@ -12,6 +12,7 @@
 
 #include "format.h"
 #include "model_build.h"
+#include "zipread.h"
 
 static const dtap_reader readers[] = {
     {"torch-zip", dtap_torchzip_bid, dtap_torchzip_open},
@@ -38,17 +39,57 @@ static const char *describe(const unsigned char *h, size_t n)
     if (n >= 1 && (h[0] == '{' || h[0] == '['))
         return "a JSON file, not a checkpoint";
     if (n >= 2 && h[0] == 0x80 && h[1] <= 5)
-        return "a plain pickle without torch's legacy magic number (not supported)";
+        return "a pickle without torch's legacy magic number (torch.load would unpickle it "
+               "as a legacy stream, running what it calls): not supported";
     return "not a recognised checkpoint (safetensors, PyTorch zip or legacy PyTorch file)";
+}
+
+/* A file starting with "PK\3\4" is a zip to torch.load (torchzip_bid). The same four
+ * bytes are also a valid safetensors header length (0x04034B50 = 67,324,752 bytes, under
+ * the 100 MB cap), so a safetensors file with a header of exactly that size starts the
+ * same way. The file is read as what it validly is: safetensors when it is a complete
+ * safetensors file and no zip archive, a zip otherwise; a file that is both (a polyglot:
+ * safetensors.load_file and torch.load would return different tensors) is refused. */
+dta_status dtap_detect_torchzip(const dtap_src *src, bool *torchzip, dta_error *err)
+{
+    unsigned char head[DTAP_BID_BYTES];
+    size_t n = dtap_src_peek(src, 0, head, sizeof head);
+    *torchzip = dtap_torchzip_bid(head, n, src->size) > 0;
+    if (!*torchzip || dtap_safetensors_bid(head, n, src->size) <= 0)
+        return DTA_OK;
+    dta_model *scratch = dtap_model_new(src->name ? src->name : "", NULL);
+    if (!scratch)
+        return dta_error_set(err, DTA_E_NOMEM, 0, "out of memory");
+    bool st_ok = dtap_safetensors_open(src, scratch, NULL) == DTA_OK;
+    dta_model_free(scratch);
+    if (!st_ok)
+        return DTA_OK; /* not safetensors: the zip reader says what is wrong */
+    dtap_zip *z = NULL;
+    bool zip_ok = dtap_zip_open(src, &z, NULL) == DTA_OK;
+    dtap_zip_close(z);
+    if (zip_ok)
+        return dta_error_set(err, DTA_E_FORMAT, 0,
+                             "reads both as a safetensors file and as a zip archive (torch.load "
+                             "would read the zip): refused as ambiguous");
+    *torchzip = false;
+    return DTA_OK;
 }
 
 static dta_status read_with(const dtap_src *src, dta_model *m, bool index, dta_error *err)
 {
     unsigned char head[DTAP_BID_BYTES];
     size_t n = dtap_src_peek(src, 0, head, sizeof head);
+    bool zip;
+    dta_status st = dtap_detect_torchzip(src, &zip, err);
+    if (st != DTA_OK)
+        return st;
+    if (zip)
+        return dtap_torchzip_open(src, m, err);
     for (size_t i = 0; i < sizeof readers / sizeof readers[0]; i++) {
         if (!index && readers[i].open == dtap_index_open)
             continue;
+        if (readers[i].open == dtap_torchzip_open)
+            continue; /* decided above */
         if (readers[i].bid(head, n, src->size) > 0)
             return readers[i].open(src, m, err);
     }

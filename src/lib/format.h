@@ -32,6 +32,11 @@ struct cJSON;
 dta_status dtap_read_json(const char *path, const char *shown, struct cJSON **out,
                           dta_error *err);
 
+/* Whether src is read as a torch zip: "PK\3\4" first (as torch.load decides), unless it
+ * is a complete safetensors file that no zip reader accepts; a file that is both is an
+ * error (DTA_E_FORMAT). */
+dta_status dtap_detect_torchzip(const dtap_src *src, bool *torchzip, dta_error *err);
+
 /* Reads one source into m with the first reader that bids. */
 dta_status dtap_read_src(const dtap_src *src, dta_model *m, dta_error *err);
 /* The same, for a weights file only (a shard): no index reader. */

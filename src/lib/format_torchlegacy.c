@@ -88,7 +88,8 @@ static dta_status legacy_resolve(void *vctx, const dtap_pnode *pid, dta_dtype dt
     char key[300];
     *extra = 0;
     (void)dtype;
-    if (!pid || pid->kind != DTAP_PK_TUPLE || pid->seq.n < 5 || !dtap_pnode_is_str(pid->seq.v[0], "storage") ||
+    /* torch: `storage_type, root_key, location, numel, view_metadata = saved_id[1:]` */
+    if (!pid || pid->kind != DTAP_PK_TUPLE || pid->seq.n != 6 || !dtap_pnode_is_str(pid->seq.v[0], "storage") ||
         !pid_key(pid->seq.v[2], key, sizeof key))
         return dta_error_set(err, DTA_E_FORMAT, 0, "tensor '%s' has a malformed storage persistent id", tensor);
     lkey *k = lfind(c, key);
@@ -187,7 +188,10 @@ dta_status dtap_torchlegacy_open(const dtap_src *src, dta_model *m, dta_error *e
             (st = dtap_model_add_note(m, DTA_RULE_BYTEORDER, "sys_info",
                                       "storages are big-endian (torch byte-swaps them on load)", err)))
             goto out;
-    if ((st = dtap_torch_unsafe_notes(pk[3], m, err))) goto out;
+    /* torch.load unpickles all five (with the same unpickler), so each one could run code */
+    for (size_t i = 0; i < NPK; i++)
+        if ((st = dtap_torch_unsafe_notes(pk[i], m, err))) goto out;
+    if ((st = dtap_torch_check_pids(pk[3], true, err))) goto out;
 
     /* key list, then per key: dtype/numel from its persistent ids */
     const dtap_pnode *kl = dtap_pickle_root(pk[4]);
@@ -274,6 +278,13 @@ dta_status dtap_torchlegacy_open(const dtap_src *src, dta_model *m, dta_error *e
         }
         st = dtap_model_add_storage(m, file, k->key, k->dtype, count, data, &k->storage, err);
     }
+    /* torch reads the storages and stops; bytes after them (a zip, another stream) are
+     * what other readers would see instead: refused, like safetensors' trailing bytes */
+    if (!st && pos != src->size)
+        st = dta_error_set(err, DTA_E_FORMAT, 0,
+                           "%llu bytes after the last storage of the legacy stream (at offset %llu): "
+                           "torch.load ignores them, other readers may not; refused as ambiguous",
+                           (unsigned long long)(src->size - pos), (unsigned long long)pos);
     if (!st) st = dtap_torch_walk(pk[3], m, file, NULL, legacy_resolve, &c, err);
     c.keys = listed; /* the strings are shared; free once */
     free(sorted);

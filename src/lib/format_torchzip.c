@@ -666,8 +666,9 @@ static dta_status zip_resolve(void *vctx, const dtap_pnode *pid, dta_dtype dtype
     const dtap_pnode *tag = dtap_pnode_item(pid, 0), *cls = dtap_pnode_item(pid, 1),
                      *key = dtap_pnode_item(pid, 2), *num = dtap_pnode_item(pid, 4);
     int64_t numel;
-    if (!pid || pid->kind != DTAP_PK_TUPLE || pid->seq.n < 5 || !dtap_pnode_is_str(tag, "storage") ||
-        !key || (key->kind != DTAP_PK_STR && key->kind != DTAP_PK_BYTES) || key->len > DTA_MAX_STORAGE_KEY ||
+    /* torch: `storage_type, key, location, numel = saved_id[1:]`, so exactly 5 items */
+    if (!pid || pid->kind != DTAP_PK_TUPLE || pid->seq.n != 5 || !dtap_pnode_is_str(tag, "storage") ||
+        !key || key->kind != DTAP_PK_STR || key->len > DTA_MAX_STORAGE_KEY ||
         memchr(key->s, 0, key->len) || !dtap_pnode_int(num, &numel) || numel < 0)
         return dta_error_set(err, DTA_E_FORMAT, 0, "tensor '%s' has a malformed storage persistent id", tensor);
     bool untyped;
@@ -746,13 +747,15 @@ static dta_status zip_resolve(void *vctx, const dtap_pnode *pid, dta_dtype dtype
 
 /* ---- reader ------------------------------------------------------------------------ */
 
+/* torch.serialization._is_zipfile() reads exactly the first four bytes and compares them
+ * with "PK\3\4"; anything else goes to _legacy_load, which unpickles from offset 0. So a
+ * zip behind a preamble (a legacy stream, a pickle, anything) is not a zip to torch and
+ * is not bid for here: reading the zip would audit a different object than the one
+ * torch.load builds. */
 int dtap_torchzip_bid(const unsigned char *head, size_t n, uint64_t size)
 {
     (void)size;
     if (n >= 4 && head[0] == 'P' && head[1] == 'K' && head[2] == 3 && head[3] == 4) return 100;
-    /* a preamble before the archive: the first local header within the head */
-    for (size_t i = 1; i + 4 <= n; i++)
-        if (head[i] == 'P' && head[i + 1] == 'K' && head[i + 2] == 3 && head[i + 3] == 4) return 10;
     return 0;
 }
 
@@ -801,6 +804,8 @@ static dta_status scan_pickle(const dtap_zip *z, dta_model *m, size_t file, cons
     c.file = file;
     c.dir = dir;
     st = dtap_torch_unsafe_notes(pk, m, err);
+    if (!st) st = dtap_torch_check_pids(pk, false, err);
+    if (st && err) dta_error_prefix(err, e->name);
     if (!st) st = dtap_torch_walk(pk, m, file, name_prefix, zip_resolve, &c, err);
     zc_free(&c);
     if (keep && !st) *keep = pk;

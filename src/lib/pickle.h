@@ -117,6 +117,11 @@ dta_status dtap_torch_unsafe_notes(const dtap_pickle *pk, dta_model *m, dta_erro
 /* The dtype of a storage class global (torch.FloatStorage, torch.storage.UntypedStorage
  * -> U8 with *untyped set). DTA_DTYPE_NONE when it is not one. */
 dta_dtype dtap_torch_storage_dtype(const dtap_pnode *g, bool *untyped);
+/* Refuses (DTA_E_FORMAT) storage pids that torch would resolve to a different storage
+ * than the tensor's own pid says: one key under two storage classes or sizes, a legacy
+ * view key reused (legacy: 6-tuple pids with view metadata), a bytes key in a zip
+ * (torch_pids.c). */
+dta_status dtap_torch_check_pids(const dtap_pickle *pk, bool legacy, dta_error *err);
 /* Every PERSID node, in stream order. */
 size_t dtap_pickle_persid_count(const dtap_pickle *p);
 const dtap_pnode *dtap_pickle_persid(const dtap_pickle *p, size_t i);

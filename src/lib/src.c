@@ -9,30 +9,60 @@
 
 #include "src.h"
 
-dta_status dtap_src_open_file(dtap_src *s, const char *path, dta_error *err)
+/* Opens path for reading only if it is a regular file. O_NONBLOCK makes the open itself
+ * return at once for a FIFO (or a device) instead of waiting for a writer, so the type
+ * check after it cannot be raced into a hang by swapping the path; the flag is dropped
+ * again for the regular file (it has no effect on regular files anyway). */
+int dtap_open_regular(const char *path, uint64_t *size, dta_error *err)
 {
     struct stat st;
-    memset(s, 0, sizeof *s);
-    s->fd = -1;
-    s->name = path;
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return dta_error_set(err, DTA_E_IO, errno, "cannot open: %s", strerror(errno));
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
+    if (fd < 0) {
+        int e = errno;
+        dta_error_set(err, DTA_E_IO, e, "cannot open: %s", strerror(e));
+        return -1;
+    }
     if (fstat(fd, &st) != 0) {
         int e = errno;
         close(fd);
-        return dta_error_set(err, DTA_E_IO, e, "cannot stat: %s", strerror(e));
+        dta_error_set(err, DTA_E_IO, e, "cannot stat: %s", strerror(e));
+        return -1;
     }
     if (S_ISDIR(st.st_mode)) {
         close(fd);
-        return dta_error_set(err, DTA_E_UNSUPPORTED, EISDIR, "is a directory");
+        dta_error_set(err, DTA_E_UNSUPPORTED, EISDIR, "is a directory");
+        return -1;
     }
     if (!S_ISREG(st.st_mode)) {
         close(fd);
-        return dta_error_set(err, DTA_E_UNSUPPORTED, 0, "not a regular file");
+        dta_error_set(err, DTA_E_UNSUPPORTED, 0, "not a regular file (%s): refused before reading",
+                      S_ISFIFO(st.st_mode)   ? "a FIFO"
+                      : S_ISCHR(st.st_mode)  ? "a character device"
+                      : S_ISBLK(st.st_mode)  ? "a block device"
+                      : S_ISSOCK(st.st_mode) ? "a socket"
+                                             : "special file");
+        return -1;
     }
+    int fl = fcntl(fd, F_GETFL);
+    if (fl >= 0)
+        (void)fcntl(fd, F_SETFL, fl & ~O_NONBLOCK);
+    if (size)
+        *size = (uint64_t)st.st_size;
+    return fd;
+}
+
+dta_status dtap_src_open_file(dtap_src *s, const char *path, dta_error *err)
+{
+    memset(s, 0, sizeof *s);
+    s->fd = -1;
+    s->name = path;
+    uint64_t size = 0;
+    dta_error e0;
+    int fd = dtap_open_regular(path, &size, err ? err : &e0);
+    if (fd < 0)
+        return err ? err->code : e0.code;
     s->fd = fd;
-    s->size = (uint64_t)st.st_size;
+    s->size = size;
     s->headlen = 0;
     /* one read serves the format bid and most headers */
     size_t want = s->size < DTAP_SRC_HEAD ? (size_t)s->size : DTAP_SRC_HEAD;

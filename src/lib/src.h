@@ -23,6 +23,10 @@ typedef struct dtap_src {
 } dtap_src;
 
 dta_status dtap_src_open_file(dtap_src *s, const char *path, dta_error *err);
+/* open(2) for reading that refuses anything but a regular file (a FIFO, device or socket
+ * could block or never end) without blocking on it; returns the fd (and *size when not
+ * NULL), or -1 with err set. */
+int dtap_open_regular(const char *path, uint64_t *size, dta_error *err);
 void dtap_src_open_mem(dtap_src *s, const char *name, const void *data, size_t size);
 void dtap_src_close(dtap_src *s);
 

@@ -1,0 +1,64 @@
+#!/bin/sh
+# Issue 11 ("Security", "Never hang"): inputs that readers could disagree on are refused
+# (exit 2, one line naming the file) or read exactly as torch reads them, every pickle
+# torch would unpickle is checked, and non-regular files are refused without blocking.
+# Inputs are generated (tests/interop/make_ambiguous.py, standard library only).
+. "$(dirname "$0")/lib.sh"
+
+command -v python3 >/dev/null 2>&1 || { echo "SKIP: no python3"; exit 77; }
+python3 tests/interop/make_ambiguous.py "$TMP/gen" --big || { echo "FAIL: generator"; exit 1; }
+
+for f in "$TMP"/gen/*; do
+    base=$(basename "$f")
+    dta audit --format json "$f"
+    case "$base" in
+    refuse-*)
+        if [ "$rc" -ne 2 ]; then fail "$base: exit $rc, want 2"; continue; fi
+        if [ "$(wc -l <"$TMP/err")" -ne 1 ] || ! grep -q "$base" "$TMP/err"; then
+            fail "$base: want one line naming the file: $(cat "$TMP/err")"; continue
+        fi
+        grep -q "\"error\"" "$TMP/out" || { fail "$base: JSON has no error for the input"; continue; } ;;
+    unsafe-*)
+        g=${base#unsafe-*-}; g=${g%.pt}
+        if [ "$rc" -ne 1 ]; then fail "$base: exit $rc, want 1: $(cat "$TMP/err")"; continue; fi
+        grep -q '"unsafe-pickle"' "$TMP/out" || { fail "$base: no unsafe-pickle finding"; continue; }
+        grep -q "$g" "$TMP/out" || { fail "$base: finding does not name $g"; continue; } ;;
+    ok-*)
+        if [ "$rc" -ne 0 ]; then fail "$base: exit $rc, want 0: $(cat "$TMP/err")"; continue; fi ;;
+    esac
+    pass
+done
+
+# the safetensors file whose header length reads "PK\3\4" is read as safetensors
+dta scan --format json "$TMP/gen/ok-safetensors-pk-header.safetensors"
+if [ "$rc" -eq 0 ] && grep -q '"safetensors"' "$TMP/out"; then pass; else fail "PK header safetensors: exit $rc $(cat "$TMP/err")"; fi
+# ... and convert takes the same decision
+dta convert --to f32 -o "$TMP/pk-out.safetensors" "$TMP/gen/ok-safetensors-pk-header.safetensors"
+[ "$rc" -ne 2 ] && pass || fail "convert of the PK-header safetensors: exit $rc $(cat "$TMP/err")"
+rm -f "$TMP/pk-out.safetensors" "$TMP/gen/ok-safetensors-pk-header.safetensors"
+
+# non-regular files: refused at once, never read (a FIFO with no writer would block)
+if mkfifo "$TMP/fifo" 2>/dev/null; then
+    good=tests/fixtures/good/dtype_F32.safetensors
+    mkdir "$TMP/idx"
+    mkfifo "$TMP/idx/s1.safetensors"
+    printf '{"metadata":{},"weight_map":{"a":"s1.safetensors"}}' >"$TMP/idx/model.safetensors.index.json"
+    for args in "audit FIFO" "scan FIFO" "audit --policy FIFO $good" "audit --base FIFO $good" \
+        "diff FIFO $good" "diff $good FIFO" "verify $good FIFO" "verify FIFO $good" \
+        "convert --to bf16 -o $TMP/fo.safetensors FIFO" "audit $TMP/idx/model.safetensors.index.json" \
+        "audit /dev/null/x" "audit /dev/zero"; do
+        # shellcheck disable=SC2086
+        set -- $(echo "$args" | sed "s|FIFO|$TMP/fifo|g")
+        set +e
+        timeout -k 5 10 $DTAUDIT_WRAPPER "$DTAUDIT" "$@" >"$TMP/out" 2>"$TMP/err"
+        rc=$?
+        set -e
+        if [ "$rc" -ne 2 ]; then fail "$args: exit $rc, want 2 (124 = hung)"; continue; fi
+        case "$args" in */dev/null/x*) pass; continue ;; esac
+        grep -q "not a regular file" "$TMP/err" && pass || fail "$args: $(cat "$TMP/err")"
+    done
+else
+    echo "note: mkfifo unavailable, FIFO cases skipped"
+fi
+
+finish
