@@ -119,6 +119,12 @@ typedef struct {
     dta_verify_stats verify;     /* when options.verify */
     char *written;               /* the output path (file or directory) */
     char *out_format;            /* "safetensors", "torch-zip", "directory" */
+    /* directory input: what was copied as it is, and what was not */
+    size_t files_copied;         /* files and links copied (not converted) */
+    char **left_out;             /* "NAME (why)" of each entry not in the output */
+    size_t nleft_out;
+    char **copied_weights;       /* weight-like files copied without conversion */
+    size_t ncopied_weights;
 } dta_convert_result;
 
 /* Converts the checkpoint at in (file, index or directory) to out, atomically: the data

@@ -133,6 +133,17 @@ static void print_convert_json(FILE *out, const cli_options *o, const dta_conver
                 (unsigned long long)r->issues[i].inf);
     }
     fputs(r->nissues ? "\n  ]" : "]", out);
+    fprintf(out, ",\n  \"files_copied\": %zu,\n  \"copied_weights\": [", r->files_copied);
+    for (size_t i = 0; i < r->ncopied_weights; i++) {
+        fputs(i ? ", " : "", out);
+        json_str(out, r->copied_weights[i]);
+    }
+    fputs("],\n  \"left_out\": [", out);
+    for (size_t i = 0; i < r->nleft_out; i++) {
+        fputs(i ? ", " : "", out);
+        json_str(out, r->left_out[i]);
+    }
+    fputs("]", out);
     if (o->verify)
         fprintf(out,
                 ",\n  \"verify\": {\"elements\": %llu, \"mismatches\": %llu, "
@@ -166,6 +177,14 @@ static void print_convert_text(FILE *out, const cli_options *o, const dta_conver
     fprintf(out, "  %zu of %zu tensors to %s (%zu storages); tensor data %s -> %s\n",
             r->tensors_converted, r->tensors, dta_dtype_name(o->to), r->storages_converted, bi,
             bo);
+    if (r->files_copied)
+        fprintf(out, "  %zu other file%s and link%s copied as they are\n", r->files_copied,
+                r->files_copied == 1 ? "" : "s", r->files_copied == 1 ? "" : "s");
+    for (size_t i = 0; i < r->ncopied_weights; i++)
+        fprintf(out, "  note: %s copied without conversion (not read as the model's weights)\n",
+                r->copied_weights[i]);
+    for (size_t i = 0; i < r->nleft_out; i++)
+        fprintf(out, "  left out: %s\n", r->left_out[i]);
     if (r->stats.overflow)
         fprintf(out, "  %llu values beyond the %s range became %s (--on-overflow %s)\n",
                 (unsigned long long)r->stats.overflow, dta_dtype_name(o->to),

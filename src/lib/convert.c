@@ -25,6 +25,8 @@
 #include "dtaudit/convert.h"
 #include "format.h"
 #include "model_build.h"
+#include "copytree.h"
+#include "pathsafe.h"
 #include "publish.h"
 #include "write_safetensors.h"
 #include "write_torchzip.h"
@@ -42,6 +44,7 @@ typedef struct {
     const char *path;
     bool cuda;               /* kernels run on the GPU (backend.h) */
     bool *only_hit;          /* per --only glob: it named a tensor of the input */
+    const dtap_target *target; /* the output: never one of the files read */
 } job;
 
 typedef dta_status (*convert_fn)(dta_dtype, dta_dtype, const void *, void *, size_t,
@@ -520,9 +523,12 @@ static dta_status convert_file(job *j, const char *in, int fd, const char *path,
     dta_model *m = NULL;
     dtap_torchzip *tz = NULL;
     dta_dtype *nd = NULL;
-    dta_status st = dtap_src_open_file(&src, in, j->err);
+    dta_status st = dtap_target_guard(j->target, in, j->err);
+    if (st == DTA_OK)
+        st = dtap_src_open_file(&src, in, j->err);
     if (st != DTA_OK) {
-        dta_error_prefix(j->err, in);
+        if (strncmp(j->err->msg, in, strlen(in)) != 0)
+            dta_error_prefix(j->err, in);
         return st;
     }
     m = dtap_model_new(in, j->err);
@@ -605,34 +611,6 @@ static const char *base_of(const char *p)
 {
     const char *s = strrchr(p, '/');
     return s ? s + 1 : p;
-}
-
-static dta_status copy_file(const char *from, const char *to, dta_error *err)
-{
-    int in = open(from, O_RDONLY | O_CLOEXEC), out = -1;
-    dta_status st = DTA_OK;
-    char b[1 << 16];
-    if (in < 0)
-        return dta_error_set(err, DTA_E_IO, errno, "%s: cannot open: %s", from, strerror(errno));
-    out = open(to, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
-    if (out < 0)
-        st = dta_error_set(err, DTA_E_IO, errno, "%s: cannot create: %s", to, strerror(errno));
-    while (st == DTA_OK) {
-        ssize_t r = read(in, b, sizeof b);
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r < 0)
-            st = dta_error_set(err, DTA_E_IO, errno, "%s: read failed: %s", from, strerror(errno));
-        if (r <= 0)
-            break;
-        st = write_all(out, b, (size_t)r, to, err);
-    }
-    if (st == DTA_OK && fsync(out) != 0)
-        st = dta_error_set(err, DTA_E_IO, errno, "%s: fsync failed: %s", to, strerror(errno));
-    if (out >= 0)
-        close(out);
-    close(in);
-    return st;
 }
 
 /* cJSON prints with tabs; model folders use two-space JSON. Raw tabs in cJSON output are
@@ -763,20 +741,36 @@ static dta_status rewrite_index(const char *in, const char *dir, const char *con
     return st;
 }
 
-static bool is_weights_name(const char *n)
+/* mkdir -p of the folder part of rel under top */
+static dta_status make_parents(const char *top, const char *rel, dta_error *err)
 {
-    static const char *ext[] = {".safetensors", ".bin", ".pt", ".pth", ".ckpt", ".index.json"};
-    size_t l = strlen(n);
-    for (int i = 0; i < 6; i++) {
-        size_t k = strlen(ext[i]);
-        if (l >= k && !strcmp(n + l - k, ext[i]))
-            return true;
+    char p[PATH_MAX];
+    for (const char *s = strchr(rel, '/'); s; s = strchr(s + 1, '/')) {
+        struct stat st;
+        if (!fmt_path(p, sizeof p, "%s/%.*s", top, (int)(s - rel), rel))
+            return dta_error_set(err, DTA_E_ARG, 0, "%s: path too long", rel);
+        if (mkdir(p, 0755) != 0 && !(errno == EEXIST && lstat(p, &st) == 0 && S_ISDIR(st.st_mode)))
+            return dta_error_set(err, DTA_E_IO, errno, "%s: cannot create: %s", p,
+                                 strerror(errno));
     }
-    return false;
+    return DTA_OK;
+}
+
+/* path relative to the folder prefix pre ("dir/"), or NULL when it is not under it */
+static const char *rel_to(const char *path, const char *pre, size_t npre)
+{
+    if (strncmp(path, pre, npre) != 0)
+        return NULL;
+    path += npre;
+    while (*path == '/')
+        path++;
+    return *path ? path : NULL;
 }
 
 /* Converts a model directory, or a sharded index and its shards, into the directory tmp:
- * same layout, converted shards, index and config.json updated, other files copied. */
+ * same layout (shards in subfolders stay there), converted shards, index and config.json
+ * updated; for a directory input every other file, folder and inner link is copied
+ * (copytree.h: nothing from outside the input; what is left out is reported). */
 static dta_status convert_tree(job *j, const char *in, const char *tmp, const char **format)
 {
     dta_model *m;
@@ -784,35 +778,54 @@ static dta_status convert_tree(job *j, const char *in, const char *tmp, const ch
     struct stat sb;
     bool in_is_dir = stat(in, &sb) == 0 && S_ISDIR(sb.st_mode);
     char **newn = NULL;
-    const char **oldn = NULL;
+    const char **oldn = NULL, **skip = NULL;
+    size_t nskip = 0;
+    char pre[PATH_MAX], cfg[PATH_MAX + 16];
     if (st != DTA_OK)
         return st;
     if (m->nfiles == 0) {
         st = dta_error_set(j->err, DTA_E_UNSUPPORTED, 0, "%s: no shard is present to convert", in);
         goto out;
     }
+    /* the folder shard names are relative to: the index's, else the input directory */
+    if (m->index_path) {
+        const char *sl = strrchr(m->index_path, '/');
+        snprintf(pre, sizeof pre, "%.*s", sl ? (int)(sl - m->index_path + 1) : 0, m->index_path);
+    } else if (!fmt_path(pre, sizeof pre, "%s/", in)) {
+        st = dta_error_set(j->err, DTA_E_ARG, 0, "%s: path too long", in);
+        goto out;
+    }
+    size_t npre = strlen(pre);
     newn = calloc(m->nfiles, sizeof *newn);
     oldn = calloc(m->nfiles, sizeof *oldn);
-    if (!newn || !oldn) {
+    skip = calloc(m->nfiles + 2, sizeof *skip);
+    if (!newn || !oldn || !skip) {
         st = dta_error_set(j->err, DTA_E_NOMEM, ENOMEM, "out of memory");
         goto out;
     }
     uint64_t total_size = 0;
     for (size_t i = 0; i < m->nfiles && st == DTA_OK; i++) {
-        char name[NAME_MAX + 1], path[PATH_MAX];
+        char name[NAME_MAX + 1], rel[PATH_MAX], path[PATH_MAX];
         bool to_st = j->o->out_format == DTA_OUT_SAFETENSORS;
-        out_name(base_of(m->files[i].path), to_st, name, sizeof name);
-        oldn[i] = base_of(m->files[i].path);
-        if (!(newn[i] = strdup(name))) {
+        const char *r = rel_to(m->files[i].path, pre, npre);
+        if (!r)
+            r = base_of(m->files[i].path);
+        const char *b = base_of(r);
+        out_name(b, to_st, name, sizeof name);
+        oldn[i] = r;
+        skip[nskip++] = r;
+        if (!fmt_path(rel, sizeof rel, "%.*s%s", (int)(b - r), r, name) || !(newn[i] = strdup(rel))) {
             st = dta_error_set(j->err, DTA_E_NOMEM, ENOMEM, "out of memory");
             break;
         }
         for (size_t k = 0; k < i; k++)
-            if (!strcmp(newn[k], name))
+            if (!strcmp(newn[k], rel))
                 st = dta_error_set(j->err, DTA_E_UNSUPPORTED, 0,
-                                   "two shards would both be written as '%s'", name);
-        if (st == DTA_OK && !fmt_path(path, sizeof path, "%s/%s", tmp, name))
-            st = dta_error_set(j->err, DTA_E_ARG, 0, "%s: path too long", name);
+                                   "two shards would both be written as '%s'", rel);
+        if (st == DTA_OK && !fmt_path(path, sizeof path, "%s/%s", tmp, rel))
+            st = dta_error_set(j->err, DTA_E_ARG, 0, "%s: path too long", rel);
+        if (st == DTA_OK)
+            st = make_parents(tmp, rel, j->err);
         int fd = st == DTA_OK ? open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644) : -1;
         if (st == DTA_OK && fd < 0)
             st = dta_error_set(j->err, DTA_E_IO, errno, "%s: cannot create: %s", path,
@@ -830,29 +843,37 @@ static dta_status convert_tree(job *j, const char *in, const char *tmp, const ch
             dta_error_prefix(j->err, m->files[i].path);
         total_size += j->res->bytes_out - before;
     }
-    if (st == DTA_OK && m->index_path)
+    if (st == DTA_OK && m->index_path) {
         st = rewrite_index(m->index_path, tmp, oldn, newn, m->nfiles, total_size,
                            j->o->out_format == DTA_OUT_SAFETENSORS, j->err);
+        const char *r = rel_to(m->index_path, in, strlen(in));
+        skip[nskip++] = r ? r : base_of(m->index_path);
+    }
     if (st == DTA_OK && in_is_dir) {
-        /* config.json updated; every other non-weights file copied as it is */
-        DIR *d = opendir(in);
-        struct dirent *e;
-        char from[PATH_MAX], to[PATH_MAX];
-        while (st == DTA_OK && d && (e = readdir(d))) {
-            if (!fmt_path(from, sizeof from, "%s/%s", in, e->d_name) || e->d_name[0] == '.' || stat(from, &sb) != 0 || !S_ISREG(sb.st_mode) ||
-                is_weights_name(e->d_name))
-                continue;
-            if (!strcmp(e->d_name, "config.json")) {
-                st = rewrite_config(from, tmp, j->o->to, j->err);
-                continue;
-            }
-            if (!fmt_path(to, sizeof to, "%s/%s", tmp, e->d_name))
-                st = dta_error_set(j->err, DTA_E_ARG, 0, "%s: path too long", e->d_name);
+        /* config.json updated (read only when it is inside the input); the rest copied */
+        char root[PATH_MAX], where[PATH_MAX];
+        struct stat cs;
+        if (fmt_path(cfg, sizeof cfg, "%s/config.json", in) && lstat(cfg, &cs) == 0) {
+            int inside = realpath(in, root) ? dtap_resolves_inside(root, cfg, where, sizeof where)
+                                            : -1;
+            struct stat fs;
+            if (inside != 1 || stat(cfg, &fs) != 0 || !S_ISREG(fs.st_mode))
+                st = dta_error_set(j->err, DTA_E_UNSUPPORTED, 0,
+                                   "%s: not a regular file inside the input%s%.300s; not read",
+                                   cfg, inside == 0 ? " (it leads to " : "",
+                                   inside == 0 ? where : "");
             else
-                st = copy_file(from, to, j->err);
+                st = rewrite_config(cfg, tmp, j->o->to, j->err);
+            skip[nskip++] = "config.json";
         }
-        if (d)
-            closedir(d);
+        dtap_copy_report rep = {0};
+        if (st == DTA_OK)
+            st = dtap_copy_tree(in, tmp, skip, nskip, &rep, j->err);
+        j->res->files_copied = rep.files + rep.links;
+        j->res->left_out = rep.left_out;
+        j->res->nleft_out = rep.nleft_out;
+        j->res->copied_weights = rep.weights;
+        j->res->ncopied_weights = rep.nweights;
     }
     *format = "directory";
 out:
@@ -860,6 +881,7 @@ out:
         free(newn[i]);
     free(newn);
     free(oldn);
+    free(skip);
     dta_model_free(m);
     return st;
 }
@@ -916,6 +938,7 @@ dta_status dta_convert_checkpoint(const char *in, const char *out, const dta_con
         return dta_error_set(err, DTA_E_NOMEM, ENOMEM, "out of memory");
     }
     st = dtap_target_open(&t, out, tree, tree && !S_ISDIR(sb.st_mode), o->force, in, err);
+    j.target = &t;
     char tmpname[sizeof t.tmp]; /* for error messages: named as OUT, see below */
     snprintf(tmpname, sizeof tmpname, "%s", t.tmp);
     const char *fmt = "?";
@@ -977,6 +1000,12 @@ void dta_convert_result_free(dta_convert_result *r)
     free(r->issues);
     free(r->written);
     free(r->out_format);
+    for (size_t i = 0; i < r->nleft_out; i++)
+        free(r->left_out[i]);
+    free(r->left_out);
+    for (size_t i = 0; i < r->ncopied_weights; i++)
+        free(r->copied_weights[i]);
+    free(r->copied_weights);
     free(r);
 }
 

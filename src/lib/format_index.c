@@ -10,6 +10,7 @@
  * (errors); shards that are absent leave what the index says (names, shard) in a note. */
 #define _POSIX_C_SOURCE 200809L
 #include <errno.h>
+#include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -19,6 +20,7 @@
 
 #include "format.h"
 #include "model_build.h"
+#include "pathsafe.h"
 
 int dtap_index_bid(const unsigned char *head, size_t n, uint64_t size)
 {
@@ -193,11 +195,27 @@ dta_status dtap_index_open(const dtap_src *src, dta_model *m, dta_error *err)
             shards[nshards++].name = e->valuestring;
         shards[k].listed++;
     }
+    /* shards are read only inside the index's folder: a link (or a linked folder) that
+     * leads out of it is refused, except into a hub cache's blobs (pathsafe.h) */
+    char root[PATH_MAX];
+    if (nshards && !dtap_realpath(dir[0] ? dir : ".", root)) {
+        st = dta_error_set(err, DTA_E_IO, errno, "cannot resolve the index's folder: %s",
+                           strerror(errno));
+        goto out;
+    }
     for (size_t k = 0; k < nshards; k++) {
         dtap_src ss;
         dta_error serr;
+        char where[PATH_MAX];
         snprintf(path, sizeof path, "%s%s", dir, shards[k].name);
         shards[k].first_tensor = m->ntensors;
+        if (dtap_resolves_inside(root, path, where, sizeof where) == 0) {
+            st = dta_error_set(err, DTA_E_FORMAT, 0,
+                               "shard '%.200s' leads to %.300s, outside the index's folder; "
+                               "not read",
+                               shards[k].name, where);
+            goto out;
+        }
         if (dtap_src_open_file(&ss, path, &serr) != DTA_OK) {
             if (serr.sys_errno != ENOENT) {
                 st = dta_error_set(err, serr.code, serr.sys_errno, "shard %s: %s", path, serr.msg);

@@ -26,6 +26,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "pathsafe.h"
 #include "publish.h"
 
 #ifndef RENAME_NOREPLACE
@@ -247,6 +248,9 @@ dta_status dtap_target_open(dtap_target *t, const char *out, bool tree, bool ind
     if (lstat(t->final, &so) == 0 && force && S_ISDIR(so.st_mode) != tree)
         return dta_error_set(err, DTA_E_ARG, 0, "%s: exists and is %s; not replaced", out,
                              S_ISDIR(so.st_mode) ? "a directory" : "not a directory");
+    char rdir[PATH_MAX];
+    if (realpath(t->dir, rdir))
+        fmt_path(t->real, sizeof t->real, "%s/%s", strcmp(rdir, "/") ? rdir : "", base);
     tmp_prefix(base, prefix, sizeof prefix);
     clean_leftovers(t->dir, prefix);
     /* A concurrent run's clean_leftovers may take the lock of a temporary we have just
@@ -297,6 +301,17 @@ dta_status dtap_target_open(dtap_target *t, const char *out, bool tree, bool ind
     else
         fchmod(t->fd, 0666 & ~mask);
     return DTA_OK;
+}
+
+dta_status dtap_target_guard(const dtap_target *t, const char *path, dta_error *err)
+{
+    char r[PATH_MAX];
+    if (!t || !t->real[0] || !realpath(path, r) || !dtap_under(t->real, r))
+        return DTA_OK;
+    return dta_error_set(err, DTA_E_ARG, 0,
+                         "%s: this conversion reads it, and the output %s would replace it; "
+                         "write elsewhere (dtaudit never modifies its input)",
+                         path, t->final);
 }
 
 void dtap_target_abort(dtap_target *t)

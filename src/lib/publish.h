@@ -15,6 +15,7 @@ typedef struct {
     int fd;      /* temp file (or the lock file of a temp directory) */
     bool is_dir;
     bool force;
+    char real[PATH_MAX + NAME_MAX + 2]; /* OUT with its folder resolved ("" if unknown) */
 } dtap_target;
 
 /* Checks OUT against the input and creates the temporary output. Refused (DTA_E_ARG):
@@ -30,6 +31,10 @@ dta_status dtap_target_open(dtap_target *t, const char *out, bool tree, bool ind
  * returned. With force an existing OUT is swapped out atomically and removed. On error
  * the temporary is removed. */
 dta_status dtap_target_publish(dtap_target *t, dta_error *err);
+
+/* Refuses (DTA_E_ARG) reading path when it resolves to OUT or inside it: --force would
+ * replace what the conversion reads (a shard linked from elsewhere, a hub cache blob). */
+dta_status dtap_target_guard(const dtap_target *t, const char *path, dta_error *err);
 
 /* Removes the temporary output (nothing is left behind). */
 void dtap_target_abort(dtap_target *t);
