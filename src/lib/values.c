@@ -114,6 +114,18 @@ static bool contiguous_view(const dta_tensor *t, uint64_t *first)
     return true;
 }
 
+/* Two tensors that view the same elements of the same storage the same way. */
+static bool same_view(const dta_tensor *a, const dta_tensor *b)
+{
+    if (a->storage != b->storage || a->storage_offset != b->storage_offset ||
+        a->rank != b->rank || a->dtype != b->dtype || (a->stride == NULL) != (b->stride == NULL))
+        return false;
+    for (int k = 0; k < a->rank; k++)
+        if (a->shape[k] != b->shape[k] || (a->stride && a->stride[k] != b->stride[k]))
+            return false;
+    return true;
+}
+
 /* Next chunk, under j->mu. */
 static bool take(vjob *j, vitem *it)
 {
@@ -344,6 +356,21 @@ dta_status dta_values_scan(const dta_model *m, const dta_values_options *o, dta_
     }
     for (size_t i = 0; i < m->nfiles; i++)
         j.fds[i] = -1;
+    size_t *alias = malloc(sizeof *alias * (m->ntensors ? m->ntensors : 1));
+    size_t *first_task = malloc(sizeof *first_task * (m->nstorages ? m->nstorages : 1));
+    if (!alias || !first_task) {
+        free(alias);
+        free(first_task);
+        free(j.res->tensors);
+        free(j.res);
+        free(j.tasks);
+        free(j.fds);
+        return dta_error_set(err, DTA_E_NOMEM, ENOMEM, "out of memory");
+    }
+    for (size_t i = 0; i < m->ntensors; i++)
+        alias[i] = SIZE_MAX;
+    for (size_t i = 0; i < m->nstorages; i++)
+        first_task[i] = SIZE_MAX;
     dta_values *r = j.res;
     r->target = o->target;
     r->ntensors = m->ntensors;
@@ -356,6 +383,13 @@ dta_status dta_values_scan(const dta_model *m, const dta_values_options *o, dta_
         vt->skipped = skip_reason(m, t, big);
         if (vt->skipped)
             continue;
+        /* tied weights: an exact alias of a view already scanned is not read twice */
+        if (t->shared && first_task[t->storage] != SIZE_MAX &&
+            same_view(&m->tensors[j.tasks[first_task[t->storage]].tensor], t)) {
+            alias[i] = first_task[t->storage];
+            r->scanned++;
+            continue;
+        }
         vtask *k = &j.tasks[j.ntasks];
         const dta_storage *s = &m->storages[t->storage];
         if (!dta_values_plan_make(s->dtype, vt->target, &k->plan)) {
@@ -363,6 +397,8 @@ dta_status dta_values_scan(const dta_model *m, const dta_values_options *o, dta_
             continue;
         }
         k->tensor = i;
+        if (first_task[t->storage] == SIZE_MAX)
+            first_task[t->storage] = j.ntasks;
         k->contiguous = contiguous_view(t, &k->first);
         dta_values_counts_init(&k->acc);
         j.ntasks++;
@@ -415,7 +451,12 @@ dta_status dta_values_scan(const dta_model *m, const dta_values_options *o, dta_
                                                  : 0;
             vt->min_nonzero_abs = any ? dta_values_abs_to_double(from, c->min_abs_bits) : 0;
         }
+        for (size_t i = 0; i < m->ntensors; i++)
+            if (alias[i] != SIZE_MAX)
+                r->tensors[i] = r->tensors[j.tasks[alias[i]].tensor];
     }
+    free(alias);
+    free(first_task);
     free(j.tasks);
     free(j.fds);
     if (st != DTA_OK) {

@@ -157,7 +157,8 @@ def views():
     g = torch.Generator().manual_seed(3)
     w = torch.randn(64, 48, generator=g) * 3e4
     w[0, :5] = torch.tensor([np.nan, np.inf, -np.inf, 1e-9, 0.0])
-    return {"view.w": w, "view.wt": w.t(), "view.slice": w[5:9, 7:20], "view.row": w[10]}
+    return {"view.w": w, "view.wt": w.t(), "view.slice": w[5:9, 7:20], "view.row": w[10],
+            "view.tied": w}  # an exact alias (tied weights): counted, read once
 
 
 def audit(path, target):
