@@ -138,11 +138,13 @@ static void message(char *buf, size_t cap, int rule, const char *what, size_t nt
         break;
     case R_OVERFLOW:
         snprintf(buf, cap,
-                 "%llu %s value%s of %s exceed %s's largest finite value %s (max |x| %.6g, "
-                 "%zu tensor%s): converting to %s makes them inf, so dtaudit convert refuses",
+                 "%llu %s value%s of %s exceed%s %s's largest finite value %s (max |x| %.6g, "
+                 "%zu tensor%s): converting to %s makes %s inf, so dtaudit convert refuses",
                  (unsigned long long)v->overflow, dta_dtype_name(from),
-                 v->overflow == 1 ? "" : "s", what, dta_dtype_name(v->target),
-                 max_finite(v->target), v->max_abs, ntensors, tn, dta_dtype_name(v->target));
+                 v->overflow == 1 ? "" : "s", what, v->overflow == 1 ? "s" : "",
+                 dta_dtype_name(v->target),
+                 max_finite(v->target), v->max_abs, ntensors, tn, dta_dtype_name(v->target),
+                 v->overflow == 1 ? "it" : "them");
         break;
     default:
         snprintf(buf, cap,
