@@ -52,7 +52,9 @@ static bool fmt_path(char *buf, size_t cap, const char *fmt, ...)
  * errno EINVAL/ENOSYS where the kernel or filesystem does not offer the flag. */
 static int rename_flags(const char *from, const char *to, unsigned flags)
 {
-#ifdef SYS_renameat2
+#if defined(__GLIBC__) && (__GLIBC__ > 2 || (__GLIBC__ == 2 && __GLIBC_MINOR__ >= 28))
+    return renameat2(AT_FDCWD, from, AT_FDCWD, to, flags); /* the wrapper: shims see it */
+#elif defined(SYS_renameat2)
     return (int)syscall(SYS_renameat2, AT_FDCWD, from, AT_FDCWD, to, flags);
 #else
     (void)from;

@@ -1,7 +1,8 @@
 /* LD_PRELOAD shim that makes one system call fail, for the fault-injection test.
  *
  *   DTA_FAIL=CALL:N   the N-th call (1-based) of CALL fails; CALL is one of
- *                     write, pwrite, pread, fsync, rename, open, ftruncate
+ *                     write, pwrite, pread, fsync, rename, renameat2, link, open,
+ *                     ftruncate; N = 0: every call of CALL fails
  *   DTA_FAIL_ERRNO=E  the errno to fail with (default ENOSPC; EIO for fsync, pread);
  *                     for pread, 0 means "return end of file" (the input shrank)
  *
@@ -25,7 +26,8 @@ static int should_fail(const char *call, int dflt_errno)
     size_t n = strlen(call);
     if (!spec || strncmp(spec, call, n) != 0 || spec[n] != ':')
         return 0;
-    if (++count != atol(spec + n + 1))
+    long want = atol(spec + n + 1);
+    if (want != 0 && ++count != want)
         return 0;
     const char *e = getenv("DTA_FAIL_ERRNO");
     errno = e ? atoi(e) : dflt_errno;
@@ -81,6 +83,24 @@ int rename(const char *a, const char *b)
 {
     REAL("rename", int, const char *, const char *);
     if (should_fail("rename", EXDEV))
+        return -1;
+    return real(a, b);
+}
+
+/* convert publishes with renameat2 (RENAME_NOREPLACE / RENAME_EXCHANGE); EINVAL here
+ * makes it take its fallback for filesystems without those flags */
+int renameat2(int da, const char *a, int db, const char *b, unsigned flags)
+{
+    REAL("renameat2", int, int, const char *, int, const char *, unsigned);
+    if (should_fail("renameat2", EXDEV))
+        return -1;
+    return real(da, a, db, b, flags);
+}
+
+int link(const char *a, const char *b)
+{
+    REAL("link", int, const char *, const char *);
+    if (should_fail("link", EXDEV))
         return -1;
     return real(a, b);
 }
