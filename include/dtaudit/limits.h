@@ -52,6 +52,11 @@
 /* Bytes of one pickle: a zip record (data.pkl, constants.pkl) or a legacy file's leading
  * pickles. */
 #define DTA_MAX_PICKLE_BYTES (1024ull * 1024 * 1024) /* man: zip archive */
+/* A compressed (deflated) record may inflate to at most DTA_MAX_INFLATE_FREE bytes plus
+ * DTA_MAX_INFLATE_RATIO bytes per compressed byte (zip bombs: expansion is capped by the
+ * input actually read, and records are streamed, never inflated whole except pickles). */
+#define DTA_MAX_INFLATE_FREE (8u * 1024u * 1024u) /* man: zip archive */
+#define DTA_MAX_INFLATE_RATIO 32u /* man: zip archive */
 /* Bytes of a torch storage key (DTA_E_FORMAT past it). */
 #define DTA_MAX_STORAGE_KEY 256u /* man: zip archive */
 
@@ -71,6 +76,10 @@
 
 #define DTA_MAX_TORCH_DEPTH 512u                    /* nested containers; man: torch objects */
 #define DTA_MAX_TORCH_VISITS (64u * 1024u * 1024u)  /* node visits per graph; man: torch objects */
+/* Node visits allowed per opcode of the pickle, plus a free allowance: shared
+ * sub-objects nested to multiply paths ("billion laughs") stop here, with DTA_E_LIMIT. */
+#define DTA_MAX_TORCH_WORK_PER_OP 8u     /* man: torch objects */
+#define DTA_MAX_TORCH_WORK_FREE 65536u   /* man: torch objects */
 
 /* ---- policy files (policy.c) ---- */
 

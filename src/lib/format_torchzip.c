@@ -35,15 +35,24 @@
 
 /* ---- names ------------------------------------------------------------------------- */
 
+/* Names are built here; they stop growing one byte past DTA_MAX_NAME_LEN (cut), so a
+ * long key nested deep, or the repr of a key tuple holding itself many times, costs at
+ * most that much (the model refuses a tensor whose name is that long). */
+#define SB_MAX ((size_t)DTA_MAX_NAME_LEN + 1)
+
 typedef struct {
     char *p;
     size_t n, cap;
-    bool oom;
+    bool oom, cut;
 } sbuf;
 
 static void sb_addn(sbuf *b, const char *s, size_t n)
 {
-    if (b->oom) return;
+    if (b->oom || b->cut) return;
+    if (n > SB_MAX - b->n) {
+        n = SB_MAX - b->n;
+        b->cut = true;
+    }
     if (b->n + n + 1 > b->cap) {
         size_t nc = b->cap ? b->cap : 128;
         while (nc < b->n + n + 1) {
@@ -124,6 +133,7 @@ static void sb_float(sbuf *b, double f)
 
 static void sb_repr(sbuf *b, const dtap_pnode *k, bool quote, int depth)
 {
+    if (b->cut || b->oom) return;
     if (depth > 8) {
         sb_add(b, "...");
         return;
@@ -160,7 +170,7 @@ static void sb_repr(sbuf *b, const dtap_pnode *k, bool quote, int depth)
     case DTAP_PK_TUPLE:
     case DTAP_PK_LIST:
         sb_add(b, k->kind == DTAP_PK_TUPLE ? "(" : "[");
-        for (size_t i = 0; i < k->seq.n; i++) {
+        for (size_t i = 0; i < k->seq.n && !b->cut; i++) {
             if (i) sb_add(b, ", ");
             sb_repr(b, k->seq.v[i], true, depth + 1);
         }
@@ -251,6 +261,7 @@ typedef struct {
     sbuf name;
     const char *root;
     uint64_t visits;
+    uint64_t budget; /* visits allowed: grows with the pickle's opcodes (walk_budget) */
     unsigned depth;
     dta_error *err;
 } walker;
@@ -313,6 +324,7 @@ static dta_status rebuild(walker *w, const dtap_pnode *fn, const dtap_pnode *arg
         dta_status st = dtap_model_add_tensor(w->m, w->name.p, w->name.n, w->root, dt, rank, shape,
                                               have_stride ? stride : NULL, 0, SIZE_MAX, w->file, w->err);
         if (st) return st;
+    w->visits += w->name.n / 16; /* names cost memory too (walk's budget) */
         *done = true;
         return dtap_model_add_note(w->m, DTA_RULE_META_TENSOR, w->name.p,
                                    "tensor saved without storage (meta device): it holds no data", w->err);
@@ -354,6 +366,7 @@ static dta_status rebuild(walker *w, const dtap_pnode *fn, const dtap_pnode *arg
     st = dtap_model_add_tensor(w->m, w->name.p, w->name.n, w->root, dt, rank, shape, stride, soff,
                                sidx, w->file, w->err);
     if (st) return st;
+    w->visits += w->name.n / 16; /* names cost memory too (walk's budget) */
     *done = true;
     return DTA_OK;
 }
@@ -398,6 +411,7 @@ static dta_status walk_child(walker *w, const char *comp, size_t clen, const dta
     if (w->name.oom) return dta_error_set(w->err, DTA_E_NOMEM, 0, "out of memory");
     dta_status st = walk(w, child);
     w->name.n = save;
+    w->name.cut = false; /* save <= SB_MAX - 1: it was not cut */
     if (w->name.p) w->name.p[save] = 0;
     return st;
 }
@@ -444,8 +458,12 @@ static dta_status walk_kv(walker *w, const dtap_pvec *kv, bool skip_module_attrs
 static dta_status walk(walker *w, const dtap_pnode *n)
 {
     if (!n) return DTA_OK;
-    if (++w->visits > DTA_MAX_TORCH_VISITS)
-        return dta_error_set(w->err, DTA_E_LIMIT, 0, "pickle: object graph visits exceed the cap of %u",
+    if (++w->visits > w->budget)
+        return dta_error_set(w->err, DTA_E_LIMIT, 0,
+                             "pickle: walking its object graph takes more than %llu steps (%u per opcode "
+                             "plus %u, at most %u): shared sub-objects nested to blow up (\"billion "
+                             "laughs\")?",
+                             (unsigned long long)w->budget, DTA_MAX_TORCH_WORK_PER_OP, DTA_MAX_TORCH_WORK_FREE,
                              DTA_MAX_TORCH_VISITS);
     if (n->visiting) return DTA_OK; /* a cycle: already on the path */
     dta_status st = DTA_OK;
@@ -504,7 +522,7 @@ static dta_status walk(walker *w, const dtap_pnode *n)
 /* Does n hold a tensor? (used to pick roots; visits bounded like walk) */
 static bool holds_tensor(walker *w, const dtap_pnode *n, unsigned depth)
 {
-    if (!n || n->visiting || depth > DTA_MAX_TORCH_DEPTH || ++w->visits > DTA_MAX_TORCH_VISITS) return false;
+    if (!n || n->visiting || depth > DTA_MAX_TORCH_DEPTH || ++w->visits > w->budget) return false;
     const dtap_pnode *g = dtap_pnode_callee(n);
     if (g && (!strcmp(g->s, "torch._utils") || !strcmp(g->s, "torch._tensor")) &&
         !strncmp(g->name, "_rebuild_", 9))
@@ -534,7 +552,7 @@ static bool is_sub_state(walker *w, const dtap_pnode *v, unsigned depth)
     if (is_tensor_node(v)) return false;
     if (v->kind == DTAP_PK_LIST || v->kind == DTAP_PK_TUPLE) {
         /* bounded like walk: a list can hold itself (through a tuple) in a hostile file */
-        if (v->visiting || depth > DTA_MAX_TORCH_DEPTH || ++w->visits > DTA_MAX_TORCH_VISITS) return false;
+        if (v->visiting || depth > DTA_MAX_TORCH_DEPTH || ++w->visits > w->budget) return false;
         bool r = false;
         ((dtap_pnode *)v)->visiting = true;
         for (size_t i = 0; !r && i < v->seq.n; i++) r = is_sub_state(w, v->seq.v[i], depth + 1);
@@ -558,6 +576,14 @@ dta_status dtap_torch_walk(const dtap_pickle *pk, dta_model *m, size_t file,
     w.ctx = ctx;
     w.err = err;
     w.root = "";
+    /* Work is capped by what the stream paid for: a tree of N opcodes has fewer than N
+     * edges, so walking it takes fewer than N visits; only sharing (memo references of
+     * containers inside containers) multiplies paths, 2^k from k nested lists ("billion
+     * laughs"). Each tensor added also costs its name bytes / 16. */
+    uint64_t ops = dtap_pickle_ops(pk);
+    w.budget = ops > (DTA_MAX_TORCH_VISITS - DTA_MAX_TORCH_WORK_FREE) / DTA_MAX_TORCH_WORK_PER_OP
+                   ? DTA_MAX_TORCH_VISITS
+                   : ops * DTA_MAX_TORCH_WORK_PER_OP + DTA_MAX_TORCH_WORK_FREE;
     const dtap_pnode *top = dtap_pickle_root(pk);
     dta_status st = DTA_OK;
     if (name_prefix && *name_prefix) sb_add(&w.name, name_prefix);

@@ -40,6 +40,7 @@ struct dtap_pickle {
     size_t uhash_cap;
     dtap_pnode **persids; /* PERSID nodes in stream order (malloc'd) */
     size_t npersids, cappersids;
+    uint64_t ops;         /* opcodes executed */
 };
 
 static void *arena_alloc(dtap_pickle *pk, size_t size)
@@ -998,6 +999,7 @@ dta_status dtap_pickle_load(const unsigned char *data, size_t n, const dtap_pick
     v.torchscript = opts && opts->torchscript;
     v.err = err;
     dta_status st = run(&v, consumed);
+    pk->ops = v.ops;
     free(v.stack);
     free(v.marks);
     free(v.memo);
@@ -1011,6 +1013,7 @@ dta_status dtap_pickle_load(const unsigned char *data, size_t n, const dtap_pick
 
 const dtap_pnode *dtap_pickle_root(const dtap_pickle *p) { return p ? p->root : NULL; }
 int dtap_pickle_protocol(const dtap_pickle *p) { return p ? p->proto : 0; }
+uint64_t dtap_pickle_ops(const dtap_pickle *p) { return p ? p->ops : 0; }
 size_t dtap_pickle_unsafe_count(const dtap_pickle *p) { return p ? p->nunsafe : 0; }
 const char *dtap_pickle_unsafe(const dtap_pickle *p, size_t i)
 {

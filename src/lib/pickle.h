@@ -79,6 +79,7 @@ void dtap_pickle_free(dtap_pickle *p);
 
 const dtap_pnode *dtap_pickle_root(const dtap_pickle *p);
 int dtap_pickle_protocol(const dtap_pickle *p); /* highest PROTO seen, 0 if none */
+uint64_t dtap_pickle_ops(const dtap_pickle *p); /* opcodes the stream executed */
 /* Distinct globals outside the allowlist, "module.name" (or "EXTn code"), first-use order. */
 size_t dtap_pickle_unsafe_count(const dtap_pickle *p);
 const char *dtap_pickle_unsafe(const dtap_pickle *p, size_t i);

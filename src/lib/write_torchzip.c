@@ -125,40 +125,11 @@ fail:
     return st;
 }
 
-/* Streams a record's bytes (STORED in place, else inflated in memory). */
+/* Streams a record's bytes (STORED in place, deflated ones inflated chunk by chunk). */
 static dta_status copy_entry(const dtap_torchzip *t, const dtap_zip_entry *e, dtap_bytes_sink sink,
                              void *ctx, dta_error *err)
 {
-    dta_status st;
-    if (e->method == DTAP_ZIP_STORED) {
-        uint64_t off;
-        if (e->comp_size != e->size)
-            return dta_error_set(err, DTA_E_FORMAT, 0, "zip: stored record '%s' has different sizes", e->name);
-        if ((st = dtap_zip_data_offset(t->zip, e, &off, err))) return st;
-        unsigned char *buf = malloc(e->size < IO_CHUNK ? (size_t)e->size + 1 : IO_CHUNK);
-        if (!buf) return dta_error_set(err, DTA_E_NOMEM, ENOMEM, "out of memory");
-        for (uint64_t done = 0; done < e->size;) {
-            size_t n = e->size - done < IO_CHUNK ? (size_t)(e->size - done) : IO_CHUNK;
-            if ((st = dtap_src_read(t->src, off + done, buf, n, err)) || (st = sink(ctx, buf, n, err))) {
-                free(buf);
-                return st;
-            }
-            done += n;
-        }
-        free(buf);
-        return DTA_OK;
-    }
-    unsigned char *buf;
-    size_t n;
-    if ((st = dtap_zip_read(t->zip, e, DTA_MAX_PICKLE_BYTES, &buf, &n, err))) return st;
-    st = DTA_OK;
-    for (size_t done = 0; !st && done < n;) {
-        size_t k = n - done < IO_CHUNK ? n - done : IO_CHUNK;
-        st = sink(ctx, buf + done, k, err);
-        done += k;
-    }
-    free(buf);
-    return st;
+    return dtap_zip_stream(t->zip, e, sink, ctx, err);
 }
 
 static const dtap_zip_entry *storage_entry(const dtap_torchzip *t, const char *key, size_t klen)

@@ -41,6 +41,14 @@ const dtap_zip_entry *dtap_zip_find(const dtap_zip *z, const char *rel);
 /* Absolute offset of a STORED entry's data, from its local header (30 + name + extra). */
 dta_status dtap_zip_data_offset(const dtap_zip *z, const dtap_zip_entry *e, uint64_t *off,
                                 dta_error *err);
+/* Bytes a record may hold after inflating: UINT64_MAX for stored records, else
+ * DTA_MAX_INFLATE_FREE + DTA_MAX_INFLATE_RATIO per compressed byte (zip bombs). */
+uint64_t dtap_zip_inflate_cap(const dtap_zip_entry *e);
+/* Passes a record's bytes (stored: read in place; deflated: inflated) to sink in chunks
+ * of at most 1 MiB; memory stays bounded whatever the record's size. */
+typedef dta_status (*dtap_zip_sink)(void *ctx, const void *data, size_t n, dta_error *err);
+dta_status dtap_zip_stream(const dtap_zip *z, const dtap_zip_entry *e, dtap_zip_sink sink, void *ctx,
+                           dta_error *err);
 /* Reads a whole entry (stored or compressed) into a malloc'd buffer (NUL-terminated
  * for convenience; *n excludes the NUL). DTA_E_LIMIT when its size exceeds cap. */
 dta_status dtap_zip_read(const dtap_zip *z, const dtap_zip_entry *e, uint64_t cap,

@@ -23,6 +23,9 @@ for f in "$TMP"/gen/*; do
         if [ "$rc" -ne 1 ]; then fail "$base: exit $rc, want 1: $(cat "$TMP/err")"; continue; fi
         grep -q '"unsafe-pickle"' "$TMP/out" || { fail "$base: no unsafe-pickle finding"; continue; }
         grep -q "$g" "$TMP/out" || { fail "$base: finding does not name $g"; continue; } ;;
+    warn-*)
+        if [ "$rc" -ne 1 ]; then fail "$base: exit $rc, want 1: $(cat "$TMP/err")"; continue; fi
+        grep -q '"severity": "error"' "$TMP/out" && { fail "$base: an error finding"; continue; } ;;
     ok-*)
         if [ "$rc" -ne 0 ]; then fail "$base: exit $rc, want 0: $(cat "$TMP/err")"; continue; fi ;;
     esac

@@ -5,6 +5,7 @@ torch, so nothing here runs a pickle. Each file name says what dtaudit must do:
   refuse-*   exit 2 (one line naming the file and the defect)
   unsafe-*   exit 1 with an unsafe-pickle finding naming the global in the name
   ok-*       read, exit 0 (reported exactly as torch loads it)
+  warn-*     read, exit 1 with a warning finding only
 Used by tests/cli/hardening.sh and tests/interop/differential.py.
 
 usage: make_ambiguous.py DIR [--big]   (--big adds the 67 MB safetensors case)
@@ -87,6 +88,32 @@ def tzip(records, prefix="archive", method=zipfile.ZIP_STORED):
     return b.getvalue()
 
 
+def zparts(records, base=0, local_names=None):
+    """Stored records laid out from file offset base: (local bytes, central entries, count).
+    local_names: names written in the local headers instead (index -> name)."""
+    loc, cen = b"", b""
+    for k, (name, data) in enumerate(records):
+        nb = name.encode()
+        lnb = (local_names or {}).get(k, name).encode()
+        crc = zlib.crc32(data)
+        off = base + len(loc)
+        loc += struct.pack("<IHHHHHIIIHH", 0x04034B50, 20, 0, 0, 0, 0, crc, len(data), len(data),
+                           len(lnb), 0) + lnb + data
+        cen += struct.pack("<IHHHHHHIIIHHHHHII", 0x02014B50, 20, 20, 0, 0, 0, 0, crc, len(data),
+                           len(data), len(nb), 0, 0, 0, 0, 0, off) + nb
+    return loc, cen, len(records)
+
+
+def eocd(count, cd_size, cd_off, comment=b""):
+    return struct.pack("<IHHHHIIH", 0x06054B50, 0, 0, count, count, cd_size, cd_off,
+                       len(comment)) + comment
+
+
+def rawzip(records, local_names=None, tail=b""):
+    loc, cen, n = zparts(records, 0, local_names)
+    return loc + cen + eocd(n, len(cen), len(loc)) + tail
+
+
 def half_pair():
     return struct.pack("<2e", 1.0, 2.0)
 
@@ -142,6 +169,62 @@ def main():
                      ("b", tensor("HalfStorage", "0", 1, [1]))])
     files["refuse-zip-key-two-sizes.pt"] = tzip(
         [("data.pkl", twosize), ("data/0", half_pair()), ("version", b"3\n")])
+
+    # -- zip directory differentials
+    gpkl, epkl = good_pkl, sdict([("w", tensor("FloatStorage", "0", 1, [1]))])
+    grec = [("archive/data.pkl", gpkl), ("archive/data/0", half_pair()), ("archive/version", b"3\n")]
+    erec = [("archive/data.pkl", epkl), ("archive/data/0", b"\0" * 4), ("archive/version", b"3\n")]
+    files["ok-rawzip.pt"] = rawzip(grec)
+    # two end records, the second (pointing at another directory) in the first's comment
+    gl, gc, gn = zparts(grec, 0)
+    el, ec, en = zparts(erec, len(gl))
+    cd2 = len(gl) + len(el) + len(gc)
+    inner = ec + eocd(en, len(ec), cd2 + 22)
+    files["refuse-zip-two-eocd.pt"] = gl + el + gc + eocd(gn, len(gc), len(gl) + len(el), inner)
+    # names equal but for case: torch's lookup ignores case, libzip's does not
+    files["refuse-zip-case-collision.pt"] = rawzip(
+        [("archive/DATA.PKL", epkl)] + grec)
+    files["refuse-zip-duplicate-name.pt"] = rawzip(
+        [("archive/data.pkl", epkl)] + grec)
+    # bytes after the end record
+    files["refuse-zip-trailing-bytes.pt"] = rawzip(grec, tail=b"\0" * 16)
+    # an entry outside the archive directory
+    files["refuse-zip-outside-prefix.pt"] = rawzip(grec + [("other/data.pkl", epkl)])
+    # first entry not in a directory
+    files["refuse-zip-no-directory.pt"] = rawzip([("data.pkl", gpkl), ("version", b"3\n")])
+    # the local header of data.pkl names another file
+    files["refuse-zip-local-name-differs.pt"] = rawzip(grec, local_names={0: "archive/data.pkz"})
+    # two central entries sharing one record's bytes (overlap)
+    ol, oc, on = zparts(grec, 0)
+    extra = struct.pack("<IHHHHHHIIIHHHHHII", 0x02014B50, 20, 20, 0, 0, 0, 0, 0, 4, 4, 16, 0, 0, 0,
+                        0, 0, 0) + b"archive/extra000"
+    files["refuse-zip-overlapping-records.pt"] = ol + oc + extra + eocd(on + 1, len(oc) + len(extra), len(ol))
+    # a deflated data.pkl that inflates far past its compressed size (a zip bomb): the
+    # pickle is padded with NOPs it never reaches (after STOP)
+    bomb = gpkl + b"\0" * (64 << 20)
+    files["refuse-zip-bomb-pickle.pt"] = tzip(
+        [("data.pkl", bomb), ("data/0", half_pair()), ("version", b"3\n")],
+        method=zipfile.ZIP_DEFLATED)
+    # deflated records are read (a warning: torch.load(mmap=True) cannot)
+    files["warn-zip-deflated.pt"] = tzip(
+        [("data.pkl", gpkl), ("data/0", half_pair()), ("version", b"3\n")],
+        method=zipfile.ZIP_DEFLATED)
+
+    # -- "billion laughs": 40 nested lists, each holding the previous one twice, under one
+    #    tensor: 2^40 paths to walk from a few hundred bytes
+    laughs = b"\x80\x02}" + s("w") + tensor("HalfStorage", "0", 2, [2]) + b"q\x00"
+    for k in range(40):
+        laughs += b"](h" + bytes([k]) + b"h" + bytes([k]) + b"eq" + bytes([k + 1]) + b"0"
+    laughs += b"h\x28\x86s."  # {'w': (tensor, list40)}
+    # -- a dict key whose repr (the tensor's name) is 100^5 times a 100-byte string
+    kr = b"\x80\x02}" + s("A" * 100) + b"q\x00" + b"0"
+    for k in range(5):
+        kr += b"(" + (b"h" + bytes([k])) * 100 + b"tq" + bytes([k + 1]) + b"0"
+    kr += b"h\x05" + tensor("HalfStorage", "0", 2, [2]) + b"s."
+    files["refuse-pickle-key-repr.pt"] = tzip(
+        [("data.pkl", kr), ("data/0", half_pair()), ("version", b"3\n")])
+    files["refuse-pickle-laughs.pt"] = tzip(
+        [("data.pkl", laughs), ("data/0", half_pair()), ("version", b"3\n")])
 
     for name, data in files.items():
         with open(os.path.join(d, name), "wb") as f:

@@ -245,14 +245,17 @@ static void put16(unsigned char *p, uint32_t v) { p[0] = (unsigned char)v, p[1] 
 static void put32(unsigned char *p, uint32_t v) { put16(p, v), put16(p + 2, v >> 16); }
 static void put64(unsigned char *p, uint64_t v) { put32(p, (uint32_t)v), put32(p + 4, (uint32_t)(v >> 32)); }
 
-/* One local header ("a/data.pkl", stored, declared size `size`, no data written), then
- * `count` central entries all pointing at it (names a/0000000...), then a zip64 end
- * record, its locator and an EOCD with saturated counts. */
-static unsigned char *zip_build(uint64_t count, uint32_t size, size_t *n)
+/* One local header ("a/data.pkl", stored, declared size `size`, followed by `size` bytes
+ * of data), then 30 bytes for each further entry (where its local header would be: the
+ * reader refuses overlapping records but reads local headers only when a record is
+ * used), then `count` central entries (names a/0000000...), a zip64 end record, its
+ * locator and an EOCD with saturated counts. overlap: every central entry points at
+ * offset 0 instead. */
+static unsigned char *zip_build_x(uint64_t count, uint32_t size, bool overlap, size_t *n)
 {
     static const char lname[] = "a/data.pkl";
     size_t nl = 10, cnl = 9;
-    size_t local = 30 + nl, cd = count * (46 + cnl);
+    size_t local = 30 + nl + size + 30 * (count - 1), cd = count * (46 + cnl);
     *n = local + cd + 56 + 20 + 22;
     unsigned char *b = calloc(1, *n), *p = b;
     cr_assert_not_null(b);
@@ -263,7 +266,9 @@ static unsigned char *zip_build(uint64_t count, uint32_t size, size_t *n)
         char nm[24];
         snprintf(nm, sizeof nm, "a/%07llu", (unsigned long long)i);
         put32(p, 0x02014b50), put16(p + 4, 20), put16(p + 6, 20);
-        put32(p + 20, size), put32(p + 24, size), put16(p + 28, (uint32_t)cnl);
+        uint32_t sz = i == 0 ? size : 0;
+        put32(p + 20, sz), put32(p + 24, sz), put16(p + 28, (uint32_t)cnl);
+        put32(p + 42, i == 0 || overlap ? 0 : (uint32_t)(30 + nl + size + 30 * (i - 1)));
         memcpy(p + 46, i == 0 ? "a/dat.pkl" : nm, cnl);
     }
     put32(p, 0x06064b50), put64(p + 4, 44), put16(p + 12, 45), put16(p + 14, 45);
@@ -274,6 +279,11 @@ static unsigned char *zip_build(uint64_t count, uint32_t size, size_t *n)
     put32(p, 0x06054b50), put16(p + 8, 0xFFFF), put16(p + 10, 0xFFFF);
     put32(p + 12, 0xFFFFFFFFu), put32(p + 16, 0xFFFFFFFFu);
     return b;
+}
+
+static unsigned char *zip_build(uint64_t count, uint32_t size, size_t *n)
+{
+    return zip_build_x(count, size, false, n);
 }
 
 static dta_status zip_open_n(uint64_t count, dta_error *err)
@@ -315,9 +325,24 @@ Test(limits, zip_record_cap)
     size_t got;
     cr_assert_eq(dtap_zip_read(z, e, 4095, &out, &got, &err), DTA_E_LIMIT);
     cr_assert_null(out);
-    /* at the cap: gets past it, then fails because the bytes are not in the file */
+    /* at the cap: reads it (the central name differs from the local one: refused) */
     cr_assert_eq(dtap_zip_read(z, e, 4096, &out, &got, &err), DTA_E_FORMAT, "%s", err.msg);
+    cr_assert(strstr(err.msg, "local header names another file"), "%s", err.msg);
     cr_assert_null(out);
     dtap_zip_close(z);
+    free(b);
+}
+
+/* Records that share bytes (the overlapping-entries zip bomb) are refused at open. */
+Test(limits, zip_overlap)
+{
+    dta_error err = {0};
+    size_t n;
+    unsigned char *b = zip_build_x(3, 16, true, &n);
+    dtap_src src;
+    dtap_zip *z = NULL;
+    dtap_src_open_mem(&src, "mem", b, n);
+    cr_assert_eq(dtap_zip_open(&src, &z, &err), DTA_E_FORMAT);
+    cr_assert(strstr(err.msg, "overlaps"), "%s", err.msg);
     free(b);
 }
