@@ -105,14 +105,16 @@ typedef struct dta_model {
     char **architectures;
     size_t narchitectures;
     char *class_name;     /* NULL when absent */
-    /* private */
-    size_t cap_files, cap_tensors, cap_storages, cap_notes, cap_metadata;
-    void *arena;          /* tensor names, roots, shapes and strides (model.c) */
-    const char *last_root; /* the root most recently stored in the arena, shared */
 } dta_model;
 
 /* Detects the format from content and reads headers only. */
 dta_status dta_model_open(const char *path, dta_model **out, dta_error *err);
+/* The same for a checkpoint file held in memory (size bytes at data; name, which may be
+ * NULL, names it in the model and in messages). The model keeps offsets into the buffer,
+ * never pointers: the buffer may be freed after the call. A sharded index read this way
+ * resolves its shards on disk, relative to name. */
+dta_status dta_model_open_memory(const char *name, const void *data, size_t size,
+                                 dta_model **out, dta_error *err);
 void dta_model_free(dta_model *m);
 
 #ifdef __cplusplus

@@ -434,3 +434,32 @@ dta_status dta_model_open(const char *path, dta_model **out, dta_error *err)
     *out = m;
     return DTA_OK;
 }
+
+dta_status dta_model_open_memory(const char *name, const void *data, size_t size,
+                                 dta_model **out, dta_error *err)
+{
+    *out = NULL;
+    if (!name)
+        name = "<memory>";
+    if (!data && size)
+        return dta_error_set(err, DTA_E_ARG, 0, "%s: no buffer for %zu bytes", name, size);
+    dta_model *m = dtap_model_new(name, err);
+    if (!m) {
+        dta_error_prefix(err, name);
+        return DTA_E_NOMEM;
+    }
+    dtap_src src;
+    dtap_src_open_mem(&src, name, data ? data : "", size);
+    dta_status st = dtap_read_src(&src, m, err);
+    dtap_src_close(&src);
+    if (st != DTA_OK) {
+        dta_error_prefix(err, name);
+        dta_model_free(m);
+        return st;
+    }
+    if (m->nfiles > 0 && strcmp(m->format, "unknown") == 0)
+        m->format = m->files[0].format;
+    dtap_model_finish(m);
+    *out = m;
+    return DTA_OK;
+}

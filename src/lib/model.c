@@ -40,9 +40,20 @@ typedef struct arena_chunk {
 
 #define ARENA_CHUNK (1u << 20)
 
+/* The library's bookkeeping, kept out of the public dta_model: every model is allocated as
+ * one of these by dtap_model_new, and the dta_model handed out is its first member. */
+typedef struct {
+    dta_model pub;
+    size_t cap_files, cap_tensors, cap_storages, cap_notes, cap_metadata;
+    arena_chunk *arena;      /* tensor names, roots, shapes and strides */
+    const char *last_root;   /* the root most recently stored in the arena, shared */
+} model_impl;
+
+static model_impl *impl(dta_model *m) { return (model_impl *)m; }
+
 static void *arena_alloc(dta_model *m, size_t n, size_t align)
 {
-    arena_chunk *c = m->arena;
+    arena_chunk *c = impl(m)->arena;
     if (c) {
         size_t at = (c->used + align - 1) & ~(align - 1);
         if (at <= c->cap && n <= c->cap - at) {
@@ -61,18 +72,18 @@ static void *arena_alloc(dta_model *m, size_t n, size_t align)
         c->next = nc;
     } else {
         nc->next = c;
-        m->arena = nc;
+        impl(m)->arena = nc;
     }
     return nc->data;
 }
 
 static void arena_free(dta_model *m)
 {
-    for (arena_chunk *c = m->arena, *next; c; c = next) {
+    for (arena_chunk *c = impl(m)->arena, *next; c; c = next) {
         next = c->next;
         free(c);
     }
-    m->arena = NULL;
+    impl(m)->arena = NULL;
 }
 
 static char *arena_dupn(dta_model *m, const char *s, size_t n)
@@ -87,9 +98,10 @@ static char *arena_dupn(dta_model *m, const char *s, size_t n)
 
 dta_model *dtap_model_new(const char *path, dta_error *err)
 {
-    dta_model *m = calloc(1, sizeof *m);
+    model_impl *mi = calloc(1, sizeof *mi);
+    dta_model *m = mi ? &mi->pub : NULL;
     if (!m || !(m->path = strdup(path ? path : ""))) {
-        free(m);
+        free(mi);
         dta_error_set(err, DTA_E_NOMEM, ENOMEM, "out of memory");
         return NULL;
     }
@@ -101,7 +113,7 @@ dta_model *dtap_model_new(const char *path, dta_error *err)
 dta_status dtap_model_add_file(dta_model *m, const char *path, const char *format, size_t *idx,
                                dta_error *err)
 {
-    dta_status st = grow((void **)&m->files, &m->cap_files, m->nfiles, sizeof *m->files,
+    dta_status st = grow((void **)&m->files, &impl(m)->cap_files, m->nfiles, sizeof *m->files,
                          DTA_MAX_FILES, err);
     if (st != DTA_OK)
         return st;
@@ -123,7 +135,7 @@ dta_status dtap_model_add_storage(dta_model *m, size_t file, const char *key, dt
     if (!dta_dtype_nbytes(dtype, numel, &nbytes))
         return dta_error_set(err, DTA_E_FORMAT, 0, "storage '%s' of %llu x %s overflows",
                              key ? key : "?", (unsigned long long)numel, dta_dtype_name(dtype));
-    dta_status st = grow((void **)&m->storages, &m->cap_storages, m->nstorages,
+    dta_status st = grow((void **)&m->storages, &impl(m)->cap_storages, m->nstorages,
                          sizeof *m->storages, DTA_MAX_TENSORS, err);
     if (st != DTA_OK)
         return st;
@@ -213,7 +225,7 @@ dta_status dtap_model_add_tensor(dta_model *m, const char *name, size_t name_len
             return st;
     }
 #undef SHOWN
-    st = grow((void **)&m->tensors, &m->cap_tensors, m->ntensors, sizeof *m->tensors,
+    st = grow((void **)&m->tensors, &impl(m)->cap_tensors, m->ntensors, sizeof *m->tensors,
               DTA_MAX_TENSORS, err);
     if (st != DTA_OK)
         return st;
@@ -222,9 +234,9 @@ dta_status dtap_model_add_tensor(dta_model *m, const char *name, size_t name_len
     memset(t, 0, sizeof *t);
     if (!root)
         root = "";
-    if (!m->last_root || strcmp(m->last_root, root) != 0)
-        m->last_root = arena_dupn(m, root, strlen(root));
-    t->root = (char *)m->last_root;
+    if (!impl(m)->last_root || strcmp(impl(m)->last_root, root) != 0)
+        impl(m)->last_root = arena_dupn(m, root, strlen(root));
+    t->root = (char *)impl(m)->last_root;
     t->name = arena_dupn(m, name, name_len);
     t->name_nul = memchr(name, 0, name_len) != NULL;
     t->shape = arena_alloc(m, sizeof(uint64_t) * (size_t)(rank ? rank : 1), sizeof(uint64_t));
@@ -256,7 +268,7 @@ dta_status dtap_model_add_note(dta_model *m, dta_rule rule, const char *subject,
     const dta_rule_info *ri = dta_rule_get(rule);
     if (!ri)
         return dta_error_set(err, DTA_E_ARG, 0, "note with unknown rule %d", (int)rule);
-    dta_status st = grow((void **)&m->notes, &m->cap_notes, m->nnotes, sizeof *m->notes,
+    dta_status st = grow((void **)&m->notes, &impl(m)->cap_notes, m->nnotes, sizeof *m->notes,
                          DTA_MAX_TENSORS, err);
     if (st != DTA_OK)
         return st;
@@ -278,7 +290,7 @@ dta_status dtap_model_add_note(dta_model *m, dta_rule rule, const char *subject,
 dta_status dtap_model_add_metadata(dta_model *m, const char *key, const char *value,
                                    dta_error *err)
 {
-    dta_status st = grow((void **)&m->metadata, &m->cap_metadata, m->nmetadata,
+    dta_status st = grow((void **)&m->metadata, &impl(m)->cap_metadata, m->nmetadata,
                          sizeof *m->metadata, DTA_MAX_TENSORS, err);
     if (st != DTA_OK)
         return st;

@@ -1,4 +1,4 @@
-/* libFuzzer target: any reader (dtap_read_src on a memory source) then the audit
+/* libFuzzer target: any reader (dta_model_open_memory, the public entry point) then the audit
  * (dta_report_build) on the model, with findings on, an expected dtype taken from the
  * input's length, and a couple of --allow globs. */
 #include "fuzz_common.h"
@@ -6,20 +6,13 @@
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    dtap_src src;
     dta_error err = {0};
-    dta_model *m = dtap_model_new(FUZZ_SRC_NAME, &err);
-    if (!m) return 0;
-    dtap_src_open_mem(&src, FUZZ_SRC_NAME, data, size);
-    dta_status st = dtap_read_src(&src, m, &err);
-    dtap_src_close(&src);
+    dta_model *m = NULL;
+    dta_status st = dta_model_open_memory(FUZZ_SRC_NAME, data, size, &m, &err);
     if (st != DTA_OK) {
-        if (!err.msg[0]) abort();
-        dta_model_free(m);
+        if (!err.msg[0] || m) abort();
         return 0;
     }
-    if (m->nfiles > 0 && strcmp(m->format, "unknown") == 0) m->format = m->files[0].format;
-    dtap_model_finish(m);
     static const dta_allow allow[] = {
         {"*.norm*", DTA_DTYPE_NONE},
         {"lm_head*", DTA_F32},
