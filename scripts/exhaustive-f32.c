@@ -8,7 +8,7 @@
  *       src/lib/convert_cpu.c src/lib/dtype.c src/lib/error.c -lm
  *   /tmp/exhaustive-f32 [workers]          (default 2; each is a process)
  * Exit status 0 when scalar == vector everywhere and both match the long-hand references
- * (NaN inputs: bf16 0x7FC0, f16 0x7E00|sign, formats.md 5). */
+ * (NaN inputs: bf16 0x7FC0, f16 0x7E00|sign, docs/formats.md 5). */
 #define _POSIX_C_SOURCE 200809L
 #include <math.h>
 #include <stdio.h>

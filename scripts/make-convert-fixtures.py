@@ -14,7 +14,7 @@ Every file is raw little-endian elements, no header:
   f64_to_f32.bin / f64_to_bf16.bin / f64_to_f16.bin
   f16_all_to_bf16.bin   the 65536 float16 codes 0..65535 in order, to bfloat16
   bf16_all_to_f16.bin   the 65536 bfloat16 codes 0..65535 in order, to float16
-float8 sources do not exist in torch 1.13; the unit test checks them against formats.md 5.
+float8 sources do not exist in torch 1.13; the unit test checks them against docs/formats.md 5.
 """
 import os
 import struct

@@ -18,7 +18,7 @@ Writes (relative to the repository root):
 
 Only the Python standard library is needed for good/, bad/, seeds/ and
 examples/: those files come from the small writer below, which produces the same
-byte stream as the reference writer (formats.md 1.5: dtype-descending-then-name
+byte stream as the reference writer (docs/formats.md 1.5: dtype-descending-then-name
 order, compact JSON, space padding to a multiple of 8). interop/ needs numpy
 and the `safetensors` package and is skipped with a note when they are missing.
 Tensor data comes from SHA-256 in counter mode, so the bytes never depend on the
@@ -35,7 +35,7 @@ import subprocess
 import sys
 
 
-# (code, bits) in safetensors enum order (formats.md 1.3); the order is the
+# (code, bits) in safetensors enum order (docs/formats.md 1.3); the order is the
 # reference writer's sort key (descending).
 DTYPES = [
     ("BOOL", 8), ("F4", 4), ("F6_E2M3", 6), ("F6_E3M2", 6), ("U8", 8), ("I8", 8),
@@ -122,7 +122,7 @@ def serialize(tensors, metadata=None, order="reference", pad=True):
     """Bytes of a safetensors file.
 
     tensors: list of (name, dtype, shape, data_bytes).
-    order: "reference" (dtype descending, then name bytewise, formats.md 1.5) or
+    order: "reference" (dtype descending, then name bytewise, docs/formats.md 1.5) or
            "name" (old writers: name order only, no alignment) or "given".
     """
     if order == "reference":

@@ -4,7 +4,7 @@
 Run with Debian's python3 (python3-torch, torch 1.13):  /usr/bin/python3 scripts/make-torch-fixtures.py
 Each fixture is a few KiB. torch 2.x-only features (float8, uint16, _rebuild_tensor_v3)
 cannot be produced by torch 1.13, so those files are hand-crafted byte by byte below,
-following formats.md 2.8 (a documented exception: no torch writes them here).
+following docs/formats.md 2.8 (a documented exception: no torch writes them here).
 EXPECTED.json records, per fixture, the tensors (name -> dtype, shape, root) that
 dtaudit must report; tests/interop/torch_compare.py checks them against torch.load.
 """
@@ -105,7 +105,7 @@ def main():
     handmade_bad()
 
 
-# ---- hand-crafted pickles (formats.md 2.8 / 2.11) ------------------------------------
+# ---- hand-crafted pickles (docs/formats.md 2.8 / 2.11) ------------------------------------
 
 def binunicode(s):
     b = s.encode()

@@ -1,4 +1,4 @@
-/* dtaudit: per-root summaries, the module tree and findings (DESIGN.md "Findings").
+/* dtaudit: per-root summaries, the module tree and findings (docs/design.md "Findings").
  *
  * A report borrows its model: keep the model alive until dta_report_free(). */
 #ifndef DTAUDIT_AUDIT_H

@@ -3,7 +3,7 @@
  * The kernels work on raw little-endian buffers, any alignment. Results are identical to
  * torch's CPU `tensor.to(dtype)` for every non-NaN value (round to nearest even,
  * subnormals kept, float64 rounded via float32 like torch); a NaN stays a quiet NaN
- * (formats.md 5). The scalar path is the reference; vector paths (F16C/AVX2, chosen at
+ * (docs/formats.md 5). The scalar path is the reference; vector paths (F16C/AVX2, chosen at
  * run time) give identical bytes. */
 #ifndef DTAUDIT_CONVERT_H
 #define DTAUDIT_CONVERT_H
@@ -50,7 +50,7 @@ void dta_convert_force_scalar(bool on);
 /* "avx2+f16c" or "scalar": the path dta_convert uses now. */
 const char *dta_convert_backend(void);
 
-/* Scalar references on raw bits (formats.md 5). */
+/* Scalar references on raw bits (docs/formats.md 5). */
 uint16_t dta_f32_to_bf16_bits(uint32_t f);
 uint16_t dta_f32_to_f16_bits(uint32_t f);
 uint32_t dta_bf16_to_f32_bits(uint16_t h);

@@ -10,7 +10,7 @@
 extern "C" {
 #endif
 
-/* The first 22 values follow the safetensors enum order (formats.md 1.3),
+/* The first 22 values follow the safetensors enum order (docs/formats.md 1.3),
  * which is also the safetensors writer's sort order. Torch-only types follow. */
 typedef enum {
     DTA_BOOL = 0,

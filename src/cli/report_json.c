@@ -1,4 +1,4 @@
-/* JSON output, schema 1 (DESIGN.md), written as a stream: no document tree in memory,
+/* JSON output, schema 1 (docs/design.md), written as a stream: no document tree in memory,
  * integers exact to 64 bits, strings escaped so that hostile names (control bytes,
  * invalid UTF-8) still give valid JSON. */
 #include <stdio.h>

@@ -3,7 +3,7 @@
  * Every tensor's name is split at '.' into a chain of modules that ends at its root's
  * top node (the root name, or "" for a flat state dict). Each node keeps a bit mask of
  * the (non-allowed, floating) dtypes in its subtree and among its own tensors; the
- * rules are questions about those masks (DESIGN.md "Findings"):
+ * rules are questions about those masks (docs/design.md "Findings"):
  *   dtype-outlier  highest node whose subtree is one non-dominant dtype, reported once;
  *   mixed-module   a module whose own floating tensors hold more than one dtype;
  *   expect-mismatch the same covering as dtype-outlier, against --expect;

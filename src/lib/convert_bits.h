@@ -2,7 +2,7 @@
  * convert_cpu.c and the body of the CUDA kernels (cuda/convert.cu) are these functions.
  *
  * Every function here is `__host__ __device__` under nvcc and plain `static inline` C
- * under a C compiler. The rules (formats.md 5) in short:
+ * under a C compiler. The rules (docs/formats.md 5) in short:
  *  - f32 -> bf16: add 0x7FFF + lsb and keep the high half; the carry implements RNE and
  *    turns overflow into inf; NaN -> 0x7FC0 (torch's scalar BFloat16(float)).
  *  - f32 -> f16: rebias and drop 13 bits with RNE (the carry flows into the exponent);

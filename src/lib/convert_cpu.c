@@ -1,4 +1,4 @@
-/* Element conversion on the CPU (formats.md 5): the reference kernels and the vector ones.
+/* Element conversion on the CPU (docs/formats.md 5): the reference kernels and the vector ones.
  *
  * Buffers are raw little-endian arrays at any alignment; every load and store goes through
  * memcpy (or an unaligned vector load/store). The host must be little-endian (checked
@@ -73,7 +73,7 @@ static inline uint64_t ld64(const unsigned char *p)
 static inline void st16(unsigned char *p, uint16_t v) { memcpy(p, &v, 2); }
 static inline void st32(unsigned char *p, uint32_t v) { memcpy(p, &v, 4); }
 
-/* ---- scalar bit helpers (formats.md 5) ---------------------------------------------- */
+/* ---- scalar bit helpers (docs/formats.md 5) ---------------------------------------------- */
 
 /* The element math lives in convert_bits.h, shared with the CUDA kernels: one copy of the
  * rounding rules for both paths. These are its public faces. */

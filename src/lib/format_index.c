@@ -1,6 +1,6 @@
 /* Sharded checkpoint index (model.safetensors.index.json, pytorch_model.bin.index.json).
  *
- * Layout (formats.md 1.6):
+ * Layout (docs/formats.md 1.6):
  *   {"metadata": {"total_size": BYTES, ...}, "weight_map": {"tensor.name": "shard-file", ...}}
  *   Shard paths are relative to the index's directory; total_size is the sum of tensor
  *   byte sizes with shared storages counted once.
@@ -266,7 +266,7 @@ dta_status dtap_index_open(const dtap_src *src, dta_model *m, dta_error *err)
             goto out;
     }
 
-    /* metadata.total_size: sum of tensor bytes, each storage once (formats.md 1.6) */
+    /* metadata.total_size: sum of tensor bytes, each storage once (docs/formats.md 1.6) */
     cJSON *md = cJSON_GetObjectItemCaseSensitive(doc, "metadata");
     cJSON *ts = cJSON_IsObject(md) ? cJSON_GetObjectItemCaseSensitive(md, "total_size") : NULL;
     bool all_present = true;

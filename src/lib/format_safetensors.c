@@ -1,6 +1,6 @@
 /* safetensors reader (header only; tensor data is never read).
  *
- * Layout (formats.md 1.1):
+ * Layout (docs/formats.md 1.1):
  *   u64 LE N | N bytes of UTF-8 JSON, whitespace-padded | data buffer
  *   JSON: {"__metadata__": {str: str}?, NAME: {"dtype": CODE, "shape": [u64...],
  *          "data_offsets": [BEGIN, END]}, ...}

@@ -1,6 +1,6 @@
 /* Legacy PyTorch stream reader (torch < 1.6, or _use_new_zipfile_serialization=False).
  *
- * Layout (formats.md 2.12), all concatenated, no container:
+ * Layout (docs/formats.md 2.12), all concatenated, no container:
  *   pickle: MAGIC_NUMBER 0x1950a86a20f9469cfc6c  (80 02 8A 0A 6C FC 9C 46 F9 20 6A A8 50 19 2E)
  *   pickle: protocol version 1001
  *   pickle: sys_info {'protocol_version', 'little_endian', 'type_sizes'}

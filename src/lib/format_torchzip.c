@@ -1,6 +1,6 @@
 /* PyTorch zip checkpoint reader (torch.save >= 1.6, and TorchScript archives).
  *
- * Layout (formats.md 2.2-2.8): a zip archive whose entries all sit under one directory,
+ * Layout (docs/formats.md 2.2-2.8): a zip archive whose entries all sit under one directory,
  * the archive name (text before the first '/' of the first central entry):
  *   <prefix>/data.pkl        pickle (protocol 2) of the saved object; tensors appear as
  *                            REDUCE(torch._utils._rebuild_tensor_v2, (BINPERSID pid,

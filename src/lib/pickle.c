@@ -5,7 +5,7 @@
  * lines for the protocol-0 opcodes), ending with STOP ('.'). Protocol 2 opens with
  * PROTO (0x80, version byte); protocol 4+ may wrap opcodes in FRAMEs (0x95, u64 length),
  * which are transparent. BINFLOAT is big-endian. See Python's Lib/pickletools.py for the
- * opcode table; formats.md 2.6 and 2.9 for what torch writes and accepts.
+ * opcode table; docs/formats.md 2.6 and 2.9 for what torch writes and accepts.
  *
  * Nothing is executed: GLOBAL yields a (module, name) node, REDUCE/NEWOBJ/INST/OBJ yield
  * call nodes, BUILD attaches its state to the object. The memo stores node pointers, so
@@ -289,7 +289,7 @@ static dta_status note_unsafe(vm *v, const char *a, const char *b)
     return DTA_OK;
 }
 
-/* ---- allowlist (torch/_weights_only_unpickler.py, formats.md 2.9) ------------------- */
+/* ---- allowlist (torch/_weights_only_unpickler.py, docs/formats.md 2.9) ------------------- */
 
 static const char *const allowed_plain[] = {
     "collections.OrderedDict", "collections.Counter", "torch.nn.parameter.Parameter",

@@ -99,7 +99,7 @@ bool dtap_pickle_global_allowed(const char *module, const char *name, bool torch
 
 /* ---- torch object graph (format_torchzip.c) ------------------------------------------
  * Walks a torch.save object graph and adds every tensor it finds to a model: flattened
- * names, roots (DESIGN.md), meta tensors, numpy arrays (as notes). The reader supplies
+ * names, roots (docs/design.md), meta tensors, numpy arrays (as notes). The reader supplies
  * the storage resolver for its container. */
 #include "dtaudit/model.h"
 

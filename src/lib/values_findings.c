@@ -1,4 +1,4 @@
-/* The value rules of audit --values (DESIGN.md "Findings"):
+/* The value rules of audit --values (docs/design.md "Findings"):
  *   nonfinite            NaN or +-inf in a tensor (error);
  *   range-overflow       finite values the target cannot hold: convert refuses them (error);
  *   precision-underflow  more than a policy-set share (default 0.1%) of a tensor's nonzero

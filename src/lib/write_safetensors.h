@@ -1,4 +1,4 @@
-/* safetensors writer: the header of the reference writer (formats.md 1.5). */
+/* safetensors writer: the header of the reference writer (docs/formats.md 1.5). */
 #ifndef DTAP_WRITE_SAFETENSORS_H
 #define DTAP_WRITE_SAFETENSORS_H
 

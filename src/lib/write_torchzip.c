@@ -1,7 +1,7 @@
 /* Torch zip checkpoint writer: re-serialises data.pkl with retyped storages and streams
  * a new archive.
  *
- * Layout written (formats.md 2.3-2.4, 3.1; sizes little-endian):
+ * Layout written (docs/formats.md 2.3-2.4, 3.1; sizes little-endian):
  *   for each record, in this order: <prefix>/data.pkl, <prefix>/byteorder ("little"),
  *   <prefix>/data/<key> (first-appearance order in the new pickle), the input's other
  *   records, <prefix>/version:
@@ -20,7 +20,7 @@
  *   zip64 EOCD (56 bytes, made_by 0x031E, needed 0x2D), zip64 locator (20 bytes), EOCD
  *     (22 bytes, counts saturated to 0xFFFF, size/offset to 0xFFFFFFFF)
  *
- * data.pkl (formats.md 2.6, 2.9): PROTO 2, objects, STOP, with only the opcodes torch's
+ * data.pkl (docs/formats.md 2.6, 2.9): PROTO 2, objects, STOP, with only the opcodes torch's
  * weights_only unpickler accepts unless the input graph holds objects that need more
  * (NEWOBJ_EX, EXTn, LONG4, the POP of a recursive tuple). Every object except ints,
  * floats, bools and None is memoised on first emission (BINPUT) and BINGET'd after, so
@@ -1323,7 +1323,7 @@ static void emitter_free(emitter *e)
     free(e->rset);
 }
 
-/* ==== checking the new pickle (formats.md 3.3) ====================================== */
+/* ==== checking the new pickle (docs/formats.md 3.3) ====================================== */
 
 typedef struct {
     emitter *e;

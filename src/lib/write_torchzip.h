@@ -4,10 +4,10 @@
  * dtap_torchzip_open() would (storages keyed by pid key, tensors pointing at them), and
  * keeps the archive and the parsed data.pkl graph. The caller picks a new dtype per model
  * storage and calls dtap_torchzip_write(), which re-emits data.pkl (protocol 2, the
- * weights_only opcode set; formats.md 2.6, 2.9, 3.1) and streams a new archive with
- * torch's own zip layout (formats.md 2.3, 2.4) through a dtap_zipw.
+ * weights_only opcode set; docs/formats.md 2.6, 2.9, 3.1) and streams a new archive with
+ * torch's own zip layout (docs/formats.md 2.3, 2.4) through a dtap_zipw.
  *
- * Decisions (formats.md 3.1 leaves them open):
+ * Decisions (docs/formats.md 3.1 leaves them open):
  *   - Storage keys are kept as they are (no renumbering); data/<key> records are written
  *     in first-appearance order of the new pickle; storages no pid references are dropped.
  *   - Globals are written with the Python 3 names the reader mapped them to (`builtins`,
@@ -63,7 +63,7 @@ dta_status dtap_torchzip_read_storage(const dtap_torchzip *t, const dta_model *m
 
 /* ---- zip writer -------------------------------------------------------------------- */
 
-/* Streaming zip writer with torch's exact layout (formats.md 2.3/2.4): STORED records
+/* Streaming zip writer with torch's exact layout (docs/formats.md 2.3/2.4): STORED records
  * named "<prefix>/<rel>", "FB" padding so each record's data starts at a multiple of 64,
  * flags 0x0808 and a data descriptor (0x0800 and none for empty records), zero
  * timestamps, real CRC-32 (zlib), zip64 extra + 24-byte descriptor for records whose size
@@ -96,7 +96,7 @@ typedef dta_status (*dtap_storage_writer)(void *ctx, size_t storage, dtap_zipw *
  * storage i (m->nstorages entries). A storage whose dtype is unchanged is copied from the
  * input by the writer; write_data is called once for each retyped storage, in output
  * order (it may be NULL when nothing is retyped). Before anything is written the new
- * pickle is parsed back and checked (formats.md 3.3): every tensor keeps its shape,
+ * pickle is parsed back and checked (docs/formats.md 3.3): every tensor keeps its shape,
  * strides and offset and has its storage's new dtype, every pid of a key names one
  * storage type whose size matches the record, v3 rebuilds use UntypedStorage and v2 ones
  * a typed storage. m must be the model load filled (more may have been added since). */

@@ -1,6 +1,6 @@
 /* Zip directory reader (libzip), as used by torch checkpoints.
  *
- * Layout (APPNOTE 4.3, formats.md 2.3-2.4): [optional preamble] local header 30 bytes
+ * Layout (APPNOTE 4.3, docs/formats.md 2.3-2.4): [optional preamble] local header 30 bytes
  * ("PK\3\4", ..., u16 name_len at +26, u16 extra_len at +28) + name + extra + data
  * [+ data descriptor], repeated; then the central directory, one 46-byte "PK\1\2"
  * record + name + extra + comment per entry (u32 local header offset at +42, saturated

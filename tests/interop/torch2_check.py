@@ -453,7 +453,7 @@ def check_float8_outputs(helper, tmp):
                 if u.dtype == want.dtype and u.shape == want.shape and want.dtype == torch.float8_e4m3fn \
                         and not same_bits(want, u):
                     # torch >= 2.x (seen in 2.15) saturates |x| > 448 and +-inf to +-448 (0x7e);
-                    # the helper follows formats.md 5.3 (older torch): NaN (0x7f). Only there may they differ.
+                    # the helper follows docs/formats.md 5.3 (older torch): NaN (0x7f). Only there may they differ.
                     big = t.float().abs() > 464  # beyond the rounding boundary of 448
                     d = raw(want) != raw(u)
                     if not bool((d & ~big).any()) and bool((raw(u)[d] & 0x7f == 0x7f).all()):
@@ -467,7 +467,7 @@ def check_float8_outputs(helper, tmp):
             if errs:
                 fail(label, "; ".join(errs[:5]))
             else:
-                ok("%s (%d tensors)%s" % (label, len(a), "; note: %d overflowing values are NaN (formats.md 5.3), "
+                ok("%s (%d tensors)%s" % (label, len(a), "; note: %d overflowing values are NaN (docs/formats.md 5.3), "
                    "torch %s gives +-448" % (saturated, torch.__version__) if saturated else ""))
         os.remove(out)
 

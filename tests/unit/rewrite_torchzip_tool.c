@@ -4,7 +4,7 @@
  * dtaudit dtype name or alias: bf16, f16, f32, F8_E4M3; "same" keeps every dtype) and
  * writes OUT with dtap_torchzip_write. Data goes through dta_convert (torch's CPU
  * `.to()` rounding) for F32/F16/BF16 targets and through a scalar float32 -> float8
- * e4m3fn encoder of its own (formats.md 5.3) for F8_E4M3. ZIP64_THRESHOLD lowers the
+ * e4m3fn encoder of its own (docs/formats.md 5.3) for F8_E4M3. ZIP64_THRESHOLD lowers the
  * writer's zip64 threshold (tests of the zip64 fields). Prints "retyped N of M storages"
  * and exits 0, or prints the error and exits 1 (2 for usage). Used by
  * tests/interop/torch_roundtrip.py before `dtaudit convert` existed. */

@@ -1,4 +1,4 @@
-/* Element conversion (src/lib/convert_cpu.c): formats.md 5 and 6 items 31-35, statistics,
+/* Element conversion (src/lib/convert_cpu.c): docs/formats.md 5 and 6 items 31-35, statistics,
  * overflow modes, scalar vs vector bytes, odd lengths and alignments, verification, and
  * torch's own results (tests/fixtures/convert, written by scripts/make-convert-fixtures.py). */
 #include <criterion/criterion.h>

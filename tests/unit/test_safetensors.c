@@ -1,4 +1,4 @@
-/* safetensors reader: the reference reader's rules (formats.md 1.4) plus ours, on buffers
+/* safetensors reader: the reference reader's rules (docs/formats.md 1.4) plus ours, on buffers
  * built here, one defect per test (like llama.cpp's test-gguf). */
 #include <criterion/criterion.h>
 #include <stdio.h>

@@ -128,7 +128,7 @@ Test(values, every_8bit_code, .fini = reset)
 }
 
 /* Boundary magnitudes of f32 for the f16 and bf16 targets: every threshold +-3 ulps, and
- * the documented values (formats.md 6, items 31-32). */
+ * the documented values (docs/formats.md 6, items 31-32). */
 static size_t f32_boundaries(uint32_t *v, size_t cap)
 {
     static const uint32_t fixed[] = {

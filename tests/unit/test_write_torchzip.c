@@ -506,7 +506,7 @@ Test(write_torchzip, zip64_fields_forced)
 }
 
 /* Only the first storage changes: the memo-shared FloatStorage global must not flip the
- * others (formats.md 3.2). */
+ * others (docs/formats.md 3.2). */
 static dta_dtype pick_first(const dta_model *m, size_t s, void *arg)
 {
     (void)arg;
