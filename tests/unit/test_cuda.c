@@ -1,9 +1,10 @@
 /* The CUDA backend (include/dtaudit/backend.h, src/lib/cuda/).
  *
  * Host part (runs everywhere, GPU or not, CUDA built in or not): src/lib/convert_bits.h,
- * the element math the kernels run, compiled here by the C compiler, against convert_cpu.c:
- * all 2^16 half/bf16 codes, all float8 codes, millions of f32 and f64 patterns, and whole
- * buffers (bytes, statistics, verification results) for every conversion and overflow mode.
+ * the element math the kernels run, compiled here by the C compiler, against a long-hand
+ * floating-point reference of this file (all 2^16 half/bf16 codes, millions of f32 and
+ * f64 patterns), and whole buffers (bytes, statistics, verification results) for every
+ * conversion and overflow mode against convert_cpu.c.
  *
  * Device part: the same comparisons through dta_convert_cuda / dta_verify_cuda, the pipe
  * and unaligned device pointers. Each test skips ("no CUDA device") when there is none, so
@@ -12,6 +13,7 @@
 #include "config.h"
 
 #include <criterion/criterion.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -50,7 +52,7 @@ static uint64_t ld(dta_dtype t, const unsigned char *p, size_t i)
 }
 static void st(dta_dtype t, unsigned char *p, size_t i, uint64_t v) { memcpy(p + i * esz(t), &v, esz(t)); }
 
-/* formats.md 6 items 31-35 and friends, as f32 bits (both signs are added). */
+/* docs/formats.md 6 items 31-35 and friends, as f32 bits (both signs are added). */
 static const uint32_t F32_EDGES[] = {
     0x00000000, 0x3F800000, 0x3F808000, 0x3F818000, 0x3F808001, 0x3F807FFF, /* bf16 ties */
     0x7F7FFFFF, 0x7F7F7FFF, 0x7F7F8000, 0x7F800000, 0x7FC00000, 0x7FC00001, 0x7F800001,
@@ -112,19 +114,89 @@ static unsigned char *make_source(dta_dtype from, size_t n)
     return p;
 }
 
-/* ---- host: the kernels' element math against convert_cpu.c ------------------------------ */
+/* ---- host: the kernels' element math against an independent reference -------------------
+ *
+ * The reference below is long-hand floating-point arithmetic (frexp, ldexp, rint in the
+ * default round-to-nearest-even mode, and the C cast double -> float), written from the
+ * IEEE 754 definitions; it shares no code with convert_bits.h, whose integer bit tricks the
+ * kernels and convert_cpu.c both run. (These tests used to compare dtab_* with the dta_*_bits
+ * wrappers, which call the same dtab_* functions.) */
+
+static uint32_t f2u(float f) { uint32_t u; memcpy(&u, &f, 4); return u; }
+static float u2f(uint32_t u) { float f; memcpy(&f, &u, 4); return f; }
+static double u2d(uint64_t u) { double d; memcpy(&d, &u, 8); return d; }
+
+/* Encodes x into a binary format with p significand bits (implicit bit included), bias,
+ * and emin = 1 - bias, rounding to nearest even; overflow rounds to infinity as IEEE
+ * does. NaN handling is the caller's. */
+static uint32_t ref_encode(double x, int p, int bias, int expbits)
+{
+    uint32_t sign = signbit(x) ? 1u << (p - 1 + expbits) : 0;
+    uint32_t inf = ((1u << expbits) - 1) << (p - 1);
+    double a = fabs(x);
+    int emin = 1 - bias, e;
+    if (isinf(a))
+        return sign | inf;
+    if (a == 0)
+        return sign;
+    frexp(a, &e); /* a = m * 2^e, m in [0.5, 1) */
+    int E = e - 1 < emin ? emin : e - 1;
+    double q = ldexp(1.0, E - (p - 1)); /* the spacing of representable values near a */
+    double v = rint(a / q) * q;         /* exact: q is a power of two */
+    if (v == 0)
+        return sign;
+    frexp(v, &e);
+    E = e - 1;
+    if (E > bias) /* beyond the largest finite exponent */
+        return sign | inf;
+    if (E < emin) /* subnormal */
+        return sign | (uint32_t)(v / ldexp(1.0, emin - (p - 1)));
+    uint32_t frac = (uint32_t)((v / ldexp(1.0, E) - 1.0) * ldexp(1.0, p - 1));
+    return sign | ((uint32_t)(E + bias) << (p - 1)) | frac;
+}
+
+/* float32 -> bfloat16 / float16 as torch's scalar path (docs/formats.md 5.1, 5.2). */
+static uint32_t ref_f32_to_bf16(uint32_t u)
+{
+    double x = u2f(u);
+    return isnan(x) ? 0x7FC0u : ref_encode(x, 8, 127, 8);
+}
+static uint32_t ref_f32_to_f16(uint32_t u)
+{
+    double x = u2f(u);
+    return isnan(x) ? 0x7E00u | ((u >> 16) & 0x8000u) : ref_encode(x, 11, 15, 5);
+}
+
+/* float16 / bfloat16 -> float32: the value from its fields with ldexp; NaNs keep their
+ * payload, quieted for float16 (docs/formats.md 5.2), untouched for bfloat16 (5.1). */
+static uint32_t ref_f16_to_f32(uint32_t h)
+{
+    uint32_t s = h >> 15, e = (h >> 10) & 0x1F, m = h & 0x3FF;
+    if (e == 31)
+        return (s << 31) | (m ? 0x7FC00000u | (m << 13) : 0x7F800000u);
+    double v = e ? ldexp(1024 + m, (int)e - 25) : ldexp(m, -24);
+    return f2u((float)(s ? -v : v));
+}
+static uint32_t ref_bf16_to_f32(uint32_t b)
+{
+    uint32_t s = b >> 15, e = (b >> 7) & 0xFF, m = b & 0x7F;
+    if (e == 255)
+        return b << 16;
+    double v = e ? ldexp(128 + m, (int)e - 134) : ldexp(m, -133);
+    return f2u((float)(s ? -v : v));
+}
 
 Test(cuda_bits, all_16bit_codes)
 {
     for (uint32_t h = 0; h < 65536; h++) {
-        cr_assert_eq(dtab_f16_to_f32((uint16_t)h), dta_f16_to_f32_bits((uint16_t)h), "f16 %04x", h);
-        cr_assert_eq(dtab_bf16_to_f32((uint16_t)h), dta_bf16_to_f32_bits((uint16_t)h), "bf16 %04x", h);
+        cr_assert_eq(dtab_f16_to_f32((uint16_t)h), ref_f16_to_f32(h), "f16 %04x", h);
+        cr_assert_eq(dtab_bf16_to_f32((uint16_t)h), ref_bf16_to_f32(h), "bf16 %04x", h);
         /* round trips through the encoders */
-        uint32_t u = dta_f16_to_f32_bits((uint16_t)h), v = dta_bf16_to_f32_bits((uint16_t)h);
-        cr_assert_eq(dtab_f32_to_f16(u), dta_f32_to_f16_bits(u));
-        cr_assert_eq(dtab_f32_to_bf16(v), dta_f32_to_bf16_bits(v));
-        cr_assert_eq(dtab_f32_to_f16(v), dta_f32_to_f16_bits(v));
-        cr_assert_eq(dtab_f32_to_bf16(u), dta_f32_to_bf16_bits(u));
+        uint32_t u = ref_f16_to_f32(h), v = ref_bf16_to_f32(h);
+        cr_assert_eq(dtab_f32_to_f16(u), ref_f32_to_f16(u), "%08x", u);
+        cr_assert_eq(dtab_f32_to_bf16(v), ref_f32_to_bf16(v), "%08x", v);
+        cr_assert_eq(dtab_f32_to_f16(v), ref_f32_to_f16(v), "%08x", v);
+        cr_assert_eq(dtab_f32_to_bf16(u), ref_f32_to_bf16(u), "%08x", u);
     }
 }
 
@@ -133,8 +205,8 @@ Test(cuda_bits, f32_patterns)
     /* 2^24 patterns: every exponent and sign, the low mantissa bits random */
     for (uint32_t i = 0; i < (1u << 24); i++) {
         uint32_t u = (i << 8) | (uint32_t)(rnd() & 0xFF);
-        cr_assert_eq(dtab_f32_to_bf16(u), dta_f32_to_bf16_bits(u), "%08x", u);
-        cr_assert_eq(dtab_f32_to_f16(u), dta_f32_to_f16_bits(u), "%08x", u);
+        cr_assert_eq(dtab_f32_to_bf16(u), ref_f32_to_bf16(u), "%08x", u);
+        cr_assert_eq(dtab_f32_to_f16(u), ref_f32_to_f16(u), "%08x", u);
     }
     /* every pattern near the rounding and range boundaries of f16 and bf16 */
     static const uint32_t around[] = {0x477FE000, 0x477FF000, 0x33000000, 0x38800000,
@@ -143,25 +215,37 @@ Test(cuda_bits, f32_patterns)
         for (uint32_t d = 0; d < 0x20000; d++) {
             uint32_t u = around[k] - 0x10000 + d;
             for (int s = 0; s < 2; s++, u ^= 0x80000000u) {
-                cr_assert_eq(dtab_f32_to_bf16(u), dta_f32_to_bf16_bits(u), "%08x", u);
-                cr_assert_eq(dtab_f32_to_f16(u), dta_f32_to_f16_bits(u), "%08x", u);
+                cr_assert_eq(dtab_f32_to_bf16(u), ref_f32_to_bf16(u), "%08x", u);
+                cr_assert_eq(dtab_f32_to_f16(u), ref_f32_to_f16(u), "%08x", u);
             }
         }
+    /* the documented values (docs/formats.md 6, items 31-32), written out */
+    cr_assert_eq(ref_f32_to_bf16(0x3F808000), 0x3F80u);
+    cr_assert_eq(ref_f32_to_bf16(0x3F818000), 0x3F82u);
+    cr_assert_eq(ref_f32_to_bf16(0x7F7FFFFF), 0x7F80u);
+    cr_assert_eq(ref_f32_to_f16(0x477FE000), 0x7BFFu);
+    cr_assert_eq(ref_f32_to_f16(0x477FEFFF), 0x7BFFu);
+    cr_assert_eq(ref_f32_to_f16(0x477FF000), 0x7C00u);
+    cr_assert_eq(ref_f32_to_f16(0x33800000), 0x0001u);
+    cr_assert_eq(ref_f32_to_f16(0x33000000), 0x0000u);
+    cr_assert_eq(ref_f32_to_f16(0x33400000), 0x0001u); /* 0.75 of the smallest subnormal */
 }
 
 Test(cuda_bits, f64_patterns)
 {
+    /* against the C cast double -> float (round to nearest even; on x86-64, NaN keeps its
+     * sign and its top payload bits, quieted, as torch's cast does) */
     for (uint32_t i = 0; i < (1u << 22); i++) {
         uint64_t d = rnd();
         if (i & 1) /* exponents near the f32 range */
             d = (d & UINT64_C(0x800FFFFFFFFFFFFF)) | ((uint64_t)(0x340 + (i >> 1) % 0x100) << 52);
-        cr_assert_eq(dtab_f64_to_f32(d), dta_f64_to_f32_bits(d), "%016llx", (unsigned long long)d);
+        cr_assert_eq(dtab_f64_to_f32(d), f2u((float)u2d(d)), "%016llx", (unsigned long long)d);
     }
     for (size_t k = 0; k < COUNT(F32_EDGES); k++) {
         uint64_t b = dtab_f32_to_f64_bits(F32_EDGES[k]);
         for (int j = -3; j <= 3; j++)
             cr_assert_eq(dtab_f64_to_f32(b + (uint64_t)(int64_t)j),
-                         dta_f64_to_f32_bits(b + (uint64_t)(int64_t)j));
+                         f2u((float)u2d(b + (uint64_t)(int64_t)j)));
     }
 }
 
