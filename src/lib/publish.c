@@ -375,6 +375,8 @@ static int publish_new(dtap_target *t)
     if (rename(t->tmp, t->final) == 0)
         return 1;
     int e = errno;
+    if (e == ENOTEMPTY || e == EEXIST)
+        return 0; /* another writer filled OUT meanwhile: the claim is not ours any more */
     rmdir(t->final);
     errno = e;
     return -1;
