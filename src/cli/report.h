@@ -53,8 +53,13 @@ void jw_input(jw *w, const input_result *r, const cli_options *o);
 const char *dtype_alias(dta_dtype t);     /* "bf16", "f16", "f32", else the code */
 void fmt_count(char *buf, size_t cap, uint64_t v);  /* 1.23M */
 void fmt_bytes(char *buf, size_t cap, uint64_t v);  /* 2.4 MiB */
-/* s with control bytes shown as \xNN (names from hostile files reach the terminal). */
+/* Escaping (escape.c). clean: s with control bytes and invalid UTF-8 shown as \xNN and
+ * C1 / bidi / zero-width characters as \uNNNN (names from hostile files reach the
+ * terminal). shell_quote: a shell word for a suggested command. glob_escape: an fnmatch
+ * pattern matching s[0..n) literally, snprintf-like return. */
 const char *clean(char *buf, size_t cap, const char *s);
+const char *shell_quote(char *buf, size_t cap, const char *s);
+size_t glob_escape(char *buf, size_t cap, const char *s, size_t n);
 /* "{0..3,5,7..9}" from sorted distinct indices (the collapsed numeric siblings). */
 void fmt_indices(char *buf, size_t cap, const uint64_t *idx, size_t n);
 /* Colour on for text output: --color, else NO_COLOR, else whether stdout is a TTY. */

@@ -23,49 +23,6 @@ static const char *C(const palette *p, const char *code) { return p->on ? code :
 #define GREEN "\033[32m"
 #define RESET "\033[0m"
 
-/* Names come from hostile files: control bytes (ESC included) are shown as \xNN so they
- * cannot move the cursor or recolour the terminal. */
-const char *clean(char *buf, size_t cap, const char *s)
-{
-    size_t o = 0;
-    for (; *s && o + 5 < cap; s++) {
-        unsigned char c = (unsigned char)*s;
-        if (c < 0x20 || c == 0x7f)
-            o += (size_t)snprintf(buf + o, cap - o, "\\x%02x", c);
-        else
-            buf[o++] = (char)c;
-    }
-    buf[o] = 0;
-    return buf;
-}
-
-/* Shell word for a suggested command: bare when safe, else single-quoted. */
-static const char *shq(char *buf, size_t cap, const char *s)
-{
-    char tmp[1024];
-    bool bare = *s != 0;
-    clean(tmp, sizeof tmp, s);
-    for (const char *p = tmp; *p && bare; p++)
-        bare = strchr("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_./-+:,=@", *p);
-    if (bare) {
-        snprintf(buf, cap, "%s", tmp);
-        return buf;
-    }
-    size_t o = 0;
-    buf[o++] = '\'';
-    for (const char *p = tmp; *p && o + 6 < cap; p++) {
-        if (*p == '\'') {
-            memcpy(buf + o, "'\\''", 4);
-            o += 4;
-        } else {
-            buf[o++] = *p;
-        }
-    }
-    buf[o++] = '\'';
-    buf[o] = 0;
-    return buf;
-}
-
 const char *dtype_alias(dta_dtype t)
 {
     switch (t) {
@@ -125,16 +82,76 @@ void suggest_output(char *buf, size_t cap, const char *path, dta_dtype to)
 
 /* ---- module tree ------------------------------------------------------------------ */
 
+/* Every step below is linear in the modules (a 64k-module checkpoint renders as fast as
+ * its JSON): children are found through one hash table of (parent, component), the
+ * numeric siblings are grouped through a hash of their signatures, and the members of
+ * each group are bucketed once. */
 typedef struct tnode {
     const char *comp;      /* component name (points into a module name) */
     size_t comp_len;
     const dta_module *mod; /* the module this node is, NULL for an implicit node */
+    struct tnode *parent;
     struct tnode **kids;
     size_t nkids, capkids;
     uint64_t sig;
+    uint64_t hash;         /* of (parent, comp), for the table */
     bool numeric;
     uint64_t index;
 } tnode;
+
+/* (parent, component) -> node, open addressing, load at most 1/2. */
+typedef struct {
+    tnode **slot;
+    size_t cap, n;
+} ttab;
+
+static uint64_t comp_hash(const tnode *parent, const char *s, size_t n)
+{
+    uint64_t h = 1469598103934665603ull ^ ((uint64_t)(uintptr_t)parent * 0x9e3779b97f4a7c15ull);
+    for (size_t i = 0; i < n; i++)
+        h = (h ^ (unsigned char)s[i]) * 1099511628211ull;
+    return h ^ (h >> 29);
+}
+
+static tnode *ttab_find(const ttab *t, const tnode *parent, const char *s, size_t n)
+{
+    if (!t->cap)
+        return NULL;
+    uint64_t h = comp_hash(parent, s, n);
+    for (size_t i = (size_t)h & (t->cap - 1);; i = (i + 1) & (t->cap - 1)) {
+        tnode *x = t->slot[i];
+        if (!x)
+            return NULL;
+        if (x->hash == h && x->parent == parent && x->comp_len == n && memcmp(x->comp, s, n) == 0)
+            return x;
+    }
+}
+
+static bool ttab_add(ttab *t, tnode *x)
+{
+    if (2 * (t->n + 1) > t->cap) {
+        size_t ncap = t->cap ? 2 * t->cap : 1024;
+        tnode **ns = calloc(ncap, sizeof *ns);
+        if (!ns)
+            return false;
+        for (size_t i = 0; i < t->cap; i++)
+            if (t->slot[i]) {
+                size_t k = (size_t)t->slot[i]->hash & (ncap - 1);
+                while (ns[k])
+                    k = (k + 1) & (ncap - 1);
+                ns[k] = t->slot[i];
+            }
+        free(t->slot);
+        t->slot = ns;
+        t->cap = ncap;
+    }
+    size_t k = (size_t)x->hash & (t->cap - 1);
+    while (t->slot[k])
+        k = (k + 1) & (t->cap - 1);
+    t->slot[k] = x;
+    t->n++;
+    return true;
+}
 
 static tnode *tnode_new(const char *comp, size_t len)
 {
@@ -154,21 +171,25 @@ static tnode *tnode_new(const char *comp, size_t len)
 
 static void tnode_free(tnode *n)
 {
-    if (!n)
-        return;
-    for (size_t i = 0; i < n->nkids; i++)
-        tnode_free(n->kids[i]);
-    free(n->kids);
-    free(n);
+    /* iterative: a hostile name nests thousands of components */
+    while (n) {
+        if (n->nkids) {
+            tnode *k = n->kids[--n->nkids];
+            n = k;
+            continue;
+        }
+        tnode *up = n->parent;
+        free(n->kids);
+        free(n);
+        n = up;
+    }
 }
 
-static tnode *tnode_child(tnode *n, const char *comp, size_t len)
+static tnode *tnode_child(ttab *t, tnode *n, const char *comp, size_t len)
 {
-    /* linear on purpose: children are few, and modules arrive sorted so the match is
-     * usually the last child */
-    for (size_t i = n->nkids; i-- > 0;)
-        if (n->kids[i]->comp_len == len && memcmp(n->kids[i]->comp, comp, len) == 0)
-            return n->kids[i];
+    tnode *c = ttab_find(t, n, comp, len);
+    if (c)
+        return c;
     if (n->nkids == n->capkids) {
         size_t nc = n->capkids ? n->capkids * 2 : 4;
         tnode **p = realloc(n->kids, nc * sizeof *p);
@@ -177,9 +198,16 @@ static tnode *tnode_child(tnode *n, const char *comp, size_t len)
         n->kids = p;
         n->capkids = nc;
     }
-    tnode *c = tnode_new(comp, len);
-    if (c)
-        n->kids[n->nkids++] = c;
+    c = tnode_new(comp, len);
+    if (!c)
+        return NULL;
+    c->parent = n;
+    c->hash = comp_hash(n, comp, len);
+    if (!ttab_add(t, c)) {
+        free(c);
+        return NULL;
+    }
+    n->kids[n->nkids++] = c;
     return c;
 }
 
@@ -272,6 +300,7 @@ typedef struct {
     FILE *out;
     const palette *pal;
     int verbosity;
+    const ttab *tab; /* the tree being printed */
 } tctx;
 
 static void sum_group(tnode **members, size_t n, dta_count *total, dta_count *by)
@@ -319,44 +348,48 @@ static void print_line(tctx *c, int depth, const char *label, tnode **members, s
             total.tensors == 1 ? " " : "s", cnt);
 }
 
-static tnode *kid_named(const tnode *n, const tnode *like)
-{
-    for (size_t i = 0; i < n->nkids; i++)
-        if (n->kids[i]->comp_len == like->comp_len &&
-            memcmp(n->kids[i]->comp, like->comp, like->comp_len) == 0)
-            return n->kids[i];
-    return NULL;
-}
-
 /* Groups the children of rep: each numeric child joins the first earlier numeric child with
- * the same signature. group[i] = index of the group leader for kid i. */
-static void group_kids(const tnode *rep, size_t *group)
+ * the same signature. group[i] = index of the group leader for kid i. Hashing the
+ * signatures keeps it linear when siblings differ (64k distinct numeric children). */
+static bool group_kids(const tnode *rep, size_t *group)
 {
+    size_t cap = 16;
+    while (cap < 2 * rep->nkids)
+        cap *= 2;
+    size_t *slot = calloc(cap, sizeof *slot); /* leader index + 1 */
+    if (!slot)
+        return false;
     for (size_t i = 0; i < rep->nkids; i++) {
         group[i] = i;
         if (!rep->kids[i]->numeric)
             continue;
-        for (size_t j = 0; j < i; j++)
-            if (group[j] == j && rep->kids[j]->numeric && rep->kids[j]->sig == rep->kids[i]->sig) {
-                group[i] = j;
-                break;
-            }
+        uint64_t sig = rep->kids[i]->sig;
+        size_t k = (size_t)(sig ^ (sig >> 31)) & (cap - 1);
+        while (slot[k] && rep->kids[slot[k] - 1]->sig != sig)
+            k = (k + 1) & (cap - 1);
+        if (slot[k])
+            group[i] = slot[k] - 1;
+        else
+            slot[k] = i + 1;
     }
+    free(slot);
+    return true;
 }
 
-/* Expands a parallel set: for each node in par, its children named like the members of
- * group g of rep. Writes into out (capacity cap), returns the count. */
-static size_t expand(tnode **par, size_t npar, const tnode *rep, const size_t *group, size_t g,
-                     tnode **out, size_t cap)
+/* Expands a parallel set: for each node in par (par[0] is rep), its children named like
+ * rep's kids mem[0..nmem). Writes into out (capacity cap), returns the count. */
+static size_t expand(const ttab *tab, tnode **par, size_t npar, const tnode *rep,
+                     const size_t *mem, size_t nmem, tnode **out, size_t cap)
 {
     size_t n = 0;
     for (size_t p = 0; p < npar; p++)
-        for (size_t i = 0; i < rep->nkids; i++)
-            if (group[i] == g) {
-                tnode *k = kid_named(par[p], rep->kids[i]);
-                if (k && n < cap)
-                    out[n++] = k;
-            }
+        for (size_t i = 0; i < nmem; i++) {
+            const tnode *like = rep->kids[mem ? mem[i] : i];
+            tnode *k = par[p] == rep ? (tnode *)like
+                                     : ttab_find(tab, par[p], like->comp, like->comp_len);
+            if (k && n < cap)
+                out[n++] = k;
+        }
     return n;
 }
 
@@ -367,18 +400,27 @@ static void print_children(tctx *c, tnode **par, size_t npar, int depth)
     tnode *rep = par[0];
     size_t nk = rep->nkids ? rep->nkids : 1;
     size_t *group = malloc(sizeof *group * nk);
+    size_t *start = calloc(nk + 1, sizeof *start); /* members of leader g: order[start[g]..] */
+    size_t *order = malloc(sizeof *order * nk);
+    size_t *fill = malloc(sizeof *fill * nk);
     uint64_t *idx = malloc(sizeof *idx * nk);
-    if (!group || !idx)
+    if (!group || !start || !order || !fill || !idx || !group_kids(rep, group))
         goto out;
-    group_kids(rep, group);
+    for (size_t i = 0; i < rep->nkids; i++)
+        start[group[i] + 1]++;
+    for (size_t g = 0; g < rep->nkids; g++)
+        start[g + 1] += start[g];
+    memcpy(fill, start, sizeof *fill * rep->nkids);
+    for (size_t i = 0; i < rep->nkids; i++)
+        order[fill[group[i]]++] = i;
     for (size_t g = 0; g < rep->nkids; g++) {
         if (group[g] != g)
             continue;
         char label[512];
-        size_t o = 0, ni = 0;
-        for (size_t i = 0; i < rep->nkids; i++)
-            if (group[i] == g)
-                idx[ni++] = rep->kids[i]->index;
+        const size_t *mem = order + start[g];
+        size_t o = 0, ni = start[g + 1] - start[g];
+        for (size_t i = 0; i < ni; i++)
+            idx[i] = rep->kids[mem[i]]->index;
         if (ni > 1)
             fmt_indices(label, sizeof label, idx, ni);
         else
@@ -388,14 +430,13 @@ static void print_children(tctx *c, tnode **par, size_t npar, int depth)
         tnode **set = malloc(sizeof *set * (cap ? cap : 1));
         if (!set)
             break;
-        size_t nset = expand(par, npar, rep, group, g, set, cap);
+        size_t nset = expand(c->tab, par, npar, rep, mem, ni, set, cap);
         /* fold chains into one dotted line: model.layers.{0..31} */
         for (;;) {
             tnode *r = set[0];
             size_t *g2 = malloc(sizeof *g2 * (r->nkids ? r->nkids : 1));
-            if (!g2 || r->nkids == 0 || !r->mod)
+            if (!g2 || r->nkids == 0 || !r->mod || !group_kids(r, g2))
                 goto stop;
-            group_kids(r, g2);
             size_t leaders = 0, members = 0;
             for (size_t i = 0; i < r->nkids; i++) {
                 leaders += g2[i] == i;
@@ -424,7 +465,8 @@ static void print_children(tctx *c, tnode **par, size_t npar, int depth)
             tnode **nset_arr = malloc(sizeof *nset_arr * (ncap ? ncap : 1));
             if (!nset_arr)
                 goto stop;
-            size_t nn = expand(set, nset, r, g2, 0, nset_arr, ncap);
+            /* one group holding every kid: the members are kids 0..members) */
+            size_t nn = expand(c->tab, set, nset, r, NULL, members, nset_arr, ncap);
             free(set);
             set = nset_arr;
             nset = nn;
@@ -440,20 +482,26 @@ static void print_children(tctx *c, tnode **par, size_t npar, int depth)
     }
 out:
     free(group);
+    free(start);
+    free(order);
+    free(fill);
     free(idx);
 }
 
-/* Builds the tree of one root's modules (names relative to the root's top) and prints it. */
-static void print_tree(tctx *c, const dta_report *rep, const dta_root_summary *rs)
+/* Builds the tree of one root's modules (names relative to the root's top) and prints it.
+ * Modules are sorted by root order: this root's are the run starting at *cursor. */
+static void print_tree(tctx *c, const dta_report *rep, const dta_root_summary *rs,
+                       size_t *cursor)
 {
     tnode *top = tnode_new("", 0);
+    ttab tab = {NULL, 0, 0};
     size_t rlen = strlen(rs->name);
     if (!top)
         return;
-    for (size_t i = 0; i < rep->nmodules; i++) {
-        const dta_module *m = &rep->modules[i];
+    for (; *cursor < rep->nmodules; ++*cursor) {
+        const dta_module *m = &rep->modules[*cursor];
         if (strcmp(m->root, rs->name) != 0)
-            continue;
+            break;
         const char *name = m->name;
         if (rlen && strncmp(name, rs->name, rlen) == 0 && name[rlen] == '.')
             name += rlen + 1;
@@ -461,7 +509,7 @@ static void print_tree(tctx *c, const dta_report *rep, const dta_root_summary *r
         while (cur) {
             const char *dot = strchr(name, '.');
             size_t len = dot ? (size_t)(dot - name) : strlen(name);
-            cur = tnode_child(cur, name, len);
+            cur = tnode_child(&tab, cur, name, len);
             if (!dot)
                 break;
             name = dot + 1;
@@ -472,9 +520,12 @@ static void print_tree(tctx *c, const dta_report *rep, const dta_root_summary *r
     tnode_finish(top);
     if (top->nkids) {
         fprintf(c->out, "  %smodules%s\n", C(c->pal, BOLD), C(c->pal, RESET));
+        c->tab = &tab;
         print_children(c, &top, 1, 0);
+        c->tab = NULL;
     }
     tnode_free(top);
+    free(tab.slot);
 }
 
 static void print_root(tctx *c, const dta_report *rep, const dta_root_summary *rs)
@@ -533,57 +584,103 @@ static void shape_of(char *buf, size_t cap, const char *name)
     buf[o] = 0;
 }
 
-static bool same_group(const dta_finding *a, const dta_finding *b)
+/* Grouping key of a finding: a single top-level tensor groups by its name; a module whose
+ * name has numeric components groups by its shape (layers.#.mlp); any other module is its
+ * own group. Returns the kind (0..3, 2 = alone) and writes the key text for the others. */
+static int group_key(const dta_finding *f, char *buf, size_t cap)
 {
-    char sa[1024], sb[1024];
-    if (a->rule_id != b->rule_id || a->severity != b->severity || a->dtype != b->dtype ||
-        a->expected != b->expected || a->root_index != b->root_index)
-        return false;
-    /* intended findings (one per tensor) group by rule and name shape: layers.{0..31}.x */
-    if (a->intended || b->intended) {
-        if (a->intended != b->intended)
-            return false;
-        shape_of(sa, sizeof sa, a->module);
-        shape_of(sb, sizeof sb, b->module);
-        return strcmp(sa, sb) == 0 && strchr(sa, '#');
+    /* intended findings (one per tensor) group by rule and name shape, only among
+     * themselves: layers.{0..31}.x */
+    if (f->intended) {
+        shape_of(buf, cap, f->module);
+        return strchr(buf, '#') ? 3 : 2;
     }
-    /* a single top-level tensor is its own finding */
-    if ((a->ntensors == 1 && strcmp(a->tensors[0], a->module) == 0) ||
-        (b->ntensors == 1 && strcmp(b->tensors[0], b->module) == 0))
-        return strcmp(a->module, b->module) == 0;
-    shape_of(sa, sizeof sa, a->module);
-    shape_of(sb, sizeof sb, b->module);
-    return strcmp(sa, sb) == 0 && strchr(sa, '#');
+    if (f->ntensors == 1 && strcmp(f->tensors[0], f->module) == 0) {
+        snprintf(buf, cap, "%s", f->module);
+        return 0;
+    }
+    shape_of(buf, cap, f->module);
+    return strchr(buf, '#') ? 1 : 2;
+}
+
+static bool same_attrs(const dta_finding *a, const dta_finding *b)
+{
+    return a->rule_id == b->rule_id && a->severity == b->severity && a->dtype == b->dtype &&
+           a->expected == b->expected && a->root_index == b->root_index;
+}
+
+/* gid[i] = index of the first finding of i's group, through a hash of the keys: linear in
+ * the findings (64k distinct findings used to take 30 s pairwise). */
+static bool group_findings(const dta_finding *fs, size_t n, size_t *gid)
+{
+    size_t cap = 16;
+    while (cap < 2 * n)
+        cap *= 2;
+    size_t *slot = calloc(cap, sizeof *slot); /* leader + 1 */
+    if (!slot)
+        return false;
+    for (size_t i = 0; i < n; i++) {
+        char key[1024], other[1024];
+        const dta_finding *f = &fs[i];
+        int kind = group_key(f, key, sizeof key);
+        gid[i] = i;
+        if (kind == 2)
+            continue;
+        uint64_t h = 1469598103934665603ull;
+        for (const unsigned char *p = (const unsigned char *)key; *p; p++)
+            h = (h ^ *p) * 1099511628211ull;
+        h = (h ^ (uint64_t)kind ^ ((uint64_t)f->rule_id << 8) ^ ((uint64_t)f->severity << 20) ^
+             ((uint64_t)f->dtype << 24) ^ ((uint64_t)f->expected << 32) ^
+             ((uint64_t)f->root_index << 40)) * 0x9e3779b97f4a7c15ull;
+        size_t k = (size_t)(h >> 17) & (cap - 1);
+        for (; slot[k]; k = (k + 1) & (cap - 1)) {
+            const dta_finding *l = &fs[slot[k] - 1];
+            if (same_attrs(f, l) && group_key(l, other, sizeof other) == kind &&
+                strcmp(key, other) == 0)
+                break;
+        }
+        if (slot[k])
+            gid[i] = slot[k] - 1;
+        else
+            slot[k] = i + 1;
+    }
+    free(slot);
+    return true;
 }
 
 /* Renders the group's module names as one pattern (layers.{0..31}.ttt) and as a glob
  * for --only (layers.*.ttt). */
+static int cmp_u64(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return (x > y) - (x < y);
+}
+
 static void group_pattern(const dta_finding **g, size_t n, char *pat, size_t pcap, char *glob,
                           size_t gcap)
 {
     const char *first = g[0]->module;
     size_t po = 0, go = 0;
-    size_t comp = 0;
     const char *p = first;
     uint64_t *idx = malloc(sizeof *idx * n);
+    const char **q = malloc(sizeof *q * n); /* each member's current component */
     pat[0] = glob[0] = 0;
-    if (!idx)
-        return;
+    if (!idx || !q)
+        goto out;
+    for (size_t i = 0; i < n; i++)
+        q[i] = g[i]->module;
     while (p) {
         const char *e = strchr(p, '.');
         size_t len = e ? (size_t)(e - p) : strlen(p);
         bool varies = false;
         for (size_t i = 0; i < n; i++) {
-            /* component number comp of member i */
-            const char *q = g[i]->module;
-            for (size_t k = 0; k < comp && q; k++) {
-                q = strchr(q, '.');
-                q = q ? q + 1 : NULL;
-            }
-            idx[i] = q ? strtoull(q, NULL, 10) : 0;
-            size_t qlen = q ? (strchr(q, '.') ? (size_t)(strchr(q, '.') - q) : strlen(q)) : 0;
-            if (!q || qlen != len || memcmp(q, p, len) != 0)
+            idx[i] = q[i] ? strtoull(q[i], NULL, 10) : 0;
+            const char *qe = q[i] ? strchr(q[i], '.') : NULL;
+            size_t qlen = q[i] ? (qe ? (size_t)(qe - q[i]) : strlen(q[i])) : 0;
+            if (!q[i] || qlen != len || memcmp(q[i], p, len) != 0)
                 varies = true;
+            if (q[i])
+                q[i] = qe ? qe + 1 : NULL;
         }
         if (po && po + 1 < pcap)
             pat[po++] = '.', pat[po] = 0;
@@ -592,12 +689,7 @@ static void group_pattern(const dta_finding **g, size_t n, char *pat, size_t pca
         if (varies) {
             char ib[400];
             /* sort and dedupe */
-            for (size_t i = 1; i < n; i++)
-                for (size_t j = i; j > 0 && idx[j] < idx[j - 1]; j--) {
-                    uint64_t t = idx[j];
-                    idx[j] = idx[j - 1];
-                    idx[j - 1] = t;
-                }
+            qsort(idx, n, sizeof *idx, cmp_u64);
             size_t m = 0;
             for (size_t i = 0; i < n; i++)
                 if (m == 0 || idx[i] != idx[m - 1])
@@ -607,14 +699,15 @@ static void group_pattern(const dta_finding **g, size_t n, char *pat, size_t pca
             go += (size_t)snprintf(glob + go, go < gcap ? gcap - go : 0, "*");
         } else {
             po += (size_t)snprintf(pat + po, po < pcap ? pcap - po : 0, "%.*s", (int)len, p);
-            go += (size_t)snprintf(glob + go, go < gcap ? gcap - go : 0, "%.*s", (int)len, p);
+            go += glob_escape(glob + go, go < gcap ? gcap - go : 0, p, len);
         }
         if (po >= pcap || go >= gcap)
             break;
         p = e ? e + 1 : NULL;
-        comp++;
     }
+out:
     free(idx);
+    free(q);
 }
 
 static const char *sev_color(dta_severity s)
@@ -631,34 +724,34 @@ static void print_fix(tctx *c, const input_result *in, const dta_finding *f, con
                       f->rule_id == DTA_RULE_EXPECT_MISMATCH;
     if (dtype_rule && f->expected != DTA_DTYPE_NONE) {
         suggest_output(outp, sizeof outp, in->path, f->expected);
-        shq(qp, sizeof qp, in->path);
-        shq(qo, sizeof qo, outp);
+        shell_quote(qp, sizeof qp, in->path);
+        shell_quote(qo, sizeof qo, outp);
         if (glob[0])
             fprintf(c->out, "      %sfix:%s dtaudit convert --to %s --only %s %s -o %s\n", pal_dim,
-                    reset, dtype_alias(f->expected), shq(qg, sizeof qg, glob), qp, qo);
+                    reset, dtype_alias(f->expected), shell_quote(qg, sizeof qg, glob), qp, qo);
         else
             fprintf(c->out, "      %sfix:%s dtaudit convert --to %s %s -o %s\n", pal_dim, reset,
                     dtype_alias(f->expected), qp, qo);
         if (glob[0] && f->dtype != DTA_DTYPE_NONE) {
             snprintf(allow, sizeof allow, "%s=%s", glob, dta_dtype_name(f->dtype));
             fprintf(c->out, "      %sor, if intended:%s --allow %s\n", pal_dim, reset,
-                    shq(qg, sizeof qg, allow));
+                    shell_quote(qg, sizeof qg, allow));
         }
     } else if (f->rule_id == DTA_RULE_CONFIG_MISMATCH) {
         fprintf(c->out,
                 "      %sfix:%s set \"torch_dtype\": \"%s\" in config.json, or convert the weights: "
                 "dtaudit convert --to %s %s -o %s\n",
                 pal_dim, reset, dta_dtype_get(f->dtype)->torch_name, dtype_alias(f->expected),
-                shq(qp, sizeof qp, in->path),
-                (suggest_output(outp, sizeof outp, in->path, f->expected), shq(qo, sizeof qo, outp)));
+                shell_quote(qp, sizeof qp, in->path),
+                (suggest_output(outp, sizeof outp, in->path, f->expected), shell_quote(qo, sizeof qo, outp)));
     } else if (f->rule_id == DTA_RULE_ADAPTER_MISMATCH) {
         suggest_output(outp, sizeof outp, in->path, f->expected);
         fprintf(c->out,
                 "      %sfix:%s dtaudit convert --to %s %s -o %s, or set the trainer's precision "
                 "from the base model; if intended: \"severity\": {\"adapter-mismatch\": \"info\"} "
                 "in a --policy file\n",
-                pal_dim, reset, dtype_alias(f->expected), shq(qp, sizeof qp, in->path),
-                shq(qo, sizeof qo, outp));
+                pal_dim, reset, dtype_alias(f->expected), shell_quote(qp, sizeof qp, in->path),
+                shell_quote(qo, sizeof qo, outp));
     } else if (f->rule_id == DTA_RULE_INDEX_MISMATCH) {
         fprintf(c->out, "      %sfix:%s re-save the checkpoint, or correct the index's weight_map and "
                 "metadata.total_size\n", pal_dim, reset);
@@ -703,31 +796,40 @@ static void print_fix(tctx *c, const input_result *in, const dta_finding *f, con
 static void print_findings(tctx *c, const input_result *in)
 {
     const dta_report *rep = in->report;
-    const dta_finding **g = malloc(sizeof *g * (rep->nfindings ? rep->nfindings : 1));
-    bool *done = calloc(rep->nfindings ? rep->nfindings : 1, sizeof *done);
-    if (!g || !done)
+    size_t nf = rep->nfindings ? rep->nfindings : 1;
+    const dta_finding **g = malloc(sizeof *g * nf);
+    size_t *gid = malloc(sizeof *gid * nf), *start = calloc(nf + 1, sizeof *start);
+    size_t *order = malloc(sizeof *order * nf), *fill = malloc(sizeof *fill * nf);
+    if (!g || !gid || !start || !order || !fill ||
+        !group_findings(rep->findings, rep->nfindings, gid))
         goto out;
+    /* bucket the members of each group, in finding order */
+    for (size_t i = 0; i < rep->nfindings; i++)
+        start[gid[i] + 1]++;
+    for (size_t i = 0; i < rep->nfindings; i++)
+        start[i + 1] += start[i];
+    memcpy(fill, start, sizeof *fill * rep->nfindings);
+    for (size_t i = 0; i < rep->nfindings; i++)
+        order[fill[gid[i]]++] = i;
     fprintf(c->out, "\n  %sfindings%s\n", C(c->pal, BOLD), C(c->pal, RESET));
     if (rep->nfindings == 0)
         fprintf(c->out, "    %snone%s\n", C(c->pal, GREEN), C(c->pal, RESET));
     for (size_t i = 0; i < rep->nfindings; i++) {
-        if (done[i])
+        if (gid[i] != i)
             continue;
         const dta_finding *f = &rep->findings[i];
         size_t n = 0, ntensors = 0;
-        for (size_t j = i; j < rep->nfindings; j++)
-            if (!done[j] && (j == i || same_group(f, &rep->findings[j]))) {
-                g[n++] = &rep->findings[j];
-                ntensors += rep->findings[j].ntensors;
-                done[j] = true;
-            }
+        for (size_t k = start[i]; k < start[i + 1]; k++) {
+            g[n++] = &rep->findings[order[k]];
+            ntensors += rep->findings[order[k]].ntensors;
+        }
         char pat[1024], glob[1024], what[160] = "";
         bool single_tensor = f->ntensors == 1 && strcmp(f->tensors[0], f->module) == 0;
         if (n > 1)
             group_pattern(g, n, pat, sizeof pat, glob, sizeof glob);
         else {
             snprintf(pat, sizeof pat, "%s", f->module[0] ? f->module : "(whole state dict)");
-            snprintf(glob, sizeof glob, "%s", f->module);
+            glob_escape(glob, sizeof glob, f->module, strlen(f->module));
         }
         if (!single_tensor && glob[0] && f->rule_id != DTA_RULE_UNSAFE_PICKLE &&
             f->rule_id != DTA_RULE_META_TENSOR) {
@@ -761,7 +863,10 @@ static void print_findings(tctx *c, const input_result *in)
     }
 out:
     free(g);
-    free(done);
+    free(gid);
+    free(start);
+    free(order);
+    free(fill);
 }
 
 static void print_tensors(tctx *c, const dta_model *m)
@@ -818,7 +923,7 @@ static void print_adapter(tctx *c, const cli_options *o, const dta_adapter *a)
 void report_text(FILE *out, const cli_options *o, const input_result *in, size_t n, bool color)
 {
     palette pal = {color};
-    tctx c = {out, &pal, o->verbosity};
+    tctx c = {out, &pal, o->verbosity, NULL};
     bool audit = o->command == CMD_AUDIT;
     uint64_t tensors = 0, params = 0, bytes = 0, sev[3] = {0, 0, 0};
     size_t ok = 0;
@@ -858,9 +963,10 @@ void report_text(FILE *out, const cli_options *o, const input_result *in, size_t
         for (size_t k = 0; k < m->nmetadata && o->verbosity > 0; k++)
             fprintf(out, "  metadata %s = %s\n", clean(shown, sizeof shown, m->metadata[k].key),
                     clean(shown2, sizeof shown2, m->metadata[k].value));
+        size_t cursor = 0;
         for (size_t k = 0; k < rep->nroots; k++) {
             print_root(&c, rep, &rep->roots[k]);
-            print_tree(&c, rep, &rep->roots[k]);
+            print_tree(&c, rep, &rep->roots[k], &cursor);
         }
         if (o->verbosity > 0)
             print_tensors(&c, m);

@@ -5,6 +5,26 @@
 #include <string.h>
 
 #include "dtaudit/error.h"
+#include "text_safe.h"
+
+/* One line, no terminal control: names in messages come from hostile files. Control
+ * characters, invalid UTF-8 and invisible formatting characters (text_safe.h) become '?'. */
+static void sanitize(char *msg)
+{
+    unsigned char *p = (unsigned char *)msg, *o = p;
+    while (*p) {
+        uint32_t cp;
+        size_t n = dtap_utf8_decode(p, &cp);
+        if (n == 0 || dtap_cp_unsafe(cp)) {
+            *o++ = '?';
+            p += n ? n : 1;
+        } else {
+            while (n--)
+                *o++ = *p++;
+        }
+    }
+    *o = 0;
+}
 
 dta_status dta_error_set(dta_error *err, dta_status code, int sys_errno, const char *fmt, ...)
 {
@@ -15,10 +35,7 @@ dta_status dta_error_set(dta_error *err, dta_status code, int sys_errno, const c
         va_start(ap, fmt);
         vsnprintf(err->msg, sizeof err->msg, fmt, ap);
         va_end(ap);
-        /* One line, no terminal control: names in messages come from hostile files. */
-        for (unsigned char *p = (unsigned char *)err->msg; *p; p++)
-            if (*p < 0x20 || *p == 0x7f)
-                *p = '?';
+        sanitize(err->msg);
     }
     return code;
 }
@@ -38,6 +55,7 @@ void dta_error_prefix(dta_error *err, const char *prefix)
     memcpy(err->msg, prefix, plen);
     memcpy(err->msg + plen, ": ", 2);
     err->msg[plen + 2 + mlen] = 0;
+    sanitize(err->msg); /* the prefix is usually a path */
 }
 
 const char *dta_status_name(dta_status code)
