@@ -764,14 +764,14 @@ static void print_fix(tctx *c, const input_result *in, const dta_finding *f, con
         /* range-overflow / precision-underflow: keep them, clamp them, or another target */
         dta_dtype wider = f->expected == DTA_F16 ? DTA_BF16 : DTA_F32;
         suggest_output(outp, sizeof outp, in->path, f->expected);
-        shq(qp, sizeof qp, in->path);
-        shq(qo, sizeof qo, outp);
+        shell_quote(qp, sizeof qp, in->path);
+        shell_quote(qo, sizeof qo, outp);
         fprintf(c->out, "      %sfix:%s dtaudit convert --to %s --keep %s %s -o %s\n", pal_dim,
-                reset, dtype_alias(f->expected), shq(qg, sizeof qg, glob[0] ? glob : "*"), qp, qo);
+                reset, dtype_alias(f->expected), shell_quote(qg, sizeof qg, glob[0] ? glob : "*"), qp, qo);
         if (glob[0] && f->dtype != DTA_DTYPE_NONE) {
             snprintf(allow, sizeof allow, "%s=%s", glob, dta_dtype_name(f->dtype));
             fprintf(c->out, "      %sthen audit the output with:%s --allow %s\n", pal_dim, reset,
-                    shq(qg, sizeof qg, allow));
+                    shell_quote(qg, sizeof qg, allow));
         }
         if (f->rule_id == DTA_RULE_RANGE_OVERFLOW)
             fprintf(c->out, "      %sor:%s --on-overflow saturate (clamp to %s's largest finite "
