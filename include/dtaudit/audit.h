@@ -42,8 +42,8 @@ typedef struct {
      * base's first analysed root with a dominant dtype, else its config.json dtype). */
     const struct dta_report *base;
     /* audit --values: the scan of this model (values.h; NULL: no value rules) and the share
-     * of a tensor's nonzero values above which precision-underflow fires (0.001 = 0.1%,
-     * the CLI's default; 0: any underflow). */
+     * of a tensor's nonzero values above which precision-underflow fires: 0 means the
+     * default DTA_UNDERFLOW_SHARE_DEFAULT (0.001 = 0.1%), a negative value any underflow. */
     const struct dta_values *values;
     double underflow_share;
     /* The intended-precision table (intended.h; NULL: none). A tensor it matches raises no

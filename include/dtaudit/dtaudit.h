@@ -40,6 +40,7 @@
 #include "dtaudit/model.h"
 #include "dtaudit/intended.h"
 #include "dtaudit/policy.h"
+#include "dtaudit/values.h"
 #include "dtaudit/audit.h"
 #include "dtaudit/diff.h"
 #include "dtaudit/convert.h"

@@ -25,6 +25,9 @@
 extern "C" {
 #endif
 
+/* precision-underflow fires above this share of a tensor's nonzero values by default. */
+#define DTA_UNDERFLOW_SHARE_DEFAULT 0.001
+
 /* Fields may be added at the end: initialise with designated initialisers. */
 typedef struct {
     dta_dtype target;     /* F32, F16 or BF16; DTA_DTYPE_NONE: each tensor's own dtype

@@ -141,8 +141,8 @@ static int apply_policy(cli_options *o, dta_policy **pol, dta_allow **merged)
         o->expect = p->expect;
     if (!o->fail_on_set && p->fail_on >= 0)
         o->fail_on = (dta_severity)p->fail_on;
-    if (p->underflow_share >= 0)
-        o->underflow_share = p->underflow_share;
+    if (p->underflow_share >= 0) /* 0 in a policy: any underflow (the library's -1) */
+        o->underflow_share = p->underflow_share > 0 ? p->underflow_share : -1;
     if (!o->strict_set && p->strict >= 0)
         o->strict = p->strict == 1;
     o->severity = p->severity;
@@ -184,7 +184,7 @@ int main(int argc, char **argv)
     o.to = DTA_DTYPE_NONE;
     o.fail_on = DTA_SEV_WARNING;
     o.target = DTA_DTYPE_NONE;
-    o.underflow_share = 0.001;
+    o.underflow_share = DTA_UNDERFLOW_SHARE_DEFAULT;
 
     static char outbuf[1 << 16]; /* reports are large: fewer write calls */
     setvbuf(stdout, outbuf, _IOFBF, sizeof outbuf);

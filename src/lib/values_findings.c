@@ -238,6 +238,8 @@ dta_status dtap_values_findings(dta_report *r, const dta_model *m, const dta_aud
     dta_status st = DTA_OK;
     if (!vals || vals->ntensors != m->ntensors)
         return DTA_OK;
+    double share_limit = opt->underflow_share == 0 ? DTA_UNDERFLOW_SHARE_DEFAULT
+                                                   : opt->underflow_share;
     for (size_t i = 0; i < m->ntensors; i++) {
         const dta_values_tensor *v = &vals->tensors[i];
         const dta_tensor *t = &m->tensors[i];
@@ -251,7 +253,7 @@ dta_status dtap_values_findings(dta_report *r, const dta_model *m, const dta_aud
                 (vals->target == DTA_DTYPE_NONE || v->target == t->dtype || allowed[i] ||
                  (root < r->nroots && !r->roots[root].analysed)))
                 continue;
-            if (!fires(rule, v, opt->underflow_share))
+            if (!fires(rule, v, share_limit))
                 continue;
             if (nh == cap) {
                 size_t nc = cap ? cap * 2 : 64;

@@ -13,6 +13,7 @@
 
 #include "dtaudit/convert.h"
 #include "dtaudit/model.h"
+#include "dtaudit/audit.h"
 #include "dtaudit/values.h"
 
 static uint64_t rng_state = 0x9E3779B97F4A7C15u;
@@ -388,4 +389,57 @@ Test(values, scan_threads_and_chunks_agree, .fini = reset)
     unlink(path);
     free(a);
     free(b);
+}
+
+/* precision-underflow's threshold: 0 in dta_audit_options is the default share (0.1%), a
+ * negative value reports any underflow; range rules need a target; counts reach the
+ * finding. */
+Test(values, findings_and_underflow_share)
+{
+    size_t n = 3000, nb = 4;
+    float *a = malloc(n * 4);
+    uint16_t b[4] = {0x3C00, 0x3C00, 0x7E00, 0x3C00}; /* f16: 1, 1, NaN, 1 */
+    for (size_t i = 0; i < n; i++)
+        a[i] = 1.0f;
+    a[7] = 1e-12f; /* one value of 3000 flushes in f16: 0.033% */
+    char path[] = "/tmp/dtaudit-values-XXXXXX";
+    int fd = mkstemp(path);
+    cr_assert(fd >= 0);
+    close(fd);
+    write_st(path, a, n, b, nb);
+    dta_model *m;
+    dta_error err;
+    cr_assert_eq(dta_model_open(path, &m, &err), DTA_OK, "%s", err.msg);
+    dta_values *v;
+    dta_values_options vo = {.target = DTA_F16};
+    cr_assert_eq(dta_values_scan(m, &vo, &v, &err), DTA_OK, "%s", err.msg);
+    const double shares[] = {0, -1, 0.0001, 0.001};
+    const int want[] = {0, 1, 1, 0};
+    for (int k = 0; k < 4; k++) {
+        dta_audit_options ao = {.expect = DTA_DTYPE_NONE, .findings = true, .values = v,
+                                .underflow_share = shares[k]};
+        dta_report *r;
+        cr_assert_eq(dta_report_build(m, &ao, &r, &err), DTA_OK, "%s", err.msg);
+        int under = 0, nonfinite = 0;
+        for (size_t i = 0; i < r->nfindings; i++) {
+            const dta_finding *f = &r->findings[i];
+            if (f->rule_id == DTA_RULE_PRECISION_UNDERFLOW) {
+                under++;
+                cr_expect_eq(f->values->underflow, 1);
+                cr_expect_str_eq(f->tensors[0], "a.w");
+            }
+            if (f->rule_id == DTA_RULE_NONFINITE) {
+                nonfinite++;
+                cr_expect_eq(f->values->nan, 1);
+                cr_expect_str_eq(f->module, "b");
+            }
+        }
+        cr_expect_eq(under, want[k], "share %g: %d precision-underflow findings", shares[k], under);
+        cr_expect_eq(nonfinite, 1);
+        dta_report_free(r);
+    }
+    dta_values_free(v);
+    dta_model_free(m);
+    unlink(path);
+    free(a);
 }
