@@ -6,13 +6,11 @@ F=tests/fixtures/dirs
 SCHEMA=tests/fixtures/sarif/sarif-schema-2.1.0.json
 pyj() { "$PYTHON" -c 'import json,sys; d=json.load(open(sys.argv[1])); print(eval(sys.argv[2]))' "$TMP/out" "$1"; }
 
-# A Python with jsonschema: $PYTHON, else python3. Without one the schema checks are skipped
-# (the rest still runs) and the test ends with 77 if nothing failed.
+# $PYTHON (tests/cli/lib.sh) validates when it has jsonschema. Without it the schema checks
+# are skipped (the rest still runs) and the test ends with 77 if nothing failed.
 VALIDATOR=""
-for py in "$PYTHON" python3; do
-    if "$py" -c 'import jsonschema' 2>/dev/null; then VALIDATOR=$py; break; fi
-done
-[ -n "$VALIDATOR" ] || echo "SKIP: schema validation (no Python with jsonschema; pip install jsonschema)"
+if "$PYTHON" -c 'import jsonschema' 2>/dev/null; then VALIDATOR=$PYTHON; fi
+[ -n "$VALIDATOR" ] || echo "SKIP: schema validation ($PYTHON has no jsonschema; scripts/setup --tests)"
 validate() { # validate FILE: against the SARIF 2.1.0 schema
     [ -n "$VALIDATOR" ] || return 0
     "$VALIDATOR" - "$SCHEMA" "$1" <<'PY'
