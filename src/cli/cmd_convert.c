@@ -87,71 +87,74 @@ static void bar_done(bar *b)
 
 /* ---- convert ----------------------------------------------------------------------------- */
 
-static void json_str(FILE *out, const char *s)
+/* JSON through the one writer (report_json.c): any bytes in paths and names give valid
+ * JSON, and no inf or nan is written bare. */
+static void str_array(jw *w, const char *k, char *const *v, size_t n)
 {
-    fputc('"', out);
-    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-        if (*p == '"' || *p == '\\')
-            fprintf(out, "\\%c", *p);
-        else if (*p < 0x20)
-            fprintf(out, "\\u%04x", *p);
-        else
-            fputc(*p, out);
+    jw_key(w, k);
+    jw_arr(w);
+    for (size_t i = 0; i < n; i++) {
+        jw_item(w, false);
+        jw_str(w, v[i]);
     }
-    fputc('"', out);
+    jw_arr_end(w);
 }
 
 static void print_convert_json(FILE *out, const cli_options *o, const dta_convert_result *r)
 {
-    fprintf(out, "{\n  \"tool\": \"dtaudit\",\n  \"version\": \"%s\",\n  \"schema\": 1,\n"
-                 "  \"command\": \"convert\",\n  \"input\": ",
-            dta_version());
-    json_str(out, o->paths[0]);
-    fputs(",\n  \"output\": ", out);
+    jw *w = jw_new(out);
+    if (!w)
+        return;
+    jw_obj(w);
+    jw_kv_str(w, "tool", "dtaudit");
+    jw_kv_str(w, "version", dta_version());
+    jw_kv_u64(w, "schema", 1);
+    jw_kv_str(w, "command", "convert");
+    jw_kv_str(w, "input", o->paths[0]);
     if (r->written)
-        json_str(out, r->written);
+        jw_kv_str(w, "output", r->written);
     else
-        fputs("null", out);
-    fprintf(out, ",\n  \"format\": \"%s\",\n  \"to\": \"%s\",\n  \"refused\": %s,\n",
-            r->out_format, dta_dtype_name(o->to), r->refused ? "true" : "false");
-    fprintf(out,
-            "  \"tensors\": %zu,\n  \"tensors_converted\": %zu,\n  \"storages_converted\": %zu,\n"
-            "  \"bytes_in\": %llu,\n  \"bytes_out\": %llu,\n",
-            r->tensors, r->tensors_converted, r->storages_converted,
-            (unsigned long long)r->bytes_in, (unsigned long long)r->bytes_out);
-    fprintf(out,
-            "  \"elements\": %llu,\n  \"overflow\": %llu,\n  \"underflow\": %llu,\n"
-            "  \"nan\": %llu,\n  \"inf\": %llu,\n  \"issues\": [",
-            (unsigned long long)r->stats.elements, (unsigned long long)r->stats.overflow,
-            (unsigned long long)r->stats.underflow, (unsigned long long)r->stats.nan,
-            (unsigned long long)r->stats.inf);
+        jw_kv_null(w, "output");
+    jw_kv_str(w, "format", r->out_format);
+    jw_kv_str(w, "to", dta_dtype_name(o->to));
+    jw_kv_bool(w, "refused", r->refused);
+    jw_kv_u64(w, "tensors", r->tensors);
+    jw_kv_u64(w, "tensors_converted", r->tensors_converted);
+    jw_kv_u64(w, "storages_converted", r->storages_converted);
+    jw_kv_u64(w, "bytes_in", r->bytes_in);
+    jw_kv_u64(w, "bytes_out", r->bytes_out);
+    jw_kv_u64(w, "elements", r->stats.elements);
+    jw_kv_u64(w, "overflow", r->stats.overflow);
+    jw_kv_u64(w, "underflow", r->stats.underflow);
+    jw_kv_u64(w, "nan", r->stats.nan);
+    jw_kv_u64(w, "inf", r->stats.inf);
+    jw_key(w, "issues");
+    jw_arr(w);
     for (size_t i = 0; i < r->nissues; i++) {
-        fputs(i ? ",\n    {\"tensor\": " : "\n    {\"tensor\": ", out);
-        json_str(out, r->issues[i].name);
-        fprintf(out, ", \"overflow\": %llu, \"nan\": %llu, \"inf\": %llu}",
-                (unsigned long long)r->issues[i].overflow, (unsigned long long)r->issues[i].nan,
-                (unsigned long long)r->issues[i].inf);
+        jw_item(w, true);
+        jw_obj(w);
+        jw_kv_str(w, "tensor", r->issues[i].name);
+        jw_kv_u64(w, "overflow", r->issues[i].overflow);
+        jw_kv_u64(w, "nan", r->issues[i].nan);
+        jw_kv_u64(w, "inf", r->issues[i].inf);
+        jw_obj_end(w);
     }
-    fputs(r->nissues ? "\n  ]" : "]", out);
-    fprintf(out, ",\n  \"files_copied\": %zu,\n  \"copied_weights\": [", r->files_copied);
-    for (size_t i = 0; i < r->ncopied_weights; i++) {
-        fputs(i ? ", " : "", out);
-        json_str(out, r->copied_weights[i]);
+    jw_arr_end(w);
+    jw_kv_u64(w, "files_copied", r->files_copied);
+    str_array(w, "copied_weights", r->copied_weights, r->ncopied_weights);
+    str_array(w, "left_out", r->left_out, r->nleft_out);
+    if (o->verify) {
+        jw_key(w, "verify");
+        jw_obj(w);
+        jw_kv_u64(w, "elements", r->verify.elements);
+        jw_kv_u64(w, "mismatches", r->verify.mismatches);
+        jw_kv_u64(w, "nonfinite_added", r->verify.nonfinite_added);
+        jw_kv_num(w, "max_abs_err", r->verify.max_abs_err);
+        jw_kv_num(w, "max_rel_err", r->verify.max_rel_err);
+        jw_obj_end(w);
     }
-    fputs("],\n  \"left_out\": [", out);
-    for (size_t i = 0; i < r->nleft_out; i++) {
-        fputs(i ? ", " : "", out);
-        json_str(out, r->left_out[i]);
-    }
-    fputs("]", out);
-    if (o->verify)
-        fprintf(out,
-                ",\n  \"verify\": {\"elements\": %llu, \"mismatches\": %llu, "
-                "\"nonfinite_added\": %llu, \"max_abs_err\": %.9g, \"max_rel_err\": %.9g}",
-                (unsigned long long)r->verify.elements, (unsigned long long)r->verify.mismatches,
-                (unsigned long long)r->verify.nonfinite_added, r->verify.max_abs_err,
-                r->verify.max_rel_err);
-    fputs("\n}\n", out);
+    jw_obj_end(w);
+    jw_end(w); /* a failed write is reported by main (ferror on stdout) */
 }
 
 static void print_convert_text(FILE *out, const cli_options *o, const dta_convert_result *r)
@@ -164,7 +167,7 @@ static void print_convert_text(FILE *out, const cli_options *o, const dta_conver
                 dta_dtype_name(o->to));
         for (size_t i = 0; i < r->nissues; i++)
             if (r->issues[i].overflow)
-                fprintf(out, "  %s: %llu value%s beyond the %s range\n", r->issues[i].name,
+                fprintf(out, "  %s: %llu value%s beyond the %s range\n", shown(r->issues[i].name),
                         (unsigned long long)r->issues[i].overflow,
                         r->issues[i].overflow == 1 ? "" : "s", dta_dtype_name(o->to));
         fprintf(out, "convert anyway with --on-overflow inf (what torch's .to() does) or "
@@ -173,7 +176,7 @@ static void print_convert_text(FILE *out, const cli_options *o, const dta_conver
     }
     if (o->verbosity < 0)
         return;
-    fprintf(out, "converted %s -> %s (%s)\n", o->paths[0], r->written, r->out_format);
+    fprintf(out, "converted %s -> %s (%s)\n", shown(o->paths[0]), shown(r->written), r->out_format);
     fprintf(out, "  %zu of %zu tensors to %s (%zu storages); tensor data %s -> %s\n",
             r->tensors_converted, r->tensors, dta_dtype_name(o->to), r->storages_converted, bi,
             bo);
@@ -182,9 +185,9 @@ static void print_convert_text(FILE *out, const cli_options *o, const dta_conver
                 r->files_copied == 1 ? "" : "s", r->files_copied == 1 ? "" : "s");
     for (size_t i = 0; i < r->ncopied_weights; i++)
         fprintf(out, "  note: %s copied without conversion (not read as the model's weights)\n",
-                r->copied_weights[i]);
+                shown(r->copied_weights[i]));
     for (size_t i = 0; i < r->nleft_out; i++)
-        fprintf(out, "  left out: %s\n", r->left_out[i]);
+        fprintf(out, "  left out: %s\n", shown(r->left_out[i]));
     if (r->stats.overflow)
         fprintf(out, "  %llu values beyond the %s range became %s (--on-overflow %s)\n",
                 (unsigned long long)r->stats.overflow, dta_dtype_name(o->to),
@@ -198,7 +201,7 @@ static void print_convert_text(FILE *out, const cli_options *o, const dta_conver
                 (unsigned long long)r->stats.nan, (unsigned long long)r->stats.inf);
         for (size_t i = 0; i < r->nissues; i++)
             if (r->issues[i].nan || r->issues[i].inf)
-                fprintf(out, "    %s: %llu NaN, %llu Inf\n", r->issues[i].name,
+                fprintf(out, "    %s: %llu NaN, %llu Inf\n", shown(r->issues[i].name),
                         (unsigned long long)r->issues[i].nan,
                         (unsigned long long)r->issues[i].inf);
     }
@@ -218,7 +221,7 @@ int cmd_convert(cli_options *o)
 
     char why[512];
     if (o->device == DEVICE_CUDA && !dta_cuda_available(why, sizeof why)) {
-        fprintf(stderr, "dtaudit: --device cuda: %s\n", why);
+        fprintf(stderr, "dtaudit: --device cuda: %s\n", shown(why));
         return 3;
     }
     memset(&co, 0, sizeof co);
@@ -245,7 +248,7 @@ int cmd_convert(cli_options *o)
     bar_done(&b);
     if (st != DTA_OK) {
         reraise_if_cancelled();
-        fprintf(stderr, "dtaudit: %s\n", err.msg);
+        fprintf(stderr, "dtaudit: %s\n", shown(err.msg));
         return st == DTA_E_REFUSED ? 1 : 2;
     }
     if (o->format == FMT_JSON)
@@ -265,42 +268,48 @@ int cmd_verify(cli_options *o)
     dta_error err;
     char why[512];
     if (o->device == DEVICE_CUDA && !dta_cuda_available(why, sizeof why)) {
-        fprintf(stderr, "dtaudit: --device cuda: %s\n", why);
+        fprintf(stderr, "dtaudit: --device cuda: %s\n", shown(why));
         return 3;
     }
     dta_device dev = o->device == DEVICE_CUDA ? DTA_DEVICE_CUDA
                      : o->device == DEVICE_CPU ? DTA_DEVICE_CPU : DTA_DEVICE_AUTO;
     if (dta_verify_checkpoints(o->paths[0], o->paths[1], o->overflow, dev, &v, &err) != DTA_OK) {
-        fprintf(stderr, "dtaudit: %s\n", err.msg);
+        fprintf(stderr, "dtaudit: %s\n", shown(err.msg));
         return 2;
     }
     bool ok = !v.tensors_bad && !v.missing && !v.extra && !v.shape_changed;
     if (o->format == FMT_JSON) {
-        printf("{\n  \"tool\": \"dtaudit\",\n  \"version\": \"%s\",\n  \"schema\": 1,\n"
-               "  \"command\": \"verify\",\n  \"source\": ",
-               dta_version());
-        json_str(stdout, o->paths[0]);
-        fputs(",\n  \"converted\": ", stdout);
-        json_str(stdout, o->paths[1]);
-        printf(",\n  \"ok\": %s,\n  \"tensors\": %zu,\n  \"tensors_bad\": %zu,\n"
-               "  \"missing\": %zu,\n  \"extra\": %zu,\n  \"shape_changed\": %zu,\n"
-               "  \"elements\": %llu,\n  \"mismatches\": %llu,\n  \"nonfinite_added\": %llu,\n"
-               "  \"max_abs_err\": %.9g,\n  \"max_rel_err\": %.9g,\n  \"first_bad\": ",
-               ok ? "true" : "false", v.tensors, v.tensors_bad, v.missing, v.extra,
-               v.shape_changed, (unsigned long long)v.total.elements,
-               (unsigned long long)v.total.mismatches,
-               (unsigned long long)v.total.nonfinite_added, v.total.max_abs_err,
-               v.total.max_rel_err);
-        if (v.first_bad)
-            json_str(stdout, v.first_bad);
-        else
-            fputs("null", stdout);
-        fputs(",\n  \"first_missing\": ", stdout);
-        if (v.first_missing)
-            json_str(stdout, v.first_missing);
-        else
-            fputs("null", stdout);
-        fputs("\n}\n", stdout);
+        jw *w = jw_new(stdout);
+        if (w) {
+            jw_obj(w);
+            jw_kv_str(w, "tool", "dtaudit");
+            jw_kv_str(w, "version", dta_version());
+            jw_kv_u64(w, "schema", 1);
+            jw_kv_str(w, "command", "verify");
+            jw_kv_str(w, "source", o->paths[0]);
+            jw_kv_str(w, "converted", o->paths[1]);
+            jw_kv_bool(w, "ok", ok);
+            jw_kv_u64(w, "tensors", v.tensors);
+            jw_kv_u64(w, "tensors_bad", v.tensors_bad);
+            jw_kv_u64(w, "missing", v.missing);
+            jw_kv_u64(w, "extra", v.extra);
+            jw_kv_u64(w, "shape_changed", v.shape_changed);
+            jw_kv_u64(w, "elements", v.total.elements);
+            jw_kv_u64(w, "mismatches", v.total.mismatches);
+            jw_kv_u64(w, "nonfinite_added", v.total.nonfinite_added);
+            jw_kv_num(w, "max_abs_err", v.total.max_abs_err);
+            jw_kv_num(w, "max_rel_err", v.total.max_rel_err);
+            if (v.first_bad)
+                jw_kv_str(w, "first_bad", v.first_bad);
+            else
+                jw_kv_null(w, "first_bad");
+            if (v.first_missing)
+                jw_kv_str(w, "first_missing", v.first_missing);
+            else
+                jw_kv_null(w, "first_missing");
+            jw_obj_end(w);
+            jw_end(w);
+        }
     } else if (o->verbosity >= 0 || !ok) {
         printf("%s: %zu tensors compared, %llu elements; %llu mismatches, %llu non-finite values "
                "introduced; max abs error %.3g, max rel error %.3g\n",
@@ -310,12 +319,12 @@ int cmd_verify(cli_options *o)
                v.total.max_rel_err);
         if (v.tensors_bad)
             printf("  %zu tensors differ from the conversion of their source (first: %s)\n",
-                   v.tensors_bad, v.first_bad);
+                   v.tensors_bad, shown(v.first_bad));
         if (v.shape_changed)
             printf("  %zu tensors changed shape\n", v.shape_changed);
         if (v.missing)
             printf("  %zu source tensors are missing from the converted checkpoint (first: %s)\n",
-                   v.missing, v.first_missing ? v.first_missing : "-");
+                   v.missing, v.first_missing ? shown(v.first_missing) : "-");
         if (v.extra)
             printf("  %zu converted tensors have no source\n", v.extra);
     }

@@ -470,12 +470,12 @@ int run_diff(const cli_options *o)
     for (int i = 0; i < 2; i++) {
         in[i].path = o->paths[i];
         if (dta_model_open(o->paths[i], &in[i].model, &in[i].err) != DTA_OK) {
-            fprintf(stderr, "dtaudit: %s\n", in[i].err.msg);
+            fprintf(stderr, "dtaudit: %s\n", shown(in[i].err.msg));
             status = 2;
         }
     }
     if (status == 0 && dta_diff_build(in[0].model, in[1].model, &dopt, &d, &err) != DTA_OK) {
-        fprintf(stderr, "dtaudit: %s\n", err.msg);
+        fprintf(stderr, "dtaudit: %s\n", shown(err.msg));
         status = 2;
     }
     if (status == 0) {

@@ -125,3 +125,13 @@ size_t glob_escape(char *buf, size_t cap, const char *s, size_t n)
         buf[o < cap ? o : cap - 1] = 0;
     return o;
 }
+
+/* clean() into one of four rotating static buffers: for messages that show a few names at
+ * once (the CLI is single-threaded). */
+const char *shown(const char *s)
+{
+    static char buf[4][8192];
+    static unsigned next;
+    char *b = buf[next++ % 4];
+    return clean(b, sizeof buf[0], s ? s : "");
+}

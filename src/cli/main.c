@@ -33,7 +33,7 @@ static int open_base(cli_options *o, dta_model **bm, dta_report **br)
     *br = NULL;
     if (dta_model_open(o->base, bm, &err) != DTA_OK ||
         dta_report_build(*bm, &so, br, &err) != DTA_OK) {
-        fprintf(stderr, "dtaudit: --base: %s\n", err.msg);
+        fprintf(stderr, "dtaudit: --base: %s\n", shown(err.msg));
         dta_model_free(*bm);
         *bm = NULL;
         return 2;
@@ -87,7 +87,7 @@ static int run_inspect(cli_options *o)
              dta_values_scan(in[i].model, &vo, &in[i].values, &in[i].err) != DTA_OK) ||
             (ao.values = in[i].values,
              dta_report_build(in[i].model, &ao, &in[i].report, &in[i].err) != DTA_OK)) {
-            fprintf(stderr, "dtaudit: %s\n", in[i].err.msg);
+            fprintf(stderr, "dtaudit: %s\n", shown(in[i].err.msg));
             dta_values_free(in[i].values);
             in[i].values = NULL;
             dta_model_free(in[i].model);
@@ -133,7 +133,7 @@ static int apply_policy(cli_options *o, dta_policy **pol, dta_allow **merged)
     if (!o->policy)
         return -1;
     if (dta_policy_load(o->policy, pol, &err) != DTA_OK) {
-        fprintf(stderr, "dtaudit: %s\n", err.msg);
+        fprintf(stderr, "dtaudit: %s\n", shown(err.msg));
         return 2;
     }
     dta_policy *p = *pol;
@@ -213,7 +213,7 @@ int main(int argc, char **argv)
     else if (strcmp(cmd, "verify") == 0)
         o.command = CMD_VERIFY;
     else {
-        fprintf(stderr, "dtaudit: unknown command '%s' (see 'dtaudit --help')\n", cmd);
+        fprintf(stderr, "dtaudit: unknown command '%s' (see 'dtaudit --help')\n", shown(cmd));
         return 2;
     }
     o.command_name = cmd;
@@ -232,7 +232,7 @@ int main(int argc, char **argv)
             pol->intended = NULL; /* moved into the table (or freed on failure) */
         }
         if (ist != DTA_OK) {
-            fprintf(stderr, "dtaudit: %s\n", err.msg);
+            fprintf(stderr, "dtaudit: %s\n", shown(err.msg));
             rc = 2;
         }
         o.intended = table;

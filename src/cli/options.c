@@ -9,6 +9,7 @@
 #include "dtaudit/policy.h"
 #include "dtaudit/version.h"
 #include "options.h"
+#include "report.h"
 
 const cli_option cli_option_table[] = {
     {"format", 'f', "FMT", CMD_ALL, "output format: text (default), json, sarif (SARIF 2.1.0; audit) or github (workflow annotations; audit)"},
@@ -111,7 +112,7 @@ void cli_usage(FILE *out, int command)
 static int usage_error(const char *fmt, const char *arg)
 {
     fputs("dtaudit: ", stderr);
-    fprintf(stderr, fmt, arg);
+    fprintf(stderr, fmt, shown(arg)); /* argv may hold any bytes */
     fputs(" (see 'dtaudit --help')\n", stderr);
     return 2;
 }

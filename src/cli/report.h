@@ -40,6 +40,9 @@ void jw_key(jw *w, const char *k); /* member name of the open object */
 void jw_item(jw *w, bool newline); /* before each array element */
 void jw_str(jw *w, const char *s);
 void jw_u64(jw *w, uint64_t v);
+void jw_num(jw *w, double v);     /* shortest exact form; null when not finite */
+void jw_kv_num(jw *w, const char *k, double v);
+void jw_kv_null(jw *w, const char *k);
 void jw_raw(jw *w, const char *s); /* null, true, a number */
 void jw_kv_str(jw *w, const char *k, const char *v);
 void jw_kv_u64(jw *w, const char *k, uint64_t v);
@@ -60,6 +63,8 @@ void fmt_bytes(char *buf, size_t cap, uint64_t v);  /* 2.4 MiB */
 const char *clean(char *buf, size_t cap, const char *s);
 const char *shell_quote(char *buf, size_t cap, const char *s);
 size_t glob_escape(char *buf, size_t cap, const char *s, size_t n);
+/* clean() into a rotating static buffer (four at a time): printf("%s -> %s", shown(a), shown(b)). */
+const char *shown(const char *s);
 /* "{0..3,5,7..9}" from sorted distinct indices (the collapsed numeric siblings). */
 void fmt_indices(char *buf, size_t cap, const uint64_t *idx, size_t n);
 /* Colour on for text output: --color, else NO_COLOR, else whether stdout is a TTY. */

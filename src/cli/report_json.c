@@ -1,12 +1,14 @@
 /* JSON output, schema 1 (docs/design.md), written as a stream: no document tree in memory,
  * integers exact to 64 bits, strings escaped so that hostile names (control bytes,
  * invalid UTF-8) still give valid JSON. */
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "dtaudit/version.h"
 #include "report.h"
+#include "text_safe.h"
 
 struct jw {
     FILE *out;
@@ -61,29 +63,6 @@ static void indent(jw *w)
     }
 }
 
-/* Length of the valid UTF-8 sequence at s (1..4), 0 when invalid. */
-static size_t utf8_len(const unsigned char *s)
-{
-    unsigned c = s[0];
-    size_t k;
-    unsigned cp;
-    if (c < 0x80)
-        return 1;
-    if (c >= 0xC2 && c <= 0xDF) k = 1, cp = c & 0x1F;
-    else if (c >= 0xE0 && c <= 0xEF) k = 2, cp = c & 0x0F;
-    else if (c >= 0xF0 && c <= 0xF4) k = 3, cp = c & 0x07;
-    else return 0;
-    for (size_t i = 1; i <= k; i++) {
-        if ((s[i] & 0xC0) != 0x80)
-            return 0;
-        cp = (cp << 6) | (s[i] & 0x3F);
-    }
-    if ((k == 2 && (cp < 0x800 || (cp >= 0xD800 && cp <= 0xDFFF))) ||
-        (k == 3 && (cp < 0x10000 || cp > 0x10FFFF)))
-        return 0;
-    return k + 1;
-}
-
 static void str(jw *w, const char *s)
 {
     const unsigned char *p = (const unsigned char *)s, *run = p;
@@ -96,17 +75,21 @@ static void str(jw *w, const char *s)
             put(w, run, (size_t)(p - run));
         if (!*p)
             break;
-        size_t n = utf8_len(p);
+        uint32_t cp;
+        size_t n = dtap_utf8_decode(p, &cp);
         if (n == 0) {
             puts_(w, "\\ufffd"); /* invalid byte: replacement character */
             p++;
         } else if (*p == '"' || *p == '\\') {
             ch(w, '\\');
             ch(w, (char)*p++);
-        } else if (*p < 0x20 || *p == 0x7f) {
+        } else if (dtap_cp_unsafe(cp)) {
+            /* controls, C1, bidi and zero-width characters as \uNNNN: the document stays
+             * the same data, and printing it (jq, cat) cannot drive a terminal */
             char esc[8];
-            snprintf(esc, sizeof esc, "\\u%04x", *p++);
+            snprintf(esc, sizeof esc, "\\u%04x", (unsigned)cp);
             puts_(w, esc);
+            p += n;
         } else {
             put(w, p, n);
             p += n;
@@ -197,6 +180,10 @@ static void dtype_entry(jw *w, dta_dtype t, const dta_count *c)
 static void num(jw *w, double v)
 {
     char tmp[40];
+    if (!isfinite(v)) {
+        puts_(w, "null"); /* JSON has no inf or nan */
+        return;
+    }
     if (v == (double)(int64_t)v && v > -1e15 && v < 1e15)
         snprintf(tmp, sizeof tmp, "%lld", (long long)v);
     else
@@ -279,10 +266,15 @@ static void input_json(jw *w, const input_result *r, const cli_options *o)
     close_(w, '}');
 }
 
-/* The shortest %g form that reads back as v (values are finite). */
+/* The shortest %g form that reads back as v; null when v is not finite (JSON has no inf
+ * or nan). */
 static void dnum(jw *w, double v)
 {
     char tmp[40];
+    if (!isfinite(v)) {
+        puts_(w, "null");
+        return;
+    }
     for (int prec = 6; prec <= 17; prec++) {
         snprintf(tmp, sizeof tmp, "%.*g", prec, v);
         if (strtod(tmp, NULL) == v)
@@ -529,6 +521,17 @@ void jw_key(jw *w, const char *k) { key(w, k); }
 void jw_item(jw *w, bool newline) { item(w, newline); }
 void jw_str(jw *w, const char *s) { str(w, s); }
 void jw_u64(jw *w, uint64_t v) { u64(w, v); }
+void jw_num(jw *w, double v) { dnum(w, v); }
+void jw_kv_num(jw *w, const char *k, double v)
+{
+    key(w, k);
+    dnum(w, v);
+}
+void jw_kv_null(jw *w, const char *k)
+{
+    key(w, k);
+    puts_(w, "null");
+}
 void jw_raw(jw *w, const char *s) { puts_(w, s); }
 void jw_kv_str(jw *w, const char *k, const char *v) { kv_str(w, k, v); }
 void jw_kv_u64(jw *w, const char *k, uint64_t v) { kv_u64(w, k, v); }

@@ -19,6 +19,7 @@
 #include "dtaudit/policy.h"
 #include "dtaudit/version.h"
 #include "report.h"
+#include "text_safe.h"
 
 #define SARIF_MAX_TENSORS 100 /* tensors listed per result (the count is always given) */
 
@@ -370,10 +371,19 @@ static void gh_escape(FILE *out, const char *s, bool property)
             fputs("%3A", out);
         else if (property && *p == ',')
             fputs("%2C", out);
-        else if (*p < 0x20 || *p == 0x7f)
-            fprintf(out, "\\x%02x", *p);
-        else
-            fputc(*p, out);
+        else {
+            /* controls, invalid UTF-8, C1, bidi and zero-width characters (text_safe.h) as
+             * \xNN bytes: annotation logs are read on terminals too */
+            uint32_t cp;
+            size_t n = dtap_utf8_decode(p, &cp);
+            if (n == 0 || dtap_cp_unsafe(cp)) {
+                for (size_t i = 0; i < (n ? n : 1); i++)
+                    fprintf(out, "\\x%02x", p[i]);
+            } else {
+                fwrite(p, 1, n, out);
+            }
+            p += (n ? n : 1) - 1;
+        }
     }
 }
 
