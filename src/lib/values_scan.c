@@ -283,6 +283,11 @@ static void scalar8(const dta_values_plan *p, const unsigned char *s, size_t n,
         tally(c, p->lut[s[i]], abs8(p->from, s[i]));
 }
 
+/* The portable kernels: blocks of SBLOCK elements, first the min and max of |x| (a
+ * branch-free loop the compiler vectorises with what the baseline ISA has); a block whose
+ * values are all in the normal range [sub_hi, ovf_lo) adds only its min and max, any
+ * other block is classified element by element. */
+#define SBLOCK 256
 #define SCALAR_KERNEL(NAME, T, W)                                                            \
     static void NAME(const dta_values_plan *p, const unsigned char *s, size_t n,             \
                      dta_values_counts *c)                                                   \
@@ -291,25 +296,41 @@ static void scalar8(const dta_values_plan *p, const unsigned char *s, size_t n,
                 unf = (T)p->unf_hi, sub = (T)p->sub_hi;                                      \
         uint64_t nan = 0, pinf = 0, ninf = 0, zero = 0, no = 0, nu = 0, ns = 0;              \
         T mx = 0, mn = (T)~(T)0;                                                             \
-        for (size_t i = 0; i < n; i++) {                                                     \
-            T v;                                                                             \
-            memcpy(&v, s + i * W, W);                                                        \
-            T a = (T)(v & (T)(sign - 1));                                                    \
-            if (a >= inf) {                                                                  \
-                nan += a > inf;                                                              \
-                pinf += a == inf && !(v & sign);                                             \
-                ninf += a == inf && (v & sign);                                              \
+        for (size_t b0 = 0; b0 < n; b0 += SBLOCK) {                                          \
+            size_t b1 = n - b0 < SBLOCK ? n : b0 + SBLOCK;                                   \
+            T bmx = 0, bmn = (T)~(T)0;                                                       \
+            for (size_t i = b0; i < b1; i++) {                                               \
+                T v;                                                                         \
+                memcpy(&v, s + i * W, W);                                                    \
+                T a = (T)(v & (T)(sign - 1));                                                \
+                bmx = a > bmx ? a : bmx;                                                     \
+                bmn = a < bmn ? a : bmn;                                                     \
+            }                                                                                \
+            if (bmn >= sub && bmx < ovf) {                                                   \
+                mx = bmx > mx ? bmx : mx;                                                    \
+                mn = bmn < mn ? bmn : mn;                                                    \
                 continue;                                                                    \
             }                                                                                \
-            if (a == 0) {                                                                    \
-                zero++;                                                                      \
-                continue;                                                                    \
+            for (size_t i = b0; i < b1; i++) {                                               \
+                T v;                                                                         \
+                memcpy(&v, s + i * W, W);                                                    \
+                T a = (T)(v & (T)(sign - 1));                                                \
+                if (a >= inf) {                                                              \
+                    nan += a > inf;                                                          \
+                    pinf += a == inf && !(v & sign);                                         \
+                    ninf += a == inf && (v & sign);                                          \
+                    continue;                                                                \
+                }                                                                            \
+                if (a == 0) {                                                                \
+                    zero++;                                                                  \
+                    continue;                                                                \
+                }                                                                            \
+                no += a >= ovf;                                                              \
+                nu += a < unf;                                                               \
+                ns += a >= unf && a < sub;                                                   \
+                mx = a > mx ? a : mx;                                                        \
+                mn = a < mn ? a : mn;                                                        \
             }                                                                                \
-            no += a >= ovf;                                                                  \
-            nu += a < unf;                                                                   \
-            ns += a >= unf && a < sub;                                                       \
-            mx = a > mx ? a : mx;                                                            \
-            mn = a < mn ? a : mn;                                                            \
         }                                                                                    \
         c->nan += nan;                                                                       \
         c->pos_inf += pinf;                                                                  \
