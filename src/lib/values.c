@@ -67,7 +67,7 @@ uint64_t dta_values_nonzero(const dta_values_tensor *v)
 
 typedef struct {
     size_t tensor;             /* model index */
-    dta_values_plan plan;
+    const dta_values_plan *plan; /* shared: one per source dtype (vjob.plans) */
     dta_values_counts acc;
     bool contiguous;
     uint64_t first;            /* first element in the storage (contiguous views) */
@@ -87,6 +87,8 @@ typedef struct {
     uint64_t cur_elem;
     uint64_t seq;              /* chunks handed out */
     bool stop;
+    dta_values_plan plans[DTA_DTYPE_COUNT];
+    bool have_plan[DTA_DTYPE_COUNT];
     /* the first error in hand-out order */
     uint64_t err_seq;
     dta_error err;
@@ -222,7 +224,7 @@ static dta_status scan_item(vjob *j, const vitem *it, unsigned char **buf, size_
         st = read_at(fd, *buf, bytes, s->offset + (it->task->first + it->elem) * es, path,
                      t->name, err);
         if (st == DTA_OK) {
-            dta_values_count(&it->task->plan, *buf, (size_t)it->n, c);
+            dta_values_count(it->task->plan, *buf, (size_t)it->n, c);
             __atomic_add_fetch(&j->res->bytes_read, bytes, __ATOMIC_RELAXED);
         }
         return st;
@@ -260,7 +262,7 @@ static dta_status scan_item(vjob *j, const vitem *it, unsigned char **buf, size_
                 idx[k] = 0;
             }
         }
-        dta_values_count(&it->task->plan, *buf, (size_t)t->numel, c);
+        dta_values_count(it->task->plan, *buf, (size_t)t->numel, c);
         __atomic_add_fetch(&j->res->bytes_read, s->nbytes, __ATOMIC_RELAXED);
     }
     free(whole);
@@ -392,10 +394,18 @@ dta_status dta_values_scan(const dta_model *m, const dta_values_options *o, dta_
         }
         vtask *k = &j.tasks[j.ntasks];
         const dta_storage *s = &m->storages[t->storage];
-        if (!dta_values_plan_make(s->dtype, vt->target, &k->plan)) {
-            vt->skipped = "no conversion of this dtype is defined: values not read";
-            continue;
+        if (o->target == DTA_DTYPE_NONE)
+            vt->target = s->dtype; /* its own (storage) dtype: the plan key below */
+        /* the target is the option's or the tensor's own dtype: one plan per source dtype */
+        dta_values_plan *pl = &j.plans[s->dtype];
+        if (!j.have_plan[s->dtype]) {
+            if (!dta_values_plan_make(s->dtype, vt->target, pl)) {
+                vt->skipped = "no conversion of this dtype is defined: values not read";
+                continue;
+            }
+            j.have_plan[s->dtype] = true;
         }
+        k->plan = pl;
         k->tensor = i;
         if (first_task[t->storage] == SIZE_MAX)
             first_task[t->storage] = j.ntasks;
