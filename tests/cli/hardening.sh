@@ -32,6 +32,25 @@ for f in "$TMP"/gen/*; do
     pass
 done
 
+# memory: every generated case (bombs, "billion laughs" included) under 256 MiB RSS, when
+# GNU time is there and the program is not built with a sanitizer (its shadow memory counts)
+if [ -x /usr/bin/time ] && [ -z "$DTAUDIT_WRAPPER" ] && ! grep -q __asan_init "$DTAUDIT" 2>/dev/null; then
+    for f in "$TMP"/gen/*; do
+        set +e
+        /usr/bin/time -f %M -o "$TMP/rss" "$DTAUDIT" audit "$f" >/dev/null 2>&1
+        set -e
+        kb=$(tail -1 "$TMP/rss")
+        [ "$kb" -lt 262144 ] && pass || fail "$(basename "$f"): $kb KiB RSS, over 256 MiB"
+    done
+else
+    echo "note: RSS not measured (no /usr/bin/time, a wrapper, or a sanitizer build)"
+fi
+
+# convert streams an extra deflated record and refuses one that expands like a bomb
+dta convert --to f32 -o "$TMP/bomb-out.pt" "$TMP/gen/ok-zip-extra-deflated-bomb.pt"
+if [ "$rc" -eq 2 ] && grep -q "zip bomb" "$TMP/err" && [ ! -e "$TMP/bomb-out.pt" ]; then pass; else
+    fail "convert of an extra deflated bomb: exit $rc $(cat "$TMP/err")"; fi
+
 # the safetensors file whose header length reads "PK\3\4" is read as safetensors
 dta scan --format json "$TMP/gen/ok-safetensors-pk-header.safetensors"
 if [ "$rc" -eq 0 ] && grep -q '"safetensors"' "$TMP/out"; then pass; else fail "PK header safetensors: exit $rc $(cat "$TMP/err")"; fi

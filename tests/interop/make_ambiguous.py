@@ -83,8 +83,10 @@ def tzip(records, prefix="archive", method=zipfile.ZIP_STORED):
     """records: [(name under prefix, bytes)]; data.pkl first, version last as torch does"""
     b = io.BytesIO()
     with zipfile.ZipFile(b, "w", method) as z:
-        for name, data in records:
-            z.writestr(zipfile.ZipInfo(prefix + "/" + name), data, compress_type=method)
+        for rec in records:
+            name, data = rec[0], rec[1]
+            z.writestr(zipfile.ZipInfo(prefix + "/" + name), data,
+                       compress_type=rec[2] if len(rec) > 2 else method)
     return b.getvalue()
 
 
@@ -209,6 +211,12 @@ def main():
     files["warn-zip-deflated.pt"] = tzip(
         [("data.pkl", gpkl), ("data/0", half_pair()), ("version", b"3\n")],
         method=zipfile.ZIP_DEFLATED)
+
+    # an extra deflated record of 256 MiB of zeros (about 256 KB compressed): audit never
+    # reads it; convert copies it and must stream it, and refuse it as a bomb
+    files["ok-zip-extra-deflated-bomb.pt"] = tzip(
+        [("data.pkl", gpkl), ("data/0", half_pair()), ("extra.bin", b"\0" * (256 << 20), zipfile.ZIP_DEFLATED),
+         ("version", b"3\n")])
 
     # -- "billion laughs": 40 nested lists, each holding the previous one twice, under one
     #    tensor: 2^40 paths to walk from a few hundred bytes
