@@ -16,6 +16,8 @@ shapes, and (for directories) a config.json with the real model_type / architect
   llama-inv-freq.safetensors  fp16 Llama with persisted rotary_emb.inv_freq (float32),
                        no config.json (universal rule)             -> intended
   mamba-bf16.safetensors  Mamba-1 mixers, A_log and D float32, no config.json -> intended
+  mamba-extra.safetensors the same plus a float32 tensor no rule covers in one mixer
+                       -> mixed-module there (its fix must keep A_log and D)
   ttt-policy.json      a policy that declares seed 002's TTT states intended locally
 
 Usage: make-intended-fixtures.py OUTDIR   (needs torch and safetensors)
@@ -167,6 +169,9 @@ def main():
                "torch_dtype": "bfloat16"})
     save_file(llama_inv_freq(), os.path.join(out, "llama-inv-freq.safetensors"))
     save_file(mamba(), os.path.join(out, "mamba-bf16.safetensors"))
+    extra = mamba()
+    extra["backbone.layers.1.mixer.extra_scale"] = torch.ones(16)  # float32, in no table
+    save_file(extra, os.path.join(out, "mamba-extra.safetensors"))
     with open(os.path.join(out, "ttt-policy.json"), "w") as f:
         json.dump({"version": 1, "description": "our TTT port keeps fast-weight states in fp32",
                    "intended": [{"id": "local.ttt-states", "patterns": ["ttt.*_states"],

@@ -101,6 +101,12 @@ typedef struct {
     /* polled between chunks (may be NULL): nonzero cancels the job; the temporary output
      * is removed and DTA_E_IO ("cancelled") returned. A signal handler may set it. */
     volatile int *cancel;
+    /* --to auto: each root to its compute dtype (its dominant floating dtype; a root whose
+     * dominant dtype is not F32/F16/BF16 is left as it is); `to` is then ignored. */
+    bool to_auto;
+    /* --keep-intended: tensors this intended-precision table matches (intended.h) keep
+     * their dtype (NULL: none kept). */
+    const struct dta_intended *keep_intended;
 } dta_convert_options;
 
 /* A tensor whose values the target cannot hold (overflow), or that holds NaN/Inf. */
@@ -125,6 +131,8 @@ typedef struct {
     size_t nleft_out;
     char **copied_weights;       /* weight-like files copied without conversion */
     size_t ncopied_weights;
+    size_t kept_intended;        /* floating tensors kept as intended islands (--keep-intended) */
+    dta_dtype auto_to;           /* --to auto: config.json's new dtype (the first root's), else NONE */
 } dta_convert_result;
 
 /* Converts the checkpoint at in (file, index or directory) to out, atomically: the data

@@ -100,6 +100,12 @@ static void str_array(jw *w, const char *k, char *const *v, size_t n)
     jw_arr_end(w);
 }
 
+/* "BF16", or "auto" for --to auto (each root to its own compute dtype) */
+static const char *to_name(const cli_options *o)
+{
+    return o->to_auto ? "auto" : dta_dtype_name(o->to);
+}
+
 static void print_convert_json(FILE *out, const cli_options *o, const dta_convert_result *r)
 {
     jw *w = jw_new(out);
@@ -116,7 +122,14 @@ static void print_convert_json(FILE *out, const cli_options *o, const dta_conver
     else
         jw_kv_null(w, "output");
     jw_kv_str(w, "format", r->out_format);
-    jw_kv_str(w, "to", dta_dtype_name(o->to));
+    jw_kv_str(w, "to", to_name(o));
+    if (o->to_auto) {
+        if (r->auto_to != DTA_DTYPE_NONE)
+            jw_kv_str(w, "auto_to", dta_dtype_name(r->auto_to));
+        else
+            jw_kv_null(w, "auto_to");
+    }
+    jw_kv_u64(w, "kept_intended", r->kept_intended);
     jw_kv_bool(w, "refused", r->refused);
     jw_kv_u64(w, "tensors", r->tensors);
     jw_kv_u64(w, "tensors_converted", r->tensors_converted);
@@ -164,12 +177,12 @@ static void print_convert_text(FILE *out, const cli_options *o, const dta_conver
     fmt_bytes(bo, sizeof bo, r->bytes_out);
     if (r->refused) {
         fprintf(out, "refused: values that %s cannot hold; nothing was written\n",
-                dta_dtype_name(o->to));
+                to_name(o));
         for (size_t i = 0; i < r->nissues; i++)
             if (r->issues[i].overflow)
                 fprintf(out, "  %s: %llu value%s beyond the %s range\n", shown(r->issues[i].name),
                         (unsigned long long)r->issues[i].overflow,
-                        r->issues[i].overflow == 1 ? "" : "s", dta_dtype_name(o->to));
+                        r->issues[i].overflow == 1 ? "" : "s", to_name(o));
         fprintf(out, "convert anyway with --on-overflow inf (what torch's .to() does) or "
                      "--on-overflow saturate, or keep those tensors with --keep\n");
         return;
@@ -178,7 +191,7 @@ static void print_convert_text(FILE *out, const cli_options *o, const dta_conver
         return;
     fprintf(out, "converted %s -> %s (%s)\n", shown(o->paths[0]), shown(r->written), r->out_format);
     fprintf(out, "  %zu of %zu tensors to %s (%zu storages); tensor data %s -> %s\n",
-            r->tensors_converted, r->tensors, dta_dtype_name(o->to), r->storages_converted, bi,
+            r->tensors_converted, r->tensors, to_name(o), r->storages_converted, bi,
             bo);
     if (r->files_copied)
         fprintf(out, "  %zu other file%s and link%s copied as they are\n", r->files_copied,
@@ -188,14 +201,24 @@ static void print_convert_text(FILE *out, const cli_options *o, const dta_conver
                 shown(r->copied_weights[i]));
     for (size_t i = 0; i < r->nleft_out; i++)
         fprintf(out, "  left out: %s\n", shown(r->left_out[i]));
+    if (o->to_auto)
+        fprintf(out, "  --to auto: each root to its dominant dtype%s%s%s\n",
+                r->auto_to != DTA_DTYPE_NONE ? " (the first root: " : "",
+                r->auto_to != DTA_DTYPE_NONE ? dta_dtype_name(r->auto_to) : "",
+                r->auto_to != DTA_DTYPE_NONE ? ")" : "");
+    if (r->kept_intended)
+        fprintf(out, "  %zu intended tensor%s kept in %s dtype (--keep-intended; see audit's "
+                     "'intended' findings)\n",
+                r->kept_intended, r->kept_intended == 1 ? "" : "s",
+                r->kept_intended == 1 ? "its" : "their");
     if (r->stats.overflow)
         fprintf(out, "  %llu values beyond the %s range became %s (--on-overflow %s)\n",
-                (unsigned long long)r->stats.overflow, dta_dtype_name(o->to),
+                (unsigned long long)r->stats.overflow, to_name(o),
                 o->overflow == DTA_OVERFLOW_SATURATE ? "the largest finite value" : "inf",
                 o->overflow == DTA_OVERFLOW_SATURATE ? "saturate" : "inf");
     if (r->stats.underflow && o->verbosity > 0)
         fprintf(out, "  %llu nonzero values became zero (below the smallest %s subnormal)\n",
-                (unsigned long long)r->stats.underflow, dta_dtype_name(o->to));
+                (unsigned long long)r->stats.underflow, to_name(o));
     if (r->stats.nan || r->stats.inf) {
         fprintf(out, "  note: the source already holds %llu NaN and %llu Inf values (kept):\n",
                 (unsigned long long)r->stats.nan, (unsigned long long)r->stats.inf);
@@ -228,6 +251,10 @@ int cmd_convert(cli_options *o)
     co.device = o->device == DEVICE_CUDA ? DTA_DEVICE_CUDA
                 : o->device == DEVICE_CPU ? DTA_DEVICE_CPU : DTA_DEVICE_AUTO;
     co.to = o->to;
+    co.to_auto = o->to_auto;
+    /* --keep-intended: on by default with --to auto, off otherwise */
+    if (o->keep_intended > 0 || (o->keep_intended < 0 && o->to_auto))
+        co.keep_intended = o->intended;
     co.only = (const char *const *)o->only;
     co.nonly = o->nonly;
     co.keep = (const char *const *)o->keep;

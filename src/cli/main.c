@@ -182,6 +182,7 @@ int main(int argc, char **argv)
     o.color = -1;
     o.expect = DTA_DTYPE_NONE;
     o.to = DTA_DTYPE_NONE;
+    o.keep_intended = -1;
     o.fail_on = DTA_SEV_WARNING;
     o.target = DTA_DTYPE_NONE;
     o.underflow_share = DTA_UNDERFLOW_SHARE_DEFAULT;

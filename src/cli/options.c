@@ -24,7 +24,9 @@ const cli_option cli_option_table[] = {
     {"values", 0, NULL, CMD_AUDIT, "read the tensor data: NaN/inf (nonfinite), and against the target overflow (range-overflow) and values lost to zero (precision-underflow)"},
     {"target", 0, "DTYPE", CMD_AUDIT, "dtype --values checks the values against: f32, f16 or bf16 (default: --expect when it is one of them); implies --values"},
     {"strict", 0, NULL, CMD_AUDIT, "report intended-precision islands (T5 wo, MoE routing biases, A_log, ...) as ordinary dtype findings"},
-    {"to", 't', "DTYPE", CMD_CONVERT, "target dtype: f32, f16 or bf16 (floating tensors only; integers never change)"},
+    {"to", 't', "DTYPE", CMD_CONVERT, "target dtype: f32, f16 or bf16 (floating tensors only; integers never change), or auto: each root to its dominant dtype"},
+    {"keep-intended", 0, NULL, CMD_CONVERT, "keep intended-precision islands (T5 wo, MoE routing biases, A_log, ...) in their dtype (default with --to auto)"},
+    {"no-keep-intended", 0, NULL, CMD_CONVERT, "convert intended-precision islands too (with --to auto)"},
     {"output", 'o', "OUT", CMD_CONVERT, "output file, or directory for a model directory or sharded index"},
     {"only", 0, "GLOB", CMD_CONVERT, "convert only tensors or modules matching GLOB; repeatable"},
     {"keep", 0, "GLOB", CMD_CONVERT, "keep tensors or modules matching GLOB in their dtype (e.g. '*norm*'); repeatable"},
@@ -147,12 +149,14 @@ static int add_allow(cli_options *o, const char *spec)
 
 int cli_parse(int argc, char **argv, cli_options *o)
 {
-    struct option longs[32];
+    struct option longs[64]; /* more than the table has: checked below */
     char shorts[64] = "";
     size_t n = 0, sn = 0;
     int cmd = o->command;
 
     for (const cli_option *t = cli_option_table; t->name; t++, n++) {
+        if (n + 1 >= sizeof longs / sizeof longs[0])
+            return usage_error("%s", "internal error: option table larger than longs[]");
         longs[n].name = t->name;
         longs[n].has_arg = t->arg ? required_argument : no_argument;
         longs[n].flag = NULL;
@@ -229,6 +233,9 @@ int cli_parse(int argc, char **argv, cli_options *o)
                 return usage_error("--fail-on: '%s' is not error, warning, info or never", arg);
             o->fail_on = (dta_severity)s;
             o->fail_on_set = true;
+        } else if (strcmp(t->name, "keep-intended") == 0 ||
+                   strcmp(t->name, "no-keep-intended") == 0) {
+            o->keep_intended = t->name[0] == 'k';
         } else if (strcmp(t->name, "strict") == 0) {
             o->strict = o->strict_set = true;
         } else if (strcmp(t->name, "policy") == 0) {
@@ -243,9 +250,10 @@ int cli_parse(int argc, char **argv, cli_options *o)
                 return usage_error("--target: '%s' is not f32, f16 or bf16", arg);
             o->values = true;
         } else if (strcmp(t->name, "to") == 0) {
-            o->to = dta_dtype_from_alias(arg);
-            if (o->to != DTA_F32 && o->to != DTA_F16 && o->to != DTA_BF16)
-                return usage_error("--to: '%s' is not f32, f16 or bf16", arg);
+            o->to_auto = strcmp(arg, "auto") == 0;
+            o->to = o->to_auto ? DTA_DTYPE_NONE : dta_dtype_from_alias(arg);
+            if (!o->to_auto && o->to != DTA_F32 && o->to != DTA_F16 && o->to != DTA_BF16)
+                return usage_error("--to: '%s' is not f32, f16, bf16 or auto", arg);
         } else if (strcmp(t->name, "output") == 0) {
             o->output = arg;
         } else if (strcmp(t->name, "only") == 0 || strcmp(t->name, "keep") == 0) {
@@ -310,7 +318,7 @@ int cli_parse(int argc, char **argv, cli_options *o)
         return usage_error("%s: takes one PATH", o->command_name);
     if (cmd == CMD_CONVERT && !o->output)
         return usage_error("%s: needs -o OUT", o->command_name);
-    if (cmd == CMD_CONVERT && o->to == DTA_DTYPE_NONE)
+    if (cmd == CMD_CONVERT && o->to == DTA_DTYPE_NONE && !o->to_auto)
         return usage_error("%s: needs --to f32, f16 or bf16", o->command_name);
     o->paths = argv + optind;
     o->npaths = (size_t)(argc - optind);

@@ -57,6 +57,8 @@ typedef struct {
     /* intended precision (intended.h): the table (built-in + policy rules; main.c) */
     bool strict, strict_set; /* --strict: intended islands are ordinary findings */
     const dta_intended *intended;
+    bool to_auto;            /* convert --to auto */
+    int keep_intended;       /* --keep-intended 1, --no-keep-intended 0, -1 default (auto: on) */
 } cli_options;
 
 int cmd_convert(cli_options *o);

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "dtaudit/version.h"
+#include "fix.h"
 #include "report.h"
 #include "text_safe.h"
 
@@ -336,7 +337,7 @@ static void tensor_json(jw *w, const input_result *r, const dta_tensor *t)
     close_(w, '}');
 }
 
-static void finding_json(jw *w, const input_result *r, const dta_finding *f)
+static void finding_json(jw *w, const cli_options *o, const input_result *r, const dta_finding *f)
 {
     item(w, true);
     open_(w, '{');
@@ -367,6 +368,26 @@ static void finding_json(jw *w, const input_result *r, const dta_finding *f)
         kv_str(w, "why", f->intended->why);
         kv_str(w, "evidence", f->intended->evidence);
         close_(w, '}');
+    }
+    /* the command that removes it (fix.h; the text output prints the same), or null */
+    char glob[4096];
+    cli_fix fx;
+    cli_fix_glob(f, glob, sizeof glob);
+    key(w, "fix");
+    if (cli_fix_build(o, r, f, glob, &fx)) {
+        open_(w, '{');
+        key(w, "argv");
+        ch(w, '[');
+        for (size_t j = 0; j < fx.argc; j++) {
+            if (j)
+                puts_(w, ", ");
+            str(w, fx.argv[j]);
+        }
+        ch(w, ']');
+        kv_str(w, "description", fx.description);
+        close_(w, '}');
+    } else {
+        puts_(w, "null");
     }
     close_(w, '}');
 }
@@ -460,7 +481,7 @@ int report_json(FILE *out, const cli_options *o, const input_result *in, size_t 
         for (size_t i = 0; i < n; i++)
             for (size_t k = 0; in[i].model && k < in[i].report->nfindings; k++) {
                 const dta_finding *f = &in[i].report->findings[k];
-                finding_json(w, &in[i], f);
+                finding_json(w, o, &in[i], f);
                 if (f->severity <= DTA_SEV_ERROR)
                     sev[f->severity]++;
             }

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "fix.h"
 #include "report.h"
 
 typedef struct {
@@ -301,6 +302,7 @@ typedef struct {
     const palette *pal;
     int verbosity;
     const ttab *tab; /* the tree being printed */
+    const cli_options *o;
 } tctx;
 
 static void sum_group(tnode **members, size_t n, dta_count *total, dta_count *by)
@@ -722,16 +724,17 @@ static void print_fix(tctx *c, const input_result *in, const dta_finding *f, con
     bool dtype_rule = f->rule_id == DTA_RULE_DTYPE_OUTLIER ||
                       f->rule_id == DTA_RULE_MIXED_MODULE ||
                       f->rule_id == DTA_RULE_EXPECT_MISMATCH;
+    cli_fix fx;
+    char cmd[8192];
+    bool has_fix = cli_fix_build(c->o, in, f, glob, &fx); /* the command JSON's "fix" holds */
+    if (has_fix)
+        cli_fix_shell(&fx, cmd, sizeof cmd);
     if (dtype_rule && f->expected != DTA_DTYPE_NONE) {
-        suggest_output(outp, sizeof outp, in->path, f->expected);
-        shell_quote(qp, sizeof qp, in->path);
-        shell_quote(qo, sizeof qo, outp);
-        if (glob[0])
-            fprintf(c->out, "      %sfix:%s dtaudit convert --to %s --only %s %s -o %s\n", pal_dim,
-                    reset, dtype_alias(f->expected), shell_quote(qg, sizeof qg, glob), qp, qo);
+        if (has_fix)
+            fprintf(c->out, "      %sfix:%s %s\n", pal_dim, reset, cmd);
         else
-            fprintf(c->out, "      %sfix:%s dtaudit convert --to %s %s -o %s\n", pal_dim, reset,
-                    dtype_alias(f->expected), qp, qo);
+            fprintf(c->out, "      %sfix:%s none that dtaudit convert can apply (it writes f32, "
+                    "f16 and bf16 from floating dtypes it can read)\n", pal_dim, reset);
         if (glob[0] && f->dtype != DTA_DTYPE_NONE) {
             snprintf(allow, sizeof allow, "%s=%s", glob, dta_dtype_name(f->dtype));
             fprintf(c->out, "      %sor, if intended:%s --allow %s\n", pal_dim, reset,
@@ -739,19 +742,15 @@ static void print_fix(tctx *c, const input_result *in, const dta_finding *f, con
         }
     } else if (f->rule_id == DTA_RULE_CONFIG_MISMATCH) {
         fprintf(c->out,
-                "      %sfix:%s set \"torch_dtype\": \"%s\" in config.json, or convert the weights: "
-                "dtaudit convert --to %s %s -o %s\n",
-                pal_dim, reset, dta_dtype_get(f->dtype)->torch_name, dtype_alias(f->expected),
-                shell_quote(qp, sizeof qp, in->path),
-                (suggest_output(outp, sizeof outp, in->path, f->expected), shell_quote(qo, sizeof qo, outp)));
+                "      %sfix:%s set \"torch_dtype\": \"%s\" in config.json, or convert the weights%s%s\n",
+                pal_dim, reset, dta_dtype_get(f->dtype)->torch_name, has_fix ? ": " : "",
+                has_fix ? cmd : "");
     } else if (f->rule_id == DTA_RULE_ADAPTER_MISMATCH) {
-        suggest_output(outp, sizeof outp, in->path, f->expected);
         fprintf(c->out,
-                "      %sfix:%s dtaudit convert --to %s %s -o %s, or set the trainer's precision "
+                "      %sfix:%s %s%sset the trainer's precision "
                 "from the base model; if intended: \"severity\": {\"adapter-mismatch\": \"info\"} "
                 "in a --policy file\n",
-                pal_dim, reset, dtype_alias(f->expected), shell_quote(qp, sizeof qp, in->path),
-                shell_quote(qo, sizeof qo, outp));
+                pal_dim, reset, has_fix ? cmd : "", has_fix ? ", or " : "");
     } else if (f->rule_id == DTA_RULE_INDEX_MISMATCH) {
         fprintf(c->out, "      %sfix:%s re-save the checkpoint, or correct the index's weight_map and "
                 "metadata.total_size\n", pal_dim, reset);
@@ -923,7 +922,7 @@ static void print_adapter(tctx *c, const cli_options *o, const dta_adapter *a)
 void report_text(FILE *out, const cli_options *o, const input_result *in, size_t n, bool color)
 {
     palette pal = {color};
-    tctx c = {out, &pal, o->verbosity, NULL};
+    tctx c = {out, &pal, o->verbosity, NULL, o};
     bool audit = o->command == CMD_AUDIT;
     uint64_t tensors = 0, params = 0, bytes = 0, sev[3] = {0, 0, 0};
     size_t ok = 0;

@@ -23,6 +23,7 @@
 
 #include "dtaudit/backend.h"
 #include "dtaudit/convert.h"
+#include "convert_auto.h"
 #include "format.h"
 #include "model_build.h"
 #include "copytree.h"
@@ -45,6 +46,7 @@ typedef struct {
     bool cuda;               /* kernels run on the GPU (backend.h) */
     bool *only_hit;          /* per --only glob: it named a tensor of the input */
     const dtap_target *target; /* the output: never one of the files read */
+    const dtap_auto *ap;     /* per-tensor targets (--to auto, --keep-intended) */
 } job;
 
 typedef dta_status (*convert_fn)(dta_dtype, dta_dtype, const void *, void *, size_t,
@@ -132,31 +134,35 @@ static void progress(job *j, uint64_t n)
 
 /* ---- selection ---------------------------------------------------------------------- */
 
-static bool selected(const dta_convert_options *o, const dta_tensor *t, bool *only_hit)
+/* The tensor's target (DTA_DTYPE_NONE: it keeps its dtype). */
+static dta_dtype selected(const dta_convert_options *o, const dtap_auto *ap, const dta_tensor *t,
+                          bool *only_hit)
 {
     for (size_t i = 0; i < o->nonly && only_hit; i++)
         if (!only_hit[i] && dtap_name_matches(o->only[i], t->name))
             only_hit[i] = true;
-    if (!dta_convert_supported(t->dtype, o->to) || t->dtype == o->to ||
+    dta_dtype to = dtap_auto_target(ap, o, t);
+    if (to == DTA_DTYPE_NONE || !dta_convert_supported(t->dtype, to) || t->dtype == to ||
         !dta_dtype_is_float(t->dtype))
-        return false;
+        return DTA_DTYPE_NONE;
     if (!o->optimizer && strncmp(t->root, "optimizer", 9) == 0)
-        return false;
+        return DTA_DTYPE_NONE;
     bool in = o->nonly == 0;
     for (size_t i = 0; i < o->nonly && !in; i++)
         in = dtap_name_matches(o->only[i], t->name);
     for (size_t i = 0; i < o->nkeep && in; i++)
         in = !dtap_name_matches(o->keep[i], t->name);
-    return in;
+    return in ? to : DTA_DTYPE_NONE;
 }
 
 /* new_dtype[s] for every storage: the target when every tensor viewing it is selected.
  * A storage whose views disagree cannot be half converted: refuse, naming them. */
-static dta_status plan(const dta_model *m, const dta_convert_options *o, bool *only_hit,
-                       dta_dtype **out, dta_error *err)
+static dta_status plan(const dta_model *m, const dta_convert_options *o, const dtap_auto *ap,
+                       bool *only_hit, dta_dtype **out, dta_error *err)
 {
     dta_dtype *nd = calloc(m->nstorages ? m->nstorages : 1, sizeof *nd);
-    signed char *vote = calloc(m->nstorages ? m->nstorages : 1, 1); /* 0 none, 1 yes, 2 no */
+    /* per storage: 0 no vote yet, 1 its first view keeps its dtype, else 2 + that view's target */
+    int *vote = calloc(m->nstorages ? m->nstorages : 1, sizeof *vote);
     size_t *first = calloc(m->nstorages ? m->nstorages : 1, sizeof *first);
     if (!nd || !vote || !first) {
         free(nd);
@@ -170,13 +176,14 @@ static dta_status plan(const dta_model *m, const dta_convert_options *o, bool *o
         const dta_tensor *t = &m->tensors[i];
         if (t->storage == SIZE_MAX)
             continue;
-        signed char v = selected(o, t, only_hit) ? 1 : 2;
+        dta_dtype to = selected(o, ap, t, only_hit);
+        int v = to == DTA_DTYPE_NONE ? 1 : 2 + (int)to;
         if (vote[t->storage] == 0) {
             vote[t->storage] = v;
             first[t->storage] = i;
         } else if (vote[t->storage] != v) {
             const dta_tensor *a = &m->tensors[first[t->storage]];
-            const dta_tensor *yes = v == 1 ? t : a, *no = v == 1 ? a : t;
+            const dta_tensor *yes = to != DTA_DTYPE_NONE ? t : a, *no = yes == t ? a : t;
             dta_error_set(err, DTA_E_REFUSED, 0,
                           "tensors '%.120s' and '%.120s' share one storage but only '%.120s' "
                           "is selected for conversion; select both or neither (--only/--keep)",
@@ -188,8 +195,8 @@ static dta_status plan(const dta_model *m, const dta_convert_options *o, bool *o
         }
     }
     for (size_t s = 0; s < m->nstorages; s++)
-        if (vote[s] == 1)
-            nd[s] = o->to;
+        if (vote[s] >= 2)
+            nd[s] = (dta_dtype)(vote[s] - 2);
     free(vote);
     free(first);
     *out = nd;
@@ -562,7 +569,7 @@ static dta_status convert_file(job *j, const char *in, int fd, const char *path,
                            "--out-format safetensors");
         goto out;
     }
-    if ((st = plan(m, j->o, j->only_hit, &nd, j->err)) != DTA_OK)
+    if ((st = plan(m, j->o, j->ap, j->only_hit, &nd, j->err)) != DTA_OK)
         goto out;
     j->res->tensors += m->ntensors;
     j->total += output_bytes(m, nd, of == DTA_OUT_SAFETENSORS);
@@ -862,9 +869,12 @@ static dta_status convert_tree(job *j, const char *in, const char *tmp, const ch
                                    "%s: not a regular file inside the input%s%.300s; not read",
                                    cfg, inside == 0 ? " (it leads to " : "",
                                    inside == 0 ? where : "");
-            else
-                st = rewrite_config(cfg, tmp, j->o->to, j->err);
-            skip[nskip++] = "config.json";
+            /* its dtype becomes the target (--to auto: the first root's; when no root has a
+             * dtype convert writes, it is copied as it is) */
+            else if (j->ap->config_to != DTA_DTYPE_NONE) {
+                st = rewrite_config(cfg, tmp, j->ap->config_to, j->err);
+                skip[nskip++] = "config.json";
+            }
         }
         dtap_copy_report rep = {0};
         if (st == DTA_OK)
@@ -911,9 +921,13 @@ dta_status dta_convert_checkpoint(const char *in, const char *out, const dta_con
     *res = NULL;
     if (!in || !out || !o)
         return dta_error_set(err, DTA_E_ARG, 0, "convert: missing argument");
-    if (o->to != DTA_F32 && o->to != DTA_F16 && o->to != DTA_BF16)
+    if (!o->to_auto && o->to != DTA_F32 && o->to != DTA_F16 && o->to != DTA_BF16)
         return dta_error_set(err, DTA_E_ARG, 0, "convert: target must be F32, F16 or BF16, not %s",
                              dta_dtype_name(o->to));
+    dtap_auto ap;
+    st = dtap_auto_plan(in, o, &ap, err);
+    if (st != DTA_OK)
+        return st;
     if (stat(in, &sb) != 0)
         return dta_error_set(err, DTA_E_IO, errno, "%s: cannot open: %s", in, strerror(errno));
     bool tree = S_ISDIR(sb.st_mode) || is_index_file(in);
@@ -930,13 +944,17 @@ dta_status dta_convert_checkpoint(const char *in, const char *out, const dta_con
     j.only_hit = calloc(o->nonly ? o->nonly : 1, sizeof *j.only_hit);
     j.in = malloc(j.chunk);
     j.out = malloc(j.chunk * 2); /* the target may be wider than the source (bf16 -> f32) */
+    j.ap = &ap;
     if (!j.res || !j.in || !j.out || !j.only_hit) {
         free(j.only_hit);
         free(j.in);
         free(j.out);
         free(j.res);
+        dtap_auto_free(&ap);
         return dta_error_set(err, DTA_E_NOMEM, ENOMEM, "out of memory");
     }
+    j.res->kept_intended = ap.kept_intended;
+    j.res->auto_to = o->to_auto ? ap.config_to : DTA_DTYPE_NONE;
     st = dtap_target_open(&t, out, tree, tree && !S_ISDIR(sb.st_mode), o->force, in, err);
     j.target = &t;
     char tmpname[sizeof t.tmp]; /* for error messages: named as OUT, see below */
@@ -981,6 +999,7 @@ dta_status dta_convert_checkpoint(const char *in, const char *out, const dta_con
     free(j.in);
     free(j.out);
     free(j.only_hit);
+    dtap_auto_free(&ap);
     if (st != DTA_OK) {
         dta_convert_result_free(j.res);
         return st;

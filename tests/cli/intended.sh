@@ -117,6 +117,39 @@ dta audit --format json --policy "$TMP/wo.json" "$TMP/we.safetensors"
 [ "$rc" -eq 1 ] && [ "$(pyj 'sorted((f["rule"], f["module"]) for f in d["findings"])')" = "[('dtype-outlier', 'embeddings'), ('intended', 'layer.0.wo.weight')]" ] \
     && pass || fail "dotted components: $(pyj 'sorted((f["rule"], f["module"]) for f in d["findings"])')"
 
+# convert --to auto: each root to its dominant dtype, intended islands kept (read back with
+# safetensors); --no-keep-intended converts them; --keep-intended works with an explicit --to.
+dta convert --format json --to auto "$F/t5-bf16" -o "$TMP/t5-auto"
+[ "$rc" -eq 0 ] && [ "$(pyj '(d["to"], d["auto_to"], d["kept_intended"], d["tensors_converted"])')" = "('auto', 'BF16', 4, 0)" ] \
+    && pass || fail "--to auto JSON: exit $rc $(cat "$TMP/out" "$TMP/err")"
+st_dtypes() { "$PYTHON" -c 'import sys, collections; from safetensors import safe_open
+f = safe_open(sys.argv[1], "pt"); c = collections.Counter(str(f.get_tensor(k).dtype) + (" wo" if ".wo." in k else "") for k in f.keys()); print(sorted(c.items()))' "$1"; }
+[ "$(st_dtypes "$TMP/t5-auto/model.safetensors")" = "[('torch.bfloat16', 43), ('torch.float32 wo', 4)]" ] \
+    && pass || fail "--to auto kept wo: $(st_dtypes "$TMP/t5-auto/model.safetensors")"
+dta convert --to auto --no-keep-intended "$F/t5-bf16" -o "$TMP/t5-nokeep"
+[ "$rc" -eq 0 ] && [ "$(st_dtypes "$TMP/t5-nokeep/model.safetensors")" = "[('torch.bfloat16', 43), ('torch.bfloat16 wo', 4)]" ] \
+    && pass || fail "--no-keep-intended: exit $rc $(st_dtypes "$TMP/t5-nokeep/model.safetensors")"
+dta convert --to f16 --keep-intended "$F/t5-bf16" -o "$TMP/t5-f16k"
+[ "$rc" -eq 0 ] && [ "$(st_dtypes "$TMP/t5-f16k/model.safetensors")" = "[('torch.float16', 43), ('torch.float32 wo', 4)]" ] \
+    && grep -q '"torch_dtype": "float16"' "$TMP/t5-f16k/config.json" \
+    && pass || fail "--to f16 --keep-intended: exit $rc $(st_dtypes "$TMP/t5-f16k/model.safetensors")"
+dta convert --to f16 "$F/t5-bf16" -o "$TMP/t5-f16"
+[ "$rc" -eq 0 ] && [ "$(st_dtypes "$TMP/t5-f16/model.safetensors")" = "[('torch.float16', 43), ('torch.float16 wo', 4)]" ] \
+    && pass || fail "--to f16 converts everything by default: $(st_dtypes "$TMP/t5-f16/model.safetensors")"
+# auto on a file without config: seed 001's projector goes to F16, the audit is clean
+dta convert --to auto tests/fixtures/seeds/001_distill_logit_projector.safetensors -o "$TMP/001-auto.safetensors"
+[ "$rc" -eq 0 ] && grep -q "to auto" "$TMP/out" && pass || fail "--to auto seed 001: exit $rc"
+dta audit "$TMP/001-auto.safetensors"
+[ "$rc" -eq 0 ] && pass || fail "audit after --to auto: exit $rc $(cat "$TMP/out")"
+# config.json follows the weights with --to auto (a config that said float16 over bf16 weights)
+mkdir -p "$TMP/cfg"
+cp tests/fixtures/seeds/003_higgs_audio_fixed.safetensors "$TMP/cfg/model.safetensors"
+echo '{"model_type": "higgs", "torch_dtype": "float16"}' >"$TMP/cfg/config.json"
+dta convert --to auto "$TMP/cfg" -o "$TMP/cfg-auto"
+[ "$rc" -eq 0 ] && grep -q '"torch_dtype": "bfloat16"' "$TMP/cfg-auto/config.json" && pass || fail "auto config: $rc $(cat "$TMP/cfg-auto/config.json")"
+dta convert --to autox "$F/t5-bf16" -o "$TMP/x"
+[ "$rc" -eq 2 ] && grep -q "bf16 or auto" "$TMP/err" && pass || fail "--to autox: $rc"
+
 # The table is compiled in: it works from any directory, without the source tree.
 (cd / && "$DTAUDIT" audit -q "$F/t5-bf16" >/dev/null) && pass || fail "table not compiled in"
 finish

@@ -1,0 +1,9 @@
+#!/bin/sh
+# Every fix printed runs and clears its finding without raising another, and convert
+# --to auto normalises every fixture whose findings are dtype findings (tests/cli/fixes.py).
+. "$(dirname "$0")/lib.sh"
+"$PYTHON" -c 'import torch, safetensors' 2>/dev/null || { echo "SKIP: torch/safetensors not importable by $PYTHON"; exit 77; }
+"$PYTHON" scripts/make-intended-fixtures.py "$TMP/ifx" || { echo "FAIL: fixture generation"; exit 1; }
+mkdir -p "$TMP/work"
+$DTAUDIT_WRAPPER true 2>/dev/null || true
+"$PYTHON" tests/cli/fixes.py "$DTAUDIT" "$TMP/work" "$TMP/ifx"
