@@ -496,8 +496,8 @@ static dta_status write_storage(void *ctx, size_t s, dtap_zipw *z, dta_error *er
     if (r == DTA_OK && c->nd[s] != st->dtype) {
         add_stats(&c->j->res->stats, &cs);
         c->j->res->storages_converted++;
-        for (size_t i = 0; i < c->m->ntensors; i++)
-            c->j->res->tensors_converted += c->m->tensors[i].storage == s;
+        c->j->res->tensors_converted += st->ntensors; /* the tensors viewing s (not a scan of
+                                                       * every tensor per storage: quadratic) */
         r = note_issue(c->j, c->m, s, &cs);
     }
     return r;

@@ -167,6 +167,7 @@ dta_status dtap_torchzip_read_storage(const dtap_torchzip *t, const dta_model *m
 typedef struct {
     char *name;
     uint64_t size, local;
+    uint64_t hash; /* of the name after the prefix, for the duplicate check */
     uint32_t crc;
 } zw_ent;
 
@@ -178,8 +179,10 @@ struct dtap_zipw {
     size_t blen;
     zw_ent *ents;
     size_t n, cap;
+    size_t *htab, hcap; /* entry index + 1 by name hash, open addressing */
     bool in_rec, failed, finished;
     uint64_t rsize, rdone, rlocal;
+    uint64_t rhash;
     uint32_t rcrc;
     char *rname;
 };
@@ -270,7 +273,29 @@ void dtap_zipw_free(dtap_zipw *z)
     free(z->rname);
     free(z->prefix);
     free(z->buf);
+    free(z->htab);
     free(z);
+}
+
+/* Room for one more name in the duplicate table (load at most 1/2). */
+static dta_status zw_names_grow(dtap_zipw *z, dta_error *err)
+{
+    if (2 * (z->n + 1) <= z->hcap)
+        return DTA_OK;
+    size_t nc = z->hcap ? 2 * z->hcap : 64;
+    size_t *nt = calloc(nc, sizeof *nt);
+    if (!nt)
+        return dta_error_set(err, DTA_E_NOMEM, ENOMEM, "out of memory");
+    for (size_t i = 0; i < z->n; i++) {
+        size_t k = (size_t)z->ents[i].hash & (nc - 1);
+        while (nt[k])
+            k = (k + 1) & (nc - 1);
+        nt[k] = i + 1;
+    }
+    free(z->htab);
+    z->htab = nt;
+    z->hcap = nc;
+    return DTA_OK;
 }
 
 static dta_status zw_state(dtap_zipw *z, bool want_rec, dta_error *err)
@@ -291,11 +316,19 @@ dta_status dtap_zipw_begin(dtap_zipw *z, const char *rel, uint64_t size, dta_err
     if (!rel || !*rel) return dta_error_set(err, DTA_E_ARG, 0, "zip writer: empty record name");
     if (z->n >= DTA_MAX_WRITE_ZIP_ENTRIES)
         return dta_error_set(err, DTA_E_LIMIT, 0, "zip: more than %u records", DTA_MAX_WRITE_ZIP_ENTRIES);
-    for (size_t i = 0; i < z->n; i++) /* torch refuses duplicate names ("serialize file twice") */
-        if (!strncmp(z->ents[i].name, z->prefix, strlen(z->prefix)) &&
-            !strcmp(z->ents[i].name + strlen(z->prefix) + 1, rel))
-            return dta_error_set(err, DTA_E_ARG, 0, "zip: record '%s' written twice", rel);
     size_t pl = strlen(z->prefix), rl = strlen(rel);
+    /* torch refuses duplicate names ("serialize file twice"): a hash of the names written,
+     * not a scan of them per record (200k records were quadratic) */
+    if ((st = zw_names_grow(z, err)) != DTA_OK)
+        return st;
+    uint64_t rh = dtap_hash(rel, rl, 0);
+    size_t slot = (size_t)rh & (z->hcap - 1);
+    for (; z->htab[slot]; slot = (slot + 1) & (z->hcap - 1)) {
+        const zw_ent *o = &z->ents[z->htab[slot] - 1];
+        if (o->hash == rh && !strcmp(o->name + pl + 1, rel))
+            return dta_error_set(err, DTA_E_ARG, 0, "zip: record '%s' written twice", rel);
+    }
+    z->rhash = rh;
     if (pl + 1 + rl > 65535) return dta_error_set(err, DTA_E_LIMIT, 0, "zip: record name longer than 65535 bytes");
     if (z->n == z->cap) {
         size_t nc = z->cap ? z->cap * 2 : 16;
@@ -412,6 +445,11 @@ dta_status dtap_zipw_end(dtap_zipw *z, dta_error *err)
     e->size = z->rsize;
     e->local = z->rlocal;
     e->crc = z->rcrc;
+    e->hash = z->rhash;
+    size_t slot = (size_t)e->hash & (z->hcap - 1); /* room made by dtap_zipw_begin */
+    while (z->htab[slot])
+        slot = (slot + 1) & (z->hcap - 1);
+    z->htab[slot] = z->n;
     z->rname = NULL;
     z->in_rec = false;
     return DTA_OK;
@@ -1442,13 +1480,18 @@ static dta_status check_pickle(emitter *e)
     /* two model storages must not have merged into one scratch storage (checked above),
      * nor one model storage split into two */
     if (!st) {
-        for (size_t x = 0; x < c.scratch->nstorages && !st; x++)
-            for (size_t y = x + 1; y < c.scratch->nstorages; y++)
-                if (map[x] && map[x] == map[y]) {
+        /* one pass with a mark per model storage (a pairwise scan was quadratic) */
+        bool *used = calloc(m->nstorages + 1, sizeof *used);
+        if (!used)
+            st = nomem(e);
+        for (size_t x = 0; used && x < c.scratch->nstorages && !st; x++)
+            if (map[x]) {
+                if (used[map[x] - 1])
                     st = dta_error_set(e->err, DTA_E_FORMAT, 0, "rewritten data.pkl split storage '%s'",
                                        m->storages[map[x] - 1].key);
-                    break;
-                }
+                used[map[x] - 1] = true;
+            }
+        free(used);
     }
     free(map);
 out:
