@@ -14,16 +14,6 @@
 #include "options.h"
 #include "report.h"
 
-bool cli_use_color(const cli_options *o)
-{
-    if (o->color >= 0)
-        return o->color == 1;
-    const char *nc = getenv("NO_COLOR");
-    if (nc && *nc)
-        return false;
-    return isatty(STDOUT_FILENO);
-}
-
 /* --base DIR: the base model's report (scan mode); its dtype goes into o->base_dtype. */
 static int open_base(cli_options *o, dta_model **bm, dta_report **br)
 {

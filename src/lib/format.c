@@ -107,6 +107,11 @@ dta_status dtap_read_weights(const dtap_src *src, dta_model *m, dta_error *err)
     return read_with(src, m, false, err);
 }
 
+dta_status dtap_index_open(const dtap_src *src, dta_model *m, dta_error *err)
+{
+    return dtap_index_read(src, m, dtap_read_weights, err);
+}
+
 static dta_status read_file(const char *path, dta_model *m, dta_error *err)
 {
     dtap_src src;

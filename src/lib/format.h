@@ -24,6 +24,12 @@ int dtap_torchlegacy_bid(const unsigned char *head, size_t n, uint64_t size);
 dta_status dtap_torchlegacy_open(const dtap_src *src, dta_model *m, dta_error *err);
 
 int dtap_index_bid(const unsigned char *head, size_t n, uint64_t size);
+/* The index reader (format_index.c) reads each shard with read_shard; dtap_index_open
+ * (format.c) passes dtap_read_weights, so the reader table and the index reader do not
+ * depend on each other. */
+typedef dta_status (*dtap_read_fn)(const dtap_src *src, dta_model *m, dta_error *err);
+dta_status dtap_index_read(const dtap_src *src, dta_model *m, dtap_read_fn read_shard,
+                           dta_error *err);
 dta_status dtap_index_open(const dtap_src *src, dta_model *m, dta_error *err);
 
 /* Reads a JSON object file (config.json, adapter_config.json, an index) whole; shown names

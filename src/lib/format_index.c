@@ -123,7 +123,8 @@ static size_t strmap_put(strmap *t, const char *k, size_t v)
     return t->val[h];
 }
 
-dta_status dtap_index_open(const dtap_src *src, dta_model *m, dta_error *err)
+dta_status dtap_index_read(const dtap_src *src, dta_model *m, dtap_read_fn read_shard,
+                           dta_error *err)
 {
     unsigned char *text = NULL;
     cJSON *doc = NULL;
@@ -228,7 +229,7 @@ dta_status dtap_index_open(const dtap_src *src, dta_model *m, dta_error *err)
                 goto out;
             continue;
         }
-        st = dtap_read_weights(&ss, m, &serr);
+        st = read_shard(&ss, m, &serr);
         dtap_src_close(&ss);
         if (st != DTA_OK) {
             st = dta_error_set(err, serr.code, serr.sys_errno, "shard %s: %s", path, serr.msg);
