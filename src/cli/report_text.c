@@ -772,13 +772,16 @@ static void print_fix(tctx *c, const input_result *in, const dta_finding *f, con
             fprintf(c->out, "      %sthen audit the output with:%s --allow %s\n", pal_dim, reset,
                     shell_quote(qg, sizeof qg, allow));
         }
+        /* a wider target exists for f16 (bf16's range) and bf16 (f32), not for f32 */
+        char more[64] = "";
+        if (f->expected != DTA_F32)
+            snprintf(more, sizeof more, "--to %s (more range)", dtype_alias(wider));
         if (f->rule_id == DTA_RULE_RANGE_OVERFLOW)
             fprintf(c->out, "      %sor:%s --on-overflow saturate (clamp to %s's largest finite "
-                    "value), or --to %s (more range)\n", pal_dim, reset,
-                    dtype_alias(f->expected), dtype_alias(wider));
-        else
-            fprintf(c->out, "      %sor:%s --to %s (more range)\n", pal_dim, reset,
-                    dtype_alias(wider));
+                    "value)%s%s\n", pal_dim, reset, dtype_alias(f->expected),
+                    more[0] ? ", or " : "", more);
+        else if (more[0])
+            fprintf(c->out, "      %sor:%s %s\n", pal_dim, reset, more);
     } else if (f->rule_id == DTA_RULE_NONFINITE) {
         fprintf(c->out,
                 "      %sfix:%s re-export from a good step, or find the operation that produced "
