@@ -497,16 +497,21 @@ dta_status dta_intended_prepend(dta_intended *t, dta_intended *more, dta_error *
         dta_intended_free(more);
         return nomem(err);
     }
-    memcpy(r, more->rules, more->nrules * sizeof *r);
-    memcpy(r + more->nrules, t->rules, t->nrules * sizeof *r);
+    if (more->nrules)
+        memcpy(r, more->rules, more->nrules * sizeof *r);
+    if (t->nrules)
+        memcpy(r + more->nrules, t->rules, t->nrules * sizeof *r);
     free(t->rules);
     t->rules = r;
     t->nrules = n;
-    memcpy(t->docs + t->ndocs, more->docs, more->ndocs * sizeof *d);
+    if (more->ndocs) /* memcpy from NULL is undefined even for 0 bytes */
+        memcpy(t->docs + t->ndocs, more->docs, more->ndocs * sizeof *d);
     t->ndocs += more->ndocs;
-    memcpy(t->lists + t->nlists, more->lists, more->nlists * sizeof *l);
+    if (more->nlists)
+        memcpy(t->lists + t->nlists, more->lists, more->nlists * sizeof *l);
     t->nlists += more->nlists;
-    memcpy(t->own.strs + t->own.nstrs, more->own.strs, more->own.nstrs * sizeof *s);
+    if (more->own.nstrs)
+        memcpy(t->own.strs + t->own.nstrs, more->own.strs, more->own.nstrs * sizeof *s);
     t->own.nstrs += more->own.nstrs;
     /* everything moved: free only more's containers */
     free(more->rules);
