@@ -18,6 +18,7 @@
 
 #include "dtaudit/policy.h"
 #include "dtaudit/version.h"
+#include "fix.h"
 #include "report.h"
 #include "text_safe.h"
 
@@ -187,7 +188,8 @@ static void rule_json(jw *w, const dta_rule_info *r)
     jw_obj_end(w);
 }
 
-static void result_json(jw *w, const input_result *in, const dta_finding *f, size_t rule_index)
+static void result_json(jw *w, const cli_options *o, const input_result *in, const dta_finding *f,
+                        size_t rule_index)
 {
     char file[8192], uri[3 * 8192 + 16], fp[32];
     finding_file(file, sizeof file, in, f);
@@ -244,6 +246,21 @@ static void result_json(jw *w, const input_result *in, const dta_finding *f, siz
         for (size_t i = 0; i < f->ntensors && i < SARIF_MAX_TENSORS; i++) {
             jw_item(w, true);
             jw_str(w, f->tensors[i]);
+        }
+        jw_arr_end(w);
+    }
+    if (f->intended) /* the intended-precision rule that matched (intended.h) */
+        jw_kv_str(w, "intendedRule", f->intended->id);
+    /* the command that removes the finding, as in JSON's "fix" (fix.h) */
+    char glob[4096];
+    cli_fix fx;
+    cli_fix_glob(f, glob, sizeof glob);
+    if (cli_fix_build(o, in, f, glob, &fx)) {
+        jw_key(w, "fix");
+        jw_arr(w);
+        for (size_t i = 0; i < fx.argc; i++) {
+            jw_item(w, false);
+            jw_str(w, fx.argv[i]);
         }
         jw_arr_end(w);
     }
@@ -343,7 +360,7 @@ int report_sarif(FILE *out, const cli_options *o, const input_result *in, size_t
         for (size_t k = 0; k < rep->nfindings; k++) {
             const dta_finding *f = &rep->findings[k];
             size_t ri = (size_t)f->rule_id < nrules ? index[f->rule_id] : SIZE_MAX;
-            result_json(w, &in[i], f, ri);
+            result_json(w, o, &in[i], f, ri);
         }
     }
     jw_arr_end(w);
