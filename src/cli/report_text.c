@@ -765,8 +765,11 @@ static void print_fix(tctx *c, const input_result *in, const dta_finding *f, con
         suggest_output(outp, sizeof outp, in->path, f->expected);
         shell_quote(qp, sizeof qp, in->path);
         shell_quote(qo, sizeof qo, outp);
-        fprintf(c->out, "      %sfix:%s dtaudit convert --to %s --keep %s %s -o %s\n", pal_dim,
-                reset, dtype_alias(f->expected), shell_quote(qg, sizeof qg, glob[0] ? glob : "*"), qp, qo);
+        /* advice, not a "fix": JSON's fix is null for value rules (fix.c), because auditing
+         * the output of --keep with the same arguments still reports the kept tensors */
+        fprintf(c->out, "      %skeep them:%s dtaudit convert --to %s --keep %s %s -o %s\n",
+                pal_dim, reset, dtype_alias(f->expected),
+                shell_quote(qg, sizeof qg, glob[0] ? glob : "*"), qp, qo);
         if (glob[0] && f->dtype != DTA_DTYPE_NONE) {
             snprintf(allow, sizeof allow, "%s=%s", glob, dta_dtype_name(f->dtype));
             fprintf(c->out, "      %sthen audit the output with:%s --allow %s\n", pal_dim, reset,
@@ -784,8 +787,8 @@ static void print_fix(tctx *c, const input_result *in, const dta_finding *f, con
             fprintf(c->out, "      %sor:%s %s\n", pal_dim, reset, more);
     } else if (f->rule_id == DTA_RULE_NONFINITE) {
         fprintf(c->out,
-                "      %sfix:%s re-export from a good step, or find the operation that produced "
-                "them (dtaudit audit --values -f json lists the counts per tensor)\n",
+                "      %sadvice:%s re-export from a good step, or find the operation that "
+                "produced them (dtaudit audit --values -f json lists the counts per tensor)\n",
                 pal_dim, reset);
     } else if (f->rule_id == DTA_RULE_META_TENSOR) {
         fprintf(c->out,

@@ -869,7 +869,8 @@ dta_status dta_report_build(const dta_model *m, const dta_audit_options *opt, dt
         if (st == DTA_OK)
             st = reader_notes(&c);
         if (st == DTA_OK && opt->values)
-            st = dtap_values_findings(c.r, m, opt, c.tensor_root, c.allowed, err);
+            st = dtap_values_findings(c.r, m, opt, c.tensor_root, c.allowed,
+                                      (const dta_intended_rule *const *)c.intended, err);
         if (st == DTA_OK && opt->nseverity)
             apply_severity(c.r, opt);
     }

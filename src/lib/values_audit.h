@@ -8,9 +8,11 @@
 /* Appends nonfinite, range-overflow and precision-underflow findings for opt->values to r:
  * one finding per (rule, root, module, dtype), listing the module's tensors with the
  * problem, worst first. tensor_root maps tensor -> r->roots index; allowed marks tensors
- * under --allow (kept in their dtype, so no range rules for them). */
+ * under --allow and intended (may be NULL) the intended-precision islands: both stay in
+ * their dtype (convert --keep-intended), so no range rules for them. */
 dta_status dtap_values_findings(dta_report *r, const dta_model *m, const dta_audit_options *opt,
-                                const size_t *tensor_root, const bool *allowed, dta_error *err);
+                                const size_t *tensor_root, const bool *allowed,
+                                const dta_intended_rule *const *intended, dta_error *err);
 
 /* How bad a value finding is, for ordering (larger first); 0 for other findings. */
 double dtap_values_badness(const dta_finding *f);

@@ -230,7 +230,8 @@ static dta_status emit(dta_report *r, const dta_model *m, const vhit *h, size_t 
 }
 
 dta_status dtap_values_findings(dta_report *r, const dta_model *m, const dta_audit_options *opt,
-                                const size_t *tensor_root, const bool *allowed, dta_error *err)
+                                const size_t *tensor_root, const bool *allowed,
+                                const dta_intended_rule *const *intended, dta_error *err)
 {
     const dta_values *vals = opt->values;
     vhit *h = NULL;
@@ -248,9 +249,10 @@ dta_status dtap_values_findings(dta_report *r, const dta_model *m, const dta_aud
             continue;
         for (int rule = R_NONFINITE; rule <= R_UNDERFLOW; rule++) {
             /* range rules: only what convert would convert (not optimizer roots, not
-             * tensors kept by --allow, not tensors already in the target) */
+             * tensors under --allow or intended islands, not tensors already in the target) */
             if (rule != R_NONFINITE &&
                 (vals->target == DTA_DTYPE_NONE || v->target == t->dtype || allowed[i] ||
+                 (intended && intended[i]) ||
                  (root < r->nroots && !r->roots[root].analysed)))
                 continue;
             if (!fires(rule, v, share_limit))
