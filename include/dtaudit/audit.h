@@ -110,6 +110,11 @@ typedef struct dta_report {
     /* per model tensor: the intended rule that matched it (NULL: none, or strict, or no
      * table given, or allowed by the user) */
     const dta_intended_rule **intended;
+    /* Quantization (quant.h): the scheme, logical parameters and the role of each tensor;
+     * owned by the report. Quantized parameters and their companions are left out of the
+     * dominant (compute) dtype and never raise dtype-outlier, mixed-module or
+     * expect-mismatch. */
+    struct dta_quant *quant;
 } dta_report;
 
 dta_status dta_report_build(const dta_model *m, const dta_audit_options *opt, dta_report **out,

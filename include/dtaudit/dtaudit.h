@@ -42,6 +42,7 @@
 #include "dtaudit/policy.h"
 #include "dtaudit/values.h"
 #include "dtaudit/audit.h"
+#include "dtaudit/quant.h"
 #include "dtaudit/diff.h"
 #include "dtaudit/convert.h"
 #include "dtaudit/backend.h"

@@ -105,6 +105,13 @@ typedef struct dta_model {
     char **architectures;
     size_t narchitectures;
     char *class_name;     /* NULL when absent */
+    /* The quantization config as compact JSON text (config.json "quantization_config" or
+     * "compression_config", else a sidecar: hf_quant_config.json, quantize_config.json,
+     * quant_config.json, quantization_config.json, quanto_qmap.json), NULL if none;
+     * quant_config_source names where it came from (static string). Read by
+     * dta_quant_analyse (quant.h). */
+    char *quant_config;
+    const char *quant_config_source;
 } dta_model;
 
 /* Detects the format from content and reads headers only. */

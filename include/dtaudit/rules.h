@@ -50,6 +50,10 @@ typedef enum {
     DTA_RULE_RANGE_OVERFLOW,
     DTA_RULE_PRECISION_UNDERFLOW,
     DTA_RULE_INTENDED,
+    DTA_RULE_QUANT_INCOMPLETE,    /* quantized checkpoints (quant.h) */
+    DTA_RULE_QUANT_COVERAGE,
+    DTA_RULE_QUANT_CONFIG,
+    DTA_RULE_QUANT_CAST,
     /* append new rules here */
     DTA_RULE_COUNT
 } dta_rule;

@@ -17,6 +17,7 @@
 #include <string.h>
 
 #include "dtaudit/audit.h"
+#include "dtaudit/quant.h"
 #include "model_build.h"
 #include "src.h"
 #include "values_audit.h"
@@ -48,7 +49,8 @@ typedef struct {
     htab nodetab;
     size_t *tensor_root;   /* root index per tensor */
     size_t *tensor_module; /* module node per tensor */
-    bool *allowed;
+    bool *allowed;         /* --allow, an intended island, or part of a quantized parameter */
+    dta_count *compute;    /* per root x dtype: tensors outside quantized parameters */
     const dta_intended_rule **intended; /* per tensor, NULL when not an intended island */
     dta_error *err;
 } ctx;
@@ -270,6 +272,9 @@ static dta_status count_roots(ctx *c)
         dta_root_summary *rs = &c->r->roots[c->tensor_root[i]];
         count_add(&rs->total, t->numel, bytes);
         count_add(&rs->by_dtype[t->dtype], t->numel, bytes);
+        if (!dta_quant_tensor_is_quantized(c->r->quant, i))
+            count_add(&c->compute[c->tensor_root[i] * DTA_DTYPE_COUNT + (size_t)t->dtype],
+                      t->numel, bytes);
         count_add(&c->r->total, t->numel, bytes);
     }
     free(counted);
@@ -344,16 +349,19 @@ static dta_status build_tree(ctx *c)
     return st;
 }
 
-static void pick_dominants(dta_report *r)
+/* The compute dtype: counted over the tensors outside quantized parameters (all of them
+ * in a plain checkpoint). */
+static void pick_dominants(dta_report *r, const dta_count *compute)
 {
     for (size_t i = 0; i < r->nroots; i++) {
         dta_root_summary *rs = &r->roots[i];
+        const dta_count *by = compute + i * DTA_DTYPE_COUNT;
         dta_dtype best = DTA_DTYPE_NONE;
         for (int t = 0; t < DTA_DTYPE_COUNT; t++) {
-            if (!dta_dtype_is_float((dta_dtype)t) || rs->by_dtype[t].tensors == 0)
+            if (!dta_dtype_is_float((dta_dtype)t) || by[t].tensors == 0)
                 continue;
             /* most elements; ties go to the later (wider) enum entry */
-            if (best == DTA_DTYPE_NONE || rs->by_dtype[t].numel >= rs->by_dtype[best].numel)
+            if (best == DTA_DTYPE_NONE || by[t].numel >= by[best].numel)
                 best = (dta_dtype)t;
         }
         rs->dominant = best;
@@ -734,6 +742,23 @@ static void apply_severity(dta_report *r, const dta_audit_options *o)
     r->nfindings = k;
 }
 
+/* The quantization problems (quant.h) as findings, at their catalogue severity. */
+static dta_status quant_findings(ctx *c)
+{
+    const dta_quant *q = c->r->quant;
+    dta_status st = DTA_OK;
+    for (size_t i = 0; q && i < q->nissues && st == DTA_OK; i++) {
+        const dta_quant_issue *is = &q->issues[i];
+        size_t root = is->ntensors ? c->tensor_root[is->tensors[0]] : SIZE_MAX;
+        dta_finding *f;
+        st = add_finding(c, is->rule, root, is->module, DTA_DTYPE_NONE, DTA_DTYPE_NONE,
+                         is->message, &f);
+        for (size_t k = 0; k < is->ntensors && st == DTA_OK; k++)
+            st = finding_add_tensor(c, f, is->tensors[k]);
+    }
+    return st;
+}
+
 static dta_status reader_notes(ctx *c)
 {
     const dta_model *m = c->m;
@@ -837,12 +862,22 @@ dta_status dta_report_build(const dta_model *m, const dta_audit_options *opt, dt
         goto out;
     }
     c.r->model = m;
-    for (size_t i = 0; i < m->ntensors; i++)
-        c.allowed[i] = tensor_allowed(opt, &m->tensors[i]);
-
-    if ((st = assign_roots(&c)) != DTA_OK || (st = count_roots(&c)) != DTA_OK)
+    if ((st = dta_quant_analyse(m, &c.r->quant, err)) != DTA_OK)
         goto out;
-    pick_dominants(c.r);
+    for (size_t i = 0; i < m->ntensors; i++)
+        c.allowed[i] = tensor_allowed(opt, &m->tensors[i]) ||
+                       dta_quant_tensor_is_quantized(c.r->quant, i);
+
+    if ((st = assign_roots(&c)) != DTA_OK)
+        goto out;
+    c.compute = calloc((c.r->nroots ? c.r->nroots : 1) * DTA_DTYPE_COUNT, sizeof *c.compute);
+    if (!c.compute) {
+        st = nomem(&c);
+        goto out;
+    }
+    if ((st = count_roots(&c)) != DTA_OK)
+        goto out;
+    pick_dominants(c.r, c.compute);
     if ((st = intended_mark(&c)) != DTA_OK || (st = build_tree(&c)) != DTA_OK)
         goto out;
 
@@ -867,6 +902,8 @@ dta_status dta_report_build(const dta_model *m, const dta_audit_options *opt, dt
         if (st == DTA_OK)
             st = intended_findings(&c);
         if (st == DTA_OK)
+            st = quant_findings(&c);
+        if (st == DTA_OK)
             st = reader_notes(&c);
         if (st == DTA_OK && opt->values)
             st = dtap_values_findings(c.r, m, opt, c.tensor_root, c.allowed,
@@ -889,6 +926,7 @@ out:
     free(c.nodetab.slot);
     free(c.tensor_module);
     free(c.allowed);
+    free(c.compute);
     if (c.r) {
         c.r->tensor_root = c.tensor_root; /* ownership moves to the report */
         c.r->intended = c.intended;
@@ -920,6 +958,7 @@ void dta_report_free(dta_report *r)
     free(r->roots);
     free(r->modules);
     free(r->findings);
+    dta_quant_free(r->quant);
     free(r->tensor_root);
     free((void *)r->intended);
     free(r);

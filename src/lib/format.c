@@ -381,6 +381,8 @@ static dta_status read_directory(const char *dir, dta_model *m, dta_error *err)
         st = read_config(dir, m, err);
     if (st == DTA_OK)
         st = read_adapter_config(dir, m, err);
+    if (st == DTA_OK)
+        st = dtap_quant_read_config(dir, m, err);
     if (st == DTA_OK && m->nfiles > 0) {
         /* say which weights were read when the directory offers both kinds */
         bool st_read = strstr(m->files[0].format, "safetensors") != NULL;

@@ -43,6 +43,10 @@ dta_status dtap_read_json(const char *path, const char *shown, struct cJSON **ou
  * error (DTA_E_FORMAT). */
 dta_status dtap_detect_torchzip(const dtap_src *src, bool *torchzip, dta_error *err);
 
+/* A model directory's quantization config (quant_config.c): config.json's
+ * quantization_config, else a sidecar file, kept as JSON text in m->quant_config. */
+dta_status dtap_quant_read_config(const char *dir, dta_model *m, dta_error *err);
+
 /* Reads one source into m with the first reader that bids. */
 dta_status dtap_read_src(const dtap_src *src, dta_model *m, dta_error *err);
 /* The same, for a weights file only (a shard): no index reader. */

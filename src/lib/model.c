@@ -363,6 +363,7 @@ void dta_model_free(dta_model *m)
     free(m->architectures);
     free(m->class_name);
     free(m->index_path);
+    free(m->quant_config);
     free(m->path);
     free(m);
 }

@@ -321,6 +321,69 @@ static const dta_rule_info rules[DTA_RULE_COUNT] = {
                 "change the model. --strict, or \"strict\": true in a policy, reports it as an "
                 "ordinary finding; a policy's \"intended\" adds local rules.",
     },
+    [DTA_RULE_QUANT_INCOMPLETE] = {
+        .id = DTA_RULE_QUANT_INCOMPLETE,
+        .name = "quant-incomplete",
+        .severity = DTA_SEV_ERROR,
+        .command = "audit",
+        .category = "correctness",
+        .man_section = "RULES",
+        .help_uri = "man:dtaudit(1)#RULES",
+        .summary = "A quantized weight lacks a companion, a companion does not fit its weight, or a "
+                   "companion has no weight.",
+        .help = "A quantized weight is only usable with all its companions (scales, inverse scales, "
+                "zero points, absmax, quant maps, global scales, weight_shape) in the shapes the scheme "
+                "defines: a block grid of ceil(out/128) x ceil(in/128) including ragged edges, one "
+                "scale per group, packed sizes. Without them the loader fails, or reads the raw codes "
+                "as weights. Re-export the checkpoint from the quantizer, or restore the missing "
+                "tensors.",
+    },
+    [DTA_RULE_QUANT_COVERAGE] = {
+        .id = DTA_RULE_QUANT_COVERAGE,
+        .name = "quant-coverage",
+        .severity = DTA_SEV_WARNING,
+        .command = "audit",
+        .category = "correctness",
+        .man_section = "RULES",
+        .help_uri = "man:dtaudit(1)#RULES",
+        .summary = "A module the quantization config says is quantized is stored in high precision, or a "
+                   "module on its ignore list is quantized.",
+        .help = "Loaders build each Linear from the config: a high-precision module among quantized "
+                "siblings (one expert left BF16 among FP8 experts) is built as a quantized layer and "
+                "fails or is misread; a quantized module on the ignore list (ignore, "
+                "modules_to_not_convert, exclude_modules, llm_int8_skip_modules) is built as a plain "
+                "layer that reads the raw codes. Quantize the module, or correct the config's list.",
+    },
+    [DTA_RULE_QUANT_CONFIG] = {
+        .id = DTA_RULE_QUANT_CONFIG,
+        .name = "quant-config",
+        .severity = DTA_SEV_WARNING,
+        .command = "audit",
+        .category = "correctness",
+        .man_section = "RULES",
+        .help_uri = "man:dtaudit(1)#RULES",
+        .summary = "The quantization config and the tensors disagree.",
+        .help = "A quantization_config with no quantized tensors is stale (left after a "
+                "dequantization): transformers then fails or quantizes again. Quantized tensors in a "
+                "model directory with no config are read as raw codes. A config naming another "
+                "scheme, block or group size than the tensors have makes the loader dequantize "
+                "wrongly. Remove or correct the config.",
+    },
+    [DTA_RULE_QUANT_CAST] = {
+        .id = DTA_RULE_QUANT_CAST,
+        .name = "quant-cast",
+        .severity = DTA_SEV_ERROR,
+        .command = "audit",
+        .category = "correctness",
+        .man_section = "RULES",
+        .help_uri = "man:dtaudit(1)#RULES",
+        .summary = "High-precision weights beside their quantization companions.",
+        .help = "The signature of a blind cast: the quantized codes were converted to BF16/F16/F32 "
+                "without applying their scales, and the scales were left behind. The values are wrong "
+                "by the scale factors and the model outputs garbage. Convert the original quantized "
+                "checkpoint again with a dequantizing converter; dtaudit convert refuses quantized "
+                "input unless told --keep-quantized.",
+    },
 };
 
 const dta_rule_info *dta_rules(size_t *n)

@@ -1,0 +1,1647 @@
+/* Quantized checkpoints: scheme recognition and logical parameters (include/dtaudit/quant.h).
+ *
+ * Three steps, headers only:
+ *  1. the config (m->quant_config, or a config-like safetensors __metadata__ entry) names
+ *     a scheme, its block / group size, bits and ignore list;
+ *  2. every tensor name is matched against the companion suffixes of all schemes
+ *     (quant.md §1.7): a companion is attached to the tensor holding its codes, and a
+ *     weight with its companions becomes one logical parameter;
+ *  3. each parameter is checked against its scheme (companions present, shapes fitting the
+ *     weight: block grids with ceil, group counts, packed sizes), and the whole against the
+ *     config (ignore list, quantized siblings, scheme agreement, stale or missing config).
+ * The problems are returned as issues; audit.c turns them into findings. */
+#define _POSIX_C_SOURCE 200809L
+#include <errno.h>
+#include <regex.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cjson/cJSON.h>
+
+#include "dtaudit/quant.h"
+#include "model_build.h"
+#include "src.h"
+
+static const char *const scheme_names[DTA_QS_COUNT] = {
+    "none", "fp8-block", "fp8", "fbgemm-fp8", "modelopt-fp8", "modelopt-nvfp4",
+    "compressed-tensors-float", "compressed-tensors-int", "compressed-tensors-pack",
+    "compressed-tensors-nvfp4", "compressed-tensors-mxfp4", "bnb-4bit", "bnb-8bit", "gptq",
+    "awq", "mxfp4", "comfy-scaled-fp8", "comfy-quant", "quanto", "torchao", "hqq", "unknown"};
+
+static const char *const role_names[DTA_QR_COUNT] = {
+    "none", "weight", "scale", "scale_inv", "global_scale", "zero_point", "g_idx", "shape",
+    "absmax", "quant_map", "nested_absmax", "nested_quant_map", "quant_state", "format",
+    "input_scale", "kv_scale", "marker", "meta"};
+
+const char *dta_quant_scheme_name(dta_quant_scheme s)
+{
+    return s >= 0 && s < DTA_QS_COUNT ? scheme_names[s] : "?";
+}
+
+const char *dta_quant_role_name(dta_quant_role r)
+{
+    return r >= 0 && r < DTA_QR_COUNT ? role_names[r] : "?";
+}
+
+/* ---- companion suffixes ----------------------------------------------------------- */
+
+/* A name ending in `suffix` is a tensor of role `role`; its codes are the name with the
+ * suffix replaced by one of `data` (tried in order); the logical parameter is the prefix
+ * plus `param`. Weak suffixes are ordinary names elsewhere (scales, input_scale): they are
+ * companions only beside codes. WEIGHT entries name the codes themselves. */
+typedef struct {
+    const char *suffix;
+    dta_quant_role role;
+    const char *data[3];
+    const char *param;
+    bool weak;
+} sfx;
+
+static const sfx suffixes[] = {
+    {".weight_scale_inv", DTA_QR_SCALE_INV, {".weight"}, ".weight", false},
+    {"_scales_inv", DTA_QR_SCALE_INV, {""}, "", false},
+    {"_scale_inv", DTA_QR_SCALE_INV, {""}, "", false},
+    {".weight_scale_2", DTA_QR_GLOBAL_SCALE, {".weight"}, ".weight", false},
+    {".weight_global_scale", DTA_QR_GLOBAL_SCALE, {".weight_packed", ".weight"}, ".weight", false},
+    {".input_global_scale", DTA_QR_INPUT_SCALE, {".weight_packed", ".weight"}, ".weight", true},
+    {".weight_scale", DTA_QR_SCALE, {".weight_packed", ".weight"}, ".weight", false},
+    {".weight_zero_point", DTA_QR_ZERO_POINT, {".weight_packed", ".weight"}, ".weight", false},
+    {".weight_g_idx", DTA_QR_G_IDX, {".weight_packed", ".weight"}, ".weight", false},
+    {".weight_shape", DTA_QR_SHAPE, {".weight_packed"}, ".weight", false},
+    {".weight_packed", DTA_QR_WEIGHT, {""}, ".weight", false},
+    {".input_scale", DTA_QR_INPUT_SCALE, {".weight_packed", ".weight", ".qweight"}, ".weight", true},
+    {".output_scale", DTA_QR_INPUT_SCALE, {".weight_packed", ".weight"}, ".weight", true},
+    {".pre_quant_scale", DTA_QR_INPUT_SCALE, {".weight"}, ".weight", true},
+    {".qweight", DTA_QR_WEIGHT, {""}, ".weight", false},
+    {".qzeros", DTA_QR_ZERO_POINT, {".qweight"}, ".weight", false},
+    {".scales", DTA_QR_SCALE, {".qweight"}, ".weight", true},
+    {".g_idx", DTA_QR_G_IDX, {".qweight"}, ".weight", true},
+    {".weight.absmax", DTA_QR_ABSMAX, {".weight"}, ".weight", false},
+    {".weight.quant_map", DTA_QR_QUANT_MAP, {".weight"}, ".weight", false},
+    {".weight.nested_absmax", DTA_QR_NESTED_ABSMAX, {".weight"}, ".weight", false},
+    {".weight.nested_quant_map", DTA_QR_NESTED_MAP, {".weight"}, ".weight", false},
+    {".weight.quant_state.bitsandbytes__nf4", DTA_QR_QUANT_STATE, {".weight"}, ".weight", false},
+    {".weight.quant_state.bitsandbytes__fp4", DTA_QR_QUANT_STATE, {".weight"}, ".weight", false},
+    {".SCB", DTA_QR_SCALE, {".weight"}, ".weight", false},
+    {".weight_format", DTA_QR_FORMAT, {".weight"}, ".weight", false},
+    {".scale_weight", DTA_QR_SCALE, {".weight"}, ".weight", false},
+    {".scale_input", DTA_QR_INPUT_SCALE, {".weight"}, ".weight", true},
+    {".comfy_quant", DTA_QR_MARKER, {".weight"}, ".weight", false},
+    {"_blocks", DTA_QR_WEIGHT, {""}, "", false},
+    {"_scales", DTA_QR_SCALE, {"_blocks"}, "", true},
+    {".weight._data._data", DTA_QR_WEIGHT, {""}, ".weight", false},
+    {".weight._data", DTA_QR_WEIGHT, {""}, ".weight", false},
+    {".weight._scale", DTA_QR_SCALE, {".weight._data._data", ".weight._data"}, ".weight", false},
+    {".weight._shift", DTA_QR_ZERO_POINT, {".weight._data._data", ".weight._data"}, ".weight", false},
+    {"._weight_qdata", DTA_QR_WEIGHT, {""}, ".weight", false},
+    {"._weight_scale", DTA_QR_SCALE, {"._weight_qdata"}, ".weight", false},
+    {"._weight_zero_point", DTA_QR_ZERO_POINT, {"._weight_qdata"}, ".weight", false},
+    {"._weight_per_tensor_scale", DTA_QR_GLOBAL_SCALE, {"._weight_qdata"}, ".weight", false},
+    {".W_q", DTA_QR_WEIGHT, {""}, ".weight", false},
+    {".scale", DTA_QR_SCALE, {".W_q"}, ".weight", true},
+    {".zero", DTA_QR_ZERO_POINT, {".W_q"}, ".weight", true},
+    {".nbits", DTA_QR_META, {".W_q"}, ".weight", true},
+    {".group_size", DTA_QR_META, {".W_q"}, ".weight", true},
+    {".shape", DTA_QR_META, {".W_q"}, ".weight", true},
+    {".axis", DTA_QR_META, {".W_q"}, ".weight", true},
+    {".packing", DTA_QR_META, {".W_q"}, ".weight", true},
+    {".unpack_view_dtype", DTA_QR_META, {".W_q"}, ".weight", true},
+    {".view_as_float", DTA_QR_META, {".W_q"}, ".weight", true},
+    {".quant_scale", DTA_QR_META, {".W_q"}, ".weight", true},
+    {".quant_zero", DTA_QR_META, {".W_q"}, ".weight", true},
+    {".compute_dtype", DTA_QR_META, {".W_q"}, ".weight", true},
+    {".offload_meta", DTA_QR_META, {".W_q"}, ".weight", true},
+    {".encoded_state_dict", DTA_QR_META, {".W_q"}, ".weight", true},
+    {".stores_quant_config", DTA_QR_META, {".W_q"}, ".weight", true},
+    {".channel_wise", DTA_QR_META, {".W_q"}, ".weight", true},
+    {".optimize", DTA_QR_META, {".W_q"}, ".weight", true},
+    {".round_zero", DTA_QR_META, {".W_q"}, ".weight", true},
+};
+#define NSUFFIXES (sizeof suffixes / sizeof suffixes[0])
+
+static bool ends_with(const char *s, size_t n, const char *suffix)
+{
+    size_t k = strlen(suffix);
+    return n >= k && memcmp(s + n - k, suffix, k) == 0;
+}
+
+/* The suffix entry a name matches, -1 when none. */
+static int match_suffix(const char *name, size_t n)
+{
+    for (size_t i = 0; i < NSUFFIXES; i++)
+        if (ends_with(name, n, suffixes[i].suffix) && n > strlen(suffixes[i].suffix))
+            return (int)i;
+    return -1;
+}
+
+/* ---- a string -> index hash table ---------------------------------------------------- */
+
+typedef struct {
+    size_t *slot; /* index + 1 */
+    size_t cap;
+    const char **keys; /* borrowed, per index */
+} strtab;
+
+static size_t tab_find(const strtab *t, const char *s, size_t n)
+{
+    if (!t->cap)
+        return SIZE_MAX;
+    size_t h = (size_t)(dtap_hash(s, n, 7) & (t->cap - 1));
+    while (t->slot[h]) {
+        const char *k = t->keys[t->slot[h] - 1];
+        if (strlen(k) == n && memcmp(k, s, n) == 0)
+            return t->slot[h] - 1;
+        h = (h + 1) & (t->cap - 1);
+    }
+    return SIZE_MAX;
+}
+
+/* Inserts key index idx (keys[idx] must be set); a duplicate key keeps the first. */
+static void tab_put(strtab *t, size_t idx)
+{
+    const char *k = t->keys[idx];
+    size_t n = strlen(k);
+    size_t h = (size_t)(dtap_hash(k, n, 7) & (t->cap - 1));
+    while (t->slot[h]) {
+        const char *o = t->keys[t->slot[h] - 1];
+        if (strcmp(o, k) == 0)
+            return;
+        h = (h + 1) & (t->cap - 1);
+    }
+    t->slot[h] = idx + 1;
+}
+
+static size_t pow2_at_least(size_t n)
+{
+    size_t c = 16;
+    while (c < n * 2 + 2)
+        c *= 2;
+    return c;
+}
+
+/* ---- the analysis context ------------------------------------------------------------- */
+
+typedef struct {
+    const dta_model *m;
+    dta_quant *q;
+    dta_error *err;
+    strtab names;        /* tensor names */
+    strtab pnames;       /* parameter names */
+    const char **pkeys;  /* parameter names (owned by params) */
+    size_t capparams;
+    regex_t *re;         /* compiled "re:" ignore entries, per ignore entry */
+    bool *re_ok;
+    dta_dtype compute;
+    char *ct_strategy;   /* compressed-tensors weights strategy */
+    bool config_known;   /* a config named a scheme */
+} qctx;
+
+static dta_status nomem(qctx *c)
+{
+    return dta_error_set(c->err, DTA_E_NOMEM, ENOMEM, "out of memory");
+}
+
+static const char *jstr(const cJSON *o, const char *k)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, k);
+    return cJSON_IsString(v) && v->valuestring ? v->valuestring : NULL;
+}
+
+static bool jtrue(const cJSON *o, const char *k)
+{
+    return cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(o, k));
+}
+
+static int64_t jint(const cJSON *o, const char *k, int64_t dflt)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, k);
+    if (cJSON_IsNumber(v) && v->valuedouble > -1e9 && v->valuedouble < 1e9)
+        return (int64_t)v->valuedouble;
+    return dflt;
+}
+
+static uint32_t clamp_u32(int64_t v)
+{
+    return v > 0 && v < (1 << 30) ? (uint32_t)v : 0;
+}
+
+static dta_status add_ignore(qctx *c, const cJSON *arr)
+{
+    dta_quant *q = c->q;
+    if (!cJSON_IsArray(arr))
+        return DTA_OK;
+    for (const cJSON *e = arr->child; e; e = e->next) {
+        if (!cJSON_IsString(e) || !e->valuestring || q->nignore >= 65536)
+            continue;
+        char **p = realloc(q->ignore, (q->nignore + 1) * sizeof *p);
+        if (!p)
+            return nomem(c);
+        q->ignore = p;
+        if (!(p[q->nignore] = strdup(e->valuestring)))
+            return nomem(c);
+        q->nignore++;
+    }
+    return DTA_OK;
+}
+
+static dta_status set_str(qctx *c, char **dst, const char *s)
+{
+    free(*dst);
+    *dst = s ? strdup(s) : NULL;
+    return s && !*dst ? nomem(c) : DTA_OK;
+}
+
+/* compressed-tensors: format, first config group's weights args. */
+static dta_quant_scheme ct_scheme(qctx *c, const cJSON *doc)
+{
+    dta_quant *q = c->q;
+    const char *fmt = jstr(doc, "format");
+    const cJSON *groups = cJSON_GetObjectItemCaseSensitive(doc, "config_groups");
+    const cJSON *w = NULL;
+    const char *gfmt = NULL;
+    if (cJSON_IsObject(groups))
+        for (const cJSON *g = groups->child; g && !w; g = g->next) {
+            const cJSON *ww = cJSON_GetObjectItemCaseSensitive(g, "weights");
+            if (cJSON_IsObject(ww)) {
+                w = ww;
+                gfmt = jstr(g, "format");
+            }
+        }
+    const char *type = w ? jstr(w, "type") : NULL;
+    if (w) {
+        q->bits = clamp_u32(jint(w, "num_bits", 0));
+        int64_t gs = jint(w, "group_size", 0);
+        const char *strategy = jstr(w, "strategy");
+        free(c->ct_strategy);
+        c->ct_strategy = strategy ? strdup(strategy) : NULL;
+        const cJSON *bs = cJSON_GetObjectItemCaseSensitive(w, "block_structure");
+        if (cJSON_GetArraySize(bs) == 2) {
+            q->block[0] = clamp_u32(cJSON_GetArrayItem(bs, 0)->valuedouble);
+            q->block[1] = clamp_u32(cJSON_GetArrayItem(bs, 1)->valuedouble);
+        } else if (gs > 0)
+            q->group = clamp_u32(gs);
+    }
+    if (fmt && !strcmp(fmt, "mixed-precision") && gfmt)
+        fmt = gfmt;
+    if (fmt) {
+        if (!strcmp(fmt, "float-quantized") || !strcmp(fmt, "naive-quantized"))
+            return DTA_QS_CT_FLOAT;
+        if (!strcmp(fmt, "int-quantized"))
+            return DTA_QS_CT_INT;
+        if (!strcmp(fmt, "pack-quantized"))
+            return DTA_QS_CT_PACK;
+        if (!strcmp(fmt, "nvfp4-pack-quantized"))
+            return DTA_QS_CT_NVFP4;
+        if (!strcmp(fmt, "mxfp4-pack-quantized"))
+            return DTA_QS_CT_MXFP4;
+        if (strcmp(fmt, "mixed-precision") != 0)
+            return DTA_QS_UNKNOWN; /* dense, sparse-*, marlin-24: not a quantized layout */
+    }
+    if (type && !strcmp(type, "float"))
+        return q->bits == 4 ? DTA_QS_CT_NVFP4 : DTA_QS_CT_FLOAT;
+    if (type && !strcmp(type, "int"))
+        return cJSON_IsObject(cJSON_GetObjectItemCaseSensitive(
+                   cJSON_GetObjectItemCaseSensitive(groups, groups && groups->child
+                                                                ? groups->child->string
+                                                                : ""),
+                   "input_activations")) && q->bits == 8
+                   ? DTA_QS_CT_INT
+                   : DTA_QS_CT_PACK;
+    return DTA_QS_UNKNOWN;
+}
+
+/* Step 1: what the config (or config-like metadata) says. */
+static dta_status read_config(qctx *c)
+{
+    const dta_model *m = c->m;
+    dta_quant *q = c->q;
+    cJSON *doc = NULL;
+    const char *source = NULL;
+    dta_status st = DTA_OK;
+
+    if (m->quant_config) {
+        doc = cJSON_Parse(m->quant_config);
+        source = m->quant_config_source;
+    }
+    for (size_t i = 0; !doc && i < m->nmetadata; i++)
+        if (!strcmp(m->metadata[i].key, "quantization_config") && m->metadata[i].value) {
+            doc = cJSON_Parse(m->metadata[i].value);
+            if (doc && !cJSON_IsObject(doc)) {
+                cJSON_Delete(doc);
+                doc = NULL;
+            }
+            source = "__metadata__";
+        }
+    if (!doc) {
+        /* config-less formats that describe themselves in __metadata__ */
+        for (size_t i = 0; i < m->nmetadata; i++) {
+            if (!strcmp(m->metadata[i].key, "_quantization_metadata")) {
+                q->scheme = DTA_QS_COMFY;
+                q->source = "__metadata__";
+                return set_str(c, &q->method, "comfy_quant");
+            }
+            if (!strcmp(m->metadata[i].key, "tensor_names")) {
+                q->scheme = DTA_QS_TORCHAO;
+                q->source = "__metadata__";
+                return set_str(c, &q->method, "torchao");
+            }
+        }
+        return DTA_OK;
+    }
+    q->source = source;
+    const char *qm = jstr(doc, "quant_method");
+    if (!qm)
+        qm = jstr(doc, "method");
+    const cJSON *mo = cJSON_GetObjectItemCaseSensitive(doc, "quantization");
+    dta_quant_scheme s = DTA_QS_UNKNOWN;
+    char detail[160] = "";
+
+    if (source && !strcmp(source, "hf_quant_config.json") && cJSON_IsObject(mo)) {
+        const char *algo = jstr(mo, "quant_algo");
+        st = set_str(c, &q->method, algo ? algo : "modelopt");
+        if (st == DTA_OK)
+            st = add_ignore(c, cJSON_GetObjectItemCaseSensitive(mo, "exclude_modules"));
+        q->group = clamp_u32(jint(mo, "group_size", 0));
+        s = !algo ? DTA_QS_UNKNOWN
+            : !strcmp(algo, "NVFP4") ? DTA_QS_MODELOPT_NVFP4
+            : !strncmp(algo, "FP8", 3) ? DTA_QS_MODELOPT_FP8 : DTA_QS_UNKNOWN;
+        goto done;
+    }
+    if (source && !strcmp(source, "quanto_qmap.json")) {
+        s = DTA_QS_QUANTO;
+        st = set_str(c, &q->method, "quanto");
+        goto done;
+    }
+    if (!qm) {
+        if (jtrue(doc, "load_in_4bit") || jtrue(doc, "_load_in_4bit"))
+            qm = "bitsandbytes";
+        else if (jtrue(doc, "load_in_8bit") || jtrue(doc, "_load_in_8bit"))
+            qm = "bitsandbytes";
+        else if (cJSON_GetObjectItemCaseSensitive(doc, "w_bit"))
+            qm = "awq";
+        else if (cJSON_GetObjectItemCaseSensitive(doc, "bits") &&
+                 cJSON_GetObjectItemCaseSensitive(doc, "group_size"))
+            qm = "gptq";
+    }
+    if ((st = set_str(c, &q->method, qm ? qm : "unknown")) != DTA_OK)
+        goto out;
+    static const char *ignore_keys[] = {"ignore", "modules_to_not_convert", "exclude_modules",
+                                        "llm_int8_skip_modules", "ignored_layers",
+                                        "skip_modules"};
+    for (size_t k = 0; k < sizeof ignore_keys / sizeof ignore_keys[0] && st == DTA_OK; k++)
+        st = add_ignore(c, cJSON_GetObjectItemCaseSensitive(doc, ignore_keys[k]));
+    if (st != DTA_OK || !qm)
+        goto done;
+    if (!strcmp(qm, "fp8")) {
+        const cJSON *bs = cJSON_GetObjectItemCaseSensitive(doc, "weight_block_size");
+        if (cJSON_GetArraySize(bs) == 2) {
+            s = DTA_QS_FP8_BLOCK;
+            q->block[0] = clamp_u32(cJSON_GetArrayItem(bs, 0)->valuedouble);
+            q->block[1] = clamp_u32(cJSON_GetArrayItem(bs, 1)->valuedouble);
+            if (jstr(doc, "scale_fmt"))
+                snprintf(detail, sizeof detail, "scale_fmt %s", jstr(doc, "scale_fmt"));
+        } else
+            s = DTA_QS_FP8;
+    } else if (!strcmp(qm, "fbgemm_fp8"))
+        s = DTA_QS_FBGEMM_FP8;
+    else if (!strcmp(qm, "compressed-tensors")) {
+        s = ct_scheme(c, doc);
+        const cJSON *tc = cJSON_GetObjectItemCaseSensitive(doc, "transform_config");
+        if (cJSON_IsObject(tc) && tc->child)
+            snprintf(detail, sizeof detail, "transform_config present");
+    } else if (!strcmp(qm, "modelopt")) {
+        const char *algo = jstr(doc, "quant_algo");
+        s = !algo ? DTA_QS_UNKNOWN
+            : !strcmp(algo, "NVFP4") ? DTA_QS_MODELOPT_NVFP4
+            : !strncmp(algo, "FP8", 3) ? DTA_QS_MODELOPT_FP8 : DTA_QS_UNKNOWN;
+        if (s == DTA_QS_MODELOPT_NVFP4)
+            q->group = 16;
+        if (algo)
+            snprintf(detail, sizeof detail, "quant_algo %s", algo);
+    } else if (!strcmp(qm, "bitsandbytes")) {
+        if (jtrue(doc, "load_in_8bit") || jtrue(doc, "_load_in_8bit")) {
+            s = DTA_QS_BNB_8BIT;
+            q->bits = 8;
+        } else {
+            s = DTA_QS_BNB_4BIT;
+            q->bits = 4;
+            const char *qt = jstr(doc, "bnb_4bit_quant_type");
+            snprintf(detail, sizeof detail, "%s%s", qt ? qt : "nf4",
+                     jtrue(doc, "bnb_4bit_use_double_quant") ? ", double quantization" : "");
+        }
+    } else if (!strcmp(qm, "gptq") || !strcmp(qm, "auto-round")) {
+        const char *pf = jstr(doc, "packing_format");
+        s = !strcmp(qm, "gptq") || (pf && strstr(pf, "gptq")) ? DTA_QS_GPTQ : DTA_QS_UNKNOWN;
+        q->bits = clamp_u32(jint(doc, "bits", 4));
+        int64_t gs = jint(doc, "group_size", 128);
+        q->group = gs <= 0 ? 0 : clamp_u32(gs);
+        const char *cf = jstr(doc, "checkpoint_format");
+        if (!cf)
+            cf = jstr(doc, "format");
+        snprintf(detail, sizeof detail, "%s", cf ? cf : "gptq");
+    } else if (!strcmp(qm, "awq")) {
+        s = DTA_QS_AWQ;
+        q->bits = clamp_u32(jint(doc, "bits", jint(doc, "w_bit", 4)));
+        q->group = clamp_u32(jint(doc, "group_size", jint(doc, "q_group_size", 128)));
+        const char *v = jstr(doc, "version");
+        if (v)
+            snprintf(detail, sizeof detail, "%s", v);
+    } else if (!strcmp(qm, "mxfp4")) {
+        s = DTA_QS_MXFP4;
+        q->group = 32;
+    } else if (!strcmp(qm, "quanto"))
+        s = DTA_QS_QUANTO;
+    else if (!strcmp(qm, "torchao"))
+        s = DTA_QS_TORCHAO;
+    else if (!strcmp(qm, "hqq"))
+        s = DTA_QS_HQQ;
+done:
+    if (st == DTA_OK && detail[0])
+        st = set_str(c, &q->detail, detail);
+    q->scheme = s;
+    c->config_known = s != DTA_QS_UNKNOWN;
+out:
+    cJSON_Delete(doc);
+    return st;
+}
+
+/* ---- step 2: grouping ---------------------------------------------------------------- */
+
+static size_t find_tensor(qctx *c, const char *s, size_t n)
+{
+    return tab_find(&c->names, s, n);
+}
+
+/* The parameter named name[0..n), created when absent. */
+static dta_status get_param(qctx *c, const char *name, size_t n, const char *module_suffix_hint,
+                            size_t *out)
+{
+    dta_quant *q = c->q;
+    (void)module_suffix_hint;
+    size_t i = tab_find(&c->pnames, name, n);
+    if (i != SIZE_MAX) {
+        *out = i;
+        return DTA_OK;
+    }
+    if (q->nparams == c->capparams) {
+        size_t ncap = c->capparams ? c->capparams * 2 : 64;
+        dta_quant_param *p = realloc(q->params, ncap * sizeof *p);
+        if (!p)
+            return nomem(c);
+        q->params = p;
+        const char **k = realloc(c->pkeys, ncap * sizeof *k);
+        if (!k)
+            return nomem(c);
+        c->pkeys = k;
+        c->capparams = ncap;
+    }
+    if (c->pnames.cap < pow2_at_least(q->nparams + 1)) {
+        size_t ncap = pow2_at_least(q->nparams + 1) * 2;
+        size_t *slot = calloc(ncap, sizeof *slot);
+        if (!slot)
+            return nomem(c);
+        free(c->pnames.slot);
+        c->pnames.slot = slot;
+        c->pnames.cap = ncap;
+        c->pnames.keys = c->pkeys;
+        for (size_t k = 0; k < q->nparams; k++)
+            tab_put(&c->pnames, k);
+    }
+    dta_quant_param *p = &q->params[q->nparams];
+    memset(p, 0, sizeof *p);
+    p->weight = SIZE_MAX;
+    p->storage = DTA_DTYPE_NONE;
+    p->dequant = DTA_DTYPE_NONE;
+    p->name = malloc(n + 1);
+    if (!p->name)
+        return nomem(c);
+    memcpy(p->name, name, n);
+    p->name[n] = 0;
+    /* module: the name without its last component (".weight"), or the name itself for
+     * fused expert stacks ("mlp.experts.gate_up_proj") */
+    size_t ml = n;
+    while (ml > 0 && name[ml - 1] != '.')
+        ml--;
+    ml = ml ? ml - 1 : n;
+    p->module = malloc(ml + 1);
+    if (!p->module)
+        return nomem(c);
+    memcpy(p->module, name, ml);
+    p->module[ml] = 0;
+    c->pkeys[q->nparams] = p->name;
+    c->pnames.keys = c->pkeys;
+    tab_put(&c->pnames, q->nparams);
+    *out = q->nparams++;
+    return DTA_OK;
+}
+
+static dta_status param_add_tensor(qctx *c, size_t pi, size_t ti, dta_quant_role role)
+{
+    dta_quant_param *p = &c->q->params[pi];
+    if (c->q->tensor_param[ti] >= 0)
+        return DTA_OK;
+    size_t *t = realloc(p->tensors, (p->ntensors + 1) * sizeof *t);
+    if (!t)
+        return nomem(c);
+    p->tensors = t;
+    if (role == DTA_QR_WEIGHT) {
+        memmove(t + 1, t, p->ntensors * sizeof *t);
+        t[0] = ti;
+        p->weight = ti;
+        p->storage = c->m->tensors[ti].dtype;
+    } else
+        t[p->ntensors] = ti;
+    p->ntensors++;
+    c->q->tensor_param[ti] = (int32_t)pi;
+    c->q->tensor_role[ti] = (uint8_t)role;
+    return DTA_OK;
+}
+
+/* The companion of role r of parameter p (tensor index), SIZE_MAX when absent. */
+static size_t comp(const qctx *c, const dta_quant_param *p, dta_quant_role r)
+{
+    for (size_t i = 0; i < p->ntensors; i++)
+        if (c->q->tensor_role[p->tensors[i]] == r)
+            return p->tensors[i];
+    return SIZE_MAX;
+}
+
+static bool has_comp(const qctx *c, const dta_quant_param *p, dta_quant_role r)
+{
+    return comp(c, p, r) != SIZE_MAX;
+}
+
+static bool is_fp8(dta_dtype t)
+{
+    return t == DTA_F8_E4M3 || t == DTA_F8_E5M2 || t == DTA_F8_E4M3FNUZ || t == DTA_F8_E5M2FNUZ;
+}
+
+static bool is_wide_float(dta_dtype t)
+{
+    return t == DTA_F16 || t == DTA_BF16 || t == DTA_F32 || t == DTA_F64;
+}
+
+static bool fp8_family(dta_quant_scheme s)
+{
+    return s == DTA_QS_FP8 || s == DTA_QS_FBGEMM_FP8 || s == DTA_QS_MODELOPT_FP8 ||
+           s == DTA_QS_CT_FLOAT || s == DTA_QS_COMFY_FP8 || s == DTA_QS_FP8_BLOCK;
+}
+
+static dta_status group_tensors(qctx *c)
+{
+    const dta_model *m = c->m;
+    dta_quant *q = c->q;
+    dta_status st = DTA_OK;
+    int *match = malloc((m->ntensors ? m->ntensors : 1) * sizeof *match);
+    char buf[DTA_MAX_NAME_LEN + 64];
+    if (!match)
+        return nomem(c);
+
+    /* the codes named by their own suffix */
+    for (size_t i = 0; i < m->ntensors && st == DTA_OK; i++) {
+        const char *name = m->tensors[i].name;
+        size_t n = strlen(name);
+        match[i] = match_suffix(name, n);
+        if (match[i] < 0 || suffixes[match[i]].role != DTA_QR_WEIGHT)
+            continue;
+        const sfx *s = &suffixes[match[i]];
+        size_t pl = n - strlen(s->suffix);
+        if (!strcmp(s->suffix, "_blocks") && m->tensors[i].dtype != DTA_U8)
+            continue;
+        if (!strcmp(s->suffix, ".W_q") || !strcmp(s->suffix, ".weight._data")) {
+            /* HQQ / quanto codes need a companion to count (checked below) */
+        }
+        int k = snprintf(buf, sizeof buf, "%.*s%s", (int)pl, name, s->param);
+        size_t pi;
+        if (k > 0 && (size_t)k < sizeof buf && (st = get_param(c, buf, (size_t)k, NULL, &pi)) == DTA_OK)
+            st = param_add_tensor(c, pi, i, DTA_QR_WEIGHT);
+    }
+    /* companions: attached to their codes; a strong one without codes is an orphan */
+    for (size_t i = 0; i < m->ntensors && st == DTA_OK; i++) {
+        if (match[i] < 0 || suffixes[match[i]].role == DTA_QR_WEIGHT)
+            continue;
+        const sfx *s = &suffixes[match[i]];
+        const char *name = m->tensors[i].name;
+        size_t n = strlen(name), pl = n - strlen(s->suffix);
+        size_t data = SIZE_MAX;
+        for (int d = 0; d < 3 && s->data[d] && data == SIZE_MAX; d++) {
+            int k = snprintf(buf, sizeof buf, "%.*s%s", (int)pl, name, s->data[d]);
+            if (k > 0 && (size_t)k < sizeof buf)
+                data = find_tensor(c, buf, (size_t)k);
+        }
+        if (data != SIZE_MAX && q->tensor_param[data] >= 0) {
+            st = param_add_tensor(c, (size_t)q->tensor_param[data], i, s->role);
+            continue;
+        }
+        if (data != SIZE_MAX) {
+            /* plain-named codes (".weight"): a weak companion alone does not make them
+             * quantized unless they are not a wide float (input_scale beside F8) */
+            dta_dtype dt = m->tensors[data].dtype;
+            if (s->weak && is_wide_float(dt))
+                continue;
+            if (s->weak && !strcmp(s->suffix, "_scales"))
+                continue;
+            const char *dn = m->tensors[data].name;
+            size_t dl = strlen(dn), pi;
+            /* parameter name: the codes' name, or its prefix plus s->param */
+            int k = snprintf(buf, sizeof buf, "%.*s%s", (int)pl, name, s->param);
+            if (k <= 0 || (size_t)k >= sizeof buf)
+                continue;
+            (void)dl;
+            if ((st = get_param(c, buf, (size_t)k, NULL, &pi)) == DTA_OK &&
+                (st = param_add_tensor(c, pi, data, DTA_QR_WEIGHT)) == DTA_OK)
+                st = param_add_tensor(c, pi, i, s->role);
+            continue;
+        }
+        if (s->weak)
+            continue;
+        /* an orphan: a companion with no codes */
+        int k = snprintf(buf, sizeof buf, "%.*s%s", (int)pl, name, s->param);
+        size_t pi;
+        if (k > 0 && (size_t)k < sizeof buf && (st = get_param(c, buf, (size_t)k, NULL, &pi)) == DTA_OK)
+            st = param_add_tensor(c, pi, i, s->role);
+    }
+    free(match);
+    if (st != DTA_OK)
+        return st;
+
+    /* bare codes in a scheme that needs scales: an F8 / I8 weight with no companion */
+    for (size_t i = 0; i < m->ntensors && st == DTA_OK; i++) {
+        const dta_tensor *t = &m->tensors[i];
+        size_t n = strlen(t->name);
+        if (q->tensor_param[i] >= 0 || !ends_with(t->name, n, ".weight") || t->rank < 2)
+            continue;
+        bool want = (is_fp8(t->dtype) && fp8_family(q->scheme) && q->scheme != DTA_QS_COMFY_FP8) ||
+                    (t->dtype == DTA_I8 && (q->scheme == DTA_QS_BNB_8BIT || q->scheme == DTA_QS_CT_INT));
+        if (!want)
+            continue;
+        size_t pi;
+        if ((st = get_param(c, t->name, n, NULL, &pi)) == DTA_OK)
+            st = param_add_tensor(c, pi, i, DTA_QR_WEIGHT);
+    }
+    /* model-level companions: kv-cache scales, the scaled_fp8 marker */
+    if (q->nparams || q->scheme != DTA_QS_NONE)
+        for (size_t i = 0; i < m->ntensors; i++) {
+            const char *name = m->tensors[i].name;
+            size_t n = strlen(name);
+            if (q->tensor_role[i] != DTA_QR_NONE)
+                continue;
+            if (ends_with(name, n, ".k_scale") || ends_with(name, n, ".v_scale") ||
+                ends_with(name, n, ".q_scale") || ends_with(name, n, ".prob_scale"))
+                q->tensor_role[i] = DTA_QR_KV_SCALE;
+            else if ((n == 10 || ends_with(name, n, ".scaled_fp8")) && ends_with(name, n, "scaled_fp8"))
+                q->tensor_role[i] = DTA_QR_MARKER;
+            else if (ends_with(name, n, ".input_scale") || ends_with(name, n, ".output_scale"))
+                q->tensor_role[i] = m->tensors[i].numel <= 1 ? DTA_QR_INPUT_SCALE : DTA_QR_NONE;
+        }
+    return st;
+}
+
+/* ---- step 3: per-parameter scheme and checks ------------------------------------------ */
+
+static uint64_t cdiv(uint64_t a, uint64_t b)
+{
+    return b ? (a + b - 1) / b : 0;
+}
+
+static void shape_str(char *buf, size_t cap, const dta_tensor *t)
+{
+    size_t o = (size_t)snprintf(buf, cap, "[");
+    for (int d = 0; d < t->rank && o < cap; d++)
+        o += (size_t)snprintf(buf + o, cap - o, "%s%llu", d ? ", " : "",
+                              (unsigned long long)t->shape[d]);
+    if (o < cap)
+        snprintf(buf + o, cap - o, "]");
+}
+
+static dta_status add_issue(qctx *c, dta_rule rule, const char *module, const size_t *tensors,
+                            size_t nt, const char *fmt, ...)
+    __attribute__((format(printf, 6, 7)));
+
+static dta_status add_issue(qctx *c, dta_rule rule, const char *module, const size_t *tensors,
+                            size_t nt, const char *fmt, ...)
+{
+    dta_quant *q = c->q;
+    dta_quant_issue *p = realloc(q->issues, (q->nissues + 1) * sizeof *p);
+    if (!p)
+        return nomem(c);
+    q->issues = p;
+    dta_quant_issue *is = &p[q->nissues++];
+    memset(is, 0, sizeof *is);
+    is->rule = rule;
+    char msg[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    is->module = strdup(module);
+    is->message = strdup(msg);
+    if (nt) {
+        is->tensors = malloc(nt * sizeof *is->tensors);
+        if (is->tensors) {
+            memcpy(is->tensors, tensors, nt * sizeof *tensors);
+            is->ntensors = nt;
+        }
+    }
+    if (!is->module || !is->message || (nt && !is->tensors))
+        return nomem(c);
+    return DTA_OK;
+}
+
+/* The per-parameter scheme from its tensors. */
+static dta_quant_scheme param_scheme(qctx *c, dta_quant_param *p)
+{
+    const dta_model *m = c->m;
+    dta_quant_scheme cfg = c->q->scheme;
+    const dta_tensor *w = p->weight != SIZE_MAX ? &m->tensors[p->weight] : NULL;
+    const char *wn = w ? w->name : "";
+    size_t wl = strlen(wn);
+    if (has_comp(c, p, DTA_QR_SCALE_INV))
+        return DTA_QS_FP8_BLOCK;
+    if (has_comp(c, p, DTA_QR_ABSMAX) || has_comp(c, p, DTA_QR_QUANT_MAP) ||
+        has_comp(c, p, DTA_QR_QUANT_STATE) || has_comp(c, p, DTA_QR_NESTED_ABSMAX))
+        return DTA_QS_BNB_4BIT;
+    if (has_comp(c, p, DTA_QR_FORMAT))
+        return DTA_QS_BNB_8BIT;
+    for (size_t i = 0; i < p->ntensors; i++) {
+        const char *n = m->tensors[p->tensors[i]].name;
+        size_t l = strlen(n);
+        if (ends_with(n, l, ".SCB"))
+            return DTA_QS_BNB_8BIT;
+        if (ends_with(n, l, ".comfy_quant"))
+            return DTA_QS_COMFY;
+        if (ends_with(n, l, ".scale_weight"))
+            return DTA_QS_COMFY_FP8;
+        if (ends_with(n, l, "._weight_qdata") || strstr(n, "._weight_"))
+            return DTA_QS_TORCHAO;
+        if (strstr(n, ".weight._"))
+            return DTA_QS_QUANTO;
+        if (ends_with(n, l, ".W_q"))
+            return DTA_QS_HQQ;
+        if (ends_with(n, l, "_blocks") || ends_with(n, l, "_scales"))
+            return DTA_QS_MXFP4;
+    }
+    if (ends_with(wn, wl, ".qweight") || has_comp(c, p, DTA_QR_ZERO_POINT) ||
+        comp(c, p, DTA_QR_G_IDX) != SIZE_MAX) {
+        if (ends_with(wn, wl, ".qweight") || (!w && cfg != DTA_QS_CT_PACK)) {
+            size_t s = comp(c, p, DTA_QR_SCALE);
+            if (w && s != SIZE_MAX && m->tensors[s].rank == 2 && w->rank == 2) {
+                if (m->tensors[s].shape[1] == w->shape[1] * 8 && m->tensors[s].shape[1] != w->shape[1])
+                    return DTA_QS_AWQ;
+                if (m->tensors[s].shape[1] == w->shape[1])
+                    return DTA_QS_GPTQ;
+            }
+            return cfg == DTA_QS_AWQ ? DTA_QS_AWQ : DTA_QS_GPTQ;
+        }
+    }
+    if (ends_with(wn, wl, ".weight_packed") || (!w && (cfg == DTA_QS_CT_PACK || cfg == DTA_QS_CT_NVFP4 || cfg == DTA_QS_CT_MXFP4))) {
+        if (w && w->dtype == DTA_I32)
+            return DTA_QS_CT_PACK;
+        if (has_comp(c, p, DTA_QR_GLOBAL_SCALE))
+            return DTA_QS_CT_NVFP4;
+        if (w && w->dtype == DTA_U8) {
+            size_t s = comp(c, p, DTA_QR_SCALE);
+            if (s != SIZE_MAX && is_fp8(m->tensors[s].dtype))
+                return DTA_QS_CT_NVFP4;
+            return cfg == DTA_QS_CT_NVFP4 ? cfg : DTA_QS_CT_MXFP4;
+        }
+        return cfg == DTA_QS_CT_PACK || cfg == DTA_QS_CT_NVFP4 || cfg == DTA_QS_CT_MXFP4 ? cfg : DTA_QS_CT_PACK;
+    }
+    size_t s = comp(c, p, DTA_QR_SCALE);
+    if (has_comp(c, p, DTA_QR_GLOBAL_SCALE) ||
+        (w && w->dtype == DTA_U8 && s != SIZE_MAX && is_fp8(m->tensors[s].dtype)))
+        return cfg == DTA_QS_COMFY ? DTA_QS_COMFY : DTA_QS_MODELOPT_NVFP4;
+    if (w && w->dtype == DTA_I8)
+        return cfg == DTA_QS_BNB_8BIT ? cfg : DTA_QS_CT_INT;
+    /* an F8 (or blindly cast) weight with a weight_scale: the config tells which producer */
+    if (cfg == DTA_QS_FP8 || cfg == DTA_QS_FBGEMM_FP8 || cfg == DTA_QS_MODELOPT_FP8 ||
+        cfg == DTA_QS_CT_FLOAT || cfg == DTA_QS_COMFY)
+        return cfg;
+    if (cfg == DTA_QS_MODELOPT_NVFP4)
+        return DTA_QS_MODELOPT_FP8;
+    if (cfg == DTA_QS_FP8_BLOCK && s == SIZE_MAX)
+        return DTA_QS_FP8_BLOCK; /* bare F8 codes in a block-FP8 model */
+    return DTA_QS_FP8;
+}
+
+/* Checks p against its scheme; appends quant-incomplete issues. block/group override the
+ * config's (0: the config's or the scheme default). Returns the number of problems. */
+static int check_param(qctx *c, dta_quant_param *p, uint32_t bm, uint32_t bn, uint32_t group,
+                       bool record)
+{
+    const dta_model *m = c->m;
+    dta_quant *q = c->q;
+    const dta_tensor *w = p->weight != SIZE_MAX ? &m->tensors[p->weight] : NULL;
+    char need[256] = "", bad[512] = "";
+    size_t nn = 0, nb = 0;
+#define NEED(role_, what)                                                                       \
+    do {                                                                                        \
+        if (!has_comp(c, p, role_))                                                             \
+            nn += (size_t)snprintf(need + nn, nn < sizeof need ? sizeof need - nn : 0, "%s%s",  \
+                                   nn ? ", " : "", what);                                       \
+    } while (0)
+#define BAD(...)                                                                                \
+    do {                                                                                        \
+        if (nb < sizeof bad)                                                                    \
+            nb += (size_t)snprintf(bad + nb, sizeof bad - nb, __VA_ARGS__);                     \
+    } while (0)
+    char s1[128], s2[128];
+    int problems = 0;
+
+    if (!w) {
+        /* a companion without codes */
+        if (record) {
+            char list[512] = "";
+            size_t o = 0;
+            for (size_t i = 0; i < p->ntensors && o < sizeof list; i++)
+                o += (size_t)snprintf(list + o, sizeof list - o, "%s'%s'", i ? ", " : "",
+                                      m->tensors[p->tensors[i]].name);
+            add_issue(c, DTA_RULE_QUANT_INCOMPLETE, p->module, p->tensors, p->ntensors,
+                      "%s %s no quantized weight '%s' to belong to: the loader fails on the "
+                      "unexpected key, or the parameter is missing",
+                      list, p->ntensors == 1 ? "has" : "have", p->name);
+        }
+        p->broken = true;
+        return 1;
+    }
+    size_t sc = comp(c, p, DTA_QR_SCALE);
+    const dta_tensor *S = sc != SIZE_MAX ? &m->tensors[sc] : NULL;
+    switch (p->scheme) {
+    case DTA_QS_FP8_BLOCK: {
+        size_t si = comp(c, p, DTA_QR_SCALE_INV);
+        NEED(DTA_QR_SCALE_INV, "weight_scale_inv");
+        if (!bm)
+            bm = q->block[0] ? q->block[0] : 128;
+        if (!bn)
+            bn = q->block[1] ? q->block[1] : 128;
+        if (si != SIZE_MAX && w->rank >= 2) {
+            const dta_tensor *g = &m->tensors[si];
+            uint64_t o = w->shape[w->rank - 2], in = w->shape[w->rank - 1];
+            bool ok = g->rank == w->rank && g->shape[g->rank - 2] == cdiv(o, bm) &&
+                      g->shape[g->rank - 1] == cdiv(in, bn);
+            for (int d = 0; ok && d < w->rank - 2; d++)
+                ok = g->shape[d] == w->shape[d];
+            if (!ok) {
+                shape_str(s1, sizeof s1, g);
+                shape_str(s2, sizeof s2, w);
+                BAD("its scale grid %s does not fit the %s weight in %ux%u blocks (expected "
+                    "[%s%llu, %llu])", s1, s2, bm, bn, w->rank == 3 ? "E, " : "",
+                    (unsigned long long)cdiv(o, bm), (unsigned long long)cdiv(in, bn));
+            }
+        }
+        break;
+    }
+    case DTA_QS_FP8: case DTA_QS_FBGEMM_FP8: case DTA_QS_MODELOPT_FP8: case DTA_QS_CT_FLOAT:
+    case DTA_QS_CT_INT: case DTA_QS_COMFY_FP8: {
+        if (!S)
+            nn += (size_t)snprintf(need + nn, sizeof need - nn, "%s%s", nn ? ", " : "",
+                                   p->scheme == DTA_QS_COMFY_FP8 ? "scale_weight" : "weight_scale");
+        if (S && w->rank == 2) {
+            uint64_t o = w->shape[0], in = w->shape[1];
+            bool ok = S->numel == 1 || (S->rank >= 1 && S->shape[0] == o && S->numel <= o * in);
+            if (p->scheme == DTA_QS_CT_FLOAT || p->scheme == DTA_QS_CT_INT) {
+                uint32_t g = group ? group : q->group;
+                uint32_t b0 = bm ? bm : q->block[0], b1 = bn ? bn : q->block[1];
+                if (b0 && b1)
+                    ok = S->rank == 2 && S->shape[0] == cdiv(o, b0) && S->shape[1] == cdiv(in, b1);
+                else if (g)
+                    ok = S->rank == 2 && S->shape[0] == o && S->shape[1] == cdiv(in, g);
+                else if (c->ct_strategy && !strcmp(c->ct_strategy, "channel"))
+                    ok = S->shape[0] == o && S->numel == o;
+                else if (c->ct_strategy && !strcmp(c->ct_strategy, "tensor"))
+                    ok = S->numel == 1;
+            }
+            if (!ok) {
+                shape_str(s1, sizeof s1, S);
+                shape_str(s2, sizeof s2, w);
+                BAD("its scale %s does not fit the %s weight", s1, s2);
+            }
+        }
+        break;
+    }
+    case DTA_QS_MODELOPT_NVFP4: case DTA_QS_CT_NVFP4: case DTA_QS_CT_MXFP4: {
+        bool ct = p->scheme != DTA_QS_MODELOPT_NVFP4;
+        uint32_t g = p->scheme == DTA_QS_CT_MXFP4 ? 32 : 16;
+        NEED(DTA_QR_SCALE, "weight_scale");
+        if (p->scheme != DTA_QS_CT_MXFP4)
+            NEED(DTA_QR_GLOBAL_SCALE, ct ? "weight_global_scale" : "weight_scale_2");
+        if (S && w->rank == 2) {
+            uint64_t o = w->shape[0], in = w->shape[1] * 2;
+            if (!(S->rank == 2 && S->shape[0] == o && S->shape[1] == cdiv(in, g))) {
+                shape_str(s1, sizeof s1, S);
+                shape_str(s2, sizeof s2, w);
+                BAD("its block scale %s does not fit the packed %s weight (expected [%llu, %llu]: "
+                    "one scale per %u elements)", s1, s2, (unsigned long long)o,
+                    (unsigned long long)cdiv(in, g), g);
+            }
+        }
+        break;
+    }
+    case DTA_QS_CT_PACK: {
+        NEED(DTA_QR_SCALE, "weight_scale");
+        NEED(DTA_QR_SHAPE, "weight_shape");
+        uint32_t bits = q->bits ? q->bits : 4, pf = bits >= 1 && bits <= 16 ? 32 / bits : 8;
+        uint32_t g = group ? group : q->group;
+        if (S && w->rank == 2) {
+            uint64_t o = w->shape[0], cols = w->shape[1];
+            uint64_t lo = cols ? (cols - 1) * pf + 1 : 0, hi = cols * pf;
+            bool ok = S->rank == 2 && S->shape[0] == o;
+            if (ok && g && S->shape[1] != 1)
+                ok = S->shape[1] >= cdiv(lo, g) && S->shape[1] <= cdiv(hi, g);
+            if (!ok) {
+                shape_str(s1, sizeof s1, S);
+                shape_str(s2, sizeof s2, w);
+                BAD("its scale %s does not fit the packed %s weight (%u-bit, group %u)", s1, s2,
+                    bits, g);
+            }
+        }
+        size_t sh = comp(c, p, DTA_QR_SHAPE);
+        if (sh != SIZE_MAX && m->tensors[sh].numel != 2 && m->tensors[sh].numel != 3)
+            BAD("%sits weight_shape holds %llu values, not 2", nb ? "; " : "",
+                (unsigned long long)m->tensors[sh].numel);
+        break;
+    }
+    case DTA_QS_GPTQ: case DTA_QS_AWQ: {
+        bool awq = p->scheme == DTA_QS_AWQ;
+        NEED(DTA_QR_SCALE, "scales");
+        NEED(DTA_QR_ZERO_POINT, "qzeros");
+        uint32_t bits = q->bits ? q->bits : 4, g = group ? group : q->group;
+        size_t zi = comp(c, p, DTA_QR_ZERO_POINT), gi = comp(c, p, DTA_QR_G_IDX);
+        if (w->rank == 2 && bits && (bits == 2 || bits == 4 || bits == 8 || bits == 3)) {
+            uint64_t in, o, packed_o;
+            if (awq) {
+                in = w->shape[0];
+                o = w->shape[1] * (32 / bits);
+                packed_o = w->shape[1];
+            } else {
+                in = w->shape[0] * 32 / bits;
+                o = w->shape[1];
+                packed_o = cdiv(o * bits, 32);
+            }
+            uint64_t G = g ? cdiv(in, g) : 1;
+            if (S && !(S->rank == 2 && S->shape[0] == G && S->shape[1] == o)) {
+                shape_str(s1, sizeof s1, S);
+                BAD("its scales %s do not fit %llu inputs x %llu outputs in groups of %u "
+                    "(expected [%llu, %llu])", s1, (unsigned long long)in, (unsigned long long)o,
+                    g, (unsigned long long)G, (unsigned long long)o);
+            }
+            if (zi != SIZE_MAX) {
+                const dta_tensor *z = &m->tensors[zi];
+                if (!(z->rank == 2 && z->shape[0] == G && z->shape[1] == packed_o)) {
+                    shape_str(s1, sizeof s1, z);
+                    BAD("%sits qzeros %s are not [%llu, %llu]", nb ? "; " : "", s1,
+                        (unsigned long long)G, (unsigned long long)packed_o);
+                }
+            }
+            if (gi != SIZE_MAX && m->tensors[gi].numel != in) {
+                shape_str(s1, sizeof s1, &m->tensors[gi]);
+                BAD("%sits g_idx %s is not [%llu]", nb ? "; " : "", s1, (unsigned long long)in);
+            }
+        }
+        break;
+    }
+    case DTA_QS_BNB_4BIT: {
+        NEED(DTA_QR_ABSMAX, "absmax");
+        NEED(DTA_QR_QUANT_MAP, "quant_map");
+        NEED(DTA_QR_QUANT_STATE, "quant_state");
+        size_t ai = comp(c, p, DTA_QR_ABSMAX);
+        bool nested = has_comp(c, p, DTA_QR_NESTED_ABSMAX) || has_comp(c, p, DTA_QR_NESTED_MAP) ||
+                      (ai != SIZE_MAX && m->tensors[ai].dtype == DTA_U8);
+        if (nested) {
+            NEED(DTA_QR_NESTED_ABSMAX, "nested_absmax");
+            NEED(DTA_QR_NESTED_MAP, "nested_quant_map");
+        }
+        size_t qm = comp(c, p, DTA_QR_QUANT_MAP);
+        if (qm != SIZE_MAX && m->tensors[qm].numel != 16)
+            BAD("its quant_map holds %llu values, not 16", (unsigned long long)m->tensors[qm].numel);
+        uint64_t bytes = w->nbytes;
+        if (ai != SIZE_MAX && bytes) {
+            uint64_t nbk = m->tensors[ai].numel, lo = bytes * 2 - 1, hi = bytes * 2;
+            bool ok = false;
+            for (uint64_t bs = 32; bs <= 4096 && !ok; bs *= 2)
+                ok = cdiv(lo, bs) == nbk || cdiv(hi, bs) == nbk;
+            if (!ok)
+                BAD("%sits absmax holds %llu blocks, which no block size fits for %llu packed "
+                    "bytes", nb ? "; " : "", (unsigned long long)nbk, (unsigned long long)bytes);
+            size_t na = comp(c, p, DTA_QR_NESTED_ABSMAX);
+            if (na != SIZE_MAX && m->tensors[na].numel != cdiv(nbk, 256))
+                BAD("%sits nested_absmax holds %llu values, not ceil(%llu/256) = %llu",
+                    nb ? "; " : "", (unsigned long long)m->tensors[na].numel,
+                    (unsigned long long)nbk, (unsigned long long)cdiv(nbk, 256));
+        }
+        break;
+    }
+    case DTA_QS_BNB_8BIT:
+        if (!S)
+            nn += (size_t)snprintf(need + nn, sizeof need - nn, "%sSCB", nn ? ", " : "");
+        if (S && w->rank == 2 && S->numel != w->shape[0]) {
+            shape_str(s1, sizeof s1, S);
+            BAD("its SCB %s is not one absmax per output row [%llu]", s1,
+                (unsigned long long)w->shape[0]);
+        }
+        break;
+    case DTA_QS_MXFP4: {
+        NEED(DTA_QR_SCALE, "_scales");
+        if (S) {
+            bool ok = S->rank + 1 == w->rank && w->rank >= 2 && w->shape[w->rank - 1] == 16;
+            for (int d = 0; ok && d < S->rank; d++)
+                ok = S->shape[d] == w->shape[d];
+            if (!ok) {
+                shape_str(s1, sizeof s1, S);
+                shape_str(s2, sizeof s2, w);
+                BAD("its scales %s do not fit the blocks %s (expected the blocks' shape without "
+                    "its last dim of 16)", s1, s2);
+            }
+        }
+        break;
+    }
+    case DTA_QS_QUANTO:
+        NEED(DTA_QR_SCALE, "_scale");
+        if (w->dtype == DTA_U8)
+            NEED(DTA_QR_ZERO_POINT, "_shift");
+        break;
+    case DTA_QS_TORCHAO:
+        NEED(DTA_QR_SCALE, "_weight_scale");
+        break;
+    case DTA_QS_HQQ:
+        NEED(DTA_QR_SCALE, "scale");
+        break;
+    default:
+        break;
+    }
+    if (nn || nb) {
+        problems = 1;
+        if (record) {
+            if (nn && nb)
+                add_issue(c, DTA_RULE_QUANT_INCOMPLETE, p->module, p->tensors, p->ntensors,
+                          "quantized weight '%s' (%s) lacks its %s; %s", p->name,
+                          dta_quant_scheme_name(p->scheme), need, bad);
+            else if (nn)
+                add_issue(c, DTA_RULE_QUANT_INCOMPLETE, p->module, p->tensors, p->ntensors,
+                          "quantized weight '%s' (%s) lacks its %s: it cannot be dequantized, "
+                          "and a loader reads the raw codes as weights",
+                          p->name, dta_quant_scheme_name(p->scheme), need);
+            else
+                add_issue(c, DTA_RULE_QUANT_INCOMPLETE, p->module, p->tensors, p->ntensors,
+                          "quantized weight '%s' (%s): %s", p->name,
+                          dta_quant_scheme_name(p->scheme), bad);
+            p->broken = true;
+        }
+    }
+#undef NEED
+#undef BAD
+    return problems;
+}
+
+/* Logical shape, element format and dequantized dtype of p. */
+static void describe(qctx *c, dta_quant_param *p)
+{
+    const dta_model *m = c->m;
+    const dta_quant *q = c->q;
+    const dta_tensor *w = p->weight != SIZE_MAX ? &m->tensors[p->weight] : NULL;
+    p->dequant = c->compute;
+    p->format = w ? dta_dtype_name(w->dtype) : "?";
+    if (!w)
+        return;
+    uint32_t bits = q->bits ? q->bits : 4;
+    p->rank = w->rank <= 4 ? w->rank : 0;
+    for (int d = 0; d < p->rank; d++)
+        p->shape[d] = w->shape[d];
+    switch (p->scheme) {
+    case DTA_QS_MODELOPT_NVFP4: case DTA_QS_CT_NVFP4: case DTA_QS_CT_MXFP4: case DTA_QS_COMFY:
+        if (w->dtype == DTA_U8 && p->rank >= 1) {
+            p->shape[p->rank - 1] *= 2;
+            p->format = p->scheme == DTA_QS_CT_MXFP4 ? "MXFP4" : "NVFP4";
+        }
+        break;
+    case DTA_QS_MXFP4:
+        p->format = "MXFP4";
+        if (w->rank >= 3 && w->rank <= 5) {
+            p->rank = w->rank - 1;
+            p->shape[p->rank - 1] = w->shape[w->rank - 2] * 32;
+        }
+        break;
+    case DTA_QS_CT_PACK:
+        p->format = bits == 8 ? "INT8" : bits == 2 ? "INT2" : "INT4";
+        if (p->rank == 2 && bits)
+            p->shape[1] = w->shape[1] * (32 / bits);
+        break;
+    case DTA_QS_GPTQ: case DTA_QS_AWQ:
+        p->format = bits == 8 ? "INT8" : bits == 3 ? "INT3" : bits == 2 ? "INT2" : "INT4";
+        if (p->rank == 2 && bits) {
+            uint64_t in = p->scheme == DTA_QS_AWQ ? w->shape[0] : w->shape[0] * 32 / bits;
+            uint64_t o = p->scheme == DTA_QS_AWQ ? w->shape[1] * (32 / bits) : w->shape[1];
+            p->shape[0] = o;
+            p->shape[1] = in;
+        }
+        break;
+    case DTA_QS_BNB_4BIT:
+        p->format = "NF4";
+        for (size_t i = 0; i < p->ntensors; i++)
+            if (strstr(m->tensors[p->tensors[i]].name, "bitsandbytes__fp4"))
+                p->format = "FP4";
+        p->rank = 0; /* the logical shape is in the quant_state JSON, not the header */
+        break;
+    case DTA_QS_BNB_8BIT: case DTA_QS_CT_INT:
+        p->format = "INT8";
+        break;
+    case DTA_QS_HQQ:
+        p->format = "HQQ";
+        p->rank = 0;
+        break;
+    case DTA_QS_QUANTO: case DTA_QS_TORCHAO:
+        if (w->dtype == DTA_U8 || w->dtype == DTA_I8)
+            p->format = w->dtype == DTA_I8 ? "INT8" : "INT4";
+        if (w->dtype == DTA_U8)
+            p->rank = 0;
+        break;
+    default:
+        break;
+    }
+    if (p->cast)
+        p->format = dta_dtype_name(w->dtype);
+}
+
+void dta_quant_param_label(const dta_quant *q, const dta_quant_param *p, char *buf, size_t cap)
+{
+    char gran[64] = "";
+    switch (p->scheme) {
+    case DTA_QS_FP8_BLOCK:
+        snprintf(gran, sizeof gran, " block %ux%u", q->block[0] ? q->block[0] : 128,
+                 q->block[1] ? q->block[1] : 128);
+        break;
+    case DTA_QS_FP8: case DTA_QS_MODELOPT_FP8: case DTA_QS_COMFY_FP8:
+        snprintf(gran, sizeof gran, " per-tensor");
+        break;
+    case DTA_QS_FBGEMM_FP8:
+        snprintf(gran, sizeof gran, " per-row");
+        break;
+    case DTA_QS_MODELOPT_NVFP4: case DTA_QS_CT_NVFP4:
+        snprintf(gran, sizeof gran, " group 16");
+        break;
+    case DTA_QS_CT_MXFP4: case DTA_QS_MXFP4:
+        snprintf(gran, sizeof gran, " group 32");
+        break;
+    case DTA_QS_CT_FLOAT: case DTA_QS_CT_INT: case DTA_QS_CT_PACK: case DTA_QS_GPTQ:
+    case DTA_QS_AWQ:
+        if (q->block[0] && q->block[1])
+            snprintf(gran, sizeof gran, " block %ux%u", q->block[0], q->block[1]);
+        else if (q->group)
+            snprintf(gran, sizeof gran, " group %u", q->group);
+        break;
+    default:
+        break;
+    }
+    snprintf(buf, cap, "%s%s -> %s", p->cast ? "cast" : p->format, gran,
+             p->dequant != DTA_DTYPE_NONE ? dta_dtype_name(p->dequant) : "?");
+}
+
+/* ---- the config against the tensors --------------------------------------------------- */
+
+static bool ignore_match(qctx *c, size_t k, const char *module)
+{
+    const char *e = c->q->ignore[k];
+    size_t el = strlen(e), ml = strlen(module);
+    if (!strncmp(e, "re:", 3))
+        return c->re_ok[k] && regexec(&c->re[k], module, 0, NULL, 0) == 0;
+    if (strpbrk(e, "*?["))
+        return dtap_name_matches(e, module);
+    if (el == 0 || el > ml)
+        return false;
+    /* a dotted run of components anywhere in the module name (transformers' substring
+     * test, without matching inside a component) */
+    for (const char *s = module; (s = strstr(s, e)) != NULL; s++) {
+        bool start = s == module || s[-1] == '.';
+        bool end = s[el] == 0 || s[el] == '.';
+        if (start && end)
+            return true;
+    }
+    return false;
+}
+
+static long ignored_by(qctx *c, const char *module)
+{
+    for (size_t k = 0; k < c->q->nignore; k++)
+        if (ignore_match(c, k, module))
+            return (long)k;
+    return -1;
+}
+
+/* name with every all-digit component replaced by '#' */
+static void pattern_of(char *buf, size_t cap, const char *name)
+{
+    size_t o = 0;
+    const char *p = name;
+    while (*p && o + 2 < cap) {
+        const char *e = strchr(p, '.');
+        size_t len = e ? (size_t)(e - p) : strlen(p);
+        bool num = len > 0;
+        for (size_t i = 0; i < len && num; i++)
+            num = p[i] >= '0' && p[i] <= '9';
+        if (num)
+            buf[o++] = '#';
+        else {
+            size_t k = len < cap - o - 2 ? len : cap - o - 2;
+            memcpy(buf + o, p, k);
+            o += k;
+        }
+        if (!e)
+            break;
+        buf[o++] = '.';
+        p = e + 1;
+    }
+    buf[o] = 0;
+}
+
+static bool compatible(dta_quant_scheme cfg, dta_quant_scheme t)
+{
+    if (cfg == t)
+        return true;
+    switch (cfg) {
+    case DTA_QS_CT_FLOAT: case DTA_QS_CT_INT: case DTA_QS_CT_PACK: case DTA_QS_CT_NVFP4:
+    case DTA_QS_CT_MXFP4:
+        return t == DTA_QS_CT_FLOAT || t == DTA_QS_CT_INT || t == DTA_QS_CT_PACK ||
+               t == DTA_QS_CT_NVFP4 || t == DTA_QS_CT_MXFP4;
+    case DTA_QS_MODELOPT_NVFP4:
+        return t == DTA_QS_MODELOPT_FP8;
+    case DTA_QS_COMFY:
+        return t == DTA_QS_COMFY_FP8 || t == DTA_QS_MODELOPT_NVFP4 || t == DTA_QS_FP8;
+    case DTA_QS_COMFY_FP8:
+        return t == DTA_QS_COMFY;
+    default:
+        return false;
+    }
+}
+
+static dta_status config_checks(qctx *c)
+{
+    const dta_model *m = c->m;
+    dta_quant *q = c->q;
+    dta_status st = DTA_OK;
+    char pat[DTA_MAX_NAME_LEN + 8];
+    bool from_config = q->source && strcmp(q->source, "tensors") != 0 &&
+                       strcmp(q->source, "__metadata__") != 0;
+
+    /* a quantized module on the ignore list */
+    for (size_t i = 0; i < q->nparams && st == DTA_OK; i++) {
+        dta_quant_param *p = &q->params[i];
+        if (p->weight == SIZE_MAX || p->cast)
+            continue;
+        long k = ignored_by(c, p->module);
+        if (k >= 0)
+            st = add_issue(c, DTA_RULE_QUANT_COVERAGE, p->module, p->tensors, p->ntensors,
+                           "module '%s' is quantized (%s) although the config's ignore list "
+                           "('%s') says it stays in high precision; loaders build it as a plain "
+                           "layer and read the raw codes",
+                           p->module, dta_quant_scheme_name(p->scheme), q->ignore[k]);
+    }
+    /* a high-precision module among quantized siblings */
+    if (from_config && q->nparams && st == DTA_OK) {
+        strtab pats = {0};
+        char **keys = calloc(q->nparams, sizeof *keys);
+        size_t npat = 0;
+        pats.cap = pow2_at_least(q->nparams);
+        pats.slot = calloc(pats.cap, sizeof *pats.slot);
+        pats.keys = (const char **)keys;
+        if (!keys || !pats.slot)
+            st = nomem(c);
+        for (size_t i = 0; i < q->nparams && st == DTA_OK; i++) {
+            if (q->params[i].weight == SIZE_MAX || q->params[i].cast)
+                continue;
+            pattern_of(pat, sizeof pat, q->params[i].name);
+            if (tab_find(&pats, pat, strlen(pat)) != SIZE_MAX)
+                continue;
+            if (!(keys[npat] = strdup(pat))) {
+                st = nomem(c);
+                break;
+            }
+            tab_put(&pats, npat++);
+        }
+        for (size_t i = 0; i < m->ntensors && st == DTA_OK && npat; i++) {
+            const dta_tensor *t = &m->tensors[i];
+            if (q->tensor_role[i] != DTA_QR_NONE || !is_wide_float(t->dtype) || t->rank < 2)
+                continue;
+            pattern_of(pat, sizeof pat, t->name);
+            if (tab_find(&pats, pat, strlen(pat)) == SIZE_MAX)
+                continue;
+            char mod[DTA_MAX_NAME_LEN + 1];
+            size_t n = strlen(t->name), ml = n;
+            while (ml > 0 && t->name[ml - 1] != '.')
+                ml--;
+            ml = ml ? ml - 1 : n;
+            snprintf(mod, sizeof mod, "%.*s", (int)ml, t->name);
+            if (ignored_by(c, mod) >= 0 || ignored_by(c, t->name) >= 0)
+                continue;
+            st = add_issue(c, DTA_RULE_QUANT_COVERAGE, mod, &i, 1,
+                           "'%s' is stored in %s while the modules like it ('%s') are "
+                           "quantized (%s) and the config does not exclude it; a loader "
+                           "builds it as a quantized layer and fails or misreads it",
+                           t->name, dta_dtype_name(t->dtype), pat,
+                           dta_quant_scheme_name(q->scheme));
+        }
+        for (size_t k = 0; k < npat; k++)
+            free(keys[k]);
+        free(keys);
+        free(pats.slot);
+    }
+    if (st != DTA_OK)
+        return st;
+
+    /* stale, missing or disagreeing config */
+    size_t nq = 0, nbad = 0, first_bad = SIZE_MAX;
+    for (size_t i = 0; i < q->nparams; i++) {
+        if (q->params[i].weight == SIZE_MAX)
+            continue;
+        nq++;
+        if (c->config_known && !compatible(q->scheme, q->params[i].scheme)) {
+            if (first_bad == SIZE_MAX)
+                first_bad = i;
+            nbad++;
+        }
+    }
+    const char *src = q->source ? q->source : "config.json";
+    if (c->config_known && nq == 0 && m->ntensors > 0)
+        st = add_issue(c, DTA_RULE_QUANT_CONFIG, src, NULL, 0,
+                       "%s declares %s quantization (%s) but no tensor is quantized: the config "
+                       "is stale (left after a dequantization?); transformers then fails to load "
+                       "the plain weights or quantizes them again",
+                       src, q->method ? q->method : "?", dta_quant_scheme_name(q->scheme));
+    else if (nbad)
+        st = add_issue(c, DTA_RULE_QUANT_CONFIG, src, &q->params[first_bad].weight, 1,
+                       "%s declares %s (%s) but %zu quantized parameter%s stored as %s (e.g. "
+                       "'%s'): the loader applies the wrong dequantization",
+                       src, q->method ? q->method : "?", dta_quant_scheme_name(q->scheme), nbad,
+                       nbad == 1 ? " is" : "s are",
+                       dta_quant_scheme_name(q->params[first_bad].scheme),
+                       q->params[first_bad].name);
+    else if (!q->source && nq && m->format && !strcmp(m->format, "directory") &&
+             q->tensor_scheme != DTA_QS_COMFY && q->tensor_scheme != DTA_QS_COMFY_FP8)
+        st = add_issue(c, DTA_RULE_QUANT_CONFIG, "config.json", NULL, 0,
+                       "%zu tensors are quantized (%s) but the model has no quantization config "
+                       "(config.json quantization_config or a sidecar): a loader reads the raw "
+                       "codes as weights",
+                       nq, dta_quant_scheme_name(q->tensor_scheme));
+    if (st == DTA_OK && q->scheme == DTA_QS_UNKNOWN)
+        st = add_issue(c, DTA_RULE_QUANTIZATION, src, NULL, 0,
+                       "%s names the quantization scheme '%s', which dtaudit does not know: its "
+                       "tensors are listed as stored, not read as plain weights, and convert "
+                       "refuses the model",
+                       src, q->method ? q->method : "?");
+    return st;
+}
+
+/* FP8 block / group sizes: when every parameter misfits the config's size but all fit
+ * another one, the config is wrong (quant-config), not each parameter. */
+static dta_status size_disagreement(qctx *c, bool *handled)
+{
+    dta_quant *q = c->q;
+    *handled = false;
+    dta_quant_scheme s = q->scheme;
+    if (!c->config_known || !(s == DTA_QS_FP8_BLOCK || s == DTA_QS_GPTQ || s == DTA_QS_AWQ))
+        return DTA_OK;
+    size_t n = 0, fail = 0, first = SIZE_MAX;
+    for (size_t i = 0; i < q->nparams; i++) {
+        dta_quant_param *p = &q->params[i];
+        if (p->weight == SIZE_MAX || p->cast || p->scheme != s)
+            continue;
+        n++;
+        if (check_param(c, p, 0, 0, 0, false)) {
+            fail++;
+            if (first == SIZE_MAX)
+                first = i;
+        }
+    }
+    if (!n || fail != n)
+        return DTA_OK;
+    static const uint32_t sizes[] = {16, 32, 64, 128, 256, 512, 1024};
+    for (size_t a = 0; a < 7; a++)
+        for (size_t b = 0; b < 7; b++) {
+            if (s != DTA_QS_FP8_BLOCK && b > 0)
+                break;
+            uint32_t bm = sizes[a], bn = sizes[b], g = sizes[a];
+            bool all = true;
+            for (size_t i = 0; i < q->nparams && all; i++) {
+                dta_quant_param *p = &q->params[i];
+                if (p->weight == SIZE_MAX || p->cast || p->scheme != s)
+                    continue;
+                all = s == DTA_QS_FP8_BLOCK ? !check_param(c, p, bm, bn, 0, false)
+                                            : !check_param(c, p, 0, 0, g, false);
+            }
+            if (!all)
+                continue;
+            *handled = true;
+            const char *src = q->source ? q->source : "config.json";
+            if (s == DTA_QS_FP8_BLOCK)
+                return add_issue(c, DTA_RULE_QUANT_CONFIG, src, &q->params[first].weight, 1,
+                                 "%s declares weight_block_size [%u, %u] but every scale grid "
+                                 "fits %ux%u blocks: the loader applies the scales to the wrong "
+                                 "blocks",
+                                 src, q->block[0], q->block[1], bm, bn);
+            return add_issue(c, DTA_RULE_QUANT_CONFIG, src, &q->params[first].weight, 1,
+                             "%s declares group_size %u but every parameter's scales fit groups "
+                             "of %u: the loader applies the scales to the wrong inputs",
+                             src, q->group, g);
+        }
+    return DTA_OK;
+}
+
+static dta_status analyse(qctx *c)
+{
+    const dta_model *m = c->m;
+    dta_quant *q = c->q;
+    dta_status st;
+
+    if ((st = read_config(c)) != DTA_OK)
+        return st;
+    if (q->nignore) {
+        c->re = calloc(q->nignore, sizeof *c->re);
+        c->re_ok = calloc(q->nignore, sizeof *c->re_ok);
+        if (!c->re || !c->re_ok)
+            return nomem(c);
+        for (size_t k = 0; k < q->nignore; k++)
+            if (!strncmp(q->ignore[k], "re:", 3)) {
+                char *anch = malloc(strlen(q->ignore[k]) + 4);
+                if (!anch)
+                    return nomem(c);
+                sprintf(anch, "^(%s)", q->ignore[k] + 3);
+                c->re_ok[k] = regcomp(&c->re[k], anch, REG_EXTENDED | REG_NOSUB) == 0;
+                free(anch);
+            }
+    }
+    /* name table */
+    c->names.cap = pow2_at_least(m->ntensors);
+    c->names.slot = calloc(c->names.cap, sizeof *c->names.slot);
+    c->names.keys = malloc((m->ntensors ? m->ntensors : 1) * sizeof *c->names.keys);
+    if (!c->names.slot || !c->names.keys)
+        return nomem(c);
+    for (size_t i = 0; i < m->ntensors; i++) {
+        c->names.keys[i] = m->tensors[i].name;
+        tab_put(&c->names, i);
+    }
+    if ((st = group_tensors(c)) != DTA_OK)
+        return st;
+
+    /* schemes per parameter; blind casts */
+    size_t counts[DTA_QS_COUNT] = {0};
+    for (size_t i = 0; i < q->nparams; i++) {
+        dta_quant_param *p = &q->params[i];
+        p->scheme = param_scheme(c, p);
+        counts[p->scheme]++;
+        if (p->weight != SIZE_MAX) {
+            const dta_tensor *w = &m->tensors[p->weight];
+            bool packed_bnb = p->scheme == DTA_QS_BNB_4BIT && w->rank == 2 &&
+                              (w->shape[1] == 1 || w->shape[0] == 1);
+            bool weight_side = false;
+            for (size_t k = 0; k < p->ntensors; k++) {
+                dta_quant_role r = (dta_quant_role)q->tensor_role[p->tensors[k]];
+                weight_side |= r != DTA_QR_WEIGHT && r != DTA_QR_INPUT_SCALE &&
+                               r != DTA_QR_KV_SCALE && r != DTA_QR_MARKER;
+            }
+            if (is_wide_float(w->dtype) && !packed_bnb && weight_side &&
+                p->scheme != DTA_QS_HQQ)
+                p->cast = true;
+        }
+    }
+    q->tensor_scheme = DTA_QS_NONE;
+    size_t best = 0;
+    for (int s = 1; s < DTA_QS_COUNT; s++)
+        if (counts[s] > best) {
+            best = counts[s];
+            q->tensor_scheme = (dta_quant_scheme)s;
+        }
+    if (q->scheme == DTA_QS_NONE && q->tensor_scheme != DTA_QS_NONE) {
+        q->scheme = q->tensor_scheme;
+        q->source = q->scheme == DTA_QS_TORCHAO || q->scheme == DTA_QS_COMFY ? q->source : NULL;
+    }
+    /* blind FP8 per-tensor bare weights without config: nothing to say */
+    if (q->scheme == DTA_QS_NONE)
+        return DTA_OK;
+
+    /* compute dtype: dominant over the floating tensors outside any parameter */
+    uint64_t numel[DTA_DTYPE_COUNT] = {0};
+    for (size_t i = 0; i < m->ntensors; i++)
+        if (q->tensor_role[i] == DTA_QR_NONE && dta_dtype_is_float(m->tensors[i].dtype))
+            numel[m->tensors[i].dtype] += m->tensors[i].numel;
+    c->compute = DTA_DTYPE_NONE;
+    for (int t = 0; t < DTA_DTYPE_COUNT; t++)
+        if (numel[t] && (c->compute == DTA_DTYPE_NONE || numel[t] >= numel[c->compute]))
+            c->compute = (dta_dtype)t;
+    if (c->compute == DTA_DTYPE_NONE)
+        c->compute = m->config_dtype != DTA_DTYPE_NONE ? m->config_dtype : DTA_BF16;
+
+    bool handled = false;
+    if ((st = size_disagreement(c, &handled)) != DTA_OK)
+        return st;
+    for (size_t i = 0; i < q->nparams && st == DTA_OK; i++) {
+        dta_quant_param *p = &q->params[i];
+        describe(c, p);
+        if (p->cast) {
+            char list[256] = "";
+            size_t o = 0;
+            for (size_t k = 1; k < p->ntensors && o < sizeof list; k++) {
+                const char *n = m->tensors[p->tensors[k]].name;
+                const char *tail = n + strlen(p->module);
+                o += (size_t)snprintf(list + o, sizeof list - o, "%s%s", k > 1 ? ", " : "",
+                                      *tail == '.' ? tail + 1 : tail);
+            }
+            st = add_issue(c, DTA_RULE_QUANT_CAST, p->module, p->tensors, p->ntensors,
+                           "'%s' is %s beside its %s quantization companions (%s): the signature "
+                           "of a blind cast, the raw codes converted without applying the scales; "
+                           "the values are wrong by the scale factors",
+                           m->tensors[p->weight].name, dta_dtype_name(m->tensors[p->weight].dtype),
+                           dta_quant_scheme_name(p->scheme), list);
+            continue;
+        }
+        if (handled && p->scheme == q->scheme)
+            continue;
+        check_param(c, p, 0, 0, 0, true);
+    }
+    if (st == DTA_OK)
+        st = config_checks(c);
+    return st;
+}
+
+dta_status dta_quant_analyse(const dta_model *m, dta_quant **out, dta_error *err)
+{
+    qctx c;
+    memset(&c, 0, sizeof c);
+    *out = NULL;
+    c.m = m;
+    c.err = err;
+    c.q = calloc(1, sizeof *c.q);
+    if (!c.q)
+        return nomem(&c);
+    c.q->ntensors = m->ntensors;
+    c.q->tensor_param = malloc((m->ntensors ? m->ntensors : 1) * sizeof *c.q->tensor_param);
+    c.q->tensor_role = calloc(m->ntensors ? m->ntensors : 1, 1);
+    dta_status st = DTA_OK;
+    if (!c.q->tensor_param || !c.q->tensor_role)
+        st = nomem(&c);
+    for (size_t i = 0; st == DTA_OK && i < m->ntensors; i++)
+        c.q->tensor_param[i] = -1;
+    if (st == DTA_OK)
+        st = analyse(&c);
+    if (st == DTA_OK && c.q->scheme != DTA_QS_NONE && !c.q->source)
+        c.q->source = "tensors";
+    for (size_t k = 0; c.re && k < c.q->nignore; k++)
+        if (c.re_ok[k])
+            regfree(&c.re[k]);
+    free(c.re);
+    free(c.re_ok);
+    free(c.names.slot);
+    free(c.names.keys);
+    free(c.pnames.slot);
+    free(c.pkeys);
+    free(c.ct_strategy);
+    if (st != DTA_OK) {
+        dta_quant_free(c.q);
+        return st;
+    }
+    *out = c.q;
+    return DTA_OK;
+}
+
+void dta_quant_free(dta_quant *q)
+{
+    if (!q)
+        return;
+    for (size_t i = 0; i < q->nparams; i++) {
+        free(q->params[i].name);
+        free(q->params[i].module);
+        free(q->params[i].tensors);
+    }
+    for (size_t i = 0; i < q->nissues; i++) {
+        free(q->issues[i].module);
+        free(q->issues[i].tensors);
+        free(q->issues[i].message);
+    }
+    for (size_t i = 0; i < q->nignore; i++)
+        free(q->ignore[i]);
+    free(q->ignore);
+    free(q->params);
+    free(q->issues);
+    free(q->tensor_param);
+    free(q->tensor_role);
+    free(q->method);
+    free(q->detail);
+    free(q);
+}
+
+bool dta_quant_tensor_is_quantized(const dta_quant *q, size_t i)
+{
+    return q && i < q->ntensors && q->tensor_role[i] != DTA_QR_NONE;
+}
+
+const dta_quant_param *dta_quant_tensor_param(const dta_quant *q, size_t i)
+{
+    if (!q || i >= q->ntensors || q->tensor_param[i] < 0)
+        return NULL;
+    return &q->params[q->tensor_param[i]];
+}
+
+dta_quant_role dta_quant_tensor_role(const dta_quant *q, size_t i)
+{
+    return q && i < q->ntensors ? (dta_quant_role)q->tensor_role[i] : DTA_QR_NONE;
+}

@@ -1,0 +1,383 @@
+#!/usr/bin/env python3
+"""Quantized checkpoint layouts for the tests and the benchmark (shared/quant.md).
+
+Each layout is a model directory with the real tensor names, dtypes and shapes of a
+published release (or its exact rules at smaller dims), a config.json (or sidecar) as the
+producing library writes it, and safetensors files whose headers are real and whose data
+are sparse zeros (files are truncated to size, so even DeepSeek-V3 dims cost no disk).
+
+    make_layouts.py OUTDIR [LAYOUT...]        # every layout when none is named
+    make_layouts.py --bench OUTDIR            # 163-shard DeepSeek-V3 FP8 + the same BF16
+
+Broken variants are derived from the correct ones: LAYOUT+VARIANT, e.g.
+deepseek-v3+missing-companion. Only the standard library is used.
+"""
+import json
+import math
+import os
+import struct
+import sys
+
+ELSIZE = {"F8_E4M3": 1, "F8_E5M2": 1, "F8_E8M0": 1, "U8": 1, "I8": 1, "BF16": 2, "F16": 2,
+          "F32": 4, "I32": 4, "I64": 8, "BOOL": 1}
+
+
+def cdiv(a, b):
+    return (a + b - 1) // b
+
+
+def write_st(path, tensors, metadata=None):
+    """tensors: list of (name, dtype, shape). Data are sparse zeros."""
+    header, off = {}, 0
+    if metadata:
+        header["__metadata__"] = metadata
+    for name, dt, shape in tensors:
+        n = ELSIZE[dt] * math.prod(shape)
+        header[name] = {"dtype": dt, "shape": list(shape), "data_offsets": [off, off + n]}
+        off += n
+    raw = json.dumps(header, separators=(",", ":")).encode()
+    raw += b" " * (-len(raw) % 8)
+    with open(path, "wb") as f:
+        f.write(struct.pack("<Q", len(raw)))
+        f.write(raw)
+        f.truncate(8 + len(raw) + off)
+
+
+def write_model(d, tensors, config=None, shards=1, sidecars=None, metadata=None):
+    os.makedirs(d, exist_ok=True)
+    if config is not None:
+        json.dump(config, open(os.path.join(d, "config.json"), "w"), indent=2)
+    for name, doc in (sidecars or {}).items():
+        json.dump(doc, open(os.path.join(d, name), "w"), indent=2)
+    if shards == 1:
+        write_st(os.path.join(d, "model.safetensors"), tensors, metadata or {"format": "pt"})
+        return
+    per = cdiv(len(tensors), shards)
+    wm, total = {}, 0
+    for s in range(shards):
+        part = tensors[s * per:(s + 1) * per]
+        fn = "model-%05d-of-%05d.safetensors" % (s + 1, shards)
+        write_st(os.path.join(d, fn), part, metadata or {"format": "pt"})
+        for name, dt, shape in part:
+            wm[name] = fn
+            total += ELSIZE[dt] * math.prod(shape)
+    json.dump({"metadata": {"total_size": total}, "weight_map": wm},
+              open(os.path.join(d, "model.safetensors.index.json"), "w"), indent=1)
+
+
+# ---- DeepSeek-V3 / R1 block FP8 (quant.md §2.2: real per-layer shapes) ------------------
+
+DSV3_FULL = dict(H=7168, layers=61, dense=3, experts=256, inter=18432, moe_inter=2048,
+                 q_lora=1536, kv_lora=512, heads=128, vocab=129280)
+DSV3_SMALL = dict(H=7168, layers=4, dense=1, experts=4, inter=18432, moe_inter=2048,
+                  q_lora=1536, kv_lora=512, heads=128, vocab=1024)
+
+
+def fp8_block(name, out, inp, scale_dt="F32", blk=128):
+    return [(name + ".weight", "F8_E4M3", [out, inp]),
+            (name + ".weight_scale_inv", scale_dt, [cdiv(out, blk), cdiv(inp, blk)])]
+
+
+def deepseek_v3(dims, fp8=True):
+    H, t = dims["H"], []
+    lin = fp8_block if fp8 else (lambda n, o, i, *a: [(n + ".weight", "BF16", [o, i])])
+    t.append(("model.embed_tokens.weight", "BF16", [dims["vocab"], H]))
+    for L in range(dims["layers"]):
+        p = "model.layers.%d." % L
+        t.append((p + "input_layernorm.weight", "BF16", [H]))
+        t.append((p + "post_attention_layernorm.weight", "BF16", [H]))
+        a = p + "self_attn."
+        t += lin(a + "q_a_proj", dims["q_lora"], H)
+        t.append((a + "q_a_layernorm.weight", "BF16", [dims["q_lora"]]))
+        t += lin(a + "q_b_proj", dims["heads"] * 192, dims["q_lora"])
+        t += lin(a + "kv_a_proj_with_mqa", dims["kv_lora"] + 64, H)
+        t.append((a + "kv_a_layernorm.weight", "BF16", [dims["kv_lora"]]))
+        t += lin(a + "kv_b_proj", dims["heads"] * 256, dims["kv_lora"])
+        t += lin(a + "o_proj", H, dims["heads"] * 128)
+        m = p + "mlp."
+        if L < dims["dense"]:
+            t += lin(m + "gate_proj", dims["inter"], H)
+            t += lin(m + "up_proj", dims["inter"], H)
+            t += lin(m + "down_proj", H, dims["inter"])
+            continue
+        t.append((m + "gate.weight", "BF16", [dims["experts"], H]))
+        t.append((m + "gate.e_score_correction_bias", "F32", [dims["experts"]]))
+        for e in range(dims["experts"]):
+            x = m + "experts.%d." % e
+            t += lin(x + "gate_proj", dims["moe_inter"], H)
+            t += lin(x + "up_proj", dims["moe_inter"], H)
+            t += lin(x + "down_proj", H, dims["moe_inter"])
+        t += lin(m + "shared_experts.gate_proj", dims["moe_inter"], H)
+        t += lin(m + "shared_experts.up_proj", dims["moe_inter"], H)
+        t += lin(m + "shared_experts.down_proj", H, dims["moe_inter"])
+    t.append(("model.norm.weight", "BF16", [H]))
+    t.append(("lm_head.weight", "BF16", [dims["vocab"], H]))
+    return t
+
+
+DSV3_CONFIG = {"architectures": ["DeepseekV3ForCausalLM"], "model_type": "deepseek_v3",
+               "torch_dtype": "bfloat16",
+               "quantization_config": {"activation_scheme": "dynamic", "fmt": "e4m3",
+                                       "quant_method": "fp8", "weight_block_size": [128, 128]}}
+
+
+def layout_deepseek_v3(d, dims=DSV3_SMALL, shards=2):
+    write_model(d, deepseek_v3(dims), DSV3_CONFIG, shards=shards)
+
+
+# ---- Qwen3 FP8 (dense, BF16 scale_inv, modules_to_not_convert) -----------------------------
+
+def layout_qwen3_fp8(d):
+    H, I, t = 2048, 6144, []
+    t.append(("model.embed_tokens.weight", "BF16", [4096, H]))
+    for L in range(2):
+        p = "model.layers.%d." % L
+        t += [(p + "input_layernorm.weight", "BF16", [H]),
+              (p + "post_attention_layernorm.weight", "BF16", [H]),
+              (p + "self_attn.q_norm.weight", "BF16", [128]),
+              (p + "self_attn.k_norm.weight", "BF16", [128])]
+        for n, o, i in (("q_proj", 2048, H), ("k_proj", 1024, H), ("v_proj", 1024, H),
+                        ("o_proj", H, 2048)):
+            t += fp8_block(p + "self_attn." + n, o, i, "BF16")
+        for n, o, i in (("gate_proj", I, H), ("up_proj", I, H), ("down_proj", H, I)):
+            t += fp8_block(p + "mlp." + n, o, i, "BF16")
+    t += [("model.norm.weight", "BF16", [H]), ("lm_head.weight", "BF16", [4096, H])]
+    cfg = {"architectures": ["Qwen3ForCausalLM"], "model_type": "qwen3", "torch_dtype": "bfloat16",
+           "quantization_config": {"activation_scheme": "dynamic", "fmt": "e4m3",
+                                   "quant_method": "fp8", "weight_block_size": [128, 128],
+                                   "modules_to_not_convert": ["lm_head", "model.embed_tokens"]}}
+    write_model(d, t, cfg)
+
+
+# ---- Llama FP8 from llm-compressor (compressed-tensors float-quantized, channel) ----------
+
+def llama_layers(H, I, L, lin, extra=None):
+    t = [("model.embed_tokens.weight", "BF16", [2048, H])]
+    for n in range(L):
+        p = "model.layers.%d." % n
+        t += [(p + "input_layernorm.weight", "BF16", [H]),
+              (p + "post_attention_layernorm.weight", "BF16", [H])]
+        for m, o, i in (("self_attn.q_proj", H, H), ("self_attn.k_proj", H // 4, H),
+                        ("self_attn.v_proj", H // 4, H), ("self_attn.o_proj", H, H),
+                        ("mlp.gate_proj", I, H), ("mlp.up_proj", I, H), ("mlp.down_proj", H, I)):
+            t += lin(p + m, o, i)
+    t += [("model.norm.weight", "BF16", [H]), ("lm_head.weight", "BF16", [2048, H])]
+    return t
+
+
+def layout_llama_fp8_ct(d):
+    lin = lambda n, o, i: [(n + ".weight", "F8_E4M3", [o, i]), (n + ".weight_scale", "BF16", [o, 1])]
+    cfg = {"architectures": ["LlamaForCausalLM"], "model_type": "llama", "torch_dtype": "bfloat16",
+           "quantization_config": {
+               "quant_method": "compressed-tensors", "format": "float-quantized",
+               "quantization_status": "compressed", "ignore": ["lm_head"],
+               "config_groups": {"group_0": {
+                   "targets": ["Linear"], "input_activations": {
+                       "num_bits": 8, "type": "float", "strategy": "token", "dynamic": True,
+                       "symmetric": True},
+                   "weights": {"num_bits": 8, "type": "float", "strategy": "channel",
+                               "dynamic": False, "symmetric": True}}}}}
+    write_model(d, llama_layers(512, 1536, 2, lin), cfg)
+
+
+# ---- gpt-oss MXFP4 (quant.md §8) ---------------------------------------------------------
+
+def layout_gpt_oss(d):
+    H, I, E, t = 2880, 2880, 4, []
+    t.append(("model.embed_tokens.weight", "BF16", [2048, H]))
+    for L in range(2):
+        p = "model.layers.%d." % L
+        t += [(p + "input_layernorm.weight", "BF16", [H]),
+              (p + "post_attention_layernorm.weight", "BF16", [H]),
+              (p + "self_attn.sinks", "BF16", [64])]
+        for n, o in (("q_proj", 4096), ("k_proj", 512), ("v_proj", 512)):
+            t += [(p + "self_attn.%s.weight" % n, "BF16", [o, H]), (p + "self_attn.%s.bias" % n, "BF16", [o])]
+        t += [(p + "self_attn.o_proj.weight", "BF16", [H, 4096]), (p + "self_attn.o_proj.bias", "BF16", [H])]
+        t += [(p + "mlp.router.weight", "BF16", [E, H]), (p + "mlp.router.bias", "BF16", [E])]
+        x = p + "mlp.experts."
+        t += [(x + "gate_up_proj_blocks", "U8", [E, 2 * I, H // 32, 16]),
+              (x + "gate_up_proj_scales", "U8", [E, 2 * I, H // 32]),
+              (x + "gate_up_proj_bias", "BF16", [E, 2 * I]),
+              (x + "down_proj_blocks", "U8", [E, H, I // 32, 16]),
+              (x + "down_proj_scales", "U8", [E, H, I // 32]),
+              (x + "down_proj_bias", "BF16", [E, H])]
+    t += [("model.norm.weight", "BF16", [H]), ("lm_head.weight", "BF16", [2048, H])]
+    cfg = {"architectures": ["GptOssForCausalLM"], "model_type": "gpt_oss", "torch_dtype": "bfloat16",
+           "quantization_config": {"quant_method": "mxfp4", "modules_to_not_convert": [
+               "model.layers.*.self_attn", "model.layers.*.mlp.router", "model.embed_tokens",
+               "lm_head"]}}
+    write_model(d, t, cfg)
+
+
+# ---- ModelOpt NVFP4 (quant.md §9) --------------------------------------------------------
+
+def layout_nvfp4(d):
+    def lin(n, o, i):
+        return [(n + ".weight", "U8", [o, i // 2]), (n + ".weight_scale", "F8_E4M3", [o, i // 16]),
+                (n + ".weight_scale_2", "F32", []), (n + ".input_scale", "F32", [])]
+    cfg = {"architectures": ["LlamaForCausalLM"], "model_type": "llama", "torch_dtype": "bfloat16",
+           "quantization_config": {"quant_method": "modelopt", "quant_algo": "NVFP4",
+                                   "producer": {"name": "modelopt", "version": "0.35.0"},
+                                   "ignore": ["lm_head"],
+                                   "config_groups": {"group_0": {"targets": ["Linear"], "weights": {
+                                       "num_bits": 4, "type": "float", "group_size": 16}}}}}
+    side = {"hf_quant_config.json": {"producer": {"name": "modelopt", "version": "0.35.0"},
+                                     "quantization": {"quant_algo": "NVFP4", "kv_cache_quant_algo": None,
+                                                      "group_size": 16, "exclude_modules": ["lm_head"]}}}
+    write_model(d, llama_layers(512, 1536, 2, lin), cfg, sidecars=side)
+
+
+# ---- bitsandbytes 4-bit NF4, double quantization (quant.md §5.1) --------------------------
+
+def layout_bnb_nf4(d):
+    def lin(n, o, i):
+        nb = cdiv(o * i, 64)
+        w = n + ".weight"
+        return [(w, "U8", [cdiv(o * i, 2), 1]), (w + ".absmax", "U8", [nb]),
+                (w + ".quant_map", "F32", [16]), (w + ".nested_absmax", "F32", [cdiv(nb, 256)]),
+                (w + ".nested_quant_map", "F32", [256]),
+                (w + ".quant_state.bitsandbytes__nf4", "U8", [180])]
+    cfg = {"architectures": ["LlamaForCausalLM"], "model_type": "llama", "torch_dtype": "bfloat16",
+           "quantization_config": {
+               "_load_in_4bit": True, "_load_in_8bit": False, "bnb_4bit_compute_dtype": "bfloat16",
+               "bnb_4bit_quant_storage": "uint8", "bnb_4bit_quant_type": "nf4",
+               "bnb_4bit_use_double_quant": True, "llm_int8_enable_fp32_cpu_offload": False,
+               "llm_int8_has_fp16_weight": False, "llm_int8_skip_modules": None,
+               "llm_int8_threshold": 6.0, "load_in_4bit": True, "load_in_8bit": False,
+               "quant_method": "bitsandbytes"}}
+    write_model(d, llama_layers(512, 1536, 2, lin), cfg)
+
+
+# ---- GPTQ 4-bit group 128 (quant.md §6) ---------------------------------------------------
+
+def layout_gptq(d):
+    def lin(n, o, i):
+        G = cdiv(i, 128)
+        return [(n + ".qweight", "I32", [i // 8, o]), (n + ".qzeros", "I32", [G, o // 8]),
+                (n + ".scales", "F16", [G, o]), (n + ".g_idx", "I32", [i])]
+    t = [(n, "F16" if dt == "BF16" else dt, s) for n, dt, s in llama_layers(512, 1536, 2, lin)]
+    cfg = {"architectures": ["LlamaForCausalLM"], "model_type": "llama", "torch_dtype": "float16",
+           "quantization_config": {"quant_method": "gptq", "bits": 4, "group_size": 128,
+                                   "desc_act": True, "sym": True, "damp_percent": 0.1,
+                                   "true_sequential": True, "checkpoint_format": "gptq"}}
+    write_model(d, t, cfg)
+
+
+# ---- AWQ GEMM 4-bit group 128 (quant.md §7) ------------------------------------------------
+
+def layout_awq(d):
+    def lin(n, o, i):
+        G = cdiv(i, 128)
+        return [(n + ".qweight", "I32", [i, o // 8]), (n + ".qzeros", "I32", [G, o // 8]),
+                (n + ".scales", "F16", [G, o])]
+    t = [(n, "F16" if dt == "BF16" else dt, s) for n, dt, s in llama_layers(512, 1536, 2, lin)]
+    cfg = {"architectures": ["LlamaForCausalLM"], "model_type": "llama", "torch_dtype": "float16",
+           "quantization_config": {"quant_method": "awq", "bits": 4, "group_size": 128,
+                                   "zero_point": True, "version": "gemm",
+                                   "modules_to_not_convert": None}}
+    write_model(d, t, cfg)
+
+
+LAYOUTS = {"deepseek-v3": layout_deepseek_v3, "qwen3-fp8": layout_qwen3_fp8,
+           "llama-fp8-ct": layout_llama_fp8_ct, "gpt-oss": layout_gpt_oss, "nvfp4": layout_nvfp4,
+           "bnb-nf4": layout_bnb_nf4, "gptq": layout_gptq, "awq": layout_awq}
+
+
+# ---- broken variants ----------------------------------------------------------------------
+
+def read_header(path):
+    raw = open(path, "rb").read(8)
+    n = struct.unpack("<Q", raw)[0]
+    with open(path, "rb") as f:
+        f.seek(8)
+        h = json.loads(f.read(n))
+    meta = h.pop("__metadata__", None)
+    return [(k, v["dtype"], v["shape"]) for k, v in h.items()], meta
+
+
+def rewrite(d, fn):
+    """fn(list of (name, dtype, shape)) -> new list, applied to every shard; index rebuilt."""
+    files = sorted(f for f in os.listdir(d) if f.endswith(".safetensors"))
+    wm, total = {}, 0
+    for f in files:
+        t, meta = read_header(os.path.join(d, f))
+        t = fn(t)
+        write_st(os.path.join(d, f), t, meta)
+        for name, dt, shape in t:
+            wm[name] = f
+            total += ELSIZE[dt] * math.prod(shape)
+    idx = os.path.join(d, "model.safetensors.index.json")
+    if os.path.exists(idx):
+        json.dump({"metadata": {"total_size": total}, "weight_map": wm}, open(idx, "w"), indent=1)
+
+
+def edit_config(d, fn):
+    p = os.path.join(d, "config.json")
+    cfg = json.load(open(p))
+    fn(cfg)
+    json.dump(cfg, open(p, "w"), indent=2)
+
+
+def variant(d, name, target):
+    """Applies a broken variant; target is the module it concerns (the test checks it)."""
+    if name == "missing-companion":
+        rewrite(d, lambda t: [x for x in t if not x[0].startswith(target + ".") or
+                              x[0] in (target + ".weight", target + ".qweight")])
+    elif name == "wrong-grid":
+        rewrite(d, lambda t: [(n, dt, [s[0] + 1] + s[1:]) if n == target + ".weight_scale_inv" else (n, dt, s)
+                              for n, dt, s in t])
+    elif name == "unquantized-module":
+        def f(t):
+            out = []
+            for n, dt, s in t:
+                if n == target + ".weight":
+                    out.append((n, "BF16", s))
+                elif n.startswith(target + ".weight_scale"):
+                    continue
+                else:
+                    out.append((n, dt, s))
+            return out
+        rewrite(d, f)
+    elif name == "quantized-ignored":
+        edit_config(d, lambda c: c["quantization_config"].__setitem__(
+            "modules_to_not_convert", [target]))
+    elif name == "stale-config":
+        # what a dequantizer that forgets the config leaves: BF16 weights, no scales
+        def f(t):
+            out = []
+            for n, dt, s in t:
+                if n.endswith("_scale_inv"):
+                    continue
+                out.append((n, "BF16" if dt == "F8_E4M3" else dt, s))
+            return out
+        rewrite(d, f)
+    elif name == "missing-config":
+        edit_config(d, lambda c: c.pop("quantization_config"))
+    elif name == "blind-cast":
+        # what a blind convert --to bf16 leaves: every float tensor BF16, scales kept
+        rewrite(d, lambda t: [(n, "BF16" if dt in ("F8_E4M3", "F32") else dt, s) for n, dt, s in t])
+    else:
+        raise SystemExit("unknown variant " + name)
+
+
+def main(argv):
+    if argv and argv[0] == "--bench":
+        out = argv[1]
+        layout_deepseek_v3(os.path.join(out, "deepseek-v3-fp8"), DSV3_FULL, shards=163)
+        d = os.path.join(out, "deepseek-v3-bf16")
+        cfg = dict(DSV3_CONFIG)
+        cfg.pop("quantization_config")
+        write_model(d, deepseek_v3(DSV3_FULL, fp8=False), cfg, shards=163)
+        return
+    out, names = argv[0], argv[1:] or list(LAYOUTS)
+    for spec in names:
+        base, _, rest = spec.partition("+")
+        d = os.path.join(out, spec)
+        LAYOUTS[base](d)
+        if rest:
+            v, _, target = rest.partition("@")
+            variant(d, v, target)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
