@@ -251,6 +251,19 @@ static void result_json(jw *w, const cli_options *o, const input_result *in, con
     }
     if (f->intended) /* the intended-precision rule that matched (intended.h) */
         jw_kv_str(w, "intendedRule", f->intended->id);
+    if (f->values) { /* audit --values: the counts over the finding's tensors (integers) */
+        jw_key(w, "values");
+        jw_obj(w);
+        jw_kv_dtype(w, "target", f->values->target);
+        jw_kv_u64(w, "elements", f->values->elements);
+        jw_kv_u64(w, "nan", f->values->nan);
+        jw_kv_u64(w, "pos_inf", f->values->pos_inf);
+        jw_kv_u64(w, "neg_inf", f->values->neg_inf);
+        jw_kv_u64(w, "overflow", f->values->overflow);
+        jw_kv_u64(w, "underflow", f->values->underflow);
+        jw_kv_u64(w, "subnormal", f->values->subnormal);
+        jw_obj_end(w);
+    }
     /* the command that removes the finding, as in JSON's "fix" (fix.h) */
     char glob[4096];
     cli_fix fx;
