@@ -74,8 +74,11 @@ typedef struct {
     char *root;
     char *name;              /* full module name ("teacher.layers.0.fc1") */
     dta_count total;         /* whole subtree */
-    dta_dtype_count *dtypes; /* the dtypes present in the subtree, in enum order */
+    dta_dtype_count *dtypes; /* the dtypes present in the subtree, in enum order; the
+                              * tensors of a quantized parameter count under the dtype it
+                              * dequantizes to (its logical dtype) */
     size_t ndtypes;
+    uint64_t quantized;      /* tensors of quantized parameters in the subtree */
 } dta_module;
 
 typedef struct {

@@ -94,6 +94,11 @@ typedef struct {
     dta_device device;
     bool force;                  /* replace an existing output */
     bool verify;                 /* verify the written data before it is renamed into place */
+    /* Quantized input (quant.h) is refused (DTA_E_REFUSED, nothing written) unless this is
+     * set: then only the unquantized floating tensors are converted, every quantized
+     * parameter and its companions are copied byte-identical, and config.json keeps its
+     * quantization_config (only torch_dtype / dtype change). */
+    bool keep_quantized;
     size_t chunk_bytes;          /* streaming buffer size (0: 4 MiB) */
     /* called between chunks (may be NULL): bytes done and total to write */
     void (*progress)(void *ctx, uint64_t done, uint64_t total);

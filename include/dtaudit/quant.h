@@ -87,6 +87,7 @@ typedef struct {
     const char *format;    /* static element format: "F8_E4M3", "NF4", "INT4", "MXFP4", ... */
     int rank;              /* logical shape, 0 when the header does not tell */
     uint64_t shape[4];
+    uint64_t numel;        /* logical elements (for bnb 4-bit: twice the packed bytes) */
     dta_dtype dequant;     /* the dtype it dequantizes to */
     bool cast;             /* high-precision codes beside companions (a blind cast) */
     bool broken;           /* a quant-incomplete problem was found */

@@ -263,6 +263,7 @@ int cmd_convert(cli_options *o)
     co.overflow = o->overflow;
     co.out_format = o->out_format;
     co.force = o->force;
+    co.keep_quantized = o->keep_quantized;
     co.verify = o->verify;
     co.cancel = &cancel_flag;
     b.on = o->verbosity >= 0 && isatty(STDERR_FILENO) && !getenv("DTAUDIT_NO_PROGRESS");

@@ -34,6 +34,7 @@ const cli_option cli_option_table[] = {
     {"out-format", 0, "FMT", CMD_CONVERT, "same (default), safetensors or torch"},
     {"on-overflow", 0, "MODE", CMD_CONVERT | CMD_VERIFY, "values the target cannot hold: error (default: refuse, write nothing), inf (as torch's .to()), saturate"},
     {"force", 0, NULL, CMD_CONVERT, "replace an existing OUT"},
+    {"keep-quantized", 0, NULL, CMD_CONVERT, "quantized input: convert only the unquantized tensors, keep quantized parameters and their scales byte-identical"},
     {"verify", 0, NULL, CMD_CONVERT, "check the written data against the source before publishing it"},
     {"device", 0, "DEV", CMD_CONVERT | CMD_VERIFY, "auto (default: CUDA for large jobs when built in and a GPU is present), cpu, or cuda (exit 3 when unavailable)"},
     {"help", 'h', NULL, CMD_ALL, "show this help and exit"},
@@ -271,6 +272,8 @@ int cli_parse(int argc, char **argv, cli_options *o)
             o->optimizer = true;
         } else if (strcmp(t->name, "force") == 0) {
             o->force = true;
+        } else if (strcmp(t->name, "keep-quantized") == 0) {
+            o->keep_quantized = true;
         } else if (strcmp(t->name, "verify") == 0) {
             o->verify = true;
         } else if (strcmp(t->name, "out-format") == 0) {

@@ -51,6 +51,7 @@ typedef struct {
     char **only, **keep;     /* --only / --keep globs (borrowed from argv) */
     size_t nonly, nkeep;
     bool optimizer, force, verify;
+    bool keep_quantized;         /* convert --keep-quantized */
     dta_overflow_mode overflow;
     dta_out_format out_format;
     device_kind device;

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "dtaudit/quant.h"
 #include "dtaudit/version.h"
 #include "fix.h"
 #include "report.h"
@@ -233,6 +234,95 @@ static void adapter_json(jw *w, const input_result *r, const cli_options *o)
     close_(w, '}');
 }
 
+/* inputs[].quantization: the scheme, where it was recognised, its block or group size,
+ * the logical parameters and the unquantized floating tensors. */
+static void quantization_json(jw *w, const dta_model *m, const dta_quant *q)
+{
+    key(w, "quantization");
+    open_(w, '{');
+    kv_str(w, "scheme", dta_quant_scheme_name(q->scheme));
+    key(w, "method");
+    if (q->method)
+        str(w, q->method);
+    else
+        puts_(w, "null");
+    kv_str(w, "source", q->source ? q->source : "tensors");
+    if (q->detail)
+        kv_str(w, "detail", q->detail);
+    if (q->block[0] && q->block[1]) {
+        key(w, "block");
+        ch(w, '[');
+        u64(w, q->block[0]);
+        puts_(w, ", ");
+        u64(w, q->block[1]);
+        ch(w, ']');
+    } else if (q->group)
+        kv_u64(w, "group", q->group);
+    if (q->bits)
+        kv_u64(w, "bits", q->bits);
+    key(w, "ignore");
+    open_(w, '[');
+    for (size_t i = 0; i < q->nignore; i++) {
+        item(w, false);
+        str(w, q->ignore[i]);
+    }
+    close_(w, ']');
+    key(w, "parameters");
+    open_(w, '[');
+    for (size_t i = 0; i < q->nparams; i++) {
+        const dta_quant_param *p = &q->params[i];
+        char label[128];
+        item(w, true);
+        open_(w, '{');
+        kv_str(w, "name", p->name);
+        kv_str(w, "module", p->module);
+        kv_str(w, "scheme", dta_quant_scheme_name(p->scheme));
+        dta_quant_param_label(q, p, label, sizeof label);
+        kv_str(w, "label", label);
+        kv_str(w, "format", p->format ? p->format : "?");
+        kv_dtype(w, "storage", p->storage);
+        key(w, "shape");
+        if (p->rank > 0) {
+            ch(w, '[');
+            for (int d = 0; d < p->rank; d++) {
+                if (d)
+                    puts_(w, ", ");
+                u64(w, p->shape[d]);
+            }
+            ch(w, ']');
+        } else
+            puts_(w, "null");
+        kv_u64(w, "numel", p->numel);
+        kv_dtype(w, "dtype", p->dequant);
+        key(w, "tensors");
+        open_(w, '{');
+        for (size_t k = 0; k < p->ntensors; k++) {
+            const dta_tensor *t = &m->tensors[p->tensors[k]];
+            key(w, t->name);
+            open_(w, '{');
+            kv_str(w, "role", dta_quant_role_name(dta_quant_tensor_role(q, p->tensors[k])));
+            kv_str(w, "dtype", dta_dtype_name(t->dtype));
+            close_(w, '}');
+        }
+        close_(w, '}');
+        if (p->cast)
+            kv_bool(w, "cast", true);
+        if (p->broken)
+            kv_bool(w, "incomplete", true);
+        close_(w, '}');
+    }
+    close_(w, ']');
+    key(w, "unquantized");
+    open_(w, '[');
+    for (size_t i = 0; i < m->ntensors; i++)
+        if (!dta_quant_tensor_is_quantized(q, i) && dta_dtype_is_float(m->tensors[i].dtype)) {
+            item(w, true);
+            str(w, m->tensors[i].name);
+        }
+    close_(w, ']');
+    close_(w, '}');
+}
+
 static void input_json(jw *w, const input_result *r, const cli_options *o)
 {
     item(w, true);
@@ -264,6 +354,8 @@ static void input_json(jw *w, const input_result *r, const cli_options *o)
             kv_str(w, m->metadata[i].key, m->metadata[i].value);
         close_(w, '}');
     }
+    if (r->report && r->report->quant && r->report->quant->scheme != DTA_QS_NONE)
+        quantization_json(w, r->model, r->report->quant);
     close_(w, '}');
 }
 
@@ -334,6 +426,21 @@ static void tensor_json(jw *w, const input_result *r, const dta_tensor *t)
         kv_bool(w, "meta", true);
     if (r->values)
         values_json(w, &r->values->tensors[t - r->model->tensors]);
+    const dta_quant *q = r->report ? r->report->quant : NULL;
+    size_t ti = (size_t)(t - r->model->tensors);
+    if (dta_quant_tensor_is_quantized(q, ti)) {
+        const dta_quant_param *p = dta_quant_tensor_param(q, ti);
+        key(w, "quant");
+        open_(w, '{');
+        kv_str(w, "scheme", dta_quant_scheme_name(p ? p->scheme : q->scheme));
+        kv_str(w, "role", dta_quant_role_name(dta_quant_tensor_role(q, ti)));
+        key(w, "parameter");
+        if (p)
+            str(w, p->name);
+        else
+            puts_(w, "null");
+        close_(w, '}');
+    }
     close_(w, '}');
 }
 

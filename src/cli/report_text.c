@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "dtaudit/quant.h"
 #include "fix.h"
 #include "report.h"
 
@@ -243,9 +244,11 @@ static void tnode_finish(tnode *n)
             h = mix(h, (unsigned char)n->kids[i]->comp[k]);
         h = mix(h, n->kids[i]->sig);
     }
-    if (n->mod)
+    if (n->mod) {
         for (size_t i = 0; i < n->mod->ndtypes; i++)
             h = mix(mix(h, (uint64_t)n->mod->dtypes[i].dtype), n->mod->dtypes[i].count.tensors);
+        h = mix(h, n->mod->quantized);
+    }
     n->sig = h;
 }
 
@@ -303,6 +306,7 @@ typedef struct {
     int verbosity;
     const ttab *tab; /* the tree being printed */
     const cli_options *o;
+    const dta_quant *quant; /* of the input being printed, NULL when none */
 } tctx;
 
 static void sum_group(tnode **members, size_t n, dta_count *total, dta_count *by)
@@ -342,6 +346,14 @@ static void print_line(tctx *c, int depth, const char *label, tnode **members, s
     label = clean(shown, sizeof shown, label);
     sum_group(members, nm, &total, by);
     dtype_mix(mixbuf, sizeof mixbuf, by, &total);
+    /* a quantized subtree is shown by its logical dtype, marked with the scheme */
+    uint64_t quantized = 0;
+    for (size_t i = 0; i < nm; i++)
+        quantized += members[i]->mod ? members[i]->mod->quantized : 0;
+    if (quantized && c->quant) {
+        size_t l = strlen(mixbuf);
+        snprintf(mixbuf + l, sizeof mixbuf - l, " (%s)", dta_quant_scheme_name(c->quant->scheme));
+    }
     fmt_count(cnt, sizeof cnt, total.numel);
     int pad = 44 - 2 * depth - (int)strlen(label);
     fprintf(c->out, "    %*s%s%*s %s%-18s%s %6llu tensor%s %9s\n", 2 * depth, "", label,
@@ -530,6 +542,77 @@ static void print_tree(tctx *c, const dta_report *rep, const dta_root_summary *r
     free(tab.slot);
 }
 
+/* One summary row per kind of quantized parameter ("FP8_E4M3 block 128x128 -> BF16"):
+ * parameters, their tensors (codes and companions), logical elements, stored bytes. */
+typedef struct {
+    char label[96];
+    uint64_t params;
+    dta_count count;
+} qrow;
+
+static qrow *quant_rows(const dta_report *rep, size_t root, dta_count *plain, size_t *n)
+{
+    const dta_model *m = rep->model;
+    const dta_quant *q = rep->quant;
+    qrow *rows = NULL;
+    *n = 0;
+    for (size_t i = 0; i < m->ntensors; i++) {
+        const dta_tensor *t = &m->tensors[i];
+        if (rep->tensor_root[i] != root)
+            continue;
+        if (!dta_quant_tensor_is_quantized(q, i)) {
+            plain[t->dtype].tensors++;
+            plain[t->dtype].numel += t->numel;
+            plain[t->dtype].nbytes += t->nbytes;
+            continue;
+        }
+        const dta_quant_param *p = dta_quant_tensor_param(q, i);
+        char label[96];
+        if (p)
+            dta_quant_param_label(q, p, label, sizeof label);
+        else
+            snprintf(label, sizeof label, "%s activation/kv scales", dta_quant_scheme_name(q->scheme));
+        size_t k = 0;
+        while (k < *n && strcmp(rows[k].label, label) != 0)
+            k++;
+        if (k == *n) {
+            qrow *r = realloc(rows, (*n + 1) * sizeof *r);
+            if (!r)
+                return rows;
+            rows = r;
+            memset(&rows[k], 0, sizeof rows[k]);
+            snprintf(rows[k].label, sizeof rows[k].label, "%s", label);
+            (*n)++;
+        }
+        rows[k].count.tensors++;
+        rows[k].count.nbytes += t->nbytes;
+        if (p && p->weight == i) {
+            rows[k].params++;
+            rows[k].count.numel += p->numel;
+        }
+    }
+    return rows;
+}
+
+/* "  quantization fp8-block (config.json: fp8, block 128x128), 183 parameters" */
+static void print_quant(tctx *c, const dta_quant *q)
+{
+    char shown[300], shown2[300], size[64] = "";
+    size_t n = 0;
+    for (size_t i = 0; i < q->nparams; i++)
+        n += q->params[i].weight != SIZE_MAX;
+    if (q->block[0] && q->block[1])
+        snprintf(size, sizeof size, ", block %ux%u", q->block[0], q->block[1]);
+    else if (q->group)
+        snprintf(size, sizeof size, ", group %u", q->group);
+    fprintf(c->out, "  quantization %s%s%s (%s%s%s%s%s%s), %zu quantized parameter%s\n",
+            C(c->pal, BOLD), dta_quant_scheme_name(q->scheme), C(c->pal, RESET),
+            q->source ? q->source : "tensors", q->method ? ": " : "",
+            q->method ? clean(shown, sizeof shown, q->method) : "", size,
+            q->detail ? ", " : "", q->detail ? clean(shown2, sizeof shown2, q->detail) : "", n,
+            n == 1 ? "" : "s");
+}
+
 static void print_root(tctx *c, const dta_report *rep, const dta_root_summary *rs)
 {
     char params[32], bytes[32], shown[600];
@@ -547,8 +630,20 @@ static void print_root(tctx *c, const dta_report *rep, const dta_root_summary *r
         fprintf(c->out, "  no floating tensors\n");
     fprintf(c->out, "    %-12s %8s %10s %11s %7s\n", "dtype", "tensors", "params", "bytes",
             "share");
+    const dta_quant *q = rep->quant;
+    const dta_count *by = rs->by_dtype;
+    dta_count plain[DTA_DTYPE_COUNT];
+    qrow *rows = NULL;
+    size_t nrows = 0;
+    if (q && q->scheme != DTA_QS_NONE && rep->tensor_root) {
+        /* quantized parameters are their own rows; the dtype rows hold the rest */
+        size_t ri = (size_t)(rs - rep->roots);
+        memset(plain, 0, sizeof plain);
+        by = plain;
+        rows = quant_rows(rep, ri, plain, &nrows);
+    }
     for (int t = 0; t < DTA_DTYPE_COUNT; t++) {
-        const dta_count *n = &rs->by_dtype[t];
+        const dta_count *n = &by[t];
         if (!n->tensors)
             continue;
         fmt_count(params, sizeof params, n->numel);
@@ -557,7 +652,14 @@ static void print_root(tctx *c, const dta_report *rep, const dta_root_summary *r
                 (unsigned long long)n->tensors, params, bytes,
                 rs->total.numel ? 100.0 * (double)n->numel / (double)rs->total.numel : 0.0);
     }
-    (void)rep;
+    for (size_t i = 0; i < nrows; i++) {
+        fmt_count(params, sizeof params, rows[i].count.numel);
+        fmt_bytes(bytes, sizeof bytes, rows[i].count.nbytes);
+        fprintf(c->out, "    %-34s %6llu params %8llu tensors %10s %11s\n", rows[i].label,
+                (unsigned long long)rows[i].params, (unsigned long long)rows[i].count.tensors,
+                params, bytes);
+    }
+    free(rows);
 }
 
 /* ---- findings ------------------------------------------------------------------------ */
@@ -888,9 +990,15 @@ static void print_tensors(tctx *c, const dta_model *m)
         if (o < sizeof shape)
             snprintf(shape + o, sizeof shape - o, "]");
         char shown[600];
-        fprintf(c->out, "    %-60s %-12s %s%s%s\n", clean(shown, sizeof shown, t->name),
+        char role[64] = "";
+        if (dta_quant_tensor_is_quantized(c->quant, i)) {
+            const dta_quant_param *qp = dta_quant_tensor_param(c->quant, i);
+            snprintf(role, sizeof role, "  %s %s", dta_quant_scheme_name(qp ? qp->scheme : c->quant->scheme),
+                     dta_quant_role_name(dta_quant_tensor_role(c->quant, i)));
+        }
+        fprintf(c->out, "    %-60s %-12s %s%s%s%s\n", clean(shown, sizeof shown, t->name),
                 dta_dtype_name(t->dtype), shape,
-                t->shared ? "  shared" : "", t->meta ? "  meta" : "");
+                t->shared ? "  shared" : "", t->meta ? "  meta" : "", role);
     }
 }
 
@@ -928,7 +1036,7 @@ static void print_adapter(tctx *c, const cli_options *o, const dta_adapter *a)
 void report_text(FILE *out, const cli_options *o, const input_result *in, size_t n, bool color)
 {
     palette pal = {color};
-    tctx c = {out, &pal, o->verbosity, NULL, o};
+    tctx c = {out, &pal, o->verbosity, NULL, o, NULL};
     bool audit = o->command == CMD_AUDIT;
     uint64_t tensors = 0, params = 0, bytes = 0, sev[3] = {0, 0, 0};
     size_t ok = 0;
@@ -969,6 +1077,9 @@ void report_text(FILE *out, const cli_options *o, const input_result *in, size_t
             fprintf(out, "  metadata %s = %s\n", clean(shown, sizeof shown, m->metadata[k].key),
                     clean(shown2, sizeof shown2, m->metadata[k].value));
         size_t cursor = 0;
+        c.quant = rep->quant;
+        if (rep->quant && rep->quant->scheme != DTA_QS_NONE)
+            print_quant(&c, rep->quant);
         for (size_t k = 0; k < rep->nroots; k++) {
             print_root(&c, rep, &rep->roots[k]);
             print_tree(&c, rep, &rep->roots[k], &cursor);

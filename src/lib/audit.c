@@ -30,6 +30,7 @@ typedef struct {
     size_t parent;   /* SIZE_MAX for a top node */
     bool top;
     uint64_t mask_sub, mask_own;
+    uint64_t quantized;  /* tensors of quantized parameters in the subtree */
     dta_count total;
     dta_dtype_count *dt; /* sparse per-dtype counts: most modules hold one dtype */
     size_t ndt;
@@ -309,6 +310,10 @@ static dta_status build_tree(ctx *c)
 
         bool flt = dta_dtype_is_float(t->dtype) && !c->allowed[i];
         uint64_t bit = flt ? 1ull << t->dtype : 0;
+        /* the module tree shows a quantized parameter by its logical (dequantized) dtype */
+        bool quant = dta_quant_tensor_is_quantized(c->r->quant, i);
+        const dta_quant_param *qp = dta_quant_tensor_param(c->r->quant, i);
+        dta_dtype shown = qp && !qp->cast && qp->dequant != DTA_DTYPE_NONE ? qp->dequant : t->dtype;
 
         size_t top;
         if ((st = get_node(c, r, t->name, toplen, true, &top)) != DTA_OK)
@@ -325,8 +330,9 @@ static dta_status build_tree(ctx *c)
         for (;;) {
             node *nd = &c->nodes[cur];
             count_add(&nd->total, t->numel, bytes);
-            if ((st = node_count(c, nd, t->dtype, t->numel, bytes)) != DTA_OK)
+            if ((st = node_count(c, nd, shown, t->numel, bytes)) != DTA_OK)
                 break;
+            nd->quantized += quant;
             nd->mask_sub |= bit;
             if (child == SIZE_MAX)
                 nd->mask_own |= bit;
@@ -818,6 +824,7 @@ static dta_status export_modules(ctx *c)
         md->total = nd->total;
         md->dtypes = nd->dt; /* ownership moves too */
         md->ndtypes = nd->ndt;
+        md->quantized = nd->quantized;
         nd->dt = NULL;
         if (!md->root)
             return nomem(c);

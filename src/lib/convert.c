@@ -23,6 +23,7 @@
 
 #include "dtaudit/backend.h"
 #include "dtaudit/convert.h"
+#include "dtaudit/quant.h"
 #include "convert_auto.h"
 #include "format.h"
 #include "model_build.h"
@@ -47,7 +48,14 @@ typedef struct {
     bool *only_hit;          /* per --only glob: it named a tensor of the input */
     const dtap_target *target; /* the output: never one of the files read */
     const dtap_auto *ap;     /* per-tensor targets (--to auto, --keep-intended) */
+    struct qnames *quantized; /* --keep-quantized: the input's quantized tensors */
 } job;
+
+/* Sorted names of the tensors of quantized parameters (quant.h): never converted. */
+typedef struct qnames {
+    char **v;
+    size_t n;
+} qnames;
 
 typedef dta_status (*convert_fn)(dta_dtype, dta_dtype, const void *, void *, size_t,
                                  dta_overflow_mode, dta_convert_stats *, dta_error *);
@@ -134,16 +142,26 @@ static void progress(job *j, uint64_t n)
 
 /* ---- selection ---------------------------------------------------------------------- */
 
+static int cmp_str(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+static bool is_quantized(const qnames *q, const char *name)
+{
+    return q && q->n && bsearch(&name, q->v, q->n, sizeof *q->v, cmp_str) != NULL;
+}
+
 /* The tensor's target (DTA_DTYPE_NONE: it keeps its dtype). */
-static dta_dtype selected(const dta_convert_options *o, const dtap_auto *ap, const dta_tensor *t,
-                          bool *only_hit)
+static dta_dtype selected(const dta_convert_options *o, const dtap_auto *ap, const qnames *qn,
+                          const dta_tensor *t, bool *only_hit)
 {
     for (size_t i = 0; i < o->nonly && only_hit; i++)
         if (!only_hit[i] && dtap_name_matches(o->only[i], t->name))
             only_hit[i] = true;
     dta_dtype to = dtap_auto_target(ap, o, t);
     if (to == DTA_DTYPE_NONE || !dta_convert_supported(t->dtype, to) || t->dtype == to ||
-        !dta_dtype_is_float(t->dtype))
+        !dta_dtype_is_float(t->dtype) || is_quantized(qn, t->name))
         return DTA_DTYPE_NONE;
     if (!o->optimizer && strncmp(t->root, "optimizer", 9) == 0)
         return DTA_DTYPE_NONE;
@@ -158,7 +176,7 @@ static dta_dtype selected(const dta_convert_options *o, const dtap_auto *ap, con
 /* new_dtype[s] for every storage: the target when every tensor viewing it is selected.
  * A storage whose views disagree cannot be half converted: refuse, naming them. */
 static dta_status plan(const dta_model *m, const dta_convert_options *o, const dtap_auto *ap,
-                       bool *only_hit, dta_dtype **out, dta_error *err)
+                       const qnames *qn, bool *only_hit, dta_dtype **out, dta_error *err)
 {
     dta_dtype *nd = calloc(m->nstorages ? m->nstorages : 1, sizeof *nd);
     /* per storage: 0 no vote yet, 1 its first view keeps its dtype, else 2 + that view's target */
@@ -176,7 +194,7 @@ static dta_status plan(const dta_model *m, const dta_convert_options *o, const d
         const dta_tensor *t = &m->tensors[i];
         if (t->storage == SIZE_MAX)
             continue;
-        dta_dtype to = selected(o, ap, t, only_hit);
+        dta_dtype to = selected(o, ap, qn, t, only_hit);
         int v = to == DTA_DTYPE_NONE ? 1 : 2 + (int)to;
         if (vote[t->storage] == 0) {
             vote[t->storage] = v;
@@ -569,7 +587,7 @@ static dta_status convert_file(job *j, const char *in, int fd, const char *path,
                            "--out-format safetensors");
         goto out;
     }
-    if ((st = plan(m, j->o, j->ap, j->only_hit, &nd, j->err)) != DTA_OK)
+    if ((st = plan(m, j->o, j->ap, j->quantized, j->only_hit, &nd, j->err)) != DTA_OK)
         goto out;
     j->res->tensors += m->ntensors;
     j->total += output_bytes(m, nd, of == DTA_OUT_SAFETENSORS);
@@ -911,6 +929,67 @@ static bool is_index_file(const char *path)
     return r;
 }
 
+/* Quantized input: refused (nothing written), or with keep_quantized the names of its
+ * quantized tensors, which are then copied as they are. Only headers are read. */
+static dta_status quantized_names(const char *in, const dta_convert_options *o, qnames *out,
+                                  dta_error *err)
+{
+    dta_model *m;
+    dta_quant *q = NULL;
+    dta_status st = dta_model_open(in, &m, err);
+    if (st != DTA_OK)
+        return st;
+    st = dta_quant_analyse(m, &q, err);
+    size_t nparams = 0, first = SIZE_MAX;
+    for (size_t i = 0; st == DTA_OK && i < q->nparams; i++)
+        if (q->params[i].weight != SIZE_MAX) {
+            nparams++;
+            if (first == SIZE_MAX)
+                first = i;
+        }
+    if (st == DTA_OK && q->scheme == DTA_QS_UNKNOWN)
+        st = dta_error_set(err, DTA_E_REFUSED, 0,
+                           "%s: quantized with the scheme '%.80s' (%s), which dtaudit does not "
+                           "know: it cannot tell the quantized tensors from the plain ones, so it "
+                           "converts nothing; nothing written",
+                           in, q->method ? q->method : "?", q->source ? q->source : "config");
+    else if (st == DTA_OK && nparams && !o->keep_quantized)
+        st = dta_error_set(err, DTA_E_REFUSED, 0,
+                           "%s: holds %zu quantized parameters (%s, e.g. '%.120s'); converting "
+                           "them would cast the raw codes without their scales; nothing written. "
+                           "Use --keep-quantized to convert only the unquantized tensors and keep "
+                           "the quantized ones byte-identical, or --dequantize to dequantize them "
+                           "(not built yet)",
+                           in, nparams, dta_quant_scheme_name(q->scheme), q->params[first].name);
+    else if (st == DTA_OK && nparams) {
+        size_t n = 0;
+        for (size_t i = 0; i < m->ntensors; i++)
+            n += dta_quant_tensor_is_quantized(q, i);
+        out->v = calloc(n ? n : 1, sizeof *out->v);
+        if (!out->v)
+            st = dta_error_set(err, DTA_E_NOMEM, ENOMEM, "out of memory");
+        for (size_t i = 0; st == DTA_OK && i < m->ntensors; i++)
+            if (dta_quant_tensor_is_quantized(q, i)) {
+                if (!(out->v[out->n] = strdup(m->tensors[i].name)))
+                    st = dta_error_set(err, DTA_E_NOMEM, ENOMEM, "out of memory");
+                else
+                    out->n++;
+            }
+        if (out->n > 1)
+            qsort(out->v, out->n, sizeof *out->v, cmp_str);
+    }
+    dta_quant_free(q);
+    dta_model_free(m);
+    return st;
+}
+
+static void qnames_free(qnames *q)
+{
+    for (size_t i = 0; i < q->n; i++)
+        free(q->v[i]);
+    free(q->v);
+}
+
 dta_status dta_convert_checkpoint(const char *in, const char *out, const dta_convert_options *o,
                                   dta_convert_result **res, dta_error *err)
 {
@@ -924,10 +1003,17 @@ dta_status dta_convert_checkpoint(const char *in, const char *out, const dta_con
     if (!o->to_auto && o->to != DTA_F32 && o->to != DTA_F16 && o->to != DTA_BF16)
         return dta_error_set(err, DTA_E_ARG, 0, "convert: target must be F32, F16 or BF16, not %s",
                              dta_dtype_name(o->to));
+    qnames qn = {NULL, 0};
+    if ((st = quantized_names(in, o, &qn, err)) != DTA_OK) {
+        qnames_free(&qn);
+        return st;
+    }
     dtap_auto ap;
     st = dtap_auto_plan(in, o, &ap, err);
-    if (st != DTA_OK)
+    if (st != DTA_OK) {
+        qnames_free(&qn);
         return st;
+    }
     if (stat(in, &sb) != 0)
         return dta_error_set(err, DTA_E_IO, errno, "%s: cannot open: %s", in, strerror(errno));
     bool tree = S_ISDIR(sb.st_mode) || is_index_file(in);
@@ -945,12 +1031,14 @@ dta_status dta_convert_checkpoint(const char *in, const char *out, const dta_con
     j.in = malloc(j.chunk);
     j.out = malloc(j.chunk * 2); /* the target may be wider than the source (bf16 -> f32) */
     j.ap = &ap;
+    j.quantized = &qn;
     if (!j.res || !j.in || !j.out || !j.only_hit) {
         free(j.only_hit);
         free(j.in);
         free(j.out);
         free(j.res);
         dtap_auto_free(&ap);
+        qnames_free(&qn);
         return dta_error_set(err, DTA_E_NOMEM, ENOMEM, "out of memory");
     }
     j.res->kept_intended = ap.kept_intended;
@@ -1000,6 +1088,7 @@ dta_status dta_convert_checkpoint(const char *in, const char *out, const dta_con
     free(j.out);
     free(j.only_hit);
     dtap_auto_free(&ap);
+    qnames_free(&qn);
     if (st != DTA_OK) {
         dta_convert_result_free(j.res);
         return st;

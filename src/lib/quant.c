@@ -980,7 +980,10 @@ static int check_param(qctx *c, dta_quant_param *p, uint32_t bm, uint32_t bn, ui
                 o = w->shape[1];
                 packed_o = cdiv(o * bits, 32);
             }
+            /* group_size -1 in a config: one group; no config: what the scales say */
             uint64_t G = g ? cdiv(in, g) : 1;
+            if (!g && !c->config_known && S && S->rank == 2)
+                G = S->shape[0];
             if (S && !(S->rank == 2 && S->shape[0] == G && S->shape[1] == o)) {
                 shape_str(s1, sizeof s1, S);
                 BAD("its scales %s do not fit %llu inputs x %llu outputs in groups of %u "
@@ -1162,6 +1165,13 @@ static void describe(qctx *c, dta_quant_param *p)
     }
     if (p->cast)
         p->format = dta_dtype_name(w->dtype);
+    p->numel = w->numel;
+    if (p->rank > 0) {
+        p->numel = 1;
+        for (int d = 0; d < p->rank; d++)
+            p->numel *= p->shape[d];
+    } else if (p->scheme == DTA_QS_BNB_4BIT || w->dtype == DTA_U8)
+        p->numel = w->nbytes * 2;
 }
 
 void dta_quant_param_label(const dta_quant *q, const dta_quant_param *p, char *buf, size_t cap)

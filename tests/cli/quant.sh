@@ -51,4 +51,105 @@ rules >"$TMP/rules"
 gen deepseek-v3
 dta scan --format json "$TMP/q/deepseek-v3"
 grep -q '"model.layers.0.self_attn.kv_a_proj_with_mqa.weight_scale_inv"' "$TMP/out" && pass || fail "scan"
+pyj() { "$PYTHON" -c 'import json,sys; d=json.load(open(sys.argv[1])); print(eval(sys.argv[2]))' "$TMP/out" "$1"; }
+
+# JSON: the input's quantization and each tensor's role and parameter
+gen deepseek-v3-tiny
+ds=$TMP/q/deepseek-v3-tiny
+dta scan --format json "$ds"
+q='d["inputs"][0]["quantization"]'
+[ "$(pyj "$q[\"scheme\"], $q[\"source\"], $q[\"block\"], len($q[\"parameters\"])")" = "('fp8-block', 'config.json', [128, 128], 22)" ] \
+    && pass || fail "quantization: $(pyj "$q" | head -c 300)"
+[ "$(pyj '[t["quant"] for t in d["tensors"] if t["name"] == "model.layers.0.self_attn.kv_a_proj_with_mqa.weight_scale_inv"][0]')" \
+    = "{'scheme': 'fp8-block', 'role': 'scale_inv', 'parameter': 'model.layers.0.self_attn.kv_a_proj_with_mqa.weight'}" ] \
+    && pass || fail "tensor quant"
+[ "$(pyj '[t.get("quant") for t in d["tensors"] if t["name"] == "lm_head.weight"][0], "lm_head.weight" in '"$q"'["unquantized"]')" = "(None, True)" ] \
+    && pass || fail "unquantized lm_head"
+[ "$(pyj '[(p["shape"], p["dtype"], p["label"]) for p in '"$q"'["parameters"] if p["name"] == "model.layers.0.self_attn.kv_a_proj_with_mqa.weight"][0]')" \
+    = "([160, 256], 'BF16', 'F8_E4M3 block 128x128 -> BF16')" ] && pass || fail "parameter"
+# text: quantized parameters as their own summary rows, every stored tensor with -v
+dta scan --color never "$ds"
+grep -q 'quantization fp8-block (config.json: fp8, block 128x128), 22 quantized parameters' "$TMP/out" \
+    && grep -q 'F8_E4M3 block 128x128 -> BF16 *22 params *44 tensors' "$TMP/out" && pass || fail "text summary"
+dta scan -v --color never "$ds"
+grep -q 'kv_a_proj_with_mqa.weight_scale_inv  *F32  *\[2, 2\]  fp8-block scale_inv' "$TMP/out" && pass || fail "scan -v"
+
+# a bare safetensors file: recognised from the tensors alone, no config expected
+dta scan --format json "$ds/model-00001-of-00002.safetensors"
+[ "$(pyj "$q[\"scheme\"], $q[\"source\"]")" = "('fp8-block', 'tensors')" ] && pass || fail "bare file"
+# a scheme dtaudit does not know: info, and convert refuses
+mkdir -p "$TMP/unk"
+cp "$ds"/*.safetensors "$ds"/*.json "$TMP/unk/"
+"$PYTHON" - "$TMP/unk/config.json" <<'PY'
+import json, sys
+c = json.load(open(sys.argv[1])); c["quantization_config"] = {"quant_method": "aqlm", "in_group_size": 8}
+json.dump(c, open(sys.argv[1], "w"))
+PY
+dta audit --format json "$TMP/unk"
+pyj '[f["message"] for f in d["findings"] if f["rule"] == "quantization"]' | grep -q "scheme 'aqlm', which dtaudit does not know" \
+    && pass || fail "unknown scheme"
+dta convert --to f16 --keep-quantized "$TMP/unk" -o "$TMP/unk-out"
+[ "$rc" -eq 1 ] && [ ! -e "$TMP/unk-out" ] && grep -q "aqlm" "$TMP/err" && pass || fail "convert unknown: $rc"
+
+# convert refuses quantized input: exit 1, nothing written, the scheme and the two ways on
+for l in deepseek-v3-tiny gptq bnb-nf4 nvfp4; do
+    gen "$l"
+    dta convert --to f16 "$TMP/q/$l" -o "$TMP/out-$l"
+    [ "$rc" -eq 1 ] && [ ! -e "$TMP/out-$l" ] && grep -q -- '--keep-quantized' "$TMP/err" \
+        && grep -q -- '--dequantize' "$TMP/err" && grep -q "quantized parameters (" "$TMP/err" \
+        && pass || fail "convert $l not refused: exit $rc $(cat "$TMP/err")"
+done
+# --keep-quantized: only unquantized floats converted, quantized parameters byte-identical,
+# only the dtype in config.json changes; verify agrees and the audit of the result is clean
+dta convert --to f16 --keep-quantized "$ds" -o "$TMP/ds16"
+[ "$rc" -eq 0 ] && pass || fail "keep-quantized: exit $rc $(cat "$TMP/err")"
+"$PYTHON" - "$ds" "$TMP/ds16" <<'PY' && pass || fail "keep-quantized bytes"
+import json, os, struct, sys
+def load(d):
+    out = {}
+    for f in sorted(os.listdir(d)):
+        if not f.endswith(".safetensors"): continue
+        raw = open(os.path.join(d, f), "rb").read()
+        n = struct.unpack("<Q", raw[:8])[0]
+        h = json.loads(raw[8:8 + n]); h.pop("__metadata__", None)
+        for k, v in h.items():
+            a, b = v["data_offsets"]
+            out[k] = (v["dtype"], v["shape"], raw[8 + n + a:8 + n + b])
+    return out
+a, b = load(sys.argv[1]), load(sys.argv[2])
+assert a.keys() == b.keys()
+for k in a:
+    if a[k][0] in ("F8_E4M3",) or k.endswith("_scale_inv"):
+        assert a[k] == b[k], k
+    elif a[k][0] in ("BF16", "F32"):
+        assert b[k][0] == "F16" and b[k][1] == a[k][1], (k, b[k][0])
+ca = json.load(open(os.path.join(sys.argv[1], "config.json")))
+cb = json.load(open(os.path.join(sys.argv[2], "config.json")))
+assert cb.pop("torch_dtype") == "float16" and ca.pop("torch_dtype") == "bfloat16" and ca == cb
+PY
+dta verify "$ds" "$TMP/ds16"
+[ "$rc" -eq 0 ] && pass || fail "verify keep-quantized: $rc $(cat "$TMP/err")"
+dta audit --format json "$TMP/ds16"
+[ "$rc" -eq 0 ] && [ -z "$(rules)" ] && pass || fail "audit after keep-quantized: $(rules)"
+
+# a torch zip checkpoint holding the same tensors is recognised the same way (GPTQ: its
+# int32 / float16 tensors are written by any torch)
+if "$PYTHON" -c 'import torch' 2>/dev/null; then
+    "$PYTHON" - "$TMP/gptq.pt" <<'PY'
+import sys, torch
+p = "model.layers.0.self_attn.q_proj."
+sd = {"model.embed_tokens.weight": torch.zeros(64, 256, dtype=torch.float16),
+      p + "qweight": torch.zeros(32, 256, dtype=torch.int32),
+      p + "qzeros": torch.zeros(2, 32, dtype=torch.int32),
+      p + "scales": torch.zeros(2, 256, dtype=torch.float16),
+      p + "g_idx": torch.zeros(256, dtype=torch.int32),
+      "model.norm.weight": torch.ones(256, dtype=torch.float16)}
+torch.save(sd, sys.argv[1])
+PY
+    dta audit --format json "$TMP/gptq.pt"
+    [ "$(pyj "$q[\"scheme\"], $q[\"source\"], [p[\"shape\"] for p in $q[\"parameters\"]]")" = "('gptq', 'tensors', [[256, 256]])" ] \
+        && [ -z "$(rules)" ] && pass || fail "torch zip: $(rules) $(pyj "$q" | head -c 200)"
+else
+    echo "SKIP: no torch"
+fi
 finish

@@ -71,6 +71,9 @@ DSV3_FULL = dict(H=7168, layers=61, dense=3, experts=256, inter=18432, moe_inter
                  q_lora=1536, kv_lora=512, heads=128, vocab=129280)
 DSV3_SMALL = dict(H=7168, layers=4, dense=1, experts=4, inter=18432, moe_inter=2048,
                   q_lora=1536, kv_lora=512, heads=128, vocab=1024)
+# the same rules at dims small enough to convert in a test (ragged grids kept: 160 rows)
+DSV3_TINY = dict(H=256, layers=2, dense=1, experts=2, inter=384, moe_inter=128,
+                 q_lora=192, kv_lora=96, heads=2, vocab=512)
 
 
 def fp8_block(name, out, inp, scale_dt="F32", blk=128):
@@ -278,7 +281,8 @@ def layout_awq(d):
     write_model(d, t, cfg)
 
 
-LAYOUTS = {"deepseek-v3": layout_deepseek_v3, "qwen3-fp8": layout_qwen3_fp8,
+LAYOUTS = {"deepseek-v3": layout_deepseek_v3,
+           "deepseek-v3-tiny": lambda d: layout_deepseek_v3(d, DSV3_TINY, shards=2), "qwen3-fp8": layout_qwen3_fp8,
            "llama-fp8-ct": layout_llama_fp8_ct, "gpt-oss": layout_gpt_oss, "nvfp4": layout_nvfp4,
            "bnb-nf4": layout_bnb_nf4, "gptq": layout_gptq, "awq": layout_awq}
 
