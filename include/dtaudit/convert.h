@@ -112,6 +112,11 @@ typedef struct {
     /* --keep-intended: tensors this intended-precision table matches (intended.h) keep
      * their dtype (NULL: none kept). */
     const struct dta_intended *keep_intended;
+    /* dequantize quantized parameters (quant.h) to `to`: each becomes one plain tensor under
+     * the weight's name and logical shape, its companions dropped; config.json loses
+     * quantization_config, quantization sidecars are not copied, the index is rebuilt.
+     * Schemes dtaudit cannot dequantize are refused (DTA_E_REFUSED), nothing written. */
+    bool dequantize;
 } dta_convert_options;
 
 /* A tensor whose values the target cannot hold (overflow), or that holds NaN/Inf. */
@@ -138,6 +143,8 @@ typedef struct {
     size_t ncopied_weights;
     size_t kept_intended;        /* floating tensors kept as intended islands (--keep-intended) */
     dta_dtype auto_to;           /* --to auto: config.json's new dtype (the first root's), else NONE */
+    size_t params_dequantized;   /* options.dequantize: quantized parameters made plain */
+    size_t companions_dropped;   /* ... and the companion tensors left out */
 } dta_convert_result;
 
 /* Converts the checkpoint at in (file, index or directory) to out, atomically: the data

@@ -153,6 +153,10 @@ static void print_convert_json(FILE *out, const cli_options *o, const dta_conver
         jw_obj_end(w);
     }
     jw_arr_end(w);
+    if (o->dequantize) {
+        jw_kv_u64(w, "dequantized", r->params_dequantized);
+        jw_kv_u64(w, "companions_dropped", r->companions_dropped);
+    }
     jw_kv_u64(w, "files_copied", r->files_copied);
     str_array(w, "copied_weights", r->copied_weights, r->ncopied_weights);
     str_array(w, "left_out", r->left_out, r->nleft_out);
@@ -193,6 +197,10 @@ static void print_convert_text(FILE *out, const cli_options *o, const dta_conver
     fprintf(out, "  %zu of %zu tensors to %s (%zu storages); tensor data %s -> %s\n",
             r->tensors_converted, r->tensors, to_name(o), r->storages_converted, bi,
             bo);
+    if (o->dequantize)
+        fprintf(out, "  %zu quantized parameter%s dequantized, %zu companion tensor%s dropped\n",
+                r->params_dequantized, r->params_dequantized == 1 ? "" : "s",
+                r->companions_dropped, r->companions_dropped == 1 ? "" : "s");
     if (r->files_copied)
         fprintf(out, "  %zu other file%s and link%s copied as they are\n", r->files_copied,
                 r->files_copied == 1 ? "" : "s", r->files_copied == 1 ? "" : "s");
@@ -265,6 +273,7 @@ int cmd_convert(cli_options *o)
     co.force = o->force;
     co.keep_quantized = o->keep_quantized;
     co.verify = o->verify;
+    co.dequantize = o->dequantize;
     co.cancel = &cancel_flag;
     b.on = o->verbosity >= 0 && isatty(STDERR_FILENO) && !getenv("DTAUDIT_NO_PROGRESS");
     b.start = b.last = now_s();

@@ -35,6 +35,7 @@ const cli_option cli_option_table[] = {
     {"on-overflow", 0, "MODE", CMD_CONVERT | CMD_VERIFY, "values the target cannot hold: error (default: refuse, write nothing), inf (as torch's .to()), saturate"},
     {"force", 0, NULL, CMD_CONVERT, "replace an existing OUT"},
     {"keep-quantized", 0, NULL, CMD_CONVERT, "quantized input: convert only the unquantized tensors, keep quantized parameters and their scales byte-identical"},
+    {"dequantize", 0, NULL, CMD_CONVERT, "make quantized parameters plain --to tensors (block/per-tensor/per-row FP8, compressed-tensors FP8/int8); other schemes refused"},
     {"verify", 0, NULL, CMD_CONVERT, "check the written data against the source before publishing it"},
     {"device", 0, "DEV", CMD_CONVERT | CMD_VERIFY, "auto (default: CUDA for large jobs when built in and a GPU is present), cpu, or cuda (exit 3 when unavailable)"},
     {"help", 'h', NULL, CMD_ALL, "show this help and exit"},
@@ -276,6 +277,8 @@ int cli_parse(int argc, char **argv, cli_options *o)
             o->keep_quantized = true;
         } else if (strcmp(t->name, "verify") == 0) {
             o->verify = true;
+        } else if (strcmp(t->name, "dequantize") == 0) {
+            o->dequantize = true;
         } else if (strcmp(t->name, "out-format") == 0) {
             if (strcmp(arg, "same") == 0)
                 o->out_format = DTA_OUT_SAME;

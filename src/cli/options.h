@@ -52,6 +52,7 @@ typedef struct {
     size_t nonly, nkeep;
     bool optimizer, force, verify;
     bool keep_quantized;         /* convert --keep-quantized */
+    bool dequantize;         /* convert --dequantize */
     dta_overflow_mode overflow;
     dta_out_format out_format;
     device_kind device;

@@ -28,6 +28,7 @@
 #include "format.h"
 #include "model_build.h"
 #include "copytree.h"
+#include "dequant.h"
 #include "pathsafe.h"
 #include "publish.h"
 #include "write_safetensors.h"
@@ -49,6 +50,7 @@ typedef struct {
     const dtap_target *target; /* the output: never one of the files read */
     const dtap_auto *ap;     /* per-tensor targets (--to auto, --keep-intended) */
     struct qnames *quantized; /* --keep-quantized: the input's quantized tensors */
+    dtap_dq *dq;             /* --dequantize of a quantized input (dequant.h), else NULL */
 } job;
 
 /* Sorted names of the tensors of quantized parameters (quant.h): never converted. */
@@ -245,6 +247,23 @@ static dta_status note_issue(job *j, const dta_model *m, size_t storage,
     return DTA_OK;
 }
 
+/* The same for a dequantized parameter, by name. */
+static dta_status note_issue_name(job *j, const char *name, const dta_convert_stats *st)
+{
+    if (!st->overflow && !st->nan && !st->inf)
+        return DTA_OK;
+    dta_convert_result *r = j->res;
+    dta_convert_issue *p = realloc(r->issues, (r->nissues + 1) * sizeof *p);
+    if (!p)
+        return dta_error_set(j->err, DTA_E_NOMEM, ENOMEM, "out of memory");
+    r->issues = p;
+    p[r->nissues] = (dta_convert_issue){strdup(name), st->overflow, st->nan, st->inf};
+    if (!p[r->nissues].name)
+        return dta_error_set(j->err, DTA_E_NOMEM, ENOMEM, "out of memory");
+    r->nissues++;
+    return DTA_OK;
+}
+
 static void add_stats(dta_convert_stats *a, const dta_convert_stats *b)
 {
     a->elements += b->elements;
@@ -384,6 +403,36 @@ static dta_status stream_tensor(job *j, const dta_model *m, const dta_tensor *t,
     return r;
 }
 
+/* Streams the plain values of quantized parameter p (dequant.h), chunk by chunk. */
+static dta_status stream_dq(job *j, size_t p, sink_fn sink, void *sctx, dta_convert_stats *st)
+{
+    int rank;
+    const uint64_t *shape;
+    uint64_t numel;
+    unsigned eo = elsize(j->o->to);
+    dtap_dq_shape(j->dq, p, &rank, &shape, &numel);
+    size_t per = j->chunk / 4; /* j->out holds 2 * chunk bytes; eo <= 4 */
+    if (per > dtap_dq_max_elems())
+        per = dtap_dq_max_elems();
+    if (!per)
+        per = 1;
+    for (uint64_t e = 0; e < numel;) {
+        if (cancelled(j))
+            return cancel_error(j);
+        size_t k = numel - e < per ? (size_t)(numel - e) : per;
+        dta_status s = dtap_dq_run(j->dq, p, e, k, j->o->to, j->o->overflow, j->out, st, j->err);
+        if (s == DTA_OK)
+            s = sink(sctx, j->out, k * eo, j->err);
+        if (s != DTA_OK)
+            return s;
+        e += k;
+        j->res->bytes_in += k; /* one byte per code */
+        j->res->bytes_out += (uint64_t)k * eo;
+        progress(j, (uint64_t)k * eo);
+    }
+    return DTA_OK;
+}
+
 /* ---- safetensors output ---------------------------------------------------------------- */
 
 typedef struct {
@@ -417,11 +466,12 @@ static dta_status write_safetensors(job *j, const dta_model *m, const dta_dtype 
 {
     dtap_st_out *outs = calloc(m->ntensors ? m->ntensors : 1, sizeof *outs);
     dta_kv *meta = calloc(m->nmetadata + m->ntensors + 1, sizeof *meta);
+    size_t *dqp = malloc((m->ntensors ? m->ntensors : 1) * sizeof *dqp); /* per tensor */
     size_t n = 0, nmeta = 0;
     unsigned char *hdr = NULL;
     size_t hlen;
     dta_status st = DTA_OK;
-    if (!outs || !meta) {
+    if (!outs || !meta || !dqp) {
         st = dta_error_set(j->err, DTA_E_NOMEM, ENOMEM, "out of memory");
         goto out;
     }
@@ -442,6 +492,24 @@ static dta_status write_safetensors(job *j, const dta_model *m, const dta_dtype 
                                "be written to safetensors",
                                t->name);
             goto out;
+        }
+        size_t pq;
+        int role = j->dq ? dtap_dq_role(j->dq, t->name, &pq) : DTAP_DQ_PLAIN;
+        dqp[i] = SIZE_MAX;
+        if (role == DTAP_DQ_DROP) { /* a companion: the plain checkpoint has none */
+            j->res->companions_dropped++;
+            continue;
+        }
+        if (role == DTAP_DQ_WEIGHT) {
+            int rank;
+            const uint64_t *shape;
+            uint64_t numel;
+            dtap_dq_shape(j->dq, pq, &rank, &shape, &numel);
+            dqp[i] = pq;
+            outs[n] = (dtap_st_out){t->name, j->o->to, rank, shape,
+                                    numel * elsize(j->o->to), 0, i};
+            n++;
+            continue;
         }
         size_t alias = SIZE_MAX;
         if (t->shared)
@@ -470,6 +538,16 @@ static dta_status write_safetensors(job *j, const dta_model *m, const dta_dtype 
     for (size_t i = 0; i < n && st == DTA_OK; i++) {
         const dta_tensor *t = &m->tensors[outs[i].tag];
         dta_convert_stats cs = {0};
+        if (dqp[outs[i].tag] != SIZE_MAX) {
+            st = stream_dq(j, dqp[outs[i].tag], fd_write, &sink, &cs);
+            if (st == DTA_OK) {
+                add_stats(&j->res->stats, &cs);
+                j->res->tensors_converted++;
+                j->res->params_dequantized++;
+                st = note_issue_name(j, t->name, &cs);
+            }
+            continue;
+        }
         st = stream_tensor(j, m, t, outs[i].dtype, fd_write, &sink, &cs);
         if (st == DTA_OK && outs[i].dtype != m->storages[t->storage].dtype) {
             add_stats(&j->res->stats, &cs);
@@ -482,6 +560,7 @@ out:
     free(hdr);
     free(outs);
     free(meta);
+    free(dqp);
     return st;
 }
 
@@ -579,6 +658,11 @@ static dta_status convert_file(job *j, const char *in, int fd, const char *path,
                            "%s input is written only as safetensors: use --out-format "
                            "safetensors",
                            fmt);
+        goto out;
+    }
+    if (of == DTA_OUT_TORCH && j->dq) {
+        st = dta_error_set(j->err, DTA_E_UNSUPPORTED, 0,
+                           "--dequantize writes safetensors: use --out-format safetensors");
         goto out;
     }
     if (of == DTA_OUT_TORCH && !tz) {
@@ -690,7 +774,8 @@ static dta_status write_text(const char *dir, const char *name, const char *raw,
 }
 
 /* config.json with torch_dtype / dtype (top level and nested *_config) set to `to`. */
-static dta_status rewrite_config(const char *in, const char *dir, dta_dtype to, dta_error *err)
+static dta_status rewrite_config(const char *in, const char *dir, dta_dtype to, bool dequant,
+                                 dta_error *err)
 {
     cJSON *doc;
     dta_status rs = dtap_read_json(in, in, &doc, err);
@@ -699,11 +784,20 @@ static dta_status rewrite_config(const char *in, const char *dir, dta_dtype to, 
     const char *tn = dta_dtype_get(to)->torch_name;
     cJSON *objs[64];
     size_t n = 0;
+    if (dequant) { /* first: the nested configs collected below are *_config objects too */
+        cJSON_DeleteItemFromObjectCaseSensitive(doc, "quantization_config");
+        cJSON_DeleteItemFromObjectCaseSensitive(doc, "compression_config");
+    }
     objs[n++] = doc;
     for (cJSON *c = doc->child; c && n < 64; c = c->next)
         if (cJSON_IsObject(c) && c->string && strlen(c->string) > 7 &&
             !strcmp(c->string + strlen(c->string) - 7, "_config"))
             objs[n++] = c;
+    /* dequantized: the plain checkpoint has no quantization config (shared/quant.md 15) */
+    for (size_t i = 1; i < n && dequant; i++) {
+        cJSON_DeleteItemFromObjectCaseSensitive(objs[i], "quantization_config");
+        cJSON_DeleteItemFromObjectCaseSensitive(objs[i], "compression_config");
+    }
     for (size_t i = 0; i < n; i++)
         for (int k = 0; k < 2; k++) {
             const char *key = k ? "dtype" : "torch_dtype";
@@ -725,7 +819,7 @@ static dta_status rewrite_config(const char *in, const char *dir, dta_dtype to, 
 /* The index of a sharded input, rewritten: shard names mapped, total_size recomputed. */
 static dta_status rewrite_index(const char *in, const char *dir, const char *const *from,
                                 char *const *to, size_t n, uint64_t total_size, bool st_out,
-                                dta_error *err)
+                                const dtap_dq *dq, dta_error *err)
 {
     cJSON *doc;
     dta_status rs = dtap_read_json(in, in, &doc, err);
@@ -735,6 +829,11 @@ static dta_status rewrite_index(const char *in, const char *dir, const char *con
     if (!cJSON_IsObject(wm)) {
         cJSON_Delete(doc);
         return dta_error_set(err, DTA_E_FORMAT, 0, "%s: no weight_map", in);
+    }
+    for (cJSON *e = wm->child, *next; dq && e; e = next) { /* dropped companions */
+        next = e->next;
+        if (e->string && dtap_dq_dropped(dq, e->string))
+            cJSON_Delete(cJSON_DetachItemViaPointer(wm, e));
     }
     for (cJSON *e = wm->child; e; e = e->next)
         for (size_t i = 0; i < n; i++)
@@ -823,7 +922,7 @@ static dta_status convert_tree(job *j, const char *in, const char *tmp, const ch
     size_t npre = strlen(pre);
     newn = calloc(m->nfiles, sizeof *newn);
     oldn = calloc(m->nfiles, sizeof *oldn);
-    skip = calloc(m->nfiles + 2, sizeof *skip);
+    skip = calloc(m->nfiles + 8, sizeof *skip);
     if (!newn || !oldn || !skip) {
         st = dta_error_set(j->err, DTA_E_NOMEM, ENOMEM, "out of memory");
         goto out;
@@ -870,7 +969,7 @@ static dta_status convert_tree(job *j, const char *in, const char *tmp, const ch
     }
     if (st == DTA_OK && m->index_path) {
         st = rewrite_index(m->index_path, tmp, oldn, newn, m->nfiles, total_size,
-                           j->o->out_format == DTA_OUT_SAFETENSORS, j->err);
+                           j->o->out_format == DTA_OUT_SAFETENSORS, j->dq, j->err);
         const char *r = rel_to(m->index_path, in, strlen(in));
         skip[nskip++] = r ? r : base_of(m->index_path);
     }
@@ -888,12 +987,22 @@ static dta_status convert_tree(job *j, const char *in, const char *tmp, const ch
                                    cfg, inside == 0 ? " (it leads to " : "",
                                    inside == 0 ? where : "");
             /* its dtype becomes the target (--to auto: the first root's; when no root has a
-             * dtype convert writes, it is copied as it is) */
-            else if (j->ap->config_to != DTA_DTYPE_NONE) {
-                st = rewrite_config(cfg, tmp, j->ap->config_to, j->err);
+             * dtype convert writes, it is copied as it is); dequantized: it loses its
+             * quantization_config whatever the dtype */
+            else if (j->ap->config_to != DTA_DTYPE_NONE || j->o->dequantize) {
+                st = rewrite_config(cfg, tmp,
+                                    j->ap->config_to != DTA_DTYPE_NONE ? j->ap->config_to
+                                                                       : j->o->to,
+                                    j->o->dequantize, j->err);
                 skip[nskip++] = "config.json";
             }
         }
+        /* dequantized: the quantization sidecars describe what is no longer there */
+        static const char *const sidecars[] = {"hf_quant_config.json", "quantize_config.json",
+                                               "quant_config.json", "quantization_config.json",
+                                               "quanto_qmap.json"};
+        for (size_t k = 0; k < 5 && j->o->dequantize; k++)
+            skip[nskip++] = sidecars[k];
         dtap_copy_report rep = {0};
         if (st == DTA_OK)
             st = dtap_copy_tree(in, tmp, skip, nskip, &rep, j->err);
@@ -936,6 +1045,8 @@ static dta_status quantized_names(const char *in, const dta_convert_options *o, 
 {
     dta_model *m;
     dta_quant *q = NULL;
+    if (o->dequantize) /* dequant.c plans (and refuses) the quantized parameters itself */
+        return DTA_OK;
     dta_status st = dta_model_open(in, &m, err);
     if (st != DTA_OK)
         return st;
@@ -958,8 +1069,7 @@ static dta_status quantized_names(const char *in, const dta_convert_options *o, 
                            "%s: holds %zu quantized parameters (%s, e.g. '%.120s'); converting "
                            "them would cast the raw codes without their scales; nothing written. "
                            "Use --keep-quantized to convert only the unquantized tensors and keep "
-                           "the quantized ones byte-identical, or --dequantize to dequantize them "
-                           "(not built yet)",
+                           "the quantized ones byte-identical, or --dequantize to dequantize them",
                            in, nparams, dta_quant_scheme_name(q->scheme), q->params[first].name);
     else if (st == DTA_OK && nparams) {
         size_t n = 0;
@@ -1003,6 +1113,12 @@ dta_status dta_convert_checkpoint(const char *in, const char *out, const dta_con
     if (!o->to_auto && o->to != DTA_F32 && o->to != DTA_F16 && o->to != DTA_BF16)
         return dta_error_set(err, DTA_E_ARG, 0, "convert: target must be F32, F16 or BF16, not %s",
                              dta_dtype_name(o->to));
+    if (o->dequantize && o->to_auto)
+        return dta_error_set(err, DTA_E_ARG, 0,
+                             "convert: --dequantize needs --to f32, f16 or bf16, not auto");
+    if (o->dequantize && o->keep_quantized)
+        return dta_error_set(err, DTA_E_ARG, 0,
+                             "convert: --dequantize and --keep-quantized exclude each other");
     qnames qn = {NULL, 0};
     if ((st = quantized_names(in, o, &qn, err)) != DTA_OK) {
         qnames_free(&qn);
@@ -1043,6 +1159,23 @@ dta_status dta_convert_checkpoint(const char *in, const char *out, const dta_con
     }
     j.res->kept_intended = ap.kept_intended;
     j.res->auto_to = o->to_auto ? ap.config_to : DTA_DTYPE_NONE;
+    dta_model *whole = NULL; /* --dequantize: every shard, for the scales */
+    if (o->dequantize) {
+        st = dta_model_open(in, &whole, err);
+        if (st == DTA_OK)
+            st = dtap_dq_open(whole, &j.dq, err);
+        if (st != DTA_OK) {
+            dtap_dq_free(j.dq);
+            dta_model_free(whole);
+            free(j.only_hit);
+            free(j.in);
+            free(j.out);
+            free(j.res);
+            dtap_auto_free(&ap);
+            qnames_free(&qn);
+            return st;
+        }
+    }
     st = dtap_target_open(&t, out, tree, tree && !S_ISDIR(sb.st_mode), o->force, in, err);
     j.target = &t;
     char tmpname[sizeof t.tmp]; /* for error messages: named as OUT, see below */
@@ -1089,6 +1222,8 @@ dta_status dta_convert_checkpoint(const char *in, const char *out, const dta_con
     free(j.only_hit);
     dtap_auto_free(&ap);
     qnames_free(&qn);
+    dtap_dq_free(j.dq);
+    dta_model_free(whole);
     if (st != DTA_OK) {
         dta_convert_result_free(j.res);
         return st;
@@ -1257,6 +1392,46 @@ static dta_status compare_pair(reader *ra, reader *rb, const dta_tensor *ta,
     return st;
 }
 
+/* Compares converted tensor tb with the dequantization of source parameter p. */
+static dta_status compare_dq(dtap_dq *dq, size_t p, reader *rb, const dta_tensor *tb,
+                             dta_overflow_mode mode, unsigned char *ba, unsigned char *bb,
+                             size_t chunk, dta_verify_result *res, dta_error *err)
+{
+    dta_status st = DTA_OK;
+    int rank;
+    const uint64_t *shape;
+    uint64_t numel;
+    dtap_dq_shape(dq, p, &rank, &shape, &numel);
+    res->tensors++;
+    bool shape_ok = rank == tb->rank;
+    for (int k = 0; shape_ok && k < rank; k++)
+        shape_ok = shape[k] == tb->shape[k];
+    bool bad = !shape_ok || tb->meta ||
+               (tb->dtype != DTA_F32 && tb->dtype != DTA_F16 && tb->dtype != DTA_BF16);
+    if (!shape_ok)
+        res->shape_changed++;
+    if (chunk > dtap_dq_max_elems())
+        chunk = dtap_dq_max_elems();
+    dta_verify_stats vs = {0};
+    for (uint64_t e = 0; !bad && e < numel && st == DTA_OK; e += chunk) {
+        size_t k = numel - e < chunk ? (size_t)(numel - e) : chunk;
+        if ((st = dtap_dq_run(dq, p, e, k, tb->dtype, mode, ba, NULL, err)) == DTA_OK &&
+            (st = read_elems(rb, tb, e, k, bb, err)) == DTA_OK)
+            st = dta_verify(tb->dtype, tb->dtype, ba, bb, k, mode, &vs, err);
+    }
+    if (vs.mismatches)
+        bad = true;
+    res->total.elements += vs.elements;
+    res->total.mismatches += vs.mismatches;
+    res->total.nonfinite_added += vs.nonfinite_added;
+    if (bad) {
+        res->tensors_bad++;
+        if (!res->first_bad && !(res->first_bad = strdup(tb->name)) && st == DTA_OK)
+            st = dta_error_set(err, DTA_E_NOMEM, ENOMEM, "out of memory");
+    }
+    return st;
+}
+
 dta_status dta_verify_checkpoints(const char *source, const char *converted,
                                   dta_overflow_mode mode, dta_device device,
                                   dta_verify_result *res, dta_error *err)
@@ -1265,6 +1440,8 @@ dta_status dta_verify_checkpoints(const char *source, const char *converted,
     const dta_tensor **sa = NULL;
     reader ra = {0}, rb = {0};
     unsigned char *ba = NULL, *bb = NULL;
+    dtap_dq *dq = NULL;
+    const dta_tensor **sbn = NULL;
     const size_t chunk = 1u << 20; /* elements per step */
     dta_status st;
 
@@ -1279,6 +1456,11 @@ dta_status dta_verify_checkpoints(const char *source, const char *converted,
         dta_model_free(a);
         return st;
     }
+    /* a quantized source whose output dropped the companions was dequantized: its
+     * parameters are compared with their dequantization (dequant.h) */
+    dta_error qe;
+    if (dtap_dq_open(a, &dq, &qe) != DTA_OK)
+        dq = NULL;
     sa = malloc(sizeof *sa * (a->ntensors ? a->ntensors : 1));
     ra = (reader){a, malloc(sizeof(int) * (a->nfiles ? a->nfiles : 1)), NULL, NULL};
     rb = (reader){b, malloc(sizeof(int) * (b->nfiles ? b->nfiles : 1)), NULL, NULL};
@@ -1295,8 +1477,17 @@ dta_status dta_verify_checkpoints(const char *source, const char *converted,
     for (size_t i = 0; i < a->ntensors; i++)
         sa[i] = &a->tensors[i];
     qsort(sa, a->ntensors, sizeof *sa, cmp_tensor_name);
+    if (dq) {
+        if (!(sbn = malloc(sizeof *sbn * (b->ntensors ? b->ntensors : 1)))) {
+            st = dta_error_set(err, DTA_E_NOMEM, ENOMEM, "out of memory");
+            goto out;
+        }
+        for (size_t i = 0; i < b->ntensors; i++)
+            sbn[i] = &b->tensors[i];
+        qsort(sbn, b->ntensors, sizeof *sbn, cmp_tensor_name);
+    }
 
-    size_t matched = 0;
+    size_t matched = 0, dropped = 0;
     for (size_t i = 0; i < b->ntensors && st == DTA_OK; i++) {
         const dta_tensor *tb = &b->tensors[i], *ta = find_tensor(sa, a->ntensors, tb->name);
         if (!ta) {
@@ -1304,13 +1495,23 @@ dta_status dta_verify_checkpoints(const char *source, const char *converted,
             continue;
         }
         matched++;
-        st = compare_pair(&ra, &rb, ta, tb, mode, cuda, ba, bb, chunk, res, err);
+        size_t p;
+        if (dq && dtap_dq_role(dq, ta->name, &p) == DTAP_DQ_WEIGHT &&
+            !find_tensor(sbn, b->ntensors, dtap_dq_scale_name(dq, p)))
+            st = compare_dq(dq, p, &rb, tb, mode, ba, bb, chunk, res, err);
+        else
+            st = compare_pair(&ra, &rb, ta, tb, mode, cuda, ba, bb, chunk, res, err);
     }
+    /* companions the dequantized output does not have are not missing */
+    for (size_t i = 0; dq && i < a->ntensors; i++)
+        if (dtap_dq_dropped(dq, a->tensors[i].name) &&
+            !find_tensor(sbn, b->ntensors, a->tensors[i].name))
+            dropped++;
     /* Source tensors absent from the output. One counts as present only when the output
      * records it as a dropped alias (metadata NAME = KEPT, as safetensors' save_model
      * writes) and KEPT is an output tensor holding exactly NAME's converted values: a
      * metadata key alone proves nothing (it may just share the name). */
-    if (st == DTA_OK && matched < a->ntensors) {
+    if (st == DTA_OK && matched + dropped < a->ntensors) {
         const dta_tensor **sb = malloc(sizeof *sb * (b->ntensors ? b->ntensors : 1));
         if (!sb) {
             st = dta_error_set(err, DTA_E_NOMEM, ENOMEM, "out of memory");
@@ -1321,7 +1522,7 @@ dta_status dta_verify_checkpoints(const char *source, const char *converted,
         qsort(sb, b->ntensors, sizeof *sb, cmp_tensor_name);
         for (size_t i = 0; i < a->ntensors && st == DTA_OK; i++) {
             const dta_tensor *ta = &a->tensors[i];
-            if (find_tensor(sb, b->ntensors, ta->name))
+            if (find_tensor(sb, b->ntensors, ta->name) || dtap_dq_dropped(dq, ta->name))
                 continue;
             const char *kept = meta_value(b, ta->name);
             const dta_tensor *tb = kept ? find_tensor(sb, b->ntensors, kept) : NULL;
@@ -1360,6 +1561,8 @@ out:
     free(ba);
     free(bb);
     free(sa);
+    free(sbn);
+    dtap_dq_free(dq);
     dta_model_free(a);
     dta_model_free(b);
     return st;

@@ -1,0 +1,592 @@
+/* Dequantization of quantized parameters (dequant.h): the plan over a whole checkpoint,
+ * and the exact element math.
+ *
+ * Every supported scheme is "codes times a scale broadcast from a grid": the codes of a
+ * parameter are rows of `in` elements (the last dimension), stacked in `mats` matrices of
+ * `out` rows; the scale grid has ceil(out/bm) x ceil(in/bn) entries per matrix. Per-tensor
+ * scales are one block of the whole tensor, per-row scales blocks of 1 x in, groups blocks
+ * of 1 x g, fine-grained FP8 blocks of 128 x 128 (ragged at the edges: integer division
+ * of the index, shared/quant.md 1.6 and 2.4).
+ *
+ * Element math (shared/quant.md 1.3-1.4, 2.4): x = decode(code) exactly in f32 (float8
+ * as c10 decodes it, int8 as its integer), s = the scale exactly in f32 (F32, BF16, F16;
+ * an E8M0 exponent byte as 2^(u-127)), p = x * s in one f32 multiply (round to nearest
+ * even), then p rounded once to the target (convert_bits.h). The f32 multiply is plain C
+ * `float` arithmetic: FLT_EVAL_METHOD must be 0 (checked below), and nothing is fused
+ * (a single multiply). */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <float.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cjson/cJSON.h>
+
+#include "convert_bits.h"
+#include "dequant.h"
+#include "dtaudit/quant.h"
+#include "src.h"
+
+#if !defined(FLT_EVAL_METHOD) || FLT_EVAL_METHOD != 0
+#error "dequant.c needs FLT_EVAL_METHOD == 0 (f32 products rounded as f32)"
+#endif
+
+#define DQ_MAX_ELEMS (1u << 20)   /* elements per dtap_dq_run */
+#define DQ_SCALE_WINDOW 4096u     /* decoded scale entries kept at a time (at least a row) */
+#define DQ_MAX_SCALE_ROW (1u << 22) /* entries of one grid row we agree to hold */
+
+typedef struct {
+    size_t weight, scale;      /* tensor indices in w (scale: SIZE_MAX never for supported) */
+    dta_quant_scheme scheme;
+    dta_dtype code, sdt;       /* codes' and scale's dtypes */
+    bool e8m0_u8;              /* scale is U8 exponent bytes */
+    int rank;
+    uint64_t shape[DTA_MAX_RANK];
+    uint64_t numel, in, out, mats, bm, bn, gr, gc;
+} dq_param;
+
+typedef struct {
+    const char *name;
+    int kind;
+    size_t param;
+} dq_name;
+
+struct dtap_dq {
+    const dta_model *w;
+    dq_param *p;
+    size_t np;
+    dq_name *names;            /* sorted by name */
+    size_t nnames;
+    int *fds;                  /* per file of w, opened lazily */
+    unsigned char *codes;      /* DQ_MAX_ELEMS code bytes */
+    unsigned char *sraw;       /* raw scale bytes of the window */
+    float *sdec;               /* decoded window */
+    size_t scap;               /* entries of sraw/sdec */
+    size_t spar;               /* parameter whose window is cached, SIZE_MAX none */
+    uint64_t s0, s1;           /* cached grid entries [s0, s1) */
+    uint32_t lut[256];         /* code -> f32 bits of the codes' dtype */
+    dta_dtype lut_dtype;
+};
+
+size_t dtap_dq_max_elems(void) { return DQ_MAX_ELEMS; }
+
+static int cmp_name(const void *a, const void *b)
+{
+    return strcmp(((const dq_name *)a)->name, ((const dq_name *)b)->name);
+}
+
+static const dq_name *find_name(const dtap_dq *d, const char *name)
+{
+    dq_name key = {name, 0, 0};
+    return bsearch(&key, d->names, d->nnames, sizeof key, cmp_name);
+}
+
+int dtap_dq_role(const dtap_dq *d, const char *name, size_t *param)
+{
+    const dq_name *n = d ? find_name(d, name) : NULL;
+    if (!n)
+        return DTAP_DQ_PLAIN;
+    if (param)
+        *param = n->param;
+    return n->kind;
+}
+
+bool dtap_dq_dropped(const dtap_dq *d, const char *name)
+{
+    return dtap_dq_role(d, name, NULL) == DTAP_DQ_DROP;
+}
+
+void dtap_dq_shape(const dtap_dq *d, size_t p, int *rank, const uint64_t **shape,
+                   uint64_t *numel)
+{
+    *rank = d->p[p].rank;
+    *shape = d->p[p].shape;
+    *numel = d->p[p].numel;
+}
+
+const char *dtap_dq_scale_name(const dtap_dq *d, size_t p)
+{
+    return d->w->tensors[d->p[p].scale].name;
+}
+
+const char *dtap_dq_scheme(const dtap_dq *d, size_t p)
+{
+    return dta_quant_scheme_name(d->p[p].scheme);
+}
+
+void dtap_dq_free(dtap_dq *d)
+{
+    if (!d)
+        return;
+    for (size_t i = 0; d->fds && i < d->w->nfiles; i++)
+        if (d->fds[i] >= 0)
+            close(d->fds[i]);
+    free(d->fds);
+    free(d->p);
+    free(d->names);
+    free(d->codes);
+    free(d->sraw);
+    free(d->sdec);
+    free(d);
+}
+
+/* ---- the plan --------------------------------------------------------------------------- */
+
+static uint64_t cdiv(uint64_t a, uint64_t b) { return b ? a / b + (a % b != 0) : 0; }
+
+static size_t comp(const dta_quant *q, const dta_quant_param *p, dta_quant_role r)
+{
+    for (size_t i = 0; i < p->ntensors; i++)
+        if (q->tensor_role[p->tensors[i]] == r)
+            return p->tensors[i];
+    return SIZE_MAX;
+}
+
+static bool supported_scheme(dta_quant_scheme s)
+{
+    return s == DTA_QS_FP8_BLOCK || s == DTA_QS_FP8 || s == DTA_QS_FBGEMM_FP8 ||
+           s == DTA_QS_MODELOPT_FP8 || s == DTA_QS_CT_FLOAT || s == DTA_QS_CT_INT;
+}
+
+static const char *SUPPORTED =
+    "dtaudit dequantizes fp8-block, fp8, fbgemm-fp8, modelopt-fp8, compressed-tensors-float "
+    "and compressed-tensors-int (symmetric)";
+
+static bool stored_plain(const dta_model *w, const dta_tensor *t)
+{
+    return t->storage != SIZE_MAX && !t->meta && t->stride == NULL &&
+           w->storages[t->storage].offset != UINT64_MAX;
+}
+
+static dta_status refuse(dta_error *err, const char *fmt, const char *a, const char *b)
+{
+    return dta_error_set(err, DTA_E_REFUSED, 0, fmt, a, b);
+}
+
+/* A compressed-tensors config whose weights are not just quantized (rotations, sparsity):
+ * dequantizing alone does not give the plain weights (shared/quant.md 3.6). */
+static dta_status config_refusals(const dta_model *w, dta_error *err)
+{
+    if (!w->quant_config)
+        return DTA_OK;
+    cJSON *doc = cJSON_Parse(w->quant_config);
+    if (!doc)
+        return DTA_OK; /* quant.c already judged the config */
+    const char *why = NULL;
+    const cJSON *tc = cJSON_GetObjectItemCaseSensitive(doc, "transform_config");
+    const cJSON *sc = cJSON_GetObjectItemCaseSensitive(doc, "sparsity_config");
+    if (tc && !cJSON_IsNull(tc) && !(cJSON_IsObject(tc) && !tc->child))
+        why = "transform_config (rotated / Hadamard-transformed weights)";
+    else if (sc && !cJSON_IsNull(sc) && !(cJSON_IsObject(sc) && !sc->child))
+        why = "sparsity_config (sparse weights)";
+    else if (cJSON_GetObjectItemCaseSensitive(doc, "rotation"))
+        why = "rotation (rotated weights)";
+    dta_status st = DTA_OK;
+    if (why)
+        st = refuse(err, "dequantize: the quantization config has %s, which dequantizing alone "
+                    "cannot undo; nothing written%s", why, "");
+    cJSON_Delete(doc);
+    return st;
+}
+
+static dta_status plan_param(const dtap_dq *d, const dta_quant *q, const dta_quant_param *qp,
+                             dq_param *o, dta_error *err)
+{
+    const dta_model *w = d->w;
+    const dta_tensor *t = &w->tensors[qp->weight];
+    char what[96];
+    snprintf(what, sizeof what, "%s", dta_quant_scheme_name(qp->scheme));
+    memset(o, 0, sizeof *o);
+    o->weight = qp->weight;
+    o->scheme = qp->scheme;
+    o->code = t->dtype;
+    if (!supported_scheme(qp->scheme))
+        return dta_error_set(err, DTA_E_REFUSED, 0,
+                             "dequantize: '%.200s' is quantized as %s, which dtaudit does not "
+                             "dequantize (%s); nothing written",
+                             qp->name, what, SUPPORTED);
+    if (qp->broken || qp->cast)
+        return refuse(err, "dequantize: '%.200s' is %s; see 'dtaudit audit' (rules "
+                      "quant-incomplete, quant-cast); nothing written", qp->name,
+                      qp->broken ? "incomplete" : "high-precision codes beside quantization "
+                                                  "companions");
+    bool fp8 = t->dtype == DTA_F8_E4M3 || t->dtype == DTA_F8_E5M2 ||
+               t->dtype == DTA_F8_E4M3FNUZ || t->dtype == DTA_F8_E5M2FNUZ;
+    if (!(fp8 || (qp->scheme == DTA_QS_CT_INT && t->dtype == DTA_I8)))
+        return refuse(err, "dequantize: '%.200s' holds %s codes, which its scheme does not "
+                      "store; nothing written", qp->name, dta_dtype_name(t->dtype));
+    if (comp(q, qp, DTA_QR_ZERO_POINT) != SIZE_MAX || comp(q, qp, DTA_QR_G_IDX) != SIZE_MAX ||
+        comp(q, qp, DTA_QR_GLOBAL_SCALE) != SIZE_MAX)
+        return refuse(err, "dequantize: '%.200s' has a zero point, g_idx or global scale, "
+                      "which dtaudit does not apply for %s; nothing written", qp->name, what);
+    size_t si = comp(q, qp, qp->scheme == DTA_QS_FP8_BLOCK ? DTA_QR_SCALE_INV : DTA_QR_SCALE);
+    if (si == SIZE_MAX)
+        return refuse(err, "dequantize: '%.200s' has no scale (%s); nothing written", qp->name,
+                      what);
+    const dta_tensor *s = &w->tensors[si];
+    if (!stored_plain(w, t) || !stored_plain(w, s))
+        return refuse(err, "dequantize: '%.200s' or its scale is not a plain stored tensor "
+                      "(%s); nothing written", qp->name, "a safetensors input is needed");
+    o->scale = si;
+    o->sdt = s->dtype;
+    if (s->dtype == DTA_U8 && qp->scheme == DTA_QS_FP8_BLOCK)
+        o->e8m0_u8 = true;
+    else if (s->dtype != DTA_F32 && s->dtype != DTA_BF16 && s->dtype != DTA_F16 &&
+             s->dtype != DTA_F8_E8M0)
+        return refuse(err, "dequantize: the scale of '%.200s' is %s, not F32, BF16, F16 or "
+                      "E8M0; nothing written", qp->name, dta_dtype_name(s->dtype));
+    if (t->rank < 1 || t->rank > DTA_MAX_RANK)
+        return refuse(err, "dequantize: '%.200s' has rank 0%s; nothing written", qp->name, "");
+    o->rank = t->rank;
+    for (int k = 0; k < t->rank; k++)
+        o->shape[k] = t->shape[k];
+    o->numel = t->numel;
+    o->in = t->shape[t->rank - 1];
+    uint64_t rows = o->in ? t->numel / o->in : 0;
+    /* the grid */
+    bool ok = false;
+    if (qp->scheme == DTA_QS_FP8_BLOCK) {
+        o->bm = q->block[0] ? q->block[0] : 128;
+        o->bn = q->block[1] ? q->block[1] : 128;
+        if (t->rank >= 2 && s->rank == t->rank) {
+            o->out = t->shape[t->rank - 2];
+            o->mats = o->out ? rows / o->out : 0;
+            ok = s->shape[s->rank - 2] == cdiv(o->out, o->bm) &&
+                 s->shape[s->rank - 1] == cdiv(o->in, o->bn);
+            for (int k = 0; ok && k < t->rank - 2; k++)
+                ok = s->shape[k] == t->shape[k];
+        }
+    } else if (s->numel == 1) { /* per tensor */
+        o->out = rows;
+        o->mats = 1;
+        o->bm = rows ? rows : 1;
+        o->bn = o->in ? o->in : 1;
+        ok = true;
+    } else if (t->rank == 2) {
+        o->out = rows;
+        o->mats = 1;
+        uint64_t sr = s->rank >= 1 ? s->shape[0] : 0, sc = s->rank == 2 ? s->shape[1] : 1;
+        if (s->rank > 2)
+            ok = false;
+        else if (sr == rows && sc == 1) { /* per row: [out] or [out, 1] */
+            o->bm = 1;
+            o->bn = o->in ? o->in : 1;
+            ok = true;
+        } else if (s->rank == 2 && q->block[0] && q->block[1]) { /* block grid */
+            o->bm = q->block[0];
+            o->bn = q->block[1];
+            ok = sr == cdiv(rows, o->bm) && sc == cdiv(o->in, o->bn);
+        } else if (s->rank == 2 && q->group && sr == rows) { /* groups along the input */
+            o->bm = 1;
+            o->bn = q->group;
+            ok = sc == cdiv(o->in, o->bn);
+        }
+    }
+    if (!ok || !o->bm || !o->bn)
+        return refuse(err, "dequantize: the scale of '%.200s' does not fit its codes as a "
+                      "per-tensor, per-row, group or block scale (%s); nothing written",
+                      qp->name, what);
+    o->gr = cdiv(o->out, o->bm);
+    o->gc = cdiv(o->in, o->bn);
+    if (o->gc > DQ_MAX_SCALE_ROW)
+        return refuse(err, "dequantize: the scale grid of '%.200s' has rows of more than "
+                      "4194304 entries%s; nothing written", qp->name, "");
+    return DTA_OK;
+}
+
+dta_status dtap_dq_open(const dta_model *w, dtap_dq **out, dta_error *err)
+{
+    dta_quant *q = NULL;
+    *out = NULL;
+    dta_status st = dta_quant_analyse(w, &q, err);
+    if (st != DTA_OK)
+        return st;
+    if (q->scheme == DTA_QS_NONE && q->nparams == 0) {
+        dta_quant_free(q);
+        return DTA_OK;
+    }
+    if (q->scheme == DTA_QS_UNKNOWN && q->nparams == 0) {
+        st = dta_error_set(err, DTA_E_REFUSED, 0,
+                           "dequantize: the quantization config names '%.100s', a method "
+                           "dtaudit does not know; nothing written",
+                           q->method ? q->method : "?");
+        dta_quant_free(q);
+        return st;
+    }
+    dtap_dq *d = calloc(1, sizeof *d);
+    if (!d) {
+        dta_quant_free(q);
+        return dta_error_set(err, DTA_E_NOMEM, ENOMEM, "out of memory");
+    }
+    d->w = w;
+    d->spar = SIZE_MAX;
+    d->p = calloc(q->nparams ? q->nparams : 1, sizeof *d->p);
+    d->names = calloc(w->ntensors ? w->ntensors : 1, sizeof *d->names);
+    d->fds = malloc((w->nfiles ? w->nfiles : 1) * sizeof *d->fds);
+    size_t *pmap = malloc((q->nparams ? q->nparams : 1) * sizeof *pmap);
+    if (!d->p || !d->names || !d->fds || !pmap) {
+        st = dta_error_set(err, DTA_E_NOMEM, ENOMEM, "out of memory");
+        goto fail;
+    }
+    for (size_t i = 0; i < w->nfiles; i++)
+        d->fds[i] = -1;
+    if ((st = config_refusals(w, err)) != DTA_OK)
+        goto fail;
+    for (size_t i = 0; i < q->nparams; i++) {
+        const dta_quant_param *qp = &q->params[i];
+        pmap[i] = SIZE_MAX;
+        if (qp->weight == SIZE_MAX) {
+            /* activation / kv-cache scales alone are dropped; other orphans refused */
+            bool only_act = true;
+            for (size_t k = 0; k < qp->ntensors; k++) {
+                dta_quant_role r = q->tensor_role[qp->tensors[k]];
+                only_act = only_act && (r == DTA_QR_INPUT_SCALE || r == DTA_QR_KV_SCALE);
+            }
+            if (!only_act) {
+                st = refuse(err, "dequantize: '%.200s' has quantization companions but no "
+                            "codes (%s); nothing written", qp->name,
+                            dta_quant_scheme_name(qp->scheme));
+                goto fail;
+            }
+            continue;
+        }
+        if ((st = plan_param(d, q, qp, &d->p[d->np], err)) != DTA_OK)
+            goto fail;
+        pmap[i] = d->np++;
+    }
+    for (size_t i = 0; i < w->ntensors; i++) {
+        const dta_tensor *t = &w->tensors[i];
+        int32_t pi = q->tensor_param[i];
+        dq_name *n = &d->names[d->nnames];
+        n->name = t->name;
+        if (pi >= 0 && pmap[pi] != SIZE_MAX && q->params[pi].weight == i) {
+            n->kind = DTAP_DQ_WEIGHT;
+            n->param = pmap[pi];
+        } else if (pi >= 0 || q->tensor_role[i] != DTA_QR_NONE) {
+            n->kind = DTAP_DQ_DROP;
+        } else {
+            if (t->dtype == DTA_F8_E4M3 || t->dtype == DTA_F8_E5M2 ||
+                t->dtype == DTA_F8_E4M3FNUZ || t->dtype == DTA_F8_E5M2FNUZ) {
+                /* fp8_cast_bf16.py's bug: raw codes written as if they were values */
+                st = refuse(err, "dequantize: '%.200s' is %s with no scale in a quantized "
+                            "checkpoint; its values are unknown; nothing written", t->name,
+                            dta_dtype_name(t->dtype));
+                goto fail;
+            }
+            continue;
+        }
+        d->nnames++;
+    }
+    qsort(d->names, d->nnames, sizeof *d->names, cmp_name);
+    d->codes = malloc(DQ_MAX_ELEMS);
+    if (!d->codes) {
+        st = dta_error_set(err, DTA_E_NOMEM, ENOMEM, "out of memory");
+        goto fail;
+    }
+    free(pmap);
+    dta_quant_free(q);
+    *out = d;
+    return DTA_OK;
+fail:
+    free(pmap);
+    dta_quant_free(q);
+    dtap_dq_free(d);
+    return st;
+}
+
+/* ---- data ------------------------------------------------------------------------------- */
+
+static dta_status read_at(int fd, void *p, size_t n, uint64_t off, const char *path,
+                          dta_error *err)
+{
+    char *c = p;
+    while (n > 0) {
+        ssize_t r = pread(fd, c, n, (off_t)off);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r < 0)
+            return dta_error_set(err, DTA_E_IO, errno, "%s: read failed: %s", path,
+                                 strerror(errno));
+        if (r == 0)
+            return dta_error_set(err, DTA_E_FORMAT, 0,
+                                 "%s: file shrank while being read (changed underneath?)", path);
+        c += r;
+        n -= (size_t)r;
+        off += (uint64_t)r;
+    }
+    return DTA_OK;
+}
+
+/* Bytes [off, off + n) of tensor t's data. */
+static dta_status read_tensor(dtap_dq *d, const dta_tensor *t, uint64_t off, size_t n, void *buf,
+                              dta_error *err)
+{
+    const dta_model *w = d->w;
+    const char *path = w->files[t->file].path;
+    if (d->fds[t->file] < 0 && (d->fds[t->file] = dtap_open_regular(path, NULL, err)) < 0) {
+        dta_error_prefix(err, path);
+        return err ? err->code : DTA_E_IO;
+    }
+    const dta_storage *s = &w->storages[t->storage];
+    uint64_t es = dta_dtype_elem_size(t->dtype);
+    return read_at(d->fds[t->file], buf, n, s->offset + t->storage_offset * es + off, path, err);
+}
+
+/* Decoded scale entries [e, ...) of parameter pi's grid into the window; at least
+ * through e + need - 1. */
+static dta_status load_scales(dtap_dq *d, size_t pi, uint64_t e, uint64_t need, dta_error *err)
+{
+    const dq_param *p = &d->p[pi];
+    const dta_tensor *s = &d->w->tensors[p->scale];
+    if (d->spar == pi && e >= d->s0 && e + need <= d->s1)
+        return DTA_OK;
+    size_t want = need > DQ_SCALE_WINDOW ? (size_t)need : DQ_SCALE_WINDOW;
+    if (want > s->numel - e)
+        want = (size_t)(s->numel - e);
+    if (want < need)
+        return dta_error_set(err, DTA_E_FORMAT, 0, "scale of '%.200s' is shorter than its grid",
+                             d->w->tensors[p->weight].name);
+    unsigned es = (unsigned)dta_dtype_elem_size(s->dtype);
+    if (want > d->scap) {
+        unsigned char *r = realloc(d->sraw, want * 4);
+        if (r)
+            d->sraw = r;
+        float *f = r ? realloc(d->sdec, want * sizeof *f) : NULL;
+        if (f)
+            d->sdec = f;
+        if (!r || !f)
+            return dta_error_set(err, DTA_E_NOMEM, ENOMEM, "out of memory");
+        d->scap = want;
+    }
+    d->spar = SIZE_MAX;
+    dta_status st = read_tensor(d, s, e * es, want * es, d->sraw, err);
+    if (st != DTA_OK)
+        return st;
+    for (size_t k = 0; k < want; k++) {
+        const unsigned char *b = d->sraw + k * es;
+        uint32_t bits;
+        switch (es) {
+        case 4:
+            bits = (uint32_t)b[0] | (uint32_t)b[1] << 8 | (uint32_t)b[2] << 16 |
+                   (uint32_t)b[3] << 24;
+            break;
+        case 2:
+            bits = dtab_decode(p->sdt, (uint32_t)b[0] | (uint32_t)b[1] << 8);
+            break;
+        default:
+            if (p->e8m0_u8) /* transformers: exp2(u - 127) in f32; 255 is 2^128 = inf */
+                bits = b[0] == 255 ? 0x7F800000u : b[0] ? (uint32_t)b[0] << 23 : 0x00400000u;
+            else
+                bits = dtab_f8_to_f32(DTA_F8_E8M0, b[0]);
+            break;
+        }
+        memcpy(&d->sdec[k], &bits, 4);
+    }
+    d->spar = pi;
+    d->s0 = e;
+    d->s1 = e + want;
+    return DTA_OK;
+}
+
+static void build_lut(dtap_dq *d, dta_dtype code)
+{
+    if (d->lut_dtype == code)
+        return;
+    for (unsigned c = 0; c < 256; c++) {
+        if (code == DTA_I8) {
+            float f = (float)(int8_t)(uint8_t)c;
+            memcpy(&d->lut[c], &f, 4);
+        } else {
+            d->lut[c] = dtab_f8_to_f32(code, (uint8_t)c);
+        }
+    }
+    d->lut_dtype = code;
+}
+
+static inline int is_nonfinite(uint32_t b) { return (b & 0x7F800000u) == 0x7F800000u; }
+
+dta_status dtap_dq_run(dtap_dq *d, size_t pi, uint64_t first, size_t n, dta_dtype to,
+                       dta_overflow_mode mode, void *dst, dta_convert_stats *stats,
+                       dta_error *err)
+{
+    const dq_param *p = &d->p[pi];
+    const dta_tensor *t = &d->w->tensors[p->weight];
+    unsigned char *o = dst;
+    unsigned eo = (unsigned)dta_dtype_elem_size(to);
+    int sat = mode == DTA_OVERFLOW_SATURATE;
+    uint64_t cnt[5] = {0};
+    if (n > DQ_MAX_ELEMS || first > p->numel || n > p->numel - first)
+        return dta_error_set(err, DTA_E_ARG, 0, "dequantize: range out of bounds");
+    if (to != DTA_F32 && to != DTA_F16 && to != DTA_BF16)
+        return dta_error_set(err, DTA_E_ARG, 0, "dequantize: target must be F32, F16 or BF16");
+    dta_status st = read_tensor(d, t, first, n, d->codes, err);
+    if (st != DTA_OK)
+        return st;
+    build_lut(d, p->code);
+    uint32_t mx = to == DTA_F32 ? 0x7F7FFFFFu : to == DTA_BF16 ? 0x7F7Fu : 0x7BFFu;
+    uint32_t inf = to == DTA_F32 ? 0x7F800000u : to == DTA_BF16 ? 0x7F80u : 0x7C00u;
+    uint32_t sgn = to == DTA_F32 ? 0x80000000u : 0x8000u;
+    size_t k = 0;
+    while (k < n) {
+        uint64_t e = first + k, R = e / p->in, i = e % p->in;
+        uint64_t seg = p->in - i < n - k ? p->in - i : n - k;
+        uint64_t mat = R / p->out, r = R % p->out;
+        uint64_t srow = (mat * p->gr + r / p->bm) * p->gc;
+        uint64_t c0 = i / p->bn, c1 = (i + seg - 1) / p->bn;
+        if ((st = load_scales(d, pi, srow + c0, c1 - c0 + 1, err)) != DTA_OK)
+            return st;
+        const float *srowp = d->sdec + (srow + c0 - d->s0);
+        for (uint64_t c = c0; c <= c1; c++) {
+            uint64_t a = c * p->bn > i ? c * p->bn : i;
+            uint64_t b = (c + 1) * p->bn < i + seg ? (c + 1) * p->bn : i + seg;
+            float s = srowp[c - c0];
+            uint32_t sb;
+            memcpy(&sb, &s, 4);
+            int sfin = !is_nonfinite(sb), snz = (sb & 0x7FFFFFFFu) != 0;
+            for (uint64_t j = a; j < b; j++) {
+                size_t at = (size_t)(k + (j - i));
+                uint32_t xb = d->lut[d->codes[at]], pb, r16;
+                float x, prod;
+                int cls;
+                memcpy(&x, &xb, 4);
+                prod = x * s;
+                memcpy(&pb, &prod, 4);
+                if (!sfin || is_nonfinite(xb)) {
+                    /* a non-finite code or scale: the product is NaN or inf */
+                    cls = (pb & 0x7FFFFFFFu) > 0x7F800000u ? DTAB_NAN : DTAB_INF;
+                    r16 = dtab_encode(to, pb, 0, &(int){0});
+                } else if ((pb & 0x7FFFFFFFu) == 0x7F800000u) {
+                    /* finite operands, product beyond f32 */
+                    cls = DTAB_OVF;
+                    r16 = (pb & 0x80000000u ? sgn : 0) | (sat ? mx : inf);
+                } else {
+                    r16 = dtab_encode(to, pb, sat, &cls);
+                    if (cls == DTAB_FINE && !(pb & 0x7FFFFFFFu) && snz && (xb & 0x7FFFFFFFu))
+                        cls = DTAB_UNF; /* the f32 product itself underflowed */
+                }
+                cnt[cls]++;
+                unsigned char *q = o + at * eo;
+                if (eo == 4) {
+                    q[0] = (unsigned char)r16;
+                    q[1] = (unsigned char)(r16 >> 8);
+                    q[2] = (unsigned char)(r16 >> 16);
+                    q[3] = (unsigned char)(r16 >> 24);
+                } else {
+                    q[0] = (unsigned char)r16;
+                    q[1] = (unsigned char)(r16 >> 8);
+                }
+            }
+        }
+        k += (size_t)seg;
+    }
+    if (stats) {
+        stats->elements += n;
+        stats->nan += cnt[DTAB_NAN];
+        stats->inf += cnt[DTAB_INF];
+        stats->overflow += cnt[DTAB_OVF];
+        stats->underflow += cnt[DTAB_UNF];
+    }
+    return DTA_OK;
+}
