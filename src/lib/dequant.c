@@ -545,6 +545,31 @@ dta_status dtap_dq_run(dtap_dq *d, size_t pi, uint64_t first, size_t n, dta_dtyp
             uint32_t sb;
             memcpy(&sb, &s, 4);
             int sfin = !is_nonfinite(sb), snz = (sb & 0x7FFFFFFFu) != 0;
+            if (to == DTA_BF16 && sfin) {
+                /* fast path: branch-free products and RNE; any element that needs a class
+                 * (NaN, inf, overflow, a nonzero product lost to zero) sends the run to the
+                 * careful loop below, which rewrites it */
+                unsigned sus = 0;
+                unsigned char *q = o + (size_t)(k + (a - i)) * 2;
+                const unsigned char *cp = d->codes + (size_t)(k + (a - i));
+                for (uint64_t j = 0; j < b - a; j++) {
+                    uint32_t xb = d->lut[cp[j]], pb, r;
+                    float x, prod;
+                    memcpy(&x, &xb, 4);
+                    prod = x * s;
+                    memcpy(&pb, &prod, 4);
+                    r = (pb + 0x7FFFu + ((pb >> 16) & 1u)) >> 16;
+                    sus |= ((r & 0x7F80u) == 0x7F80u) |
+                            (((r & 0x7FFFu) == 0) &
+                             (((pb & 0x7FFFFFFFu) != 0) | (snz & ((xb & 0x7FFFFFFFu) != 0))));
+                    q[2 * j] = (unsigned char)r;
+                    q[2 * j + 1] = (unsigned char)(r >> 8);
+                }
+                if (!sus) {
+                    cnt[DTAB_FINE] += b - a;
+                    continue;
+                }
+            }
             for (uint64_t j = a; j < b; j++) {
                 size_t at = (size_t)(k + (j - i));
                 uint32_t xb = d->lut[d->codes[at]], pb, r16;

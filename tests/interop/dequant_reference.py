@@ -92,7 +92,8 @@ def e5m2_table():
     return (np.arange(256, dtype=np.uint16) << 8).view(np.float16).astype(np.float32)
 
 
-CODE_TABLE = {"F8_E4M3": e4m3_table(), "F8_E5M2": e5m2_table()}
+CODE_TABLE = {"F8_E4M3": e4m3_table(), "F8_E5M2": e5m2_table(),
+              "I8": np.arange(256, dtype=np.uint8).view(np.int8).astype(np.float32)}
 
 
 def decode_scale(dt, raw):
@@ -287,6 +288,51 @@ def per_tensor_dir(root, rng, method):
     return ref
 
 
+def ct_dir(root, rng, strategy):
+    """compressed-tensors float-quantized (FP8) with BF16 scales per channel, per group
+    (ragged) or per 128x128 block (ragged), and int-quantized int8 per channel."""
+    os.makedirs(root)
+    o, n = 200, 300
+    w = {"num_bits": 8, "type": "float", "symmetric": True, "strategy": strategy}
+    fmt = "float-quantized"
+    code_dt = "F8_E4M3"
+    if strategy == "channel":
+        sshape, block = (o, 1), None
+    elif strategy == "group":
+        w["group_size"] = 32
+        sshape, block = (o, (n + 31) // 32), (1, 32)
+    elif strategy == "block":
+        w["block_structure"] = [128, 128]
+        sshape, block = ((o + 127) // 128, (n + 127) // 128), (128, 128)
+    else:  # int8 per channel
+        w.update(type="int", strategy="channel")
+        fmt = "int-quantized"
+        code_dt = "I8"
+        sshape, block = (o, 1), None
+    c = every_code(rng, o * n)
+    if code_dt == "F8_E4M3":
+        c[c == 0x7F] = 0x7E
+        c[c == 0xFF] = 0xFE
+    sc = bf16b((rng.random(int(np.prod(sshape))) * 0.01 + 1e-5).astype(np.float32))
+    name = "model.layers.0.mlp.down_proj"
+    lm = bf16b(rng.standard_normal((8, 4)).astype(np.float32))
+    ts = [(name + ".weight", code_dt, (o, n), c.tobytes()),
+          (name + ".weight_scale", "BF16", sshape, sc),
+          ("lm_head.weight", "BF16", (8, 4), lm)]
+    write_st(os.path.join(root, "model.safetensors"), ts, {"format": "pt"})
+    qc = {"quant_method": "compressed-tensors", "format": fmt, "quantization_status": "compressed",
+          "config_groups": {"group_0": {"targets": ["Linear"], "weights": w,
+                                        "input_activations": {"num_bits": 8, "type": w["type"],
+                                                              "dynamic": True,
+                                                              "strategy": "token"}}},
+          "ignore": ["lm_head"]}
+    with open(os.path.join(root, "config.json"), "w") as f:
+        json.dump({"model_type": "llama", "torch_dtype": "bfloat16", "quantization_config": qc},
+                  f)
+    return {name + ".weight": ("dq", code_dt, (o, n), c.tobytes(), "BF16", sshape, sc, block),
+            "lm_head.weight": ("cast", "BF16", (8, 4), lm)}
+
+
 def expected(ref, target):
     out = {}
     for name, r in ref.items():
@@ -428,7 +474,17 @@ def main():
                       "%s single file: values" % method)
                 check(meta == {"format": "pt", "note": "kept"}, "%s: metadata %r" % (method, meta))
 
-        # 4. refusals: exit 1, the scheme named, nothing written
+        # 4. compressed-tensors: FP8 per channel, group, block; int8 per channel
+        for strategy in ("channel", "group", "block", "int8"):
+            src = os.path.join(tmp, "ct-" + strategy)
+            ref = ct_dir(src, rng, strategy)
+            out = os.path.join(tmp, "ct-%s-out" % strategy)
+            rc, so, se = run("convert", "--to", "bf16", "--dequantize", "--verify", src, "-o", out)
+            check(rc == 0, "ct %s: exit %d %s" % (strategy, rc, se))
+            if rc == 0:
+                check_output("ct " + strategy, src, out, ref, "BF16", False)
+
+        # 5. refusals: exit 1, the scheme named, nothing written
         g = os.path.join(tmp, "gptq")
         os.makedirs(g)
         write_st(os.path.join(g, "model.safetensors"), [
