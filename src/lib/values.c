@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "dtaudit/convert.h"
+#include "dtaudit/quant.h"
 #include "dtaudit/values.h"
 #include "values_audit.h"
 
@@ -39,9 +40,13 @@ static bool model_big_endian(const dta_model *m)
 /* Why tensor t's data is not scanned, or NULL. The one place that decides: quantized
  * parameters (quant.md) are to be evaluated on their dequantized values once
  * dequantization exists; until then a quantized dtype is skipped here with its reason. */
-static const char *skip_reason(const dta_model *m, const dta_tensor *t, bool big)
+static const char *skip_reason(const dta_model *m, size_t i, bool big, const dta_quant *q)
 {
+    const dta_tensor *t = &m->tensors[i];
     const dta_dtype_info *di = dta_dtype_get(t->dtype);
+    if (q && dta_quant_tensor_is_quantized(q, i))
+        return "part of a quantized parameter (codes or companion, quant.h): values are not "
+               "dequantized yet";
     if (t->dtype >= DTA_QI8 && t->dtype <= DTA_QU2X4)
         return "quantized dtype: values are not dequantized yet";
     if (!di || !di->is_float)
@@ -377,12 +382,17 @@ dta_status dta_values_scan(const dta_model *m, const dta_values_options *o, dta_
     r->target = o->target;
     r->ntensors = m->ntensors;
     bool big = model_big_endian(m);
+    /* quantized parameters (quant.h, headers only): skipped until dequantization exists */
+    dta_quant *q = NULL;
+    dta_error qerr;
+    if (dta_quant_analyse(m, &q, &qerr) != DTA_OK)
+        q = NULL; /* the audit reports a quantization problem itself */
     for (size_t i = 0; i < m->ntensors; i++) {
         const dta_tensor *t = &m->tensors[i];
         dta_values_tensor *vt = &r->tensors[i];
         vt->target = o->target == DTA_DTYPE_NONE ? t->dtype : o->target;
         vt->elements = t->numel;
-        vt->skipped = skip_reason(m, t, big);
+        vt->skipped = skip_reason(m, i, big, q);
         if (vt->skipped)
             continue;
         /* tied weights: an exact alias of a view already scanned is not read twice */
@@ -467,6 +477,7 @@ dta_status dta_values_scan(const dta_model *m, const dta_values_options *o, dta_
     }
     free(alias);
     free(first_task);
+    dta_quant_free(q);
     free(j.tasks);
     free(j.fds);
     if (st != DTA_OK) {

@@ -39,6 +39,25 @@ dta audit --values -f json tests/fixtures/seeds/003_higgs_audio.safetensors
 ! grep -q '"rule": "range-overflow"\|"rule": "precision-underflow"' "$TMP/out" && pass \
     || fail "range rules without a target"
 
+# Quantized parameters (tests/quant/make_layouts.py: Qwen3 FP8 block layout, sparse): the
+# codes and their scales are skipped with the reason until dequantization exists; the
+# ordinary tensors are read.
+if "$PYTHON" tests/quant/make_layouts.py "$TMP/q" qwen3-fp8 >/dev/null 2>&1; then
+    dta audit --values --target bf16 -f json "$TMP/q/qwen3-fp8"
+    "$PYTHON" - "$TMP/out" <<'PY' && pass || fail "quantized parameters: $(head -c 300 "$TMP/err")"
+import json, sys
+doc = json.load(open(sys.argv[1]))
+q = [t for t in doc["tensors"] if "quantized parameter" in t["values"].get("skipped", "")]
+assert q, "no tensor skipped as quantized"
+assert all(t["dtype"] != "F8_E4M3" for t in doc["tensors"] if t not in q), "an F8 code was read"
+assert any(t["name"].endswith("weight_scale_inv") for t in q), "scales were read"
+assert any("skipped" not in t["values"] for t in doc["tensors"]), "nothing was read"
+assert not [f for f in doc["findings"] if f["rule"] in ("range-overflow", "precision-underflow", "nonfinite")]
+PY
+else
+    echo "SKIP (quantized): tests/quant/make_layouts.py did not run"
+fi
+
 # A truncated data region: the reader refuses the file before any value is read.
 head -c 3000 tests/fixtures/seeds/003_higgs_audio.safetensors >"$TMP/trunc.safetensors"
 dta audit --values "$TMP/trunc.safetensors"
