@@ -18,6 +18,10 @@ shapes, and (for directories) a config.json with the real model_type / architect
   mamba-bf16.safetensors  Mamba-1 mixers, A_log and D float32, no config.json -> intended
   mamba-extra.safetensors the same plus a float32 tensor no rule covers in one mixer
                        -> mixed-module there (its fix must keep A_log and D)
+  wan-transformer/     diffusers Wan component (config _class_name WanTransformer3DModel):
+                       time_embedder, scale_shift_table, norm2 float32 -> intended
+  openai-clip-f16.safetensors  OpenAI CLIP after convert_weights: LayerNorms, embeddings,
+                       logit_scale float32 beside fp16 GEMMs; no config (signature) -> intended
   ttt-policy.json      a policy that declares seed 002's TTT states intended locally
 
 Usage: make-intended-fixtures.py OUTDIR   (needs torch and safetensors)
@@ -150,6 +154,44 @@ def mamba():
     return s
 
 
+def wan():
+    d, dt = 8, torch.bfloat16
+    s = {"patch_embedding.weight": t((d, 4, 1, 2, 2), dt), "proj_out.weight": t((16, d), dt),
+         "scale_shift_table": t((1, 2, d), torch.float32),
+         "condition_embedder.time_embedder.linear_1.weight": t((d, 4), torch.float32),
+         "condition_embedder.time_embedder.linear_2.weight": t((d, d), torch.float32),
+         "condition_embedder.text_embedder.linear_1.weight": t((d, 16), dt)}
+    for b in range(2):
+        p = "blocks.%d." % b
+        s[p + "scale_shift_table"] = t((1, 6, d), torch.float32)
+        s[p + "norm2.weight"] = t((d,), torch.float32)
+        for a in ("attn1", "attn2"):
+            for x in ("to_q", "to_k", "to_v"):
+                s[p + "%s.%s.weight" % (a, x)] = t((d, d), dt)
+            s[p + "%s.to_out.0.weight" % a] = t((d, d), dt)
+        s[p + "ffn.net.0.proj.weight"] = t((16, d), dt)
+        s[p + "ffn.net.2.weight"] = t((d, 16), dt)
+    return s
+
+
+def clip():
+    d, dt = 8, torch.float16
+    s = {"logit_scale": torch.tensor(4.6), "positional_embedding": t((7, d), torch.float32),
+         "token_embedding.weight": t((32, d), torch.float32), "ln_final.weight": t((d,), torch.float32),
+         "text_projection": t((d, d), dt), "visual.class_embedding": t((d,), torch.float32),
+         "visual.proj": t((d, d), dt), "visual.conv1.weight": t((d, 3, 2, 2), dt)}
+    for b in range(2):
+        for tower in ("transformer", "visual.transformer"):
+            p = "%s.resblocks.%d." % (tower, b)
+            s[p + "attn.in_proj_weight"] = t((3 * d, d), dt)
+            s[p + "attn.out_proj.weight"] = t((d, d), dt)
+            s[p + "ln_1.weight"] = t((d,), torch.float32)
+            s[p + "ln_2.weight"] = t((d,), torch.float32)
+            s[p + "mlp.c_fc.weight"] = t((4 * d, d), dt)
+            s[p + "mlp.c_proj.weight"] = t((d, 4 * d), dt)
+    return s
+
+
 def main():
     out = sys.argv[1]
     os.makedirs(out, exist_ok=True)
@@ -168,6 +210,11 @@ def main():
               {"model_type": "mixtral", "architectures": ["MixtralForCausalLM"],
                "torch_dtype": "bfloat16"})
     save_file(llama_inv_freq(), os.path.join(out, "llama-inv-freq.safetensors"))
+    os.makedirs(os.path.join(out, "wan-transformer"), exist_ok=True)
+    save_file(wan(), os.path.join(out, "wan-transformer", "diffusion_pytorch_model.safetensors"))
+    with open(os.path.join(out, "wan-transformer", "config.json"), "w") as f:
+        json.dump({"_class_name": "WanTransformer3DModel", "_diffusers_version": "0.33.0"}, f)
+    save_file(clip(), os.path.join(out, "openai-clip-f16.safetensors"))
     save_file(mamba(), os.path.join(out, "mamba-bf16.safetensors"))
     extra = mamba()
     extra["backbone.layers.1.mixer.extra_scale"] = torch.ones(16)  # float32, in no table

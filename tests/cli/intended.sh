@@ -28,6 +28,8 @@ expect_intended deepseek-v3-bf16 moe.routing-bias 2
 expect_intended kimi-k2-bf16 moe.routing-bias 2
 expect_intended llama-inv-freq.safetensors universal.rotary-inv-freq 4
 expect_intended mamba-bf16.safetensors "universal.ssm-a-log universal.ssm-d-dt-bias" 6
+expect_intended wan-transformer diffusers.WanTransformer3DModel 7
+expect_intended openai-clip-f16.safetensors clip.fp32-non-gemm 13
 
 # The JSON finding names the rule, why and the evidence; the message says it too.
 dta audit --format json "$F/deepseek-v3-bf16"
