@@ -271,7 +271,8 @@ int cmd_convert(cli_options *o)
     co.overflow = o->overflow;
     co.out_format = o->out_format;
     co.force = o->force;
-    co.keep_quantized = o->keep_quantized;
+    /* --to auto normalises the unquantized tensors: quantized parameters stay as they are */
+    co.keep_quantized = o->keep_quantized || o->to_auto;
     co.verify = o->verify;
     co.dequantize = o->dequantize;
     co.cancel = &cancel_flag;

@@ -1,7 +1,8 @@
 /* Fixes for findings (fix.h). Which rule gets which command:
  *   dtype-outlier, mixed-module, expect-mismatch: convert the finding's tensors (--only
  *     GLOB) to the root's dominant dtype (or the expected one); intended islands of the
- *     model are kept (--keep-intended) so that a fix never undoes them;
+ *     model are kept (--keep-intended) so that a fix never undoes them, and quantized
+ *     parameters too (--keep-quantized: their codes are never cast without their scales);
  *   config-mismatch: convert the weights to config.json's dtype;
  *   adapter-mismatch: convert the adapter to its base model's dtype;
  *   everything else (unsafe pickles, meta tensors, broken indexes, value rules, intended
@@ -13,6 +14,7 @@
 #include <string.h>
 
 #include "dtaudit/convert.h"
+#include "dtaudit/quant.h"
 #include "fix.h"
 
 static const char *keep(cli_fix *fx, const char *s)
@@ -56,14 +58,26 @@ static bool has_intended(const input_result *in)
     return false;
 }
 
-/* Every floating tensor of the model can be converted to `to` (or already is it). */
+/* The model holds quantized parameters: convert must keep them (--keep-quantized). */
+static bool has_quantized(const input_result *in)
+{
+    const dta_quant *q = in->report->quant;
+    for (size_t i = 0; q && i < in->model->ntensors; i++)
+        if (dta_quant_tensor_is_quantized(q, i))
+            return true;
+    return false;
+}
+
+/* Every floating tensor of the model can be converted to `to` (or already is it); intended
+ * islands and quantized parameters are kept, so they do not count. */
 static bool all_convertible(const input_result *in, dta_dtype to)
 {
     const dta_model *m = in->model;
     for (size_t i = 0; i < m->ntensors; i++) {
         dta_dtype t = m->tensors[i].dtype;
         if (dta_dtype_is_float(t) && t != to && !dta_convert_supported(t, to) &&
-            !(in->report->intended && in->report->intended[i]))
+            !(in->report->intended && in->report->intended[i]) &&
+            !dta_quant_tensor_is_quantized(in->report->quant, i))
             return false;
     }
     return true;
@@ -139,6 +153,8 @@ bool cli_fix_build(const cli_options *o, const input_result *in, const dta_findi
         ok = arg(fx, "--only") && arg(fx, glob);
     if (ok && has_intended(in))
         ok = arg(fx, "--keep-intended");
+    if (ok && has_quantized(in)) /* never cast quantized codes without their scales */
+        ok = arg(fx, "--keep-quantized");
     ok = ok && arg(fx, in->path) && arg(fx, "-o") && arg(fx, outp);
     return ok;
 }

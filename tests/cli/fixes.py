@@ -1,11 +1,12 @@
 #!/usr/bin/env python3
 """Every fix dtaudit prints works, and `convert --to auto` normalises a checkpoint.
 
-Usage: fixes.py DTAUDIT TMPDIR INTENDED_FIXTURES_DIR (run from the source tree by fixes.sh)
+Usage: fixes.py DTAUDIT TMPDIR INTENDED_FIXTURES_DIR [QUANT_LAYOUTS_DIR] (run by fixes.sh)
 
 1. Fixes: for each case (audit arguments + a fixture that has findings: the seeds, the
    examples, directory and adapter fixtures, torch fixtures, a config.json mismatch, the
-   intended-precision fixtures under --strict, --expect runs), every finding whose JSON
+   intended-precision fixtures under --strict, --expect runs, the quantized layouts), every
+   finding whose JSON
    "fix" is not null is applied: its argv is run (with -o redirected into TMPDIR) and must
    exit 0; auditing the output with the same arguments must no longer report that finding
    (rule, root, module) and must report nothing the input did not (no new finding).
@@ -21,6 +22,7 @@ import subprocess
 import sys
 
 DTA, TMP, IFX = sys.argv[1], sys.argv[2], sys.argv[3]
+QFX = sys.argv[4] if len(sys.argv) > 4 else None  # tests/quant/make_layouts.py output
 fails = passes = 0
 
 
@@ -83,6 +85,11 @@ for name in sorted(os.listdir(IFX)):
         continue
     cases.append((["--strict"], os.path.join(IFX, name)))
     cases.append(([], os.path.join(IFX, name)))
+
+# the quantized layouts (DeepSeek-V3 FP8, compressed-tensors, NVFP4, MXFP4, bnb, GPTQ, AWQ,
+# and their broken variants): fixes must keep quantized parameters (--keep-quantized)
+for name in sorted(os.listdir(QFX)) if QFX else []:
+    cases.append(([], os.path.join(QFX, name)))
 
 n = 0
 for args, path in cases:

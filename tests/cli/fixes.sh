@@ -4,6 +4,6 @@
 . "$(dirname "$0")/lib.sh"
 "$PYTHON" -c 'import torch, safetensors' 2>/dev/null || { echo "SKIP: torch/safetensors not importable by $PYTHON"; exit 77; }
 "$PYTHON" scripts/make-intended-fixtures.py "$TMP/ifx" || { echo "FAIL: fixture generation"; exit 1; }
+"$PYTHON" tests/quant/make_layouts.py "$TMP/q" || { echo "FAIL: quantized layouts"; exit 1; }
 mkdir -p "$TMP/work"
-$DTAUDIT_WRAPPER true 2>/dev/null || true
-"$PYTHON" tests/cli/fixes.py "$DTAUDIT" "$TMP/work" "$TMP/ifx"
+"$PYTHON" tests/cli/fixes.py "$DTAUDIT" "$TMP/work" "$TMP/ifx" "$TMP/q"
