@@ -190,6 +190,8 @@ typedef struct {
     strtab names;        /* tensor names */
     strtab pnames;       /* parameter names */
     const char **pkeys;  /* parameter names (owned by params) */
+    bool *orphan;        /* per parameter: made from an orphan companion (in pnames) */
+    size_t norphan;
     size_t capparams;
     regex_t *re;         /* compiled "re:" ignore entries, per ignore entry */
     bool *re_ok;
@@ -474,13 +476,13 @@ static size_t find_tensor(qctx *c, const char *s, size_t n)
     return tab_find(&c->names, s, n);
 }
 
-/* The parameter named name[0..n), created when absent. */
-static dta_status get_param(qctx *c, const char *name, size_t n, const char *module_suffix_hint,
-                            size_t *out)
+/* A new parameter named name[0..n). Parameters made from their codes are unique by
+ * construction (one per codes tensor); orphan companions (lookup) share one parameter per
+ * name through a table that holds only them. */
+static dta_status get_param(qctx *c, const char *name, size_t n, bool lookup, size_t *out)
 {
     dta_quant *q = c->q;
-    (void)module_suffix_hint;
-    size_t i = tab_find(&c->pnames, name, n);
+    size_t i = lookup ? tab_find(&c->pnames, name, n) : SIZE_MAX;
     if (i != SIZE_MAX) {
         *out = i;
         return DTA_OK;
@@ -497,7 +499,7 @@ static dta_status get_param(qctx *c, const char *name, size_t n, const char *mod
         c->pkeys = k;
         c->capparams = ncap;
     }
-    if (c->pnames.cap < pow2_at_least(q->nparams + 1)) {
+    if (lookup && c->pnames.cap < pow2_at_least(q->nparams + 1)) {
         size_t ncap = pow2_at_least(q->nparams + 1) * 2;
         size_t *slot = calloc(ncap, sizeof *slot);
         if (!slot)
@@ -507,7 +509,8 @@ static dta_status get_param(qctx *c, const char *name, size_t n, const char *mod
         c->pnames.cap = ncap;
         c->pnames.keys = c->pkeys;
         for (size_t k = 0; k < q->nparams; k++)
-            tab_put(&c->pnames, k);
+            if (k < c->norphan && c->orphan[k])
+                tab_put(&c->pnames, k);
     }
     dta_quant_param *p = &q->params[q->nparams];
     memset(p, 0, sizeof *p);
@@ -532,7 +535,16 @@ static dta_status get_param(qctx *c, const char *name, size_t n, const char *mod
     p->module[ml] = 0;
     c->pkeys[q->nparams] = p->name;
     c->pnames.keys = c->pkeys;
-    tab_put(&c->pnames, q->nparams);
+    if (lookup) {
+        bool *o = realloc(c->orphan, c->capparams * sizeof *o);
+        if (!o)
+            return nomem(c);
+        c->orphan = o;
+        memset(o + c->norphan, 0, (c->capparams - c->norphan) * sizeof *o);
+        c->norphan = c->capparams;
+        o[q->nparams] = true;
+        tab_put(&c->pnames, q->nparams);
+    }
     *out = q->nparams++;
     return DTA_OK;
 }
@@ -615,7 +627,7 @@ static dta_status group_tensors(qctx *c)
         }
         int k = snprintf(buf, sizeof buf, "%.*s%s", (int)pl, name, s->param);
         size_t pi;
-        if (k > 0 && (size_t)k < sizeof buf && (st = get_param(c, buf, (size_t)k, NULL, &pi)) == DTA_OK)
+        if (k > 0 && (size_t)k < sizeof buf && (st = get_param(c, buf, (size_t)k, false, &pi)) == DTA_OK)
             st = param_add_tensor(c, pi, i, DTA_QR_WEIGHT);
     }
     /* companions: attached to their codes; a strong one without codes is an orphan */
@@ -650,7 +662,7 @@ static dta_status group_tensors(qctx *c)
             if (k <= 0 || (size_t)k >= sizeof buf)
                 continue;
             (void)dl;
-            if ((st = get_param(c, buf, (size_t)k, NULL, &pi)) == DTA_OK &&
+            if ((st = get_param(c, buf, (size_t)k, false, &pi)) == DTA_OK &&
                 (st = param_add_tensor(c, pi, data, DTA_QR_WEIGHT)) == DTA_OK)
                 st = param_add_tensor(c, pi, i, s->role);
             continue;
@@ -660,7 +672,7 @@ static dta_status group_tensors(qctx *c)
         /* an orphan: a companion with no codes */
         int k = snprintf(buf, sizeof buf, "%.*s%s", (int)pl, name, s->param);
         size_t pi;
-        if (k > 0 && (size_t)k < sizeof buf && (st = get_param(c, buf, (size_t)k, NULL, &pi)) == DTA_OK)
+        if (k > 0 && (size_t)k < sizeof buf && (st = get_param(c, buf, (size_t)k, true, &pi)) == DTA_OK)
             st = param_add_tensor(c, pi, i, s->role);
     }
     free(match);
@@ -678,7 +690,7 @@ static dta_status group_tensors(qctx *c)
         if (!want)
             continue;
         size_t pi;
-        if ((st = get_param(c, t->name, n, NULL, &pi)) == DTA_OK)
+        if ((st = get_param(c, t->name, n, false, &pi)) == DTA_OK)
             st = param_add_tensor(c, pi, i, DTA_QR_WEIGHT);
     }
     /* model-level companions: kv-cache scales, the scaled_fp8 marker */
@@ -1417,11 +1429,11 @@ static dta_status size_disagreement(qctx *c, bool *handled)
         if (p->weight == SIZE_MAX || p->cast || p->scheme != s)
             continue;
         n++;
-        if (check_param(c, p, 0, 0, 0, false)) {
-            fail++;
-            if (first == SIZE_MAX)
-                first = i;
-        }
+        if (!check_param(c, p, 0, 0, 0, false))
+            return DTA_OK; /* one fits the config: per-parameter findings, if any */
+        fail++;
+        if (first == SIZE_MAX)
+            first = i;
     }
     if (!n || fail != n)
         return DTA_OK;
@@ -1604,6 +1616,7 @@ dta_status dta_quant_analyse(const dta_model *m, dta_quant **out, dta_error *err
     free(c.names.keys);
     free(c.pnames.slot);
     free(c.pkeys);
+    free(c.orphan);
     free(c.ct_strategy);
     if (st != DTA_OK) {
         dta_quant_free(c.q);

@@ -34,6 +34,8 @@ m=model.layers.0.self_attn.kv_a_proj_with_mqa
 expect "deepseek-v3+missing-companion@$m" "quant-incomplete $m"
 m=model.layers.1.mlp.experts.2.down_proj
 expect "deepseek-v3+wrong-grid@$m" "quant-incomplete $m"
+m=model.layers.1.mlp.experts.0.up_proj
+expect "deepseek-v3+missing-weight@$m" "quant-incomplete $m"
 m=model.layers.1.mlp.experts.3.up_proj
 expect "deepseek-v3+unquantized-module@$m" "quant-coverage $m"
 m=model.layers.1.mlp.down_proj

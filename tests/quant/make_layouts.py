@@ -327,6 +327,8 @@ def variant(d, name, target):
     if name == "missing-companion":
         rewrite(d, lambda t: [x for x in t if not x[0].startswith(target + ".") or
                               x[0] in (target + ".weight", target + ".qweight")])
+    elif name == "missing-weight":
+        rewrite(d, lambda t: [x for x in t if x[0] not in (target + ".weight", target + ".qweight")])
     elif name == "wrong-grid":
         rewrite(d, lambda t: [(n, dt, [s[0] + 1] + s[1:]) if n == target + ".weight_scale_inv" else (n, dt, s)
                               for n, dt, s in t])
