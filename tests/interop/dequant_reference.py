@@ -484,7 +484,19 @@ def main():
             if rc == 0:
                 check_output("ct " + strategy, src, out, ref, "BF16", False)
 
-        # 5. refusals: exit 1, the scheme named, nothing written
+        # 5. usage: plain convert of a quantized input points at --dequantize; the flag
+        # needs a concrete target and excludes --keep-quantized (exit 2, nothing written)
+        src = os.path.join(tmp, "ds")
+        out = os.path.join(tmp, "usage-out")
+        rc, so, se = run("convert", "--to", "bf16", src, "-o", out)
+        check(rc == 1 and "--dequantize" in se and not os.path.exists(out),
+              "quantized input without --dequantize: exit %d %s" % (rc, se))
+        for extra in (["--to", "auto"], ["--to", "bf16", "--keep-quantized"]):
+            rc, so, se = run("convert", "--dequantize", *extra, src, "-o", out)
+            check(rc == 2 and not os.path.exists(out), "--dequantize %s: exit %d %s" %
+                  (" ".join(extra), rc, se))
+
+        # 6. refusals: exit 1, the scheme named, nothing written
         g = os.path.join(tmp, "gptq")
         os.makedirs(g)
         write_st(os.path.join(g, "model.safetensors"), [
