@@ -118,6 +118,8 @@ typedef struct dta_report {
      * dominant (compute) dtype and never raise dtype-outlier, mixed-module or
      * expect-mismatch. */
     struct dta_quant *quant;
+    /* private: module names and dtype arrays (one allocator, freed with the report) */
+    void *arena;
 } dta_report;
 
 dta_status dta_report_build(const dta_model *m, const dta_audit_options *opt, dta_report **out,

@@ -18,6 +18,7 @@
 
 #include "dtaudit/audit.h"
 #include "dtaudit/quant.h"
+#include "arena.h"
 #include "model_build.h"
 #include "src.h"
 #include "values_audit.h"
@@ -133,7 +134,7 @@ static dta_status get_node(ctx *c, size_t root, const char *name, size_t len, bo
     }
     node *nd = &c->nodes[c->nnodes];
     memset(nd, 0, sizeof *nd);
-    nd->name = malloc(len + 1);
+    nd->name = dtap_arena_alloc(&c->r->arena, len + 1, 1); /* moves to the report */
     if (!nd->name)
         return nomem(c);
     memcpy(nd->name, name, len);
@@ -178,10 +179,16 @@ static dta_status node_count(ctx *c, node *nd, dta_dtype t, uint64_t numel, uint
     while (i < nd->ndt && nd->dt[i].dtype < t)
         i++;
     if (i == nd->ndt || nd->dt[i].dtype != t) {
-        dta_dtype_count *p = realloc(nd->dt, (nd->ndt + 1) * sizeof *p);
+        /* from the report's arena: most nodes hold one dtype, and the array moves to
+         * the report with the module (a grown array leaves its old copy there) */
+        dta_dtype_count *p = dtap_arena_alloc(&c->r->arena, (nd->ndt + 1) * sizeof *p,
+                                              _Alignof(dta_dtype_count));
         if (!p)
             return nomem(c);
-        memmove(p + i + 1, p + i, (nd->ndt - i) * sizeof *p);
+        if (i)
+            memcpy(p, nd->dt, i * sizeof *p);
+        if (nd->ndt > i)
+            memcpy(p + i + 1, nd->dt + i, (nd->ndt - i) * sizeof *p);
         memset(&p[i], 0, sizeof p[i]);
         p[i].dtype = t;
         nd->dt = p;
@@ -810,38 +817,42 @@ static dta_status export_modules(ctx *c)
     size_t n = 0;
     for (size_t i = 0; i < c->nnodes; i++)
         n += !c->nodes[i].top;
+    /* roots first (stable by root order: one counting pass, not a scan of every module per
+     * root), then names; each module is written straight into its slot */
+    size_t *start = calloc(r->nroots + 1, sizeof *start);
     r->modules = calloc(n ? n : 1, sizeof *r->modules);
-    if (!r->modules)
+    if (!start || !r->modules) {
+        free(start);
         return nomem(c);
+    }
+    for (size_t i = 0; i < c->nnodes; i++)
+        if (!c->nodes[i].top)
+            start[c->nodes[i].root + 1]++;
+    for (size_t ri = 0; ri < r->nroots; ri++)
+        start[ri + 1] += start[ri];
     for (size_t i = 0; i < c->nnodes; i++) {
         node *nd = &c->nodes[i];
         if (nd->top)
             continue;
-        dta_module *md = &r->modules[r->nmodules++];
-        md->root = strdup(r->roots[nd->root].name);
-        md->name = nd->name;
-        nd->name = NULL; /* ownership moves to the report */
+        dta_module *md = &r->modules[start[nd->root]++];
+        md->root = r->roots[nd->root].name; /* shared with the root, not a copy each */
+        md->name = nd->name;                /* names and dtypes live in the report's arena */
         md->total = nd->total;
-        md->dtypes = nd->dt; /* ownership moves too */
+        md->dtypes = nd->dt;
         md->ndtypes = nd->ndt;
         md->quantized = nd->quantized;
-        nd->dt = NULL;
-        if (!md->root)
-            return nomem(c);
     }
-    /* roots first (stable by root order), then names */
+    r->nmodules = n;
+    free(c->nodes); /* everything the report needs is copied out: free before sorting */
+    c->nodes = NULL;
+    c->nnodes = c->capnodes = 0;
     for (size_t ri = 0, base = 0; ri < r->nroots; ri++) {
-        size_t k = base;
-        for (size_t i = base; i < r->nmodules; i++)
-            if (strcmp(r->modules[i].root, r->roots[ri].name) == 0) {
-                dta_module tmp = r->modules[k];
-                r->modules[k++] = r->modules[i];
-                r->modules[i] = tmp;
-            }
-        if (k - base > 1)
-            qsort(r->modules + base, k - base, sizeof *r->modules, cmp_module);
-        base = k;
+        size_t end = start[ri];
+        if (end - base > 1)
+            qsort(r->modules + base, end - base, sizeof *r->modules, cmp_module);
+        base = end;
     }
+    free(start);
     return DTA_OK;
 }
 
@@ -918,6 +929,14 @@ dta_status dta_report_build(const dta_model *m, const dta_audit_options *opt, dt
         if (st == DTA_OK && opt->nseverity)
             apply_severity(c.r, opt);
     }
+    /* the lookup tables are done with: free them before the modules are exported (a
+     * header near the safetensors cap has a million modules) */
+    free(c.nodetab.slot);
+    c.nodetab.slot = NULL;
+    free(c.tensor_module);
+    c.tensor_module = NULL;
+    free(c.allowed);
+    c.allowed = NULL;
     if (st == DTA_OK)
         st = export_modules(&c);
     if (st == DTA_OK) {
@@ -925,11 +944,7 @@ dta_status dta_report_build(const dta_model *m, const dta_audit_options *opt, dt
             qsort(c.r->findings, c.r->nfindings, sizeof *c.r->findings, cmp_finding);
     }
 out:
-    for (size_t i = 0; i < c.nnodes; i++) {
-        free(c.nodes[i].name);
-        free(c.nodes[i].dt);
-    }
-    free(c.nodes);
+    free(c.nodes); /* node names and dtype arrays are in the report's arena */
     free(c.nodetab.slot);
     free(c.tensor_module);
     free(c.allowed);
@@ -955,11 +970,7 @@ void dta_report_free(dta_report *r)
         return;
     for (size_t i = 0; i < r->nroots; i++)
         free(r->roots[i].name);
-    for (size_t i = 0; i < r->nmodules; i++) {
-        free(r->modules[i].root);
-        free(r->modules[i].name);
-        free(r->modules[i].dtypes);
-    }
+    dtap_arena_free(&r->arena); /* module names and dtypes; roots are the roots' names */
     for (size_t i = 0; i < r->nfindings; i++)
         finding_clear(&r->findings[i]);
     free(r->roots);

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "arena.h"
 #include "model_build.h"
 #include "src.h"
 
@@ -28,24 +29,13 @@ static dta_status grow(void **arr, size_t *cap, size_t n, size_t elem, size_t ma
     return DTA_OK;
 }
 
-/* Tensor names, roots, shapes and strides live in an arena of large chunks freed with the
- * model: a million tensors then cost their bytes, not a million small mallocs with their
- * headers and alignment (a safetensors header near its 100 MB cap must parse in a few
- * times its size). */
-typedef struct arena_chunk {
-    struct arena_chunk *next;
-    size_t used, cap;
-    max_align_t data[];
-} arena_chunk;
-
-#define ARENA_CHUNK (1u << 20)
-
 /* The library's bookkeeping, kept out of the public dta_model: every model is allocated as
  * one of these by dtap_model_new, and the dta_model handed out is its first member. */
 typedef struct {
     dta_model pub;
     size_t cap_files, cap_tensors, cap_storages, cap_notes, cap_metadata;
-    arena_chunk *arena;      /* tensor names, roots, shapes and strides */
+    void *arena;             /* tensor names, roots, shapes and strides (arena.h): a
+                              * million tensors cost their bytes, not a million mallocs */
     const char *last_root;   /* the root most recently stored in the arena, shared */
 } model_impl;
 
@@ -53,47 +43,14 @@ static model_impl *impl(dta_model *m) { return (model_impl *)m; }
 
 static void *arena_alloc(dta_model *m, size_t n, size_t align)
 {
-    arena_chunk *c = impl(m)->arena;
-    if (c) {
-        size_t at = (c->used + align - 1) & ~(align - 1);
-        if (at <= c->cap && n <= c->cap - at) {
-            c->used = at + n;
-            return (char *)c->data + at;
-        }
-    }
-    size_t cap = n > ARENA_CHUNK / 4 ? n : ARENA_CHUNK - sizeof *c;
-    arena_chunk *nc = malloc(sizeof *nc + cap);
-    if (!nc)
-        return NULL;
-    nc->cap = cap;
-    nc->used = n;
-    if (c && n > ARENA_CHUNK / 4) { /* a big item: keep filling the current chunk */
-        nc->next = c->next;
-        c->next = nc;
-    } else {
-        nc->next = c;
-        impl(m)->arena = nc;
-    }
-    return nc->data;
+    return dtap_arena_alloc(&impl(m)->arena, n, align);
 }
 
-static void arena_free(dta_model *m)
-{
-    for (arena_chunk *c = impl(m)->arena, *next; c; c = next) {
-        next = c->next;
-        free(c);
-    }
-    impl(m)->arena = NULL;
-}
+static void arena_free(dta_model *m) { dtap_arena_free(&impl(m)->arena); }
 
 static char *arena_dupn(dta_model *m, const char *s, size_t n)
 {
-    char *p = arena_alloc(m, n + 1, 1);
-    if (p) {
-        memcpy(p, s, n);
-        p[n] = 0;
-    }
-    return p;
+    return dtap_arena_strndup(&impl(m)->arena, s, n);
 }
 
 dta_model *dtap_model_new(const char *path, dta_error *err)
