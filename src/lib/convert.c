@@ -31,6 +31,7 @@
 #include "dequant.h"
 #include "pathsafe.h"
 #include "publish.h"
+#include "src.h"
 #include "write_safetensors.h"
 #include "write_torchzip.h"
 
@@ -100,27 +101,6 @@ static dta_status write_all(int fd, const void *p, size_t n, const char *path, d
                                  strerror(errno));
         c += w;
         n -= (size_t)w;
-    }
-    return DTA_OK;
-}
-
-static dta_status read_at(int fd, void *p, size_t n, uint64_t off, const char *path,
-                          dta_error *err)
-{
-    char *c = p;
-    while (n > 0) {
-        ssize_t r = pread(fd, c, n, (off_t)off);
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r < 0)
-            return dta_error_set(err, DTA_E_IO, errno, "%s: read failed: %s", path,
-                                 strerror(errno));
-        if (r == 0)
-            return dta_error_set(err, DTA_E_FORMAT, 0,
-                                 "%s: file shrank while being read (changed underneath?)", path);
-        c += r;
-        n -= (size_t)r;
-        off += (uint64_t)r;
     }
     return DTA_OK;
 }
@@ -291,7 +271,7 @@ static dta_status stream_range(job *j, uint64_t off, uint64_t n, dta_dtype from,
         if (cancelled(j))
             return cancel_error(j);
         size_t k = n < per ? (size_t)n : per;
-        dta_status s = read_at(j->fd, j->in, k * ei, off, j->path, j->err);
+        dta_status s = dtap_pread_all(j->fd, j->in, k * ei, off, j->path, NULL, j->err);
         if (s != DTA_OK)
             return s;
         s = (j->cuda ? (convert_fn)dta_convert_cuda : dta_convert)(from, to, j->in, j->out, k,
@@ -309,22 +289,6 @@ static dta_status stream_range(job *j, uint64_t off, uint64_t n, dta_dtype from,
     return DTA_OK;
 }
 
-/* Element offsets of a view in C order fit in [0, storage numel): true when they are one
- * contiguous run (the common case), with *first its first element. */
-static bool contiguous_view(const dta_tensor *t, uint64_t *first)
-{
-    *first = t->storage_offset;
-    if (!t->stride || t->numel <= 1)
-        return true;
-    uint64_t want = 1;
-    for (int k = t->rank - 1; k >= 0; k--) {
-        if (t->shape[k] != 1 && (uint64_t)t->stride[k] != want)
-            return false;
-        want *= t->shape[k];
-    }
-    return true;
-}
-
 /* Streams one tensor's elements, in C order, converted to `to`. */
 static dta_status stream_tensor(job *j, const dta_model *m, const dta_tensor *t, dta_dtype to,
                                 sink_fn sink, void *sctx, dta_convert_stats *st)
@@ -339,7 +303,7 @@ static dta_status stream_tensor(job *j, const dta_model *m, const dta_tensor *t,
                              "stored records",
                              t->name);
     unsigned ei = elsize(s->dtype);
-    bool contiguous = contiguous_view(t, &first);
+    bool contiguous = dtap_contiguous_view(t, &first);
     if (!ei && s->dtype == to) { /* sub-byte or block values kept as they are: copy bytes */
         uint64_t off, len;
         if (!contiguous || !byte_range(to, first, t->numel, &off, &len))
@@ -373,7 +337,7 @@ static dta_status stream_tensor(job *j, const dta_model *m, const dta_tensor *t,
     dta_status r = whole && g && o ? DTA_OK
                                    : dta_error_set(j->err, DTA_E_NOMEM, ENOMEM, "out of memory");
     if (r == DTA_OK)
-        r = read_at(j->fd, whole, s->nbytes, s->offset, j->path, j->err);
+        r = dtap_pread_all(j->fd, whole, s->nbytes, s->offset, j->path, NULL, j->err);
     if (r == DTA_OK) {
         uint64_t idx[DTA_MAX_RANK] = {0};
         for (uint64_t e = 0; e < t->numel; e++) {
@@ -1277,13 +1241,13 @@ static dta_status read_elems(reader *r, const dta_tensor *t, uint64_t first, siz
         return dta_error_set(err, DTA_E_UNSUPPORTED, 0,
                              "%s: tensor '%.200s' is in a compressed record", path, t->name);
     uint64_t start, off, len;
-    if (contiguous_view(t, &start)) {
+    if (dtap_contiguous_view(t, &start)) {
         if (!byte_range(s->dtype, start + first, n, &off, &len))
             return dta_error_set(err, DTA_E_UNSUPPORTED, 0,
                                  "%s: tensor '%.200s' is a view of %s values that does not "
                                  "start on a byte boundary", path, t->name,
                                  dta_dtype_name(s->dtype));
-        return read_at(r->fds[t->file], buf, (size_t)len, s->offset + off, path, err);
+        return dtap_pread_all(r->fds[t->file], buf, (size_t)len, s->offset + off, path, NULL, err);
     }
     if (!es)
         return dta_error_set(err, DTA_E_UNSUPPORTED, 0,
@@ -1303,7 +1267,7 @@ static dta_status read_elems(reader *r, const dta_tensor *t, uint64_t first, siz
             return dta_error_set(err, DTA_E_NOMEM, ENOMEM, "out of memory");
         }
         r->gathered = g;
-        dta_status st = read_at(r->fds[t->file], whole, s->nbytes, s->offset, path, err);
+        dta_status st = dtap_pread_all(r->fds[t->file], whole, s->nbytes, s->offset, path, NULL, err);
         if (st != DTA_OK) {
             free(whole);
             return st;

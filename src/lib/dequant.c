@@ -398,27 +398,6 @@ fail:
 
 /* ---- data ------------------------------------------------------------------------------- */
 
-static dta_status read_at(int fd, void *p, size_t n, uint64_t off, const char *path,
-                          dta_error *err)
-{
-    char *c = p;
-    while (n > 0) {
-        ssize_t r = pread(fd, c, n, (off_t)off);
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r < 0)
-            return dta_error_set(err, DTA_E_IO, errno, "%s: read failed: %s", path,
-                                 strerror(errno));
-        if (r == 0)
-            return dta_error_set(err, DTA_E_FORMAT, 0,
-                                 "%s: file shrank while being read (changed underneath?)", path);
-        c += r;
-        n -= (size_t)r;
-        off += (uint64_t)r;
-    }
-    return DTA_OK;
-}
-
 /* Bytes [off, off + n) of tensor t's data. */
 static dta_status read_tensor(dtap_dq *d, const dta_tensor *t, uint64_t off, size_t n, void *buf,
                               dta_error *err)
@@ -431,7 +410,7 @@ static dta_status read_tensor(dtap_dq *d, const dta_tensor *t, uint64_t off, siz
     }
     const dta_storage *s = &w->storages[t->storage];
     uint64_t es = dta_dtype_elem_size(t->dtype);
-    return read_at(d->fds[t->file], buf, n, s->offset + t->storage_offset * es + off, path, err);
+    return dtap_pread_all(d->fds[t->file], buf, n, s->offset + t->storage_offset * es + off, path, NULL, err);
 }
 
 /* Decoded scale entries [e, ...) of parameter pi's grid into the window; at least

@@ -324,3 +324,17 @@ void dta_model_free(dta_model *m)
     free(m->path);
     free(m);
 }
+
+bool dtap_contiguous_view(const dta_tensor *t, uint64_t *first)
+{
+    *first = t->storage_offset;
+    if (!t->stride || t->numel <= 1)
+        return true;
+    uint64_t want = 1;
+    for (int k = t->rank - 1; k >= 0; k--) {
+        if (t->shape[k] != 1 && (uint64_t)t->stride[k] != want)
+            return false;
+        want *= t->shape[k];
+    }
+    return true;
+}

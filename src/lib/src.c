@@ -158,3 +158,32 @@ dta_status dtap_src_alloc_read(const dtap_src *s, uint64_t off, uint64_t len, ui
     *out = buf;
     return DTA_OK;
 }
+
+dta_status dtap_pread_all(int fd, void *buf, size_t n, uint64_t off, const char *path,
+                          const char *tensor, dta_error *err)
+{
+    char *c = buf;
+    while (n > 0) {
+        ssize_t r = pread(fd, c, n, (off_t)off);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r < 0 && tensor)
+            return dta_error_set(err, DTA_E_IO, errno, "%s: tensor '%.200s': read failed: %s",
+                                 path, tensor, strerror(errno));
+        if (r < 0)
+            return dta_error_set(err, DTA_E_IO, errno, "%s: read failed: %s", path,
+                                 strerror(errno));
+        if (r == 0 && tensor)
+            return dta_error_set(err, DTA_E_FORMAT, 0,
+                                 "%s: tensor '%.200s': data ends at byte %llu, before the end "
+                                 "of the tensor (file truncated, or shrank while being read)",
+                                 path, tensor, (unsigned long long)off);
+        if (r == 0)
+            return dta_error_set(err, DTA_E_FORMAT, 0,
+                                 "%s: file shrank while being read (changed underneath?)", path);
+        c += r;
+        n -= (size_t)r;
+        off += (uint64_t)r;
+    }
+    return DTA_OK;
+}

@@ -32,6 +32,11 @@ void dtap_src_close(dtap_src *s);
 
 /* Reads exactly len bytes at off; DTA_E_FORMAT ("truncated") when past the end. */
 dta_status dtap_src_read(const dtap_src *s, uint64_t off, void *buf, size_t len, dta_error *err);
+/* pread until n bytes are read from fd at off (EINTR retried): the one read loop of the
+ * streaming paths (convert, dequantize, values). A short file is DTA_E_FORMAT; the message
+ * names path, and tensor when it is not NULL. */
+dta_status dtap_pread_all(int fd, void *buf, size_t n, uint64_t off, const char *path,
+                          const char *tensor, dta_error *err);
 /* Reads up to len bytes at off into buf, returns how many (0 past the end). */
 size_t dtap_src_peek(const dtap_src *s, uint64_t off, void *buf, size_t len);
 /* Allocates and reads [off, off+len): caller frees. Checks len against cap first. */

@@ -21,6 +21,8 @@
 #include "dtaudit/convert.h"
 #include "dtaudit/quant.h"
 #include "dtaudit/values.h"
+#include "model_build.h"
+#include "src.h"
 #include "values_audit.h"
 
 #define VCHUNK_DEFAULT (1u << 20) /* per worker; fits in L2, so the scan reads what pread just wrote */
@@ -107,20 +109,6 @@ typedef struct {
 
 static unsigned elsize(dta_dtype t) { return (unsigned)dta_dtype_elem_size(t); }
 
-static bool contiguous_view(const dta_tensor *t, uint64_t *first)
-{
-    *first = t->storage_offset;
-    if (!t->stride || t->numel <= 1)
-        return true;
-    uint64_t want = 1;
-    for (int k = t->rank - 1; k >= 0; k--) {
-        if (t->shape[k] != 1 && (uint64_t)t->stride[k] != want)
-            return false;
-        want *= t->shape[k];
-    }
-    return true;
-}
-
 /* Two tensors that view the same elements of the same storage the same way. */
 static bool same_view(const dta_tensor *a, const dta_tensor *b)
 {
@@ -172,29 +160,6 @@ static void fail(vjob *j, uint64_t seq, const dta_error *e)
     pthread_mutex_unlock(&j->mu);
 }
 
-static dta_status read_at(int fd, void *p, size_t n, uint64_t off, const char *path,
-                          const char *tensor, dta_error *err)
-{
-    char *c = p;
-    while (n > 0) {
-        ssize_t r = pread(fd, c, n, (off_t)off);
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r < 0)
-            return dta_error_set(err, DTA_E_IO, errno, "%s: tensor '%.200s': read failed: %s",
-                                 path, tensor, strerror(errno));
-        if (r == 0)
-            return dta_error_set(err, DTA_E_FORMAT, 0,
-                                 "%s: tensor '%.200s': data ends at byte %llu, before the end "
-                                 "of the tensor (file truncated, or shrank while being read)",
-                                 path, tensor, (unsigned long long)off);
-        c += r;
-        n -= (size_t)r;
-        off += (uint64_t)r;
-    }
-    return DTA_OK;
-}
-
 static dta_status get_fd(vjob *j, size_t file, const char *tensor, int *fd, dta_error *err)
 {
     dta_status st = DTA_OK;
@@ -226,7 +191,7 @@ static dta_status scan_item(vjob *j, const vitem *it, unsigned char **buf, size_
         return st;
     if (it->task->contiguous) {
         size_t bytes = (size_t)it->n * es;
-        st = read_at(fd, *buf, bytes, s->offset + (it->task->first + it->elem) * es, path,
+        st = dtap_pread_all(fd, *buf, bytes, s->offset + (it->task->first + it->elem) * es, path,
                      t->name, err);
         if (st == DTA_OK) {
             dta_values_count(it->task->plan, *buf, (size_t)it->n, c);
@@ -253,7 +218,7 @@ static dta_status scan_item(vjob *j, const vitem *it, unsigned char **buf, size_
     }
     if (!whole)
         return dta_error_set(err, DTA_E_NOMEM, ENOMEM, "out of memory");
-    st = read_at(fd, whole, s->nbytes, s->offset, path, t->name, err);
+    st = dtap_pread_all(fd, whole, s->nbytes, s->offset, path, t->name, err);
     if (st == DTA_OK) {
         uint64_t idx[DTA_MAX_RANK] = {0};
         for (uint64_t e = 0; e < t->numel; e++) {
@@ -419,7 +384,7 @@ dta_status dta_values_scan(const dta_model *m, const dta_values_options *o, dta_
         k->tensor = i;
         if (first_task[t->storage] == SIZE_MAX)
             first_task[t->storage] = j.ntasks;
-        k->contiguous = contiguous_view(t, &k->first);
+        k->contiguous = dtap_contiguous_view(t, &k->first);
         dta_values_counts_init(&k->acc);
         j.ntasks++;
         r->scanned++;
