@@ -195,7 +195,8 @@ static void print_convert_text(FILE *out, const cli_options *o, const dta_conver
         return;
     fprintf(out, "converted %s -> %s (%s)\n", shown(o->paths[0]), shown(r->written), r->out_format);
     fprintf(out, "  %zu of %zu tensors to %s (%zu storages); tensor data %s -> %s\n",
-            r->tensors_converted, r->tensors, to_name(o), r->storages_converted, bi,
+            r->tensors_converted, r->tensors, o->to_auto ? "their root's dtype" : to_name(o),
+            r->storages_converted, bi,
             bo);
     if (o->dequantize)
         fprintf(out, "  %zu quantized parameter%s dequantized, %zu companion tensor%s dropped\n",
