@@ -87,6 +87,14 @@
 #define DTA_MAX_POLICY_RULES 4096u      /* allow entries; man: policy file */
 #define DTA_MAX_POLICY_GLOB 4096u       /* bytes per allow glob; man: policy file */
 
+/* ---- quantization configs (quant.c) ---- */
+
+/* A "re:" ignore pattern from a quantization config is compiled only when it is at most
+ * this long, has no back-reference and no repetition count over DTA_MAX_QUANT_REPEAT: the
+ * constructs that make regcomp/regexec exponential; any other is refused (exit 2). */
+#define DTA_MAX_QUANT_REGEX 256u  /* man: quantization config */
+#define DTA_MAX_QUANT_REPEAT 16u  /* man: quantization config */
+
 /* ---- writers and convert (write_torchzip.c, convert.c) ---- */
 
 #define DTA_MAX_WRITE_ZIP_ENTRIES 1000000u             /* records per written archive; man: torch output */

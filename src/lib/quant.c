@@ -11,6 +11,7 @@
  *     config (ignore list, quantized siblings, scheme agreement, stale or missing config).
  * The problems are returned as issues; audit.c turns them into findings. */
 #define _POSIX_C_SOURCE 200809L
+#include <ctype.h>
 #include <errno.h>
 #include <regex.h>
 #include <stdarg.h>
@@ -1484,6 +1485,26 @@ static dta_status analyse(qctx *c)
             return nomem(c);
         for (size_t k = 0; k < q->nignore; k++)
             if (!strncmp(q->ignore[k], "re:", 3)) {
+                /* hostile configs: no back-references or counted repetition, bounded length */
+                const char *pat = q->ignore[k] + 3;
+                const char *why = strlen(pat) > DTA_MAX_QUANT_REGEX ? "is longer than the cap"
+                                                                      : NULL;
+                for (const char *p = pat; !why && *p; p++)
+                    if (p[0] == '\\' && p[1] >= '1' && p[1] <= '9')
+                        why = "uses a back-reference";
+                    else if (*p == '{' && strtoul(p + 1, NULL, 10) > DTA_MAX_QUANT_REPEAT)
+                        why = "repeats more than the cap";
+                    else if (*p == ',' && p > pat && isdigit((unsigned char)p[-1]) &&
+                             strtoul(p + 1, NULL, 10) > DTA_MAX_QUANT_REPEAT)
+                        why = "repeats more than the cap";
+                if (why)
+                    return dta_error_set(c->err, DTA_E_LIMIT, 0,
+                                         "%s: %s: ignore pattern 're:%.40s%s' %s (at most %u "
+                                         "bytes, repetition counts up to %u, no "
+                                         "back-references)",
+                                         m->path, q->source ? q->source : "quantization config",
+                                         pat, strlen(pat) > 40 ? "..." : "", why,
+                                         DTA_MAX_QUANT_REGEX, DTA_MAX_QUANT_REPEAT);
                 char *anch = malloc(strlen(q->ignore[k]) + 4);
                 if (!anch)
                     return nomem(c);

@@ -154,4 +154,27 @@ PY
 else
     echo "SKIP: no torch"
 fi
+# a hostile "re:" ignore pattern (back-reference, counted repetition, over the cap) is
+# refused with one line naming the file, never handed to regexec
+for pat in 're:(a*)*\\1' 're:(a{1,32000}){1,32000}' "re:$(printf 'a%.0s' $(seq 300))"; do
+    rm -rf "$TMP/hostile"; cp -r "$TMP/q/llama-fp8-ct" "$TMP/hostile"
+    "$PYTHON" - "$TMP/hostile/config.json" "$pat" <<'PY'
+import json, sys
+c = json.load(open(sys.argv[1]))
+c["quantization_config"]["ignore"] = [sys.argv[2]]
+json.dump(c, open(sys.argv[1], "w"))
+PY
+    dta audit "$TMP/hostile"
+    [ "$rc" -eq 2 ] && [ "$(wc -l <"$TMP/err")" -eq 1 ] && grep -q "hostile.*ignore pattern" "$TMP/err" && pass \
+        || fail "hostile ignore pattern $pat: $rc $(cat "$TMP/err")"
+done
+# a small counted repetition, as real configs write, is read
+"$PYTHON" - "$TMP/hostile/config.json" 're:.*layers\.[0-9]{1,2}\.mlp\.gate$' <<'PY'
+import json, sys
+c = json.load(open(sys.argv[1]))
+c["quantization_config"]["ignore"] = [sys.argv[2]]
+json.dump(c, open(sys.argv[1], "w"))
+PY
+dta audit "$TMP/hostile"
+[ "$rc" -le 1 ] && pass || fail "ignore pattern with {1,2}: $rc $(cat "$TMP/err")"
 finish
