@@ -51,6 +51,9 @@ typedef struct {
     uint64_t subnormal;   /* finite values whose result in target is subnormal */
     double max_abs;       /* largest finite |x| (0 when there is no finite value) */
     double min_nonzero_abs; /* smallest finite nonzero |x| (0 when none) */
+    const char *dequantized; /* a quantized parameter's codes: its scheme ("fp8-block", ...,
+                              * static), and every count above is of its dequantized values
+                              * (elements: its logical count); NULL for a plain tensor */
 } dta_values_tensor;
 
 typedef struct dta_values {
@@ -68,7 +71,11 @@ uint64_t dta_values_nonzero(const dta_values_tensor *v);
 
 /* Scans m's tensor data. Errors name the file and the tensor ("model.safetensors: tensor
  * 'w': file shrank while being read"); nothing is returned on error. Tensors that are not
- * scanned get a reason: not a floating dtype dtaudit converts, meta (no data), quantized. */
+ * scanned get a reason: not a floating dtype dtaudit converts, meta (no data), a quantized
+ * parameter dtaudit does not dequantize, a companion (scale, ...) of one it does.
+ * Quantized parameters that convert --dequantize dequantizes are counted on their
+ * dequantized values, exactly as that conversion counts them (overflow: a value it
+ * refuses); without a target, against the dtype they dequantize to. */
 dta_status dta_values_scan(const dta_model *m, const dta_values_options *o, dta_values **out,
                            dta_error *err);
 void dta_values_free(dta_values *v);

@@ -387,6 +387,8 @@ static void values_json(jw *w, const dta_values_tensor *v)
         return;
     }
     kv_dtype(w, "target", v->target);
+    if (v->dequantized) /* a quantized parameter: the counts are of its dequantized values */
+        kv_str(w, "dequantized", v->dequantized);
     kv_u64(w, "elements", v->elements);
     kv_u64(w, "nan", v->nan);
     kv_u64(w, "pos_inf", v->pos_inf);

@@ -8,7 +8,17 @@
  * split into chunks of at most chunk_bytes, handed out in order to the worker threads; a
  * chunk's counts are merged into its tensor's under a mutex, and every count is a sum or
  * a min/max, so the result does not depend on the scheduling. Memory: one chunk buffer
- * per worker. */
+ * per worker.
+ *
+ * Quantized parameters are counted on their dequantized values (dequant.h, the same entry
+ * points as convert --dequantize, so every scheme dequant.c plans is covered): each chunk
+ * of a parameter is dequantized to f32 (the exact f32 product code x scale, saturated so
+ * that a product beyond f32 keeps its sign) and that f32 is counted against the target,
+ * with two corrections so the counts are convert's: a product of finite operands beyond
+ * f32 is an overflow (also for an f32 target), and a product of nonzero operands that is
+ * zero in f32 is an underflow, not a zero. A parameter's companions (scales, zero points)
+ * are not counted on their own. Schemes dequant.c refuses keep a skip reason. Every
+ * worker has its own dequantization state (dtap_dq is not shared between threads). */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
@@ -21,6 +31,7 @@
 #include "dtaudit/convert.h"
 #include "dtaudit/quant.h"
 #include "dtaudit/values.h"
+#include "dequant.h"
 #include "model_build.h"
 #include "src.h"
 #include "values_audit.h"
@@ -39,18 +50,18 @@ static bool model_big_endian(const dta_model *m)
     return false;
 }
 
-/* Why tensor t's data is not scanned, or NULL. The one place that decides: quantized
- * parameters (quant.md) are to be evaluated on their dequantized values once
- * dequantization exists; until then a quantized dtype is skipped here with its reason. */
+/* Why tensor t's data is not scanned, or NULL. The one place that decides for plain
+ * tensors; the parameters dequant.c dequantizes never get here (dta_values_scan counts
+ * them on their dequantized values), so a quantized tensor here is one it refused. */
 static const char *skip_reason(const dta_model *m, size_t i, bool big, const dta_quant *q)
 {
     const dta_tensor *t = &m->tensors[i];
     const dta_dtype_info *di = dta_dtype_get(t->dtype);
     if (q && dta_quant_tensor_is_quantized(q, i))
-        return "part of a quantized parameter (codes or companion, quant.h): values are not "
-               "dequantized yet";
+        return "part of a quantized parameter (codes or companion, quant.h) that dtaudit does "
+               "not dequantize (see convert --dequantize): values not read";
     if (t->dtype >= DTA_QI8 && t->dtype <= DTA_QU2X4)
-        return "quantized dtype: values are not dequantized yet";
+        return "quantized dtype (torch qint): values are not dequantized";
     if (!di || !di->is_float)
         return "not a floating dtype";
     if (!dta_convert_supported(t->dtype, DTA_F32))
@@ -74,10 +85,13 @@ uint64_t dta_values_nonzero(const dta_values_tensor *v)
 
 typedef struct {
     size_t tensor;             /* model index */
-    const dta_values_plan *plan; /* shared: one per source dtype (vjob.plans) */
+    const dta_values_plan *plan; /* shared: one per source dtype (vjob.plans), or per
+                                  * target for dequantized parameters (vjob.dqplans) */
     dta_values_counts acc;
     bool contiguous;
     uint64_t first;            /* first element in the storage (contiguous views) */
+    uint64_t numel;            /* elements counted (a parameter's logical count) */
+    size_t dqparam;            /* dequant.h parameter index, SIZE_MAX: a plain tensor */
 } vtask;
 
 typedef struct {
@@ -96,6 +110,9 @@ typedef struct {
     bool stop;
     dta_values_plan plans[DTA_DTYPE_COUNT];
     bool have_plan[DTA_DTYPE_COUNT];
+    dta_values_plan dqplans[DTA_DTYPE_COUNT]; /* F32 -> target, by target */
+    bool have_dqplan[DTA_DTYPE_COUNT];
+    dtap_dq *dq[VTHREADS_MAX]; /* per worker; [0] planned up front, the others opened lazily */
     /* the first error in hand-out order */
     uint64_t err_seq;
     dta_error err;
@@ -128,16 +145,21 @@ static bool take(vjob *j, vitem *it)
         vtask *t = &j->tasks[j->cur_task];
         const dta_tensor *tn = &j->m->tensors[t->tensor];
         uint64_t per = j->chunk_elems_bytes / elsize(tn->dtype);
+        if (t->dqparam != SIZE_MAX) { /* dequantized to f32 in the chunk buffer */
+            per = j->chunk_elems_bytes / 4;
+            if (per > dtap_dq_max_elems())
+                per = dtap_dq_max_elems();
+        }
         if (per == 0)
             per = 1;
         if (!t->contiguous) { /* gathered whole, one item */
-            if (j->cur_elem == 0 && tn->numel > 0) {
-                *it = (vitem){t, 0, tn->numel, j->seq++};
-                j->cur_elem = tn->numel;
+            if (j->cur_elem == 0 && t->numel > 0) {
+                *it = (vitem){t, 0, t->numel, j->seq++};
+                j->cur_elem = t->numel;
                 return true;
             }
-        } else if (j->cur_elem < tn->numel) {
-            uint64_t n = tn->numel - j->cur_elem < per ? tn->numel - j->cur_elem : per;
+        } else if (j->cur_elem < t->numel) {
+            uint64_t n = t->numel - j->cur_elem < per ? t->numel - j->cur_elem : per;
             *it = (vitem){t, j->cur_elem, n, j->seq++};
             j->cur_elem += n;
             return true;
@@ -176,11 +198,53 @@ static dta_status get_fd(vjob *j, size_t file, const char *tensor, int *fd, dta_
     return st;
 }
 
+/* Dequantizes item it of a quantized parameter to f32 in buf and counts it into c, as
+ * convert --dequantize --to target counts it (see the top of this file). */
+static dta_status scan_dq_item(vjob *j, unsigned wk, const vitem *it, unsigned char *buf,
+                               dta_values_counts *c, dta_error *err)
+{
+    const char *name = j->m->tensors[it->task->tensor].name;
+    dta_status st = DTA_OK;
+    if (!j->dq[wk]) { /* the plan of worker 0 succeeded: the same model plans the same */
+        st = dtap_dq_open(j->m, &j->dq[wk], err);
+        if (st == DTA_OK && !j->dq[wk])
+            st = dta_error_set(err, DTA_E_ARG, 0, "values: '%.200s': no quantized parameter",
+                               name);
+        if (st != DTA_OK)
+            return st;
+    }
+    dta_convert_stats cs = {0};
+    st = dtap_dq_run(j->dq[wk], it->task->dqparam, it->elem, (size_t)it->n, DTA_F32,
+                     DTA_OVERFLOW_SATURATE, buf, &cs, err);
+    if (st != DTA_OK) {
+        if (err && !strstr(err->msg, "tensor '")) { /* name the tensor too */
+            char msg[sizeof err->msg + 256];
+            snprintf(msg, sizeof msg, "%s (dequantizing tensor '%.200s')", err->msg, name);
+            size_t ml = strlen(msg) < sizeof err->msg ? strlen(msg) : sizeof err->msg - 1;
+            memcpy(err->msg, msg, ml);
+            err->msg[ml] = '\0';
+        }
+        return st;
+    }
+    dta_values_count(it->task->plan, buf, (size_t)it->n, c);
+    /* a product of finite operands beyond f32 was saturated to +-FLT_MAX: an overflow in
+     * every target (the F16/BF16 plans count FLT_MAX as one already) */
+    if (it->task->plan->to == DTA_F32)
+        c->overflow += cs.overflow;
+    /* a product of nonzero operands that is zero in f32: lost, as convert counts it */
+    c->zero -= cs.underflow < c->zero ? cs.underflow : c->zero;
+    c->underflow += cs.underflow;
+    __atomic_add_fetch(&j->res->bytes_read, it->n, __ATOMIC_RELAXED);
+    return DTA_OK;
+}
+
 /* Reads item it into buf (cap bytes) and counts it into c. */
-static dta_status scan_item(vjob *j, const vitem *it, unsigned char **buf, size_t *cap,
-                            dta_values_counts *c, dta_error *err)
+static dta_status scan_item(vjob *j, unsigned wk, const vitem *it, unsigned char **buf,
+                            size_t *cap, dta_values_counts *c, dta_error *err)
 {
     const dta_model *m = j->m;
+    if (it->task->dqparam != SIZE_MAX)
+        return scan_dq_item(j, wk, it, *buf, c, err);
     const dta_tensor *t = &m->tensors[it->task->tensor];
     const dta_storage *s = &m->storages[t->storage];
     const char *path = m->files[s->file].path;
@@ -254,9 +318,15 @@ static void merge(dta_values_counts *a, const dta_values_counts *b)
         a->min_abs_bits = b->min_abs_bits;
 }
 
+typedef struct {
+    vjob *j;
+    unsigned idx;
+} vworker;
+
 static void *worker(void *arg)
 {
-    vjob *j = arg;
+    vjob *j = ((vworker *)arg)->j;
+    unsigned wk = ((vworker *)arg)->idx;
     size_t cap = j->chunk_elems_bytes;
     unsigned char *buf = malloc(cap);
     dta_error err;
@@ -279,7 +349,7 @@ static void *worker(void *arg)
         }
         dta_values_counts c;
         dta_values_counts_init(&c);
-        if (scan_item(j, &it, &buf, &cap, &c, &err) != DTA_OK) {
+        if (scan_item(j, wk, &it, &buf, &cap, &c, &err) != DTA_OK) {
             fail(j, it.seq, &err);
             break;
         }
@@ -347,21 +417,68 @@ dta_status dta_values_scan(const dta_model *m, const dta_values_options *o, dta_
     r->target = o->target;
     r->ntensors = m->ntensors;
     bool big = model_big_endian(m);
-    /* quantized parameters (quant.h, headers only): skipped until dequantization exists */
+    /* quantized parameters (quant.h, headers only): counted on their dequantized values
+     * where dequant.c plans them, else skipped with the reason */
     dta_quant *q = NULL;
     dta_error qerr;
     if (dta_quant_analyse(m, &q, &qerr) != DTA_OK)
         q = NULL; /* the audit reports a quantization problem itself */
+    if (q && q->nparams > 0 && dtap_dq_open(m, &j.dq[0], &qerr) != DTA_OK) {
+        j.dq[0] = NULL; /* a scheme dequant.c refuses: its tensors keep a skip reason */
+        if (qerr.code == DTA_E_NOMEM) {
+            st = dta_error_set(err, DTA_E_NOMEM, ENOMEM, "out of memory");
+            goto early;
+        }
+    }
     for (size_t i = 0; i < m->ntensors; i++) {
         const dta_tensor *t = &m->tensors[i];
         dta_values_tensor *vt = &r->tensors[i];
         vt->target = o->target == DTA_DTYPE_NONE ? t->dtype : o->target;
         vt->elements = t->numel;
+        size_t dp = SIZE_MAX;
+        int role = j.dq[0] ? dtap_dq_role(j.dq[0], t->name, &dp) : DTAP_DQ_PLAIN;
+        if (role == DTAP_DQ_DROP) {
+            vt->skipped = "a companion of a quantized parameter (scale, zero point, ...): "
+                          "counted in that parameter's dequantized values";
+            continue;
+        }
+        if (role == DTAP_DQ_WEIGHT) {
+            /* its dequantized values, against the target or else the dtype it
+             * dequantizes to */
+            const dta_quant_param *qp = dta_quant_tensor_param(q, i);
+            dta_dtype to = o->target;
+            if (to == DTA_DTYPE_NONE)
+                to = qp && (qp->dequant == DTA_F16 || qp->dequant == DTA_BF16) ? qp->dequant
+                                                                               : DTA_F32;
+            if (!j.have_dqplan[to]) {
+                if (!dta_values_plan_make(DTA_F32, to, &j.dqplans[to])) {
+                    vt->skipped = "no conversion of this dtype is defined: values not read";
+                    continue;
+                }
+                j.have_dqplan[to] = true;
+            }
+            int rank;
+            const uint64_t *shape;
+            vtask *k = &j.tasks[j.ntasks++];
+            dtap_dq_shape(j.dq[0], dp, &rank, &shape, &k->numel);
+            k->plan = &j.dqplans[to];
+            k->tensor = i;
+            k->dqparam = dp;
+            k->contiguous = true;
+            k->first = 0;
+            dta_values_counts_init(&k->acc);
+            vt->target = to;
+            vt->elements = k->numel;
+            vt->dequantized = dtap_dq_scheme(j.dq[0], dp);
+            r->scanned++;
+            continue;
+        }
         vt->skipped = skip_reason(m, i, big, q);
         if (vt->skipped)
             continue;
         /* tied weights: an exact alias of a view already scanned is not read twice */
         if (t->shared && first_task[t->storage] != SIZE_MAX &&
+            j.tasks[first_task[t->storage]].dqparam == SIZE_MAX &&
             same_view(&m->tensors[j.tasks[first_task[t->storage]].tensor], t)) {
             alias[i] = first_task[t->storage];
             r->scanned++;
@@ -382,6 +499,8 @@ dta_status dta_values_scan(const dta_model *m, const dta_values_options *o, dta_
         }
         k->plan = pl;
         k->tensor = i;
+        k->numel = t->numel;
+        k->dqparam = SIZE_MAX;
         if (first_task[t->storage] == SIZE_MAX)
             first_task[t->storage] = j.ntasks;
         k->contiguous = dtap_contiguous_view(t, &k->first);
@@ -400,13 +519,16 @@ dta_status dta_values_scan(const dta_model *m, const dta_values_options *o, dta_
     r->backend = dta_values_backend();
     pthread_mutex_init(&j.mu, NULL);
     pthread_t th[VTHREADS_MAX];
+    vworker wa[VTHREADS_MAX];
     unsigned started = 0;
+    for (unsigned i = 0; i < nt; i++)
+        wa[i] = (vworker){&j, i};
     for (unsigned i = 1; i < nt; i++) {
-        if (pthread_create(&th[started], NULL, worker, &j) != 0)
+        if (pthread_create(&th[started], NULL, worker, &wa[started + 1]) != 0)
             break; /* fewer workers: still correct */
         started++;
     }
-    worker(&j);
+    worker(&wa[0]);
     for (unsigned i = 0; i < started; i++)
         pthread_join(th[i], NULL);
     r->threads = started + 1;
@@ -430,7 +552,9 @@ dta_status dta_values_scan(const dta_model *m, const dta_values_options *o, dta_
             vt->overflow = c->overflow;
             vt->underflow = c->underflow;
             vt->subnormal = c->subnormal;
-            dta_dtype from = m->storages[m->tensors[tk->tensor].storage].dtype;
+            dta_dtype from = tk->dqparam != SIZE_MAX
+                                 ? DTA_F32 /* counted on the f32 products */
+                                 : m->storages[m->tensors[tk->tensor].storage].dtype;
             bool any = c->min_abs_bits != UINT64_MAX;
             vt->max_abs = any || c->max_abs_bits ? dta_values_abs_to_double(from, c->max_abs_bits)
                                                  : 0;
@@ -440,6 +564,9 @@ dta_status dta_values_scan(const dta_model *m, const dta_values_options *o, dta_
             if (alias[i] != SIZE_MAX)
                 r->tensors[i] = r->tensors[j.tasks[alias[i]].tensor];
     }
+early:
+    for (unsigned i = 0; i < VTHREADS_MAX; i++)
+        dtap_dq_free(j.dq[i]);
     free(alias);
     free(first_task);
     dta_quant_free(q);

@@ -128,19 +128,24 @@ static void message(char *buf, size_t cap, int rule, const char *what, size_t nt
                     dta_dtype from, const dta_values_tensor *v)
 {
     const char *tn = ntensors == 1 ? "" : "s";
+    /* a quantized parameter: the values are its dequantized ones (codes x scales) */
+    char dq[64] = "";
+    if (v->dequantized)
+        snprintf(dq, sizeof dq, "dequantized (%s) ", v->dequantized);
     switch (rule) {
     case R_NONFINITE:
         snprintf(buf, cap,
-                 "%s holds %llu NaN, %llu +inf and %llu -inf among %llu values (%zu tensor%s); "
+                 "%s holds %llu NaN, %llu +inf and %llu -inf among %llu %svalues (%zu tensor%s); "
                  "a divergent run or a bad merge: every activation they touch becomes NaN",
                  what, (unsigned long long)v->nan, (unsigned long long)v->pos_inf,
-                 (unsigned long long)v->neg_inf, (unsigned long long)v->elements, ntensors, tn);
+                 (unsigned long long)v->neg_inf, (unsigned long long)v->elements, dq, ntensors,
+                 tn);
         break;
     case R_OVERFLOW:
         snprintf(buf, cap,
-                 "%llu %s value%s of %s exceed%s %s's largest finite value %s (max |x| %.6g, "
+                 "%llu %s%s value%s of %s exceed%s %s's largest finite value %s (max |x| %.6g, "
                  "%zu tensor%s): converting to %s makes %s inf, so dtaudit convert refuses",
-                 (unsigned long long)v->overflow, dta_dtype_name(from),
+                 (unsigned long long)v->overflow, dq, dta_dtype_name(from),
                  v->overflow == 1 ? "" : "s", what, v->overflow == 1 ? "s" : "",
                  dta_dtype_name(v->target),
                  max_finite(v->target), v->max_abs, ntensors, tn, dta_dtype_name(v->target),
@@ -148,10 +153,10 @@ static void message(char *buf, size_t cap, int rule, const char *what, size_t nt
         break;
     default:
         snprintf(buf, cap,
-                 "%.3g%% of the nonzero values of %s (%llu of %llu) become zero in %s (smallest "
+                 "%.3g%% of the nonzero %svalues of %s (%llu of %llu) become zero in %s (smallest "
                  "nonzero |x| %.6g), and %llu more become subnormal (%zu tensor%s); small "
                  "weights are silently lost",
-                 100 * share(v), what, (unsigned long long)v->underflow,
+                 100 * share(v), dq, what, (unsigned long long)v->underflow,
                  (unsigned long long)dta_values_nonzero(v), dta_dtype_name(v->target),
                  v->min_nonzero_abs, (unsigned long long)v->subnormal, ntensors, tn);
         break;
@@ -212,7 +217,7 @@ static dta_status emit(dta_report *r, const dta_model *m, const vhit *h, size_t 
             return nomem(err);
         }
         f->ntensors++;
-        f->numel += t->numel;
+        f->numel += vals->tensors[ord[i]].elements; /* a parameter's logical count */
         add_counts(f->values, &vals->tensors[ord[i]]);
     }
     free(ord);

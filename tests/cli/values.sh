@@ -40,18 +40,22 @@ dta audit --values -f json tests/fixtures/seeds/003_higgs_audio.safetensors
     || fail "range rules without a target"
 
 # Quantized parameters (tests/quant/make_layouts.py: Qwen3 FP8 block layout, sparse): the
-# codes and their scales are skipped with the reason until dequantization exists; the
-# ordinary tensors are read.
+# codes are counted on their dequantized values (tests/cli/values_dequant.sh checks the
+# counts), their scales are skipped as companions; the ordinary tensors are read.
 if "$PYTHON" tests/quant/make_layouts.py "$TMP/q" qwen3-fp8 >/dev/null 2>&1; then
     dta audit --values --target bf16 -f json "$TMP/q/qwen3-fp8"
     "$PYTHON" - "$TMP/out" <<'PY' && pass || fail "quantized parameters: $(head -c 300 "$TMP/err")"
 import json, sys
 doc = json.load(open(sys.argv[1]))
-q = [t for t in doc["tensors"] if "quantized parameter" in t["values"].get("skipped", "")]
-assert q, "no tensor skipped as quantized"
-assert all(t["dtype"] != "F8_E4M3" for t in doc["tensors"] if t not in q), "an F8 code was read"
-assert any(t["name"].endswith("weight_scale_inv") for t in q), "scales were read"
-assert any("skipped" not in t["values"] for t in doc["tensors"]), "nothing was read"
+codes = [t for t in doc["tensors"] if t["dtype"] == "F8_E4M3"]
+assert codes, "no F8 codes"
+for t in codes:
+    v = t["values"]
+    assert v.get("dequantized") == "fp8-block" and v["elements"] == t["numel"], t
+comp = [t for t in doc["tensors"] if t["name"].endswith("weight_scale_inv")]
+assert comp and all("companion" in t["values"].get("skipped", "") for t in comp), comp[:1]
+assert any("skipped" not in t["values"] and "dequantized" not in t["values"]
+           for t in doc["tensors"]), "no plain tensor was read"
 assert not [f for f in doc["findings"] if f["rule"] in ("range-overflow", "precision-underflow", "nonfinite")]
 PY
 else
