@@ -470,7 +470,7 @@ static dta_status write_safetensors(job *j, const dta_model *m, const dta_dtype 
             uint64_t numel;
             dtap_dq_shape(j->dq, pq, &rank, &shape, &numel);
             dqp[i] = pq;
-            outs[n] = (dtap_st_out){t->name, j->o->to, rank, shape,
+            outs[n] = (dtap_st_out){dtap_dq_out_name(j->dq, pq), j->o->to, rank, shape,
                                     numel * elsize(j->o->to), 0, i};
             n++;
             continue;
@@ -794,10 +794,25 @@ static dta_status rewrite_index(const char *in, const char *dir, const char *con
         cJSON_Delete(doc);
         return dta_error_set(err, DTA_E_FORMAT, 0, "%s: no weight_map", in);
     }
+    size_t nren = 0;
     for (cJSON *e = wm->child, *next; dq && e; e = next) { /* dropped companions */
         next = e->next;
+        size_t p;
         if (e->string && dtap_dq_dropped(dq, e->string))
             cJSON_Delete(cJSON_DetachItemViaPointer(wm, e));
+        else if (e->string && dtap_dq_role(dq, e->string, &p) == DTAP_DQ_WEIGHT &&
+                 strcmp(dtap_dq_out_name(dq, p), e->string) != 0)
+            nren++;
+    }
+    /* codes with a name of their own ("*_blocks", "weight_packed") map their plain name */
+    for (cJSON *e = wm->child, *next; nren && e; e = next) {
+        next = e->next;
+        size_t p;
+        if (!e->string || dtap_dq_role(dq, e->string, &p) != DTAP_DQ_WEIGHT ||
+            !strcmp(dtap_dq_out_name(dq, p), e->string))
+            continue;
+        cJSON_AddItemToObject(wm, dtap_dq_out_name(dq, p), cJSON_DetachItemViaPointer(wm, e));
+        nren--;
     }
     for (cJSON *e = wm->child; e; e = e->next)
         for (size_t i = 0; i < n; i++)
@@ -1454,12 +1469,19 @@ dta_status dta_verify_checkpoints(const char *source, const char *converted,
     size_t matched = 0, dropped = 0;
     for (size_t i = 0; i < b->ntensors && st == DTA_OK; i++) {
         const dta_tensor *tb = &b->tensors[i], *ta = find_tensor(sa, a->ntensors, tb->name);
+        size_t p;
+        if (!ta && dq && dtap_dq_find_out(dq, tb->name, &p) &&
+            !find_tensor(sbn, b->ntensors, dtap_dq_scale_name(dq, p))) {
+            /* a parameter written under its plain name ("*_blocks" -> its base) */
+            matched++;
+            st = compare_dq(dq, p, &rb, tb, mode, ba, bb, chunk, res, err);
+            continue;
+        }
         if (!ta) {
             res->extra++;
             continue;
         }
         matched++;
-        size_t p;
         if (dq && dtap_dq_role(dq, ta->name, &p) == DTAP_DQ_WEIGHT &&
             !find_tensor(sbn, b->ntensors, dtap_dq_scale_name(dq, p)))
             st = compare_dq(dq, p, &rb, tb, mode, ba, bb, chunk, res, err);
@@ -1486,8 +1508,12 @@ dta_status dta_verify_checkpoints(const char *source, const char *converted,
         qsort(sb, b->ntensors, sizeof *sb, cmp_tensor_name);
         for (size_t i = 0; i < a->ntensors && st == DTA_OK; i++) {
             const dta_tensor *ta = &a->tensors[i];
+            size_t p;
             if (find_tensor(sb, b->ntensors, ta->name) || dtap_dq_dropped(dq, ta->name))
                 continue;
+            if (dq && dtap_dq_role(dq, ta->name, &p) == DTAP_DQ_WEIGHT &&
+                find_tensor(sb, b->ntensors, dtap_dq_out_name(dq, p)))
+                continue; /* written under its plain name */
             const char *kept = meta_value(b, ta->name);
             const dta_tensor *tb = kept ? find_tensor(sb, b->ntensors, kept) : NULL;
             const dta_tensor *ka = kept ? find_tensor(sa, a->ntensors, kept) : NULL;

@@ -26,6 +26,7 @@
 
 #include "convert_bits.h"
 #include "dequant.h"
+#include "dequant_scheme.h"
 #include "dtaudit/quant.h"
 #include "src.h"
 
@@ -45,6 +46,8 @@ typedef struct {
     int rank;
     uint64_t shape[DTA_MAX_RANK];
     uint64_t numel, in, out, mats, bm, bn, gr, gc;
+    const dtap_dq_ops *ops;    /* a scheme module's parameter (dequant_scheme.h), else NULL */
+    dtap_dq_plan xp;
 } dq_param;
 
 typedef struct {
@@ -68,9 +71,24 @@ struct dtap_dq {
     uint64_t s0, s1;           /* cached grid entries [s0, s1) */
     uint32_t lut[256];         /* code -> f32 bits of the codes' dtype */
     dta_dtype lut_dtype;
+    /* scheme modules (dequant_scheme.h) */
+    float *xbuf, *sbuf;        /* x and s of a run, DQ_MAX_ELEMS each, allocated on use */
+    size_t xpar;               /* parameter owning xcache, SIZE_MAX none */
+    void *xcache;
+    dq_name *onames;           /* renamed outputs (xp.oname), sorted by name */
+    size_t nonames;
 };
 
 size_t dtap_dq_max_elems(void) { return DQ_MAX_ELEMS; }
+
+/* scheme modules (dequant_scheme.h), defined at the end of this file */
+static const dtap_dq_ops *find_ops(dta_quant_scheme s);
+static dta_status plan_ext(dtap_dq *d, const dta_quant *q, const dta_quant_param *qp,
+                           const dtap_dq_ops *ops, dq_param *o, dta_error *err);
+static dta_status index_onames(dtap_dq *d, dta_error *err);
+static dta_status run_ext(dtap_dq *d, size_t pi, uint64_t first, size_t n, dta_dtype to,
+                          dta_overflow_mode mode, void *dst, dta_convert_stats *stats,
+                          dta_error *err);
 
 static int cmp_name(const void *a, const void *b)
 {
@@ -120,6 +138,16 @@ void dtap_dq_free(dtap_dq *d)
 {
     if (!d)
         return;
+    for (size_t i = 0; d->p && i < d->np; i++)
+        if (d->p[i].ops) {
+            if (d->p[i].ops->release)
+                d->p[i].ops->release(d->p[i].xp.state);
+            free(d->p[i].xp.oname);
+        }
+    free(d->xbuf);
+    free(d->sbuf);
+    free(d->xcache);
+    free(d->onames);
     for (size_t i = 0; d->fds && i < d->w->nfiles; i++)
         if (d->fds[i] >= 0)
             close(d->fds[i]);
@@ -151,8 +179,9 @@ static bool supported_scheme(dta_quant_scheme s)
 }
 
 static const char *SUPPORTED =
-    "dtaudit dequantizes fp8-block, fp8, fbgemm-fp8, modelopt-fp8, compressed-tensors-float "
-    "and compressed-tensors-int (symmetric)";
+    "dtaudit dequantizes fp8-block, fp8, fbgemm-fp8, modelopt-fp8, compressed-tensors-float, "
+    "compressed-tensors-int (symmetric)";
+static void supported_list(char *buf, size_t cap); /* SUPPORTED and the scheme modules' */
 
 static bool stored_plain(const dta_model *w, const dta_tensor *t)
 {
@@ -202,11 +231,14 @@ static dta_status plan_param(const dtap_dq *d, const dta_quant *q, const dta_qua
     o->weight = qp->weight;
     o->scheme = qp->scheme;
     o->code = t->dtype;
-    if (!supported_scheme(qp->scheme))
+    if (!supported_scheme(qp->scheme)) {
+        char sup[512];
+        supported_list(sup, sizeof sup);
         return dta_error_set(err, DTA_E_REFUSED, 0,
                              "dequantize: '%.200s' is quantized as %s, which dtaudit does not "
                              "dequantize (%s); nothing written",
-                             qp->name, what, SUPPORTED);
+                             qp->name, what, sup);
+    }
     if (qp->broken || qp->cast)
         return refuse(err, "dequantize: '%.200s' is %s; see 'dtaudit audit' (rules "
                       "quant-incomplete, quant-cast); nothing written", qp->name,
@@ -322,6 +354,7 @@ dta_status dtap_dq_open(const dta_model *w, dtap_dq **out, dta_error *err)
     }
     d->w = w;
     d->spar = SIZE_MAX;
+    d->xpar = SIZE_MAX;
     d->p = calloc(q->nparams ? q->nparams : 1, sizeof *d->p);
     d->names = calloc(w->ntensors ? w->ntensors : 1, sizeof *d->names);
     d->fds = malloc((w->nfiles ? w->nfiles : 1) * sizeof *d->fds);
@@ -352,8 +385,11 @@ dta_status dtap_dq_open(const dta_model *w, dtap_dq **out, dta_error *err)
             }
             continue;
         }
-        if ((st = plan_param(d, q, qp, &d->p[d->np], err)) != DTA_OK)
+        const dtap_dq_ops *ops = find_ops(qp->scheme);
+        if ((st = ops ? plan_ext(d, q, qp, ops, &d->p[d->np], err)
+                      : plan_param(d, q, qp, &d->p[d->np], err)) != DTA_OK) {
             goto fail;
+        }
         pmap[i] = d->np++;
     }
     for (size_t i = 0; i < w->ntensors; i++) {
@@ -380,6 +416,8 @@ dta_status dtap_dq_open(const dta_model *w, dtap_dq **out, dta_error *err)
         d->nnames++;
     }
     qsort(d->names, d->nnames, sizeof *d->names, cmp_name);
+    if ((st = index_onames(d, err)) != DTA_OK)
+        goto fail;
     d->codes = malloc(DQ_MAX_ELEMS);
     if (!d->codes) {
         st = dta_error_set(err, DTA_E_NOMEM, ENOMEM, "out of memory");
@@ -491,6 +529,8 @@ dta_status dtap_dq_run(dtap_dq *d, size_t pi, uint64_t first, size_t n, dta_dtyp
                        dta_error *err)
 {
     const dq_param *p = &d->p[pi];
+    if (p->ops)
+        return run_ext(d, pi, first, n, to, mode, dst, stats, err);
     const dta_tensor *t = &d->w->tensors[p->weight];
     unsigned char *o = dst;
     unsigned eo = (unsigned)dta_dtype_elem_size(to);
@@ -584,6 +624,207 @@ dta_status dtap_dq_run(dtap_dq *d, size_t pi, uint64_t first, size_t n, dta_dtyp
             }
         }
         k += (size_t)seg;
+    }
+    if (stats) {
+        stats->elements += n;
+        stats->nan += cnt[DTAB_NAN];
+        stats->inf += cnt[DTAB_INF];
+        stats->overflow += cnt[DTAB_OVF];
+        stats->underflow += cnt[DTAB_UNF];
+    }
+    return DTA_OK;
+}
+
+/* ---- scheme modules (dequant_scheme.h) -------------------------------------------------- */
+
+/* The registered modules: one line each. */
+static const dtap_dq_ops *const scheme_ops[] = {
+    &dtap_dq_mxfp4_ops,
+    &dtap_dq_modelopt_nvfp4_ops,
+    &dtap_dq_ct_nvfp4_ops,
+};
+
+static void supported_list(char *buf, size_t cap)
+{
+    size_t o = (size_t)snprintf(buf, cap, "%s", SUPPORTED);
+    for (size_t i = 0; i < sizeof scheme_ops / sizeof scheme_ops[0] && o < cap; i++)
+        o += (size_t)snprintf(buf + o, cap - o, "%s %s", i + 1 ==
+                              sizeof scheme_ops / sizeof scheme_ops[0] ? " and" : ",",
+                              dta_quant_scheme_name(scheme_ops[i]->scheme));
+}
+
+static const dtap_dq_ops *find_ops(dta_quant_scheme s)
+{
+    for (size_t i = 0; i < sizeof scheme_ops / sizeof scheme_ops[0]; i++)
+        if (scheme_ops[i]->scheme == s)
+            return scheme_ops[i];
+    return NULL;
+}
+
+const dta_model *dtap_dq_model(const dtap_dq *d) { return d->w; }
+
+dta_status dtap_dq_read(dtap_dq *d, size_t ti, uint64_t off, size_t n, void *buf,
+                        dta_error *err)
+{
+    return read_tensor(d, &d->w->tensors[ti], off, n, buf, err);
+}
+
+size_t dtap_dq_comp(const dta_quant *q, const dta_quant_param *p, dta_quant_role r)
+{
+    return comp(q, p, r);
+}
+
+bool dtap_dq_stored_plain(const dtap_dq *d, size_t ti)
+{
+    return stored_plain(d->w, &d->w->tensors[ti]);
+}
+
+const char *dtap_dq_out_name(const dtap_dq *d, size_t p)
+{
+    return d->p[p].ops && d->p[p].xp.oname ? d->p[p].xp.oname
+                                            : d->w->tensors[d->p[p].weight].name;
+}
+
+bool dtap_dq_find_out(const dtap_dq *d, const char *name, size_t *param)
+{
+    if (!d || !d->nonames)
+        return false;
+    dq_name key = {name, 0, 0};
+    const dq_name *n = bsearch(&key, d->onames, d->nonames, sizeof key, cmp_name);
+    if (n && param)
+        *param = n->param;
+    return n != NULL;
+}
+
+static dta_status plan_ext(dtap_dq *d, const dta_quant *q, const dta_quant_param *qp,
+                           const dtap_dq_ops *ops, dq_param *o, dta_error *err)
+{
+    memset(o, 0, sizeof *o);
+    o->weight = qp->weight;
+    o->scheme = qp->scheme;
+    o->code = d->w->tensors[qp->weight].dtype;
+    if (qp->broken || qp->cast)
+        return refuse(err, "dequantize: '%.200s' is %s; see 'dtaudit audit' (rules "
+                      "quant-incomplete, quant-cast); nothing written", qp->name,
+                      qp->broken ? "incomplete" : "high-precision codes beside quantization "
+                                                  "companions");
+    dtap_dq_plan xp;
+    memset(&xp, 0, sizeof xp);
+    xp.scale = SIZE_MAX;
+    dta_status st = ops->plan(d, q, qp, &xp, err);
+    if (st == DTA_OK && (xp.scale == SIZE_MAX || xp.rank < 1 || xp.rank > DTA_MAX_RANK))
+        st = dta_error_set(err, DTA_E_ARG, 0, "dequantize: bad plan for '%.200s'",
+                           qp->name);
+    if (st != DTA_OK) {
+        if (ops->release)
+            ops->release(xp.state);
+        free(xp.oname);
+        return st;
+    }
+    o->ops = ops;
+    o->xp = xp;
+    o->scale = xp.scale;
+    o->rank = xp.rank;
+    for (int k = 0; k < xp.rank; k++)
+        o->shape[k] = xp.shape[k];
+    o->numel = xp.numel;
+    return DTA_OK;
+}
+
+static dta_status index_onames(dtap_dq *d, dta_error *err)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < d->np; i++)
+        n += d->p[i].ops && d->p[i].xp.oname;
+    if (!n)
+        return DTA_OK;
+    if (!(d->onames = calloc(n, sizeof *d->onames)))
+        return dta_error_set(err, DTA_E_NOMEM, ENOMEM, "out of memory");
+    for (size_t i = 0; i < d->np; i++)
+        if (d->p[i].ops && d->p[i].xp.oname)
+            d->onames[d->nonames++] = (dq_name){d->p[i].xp.oname, DTAP_DQ_WEIGHT, i};
+    qsort(d->onames, d->nonames, sizeof *d->onames, cmp_name);
+    /* an output name that is also a tensor the output keeps, or twice an output */
+    const dta_model *w = d->w;
+    dq_name *all = malloc((w->ntensors ? w->ntensors : 1) * sizeof *all);
+    if (!all)
+        return dta_error_set(err, DTA_E_NOMEM, ENOMEM, "out of memory");
+    for (size_t i = 0; i < w->ntensors; i++)
+        all[i] = (dq_name){w->tensors[i].name, 0, i};
+    qsort(all, w->ntensors, sizeof *all, cmp_name);
+    dta_status st = DTA_OK;
+    for (size_t i = 0; i < d->nonames && st == DTA_OK; i++) {
+        const char *nm = d->onames[i].name;
+        dq_name key = {nm, 0, 0};
+        bool input = bsearch(&key, all, w->ntensors, sizeof key, cmp_name) != NULL &&
+                     dtap_dq_role(d, nm, NULL) != DTAP_DQ_DROP;
+        if (input || (i && !strcmp(nm, d->onames[i - 1].name)))
+            st = refuse(err, "dequantize: the plain tensor '%.200s' would be written twice "
+                        "(it is also %s); nothing written", nm,
+                        input ? "an input tensor" : "another parameter's output");
+    }
+    free(all);
+    return st;
+}
+
+/* p = x * s for every element, as dtap_dq_run's careful loop does for the FP8 path. */
+static dta_status run_ext(dtap_dq *d, size_t pi, uint64_t first, size_t n, dta_dtype to,
+                          dta_overflow_mode mode, void *dst, dta_convert_stats *stats,
+                          dta_error *err)
+{
+    const dq_param *p = &d->p[pi];
+    if (n > DQ_MAX_ELEMS || first > p->numel || n > p->numel - first)
+        return dta_error_set(err, DTA_E_ARG, 0, "dequantize: range out of bounds");
+    if (to != DTA_F32 && to != DTA_F16 && to != DTA_BF16)
+        return dta_error_set(err, DTA_E_ARG, 0, "dequantize: target must be F32, F16 or BF16");
+    if (!d->xbuf && !(d->xbuf = malloc(DQ_MAX_ELEMS * sizeof *d->xbuf)))
+        return dta_error_set(err, DTA_E_NOMEM, ENOMEM, "out of memory");
+    if (!d->sbuf && !(d->sbuf = malloc(DQ_MAX_ELEMS * sizeof *d->sbuf)))
+        return dta_error_set(err, DTA_E_NOMEM, ENOMEM, "out of memory");
+    if (d->xpar != pi) {
+        free(d->xcache);
+        d->xcache = NULL;
+        d->xpar = pi;
+    }
+    if (n == 0)
+        return DTA_OK;
+    dta_status st = p->ops->fill(d, &p->xp, &d->xcache, first, n, d->xbuf, d->sbuf, err);
+    if (st != DTA_OK)
+        return st;
+    unsigned char *o = dst;
+    unsigned eo = (unsigned)dta_dtype_elem_size(to);
+    int sat = mode == DTA_OVERFLOW_SATURATE;
+    uint64_t cnt[5] = {0};
+    uint32_t mx = to == DTA_F32 ? 0x7F7FFFFFu : to == DTA_BF16 ? 0x7F7Fu : 0x7BFFu;
+    uint32_t inf = to == DTA_F32 ? 0x7F800000u : to == DTA_BF16 ? 0x7F80u : 0x7C00u;
+    uint32_t sgn = to == DTA_F32 ? 0x80000000u : 0x8000u;
+    for (size_t k = 0; k < n; k++) {
+        float x = d->xbuf[k], s = d->sbuf[k], prod = x * s;
+        uint32_t xb, sb, pb, r;
+        int cls;
+        memcpy(&xb, &x, 4);
+        memcpy(&sb, &s, 4);
+        memcpy(&pb, &prod, 4);
+        if (is_nonfinite(sb) || is_nonfinite(xb)) {
+            cls = (pb & 0x7FFFFFFFu) > 0x7F800000u ? DTAB_NAN : DTAB_INF;
+            r = dtab_encode(to, pb, 0, &(int){0});
+        } else if ((pb & 0x7FFFFFFFu) == 0x7F800000u) {
+            cls = DTAB_OVF;
+            r = (pb & 0x80000000u ? sgn : 0) | (sat ? mx : inf);
+        } else {
+            r = dtab_encode(to, pb, sat, &cls);
+            if (cls == DTAB_FINE && !(pb & 0x7FFFFFFFu) && (sb & 0x7FFFFFFFu) &&
+                (xb & 0x7FFFFFFFu))
+                cls = DTAB_UNF;
+        }
+        cnt[cls]++;
+        unsigned char *q = o + k * eo;
+        q[0] = (unsigned char)r;
+        q[1] = (unsigned char)(r >> 8);
+        if (eo == 4) {
+            q[2] = (unsigned char)(r >> 16);
+            q[3] = (unsigned char)(r >> 24);
+        }
     }
     if (stats) {
         stats->elements += n;

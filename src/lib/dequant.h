@@ -44,6 +44,13 @@ void dtap_dq_shape(const dtap_dq *d, size_t p, int *rank, const uint64_t **shape
 const char *dtap_dq_scale_name(const dtap_dq *d, size_t p);
 /* The scheme's name ("fp8-block", ...) of parameter p. */
 const char *dtap_dq_scheme(const dtap_dq *d, size_t p);
+/* The name parameter p is written under: the codes' name, or for schemes whose codes
+ * have their own name (gpt-oss "*_blocks", compressed-tensors "weight_packed") the plain
+ * weight's name. */
+const char *dtap_dq_out_name(const dtap_dq *d, size_t p);
+/* Whether `name` is the renamed output of a parameter (*param gets it); false for a
+ * parameter written under its codes' name. */
+bool dtap_dq_find_out(const dtap_dq *d, const char *name, size_t *param);
 /* The number of parameters, and the companion tensor names of every one (for index
  * rewriting): true when `name` is dropped. */
 bool dtap_dq_dropped(const dtap_dq *d, const char *name);

@@ -1,0 +1,407 @@
+/* Dequantization of FP4 (E2M1) schemes (dequant_scheme.h): gpt-oss MXFP4 expert stacks,
+ * ModelOpt NVFP4 and compressed-tensors nvfp4-pack-quantized.
+ *
+ * Element: E2M1, bit 3 the sign, bits 2..0 index [0, 0.5, 1, 1.5, 2, 3, 4, 6]; code 8 is
+ * -0.0 (shared/quant.md 1.2). Every value is exact in f32.
+ *
+ * MXFP4 (gpt-oss, shared/quant.md 8.2-8.3): "<p>_blocks" U8 [E, out, in/32, 16] and
+ * "<p>_scales" U8 (or F8_E8M0) [E, out, in/32]; block byte k of block g in row r holds
+ * element 32g + 2k in its low nibble and 32g + 2k + 1 in its high nibble; the scale byte u
+ * is 2^(u - 127) (u = 0: the f32 subnormal 2^-127; u = 255: NaN, the OCP reading; gpt-oss
+ * itself computes 2^128 = inf, so either way the values are not finite and convert
+ * refuses them unless told otherwise). The products are exact (powers of two) except
+ * when they leave f32. The output is HF's BF16 layout: dequantize, then swap the last two
+ * dims, [E, out, in] -> [E, in, out], written under "<p>" (shared/quant.md 8.3, 15.4).
+ *
+ * ModelOpt NVFP4 (shared/quant.md 9.2): weight U8 [out, in/2] (even element in the low
+ * nibble), weight_scale F8_E4M3 [out, in/16], weight_scale_2 F32 []: s = f32(f32(bs) *
+ * weight_scale_2) first, then y = f32(E2M1 * s) (NVFP4QTensor.dequantize). A checkpoint
+ * with pre_quant_scale (NVFP4_AWQ) is refused: its dense weight is not the dequantized
+ * one.
+ *
+ * compressed-tensors nvfp4-pack-quantized (shared/quant.md 3.5): weight_packed U8
+ * [out, ceil(in/2)] (low nibble even, rows padded to whole bytes), weight_scale F8_E4M3
+ * [out, ceil(in/16)], weight_global_scale F32 [1], optional weight_shape [out, in]: the
+ * global scale divides, s = f32(bs) / global (f32 division), y = f32(E2M1 * s). Written
+ * under "<p>.weight". An asymmetric variant (weight_zero_point) is refused. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "convert_bits.h"
+#include "dequant_scheme.h"
+
+static const float e2m1[16] = {0.0f,  0.5f,  1.0f,  1.5f,  2.0f,  3.0f,  4.0f,  6.0f,
+                               -0.0f, -0.5f, -1.0f, -1.5f, -2.0f, -3.0f, -4.0f, -6.0f};
+
+static uint64_t cdiv(uint64_t a, uint64_t b) { return b ? a / b + (a % b != 0) : 0; }
+
+static float f32_of(uint32_t b)
+{
+    float f;
+    memcpy(&f, &b, 4);
+    return f;
+}
+
+/* 2^(u - 127) exactly; 255 is NaN */
+static float e8m0(uint8_t u)
+{
+    return f32_of(u == 255 ? 0x7FC00000u : u ? (uint32_t)u << 23 : 0x00400000u);
+}
+
+static dta_status refuse(dta_error *err, const char *name, const char *why)
+{
+    return dta_error_set(err, DTA_E_REFUSED, 0, "dequantize: '%.200s': %s; nothing written",
+                         name, why);
+}
+
+static dta_status nomem(dta_error *err)
+{
+    return dta_error_set(err, DTA_E_NOMEM, ENOMEM, "out of memory");
+}
+
+static char *dup_name(const char *s)
+{
+    size_t n = strlen(s) + 1;
+    char *p = malloc(n);
+    if (p)
+        memcpy(p, s, n);
+    return p;
+}
+
+/* ---- MXFP4 (gpt-oss) -------------------------------------------------------------------- */
+
+#define MX_SLAB (8u << 20)   /* bytes of codes + scales kept per matrix column slab */
+#define MX_MAX_ROWS (1u << 22)
+
+typedef struct {
+    size_t blocks, scales;
+    uint64_t mats, out, nb, in;
+} mx_state;
+
+typedef struct {
+    uint64_t mat, b0, w; /* blocks [b0, b0 + w) of every row of matrix mat */
+    size_t cap;          /* bytes after the header */
+    unsigned char data[]; /* codes [out][w * 16], then scales [out][w] */
+} mx_cache;
+
+static dta_status mx_plan(dtap_dq *d, const dta_quant *q, const dta_quant_param *qp,
+                          dtap_dq_plan *o, dta_error *err)
+{
+    const dta_model *w = dtap_dq_model(d);
+    const dta_tensor *b = &w->tensors[qp->weight];
+    size_t si = dtap_dq_comp(q, qp, DTA_QR_SCALE);
+    if (si == SIZE_MAX)
+        return refuse(err, qp->name, "MXFP4 blocks without their _scales");
+    const dta_tensor *s = &w->tensors[si];
+    if (b->dtype != DTA_U8 || b->rank != 4 || b->shape[3] != 16)
+        return refuse(err, qp->name, "MXFP4 blocks other than gpt-oss expert stacks "
+                                     "(U8 [E, out, in/32, 16]) are not supported");
+    if (s->dtype != DTA_U8 && s->dtype != DTA_F8_E8M0)
+        return refuse(err, qp->name, "MXFP4 scales that are not E8M0 bytes (U8 or F8_E8M0)");
+    if (s->rank != 3 || s->shape[0] != b->shape[0] || s->shape[1] != b->shape[1] ||
+        s->shape[2] != b->shape[2])
+        return refuse(err, qp->name, "MXFP4 scales that do not fit the blocks "
+                                     "([E, out, in/32])");
+    if (!dtap_dq_stored_plain(d, qp->weight) || !dtap_dq_stored_plain(d, si))
+        return refuse(err, qp->name, "MXFP4 blocks or scales not stored plainly (a "
+                                     "safetensors input is needed)");
+    if (b->shape[1] > MX_MAX_ROWS)
+        return refuse(err, qp->name, "MXFP4 matrices of more than 4194304 rows");
+    if (!strcmp(qp->name, b->name))
+        return refuse(err, qp->name, "MXFP4 blocks whose name does not end in _blocks");
+    mx_state *st = malloc(sizeof *st);
+    if (!st || !(o->oname = dup_name(qp->name))) {
+        free(st);
+        return nomem(err);
+    }
+    st->blocks = qp->weight;
+    st->scales = si;
+    st->mats = b->shape[0];
+    st->out = b->shape[1];
+    st->nb = b->shape[2];
+    st->in = b->shape[2] * 32;
+    o->state = st;
+    o->scale = si;
+    o->rank = 3;
+    o->shape[0] = st->mats;
+    o->shape[1] = st->in;  /* HF layout: [E, in, out] */
+    o->shape[2] = st->out;
+    o->numel = st->mats * st->in * st->out;
+    return DTA_OK;
+}
+
+/* Blocks [b0, b0 + w) of every row of matrix mat into the cache. */
+static dta_status mx_load(dtap_dq *d, const mx_state *m, mx_cache **cp, uint64_t mat,
+                          uint64_t b0, uint64_t w, dta_error *err)
+{
+    mx_cache *c = *cp;
+    size_t need = (size_t)(m->out * w * 17);
+    if (!c || c->cap < need) {
+        mx_cache *n = realloc(c, sizeof *c + need);
+        if (!n)
+            return nomem(err);
+        *cp = c = n;
+        c->cap = need;
+    }
+    c->w = 0; /* invalid until loaded */
+    unsigned char *codes = c->data, *sc = c->data + m->out * w * 16;
+    uint64_t row0 = mat * m->out;
+    dta_status st = DTA_OK;
+    if (b0 == 0 && w == m->nb) { /* the whole matrix: two reads */
+        st = dtap_dq_read(d, m->blocks, row0 * m->nb * 16, (size_t)(m->out * m->nb * 16),
+                          codes, err);
+        if (st == DTA_OK)
+            st = dtap_dq_read(d, m->scales, row0 * m->nb, (size_t)(m->out * m->nb), sc, err);
+    } else {
+        for (uint64_t o = 0; o < m->out && st == DTA_OK; o++) {
+            st = dtap_dq_read(d, m->blocks, ((row0 + o) * m->nb + b0) * 16, (size_t)(w * 16),
+                              codes + o * w * 16, err);
+            if (st == DTA_OK)
+                st = dtap_dq_read(d, m->scales, (row0 + o) * m->nb + b0, (size_t)w,
+                                  sc + o * w, err);
+        }
+    }
+    if (st == DTA_OK) {
+        c->mat = mat;
+        c->b0 = b0;
+        c->w = w;
+    }
+    return st;
+}
+
+static dta_status mx_fill(dtap_dq *d, const dtap_dq_plan *p, void **cache, uint64_t first,
+                          size_t n, float *x, float *s, dta_error *err)
+{
+    const mx_state *m = p->state;
+    uint64_t M = m->in * m->out;
+    size_t k = 0;
+    while (k < n) {
+        uint64_t e = first + k, mat = e / M, rem = e % M;
+        uint64_t seg = M - rem < n - k ? M - rem : n - k;
+        uint64_t i0 = rem / m->out, i1 = (rem + seg - 1) / m->out;
+        uint64_t cb0 = i0 / 32, cb1 = i1 / 32;
+        mx_cache *c = *cache;
+        if (!c || c->w == 0 || c->mat != mat || cb0 < c->b0 || cb1 >= c->b0 + c->w) {
+            uint64_t w = MX_SLAB / (m->out * 17);
+            if (w < cb1 - cb0 + 1)
+                w = cb1 - cb0 + 1;
+            if (w > m->nb - cb0)
+                w = m->nb - cb0;
+            uint64_t b0 = cb0;
+            if (w == m->nb - cb0 && cb0 > 0 && MX_SLAB / (m->out * 17) >= m->nb)
+                b0 = 0, w = m->nb; /* the whole matrix fits: one read */
+            dta_status st = mx_load(d, m, (mx_cache **)cache, mat, b0, w, err);
+            if (st != DTA_OK)
+                return st;
+            c = *cache;
+        }
+        const unsigned char *codes = c->data, *sc = c->data + m->out * c->w * 16;
+        uint64_t i = i0, o = rem % m->out, rw = c->w * 16;
+        for (uint64_t j = 0; j < seg; j++) {
+            uint64_t blk = i / 32 - c->b0;
+            unsigned char byte = codes[o * rw + blk * 16 + (i % 32) / 2];
+            x[k + j] = e2m1[i & 1 ? byte >> 4 : byte & 15];
+            s[k + j] = e8m0(sc[o * c->w + blk]);
+            if (++o == m->out) {
+                o = 0;
+                i++;
+            }
+        }
+        k += (size_t)seg;
+    }
+    return DTA_OK;
+}
+
+const dtap_dq_ops dtap_dq_mxfp4_ops = {DTA_QS_MXFP4, mx_plan, mx_fill, free};
+
+/* ---- NVFP4 (ModelOpt, compressed-tensors) ----------------------------------------------- */
+
+typedef struct {
+    bool ct;             /* compressed-tensors: the global scale divides */
+    size_t codes, scales;
+    uint64_t out, in, cols, gc;
+    float global;
+} nv_state;
+
+/* Reads one F32 scalar tensor. */
+static dta_status read_f32_scalar(dtap_dq *d, size_t ti, float *v, dta_error *err)
+{
+    unsigned char b[4];
+    dta_status st = dtap_dq_read(d, ti, 0, 4, b, err);
+    if (st == DTA_OK)
+        *v = f32_of((uint32_t)b[0] | (uint32_t)b[1] << 8 | (uint32_t)b[2] << 16 |
+                    (uint32_t)b[3] << 24);
+    return st;
+}
+
+/* compressed-tensors weight_shape: two integers (I64 or I32). */
+static dta_status read_shape2(dtap_dq *d, size_t ti, uint64_t v[2], dta_error *err)
+{
+    const dta_tensor *t = &dtap_dq_model(d)->tensors[ti];
+    unsigned char b[16];
+    unsigned es = t->dtype == DTA_I64 ? 8 : t->dtype == DTA_I32 ? 4 : 0;
+    if (!es || t->numel != 2 || !dtap_dq_stored_plain(d, ti))
+        return dta_error_set(err, DTA_E_REFUSED, 0, "dequantize: '%.200s' is not two I64 or "
+                             "I32 values; nothing written", t->name);
+    dta_status st = dtap_dq_read(d, ti, 0, 2 * es, b, err);
+    for (int k = 0; k < 2 && st == DTA_OK; k++) {
+        uint64_t u = 0;
+        for (unsigned j = 0; j < es; j++)
+            u |= (uint64_t)b[k * es + j] << (8 * j);
+        if (es == 4 && (u & 0x80000000u))
+            u |= 0xFFFFFFFF00000000ull;
+        if (u >> 62)
+            return dta_error_set(err, DTA_E_REFUSED, 0, "dequantize: '%.200s' holds a "
+                                 "negative or huge dimension; nothing written", t->name);
+        v[k] = u;
+    }
+    return st;
+}
+
+static dta_status nv_plan_common(dtap_dq *d, const dta_quant *q, const dta_quant_param *qp,
+                                 dtap_dq_plan *o, bool ct, dta_error *err)
+{
+    const dta_model *w = dtap_dq_model(d);
+    const dta_tensor *c = &w->tensors[qp->weight];
+    size_t si = dtap_dq_comp(q, qp, DTA_QR_SCALE), gi = dtap_dq_comp(q, qp, DTA_QR_GLOBAL_SCALE);
+    const char *gname = ct ? "weight_global_scale" : "weight_scale_2";
+    for (size_t k = 0; k < qp->ntensors; k++) {
+        const char *nm = w->tensors[qp->tensors[k]].name;
+        size_t l = strlen(nm);
+        if (l >= 16 && !strcmp(nm + l - 16, ".pre_quant_scale"))
+            return refuse(err, qp->name, "NVFP4 with pre_quant_scale (AWQ-smoothed) needs the "
+                                         "scale folded into the weight, which dequantizing "
+                                         "alone does not do");
+    }
+    if (q->method && strstr(q->method, "AWQ"))
+        return refuse(err, qp->name, "NVFP4_AWQ checkpoints (pre_quant_scale) are not "
+                                     "supported");
+    if (dtap_dq_comp(q, qp, DTA_QR_ZERO_POINT) != SIZE_MAX ||
+        dtap_dq_comp(q, qp, DTA_QR_G_IDX) != SIZE_MAX)
+        return refuse(err, qp->name, "NVFP4 with a zero point or g_idx is not supported");
+    if (si == SIZE_MAX || gi == SIZE_MAX)
+        return refuse(err, qp->name, ct ? "NVFP4 without weight_scale and weight_global_scale"
+                                        : "NVFP4 without weight_scale and weight_scale_2");
+    const dta_tensor *s = &w->tensors[si], *g = &w->tensors[gi];
+    if (c->dtype != DTA_U8 || c->rank != 2)
+        return refuse(err, qp->name, "NVFP4 codes other than U8 [out, in/2] (expert stacks "
+                                     "and other ranks are not supported)");
+    if (s->dtype != DTA_F8_E4M3)
+        return refuse(err, qp->name, "NVFP4 block scales that are not F8_E4M3");
+    if (g->dtype != DTA_F32 || g->numel != 1) {
+        char why[128];
+        snprintf(why, sizeof why, "an NVFP4 %s that is not one F32 value", gname);
+        return refuse(err, qp->name, why);
+    }
+    if (!dtap_dq_stored_plain(d, qp->weight) || !dtap_dq_stored_plain(d, si) ||
+        !dtap_dq_stored_plain(d, gi))
+        return refuse(err, qp->name, "NVFP4 tensors not stored plainly (a safetensors input "
+                                     "is needed)");
+    uint64_t out = c->shape[0], cols = c->shape[1], in = cols * 2;
+    size_t shi = dtap_dq_comp(q, qp, DTA_QR_SHAPE);
+    if (shi != SIZE_MAX) {
+        uint64_t v[2];
+        dta_status st = read_shape2(d, shi, v, err);
+        if (st != DTA_OK)
+            return st;
+        if (v[0] != out || cdiv(v[1], 2) != cols)
+            return refuse(err, qp->name, "its weight_shape does not fit the packed codes");
+        in = v[1];
+    }
+    uint64_t gc = cdiv(in, 16);
+    if (s->rank != 2 || s->shape[0] != out || s->shape[1] != gc)
+        return refuse(err, qp->name, "NVFP4 block scales that are not [out, ceil(in/16)]");
+    nv_state *st = malloc(sizeof *st);
+    if (!st)
+        return nomem(err);
+    *st = (nv_state){ct, qp->weight, si, out, in, cols, gc, 0.0f};
+    dta_status r = read_f32_scalar(d, gi, &st->global, err);
+    if (r == DTA_OK && strcmp(qp->name, c->name) && !(o->oname = dup_name(qp->name)))
+        r = nomem(err);
+    if (r != DTA_OK) {
+        free(st);
+        return r;
+    }
+    o->state = st;
+    o->scale = si;
+    o->rank = 2;
+    o->shape[0] = out;
+    o->shape[1] = in;
+    o->numel = out * in;
+    return DTA_OK;
+}
+
+static dta_status modelopt_plan(dtap_dq *d, const dta_quant *q, const dta_quant_param *qp,
+                                dtap_dq_plan *o, dta_error *err)
+{
+    return nv_plan_common(d, q, qp, o, false, err);
+}
+
+static dta_status ct_plan(dtap_dq *d, const dta_quant *q, const dta_quant_param *qp,
+                          dtap_dq_plan *o, dta_error *err)
+{
+    return nv_plan_common(d, q, qp, o, true, err);
+}
+
+typedef struct {
+    size_t cap;
+    unsigned char data[];
+} byte_cache;
+
+static unsigned char *cache_bytes(void **cache, size_t need)
+{
+    byte_cache *c = *cache;
+    if (!c || c->cap < need) {
+        byte_cache *n = realloc(c, sizeof *c + need);
+        if (!n)
+            return NULL;
+        *cache = c = n;
+        c->cap = need;
+    }
+    return c->data;
+}
+
+static dta_status nv_fill(dtap_dq *d, const dtap_dq_plan *p, void **cache, uint64_t first,
+                          size_t n, float *x, float *s, dta_error *err)
+{
+    const nv_state *m = p->state;
+    uint64_t last = first + n - 1;
+    uint64_t r0 = first / m->in, r1 = last / m->in;
+    uint64_t cb0 = r0 * m->cols + (first % m->in) / 2, cb1 = r1 * m->cols + (last % m->in) / 2;
+    uint64_t sb0 = r0 * m->gc + (first % m->in) / 16, sb1 = r1 * m->gc + (last % m->in) / 16;
+    size_t nc = (size_t)(cb1 - cb0 + 1), ns = (size_t)(sb1 - sb0 + 1);
+    unsigned char *buf = cache_bytes(cache, nc + ns);
+    if (!buf)
+        return nomem(err);
+    dta_status st = dtap_dq_read(d, m->codes, cb0, nc, buf, err);
+    if (st == DTA_OK)
+        st = dtap_dq_read(d, m->scales, sb0, ns, buf + nc, err);
+    if (st != DTA_OK)
+        return st;
+    /* the scales of the range, decoded once each: reused for x's 16 elements */
+    uint64_t r = r0, i = first % m->in;
+    float sc = 0.0f;
+    uint64_t sc_at = UINT64_MAX;
+    for (size_t k = 0; k < n; k++) {
+        uint64_t cb = r * m->cols + i / 2 - cb0, sb = r * m->gc + i / 16 - sb0;
+        unsigned char byte = buf[cb];
+        x[k] = e2m1[i & 1 ? byte >> 4 : byte & 15];
+        if (sb != sc_at) {
+            float bs = f32_of(dtab_f8_to_f32(DTA_F8_E4M3, buf[nc + sb]));
+            sc = m->ct ? bs / m->global : bs * m->global;
+            sc_at = sb;
+        }
+        s[k] = sc;
+        if (++i == m->in) {
+            i = 0;
+            r++;
+        }
+    }
+    return DTA_OK;
+}
+
+const dtap_dq_ops dtap_dq_modelopt_nvfp4_ops = {DTA_QS_MODELOPT_NVFP4, modelopt_plan, nv_fill,
+                                                free};
+const dtap_dq_ops dtap_dq_ct_nvfp4_ops = {DTA_QS_CT_NVFP4, ct_plan, nv_fill, free};

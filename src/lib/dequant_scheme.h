@@ -1,0 +1,63 @@
+/* dtaudit (private): the interface between dequant.c and the per-scheme dequantization
+ * modules (dequant_fp4.c, dequant_pack.c, dequant_comfy.c, ...).
+ *
+ * dequant.c owns the plan over the checkpoint, the reading of tensor bytes and the element
+ * math every scheme shares: an output element is p = x * s, one f32 multiply rounded to
+ * nearest even, then rounded once to the target and classified (NaN / inf from a
+ * non-finite operand, overflow of finite operands, a nonzero product lost to zero) exactly
+ * as the built-in FP8 path does. A scheme module only says, per output element, what x
+ * (the decoded code, with any zero point already subtracted, exact in f32) and s (the
+ * scale, as the reference computes it in f32) are.
+ *
+ * A module is one dtap_dq_ops registered in dequant.c's scheme table (one line per
+ * module). plan() checks a parameter and refuses what it cannot dequantize exactly
+ * (DTA_E_REFUSED, naming the parameter and what is unsupported); fill() produces x and s
+ * for output elements [first, first + n) in C order of the output shape. */
+#ifndef DTAUDIT_DEQUANT_SCHEME_H
+#define DTAUDIT_DEQUANT_SCHEME_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "dequant.h"
+#include "dtaudit/quant.h"
+
+/* What plan() fills in for one parameter. */
+typedef struct {
+    size_t scale;                 /* the companion whose absence in an output marks the
+                                   * parameter as dequantized (verify), a tensor index */
+    char *oname;                  /* malloc'd output tensor name, NULL: the codes' name */
+    int rank;                     /* the output (logical) shape */
+    uint64_t shape[DTA_MAX_RANK];
+    uint64_t numel;
+    void *state;                  /* the module's, released by ops->release */
+} dtap_dq_plan;
+
+typedef struct dtap_dq_ops {
+    dta_quant_scheme scheme;
+    dta_status (*plan)(dtap_dq *d, const dta_quant *q, const dta_quant_param *qp,
+                       dtap_dq_plan *out, dta_error *err);
+    /* x and s (n floats each, n <= dtap_dq_max_elems()) of output elements
+     * [first, first + n). *cache is the module's per-run scratch: dequant.c frees it with
+     * free() when fill() is next called for another parameter, and at the end. */
+    dta_status (*fill)(dtap_dq *d, const dtap_dq_plan *p, void **cache, uint64_t first,
+                       size_t n, float *x, float *s, dta_error *err);
+    void (*release)(void *state);
+} dtap_dq_ops;
+
+/* Registered modules (dequant.c's table lists them). */
+extern const dtap_dq_ops dtap_dq_mxfp4_ops;         /* dequant_fp4.c */
+extern const dtap_dq_ops dtap_dq_modelopt_nvfp4_ops; /* dequant_fp4.c */
+extern const dtap_dq_ops dtap_dq_ct_nvfp4_ops;      /* dequant_fp4.c */
+
+/* Helpers dequant.c gives the modules. */
+const dta_model *dtap_dq_model(const dtap_dq *d);
+/* Bytes [off, off + n) of tensor ti's data (a plain stored tensor). */
+dta_status dtap_dq_read(dtap_dq *d, size_t ti, uint64_t off, size_t n, void *buf,
+                        dta_error *err);
+/* The companion of role r of parameter p, SIZE_MAX when absent. */
+size_t dtap_dq_comp(const dta_quant *q, const dta_quant_param *p, dta_quant_role r);
+/* Whether tensor ti is stored plainly (safetensors-like: contiguous, with data). */
+bool dtap_dq_stored_plain(const dtap_dq *d, size_t ti);
+
+#endif
