@@ -18,15 +18,16 @@
 #include "format.h"
 #include "model_build.h"
 
+/* One tensor of the header while it is parsed and checked: 40 bytes. The name is already
+ * the model's (dtap_model_alloc_str), so a header of a million names holds each name once. */
 typedef struct {
-    char *name;
-    size_t name_len;
-    dta_dtype dtype;
-    int rank;
-    uint64_t *shape;  /* rank dims: a scratch array while parsing, then in the shared pool */
-    size_t shape_at;  /* index of the dims in the pool (one array for every entry, so an
-                       * entry costs ~48 bytes, not the 512 of a DTA_MAX_RANK array) */
+    char *name;         /* NUL-terminated after name_len bytes */
     uint64_t begin, end;
+    uint32_t name_len;  /* < the header cap (DTA_MAX_SAFETENSORS_HEADER) */
+    uint32_t shape_at;  /* index of the rank dims in the shared pool (one array for every
+                         * entry, not a DTA_MAX_RANK array each) */
+    int8_t dtype;       /* dta_dtype, DTA_DTYPE_NONE until read */
+    uint8_t rank;
 } st_entry;
 
 typedef struct {
@@ -100,8 +101,16 @@ static size_t put_utf8(char *o, unsigned cp)
     return 4;
 }
 
-/* Parses a JSON string; *out (malloc'd, NUL-terminated) may be NULL to skip. */
-static dta_status string(jp *j, char **out, size_t *len)
+/* Frees a string_to() buffer: one in the model's storage stays there. */
+static void drop(char *buf, dta_model *into)
+{
+    if (!into)
+        free(buf);
+}
+
+/* Parses a JSON string; out may be NULL to skip. *out is NUL-terminated, malloc'd, or in
+ * the model's string storage when into is not NULL (never freed then). */
+static dta_status string_to(jp *j, char **out, size_t *len, dta_model *into)
 {
     dta_status st = expect(j, '"');
     if (st != DTA_OK)
@@ -114,20 +123,20 @@ static dta_status string(jp *j, char **out, size_t *len)
             cap++;
         cap++;
     }
-    char *buf = out ? malloc(cap + 1) : NULL;
+    char *buf = !out ? NULL : into ? dtap_model_alloc_str(into, cap + 1) : malloc(cap + 1);
     if (out && !buf)
         return dta_error_set(j->err, DTA_E_NOMEM, ENOMEM, "out of memory");
     size_t n = 0;
     for (;;) {
         if (j->p >= j->end) {
-            free(buf);
+            drop(buf, into);
             return jerr(j, DTA_E_FORMAT, "unterminated string");
         }
         unsigned c = *j->p++;
         if (c == '"')
             break;
         if (c < 0x20) {
-            free(buf);
+            drop(buf, into);
             return jerr(j, DTA_E_FORMAT, "control character in string");
         }
         if (c != '\\') {
@@ -136,7 +145,7 @@ static dta_status string(jp *j, char **out, size_t *len)
             continue;
         }
         if (j->p >= j->end) {
-            free(buf);
+            drop(buf, into);
             return jerr(j, DTA_E_FORMAT, "unterminated string");
         }
         c = *j->p++;
@@ -150,32 +159,32 @@ static dta_status string(jp *j, char **out, size_t *len)
         case 't': cp = '\t'; break;
         case 'u':
             if ((st = hex4(j, &cp)) != DTA_OK) {
-                free(buf);
+                drop(buf, into);
                 return st;
             }
             if (cp >= 0xD800 && cp <= 0xDBFF) {
                 unsigned lo;
                 if (j->end - j->p < 2 || j->p[0] != '\\' || j->p[1] != 'u') {
-                    free(buf);
+                    drop(buf, into);
                     return jerr(j, DTA_E_FORMAT, "unpaired surrogate in \\u escape");
                 }
                 j->p += 2;
                 if ((st = hex4(j, &lo)) != DTA_OK) {
-                    free(buf);
+                    drop(buf, into);
                     return st;
                 }
                 if (lo < 0xDC00 || lo > 0xDFFF) {
-                    free(buf);
+                    drop(buf, into);
                     return jerr(j, DTA_E_FORMAT, "unpaired surrogate in \\u escape");
                 }
                 cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
             } else if (cp >= 0xDC00 && cp <= 0xDFFF) {
-                free(buf);
+                drop(buf, into);
                 return jerr(j, DTA_E_FORMAT, "unpaired surrogate in \\u escape");
             }
             break;
         default:
-            free(buf);
+            drop(buf, into);
             return jerr(j, DTA_E_FORMAT, "bad escape in string");
         }
         /* an escape of k source bytes never decodes to more than k bytes */
@@ -191,6 +200,11 @@ static dta_status string(jp *j, char **out, size_t *len)
     if (len)
         *len = n;
     return DTA_OK;
+}
+
+static dta_status string(jp *j, char **out, size_t *len)
+{
+    return string_to(j, out, len, NULL);
 }
 
 static dta_status num_err(jp *j, const char *tname, const char *field, const char *problem)
@@ -327,7 +341,8 @@ static dta_status u64_array(jp *j, uint64_t *out, int max, int *n, const char *w
     }
 }
 
-static dta_status parse_entry(jp *j, st_entry *e)
+/* Reads one entry's object into e; its dims go to shape (DTA_MAX_RANK slots). */
+static dta_status parse_entry(jp *j, st_entry *e, uint64_t *shape)
 {
     bool have_dtype = false, have_shape = false, have_offsets = false;
     char msg[200];
@@ -371,7 +386,7 @@ static dta_status parse_entry(jp *j, st_entry *e)
                     free(key);
                     return st;
                 }
-                e->dtype = dta_dtype_from_safetensors(d, dlen);
+                e->dtype = (int8_t)dta_dtype_from_safetensors(d, dlen);
                 if (e->dtype == DTA_DTYPE_NONE) {
                     dta_error_set(j->err, DTA_E_FORMAT, 0,
                                   "tensor '%.80s' has unknown dtype \"%.40s\"", e->name, d);
@@ -386,7 +401,9 @@ static dta_status parse_entry(jp *j, st_entry *e)
                     snprintf(msg, sizeof msg, "tensor '%.80s' shape is not an array", e->name);
                     return jerr(j, DTA_E_FORMAT, msg);
                 }
-                st = u64_array(j, e->shape, DTA_MAX_RANK, &e->rank, "shape", e->name);
+                int rank = 0;
+                st = u64_array(j, shape, DTA_MAX_RANK, &rank, "shape", e->name);
+                e->rank = (uint8_t)rank;
             } else if (seen == &have_offsets) {
                 uint64_t off[3] = {0, 0, 0};
                 int n;
@@ -534,19 +551,20 @@ int dtap_safetensors_bid(const unsigned char *head, size_t n, uint64_t size)
     return 0;
 }
 
-static void fmt_shape(char *out, size_t cap, const st_entry *e)
+static void fmt_shape(char *out, size_t cap, const st_entry *e, const uint64_t *pool)
 {
+    const uint64_t *shape = pool + e->shape_at;
     size_t o = 0;
     o += (size_t)snprintf(out + o, cap - o, "[");
     for (int k = 0; k < e->rank && o < cap; k++)
         o += (size_t)snprintf(out + o, cap - o, "%s%llu", k ? ", " : "",
-                              (unsigned long long)e->shape[k]);
+                              (unsigned long long)shape[k]);
     if (o < cap)
         snprintf(out + o, cap - o, "]");
 }
 
 static dta_status validate_and_add(const dtap_src *src, dta_model *m, st_entry *ents, size_t n,
-                                   uint64_t hlen, dta_error *err)
+                                   const uint64_t *pool, uint64_t hlen, dta_error *err)
 {
     st_entry **v = malloc(sizeof *v * (n ? n : 1));
     dta_status st = DTA_OK;
@@ -596,35 +614,35 @@ static dta_status validate_and_add(const dtap_src *src, dta_model *m, st_entry *
             goto out;
         }
         for (int k = 0; k < e->rank; k++)
-            if (dtap_mul_u64(numel, e->shape[k], &numel) != 0) {
-                fmt_shape(shape, sizeof shape, e);
+            if (dtap_mul_u64(numel, pool[e->shape_at + k], &numel) != 0) {
+                fmt_shape(shape, sizeof shape, e, pool);
                 st = dta_error_set(err, DTA_E_FORMAT, 0,
                                    "tensor '%.100s' shape %s overflows 64 bits", e->name, shape);
                 goto out;
             }
-        if (!dta_dtype_nbytes(e->dtype, numel, &nbytes)) {
-            unsigned bits = dta_dtype_get(e->dtype)->bits, be = 1, bb = 1;
-            dta_dtype_block(e->dtype, &be, &bb);
-            fmt_shape(shape, sizeof shape, e);
+        if (!dta_dtype_nbytes((dta_dtype)e->dtype, numel, &nbytes)) {
+            unsigned bits = dta_dtype_get((dta_dtype)e->dtype)->bits, be = 1, bb = 1;
+            dta_dtype_block((dta_dtype)e->dtype, &be, &bb);
+            fmt_shape(shape, sizeof shape, e, pool);
             if (numel % be == 0) /* whole blocks: the byte count overflows */
                 st = dta_error_set(err, DTA_E_FORMAT, 0,
                                    "tensor '%.100s' shape %s of %s overflows 64 bits", e->name,
-                                   shape, dta_dtype_name(e->dtype));
+                                   shape, dta_dtype_name((dta_dtype)e->dtype));
             else
                 st = dta_error_set(err, DTA_E_FORMAT, 0,
                                    "tensor '%.100s' shape %s: %llu elements of %u-bit %s do not "
                                    "fill whole bytes",
                                    e->name, shape, (unsigned long long)numel, bits,
-                                   dta_dtype_name(e->dtype));
+                                   dta_dtype_name((dta_dtype)e->dtype));
             goto out;
         }
         if (e->end - e->begin != nbytes) {
-            fmt_shape(shape, sizeof shape, e);
+            fmt_shape(shape, sizeof shape, e, pool);
             st = dta_error_set(err, DTA_E_FORMAT, 0,
                                "tensor '%.100s' has %llu bytes in data_offsets but shape %s of "
                                "%s needs %llu",
                                e->name, (unsigned long long)(e->end - e->begin), shape,
-                               dta_dtype_name(e->dtype), (unsigned long long)nbytes);
+                               dta_dtype_name((dta_dtype)e->dtype), (unsigned long long)nbytes);
             goto out;
         }
         start = e->end;
@@ -650,13 +668,15 @@ static dta_status validate_and_add(const dtap_src *src, dta_model *m, st_entry *
         st_entry *e = &ents[i];
         size_t sidx;
         uint64_t numel = 1;
+        const uint64_t *shape_e = pool + e->shape_at;
         for (int k = 0; k < e->rank; k++)
-            numel *= e->shape[k]; /* checked above */
-        if ((st = dtap_model_add_storage(m, file, NULL, e->dtype, numel, data0 + e->begin, &sidx,
-                                         err)) != DTA_OK)
+            numel *= shape_e[k]; /* checked above */
+        if ((st = dtap_model_add_storage(m, file, NULL, (dta_dtype)e->dtype, numel,
+                                         data0 + e->begin, &sidx, err)) != DTA_OK)
             goto out;
-        if ((st = dtap_model_add_tensor(m, e->name, e->name_len, "", e->dtype, e->rank, e->shape,
-                                        NULL, 0, sidx, file, err)) != DTA_OK)
+        if ((st = dtap_model_add_tensor_owned(m, e->name, e->name_len, "", (dta_dtype)e->dtype,
+                                              e->rank, shape_e, NULL, 0, sidx, file, err)) !=
+            DTA_OK)
             goto out;
     }
 out:
@@ -713,14 +733,12 @@ dta_status dtap_safetensors_open(const dtap_src *src, dta_model *m, dta_error *e
         for (;;) {
             char *key;
             size_t klen;
-            if ((st = string(&j, &key, &klen)) != DTA_OK)
+            /* straight into the model's string storage: most keys are tensor names */
+            if ((st = string_to(&j, &key, &klen, m)) != DTA_OK)
                 goto out;
-            if ((st = expect(&j, ':')) != DTA_OK) {
-                free(key);
+            if ((st = expect(&j, ':')) != DTA_OK)
                 goto out;
-            }
             if (strcmp(key, "__metadata__") == 0 && klen == 12) {
-                free(key);
                 if (have_meta) {
                     st = dta_error_set(err, DTA_E_FORMAT, 0, "duplicate __metadata__");
                     goto out;
@@ -730,7 +748,6 @@ dta_status dtap_safetensors_open(const dtap_src *src, dta_model *m, dta_error *e
                     goto out;
             } else {
                 if (n >= DTA_MAX_TENSORS) {
-                    free(key);
                     st = dta_error_set(err, DTA_E_LIMIT, 0, "more than %u tensors",
                                        DTA_MAX_TENSORS);
                     goto out;
@@ -739,7 +756,6 @@ dta_status dtap_safetensors_open(const dtap_src *src, dta_model *m, dta_error *e
                     size_t ncap = cap ? cap * 2 : 64;
                     st_entry *p = realloc(ents, ncap * sizeof *p);
                     if (!p) {
-                        free(key);
                         st = dta_error_set(err, DTA_E_NOMEM, ENOMEM, "out of memory");
                         goto out;
                     }
@@ -749,10 +765,9 @@ dta_status dtap_safetensors_open(const dtap_src *src, dta_model *m, dta_error *e
                 st_entry *e = &ents[n++];
                 memset(e, 0, sizeof *e);
                 e->name = key;
-                e->name_len = klen;
+                e->name_len = (uint32_t)klen; /* klen < hlen <= the header cap */
                 e->dtype = DTA_DTYPE_NONE;
-                e->shape = scratch;
-                if ((st = parse_entry(&j, e)) != DTA_OK)
+                if ((st = parse_entry(&j, e, scratch)) != DTA_OK)
                     goto out;
                 if (cappool - npool < (size_t)e->rank) {
                     size_t ncap = cappool ? cappool * 2 : 256;
@@ -768,7 +783,7 @@ dta_status dtap_safetensors_open(const dtap_src *src, dta_model *m, dta_error *e
                 }
                 if (e->rank)
                     memcpy(pool + npool, scratch, sizeof *pool * (size_t)e->rank);
-                e->shape_at = npool;
+                e->shape_at = (uint32_t)npool; /* < hlen: every dim takes a byte */
                 npool += (size_t)e->rank;
             }
             if (peek(&j) == ',') {
@@ -789,14 +804,10 @@ dta_status dtap_safetensors_open(const dtap_src *src, dta_model *m, dta_error *e
                             : "trailing characters after the header JSON");
         goto out;
     }
-    free(hdr); /* the entries hold copies: do not keep both alive while the model grows */
+    free(hdr); /* the names are the model's now: do not keep the header while it grows */
     hdr = NULL;
-    for (size_t i = 0; i < n; i++)
-        ents[i].shape = pool + ents[i].shape_at;
-    st = validate_and_add(src, m, ents, n, hlen, err);
+    st = validate_and_add(src, m, ents, n, pool, hlen, err);
 out:
-    for (size_t i = 0; i < n; i++)
-        free(ents[i].name);
     free(ents);
     free(pool);
     free(hdr);

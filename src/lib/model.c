@@ -145,11 +145,16 @@ static dta_status check_extent(const dta_model *m, const char *raw, size_t raw_l
     return DTA_OK;
 }
 
-dta_status dtap_model_add_tensor(dta_model *m, const char *name, size_t name_len,
-                                 const char *root, dta_dtype dtype, int rank,
-                                 const uint64_t *shape, const int64_t *stride,
-                                 uint64_t storage_offset, size_t storage, size_t file,
-                                 dta_error *err)
+char *dtap_model_alloc_str(dta_model *m, size_t n)
+{
+    return arena_alloc(m, n, 1);
+}
+
+/* owned: name is already in the model's arena (dtap_model_alloc_str), NUL-terminated */
+static dta_status add_tensor(dta_model *m, const char *name, size_t name_len, bool owned,
+                             const char *root, dta_dtype dtype, int rank, const uint64_t *shape,
+                             const int64_t *stride, uint64_t storage_offset, size_t storage,
+                             size_t file, dta_error *err)
 {
     uint64_t numel = 1, nbytes;
     dta_status st;
@@ -194,7 +199,7 @@ dta_status dtap_model_add_tensor(dta_model *m, const char *name, size_t name_len
     if (!impl(m)->last_root || strcmp(impl(m)->last_root, root) != 0)
         impl(m)->last_root = arena_dupn(m, root, strlen(root));
     t->root = (char *)impl(m)->last_root;
-    t->name = arena_dupn(m, name, name_len);
+    t->name = owned ? (char *)name : arena_dupn(m, name, name_len);
     t->name_nul = memchr(name, 0, name_len) != NULL;
     t->shape = arena_alloc(m, sizeof(uint64_t) * (size_t)(rank ? rank : 1), sizeof(uint64_t));
     if (stride)
@@ -217,6 +222,26 @@ dta_status dtap_model_add_tensor(dta_model *m, const char *name, size_t name_len
         m->storages[storage].ntensors++;
     m->ntensors++;
     return DTA_OK;
+}
+
+dta_status dtap_model_add_tensor(dta_model *m, const char *name, size_t name_len,
+                                 const char *root, dta_dtype dtype, int rank,
+                                 const uint64_t *shape, const int64_t *stride,
+                                 uint64_t storage_offset, size_t storage, size_t file,
+                                 dta_error *err)
+{
+    return add_tensor(m, name, name_len, false, root, dtype, rank, shape, stride,
+                      storage_offset, storage, file, err);
+}
+
+dta_status dtap_model_add_tensor_owned(dta_model *m, char *name, size_t name_len,
+                                       const char *root, dta_dtype dtype, int rank,
+                                       const uint64_t *shape, const int64_t *stride,
+                                       uint64_t storage_offset, size_t storage, size_t file,
+                                       dta_error *err)
+{
+    return add_tensor(m, name, name_len, true, root, dtype, rank, shape, stride,
+                      storage_offset, storage, file, err);
 }
 
 dta_status dtap_model_add_note(dta_model *m, dta_rule rule, const char *subject,

@@ -26,6 +26,20 @@ dta_status dtap_model_add_tensor(dta_model *m, const char *name, size_t name_len
                                  uint64_t storage_offset, size_t storage, size_t file,
                                  dta_error *err);
 
+/* n bytes of the model's own string storage (freed with the model), NULL when out of
+ * memory: a reader that parses names straight into it hands them to
+ * dtap_model_add_tensor_owned instead of copying each one (a header of a million names
+ * then holds each name once, not once in the reader and once in the model). */
+char *dtap_model_alloc_str(dta_model *m, size_t n);
+
+/* dtap_model_add_tensor for a name from dtap_model_alloc_str (NUL-terminated after
+ * name_len bytes), kept as it is instead of copied. */
+dta_status dtap_model_add_tensor_owned(dta_model *m, char *name, size_t name_len,
+                                       const char *root, dta_dtype dtype, int rank,
+                                       const uint64_t *shape, const int64_t *stride,
+                                       uint64_t storage_offset, size_t storage, size_t file,
+                                       dta_error *err);
+
 /* A note raised while reading; its severity is the catalogue's default for rule. */
 dta_status dtap_model_add_note(dta_model *m, dta_rule rule, const char *subject,
                                const char *message, dta_error *err);
