@@ -458,8 +458,20 @@ static dta_status read_config(qctx *c)
         s = DTA_QS_QUANTO;
     else if (!strcmp(qm, "torchao"))
         s = DTA_QS_TORCHAO;
-    else if (!strcmp(qm, "hqq"))
+    else if (!strcmp(qm, "hqq")) {
+        /* transformers' HqqConfig: quant_config.weight_quant_params {nbits, group_size, axis},
+         * or a per-layer dict of such configs (the first one read) */
         s = DTA_QS_HQQ;
+        const cJSON *qc = cJSON_GetObjectItemCaseSensitive(doc, "quant_config");
+        const cJSON *wp = cJSON_GetObjectItemCaseSensitive(qc, "weight_quant_params");
+        for (const cJSON *e = cJSON_IsObject(qc) ? qc->child : NULL; e && !cJSON_IsObject(wp); e = e->next)
+            wp = cJSON_GetObjectItemCaseSensitive(e, "weight_quant_params");
+        if (cJSON_IsObject(wp)) {
+            q->bits = clamp_u32(jint(wp, "nbits", 0));
+            q->group = clamp_u32(jint(wp, "group_size", 0));
+            snprintf(detail, sizeof detail, "axis %d", (int)jint(wp, "axis", 1));
+        }
+    }
 done:
     if (st == DTA_OK && detail[0])
         st = set_str(c, &q->detail, detail);
@@ -1164,8 +1176,9 @@ static void describe(qctx *c, dta_quant_param *p)
         p->format = "INT8";
         break;
     case DTA_QS_HQQ:
-        p->format = "HQQ";
-        p->rank = 0;
+        p->format = q->bits == 8 ? "INT8" : q->bits == 3 ? "INT3" : q->bits == 2 ? "INT2"
+                  : q->bits == 1 ? "INT1" : "INT4";
+        p->rank = 0; /* the logical shape is the 'shape' meta tensor's values, not in the header */
         break;
     case DTA_QS_QUANTO: case DTA_QS_TORCHAO:
         if (w->dtype == DTA_U8 || w->dtype == DTA_I8)
@@ -1183,7 +1196,10 @@ static void describe(qctx *c, dta_quant_param *p)
         p->numel = 1;
         for (int d = 0; d < p->rank; d++)
             p->numel *= p->shape[d];
-    } else if (p->scheme == DTA_QS_BNB_4BIT || w->dtype == DTA_U8)
+    } else if (p->scheme == DTA_QS_HQQ && (w->dtype == DTA_U8 || w->dtype == DTA_I32))
+        /* packing by nbits: 8/4/2/1-bit codes in bytes, 3-bit ten to an int32 */
+        p->numel = w->dtype == DTA_I32 ? w->numel * 10 : w->nbytes * (8 / (bits >= 1 && bits <= 8 ? bits : 4));
+    else if (p->scheme == DTA_QS_BNB_4BIT || w->dtype == DTA_U8)
         p->numel = w->nbytes * 2;
 }
 
@@ -1208,7 +1224,7 @@ void dta_quant_param_label(const dta_quant *q, const dta_quant_param *p, char *b
         snprintf(gran, sizeof gran, " group 32");
         break;
     case DTA_QS_CT_FLOAT: case DTA_QS_CT_INT: case DTA_QS_CT_PACK: case DTA_QS_GPTQ:
-    case DTA_QS_AWQ:
+    case DTA_QS_AWQ: case DTA_QS_HQQ:
         if (q->block[0] && q->block[1])
             snprintf(gran, sizeof gran, " block %ux%u", q->block[0], q->block[1]);
         else if (q->group)
