@@ -37,6 +37,8 @@
 #define DQ_MAX_ELEMS (1u << 20)   /* elements per dtap_dq_run */
 #define DQ_SCALE_WINDOW 4096u     /* decoded scale entries kept at a time (at least a row) */
 #define DQ_MAX_SCALE_ROW (1u << 22) /* entries of one grid row we agree to hold */
+#define DQ_PT_COLS 256u           /* product tables: at most this many column blocks */
+#define DQ_PT_MIN_ROWS 16u        /* ... and only when a scale covers this many rows */
 
 typedef struct {
     size_t weight, scale;      /* tensor indices in w (scale: SIZE_MAX never for supported) */
@@ -77,6 +79,17 @@ struct dtap_dq {
     void *xcache;
     dq_name *onames;           /* renamed outputs (xp.oname), sorted by name */
     size_t nonames;
+    /* Product tables (block and per-tensor scales, where a scale covers many rows): per
+     * column block c of the current grid row, the encoded result and class of every code
+     * times that block's scale, computed by the per-element code (one_value), built when
+     * first needed and kept while the grid row, target and mode stay the same. */
+    uint32_t *pres;            /* [DQ_PT_COLS][256] */
+    uint8_t *pcls;             /* [DQ_PT_COLS][256] DTAB_* */
+    uint8_t *pbuilt;           /* [DQ_PT_COLS] */
+    size_t ppar;               /* key: parameter (SIZE_MAX none), grid entry, target, mode */
+    uint64_t prow;
+    dta_dtype pto;
+    int psat;
 };
 
 size_t dtap_dq_max_elems(void) { return DQ_MAX_ELEMS; }
@@ -157,6 +170,9 @@ void dtap_dq_free(dtap_dq *d)
     free(d->codes);
     free(d->sraw);
     free(d->sdec);
+    free(d->pres);
+    free(d->pcls);
+    free(d->pbuilt);
     free(d);
 }
 
@@ -355,6 +371,7 @@ dta_status dtap_dq_open(const dta_model *w, dtap_dq **out, dta_error *err)
     d->w = w;
     d->spar = SIZE_MAX;
     d->xpar = SIZE_MAX;
+    d->ppar = SIZE_MAX;
     d->p = calloc(q->nparams ? q->nparams : 1, sizeof *d->p);
     d->names = calloc(w->ntensors ? w->ntensors : 1, sizeof *d->names);
     d->fds = malloc((w->nfiles ? w->nfiles : 1) * sizeof *d->fds);
@@ -524,6 +541,78 @@ static void build_lut(dtap_dq *d, dta_dtype code)
 
 static inline int is_nonfinite(uint32_t b) { return (b & 0x7F800000u) == 0x7F800000u; }
 
+/* One element: the target's bits of RNE_to(f32(code) * s) for the code's f32 bits xb, and
+ * its class (*cls, DTAB_*) as dta_convert counts it. */
+static inline uint32_t one_value(uint32_t xb, float s, dta_dtype to, int sat, int *cls)
+{
+    uint32_t sb, pb, r;
+    float x, prod;
+    memcpy(&sb, &s, 4);
+    memcpy(&x, &xb, 4);
+    prod = x * s;
+    memcpy(&pb, &prod, 4);
+    uint32_t mx = to == DTA_F32 ? 0x7F7FFFFFu : to == DTA_BF16 ? 0x7F7Fu : 0x7BFFu;
+    uint32_t inf = to == DTA_F32 ? 0x7F800000u : to == DTA_BF16 ? 0x7F80u : 0x7C00u;
+    uint32_t sgn = to == DTA_F32 ? 0x80000000u : 0x8000u;
+    if (is_nonfinite(sb) || is_nonfinite(xb)) {
+        /* a non-finite code or scale: the product is NaN or inf */
+        *cls = (pb & 0x7FFFFFFFu) > 0x7F800000u ? DTAB_NAN : DTAB_INF;
+        r = dtab_encode(to, pb, 0, &(int){0});
+    } else if ((pb & 0x7FFFFFFFu) == 0x7F800000u) {
+        /* finite operands, product beyond f32 */
+        *cls = DTAB_OVF;
+        r = (pb & 0x80000000u ? sgn : 0) | (sat ? mx : inf);
+    } else {
+        r = dtab_encode(to, pb, sat, cls);
+        if (*cls == DTAB_FINE && !(pb & 0x7FFFFFFFu) && (sb & 0x7FFFFFFFu) &&
+            (xb & 0x7FFFFFFFu))
+            *cls = DTAB_UNF; /* the f32 product itself underflowed */
+    }
+    return r;
+}
+
+/* The product table of column block c (scale s) for the grid row at entry row. NULL when
+ * the tables do not pay (scales covering few rows, wide grids) or memory is short. */
+static const uint32_t *product_table(dtap_dq *d, size_t pi, uint64_t row, uint64_t c, float s,
+                                     dta_dtype to, int sat, const uint8_t **cls)
+{
+    const dq_param *p = &d->p[pi];
+    if (p->gc > DQ_PT_COLS || p->bm < DQ_PT_MIN_ROWS || c >= DQ_PT_COLS)
+        return NULL;
+    if (!d->pres) {
+        d->pres = malloc((size_t)DQ_PT_COLS * 256 * sizeof *d->pres);
+        d->pcls = malloc((size_t)DQ_PT_COLS * 256);
+        d->pbuilt = calloc(DQ_PT_COLS, 1);
+        if (!d->pres || !d->pcls || !d->pbuilt) {
+            free(d->pres);
+            free(d->pcls);
+            free(d->pbuilt);
+            d->pres = NULL;
+            d->pcls = d->pbuilt = NULL;
+            return NULL;
+        }
+    }
+    if (d->ppar != pi || d->prow != row || d->pto != to || d->psat != sat) {
+        memset(d->pbuilt, 0, DQ_PT_COLS);
+        d->ppar = pi;
+        d->prow = row;
+        d->pto = to;
+        d->psat = sat;
+    }
+    uint32_t *res = d->pres + c * 256;
+    uint8_t *cl = d->pcls + c * 256;
+    if (!d->pbuilt[c]) {
+        for (unsigned k = 0; k < 256; k++) {
+            int x;
+            res[k] = one_value(d->lut[k], s, to, sat, &x);
+            cl[k] = (uint8_t)x;
+        }
+        d->pbuilt[c] = 1;
+    }
+    *cls = cl;
+    return res;
+}
+
 dta_status dtap_dq_run(dtap_dq *d, size_t pi, uint64_t first, size_t n, dta_dtype to,
                        dta_overflow_mode mode, void *dst, dta_convert_stats *stats,
                        dta_error *err)
@@ -564,6 +653,41 @@ dta_status dtap_dq_run(dtap_dq *d, size_t pi, uint64_t first, size_t n, dta_dtyp
             uint32_t sb;
             memcpy(&sb, &s, 4);
             int sfin = !is_nonfinite(sb), snz = (sb & 0x7FFFFFFFu) != 0;
+            const uint8_t *pcl;
+            const uint32_t *pt = product_table(d, pi, srow, c, s, to, sat, &pcl);
+            if (pt) {
+                /* a table lookup per element; the classes counted only when one is not
+                 * fine (the results are the table's either way) */
+                unsigned sus = 0;
+                unsigned char *q = o + (size_t)(k + (a - i)) * eo;
+                const unsigned char *cp = d->codes + (size_t)(k + (a - i));
+                size_t len = (size_t)(b - a);
+                if (eo == 2) {
+                    for (size_t jj = 0; jj < len; jj++) {
+                        unsigned cc = cp[jj];
+                        uint32_t r = pt[cc];
+                        sus |= pcl[cc];
+                        q[2 * jj] = (unsigned char)r;
+                        q[2 * jj + 1] = (unsigned char)(r >> 8);
+                    }
+                } else {
+                    for (size_t jj = 0; jj < len; jj++) {
+                        unsigned cc = cp[jj];
+                        uint32_t r = pt[cc];
+                        sus |= pcl[cc];
+                        q[4 * jj] = (unsigned char)r;
+                        q[4 * jj + 1] = (unsigned char)(r >> 8);
+                        q[4 * jj + 2] = (unsigned char)(r >> 16);
+                        q[4 * jj + 3] = (unsigned char)(r >> 24);
+                    }
+                }
+                if (!sus)
+                    cnt[DTAB_FINE] += len;
+                else
+                    for (size_t jj = 0; jj < len; jj++)
+                        cnt[pcl[cp[jj]]]++;
+                continue;
+            }
             if (to == DTA_BF16 && sfin) {
                 /* fast path: branch-free products and RNE; any element that needs a class
                  * (NaN, inf, overflow, a nonzero product lost to zero) sends the run to the
