@@ -23,7 +23,7 @@
 #include "dtaudit/quant.h"
 
 /* What plan() fills in for one parameter. */
-typedef struct {
+typedef struct dtap_dq_plan {
     size_t scale;                 /* the companion whose absence in an output marks the
                                    * parameter as dequantized (verify), a tensor index */
     char *oname;                  /* malloc'd output tensor name, NULL: the codes' name */
@@ -31,7 +31,21 @@ typedef struct {
     uint64_t shape[DTA_MAX_RANK];
     uint64_t numel;
     void *state;                  /* the module's, released by ops->release */
+    dta_dtype mid;                /* DTA_BOOL (0, the default): none; DTA_BF16 / DTA_F16:
+                                   * the reference returns p rounded to this dtype, which
+                                   * is then cast to the target (bitsandbytes 4-bit) */
+    /* Optional, set by plan() and used instead of ops->fill: for a reference that is not
+     * one product x * s (bitsandbytes int8 rounds twice): the f32 results (bits) of output
+     * elements [first, first + n) and a DTAP_DQF_* flag byte per element. */
+    dta_status (*values)(dtap_dq *d, const struct dtap_dq_plan *p, void **cache,
+                         uint64_t first, size_t n, uint32_t *v, uint8_t *fl, dta_error *err);
 } dtap_dq_plan;
+
+/* Flags per element of ops->values (fl): */
+enum {
+    DTAP_DQF_NONFINITE = 1, /* an operand (code, scale) is NaN or inf */
+    DTAP_DQF_NONZERO = 2    /* every operand is nonzero: a zero result is an underflow */
+};
 
 typedef struct dtap_dq_ops {
     dta_quant_scheme scheme;
@@ -49,6 +63,8 @@ typedef struct dtap_dq_ops {
 extern const dtap_dq_ops dtap_dq_mxfp4_ops;         /* dequant_fp4.c */
 extern const dtap_dq_ops dtap_dq_modelopt_nvfp4_ops; /* dequant_fp4.c */
 extern const dtap_dq_ops dtap_dq_ct_nvfp4_ops;      /* dequant_fp4.c */
+extern const dtap_dq_ops dtap_dq_bnb4_ops;          /* dequant_bnb.c */
+extern const dtap_dq_ops dtap_dq_bnb8_ops;          /* dequant_bnb.c */
 
 /* Helpers dequant.c gives the modules. */
 const dta_model *dtap_dq_model(const dtap_dq *d);

@@ -1,0 +1,339 @@
+"""convert --dequantize of the integer / lookup-table schemes against an independent numpy
+reference written from shared/quant.md: bitsandbytes 4-bit NF4 / FP4 with and without
+double quantization (5.1) and LLM.int8 (5.2). The reference decodes the packing here
+(high nibble first, blocks over the flattened tensor), takes every product in numpy
+float32 (one rounding per step, in the brief's order) and rounds to BF16/F16 with torch's
+Tensor.to(). Fixtures are generated at test time and small: odd element counts (a padding
+nibble), blocks crossing rows, zero absmax, FP4 code 8, a non-uint8 quant_storage, the
+double-quantization offset, refusals (a foreign quant_map, a tiled int8 layout).
+
+Usage: dequant_int_reference.py DTAUDIT. Exit 0 pass, 1 fail, 77 skip (no numpy/torch)."""
+import json
+import os
+import shutil
+import sys
+import tempfile
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import dequant_reference as R  # noqa: E402  (exits 77 without numpy/torch)
+
+np, torch = R.np, R.torch
+check, run, write_st, read_st, same_values = R.check, R.run, R.write_st, R.read_st, R.same_values
+
+# ---- bitsandbytes tables (brief 1.2), as f32 bit patterns ------------------------------------
+NF4 = np.array([0xBF800000, 0xBF3239B1, 0xBF066B30, 0xBECA32A0, 0xBE91A24D, 0xBE3D353F,
+                0xBDBA7871, 0x00000000, 0x3DA2FAFF, 0x3E24CAE3, 0x3E7C04DD, 0x3EAD033A,
+                0x3EE1A4B8, 0x3F1007AB, 0x3F3913B3, 0x3F800000], np.uint32).view(np.float32)
+# FP4: raw [0, 0.0625, 8, 12, 4, 6, 2, 3] / 12, codes 8..15 the negatives, code 8 = +0
+_fp4 = (np.array([0, 0.0625, 8, 12, 4, 6, 2, 3], np.float64) / 12).astype(np.float32)
+FP4 = np.concatenate([_fp4, -_fp4])
+FP4[8] = 0.0
+TORCH_DT = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}
+
+
+def f32(a):
+    return np.asarray(a, np.float32)
+
+
+def to_dtype_bytes(v32, name):
+    """f32 values -> bytes of torch dtype `name` (RNE)."""
+    if name == "float32":
+        return f32(v32).tobytes()
+    return torch.from_numpy(f32(v32).copy()).to(TORCH_DT[name]).view(torch.int16).numpy().tobytes()
+
+
+def from_dtype_bytes(raw, name):
+    if name == "float32":
+        return np.frombuffer(raw, np.float32).copy()
+    t = torch.from_numpy(np.frombuffer(raw, np.int16).copy()).view(TORCH_DT[name])
+    return t.float().numpy()
+
+
+def target_bytes(v32, target):
+    return to_dtype_bytes(v32, {"BF16": "bfloat16", "F16": "float16", "F32": "float32"}[target])
+
+
+def dynamic_map(rng):
+    """A signed 256-entry nested map (the file's map is what counts; not bnb's exact one)."""
+    m = np.sort(rng.uniform(-1, 1, 256)).astype(np.float32)
+    m[0], m[128], m[255] = -1.0, 0.0, 1.0
+    return np.sort(m)
+
+
+def bnb4_param(rng, prefix, shape, qtype, blocksize, dtype, nested, storage="U8"):
+    """Quantizes a random tensor; returns (tensors, reference f32 values before the dtype
+    rounding, dtype name)."""
+    n = int(np.prod(shape))
+    lut = NF4 if qtype == "nf4" else FP4
+    w = rng.standard_normal(n).astype(np.float32)
+    nb = -(-n // blocksize)
+    absmax = np.zeros(nb, np.float32)
+    codes = np.zeros(n, np.uint8)
+    for b in range(nb):
+        blk = w[b * blocksize:(b + 1) * blocksize]
+        a = np.float32(np.abs(blk).max())
+        if b == 1:
+            a = np.float32(0.0)  # a zero absmax block
+        absmax[b] = a
+        x = blk / a if a else np.zeros_like(blk)
+        codes[b * blocksize:b * blocksize + len(blk)] = np.abs(x[:, None] - lut[None, :]).argmin(1)
+    if qtype == "fp4":
+        codes[:16] = np.arange(16)  # every code, 8 (+0) included
+    else:
+        codes[:16] = np.arange(16)
+    packed = np.zeros(-(-n // 2), np.uint8)
+    packed |= (codes[0::2] << 4).astype(np.uint8)
+    packed[:n // 2] |= codes[1::2]
+    ts = []
+    st = {"quant_type": qtype, "blocksize": blocksize, "dtype": dtype, "shape": list(shape)}
+    if nested:
+        offset = np.float32(absmax.mean())
+        nmap = dynamic_map(rng)
+        centered = absmax - offset
+        nnb = -(-nb // 256)
+        nabs = np.zeros(nnb, np.float32)
+        u = np.zeros(nb, np.uint8)
+        for k in range(nnb):
+            c = centered[k * 256:(k + 1) * 256]
+            nabs[k] = np.abs(c).max()
+            u[k * 256:k * 256 + len(c)] = np.abs((c / nabs[k])[:, None] - nmap[None, :]).argmin(1)
+        # the reference: f32(f32(nmap[u] * nabs[b // 256]) + offset)
+        am = (nmap[u] * nabs[np.arange(nb) // 256]).astype(np.float32)
+        am = (am + offset).astype(np.float32)
+        st.update(nested_blocksize=256, nested_dtype="float32", nested_offset=float(offset))
+        ts += [(prefix + ".weight.absmax", "U8", (nb,), u.tobytes()),
+               (prefix + ".weight.nested_absmax", "F32", (nnb,), nabs.tobytes()),
+               (prefix + ".weight.nested_quant_map", "F32", (256,), nmap.tobytes())]
+    else:
+        am = absmax
+        ts += [(prefix + ".weight.absmax", "F32", (nb,), absmax.tobytes())]
+    raw = packed.tobytes()
+    if storage == "U8":
+        wt = (prefix + ".weight", "U8", (len(raw), 1), raw)
+    else:  # bnb_4bit_quant_storage: the same bytes reinterpreted, trailing dim 1
+        es = R.ESZ[storage]
+        raw += bytes((-len(raw)) % es)
+        wt = (prefix + ".weight", storage, (len(raw) // es, 1), raw)
+    blob = json.dumps(st).encode()
+    ts = [wt] + ts + [
+        (prefix + ".weight.quant_map", "F32", (16,), lut.tobytes()),
+        (prefix + ".weight.quant_state.bitsandbytes__" + qtype, "U8", (len(blob),), blob)]
+    vals = (lut[codes] * am[np.arange(n) // blocksize]).astype(np.float32)
+    return ts, vals, dtype, raw != packed.tobytes()
+
+
+def bnb4_dir(root, rng):
+    os.makedirs(root)
+    ts, ref = [], {}
+    cases = [  # prefix, shape, qtype, blocksize, dtype, nested, storage
+        ("model.layers.0.self_attn.q_proj", (48, 40), "nf4", 64, "bfloat16", True, "U8"),
+        ("model.layers.0.self_attn.k_proj", (7, 37), "nf4", 64, "bfloat16", False, "U8"),
+        ("model.layers.0.mlp.up_proj", (33, 31), "fp4", 128, "float16", True, "U8"),
+        ("model.layers.0.mlp.down_proj", (20, 300), "fp4", 32, "float32", False, "U8"),
+        ("model.layers.0.mlp.gate_proj", (64, 130), "nf4", 64, "bfloat16", True, "BF16"),
+        ("model.layers.1.mlp.gate_proj", (5, 11), "nf4", 64, "float16", False, "F32"),
+        ("model.layers.1.mlp.up_proj", (300, 260), "nf4", 64, "float32", True, "U8"),
+    ]
+    for prefix, shape, qt, bs, dt, nested, storage in cases:
+        t, vals, dt, _ = bnb4_param(rng, prefix, shape, qt, bs, dt, nested, storage)
+        ts += t
+        ref[prefix + ".weight"] = ("bnb4", shape, vals, dt)
+    lm = R.bf16b(rng.standard_normal((8, 4)).astype(np.float32))
+    ts.append(("lm_head.weight", "BF16", (8, 4), lm))
+    ref["lm_head.weight"] = ("plain", (8, 4), R.decode_scale("BF16", lm))
+    write_st(os.path.join(root, "model.safetensors"), ts, {"format": "pt"})
+    qc = {"_load_in_4bit": True, "_load_in_8bit": False, "bnb_4bit_compute_dtype": "bfloat16",
+          "bnb_4bit_quant_storage": "uint8", "bnb_4bit_quant_type": "nf4",
+          "bnb_4bit_use_double_quant": True, "llm_int8_skip_modules": None,
+          "load_in_4bit": True, "load_in_8bit": False, "quant_method": "bitsandbytes"}
+    with open(os.path.join(root, "config.json"), "w") as f:
+        json.dump({"model_type": "llama", "torch_dtype": "bfloat16", "quantization_config": qc}, f)
+    return ref
+
+
+def bnb8_dir(root, rng):
+    os.makedirs(root)
+    ts, ref = [], {}
+    for i, (o, n) in enumerate(((40, 33), (3, 1), (17, 64))):
+        prefix = "model.layers.%d.mlp.down_proj" % i
+        q = rng.integers(-127, 128, (o, n)).astype(np.int8)
+        q.reshape(-1)[:3] = [-128, 0, 127]
+        scb = (rng.random(o) * 4).astype(np.float32)
+        scb[0] = 0.0 if o > 1 else scb[0]
+        if o > 2:
+            scb[2] = np.float32(3.0e38)  # * 127 overflows f32: counted as overflow
+            q[2, :] = np.where(q[2, :] == 0, 1, q[2, :])
+            scb[2] = np.float32(1e-30) if i else scb[2]
+        ts += [(prefix + ".weight", "I8", (o, n), q.tobytes()),
+               (prefix + ".SCB", "F32", (o,), scb.tobytes()),
+               (prefix + ".weight_format", "U8", (), bytes([0]))]
+        with np.errstate(all="ignore"):
+            p = (q.astype(np.float32) * scb[:, None]).astype(np.float32)
+            v = (p * np.float32(1.0 / 127.0)).astype(np.float32)
+        ref[prefix + ".weight"] = ("bnb8", (o, n), v.reshape(-1), None)
+    write_st(os.path.join(root, "model.safetensors"), ts, {"format": "pt"})
+    qc = {"_load_in_4bit": False, "_load_in_8bit": True, "llm_int8_threshold": 6.0,
+          "load_in_4bit": False, "load_in_8bit": True, "quant_method": "bitsandbytes"}
+    with open(os.path.join(root, "config.json"), "w") as f:
+        json.dump({"model_type": "llama", "torch_dtype": "float16", "quantization_config": qc}, f)
+    return ref
+
+
+def expected(ref, target):
+    out = {}
+    for name, r in ref.items():
+        kind, shape, vals, mid = r[0], r[1], r[2], r[3] if len(r) > 3 else None
+        if kind == "bnb4" and mid != "float32":
+            vals = from_dtype_bytes(to_dtype_bytes(vals, mid), mid)  # rounded to the JSON dtype
+        out[name] = (target, tuple(shape), target_bytes(vals, target))
+    return out
+
+
+def check_out(label, src, out, ref, target, verify=True):
+    want = expected(ref, target)
+    got = {}
+    for fn in sorted(os.listdir(out)):
+        if fn.endswith(".safetensors"):
+            ts, meta = read_st(os.path.join(out, fn))
+            got.update(ts)
+            check(meta is not None and meta.get("format") == "pt", "%s: __metadata__ %r" %
+                  (label, meta))
+    check(sorted(got) == sorted(want), "%s: tensors differ: %s" %
+          (label, sorted(set(got) ^ set(want))))
+    for name, (dt, shape, raw) in want.items():
+        if name not in got:
+            continue
+        gdt, gshape, graw = got[name]
+        check(gdt == dt and tuple(gshape) == shape, "%s: %s is %s %s, want %s %s" %
+              (label, name, gdt, gshape, dt, shape))
+        ok = same_values(graw, raw, dt)
+        if not ok and len(graw) == len(raw):
+            es = 4 if dt == "F32" else 2
+            bad = next(i for i in range(0, len(raw), es) if graw[i:i + es] != raw[i:i + es])
+            print("  first difference in %s at element %d: got %s want %s" %
+                  (name, bad // es, graw[bad:bad + es].hex(), raw[bad:bad + es].hex()))
+        check(ok, "%s: %s values differ from the reference" % (label, name))
+    cfg = json.load(open(os.path.join(out, "config.json")))
+    tn = {"BF16": "bfloat16", "F16": "float16", "F32": "float32"}[target]
+    check("quantization_config" not in cfg and cfg.get("torch_dtype") == tn,
+          "%s: config.json %r" % (label, cfg))
+    for side in ("quantize_config.json", "quant_config.json", "quantization_config.json"):
+        check(not os.path.exists(os.path.join(out, side)), "%s: %s copied" % (label, side))
+    if verify:
+        rc, so, se = run("verify", src, out)
+        check(rc == 0, "%s: verify SRC OUT exit %d: %s %s" % (label, rc, so, se))
+    rc, so, se = run("audit", out)
+    check(rc == 0, "%s: audit OUT exit %d: %s %s" % (label, rc, so, se))
+
+
+def convert(src, out, target, *extra):
+    return run("convert", "--to", target, "--dequantize", *extra, src, "-o", out)
+
+
+def refused(label, src, out, words, code=1):
+    rc, so, se = convert(src, out, "bf16")
+    check(rc == code and all(w in se for w in words) and not os.path.exists(out),
+          "%s: exit %d, exists %s: %s" % (label, rc, os.path.exists(out), se.strip()))
+
+
+def edit_st(path, fn):
+    """Rewrites the single-file checkpoint at path with fn(list of tensors)."""
+    ts, meta = read_st(path)
+    items = [(k, v[0], v[1], v[2]) for k, v in ts.items()]
+    write_st(path, fn(items), meta)
+
+
+def main():
+    rng = np.random.default_rng(1404)
+    tmp = tempfile.mkdtemp(prefix="dtaudit-dequant-int.")
+    try:
+        # 1. bitsandbytes 4-bit: nf4/fp4, nested or not, odd sizes, quant_storage
+        src = os.path.join(tmp, "bnb4")
+        ref = bnb4_dir(src, rng)
+        for target, extra in (("bf16", ["--verify"]), ("f32", []), ("f16", [])):
+            out = os.path.join(tmp, "bnb4-" + target)
+            rc, so, se = convert(src, out, target, *extra)
+            check(rc == 0, "bnb4 -> %s: exit %d %s" % (target, rc, se.strip()))
+            if rc == 0:
+                check_out("bnb4 -> " + target, src, out, ref, target.upper())
+        # a single file (no config.json): recognised from the quant_state key
+        one = os.path.join(tmp, "bnb4-one.safetensors")
+        rc, so, se = run("convert", "--to", "bf16", "--dequantize",
+                         os.path.join(src, "model.safetensors"), "-o", one)
+        check(rc == 0, "bnb4 single file: exit %d %s" % (rc, se.strip()))
+        if rc == 0:
+            got, _ = read_st(one)
+            want = expected(ref, "BF16")
+            check(sorted(got) == sorted(want) and
+                  all(same_values(got[k][2], want[k][2], "BF16") for k in want),
+                  "bnb4 single file: values")
+        # refusals: a quant_map that is not bnb's table; a malformed quant_state
+        bad = os.path.join(tmp, "bnb4-badmap")
+        shutil.copytree(src, bad)
+        edit_st(os.path.join(bad, "model.safetensors"), lambda ts: [
+            (k, d, s, (np.frombuffer(r, np.float32) * 2).astype(np.float32).tobytes()
+             if k.endswith("k_proj.weight.quant_map") else r) for k, d, s, r in ts])
+        refused("bnb4 foreign quant_map", bad, os.path.join(tmp, "o1"),
+                ["k_proj", "quant_map", "nf4"])
+        bad = os.path.join(tmp, "bnb4-badstate")
+        shutil.copytree(src, bad)
+        blob = json.dumps({"quant_type": "nf4", "blocksize": 64, "dtype": "bfloat16",
+                           "shape": [7, 38]}).encode()
+        edit_st(os.path.join(bad, "model.safetensors"), lambda ts: [
+            (k, d, (len(blob),) if "k_proj.weight.quant_state" in k else s,
+             blob if "k_proj.weight.quant_state" in k else r) for k, d, s, r in ts])
+        refused("bnb4 shape/bytes mismatch", bad, os.path.join(tmp, "o2"),
+                ["k_proj", "packed bytes"], code=2)
+
+        # 2. LLM.int8
+        src = os.path.join(tmp, "bnb8")
+        ref = bnb8_dir(src, rng)
+        out = os.path.join(tmp, "bnb8-f32")
+        rc, so, se = convert(src, out, "f32", "--verify")
+        check(rc == 1 and "overflow" in se and not os.path.exists(out),
+              "bnb8 f32 overflow refused: exit %d %s" % (rc, se.strip()))
+        rc, so, se = convert(src, out, "f32", "--on-overflow", "saturate", "--verify")
+        check(rc == 0, "bnb8 -> f32 saturate: exit %d %s" % (rc, se.strip()))
+        if rc == 0:
+            sat = {}
+            for k, r in ref.items():
+                v = r[2].copy()
+                v[np.isinf(v)] = np.copysign(np.finfo(np.float32).max, v[np.isinf(v)])
+                sat[k] = (r[0], r[1], v, None)
+            check_out("bnb8 -> f32 saturate", src, out, sat, "F32", verify=False)
+            rc, so, se = run("verify", "--on-overflow", "saturate", src, out)
+            check(rc == 0, "bnb8 verify saturate: exit %d %s" % (rc, so))
+        # without the overflow row
+        fine = os.path.join(tmp, "bnb8-fine")
+        shutil.copytree(src, fine)
+        edit_st(os.path.join(fine, "model.safetensors"), lambda ts: [
+            (k, d, s, (lambda a: (a.__setitem__(2, 1.5), a)[1])(
+                np.frombuffer(r, np.float32).copy()).tobytes()
+             if k == "model.layers.0.mlp.down_proj.SCB" else r) for k, d, s, r in ts])
+        ref0 = ref["model.layers.0.mlp.down_proj.weight"]
+        ts, _ = read_st(os.path.join(fine, "model.safetensors"))
+        q = np.frombuffer(ts["model.layers.0.mlp.down_proj.weight"][2], np.int8).reshape(40, 33)
+        scb = np.frombuffer(ts["model.layers.0.mlp.down_proj.SCB"][2], np.float32)
+        p = (q.astype(np.float32) * scb[:, None]).astype(np.float32)
+        ref["model.layers.0.mlp.down_proj.weight"] = (
+            "bnb8", ref0[1], (p * np.float32(1.0 / 127.0)).astype(np.float32).reshape(-1), None)
+        for target in ("bf16", "f16"):
+            out = os.path.join(tmp, "bnb8-" + target)
+            rc, so, se = convert(fine, out, target, "--verify")
+            check(rc == 0, "bnb8 -> %s: exit %d %s" % (target, rc, se.strip()))
+            if rc == 0:
+                check_out("bnb8 -> " + target, fine, out, ref, target.upper())
+        bad = os.path.join(tmp, "bnb8-col32")
+        shutil.copytree(fine, bad)
+        edit_st(os.path.join(bad, "model.safetensors"), lambda ts: [
+            (k, d, s, bytes([1]) if k == "model.layers.1.mlp.down_proj.weight_format" else r)
+            for k, d, s, r in ts])
+        refused("bnb8 col32", bad, os.path.join(tmp, "o3"), ["layers.1", "weight_format", "col32"])
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    print("%d passed, %d failed" % (R.PASSES[0], len(R.FAILS)))
+    sys.exit(1 if R.FAILS else 0)
+
+
+if __name__ == "__main__":
+    main()
