@@ -6,6 +6,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
 
 #include "dtaudit/audit.h"
 #include "dtaudit/model.h"
@@ -167,6 +170,14 @@ static int output_status(int rc)
 
 int main(int argc, char **argv)
 {
+#if defined(__GLIBC__) && defined(M_MMAP_THRESHOLD)
+    /* Memory proportional to content: a fixed threshold keeps every block over 128 KiB in
+     * its own mapping, returned to the system when freed. glibc's default raises the
+     * threshold after such a free, and the large transient arrays of a big header (parse
+     * entries, hash tables, per-node arrays) then come from the heap, where growing and
+     * freeing them leaves resident holes: 41 MB at the peak of a 1M-tensor scan. */
+    mallopt(M_MMAP_THRESHOLD, 128 * 1024);
+#endif
     cli_options o;
     memset(&o, 0, sizeof o);
     o.color = -1;

@@ -23,22 +23,26 @@
 #include "src.h"
 #include "values_audit.h"
 
+/* A node of the module tree is spread over parallel arrays, so that what the report keeps
+ * is already in its final form and the rest can be freed before the modules are exported
+ * (a header near the safetensors cap has a million modules):
+ *   mods[i]      the dta_module it becomes: name, total, quantized, and its per-dtype
+ *                counts. While a node holds one dtype, dtypes is NULL, ndtypes 1 and the
+ *                count is total itself (kind[i] says which dtype); the array is made when a
+ *                second dtype arrives, or at export. root is set at export.
+ *   side[i]      masks and parent: the rules' questions, freed before export;
+ *   noderoot[i]  root index; kind[i]  NODE_TOP | the single dtype. */
 typedef struct {
-    size_t root;
-    char *name;
-    size_t len;
-    uint64_t hash;   /* of (root, name), kept for rehashing */
-    size_t parent;   /* SIZE_MAX for a top node */
-    bool top;
     uint64_t mask_sub, mask_own;
-    uint64_t quantized;  /* tensors of quantized parameters in the subtree */
-    dta_count total;
-    dta_dtype_count *dt; /* sparse per-dtype counts: most modules hold one dtype */
-    size_t ndt;
-} node;
+    uint32_t parent; /* NO_NODE for a top node */
+} node_side;
+
+#define NO_NODE UINT32_MAX
+#define NODE_TOP 0x80u   /* kind[]: a root's top node; the low 7 bits hold a dtype */
+#define MAX_NODES (UINT32_MAX - 1u)
 
 typedef struct {
-    size_t *slot;    /* node index + 1, 0 = empty */
+    uint32_t *slot;  /* node index + 1, 0 = empty */
     size_t cap;
 } htab;
 
@@ -46,11 +50,14 @@ typedef struct {
     const dta_model *m;
     const dta_audit_options *opt;
     dta_report *r;
-    node *nodes;
+    dta_module *mods;      /* per node (see node_side) */
+    node_side *side;
+    uint32_t *noderoot;
+    uint8_t *kind;
     size_t nnodes, capnodes;
     htab nodetab;
     size_t *tensor_root;   /* root index per tensor */
-    size_t *tensor_module; /* module node per tensor */
+    uint32_t *tensor_module; /* module node per tensor */
     bool *allowed;         /* --allow, an intended island, or part of a quantized parameter */
     dta_count *compute;    /* per root x dtype: tensors outside quantized parameters */
     const dta_intended_rule **intended; /* per tensor, NULL when not an intended island */
@@ -88,14 +95,15 @@ static dta_status htab_grow(ctx *c, htab *t, size_t count)
     if (count * 2 < t->cap)
         return DTA_OK;
     size_t ncap = t->cap ? t->cap * 2 : 1024;
-    size_t *ns = calloc(ncap, sizeof *ns);
+    uint32_t *ns = calloc(ncap, sizeof *ns);
     if (!ns)
         return nomem(c);
     for (size_t i = 0; i < t->cap; i++) {
         if (!t->slot[i])
             continue;
-        node *nd = &c->nodes[t->slot[i] - 1];
-        size_t h = (size_t)(nd->hash & (ncap - 1));
+        size_t k = t->slot[i] - 1; /* the hash is computed again: 8 bytes a node less */
+        const char *name = c->mods[k].name;
+        size_t h = (size_t)(hash(c->noderoot[k], name, strlen(name)) & (ncap - 1));
         while (ns[h])
             h = (h + 1) & (ncap - 1);
         ns[h] = t->slot[i];
@@ -107,6 +115,34 @@ static dta_status htab_grow(ctx *c, htab *t, size_t count)
 }
 
 /* Finds or creates the node (root, name[0..len)). */
+/* Grows every per-node array to hold one node more. */
+static dta_status grow_nodes(ctx *c)
+{
+    if (c->nnodes < c->capnodes)
+        return DTA_OK;
+    if (c->nnodes >= MAX_NODES)
+        return dta_error_set(c->err, DTA_E_LIMIT, 0, "more than %u modules", MAX_NODES);
+    size_t ncap = c->capnodes ? c->capnodes * 2 : 256;
+    if (ncap > MAX_NODES)
+        ncap = MAX_NODES;
+    void *p;
+    if (!(p = realloc(c->mods, ncap * sizeof *c->mods)))
+        return nomem(c);
+    c->mods = p;
+    if (!(p = realloc(c->side, ncap * sizeof *c->side)))
+        return nomem(c);
+    c->side = p;
+    if (!(p = realloc(c->noderoot, ncap * sizeof *c->noderoot)))
+        return nomem(c);
+    c->noderoot = p;
+    if (!(p = realloc(c->kind, ncap * sizeof *c->kind)))
+        return nomem(c);
+    c->kind = p;
+    c->capnodes = ncap;
+    return DTA_OK;
+}
+
+/* Finds or creates the node (root, name[0..len)); name holds no NUL in its len bytes. */
 static dta_status get_node(ctx *c, size_t root, const char *name, size_t len, bool top,
                            size_t *out)
 {
@@ -114,40 +150,36 @@ static dta_status get_node(ctx *c, size_t root, const char *name, size_t len, bo
     if (st != DTA_OK)
         return st;
     size_t mask = c->nodetab.cap - 1;
-    uint64_t full = hash(root, name, len);
-    size_t h = (size_t)(full & mask);
+    size_t h = (size_t)(hash(root, name, len) & mask);
     while (c->nodetab.slot[h]) {
-        node *nd = &c->nodes[c->nodetab.slot[h] - 1];
-        if (nd->root == root && nd->len == len && memcmp(nd->name, name, len) == 0) {
-            *out = c->nodetab.slot[h] - 1;
+        size_t k = c->nodetab.slot[h] - 1;
+        const char *kn = c->mods[k].name;
+        if (c->noderoot[k] == root && strncmp(kn, name, len) == 0 && kn[len] == 0) {
+            *out = k;
             return DTA_OK;
         }
         h = (h + 1) & mask;
     }
-    if (c->nnodes == c->capnodes) {
-        size_t ncap = c->capnodes ? c->capnodes * 2 : 256;
-        node *p = realloc(c->nodes, ncap * sizeof *p);
-        if (!p)
-            return nomem(c);
-        c->nodes = p;
-        c->capnodes = ncap;
-    }
-    node *nd = &c->nodes[c->nnodes];
-    memset(nd, 0, sizeof *nd);
-    nd->name = dtap_arena_alloc(&c->r->arena, len + 1, 1); /* moves to the report */
-    if (!nd->name)
+    if ((st = grow_nodes(c)) != DTA_OK)
+        return st;
+    size_t k = c->nnodes;
+    dta_module *md = &c->mods[k];
+    memset(md, 0, sizeof *md);
+    md->name = dtap_arena_alloc(&c->r->arena, len + 1, 1); /* moves to the report */
+    if (!md->name)
         return nomem(c);
-    memcpy(nd->name, name, len);
-    nd->name[len] = 0;
-    nd->len = len;
-    nd->hash = full;
-    nd->root = root;
-    nd->top = top;
-    nd->parent = SIZE_MAX;
-    c->nodetab.slot[h] = ++c->nnodes;
-    *out = c->nnodes - 1;
+    memcpy(md->name, name, len);
+    md->name[len] = 0;
+    memset(&c->side[k], 0, sizeof c->side[k]);
+    c->side[k].parent = NO_NODE;
+    c->noderoot[k] = (uint32_t)root; /* roots <= tensors <= DTA_MAX_TENSORS */
+    c->kind[k] = top ? NODE_TOP : 0;
+    c->nodetab.slot[h] = (uint32_t)++c->nnodes;
+    *out = k;
     return DTA_OK;
 }
+
+static bool node_top(const ctx *c, size_t n) { return (c->kind[n] & NODE_TOP) != 0; }
 
 static bool is_optimizer_root(const char *name)
 {
@@ -172,37 +204,49 @@ static void count_add(dta_count *c, uint64_t numel, uint64_t nbytes)
     c->nbytes += nbytes;
 }
 
-/* Adds to a node's count for dtype t, keeping dt sorted by dtype. */
-static dta_status node_count(ctx *c, node *nd, dta_dtype t, uint64_t numel, uint64_t bytes)
+/* Adds to node n's count for dtype t, keeping its dtypes sorted. Called before the tensor
+ * is added to the node's total: while the node holds one dtype, that total is its count. */
+static dta_status node_count(ctx *c, size_t n, dta_dtype t, uint64_t numel, uint64_t bytes)
 {
+    dta_module *md = &c->mods[n];
+    if (md->ndtypes == 0 || (!md->dtypes && (dta_dtype)(c->kind[n] & ~NODE_TOP) == t)) {
+        c->kind[n] = (uint8_t)((c->kind[n] & NODE_TOP) | (unsigned)t);
+        md->ndtypes = 1; /* counted by md->total */
+        return DTA_OK;
+    }
+    dta_dtype_count one = {(dta_dtype)(c->kind[n] & ~NODE_TOP), md->total};
+    const dta_dtype_count *dt = md->dtypes ? md->dtypes : &one;
     size_t i = 0;
-    while (i < nd->ndt && nd->dt[i].dtype < t)
+    while (i < md->ndtypes && dt[i].dtype < t)
         i++;
-    if (i == nd->ndt || nd->dt[i].dtype != t) {
-        /* from the report's arena: most nodes hold one dtype, and the array moves to
-         * the report with the module (a grown array leaves its old copy there) */
-        dta_dtype_count *p = dtap_arena_alloc(&c->r->arena, (nd->ndt + 1) * sizeof *p,
+    if (i == md->ndtypes || dt[i].dtype != t || !md->dtypes) {
+        /* from the report's arena: the array moves to the report with the module (a
+         * grown array leaves its old copy there) */
+        dta_dtype_count *p = dtap_arena_alloc(&c->r->arena, (md->ndtypes + 1) * sizeof *p,
                                               _Alignof(dta_dtype_count));
         if (!p)
             return nomem(c);
         if (i)
-            memcpy(p, nd->dt, i * sizeof *p);
-        if (nd->ndt > i)
-            memcpy(p + i + 1, nd->dt + i, (nd->ndt - i) * sizeof *p);
+            memcpy(p, dt, i * sizeof *p);
+        if (md->ndtypes > i)
+            memcpy(p + i + 1, dt + i, (md->ndtypes - i) * sizeof *p);
         memset(&p[i], 0, sizeof p[i]);
         p[i].dtype = t;
-        nd->dt = p;
-        nd->ndt++;
+        md->dtypes = p;
+        md->ndtypes++;
     }
-    count_add(&nd->dt[i].count, numel, bytes);
+    count_add(&md->dtypes[i].count, numel, bytes);
     return DTA_OK;
 }
 
-static uint64_t node_numel(const node *nd, dta_dtype t)
+static uint64_t node_numel(const ctx *c, size_t n, dta_dtype t)
 {
-    for (size_t i = 0; i < nd->ndt; i++)
-        if (nd->dt[i].dtype == t)
-            return nd->dt[i].count.numel;
+    const dta_module *md = &c->mods[n];
+    if (!md->dtypes)
+        return md->ndtypes && (dta_dtype)(c->kind[n] & ~NODE_TOP) == t ? md->total.numel : 0;
+    for (size_t i = 0; i < md->ndtypes; i++)
+        if (md->dtypes[i].dtype == t)
+            return md->dtypes[i].count.numel;
     return 0;
 }
 
@@ -333,29 +377,30 @@ static dta_status build_tree(ctx *c)
         size_t len = mlen;
         if ((st = get_node(c, r, t->name, len, len == toplen, &cur)) != DTA_OK)
             break;
-        c->tensor_module[i] = cur;
+        c->tensor_module[i] = (uint32_t)cur;
         for (;;) {
-            node *nd = &c->nodes[cur];
-            count_add(&nd->total, t->numel, bytes);
-            if ((st = node_count(c, nd, shown, t->numel, bytes)) != DTA_OK)
+            if ((st = node_count(c, cur, shown, t->numel, bytes)) != DTA_OK)
                 break;
-            nd->quantized += quant;
-            nd->mask_sub |= bit;
+            dta_module *md = &c->mods[cur];
+            node_side *sd = &c->side[cur];
+            count_add(&md->total, t->numel, bytes);
+            md->quantized += quant;
+            sd->mask_sub |= bit;
             if (child == SIZE_MAX)
-                nd->mask_own |= bit;
-            if (nd->top)
+                sd->mask_own |= bit;
+            if (node_top(c, cur))
                 break;
             child = cur;
-            if (nd->parent != SIZE_MAX) { /* known chain: follow it, no hashing */
-                cur = nd->parent;
+            if (sd->parent != NO_NODE) { /* known chain: follow it, no hashing */
+                cur = sd->parent;
                 continue;
             }
-            len = before_last_dot(t->name, nd->len);
+            len = before_last_dot(t->name, strlen(md->name));
             if (len < toplen)
                 len = toplen;
             if ((st = get_node(c, r, t->name, len, len == toplen, &cur)) != DTA_OK)
                 break;
-            c->nodes[child].parent = cur;
+            c->side[child].parent = (uint32_t)cur;
         }
     }
     free(counted);
@@ -499,22 +544,21 @@ static dta_status cover_root(ctx *c, size_t r, dta_rule rule, dta_dtype good)
             continue;
         /* highest node of the chain whose subtree is this one bad dtype */
         size_t best = SIZE_MAX, mod = c->tensor_module[i];
-        for (size_t n = mod; n != SIZE_MAX; n = c->nodes[n].parent) {
-            node *nd = &c->nodes[n];
-            if (nd->top && !expect)
+        for (size_t n = mod; n != NO_NODE; n = c->side[n].parent) {
+            if (node_top(c, n) && !expect)
                 break;
-            int d = single_dtype(nd->mask_sub);
+            int d = single_dtype(c->side[n].mask_sub);
             if (d >= 0 && (dta_dtype)d != good)
                 best = n;
-            if (nd->top)
+            if (node_top(c, n))
                 break;
         }
         hit h = {0, best, t->dtype, i};
         if (best == SIZE_MAX) {
-            if (c->nodes[mod].top) {
+            if (node_top(c, mod)) {
                 h.kind = 2;
                 h.node = i;
-            } else if (!expect && single_dtype(c->nodes[mod].mask_own) < 0) {
+            } else if (!expect && single_dtype(c->side[mod].mask_own) < 0) {
                 continue; /* a mixed module: mixed-module reports it */
             } else {
                 h.kind = 1;
@@ -531,7 +575,7 @@ static dta_status cover_root(ctx *c, size_t r, dta_rule rule, dta_dtype good)
         if (i == 0 || cmp_hit(&(hit){hits[i].kind, hits[i].node, hits[i].dtype, 0},
                               &(hit){hits[i - 1].kind, hits[i - 1].node, hits[i - 1].dtype, 0})) {
             const char *module = hits[i].kind == 2 ? m->tensors[hits[i].node].name
-                                                   : c->nodes[hits[i].node].name;
+                                                   : c->mods[hits[i].node].name;
             st = add_finding(c, rule, r, module, hits[i].dtype, good,
                              NULL, &f);
             if (st != DTA_OK)
@@ -558,9 +602,8 @@ static dta_status mixed_modules(ctx *c, size_t r)
     for (size_t i = 0; i < m->ntensors && st == DTA_OK; i++) {
         const dta_tensor *t = &m->tensors[i];
         size_t mod = c->tensor_module[i];
-        node *nd = &c->nodes[mod];
         if (c->tensor_root[i] != r || c->allowed[i] || !dta_dtype_is_float(t->dtype) ||
-            nd->top || single_dtype(nd->mask_own) >= 0)
+            node_top(c, mod) || single_dtype(c->side[mod].mask_own) >= 0)
             continue;
         /* list the tensors to fix: those off the dominant dtype, or all if it is absent */
         if (t->dtype == dom)
@@ -572,16 +615,17 @@ static dta_status mixed_modules(ctx *c, size_t r)
             qsort(hits, nh, sizeof *hits, cmp_hit);
     for (size_t i = 0; i < nh && st == DTA_OK;) {
         size_t mod = hits[i].node, j = i;
-        node *nd = &c->nodes[mod];
+        uint64_t own = c->side[mod].mask_own;
+        const char *name = c->mods[mod].name;
         dta_finding *f;
         /* the off dtype with the most elements names the finding */
         dta_dtype worst = DTA_DTYPE_NONE;
         for (int d = 0; d < DTA_DTYPE_COUNT; d++)
-            if (((nd->mask_own >> d) & 1) && (dta_dtype)d != dom &&
+            if (((own >> d) & 1) && (dta_dtype)d != dom &&
                 (worst == DTA_DTYPE_NONE ||
-                 node_numel(nd, (dta_dtype)d) > node_numel(nd, worst)))
+                 node_numel(c, mod, (dta_dtype)d) > node_numel(c, mod, worst)))
                 worst = (dta_dtype)d;
-        st = add_finding(c, DTA_RULE_MIXED_MODULE, r, nd->name, worst,
+        st = add_finding(c, DTA_RULE_MIXED_MODULE, r, name, worst,
                          dom, NULL, &f);
         for (; st == DTA_OK && j < nh && hits[j].node == mod; j++)
             st = finding_add_tensor(c, f, hits[j].tensor);
@@ -591,13 +635,13 @@ static dta_status mixed_modules(ctx *c, size_t r)
         char buf[1024], list[512] = "";
         size_t o = 0;
         for (int d = 0; d < DTA_DTYPE_COUNT && o < sizeof list; d++)
-            if ((nd->mask_own >> d) & 1)
+            if ((own >> d) & 1)
                 o += (size_t)snprintf(list + o, sizeof list - o, "%s%s", o ? " and " : "",
                                       dta_dtype_name((dta_dtype)d));
         snprintf(buf, sizeof buf,
                  "module '%s' holds %s parameters side by side (%zu tensor%s off the root's "
                  "dominant %s); its ops see both dtypes",
-                 nd->name, list, f->ntensors, f->ntensors == 1 ? "" : "s", dta_dtype_name(dom));
+                 name, list, f->ntensors, f->ntensors == 1 ? "" : "s", dta_dtype_name(dom));
         free(f->message);
         if (!(f->message = strdup(buf)))
             st = nomem(c);
@@ -782,9 +826,12 @@ static dta_status reader_notes(ctx *c)
     return st;
 }
 
+/* Modules by (root order, name). While sorted, root holds the root's index (export_modules). */
 static int cmp_module(const void *a, const void *b)
 {
     const dta_module *x = a, *y = b;
+    if (x->root != y->root)
+        return (uintptr_t)x->root < (uintptr_t)y->root ? -1 : 1;
     return strcmp(x->name, y->name);
 }
 
@@ -811,48 +858,59 @@ static int cmp_finding(const void *a, const void *b)
     return strcmp(x->module, y->module);
 }
 
+/* The nodes become the report's modules in place: top nodes dropped, the one-dtype counts
+ * written out (one array for all of them), sorted by (root order, name). */
 static dta_status export_modules(ctx *c)
 {
     dta_report *r = c->r;
-    size_t n = 0;
+    size_t n = 0, nsingle = 0;
     for (size_t i = 0; i < c->nnodes; i++)
-        n += !c->nodes[i].top;
-    /* roots first (stable by root order: one counting pass, not a scan of every module per
-     * root), then names; each module is written straight into its slot */
-    size_t *start = calloc(r->nroots + 1, sizeof *start);
-    r->modules = calloc(n ? n : 1, sizeof *r->modules);
-    if (!start || !r->modules) {
-        free(start);
+        if (!node_top(c, i)) {
+            n++;
+            nsingle += !c->mods[i].dtypes && c->mods[i].ndtypes;
+        }
+    dta_dtype_count *single = NULL;
+    if (nsingle && !(single = dtap_arena_alloc(&r->arena, nsingle * sizeof *single,
+                                               _Alignof(dta_dtype_count))))
         return nomem(c);
-    }
-    for (size_t i = 0; i < c->nnodes; i++)
-        if (!c->nodes[i].top)
-            start[c->nodes[i].root + 1]++;
-    for (size_t ri = 0; ri < r->nroots; ri++)
-        start[ri + 1] += start[ri];
+    size_t k = 0;
     for (size_t i = 0; i < c->nnodes; i++) {
-        node *nd = &c->nodes[i];
-        if (nd->top)
+        if (node_top(c, i))
             continue;
-        dta_module *md = &r->modules[start[nd->root]++];
-        md->root = r->roots[nd->root].name; /* shared with the root, not a copy each */
-        md->name = nd->name;                /* names and dtypes live in the report's arena */
-        md->total = nd->total;
-        md->dtypes = nd->dt;
-        md->ndtypes = nd->ndt;
-        md->quantized = nd->quantized;
+        dta_module md = c->mods[i];
+        if (!md.dtypes && md.ndtypes) {
+            single->dtype = (dta_dtype)(c->kind[i] & ~NODE_TOP);
+            single->count = md.total;
+            md.dtypes = single++;
+        }
+        /* the root's index while sorting (root names are separate blocks: their addresses
+         * do not follow the roots' order) */
+        md.root = (char *)(uintptr_t)c->noderoot[i];
+        c->mods[k++] = md; /* k <= i */
     }
+    free(c->noderoot);
+    free(c->kind);
+    c->noderoot = NULL;
+    c->kind = NULL;
+    if (n > 1)
+        qsort(c->mods, n, sizeof *c->mods, cmp_module);
+    for (size_t i = 0; i < n; i++) /* shared with the root, not a copy each */
+        c->mods[i].root = r->roots[(uintptr_t)c->mods[i].root].name;
+    dta_module *p = n ? realloc(c->mods, n * sizeof *p) : NULL;
+    if (n && !p)
+        p = c->mods; /* shrinking failed: keep the larger block */
+    if (!n) {
+        free(c->mods);
+        p = calloc(1, sizeof *p);
+        if (!p) {
+            c->mods = NULL;
+            return nomem(c);
+        }
+    }
+    r->modules = p;
     r->nmodules = n;
-    free(c->nodes); /* everything the report needs is copied out: free before sorting */
-    c->nodes = NULL;
+    c->mods = NULL;
     c->nnodes = c->capnodes = 0;
-    for (size_t ri = 0, base = 0; ri < r->nroots; ri++) {
-        size_t end = start[ri];
-        if (end - base > 1)
-            qsort(r->modules + base, end - base, sizeof *r->modules, cmp_module);
-        base = end;
-    }
-    free(start);
     return DTA_OK;
 }
 
@@ -929,12 +987,14 @@ dta_status dta_report_build(const dta_model *m, const dta_audit_options *opt, dt
         if (st == DTA_OK && opt->nseverity)
             apply_severity(c.r, opt);
     }
-    /* the lookup tables are done with: free them before the modules are exported (a
-     * header near the safetensors cap has a million modules) */
+    /* the lookup tables and the rules' per-node data are done with: free them before the
+     * modules are exported (a header near the safetensors cap has a million modules) */
     free(c.nodetab.slot);
     c.nodetab.slot = NULL;
     free(c.tensor_module);
     c.tensor_module = NULL;
+    free(c.side);
+    c.side = NULL;
     free(c.allowed);
     c.allowed = NULL;
     if (st == DTA_OK)
@@ -944,7 +1004,10 @@ dta_status dta_report_build(const dta_model *m, const dta_audit_options *opt, dt
             qsort(c.r->findings, c.r->nfindings, sizeof *c.r->findings, cmp_finding);
     }
 out:
-    free(c.nodes); /* node names and dtype arrays are in the report's arena */
+    free(c.mods); /* node names and dtype arrays are in the report's arena */
+    free(c.side);
+    free(c.noderoot);
+    free(c.kind);
     free(c.nodetab.slot);
     free(c.tensor_module);
     free(c.allowed);
