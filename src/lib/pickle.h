@@ -41,7 +41,7 @@ typedef struct dtap_pnode dtap_pnode;
 
 typedef struct {
     dtap_pnode **v;
-    size_t n, cap;
+    uint32_t n, cap;     /* <= DTA_MAX_PICKLE_CONTAINER */
 } dtap_pvec;
 
 struct dtap_pnode {
@@ -51,14 +51,24 @@ struct dtap_pnode {
     bool allowed;        /* GLOBAL: on the weights_only allowlist */
     bool frozen;         /* SET: frozenset */
     bool visiting;       /* scratch for graph walkers (cycle guard) */
-    int64_t i;           /* INT, BOOL, OPAQUE ext code */
-    double f;            /* FLOAT */
-    char *s;             /* STR/BYTES/big INT data; GLOBAL module */
-    size_t len;
-    char *name;          /* GLOBAL name */
-    dtap_pnode *fn;      /* REDUCE/NEWOBJ callable */
-    dtap_pnode *args;    /* REDUCE/NEWOBJ args; PERSID pid */
-    dtap_pnode *kwargs;  /* NEWOBJ_EX */
+    uint32_t len;        /* of s: <= DTA_MAX_PICKLE_STRING */
+    /* The payloads of different kinds share their storage (96 bytes a node, not 144):
+     * read a field only for the kinds it is listed for. */
+    union {
+        int64_t i;       /* INT, BOOL, OPAQUE ext code */
+        double f;        /* FLOAT */
+    };
+    union {
+        struct {
+            char *s;     /* STR/BYTES/big INT data; GLOBAL module */
+            char *name;  /* GLOBAL name */
+        };
+        struct {
+            dtap_pnode *fn;     /* REDUCE/NEWOBJ callable */
+            dtap_pnode *args;   /* REDUCE/NEWOBJ args; PERSID pid */
+            dtap_pnode *kwargs; /* NEWOBJ_EX */
+        };
+    };
     dtap_pvec seq;       /* TUPLE/LIST/SET items; APPEND(S)/ADDITEMS on other objects */
     dtap_pvec kv;        /* DICT items; SETITEM(S) on other objects */
     dtap_pvec states;    /* BUILD states in order (usually 0 or 1) */

@@ -932,7 +932,7 @@ static dta_status rewrite_tensor(emitter *e, const dtap_pnode *g, const dtap_pno
     const char *sk = e->m->storages[s].key;
     if (A->seq.n < minargs)
         return dta_error_set(e->err, DTA_E_UNSUPPORTED, 0, "storage '%s': %s call with %zu arguments", sk, g->name,
-                             A->seq.n);
+                             (size_t)A->seq.n);
     dta_dtype d = e->nd[s];
     const dta_dtype_info *di = dta_dtype_get(d);
     bool v3 = !di->storage_name;
