@@ -14,6 +14,7 @@
 
 #include "copytree.h"
 #include "pathsafe.h"
+#include "util_io.h"
 
 #define MAX_DEPTH 64
 #define MAX_ENTRIES 1000000
@@ -63,21 +64,6 @@ static bool weights_like(const char *n)
     return false;
 }
 
-static dta_status write_all(int fd, const char *p, size_t n, const char *path, dta_error *err)
-{
-    while (n > 0) {
-        ssize_t w = write(fd, p, n);
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w < 0)
-            return dta_error_set(err, DTA_E_IO, errno, "%s: write failed: %s", path,
-                                 strerror(errno));
-        p += w;
-        n -= (size_t)w;
-    }
-    return DTA_OK;
-}
-
 /* Copies the regular file at from (already known to be one: opened without following a
  * link, checked again on the descriptor) to the new file to. */
 static dta_status copy_reg(walk *w, const char *from, const char *to, bool follow)
@@ -106,7 +92,7 @@ static dta_status copy_reg(walk *w, const char *from, const char *to, bool follo
                               strerror(errno));
         if (r <= 0)
             break;
-        s = write_all(out, buf, (size_t)r, to, w->err);
+        s = dtap_write_all(out, buf, (size_t)r, to, w->err);
         w->rep->bytes += (unsigned long long)r;
     }
     if (s == DTA_OK && fsync(out) != 0)

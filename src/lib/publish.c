@@ -16,7 +16,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,6 +27,7 @@
 
 #include "pathsafe.h"
 #include "publish.h"
+#include "util_io.h"
 
 #ifndef RENAME_NOREPLACE
 #define RENAME_NOREPLACE (1 << 0)
@@ -37,16 +37,6 @@
 #endif
 
 #define LEFTOVER_AGE 60 /* seconds */
-
-static bool fmt_path(char *buf, size_t cap, const char *fmt, ...) DTA_PRINTF(3, 4);
-static bool fmt_path(char *buf, size_t cap, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    int n = vsnprintf(buf, cap, fmt, ap);
-    va_end(ap);
-    return n >= 0 && (size_t)n < cap;
-}
 
 /* renameat2 through the system call: older C libraries lack the wrapper. -1 with
  * errno EINVAL/ENOSYS where the kernel or filesystem does not offer the flag. */
@@ -98,7 +88,7 @@ void dtap_remove_tree(const char *path)
         while ((e = readdir(d))) {
             if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))
                 continue;
-            if (fmt_path(sub, sizeof sub, "%s/%s", path, e->d_name))
+            if (dtap_fmt_path(sub, sizeof sub, "%s/%s", path, e->d_name))
                 dtap_remove_tree(sub);
         }
         closedir(d);
@@ -132,10 +122,10 @@ static void clean_leftovers(const char *dir, const char *prefix)
         if (strncmp(e->d_name, prefix, strlen(prefix)) != 0)
             continue;
         struct stat st;
-        if (!fmt_path(path, sizeof path, "%s/%s", dir, e->d_name) || lstat(path, &st) != 0)
+        if (!dtap_fmt_path(path, sizeof path, "%s/%s", dir, e->d_name) || lstat(path, &st) != 0)
             continue;
         char lockp[sizeof path + 16];
-        if (!fmt_path(lockp, sizeof lockp, "%s%s", path,
+        if (!dtap_fmt_path(lockp, sizeof lockp, "%s%s", path,
                       S_ISDIR(st.st_mode) ? "/.dtaudit-lock" : ""))
             continue;
         int fd = open(lockp, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
@@ -184,7 +174,7 @@ static dta_status check_containment(const char *out, const char *dir, const char
     }
     if (!realpath(dir, rdir))
         return DTA_OK; /* creating the temporary fails and says why */
-    if (!fmt_path(rout, sizeof rout, "%s/%s", strcmp(rdir, "/") ? rdir : "", base))
+    if (!dtap_fmt_path(rout, sizeof rout, "%s/%s", strcmp(rdir, "/") ? rdir : "", base))
         return dta_error_set(err, DTA_E_ARG, 0, "%s: output path too long", out);
     const char *cand[2] = {rout, NULL};
     struct stat sb;
@@ -224,7 +214,7 @@ dta_status dtap_target_open(dtap_target *t, const char *out, bool tree, bool ind
     t->force = force;
     if (!*out)
         return dta_error_set(err, DTA_E_ARG, 0, "-o: empty output name");
-    if (!fmt_path(t->final, sizeof t->final, "%s", out))
+    if (!dtap_fmt_path(t->final, sizeof t->final, "%s", out))
         return dta_error_set(err, DTA_E_ARG, 0, "%.200s...: output path too long", out);
     /* strip trailing slashes of a directory output */
     for (size_t n = strlen(t->final); n > 1 && t->final[n - 1] == '/'; n--)
@@ -252,14 +242,14 @@ dta_status dtap_target_open(dtap_target *t, const char *out, bool tree, bool ind
                              S_ISDIR(so.st_mode) ? "a directory" : "not a directory");
     char rdir[PATH_MAX];
     if (realpath(t->dir, rdir))
-        fmt_path(t->real, sizeof t->real, "%s/%s", strcmp(rdir, "/") ? rdir : "", base);
+        dtap_fmt_path(t->real, sizeof t->real, "%s/%s", strcmp(rdir, "/") ? rdir : "", base);
     tmp_prefix(base, prefix, sizeof prefix);
     clean_leftovers(t->dir, prefix);
     /* A concurrent run's clean_leftovers may take the lock of a temporary we have just
      * created, before we lock it, and remove it: after locking, check that ours is still
      * the one at the name, else make another. */
     for (int tries = 0;; tries++) {
-        if (!fmt_path(t->tmp, sizeof t->tmp, "%s/%sXXXXXX", t->dir, prefix))
+        if (!dtap_fmt_path(t->tmp, sizeof t->tmp, "%s/%sXXXXXX", t->dir, prefix))
             return dta_error_set(err, DTA_E_ARG, 0, "%s: output path too long", out);
         char lockp[PATH_MAX + 96];
         if (tree) {
