@@ -563,9 +563,69 @@ static void fmt_shape(char *out, size_t cap, const st_entry *e, const uint64_t *
         snprintf(out + o, cap - o, "]");
 }
 
-static dta_status validate_and_add(const dtap_src *src, dta_model *m, st_entry *ents, size_t n,
-                                   const uint64_t *pool, uint64_t hlen, dta_error *err)
+/* Entries per step when the checked entries are handed to the model last first: the
+ * entries and dims already added are given back every step (realloc shrinks them), so a
+ * header of a million tensors does not hold its 48 bytes of entry and dims per tensor on
+ * top of the whole model at the end (verify holds two models). */
+#define ADD_STEP 65536u
+
+/* Adds the checked entries to the model as tensors and storages, in header order: it is
+ * what a user reading the file sees. *entsp and *poolp may shrink (see ADD_STEP). */
+static dta_status add_entries(dta_model *m, size_t file, st_entry **entsp, uint64_t **poolp,
+                              size_t n, uint64_t data0, dta_error *err)
 {
+    dta_status st = DTA_OK;
+    bool long_name = false; /* dtap_model_add_tensor refuses it: keep the first one's error */
+    for (size_t i = 0; i < n && !long_name; i++)
+        long_name = (*entsp)[i].name_len > DTA_MAX_NAME_LEN;
+    bool last_first = !long_name && n > ADD_STEP;
+    size_t t0 = m->ntensors, s0 = m->nstorages;
+    for (size_t i = 0; i < n; i++) {
+        size_t k = last_first ? n - 1 - i : i;
+        const st_entry *e = &(*entsp)[k];
+        const uint64_t *shape_e = *poolp + e->shape_at;
+        size_t sidx;
+        uint64_t numel = 1;
+        for (int d = 0; d < e->rank; d++)
+            numel *= shape_e[d]; /* checked */
+        if ((st = dtap_model_add_storage(m, file, NULL, (dta_dtype)e->dtype, numel,
+                                         data0 + e->begin, &sidx, err)) != DTA_OK ||
+            (st = dtap_model_add_tensor_owned(m, e->name, e->name_len, "", (dta_dtype)e->dtype,
+                                              e->rank, shape_e, NULL, 0, sidx, file, err)) !=
+                DTA_OK)
+            return st;
+        if (last_first && k && k % ADD_STEP == 0) { /* entries k.. and their dims are done */
+            size_t dims = (*entsp)[k].shape_at;
+            st_entry *pe = realloc(*entsp, k * sizeof *pe);
+            if (pe)
+                *entsp = pe;
+            if (dims) {
+                uint64_t *pp = realloc(*poolp, dims * sizeof *pp);
+                if (pp)
+                    *poolp = pp;
+            }
+        }
+    }
+    if (last_first) { /* back to header order; tensor t0 + p views storage s0 + p */
+        for (size_t a = 0, b = n - 1; a < b; a++, b--) {
+            dta_tensor tt = m->tensors[t0 + a];
+            m->tensors[t0 + a] = m->tensors[t0 + b];
+            m->tensors[t0 + b] = tt;
+            dta_storage ss = m->storages[s0 + a];
+            m->storages[s0 + a] = m->storages[s0 + b];
+            m->storages[s0 + b] = ss;
+        }
+        for (size_t p = 0; p < n; p++)
+            m->tensors[t0 + p].storage = s0 + p;
+    }
+    return DTA_OK;
+}
+
+static dta_status validate_and_add(const dtap_src *src, dta_model *m, st_entry **entsp, size_t n,
+                                   uint64_t **poolp, uint64_t hlen, dta_error *err)
+{
+    st_entry *ents = *entsp;
+    const uint64_t *pool = *poolp;
     st_entry **v = malloc(sizeof *v * (n ? n : 1));
     dta_status st = DTA_OK;
     uint64_t start = 0, data0 = 8 + hlen, total;
@@ -661,24 +721,11 @@ static dta_status validate_and_add(const dtap_src *src, dta_model *m, st_entry *
         goto out;
     }
 
+    free(v); /* the checks are done: give it back before the model grows */
+    v = NULL;
     if ((st = dtap_model_add_file(m, src->name, "safetensors", &file, err)) != DTA_OK)
         goto out;
-    /* Add in header order: it is what a user reading the file sees. */
-    for (size_t i = 0; i < n; i++) {
-        st_entry *e = &ents[i];
-        size_t sidx;
-        uint64_t numel = 1;
-        const uint64_t *shape_e = pool + e->shape_at;
-        for (int k = 0; k < e->rank; k++)
-            numel *= shape_e[k]; /* checked above */
-        if ((st = dtap_model_add_storage(m, file, NULL, (dta_dtype)e->dtype, numel,
-                                         data0 + e->begin, &sidx, err)) != DTA_OK)
-            goto out;
-        if ((st = dtap_model_add_tensor_owned(m, e->name, e->name_len, "", (dta_dtype)e->dtype,
-                                              e->rank, shape_e, NULL, 0, sidx, file, err)) !=
-            DTA_OK)
-            goto out;
-    }
+    st = add_entries(m, file, entsp, poolp, n, data0, err);
 out:
     free(v);
     return st;
@@ -806,7 +853,7 @@ dta_status dtap_safetensors_open(const dtap_src *src, dta_model *m, dta_error *e
     }
     free(hdr); /* the names are the model's now: do not keep the header while it grows */
     hdr = NULL;
-    st = validate_and_add(src, m, ents, n, pool, hlen, err);
+    st = validate_and_add(src, m, &ents, n, &pool, hlen, err);
 out:
     free(ents);
     free(pool);
