@@ -33,7 +33,7 @@ dta_status dtap_index_read(const dtap_src *src, dta_model *m, dtap_read_fn read_
 dta_status dtap_index_open(const dtap_src *src, dta_model *m, dta_error *err);
 
 /* Reads a JSON object file (config.json, adapter_config.json, an index) whole; shown names
- * it in messages. */
+ * it in messages (util_json.c). */
 struct cJSON;
 dta_status dtap_read_json(const char *path, const char *shown, struct cJSON **out,
                           dta_error *err);
@@ -46,6 +46,10 @@ dta_status dtap_detect_torchzip(const dtap_src *src, bool *torchzip, dta_error *
 /* A model directory's quantization config (quant_config.c): config.json's
  * quantization_config, else a sidecar file, kept as JSON text in m->quant_config. */
 dta_status dtap_quant_read_config(const char *dir, dta_model *m, dta_error *err);
+
+/* A model directory (format_hfdir.c): its weights (an index first, safetensors before
+ * .bin), config.json, adapter_config.json and quantization config. */
+dta_status dtap_read_directory(const char *dir, dta_model *m, dta_error *err);
 
 /* Reads one source into m with the first reader that bids. */
 dta_status dtap_read_src(const dtap_src *src, dta_model *m, dta_error *err);

@@ -21,6 +21,7 @@
 
 #include "model_build.h"
 #include "pickle.h"
+#include "torch_graph.h"
 
 #define LEGACY_FIRST_READ (4u * 1024u * 1024u) /* pickles are read in growing windows */
 

@@ -106,52 +106,8 @@ bool dtap_pnode_int(const dtap_pnode *n, int64_t *v);
 /* True for globals torch's weights_only unpickler accepts (after name mapping). */
 bool dtap_pickle_global_allowed(const char *module, const char *name, bool torchscript);
 
-
-/* ---- torch object graph (format_torchzip.c) ------------------------------------------
- * Walks a torch.save object graph and adds every tensor it finds to a model: flattened
- * names, roots (docs/design.md), meta tensors, numpy arrays (as notes). The reader supplies
- * the storage resolver for its container. */
-#include "dtaudit/model.h"
-
-/* Resolves a persistent id (the PERSID node's pid object) for a tensor of dtype; returns
- * the model storage index and an extra element offset (legacy view storages). */
-typedef dta_status (*dtap_storage_fn)(void *ctx, const dtap_pnode *pid, dta_dtype dtype,
-                                      const char *tensor, size_t *storage, uint64_t *extra_off,
-                                      dta_error *err);
-
-/* name_prefix: prepended with '.' to every name (e.g. "constants"), or NULL. */
-dta_status dtap_torch_walk(const dtap_pickle *pk, dta_model *m, size_t file,
-                           const char *name_prefix, dtap_storage_fn resolve, void *ctx,
-                           dta_error *err);
-/* Adds one unsafe-pickle note per unsafe global of pk (skipping ones already noted). */
-dta_status dtap_torch_unsafe_notes(const dtap_pickle *pk, dta_model *m, dta_error *err);
-/* The dtype of a storage class global (torch.FloatStorage, torch.storage.UntypedStorage
- * -> U8 with *untyped set). DTA_DTYPE_NONE when it is not one. */
-dta_dtype dtap_torch_storage_dtype(const dtap_pnode *g, bool *untyped);
-/* Refuses (DTA_E_FORMAT) storage pids that torch would resolve to a different storage
- * than the tensor's own pid says: one key under two storage classes or sizes, a legacy
- * view key reused (legacy: 6-tuple pids with view metadata), a bytes key in a zip
- * (torch_pids.c). */
-dta_status dtap_torch_check_pids(const dtap_pickle *pk, bool legacy, dta_error *err);
 /* Every PERSID node, in stream order. */
 size_t dtap_pickle_persid_count(const dtap_pickle *p);
 const dtap_pnode *dtap_pickle_persid(const dtap_pickle *p, size_t i);
-
-/* ---- torch zip reader (format_torchzip.c) ----------------------------------------- */
-#include "zipread.h"
-
-/* What dtap_torchzip_read keeps for a writer: the open archive and the data.pkl graph
- * (owned by the caller on success: dtap_zip_close / dtap_pickle_free). */
-typedef struct {
-    dtap_zip *zip;
-    dtap_pickle *pkl;
-    size_t file;         /* model file index it added */
-    bool torchscript;    /* constants.pkl or code/ present */
-    bool big_endian;     /* byteorder record says "big" */
-} dtap_torchzip_parts;
-
-/* dtap_torchzip_open, optionally keeping the archive and graph (keep may be NULL). */
-dta_status dtap_torchzip_read(const dtap_src *src, dta_model *m, dtap_torchzip_parts *keep,
-                              dta_error *err);
 
 #endif

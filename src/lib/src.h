@@ -84,4 +84,18 @@ static inline uint64_t dtap_le64(const unsigned char *p)
     return (uint64_t)dtap_le32(p) | ((uint64_t)dtap_le32(p + 4) << 32);
 }
 
+static inline void dtap_put_le16(unsigned char *p, uint16_t v)
+{
+    p[0] = (unsigned char)v;
+    p[1] = (unsigned char)(v >> 8);
+}
+static inline void dtap_put_le32(unsigned char *p, uint32_t v)
+{
+    for (int i = 0; i < 4; i++) p[i] = (unsigned char)(v >> (8 * i));
+}
+static inline void dtap_put_le64(unsigned char *p, uint64_t v)
+{
+    for (int i = 0; i < 8; i++) p[i] = (unsigned char)(v >> (8 * i));
+}
+
 #endif

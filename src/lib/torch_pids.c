@@ -21,6 +21,7 @@
 #include <string.h>
 
 #include "pickle.h"
+#include "torch_graph.h"
 
 typedef struct {
     const dtap_pnode *key;

@@ -5,6 +5,7 @@
  * the legacy reader does. */
 #include "fuzz_common.h"
 #include "pickle.h"
+#include "torch_graph.h"
 
 #define FUZZ_MAX_KEYS 64
 
