@@ -21,6 +21,7 @@
 
 #include "model_build.h"
 #include "pickle.h"
+#include "pickle_opcodes.h"
 #include "torch_graph.h"
 
 #define LEGACY_FIRST_READ (4u * 1024u * 1024u) /* pickles are read in growing windows */
@@ -36,10 +37,10 @@ int dtap_torchlegacy_bid(const unsigned char *head, size_t n, uint64_t size)
 {
     (void)size;
     /* PROTO n, LONG1 10 <magic>: the binary protocols torch's pickle_module writes */
-    if (n >= 15 && head[0] == 0x80 && head[1] >= 2 && head[1] <= 5) {
+    if (n >= 15 && head[0] == DTAP_OP_PROTO && head[1] >= 2 && head[1] <= 5) {
         size_t i = 2;
-        if (head[i] == 0x95 && n >= 26) i += 9; /* FRAME */
-        if (i + 12 <= n && head[i] == 0x8a && head[i + 1] == 10 && !memcmp(head + i + 2, magic_le, 10))
+        if (head[i] == DTAP_OP_FRAME && n >= 26) i += 9; /* FRAME */
+        if (i + 12 <= n && head[i] == DTAP_OP_LONG1 && head[i + 1] == 10 && !memcmp(head + i + 2, magic_le, 10))
             return 100;
     }
     /* protocol 0/1: LONG text */

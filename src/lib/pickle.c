@@ -13,6 +13,7 @@
  * torch's weights_only allowlist are recorded as unsafe. Every length and count is
  * checked against the input and a named cap. */
 #include "pickle.h"
+#include "pickle_opcodes.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -699,20 +700,20 @@ static dta_status run(vm *v, size_t *consumed)
         dtap_pnode *x = NULL, *y = NULL, *z = NULL;
         size_t from;
         switch (v->op) {
-        case 0x80: /* PROTO */
+        case DTAP_OP_PROTO:
             if ((st = rd_bytes(v, 1, &b))) return st;
             if (b[0] > 5) return fmt_err(v, "unsupported pickle protocol");
             if (b[0] > v->pk->proto) v->pk->proto = b[0];
             break;
-        case 0x95: /* FRAME: transparent */
+        case DTAP_OP_FRAME: /* transparent */
             if ((st = rd_bytes(v, 8, &b))) return st;
             break;
-        case '.': /* STOP */
+        case DTAP_OP_STOP:
             if ((st = pop(v, &x))) return st;
             v->pk->root = x;
             if (consumed) *consumed = v->pos;
             return DTA_OK;
-        case '(': /* MARK */
+        case DTAP_OP_MARK:
             if (v->nmarks == v->mcap) {
                 if (v->mcap >= DTA_MAX_PICKLE_MARKS) return limit_err(v, "MARK depth", DTA_MAX_PICKLE_MARKS);
                 size_t nc = v->mcap ? v->mcap * 2 : 16;
@@ -723,25 +724,25 @@ static dta_status run(vm *v, size_t *consumed)
             }
             v->marks[v->nmarks++] = v->sp;
             break;
-        case '0': /* POP: an item, or a MARK when the frame is empty */
+        case DTAP_OP_POP: /* an item, or a MARK when the frame is empty */
             if (v->sp > frame_base(v)) v->sp--;
             else if (v->nmarks) v->nmarks--;
             else return fmt_err(v, "stack underflow");
             break;
-        case '1': /* POP_MARK */
+        case DTAP_OP_POP_MARK:
             if ((st = pop_mark(v, &from))) return st;
             v->sp = from;
             break;
-        case '2': /* DUP */
+        case DTAP_OP_DUP:
             if ((st = top(v, &x)) || (st = push(v, x))) return st;
             break;
         /* -- scalars -- */
-        case 'N': if (!(x = new_node(v, DTAP_PK_NONE, &st))) return st; goto push_x;
-        case 0x88: case 0x89: /* NEWTRUE / NEWFALSE */
+        case DTAP_OP_NONE: if (!(x = new_node(v, DTAP_PK_NONE, &st))) return st; goto push_x;
+        case DTAP_OP_NEWTRUE: case DTAP_OP_NEWFALSE:
             if (!(x = new_node(v, DTAP_PK_BOOL, &st))) return st;
-            x->i = v->op == 0x88;
+            x->i = v->op == DTAP_OP_NEWTRUE;
             goto push_x;
-        case 'I': /* INT: decimal line, "00"/"01" are bools */
+        case DTAP_OP_INT: /* decimal line, "00"/"01" are bools */
             if ((st = rd_line(v, &line, &ln))) return st;
             if (ln == 2 && line[0] == '0' && (line[1] == '0' || line[1] == '1')) {
                 if (!(x = new_node(v, DTAP_PK_BOOL, &st))) return st;
@@ -750,26 +751,26 @@ static dta_status run(vm *v, size_t *consumed)
             }
             if ((st = make_decimal(v, line, ln, &x))) return st;
             goto push_x;
-        case 'L': /* LONG: decimal line, optional 'L' */
+        case DTAP_OP_LONG: /* decimal line, optional 'L' */
             if ((st = rd_line(v, &line, &ln))) return st;
             if ((st = make_decimal(v, line, ln, &x))) return st;
             goto push_x;
-        case 'J': /* BININT */
+        case DTAP_OP_BININT:
             if ((st = rd_bytes(v, 4, &b))) return st;
             if (!(x = new_node(v, DTAP_PK_INT, &st))) return st;
             x->i = (int32_t)(uint32_t)((uint32_t)b[0] | ((uint32_t)b[1] << 8) | ((uint32_t)b[2] << 16) | ((uint32_t)b[3] << 24));
             goto push_x;
-        case 'K': /* BININT1 */
+        case DTAP_OP_BININT1:
             if ((st = rd_bytes(v, 1, &b))) return st;
             if (!(x = new_node(v, DTAP_PK_INT, &st))) return st;
             x->i = b[0];
             goto push_x;
-        case 'M': /* BININT2 */
+        case DTAP_OP_BININT2:
             if ((st = rd_bytes(v, 2, &b))) return st;
             if (!(x = new_node(v, DTAP_PK_INT, &st))) return st;
             x->i = b[0] | (b[1] << 8);
             goto push_x;
-        case 0x8a: /* LONG1 */
+        case DTAP_OP_LONG1:
             if ((st = rd_bytes(v, 1, &b))) return st;
             ln = b[0];
             if ((st = rd_bytes(v, ln, &b))) return st;
@@ -779,7 +780,7 @@ static dta_status run(vm *v, size_t *consumed)
             }
             if ((st = make_long(v, b, ln, &x))) return st;
             goto push_x;
-        case 0x8b: { /* LONG4 */
+        case DTAP_OP_LONG4: {
             if ((st = rd_bytes(v, 4, &b))) return st;
             int32_t l = (int32_t)(uint32_t)((uint32_t)b[0] | ((uint32_t)b[1] << 8) | ((uint32_t)b[2] << 16) | ((uint32_t)b[3] << 24));
             if (l < 0) return fmt_err(v, "negative LONG4 length");
@@ -792,7 +793,7 @@ static dta_status run(vm *v, size_t *consumed)
             if ((st = make_long(v, b, (size_t)l, &x))) return st;
             goto push_x;
         }
-        case 'F': { /* FLOAT: repr text */
+        case DTAP_OP_FLOAT: { /* repr text */
             if ((st = rd_line(v, &line, &ln))) return st;
             if (ln > 400) return fmt_err(v, "FLOAT literal too long");
             char tmp[401];
@@ -805,7 +806,7 @@ static dta_status run(vm *v, size_t *consumed)
             x->f = d;
             goto push_x;
         }
-        case 'G': { /* BINFLOAT: big-endian double */
+        case DTAP_OP_BINFLOAT: { /* big-endian double */
             if ((st = rd_bytes(v, 8, &b))) return st;
             uint64_t u = 0;
             for (int i = 0; i < 8; i++) u = (u << 8) | b[i];
@@ -816,109 +817,109 @@ static dta_status run(vm *v, size_t *consumed)
             goto push_x;
         }
         /* -- strings and bytes -- */
-        case 'S': /* STRING */
+        case DTAP_OP_STRING:
             if ((st = rd_line(v, &line, &ln))) return st;
             if ((st = make_quoted(v, line, ln, &x))) return st;
             goto push_x;
-        case 'V': /* UNICODE (raw-unicode-escape, kept raw) */
+        case DTAP_OP_UNICODE: /* raw-unicode-escape, kept raw */
             if ((st = rd_line(v, &line, &ln))) return st;
             if ((st = make_str(v, DTAP_PK_STR, line, ln, &x))) return st;
             goto push_x;
-        case 'T': case 'X': case 'B': { /* BINSTRING (i32), BINUNICODE, BINBYTES (u32) */
+        case DTAP_OP_BINSTRING: case DTAP_OP_BINUNICODE: case DTAP_OP_BINBYTES: { /* u32 length; BINSTRING: i32 */
             if ((st = rd_bytes(v, 4, &b))) return st;
             uint32_t l = (uint32_t)b[0] | ((uint32_t)b[1] << 8) | ((uint32_t)b[2] << 16) | ((uint32_t)b[3] << 24);
-            if (v->op == 'T' && (l & 0x80000000u)) return fmt_err(v, "negative BINSTRING length");
+            if (v->op == DTAP_OP_BINSTRING && (l & 0x80000000u)) return fmt_err(v, "negative BINSTRING length");
             if (l > DTA_MAX_PICKLE_STRING) return limit_err(v, "string length", DTA_MAX_PICKLE_STRING);
             if ((st = rd_bytes(v, l, &b))) return st;
-            if ((st = make_str(v, v->op == 'B' ? DTAP_PK_BYTES : DTAP_PK_STR, b, l, &x))) return st;
+            if ((st = make_str(v, v->op == DTAP_OP_BINBYTES ? DTAP_PK_BYTES : DTAP_PK_STR, b, l, &x))) return st;
             goto push_x;
         }
-        case 'U': case 0x8c: case 'C': { /* SHORT_BINSTRING, SHORT_BINUNICODE, SHORT_BINBYTES */
+        case DTAP_OP_SHORT_BINSTRING: case DTAP_OP_SHORT_BINUNICODE: case DTAP_OP_SHORT_BINBYTES: {
             if ((st = rd_bytes(v, 1, &b))) return st;
             size_t l = b[0];
             if ((st = rd_bytes(v, l, &b))) return st;
-            if ((st = make_str(v, v->op == 'C' ? DTAP_PK_BYTES : DTAP_PK_STR, b, l, &x))) return st;
+            if ((st = make_str(v, v->op == DTAP_OP_SHORT_BINBYTES ? DTAP_PK_BYTES : DTAP_PK_STR, b, l, &x))) return st;
             goto push_x;
         }
-        case 0x8d: case 0x8e: case 0x96: { /* BINUNICODE8, BINBYTES8, BYTEARRAY8 */
+        case DTAP_OP_BINUNICODE8: case DTAP_OP_BINBYTES8: case DTAP_OP_BYTEARRAY8: {
             if ((st = rd_bytes(v, 8, &b))) return st;
             uint64_t l = 0;
             for (int i = 7; i >= 0; i--) l = (l << 8) | b[i];
             if (l > DTA_MAX_PICKLE_STRING) return limit_err(v, "string length", DTA_MAX_PICKLE_STRING);
             if ((st = rd_bytes(v, (size_t)l, &b))) return st;
-            if ((st = make_str(v, v->op == 0x8d ? DTAP_PK_STR : DTAP_PK_BYTES, b, (size_t)l, &x))) return st;
+            if ((st = make_str(v, v->op == DTAP_OP_BINUNICODE8 ? DTAP_PK_STR : DTAP_PK_BYTES, b, (size_t)l, &x))) return st;
             goto push_x;
         }
         /* -- tuples, lists, dicts, sets -- */
-        case ')': if (!(x = new_node(v, DTAP_PK_TUPLE, &st))) return st; goto push_x;
-        case ']': if (!(x = new_node(v, DTAP_PK_LIST, &st))) return st; goto push_x;
-        case '}': if (!(x = new_node(v, DTAP_PK_DICT, &st))) return st; goto push_x;
-        case 0x8f: if (!(x = new_node(v, DTAP_PK_SET, &st))) return st; goto push_x;
-        case 't': case 'l': case 0x91: /* TUPLE, LIST, FROZENSET (from MARK) */
+        case DTAP_OP_EMPTY_TUPLE: if (!(x = new_node(v, DTAP_PK_TUPLE, &st))) return st; goto push_x;
+        case DTAP_OP_EMPTY_LIST: if (!(x = new_node(v, DTAP_PK_LIST, &st))) return st; goto push_x;
+        case DTAP_OP_EMPTY_DICT: if (!(x = new_node(v, DTAP_PK_DICT, &st))) return st; goto push_x;
+        case DTAP_OP_EMPTY_SET: if (!(x = new_node(v, DTAP_PK_SET, &st))) return st; goto push_x;
+        case DTAP_OP_TUPLE: case DTAP_OP_LIST: case DTAP_OP_FROZENSET: /* from MARK */
             if ((st = pop_mark(v, &from))) return st;
-            if ((st = collect(v, v->op == 't' ? DTAP_PK_TUPLE : v->op == 'l' ? DTAP_PK_LIST : DTAP_PK_SET, from, &x))) return st;
-            x->frozen = v->op == 0x91;
+            if ((st = collect(v, v->op == DTAP_OP_TUPLE ? DTAP_PK_TUPLE : v->op == DTAP_OP_LIST ? DTAP_PK_LIST : DTAP_PK_SET, from, &x))) return st;
+            x->frozen = v->op == DTAP_OP_FROZENSET;
             goto push_x;
-        case 0x85: case 0x86: case 0x87: { /* TUPLE1..3 */
+        case DTAP_OP_TUPLE1: case DTAP_OP_TUPLE2: case DTAP_OP_TUPLE3: {
             size_t k = (size_t)(v->op - 0x84);
             if (v->sp - frame_base(v) < k) return fmt_err(v, "stack underflow");
             if ((st = collect(v, DTAP_PK_TUPLE, v->sp - k, &x))) return st;
             goto push_x;
         }
-        case 'd': /* DICT (from MARK) */
+        case DTAP_OP_DICT: /* from MARK */
             if ((st = pop_mark(v, &from))) return st;
             if (!(x = new_node(v, DTAP_PK_DICT, &st))) return st;
             if ((st = add_pairs(v, x, from))) return st;
             goto push_x;
-        case 's': /* SETITEM */
+        case DTAP_OP_SETITEM:
             if ((st = pop(v, &y)) || (st = pop(v, &z)) || (st = top(v, &x))) return st;
             if (x->kind != DTAP_PK_DICT && is_scalar(x)) return fmt_err(v, "SETITEM on a non-mapping");
             if ((st = vec_push(v, &x->kv, z)) || (st = vec_push(v, &x->kv, y))) return st;
             break;
-        case 'u': /* SETITEMS */
+        case DTAP_OP_SETITEMS:
             if ((st = pop_mark(v, &from))) return st;
             if (from == 0 || from - 1 < frame_base(v)) return fmt_err(v, "stack underflow");
             if ((st = add_pairs(v, v->stack[from - 1], from))) return st;
             break;
-        case 'a': /* APPEND */
+        case DTAP_OP_APPEND:
             if ((st = pop(v, &y)) || (st = top(v, &x))) return st;
             if (is_scalar(x) || x->kind == DTAP_PK_TUPLE || x->kind == DTAP_PK_DICT) return fmt_err(v, "APPEND on an object without append");
             if ((st = vec_push(v, &x->seq, y))) return st;
             break;
-        case 'e': case 0x90: /* APPENDS, ADDITEMS */
+        case DTAP_OP_APPENDS: case DTAP_OP_ADDITEMS:
             if ((st = pop_mark(v, &from))) return st;
             if (from == 0 || from - 1 < frame_base(v)) return fmt_err(v, "stack underflow");
             if ((st = add_items(v, v->stack[from - 1], from))) return st;
             break;
         /* -- globals and calls -- */
-        case 'c': { /* GLOBAL module\nname\n */
+        case DTAP_OP_GLOBAL: { /* module\nname\n */
             const char *m;
             size_t ml;
             if ((st = rd_line(v, &m, &ml)) || (st = rd_line(v, &line, &ln))) return st;
             if ((st = make_global(v, m, ml, line, ln, &x))) return st;
             goto push_x;
         }
-        case 0x93: /* STACK_GLOBAL */
+        case DTAP_OP_STACK_GLOBAL:
             if ((st = pop(v, &y)) || (st = pop(v, &z))) return st;
             if (y->kind != DTAP_PK_STR || z->kind != DTAP_PK_STR)
                 return fmt_err(v, "STACK_GLOBAL operands are not strings");
             if ((st = make_global(v, z->s, z->len, y->s, y->len, &x))) return st;
             goto push_x;
-        case 'R': /* REDUCE */
+        case DTAP_OP_REDUCE:
             if ((st = pop(v, &y)) || (st = pop(v, &z))) return st;
             if ((st = make_call(v, DTAP_PK_REDUCE, z, y, NULL, &x))) return st;
             goto push_x;
-        case 0x81: /* NEWOBJ */
+        case DTAP_OP_NEWOBJ:
             if ((st = pop(v, &y)) || (st = pop(v, &z))) return st;
             if ((st = make_call(v, DTAP_PK_NEWOBJ, z, y, NULL, &x))) return st;
             goto push_x;
-        case 0x92: { /* NEWOBJ_EX */
+        case DTAP_OP_NEWOBJ_EX: {
             dtap_pnode *kw;
             if ((st = pop(v, &kw)) || (st = pop(v, &y)) || (st = pop(v, &z))) return st;
             if ((st = make_call(v, DTAP_PK_NEWOBJ, z, y, kw, &x))) return st;
             goto push_x;
         }
-        case 'i': { /* INST module\nname\n, args from MARK */
+        case DTAP_OP_INST: { /* module\nname\n, args from MARK */
             const char *m;
             size_t ml;
             if ((st = rd_line(v, &m, &ml)) || (st = rd_line(v, &line, &ln))) return st;
@@ -928,7 +929,7 @@ static dta_status run(vm *v, size_t *consumed)
             if ((st = make_call(v, DTAP_PK_REDUCE, z, y, NULL, &x))) return st;
             goto push_x;
         }
-        case 'o': /* OBJ: MARK cls args... */
+        case DTAP_OP_OBJ: /* MARK cls args... */
             if ((st = pop_mark(v, &from))) return st;
             if (v->sp == from) return fmt_err(v, "OBJ without a class");
             z = v->stack[from];
@@ -936,21 +937,21 @@ static dta_status run(vm *v, size_t *consumed)
             v->sp = from;
             if ((st = make_call(v, DTAP_PK_REDUCE, z, y, NULL, &x))) return st;
             goto push_x;
-        case 'b': /* BUILD */
+        case DTAP_OP_BUILD:
             if ((st = pop(v, &y)) || (st = top(v, &x))) return st;
             if ((st = vec_push(v, &x->states, y))) return st;
             break;
-        case 'P': /* PERSID text */
+        case DTAP_OP_PERSID: /* text */
             if ((st = rd_line(v, &line, &ln))) return st;
             if ((st = make_str(v, DTAP_PK_STR, line, ln, &y))) return st;
             if ((st = make_persid(v, y, &x))) return st;
             goto push_x;
-        case 'Q': /* BINPERSID */
+        case DTAP_OP_BINPERSID:
             if ((st = pop(v, &y))) return st;
             if ((st = make_persid(v, y, &x))) return st;
             goto push_x;
-        case 0x82: case 0x83: case 0x84: { /* EXT1/2/4: extension registry code, opaque */
-            size_t k = v->op == 0x82 ? 1 : v->op == 0x83 ? 2 : 4;
+        case DTAP_OP_EXT1: case DTAP_OP_EXT2: case DTAP_OP_EXT4: { /* extension registry code, opaque */
+            size_t k = v->op == DTAP_OP_EXT1 ? 1 : v->op == DTAP_OP_EXT2 ? 2 : 4;
             if ((st = rd_bytes(v, k, &b))) return st;
             uint32_t code = 0;
             for (size_t i = k; i-- > 0;) code = (code << 8) | b[i];
@@ -961,21 +962,21 @@ static dta_status run(vm *v, size_t *consumed)
             if ((st = note_unsafe(v, "copyreg.extension", nm))) return st;
             goto push_x;
         }
-        case 0x97: /* NEXT_BUFFER: out-of-band data we do not have */
+        case DTAP_OP_NEXT_BUFFER: /* out-of-band data we do not have */
             if (!(x = new_node(v, DTAP_PK_OPAQUE, &st))) return st;
             x->i = -1;
             goto push_x;
-        case 0x98: /* READONLY_BUFFER */
+        case DTAP_OP_READONLY_BUFFER:
             if ((st = top(v, &x))) return st;
             break;
         /* -- memo -- */
-        case 'p': { uint64_t k; if ((st = line_uint(v, &k)) || (st = memo_put(v, k))) return st; break; }
-        case 'q': if ((st = rd_bytes(v, 1, &b)) || (st = memo_put(v, b[0]))) return st; break;
-        case 'r': if ((st = rd_bytes(v, 4, &b)) || (st = memo_put(v, (uint64_t)b[0] | ((uint64_t)b[1] << 8) | ((uint64_t)b[2] << 16) | ((uint64_t)b[3] << 24)))) return st; break;
-        case 0x94: if ((st = memo_put(v, v->memo_count))) return st; break;
-        case 'g': { uint64_t k; if ((st = line_uint(v, &k)) || (st = memo_get(v, k))) return st; break; }
-        case 'h': if ((st = rd_bytes(v, 1, &b)) || (st = memo_get(v, b[0]))) return st; break;
-        case 'j': if ((st = rd_bytes(v, 4, &b)) || (st = memo_get(v, (uint64_t)b[0] | ((uint64_t)b[1] << 8) | ((uint64_t)b[2] << 16) | ((uint64_t)b[3] << 24)))) return st; break;
+        case DTAP_OP_PUT: { uint64_t k; if ((st = line_uint(v, &k)) || (st = memo_put(v, k))) return st; break; }
+        case DTAP_OP_BINPUT: if ((st = rd_bytes(v, 1, &b)) || (st = memo_put(v, b[0]))) return st; break;
+        case DTAP_OP_LONG_BINPUT: if ((st = rd_bytes(v, 4, &b)) || (st = memo_put(v, (uint64_t)b[0] | ((uint64_t)b[1] << 8) | ((uint64_t)b[2] << 16) | ((uint64_t)b[3] << 24)))) return st; break;
+        case DTAP_OP_MEMOIZE: if ((st = memo_put(v, v->memo_count))) return st; break;
+        case DTAP_OP_GET: { uint64_t k; if ((st = line_uint(v, &k)) || (st = memo_get(v, k))) return st; break; }
+        case DTAP_OP_BINGET: if ((st = rd_bytes(v, 1, &b)) || (st = memo_get(v, b[0]))) return st; break;
+        case DTAP_OP_LONG_BINGET: if ((st = rd_bytes(v, 4, &b)) || (st = memo_get(v, (uint64_t)b[0] | ((uint64_t)b[1] << 8) | ((uint64_t)b[2] << 16) | ((uint64_t)b[3] << 24)))) return st; break;
         default:
             return fmt_err(v, "unknown opcode");
         }

@@ -29,6 +29,7 @@
 #include "model_build.h"
 #include "format_torchzip.h"
 #include "pickle.h"
+#include "pickle_opcodes.h"
 #include "torch_graph.h"
 #include "zipread.h"
 #include "zip_write.h"
@@ -344,19 +345,19 @@ static dta_status memo_put(emitter *e, const dtap_pnode *n)
     e->mv[h] = idx;
     e->mn++;
     if (idx < 256) {
-        unsigned char b[2] = {'q', (unsigned char)idx};
+        unsigned char b[2] = {DTAP_OP_BINPUT, (unsigned char)idx};
         return out(e, b, 2);
     }
-    return out_u32op(e, 'r', idx);
+    return out_u32op(e, DTAP_OP_LONG_BINPUT, idx);
 }
 
 static dta_status memo_get(emitter *e, uint32_t idx)
 {
     if (idx < 256) {
-        unsigned char b[2] = {'h', (unsigned char)idx};
+        unsigned char b[2] = {DTAP_OP_BINGET, (unsigned char)idx};
         return out(e, b, 2);
     }
-    return out_u32op(e, 'j', idx);
+    return out_u32op(e, DTAP_OP_LONG_BINGET, idx);
 }
 
 /* ---- storage keys ---- */
@@ -592,23 +593,23 @@ static dta_status emit_int(emitter *e, int64_t v)
 {
     unsigned char b[10];
     if (v >= 0 && v < 256) {
-        b[0] = 'K';
+        b[0] = DTAP_OP_BININT1;
         b[1] = (unsigned char)v;
         return out(e, b, 2);
     }
     if (v >= 0 && v < 65536) {
-        b[0] = 'M';
+        b[0] = DTAP_OP_BININT2;
         dtap_put_le16(b + 1, (uint16_t)v);
         return out(e, b, 3);
     }
     if (v >= INT32_MIN && v <= INT32_MAX) {
-        b[0] = 'J';
+        b[0] = DTAP_OP_BININT;
         dtap_put_le32(b + 1, (uint32_t)v);
         return out(e, b, 5);
     }
     uint64_t u = (uint64_t)v;
     size_t k = 8;
-    b[0] = 0x8a;
+    b[0] = DTAP_OP_LONG1;
     for (int i = 0; i < 8; i++) b[2 + i] = (unsigned char)(u >> (8 * i));
     while (k > 1 && ((b[1 + k] == 0 && !(b[k] & 0x80)) || (b[1 + k] == 0xff && (b[k] & 0x80)))) k--;
     b[1] = (unsigned char)k;
@@ -618,7 +619,7 @@ static dta_status emit_int(emitter *e, int64_t v)
 static dta_status emit_unicode(emitter *e, const void *p, size_t n)
 {
     if (n > UINT32_MAX) return dta_error_set(e->err, DTA_E_LIMIT, 0, "data.pkl: string of %zu bytes", n);
-    dta_status st = out_u32op(e, 'X', (uint32_t)n);
+    dta_status st = out_u32op(e, DTAP_OP_BINUNICODE, (uint32_t)n);
     return st ? st : out(e, p, n);
 }
 
@@ -700,9 +701,9 @@ static dta_status emit_bytes_value(emitter *e, const dtap_pnode *n)
     if (!g) return nomem(e);
     dta_status st;
     if ((st = emit(e, g)) || (st = emit_latin1(e, (const unsigned char *)n->s, n->len, false)) ||
-        (st = emit_unicode(e, "latin1", 6)) || (st = out1(e, 0x86)))
+        (st = emit_unicode(e, "latin1", 6)) || (st = out1(e, DTAP_OP_TUPLE2)))
         return st;
-    return out1(e, 'R');
+    return out1(e, DTAP_OP_REDUCE);
 }
 
 static dta_status emit_global(emitter *e, const dtap_pnode *g)
@@ -712,7 +713,7 @@ static dta_status emit_global(emitter *e, const dtap_pnode *g)
         return dta_error_set(e->err, DTA_E_UNSUPPORTED, 0, "data.pkl: global '%.64s.%.64s' cannot be written as GLOBAL",
                              m, nm);
     dta_status st;
-    if ((st = out1(e, 'c')) || (st = out(e, m, strlen(m))) || (st = out1(e, '\n')) || (st = out(e, nm, strlen(nm))))
+    if ((st = out1(e, DTAP_OP_GLOBAL)) || (st = out(e, m, strlen(m))) || (st = out1(e, '\n')) || (st = out(e, nm, strlen(nm))))
         return st;
     return out1(e, '\n');
 }
@@ -721,13 +722,13 @@ static dta_status emit_global(emitter *e, const dtap_pnode *g)
 static dta_status emit_appends(emitter *e, const dtap_pvec *v)
 {
     dta_status st;
-    if (v->n == 1) return (st = emit(e, v->v[0])) ? st : out1(e, 'a');
+    if (v->n == 1) return (st = emit(e, v->v[0])) ? st : out1(e, DTAP_OP_APPEND);
     for (size_t i = 0; i < v->n; i += 1000) {
         size_t end = v->n - i > 1000 ? i + 1000 : v->n;
-        if ((st = out1(e, '('))) return st;
+        if ((st = out1(e, DTAP_OP_MARK))) return st;
         for (size_t k = i; k < end; k++)
             if ((st = emit(e, v->v[k]))) return st;
-        if ((st = out1(e, 'e'))) return st;
+        if ((st = out1(e, DTAP_OP_APPENDS))) return st;
     }
     return DTA_OK;
 }
@@ -738,14 +739,14 @@ static dta_status emit_setitems(emitter *e, const dtap_pvec *v)
     size_t pairs = v->n / 2;
     if (pairs == 1) {
         if ((st = emit(e, v->v[0])) || (st = emit(e, v->v[1]))) return st;
-        return out1(e, 's');
+        return out1(e, DTAP_OP_SETITEM);
     }
     for (size_t i = 0; i < pairs; i += 1000) {
         size_t end = pairs - i > 1000 ? i + 1000 : pairs;
-        if ((st = out1(e, '('))) return st;
+        if ((st = out1(e, DTAP_OP_MARK))) return st;
         for (size_t k = i; k < end; k++)
             if ((st = emit(e, v->v[2 * k])) || (st = emit(e, v->v[2 * k + 1]))) return st;
-        if ((st = out1(e, 'u'))) return st;
+        if ((st = out1(e, DTAP_OP_SETITEMS))) return st;
     }
     return DTA_OK;
 }
@@ -758,7 +759,7 @@ static dta_status emit_extras(emitter *e, const dtap_pnode *n)
     if (!own_seq && n->seq.n && (st = emit_appends(e, &n->seq))) return st;
     if (n->kind != DTAP_PK_DICT && n->kv.n >= 2 && (st = emit_setitems(e, &n->kv))) return st;
     for (size_t i = 0; i < n->states.n; i++)
-        if ((st = emit(e, n->states.v[i])) || (st = out1(e, 'b'))) return st;
+        if ((st = emit(e, n->states.v[i])) || (st = out1(e, DTAP_OP_BUILD))) return st;
     return DTA_OK;
 }
 
@@ -770,13 +771,14 @@ static bool has_extras(const dtap_pnode *n)
 
 /* After the parts of an object made from them (tuple, call) were emitted: if emitting
  * them memoised the object itself (a recursive structure), drop the parts and fetch it. */
-static dta_status finish_made(emitter *e, const dtap_pnode *n, const char *pops, size_t npops, bool *was)
+static dta_status finish_made(emitter *e, const dtap_pnode *n, unsigned char pop, size_t npops, bool *was)
 {
     uint32_t idx;
     *was = memo_find(e, n, &idx);
     if (!*was) return DTA_OK;
     e->unsafe_ops++;
-    dta_status st = out(e, pops, npops);
+    dta_status st = DTA_OK;
+    for (size_t i = 0; i < npops && !st; i++) st = out1(e, pop);
     return st ? st : memo_get(e, idx);
 }
 
@@ -787,42 +789,42 @@ static dta_status emit_node(emitter *e, const dtap_pnode *n)
     unsigned char b[9];
     switch (n->kind) {
     case DTAP_PK_NONE:
-        if ((st = out1(e, 'N'))) return st;
+        if ((st = out1(e, DTAP_OP_NONE))) return st;
         break;
     case DTAP_PK_BOOL:
-        if ((st = out1(e, n->i ? 0x88 : 0x89))) return st;
+        if ((st = out1(e, n->i ? DTAP_OP_NEWTRUE : DTAP_OP_NEWFALSE))) return st;
         break;
     case DTAP_PK_INT:
         if (!n->big) {
             if ((st = emit_int(e, n->i))) return st;
         } else if (n->len < 256) {
-            b[0] = 0x8a;
+            b[0] = DTAP_OP_LONG1;
             b[1] = (unsigned char)n->len;
             if ((st = out(e, b, 2)) || (st = out(e, n->s, n->len))) return st;
         } else {
             e->unsafe_ops++; /* LONG4 */
             if (n->len > INT32_MAX) return dta_error_set(e->err, DTA_E_LIMIT, 0, "data.pkl: integer too long");
-            if ((st = out_u32op(e, 0x8b, (uint32_t)n->len)) || (st = out(e, n->s, n->len))) return st;
+            if ((st = out_u32op(e, DTAP_OP_LONG4, (uint32_t)n->len)) || (st = out(e, n->s, n->len))) return st;
         }
         break;
     case DTAP_PK_FLOAT: {
         uint64_t u;
         memcpy(&u, &n->f, 8);
-        b[0] = 'G';
+        b[0] = DTAP_OP_BINFLOAT;
         for (int i = 0; i < 8; i++) b[1 + i] = (unsigned char)(u >> (56 - 8 * i));
         if ((st = out(e, b, 9))) return st;
         break;
     }
     case DTAP_PK_STR:
-        if (n->op == 'V') st = emit_latin1(e, (const unsigned char *)n->s, n->len, true);
+        if (n->op == DTAP_OP_UNICODE) st = emit_latin1(e, (const unsigned char *)n->s, n->len, true);
         else st = emit_unicode(e, n->s, n->len);
         if (st || (st = memo_put(e, n))) return st;
         return emit_extras(e, n);
     case DTAP_PK_BYTES:
-        if (n->op == 0x96) { /* bytearray */
+        if (n->op == DTAP_OP_BYTEARRAY8) { /* bytearray */
             const dtap_pnode *g = syn_global(e, "builtins", "bytearray");
             if (!g) return nomem(e);
-            if ((st = emit(e, g)) || (st = emit_bytes_value(e, n)) || (st = out1(e, 0x85)) || (st = out1(e, 'R')))
+            if ((st = emit(e, g)) || (st = emit_bytes_value(e, n)) || (st = out1(e, DTAP_OP_TUPLE1)) || (st = out1(e, DTAP_OP_REDUCE)))
                 return st;
         } else if ((st = emit_bytes_value(e, n))) {
             return st;
@@ -835,34 +837,34 @@ static dta_status emit_node(emitter *e, const dtap_pnode *n)
     case DTAP_PK_TUPLE: {
         size_t k = n->seq.n;
         if (k == 0) {
-            if ((st = out1(e, ')'))) return st;
+            if ((st = out1(e, DTAP_OP_EMPTY_TUPLE))) return st;
             break;
         }
-        if (k > 3 && (st = out1(e, '('))) return st;
+        if (k > 3 && (st = out1(e, DTAP_OP_MARK))) return st;
         for (size_t i = 0; i < k; i++)
             if ((st = emit(e, n->seq.v[i]))) return st;
-        static const char pops[3] = {'0', '0', '0'};
-        if ((st = k > 3 ? finish_made(e, n, "1", 1, &was) : finish_made(e, n, pops, k, &was))) return st;
+        if ((st = k > 3 ? finish_made(e, n, DTAP_OP_POP_MARK, 1, &was) : finish_made(e, n, DTAP_OP_POP, k, &was)))
+            return st;
         if (was) return DTA_OK;
-        if ((st = out1(e, k > 3 ? 't' : (unsigned char)(0x84 + k))) || (st = memo_put(e, n))) return st;
+        if ((st = out1(e, k > 3 ? DTAP_OP_TUPLE : (unsigned char)(DTAP_OP_TUPLE1 - 1 + k))) || (st = memo_put(e, n))) return st;
         return emit_extras(e, n);
     }
     case DTAP_PK_LIST:
-        if ((st = out1(e, ']')) || (st = memo_put(e, n))) return st;
+        if ((st = out1(e, DTAP_OP_EMPTY_LIST)) || (st = memo_put(e, n))) return st;
         if (n->seq.n && (st = emit_appends(e, &n->seq))) return st;
         return emit_extras(e, n);
     case DTAP_PK_DICT:
-        if ((st = out1(e, '}')) || (st = memo_put(e, n))) return st;
+        if ((st = out1(e, DTAP_OP_EMPTY_DICT)) || (st = memo_put(e, n))) return st;
         if (n->kv.n >= 2 && (st = emit_setitems(e, &n->kv))) return st;
         return emit_extras(e, n);
     case DTAP_PK_SET: {
         const dtap_pnode *g = syn_global(e, "builtins", n->frozen ? "frozenset" : "set");
         if (!g) return nomem(e);
-        if ((st = emit(e, g)) || (st = out1(e, ']'))) return st;
+        if ((st = emit(e, g)) || (st = out1(e, DTAP_OP_EMPTY_LIST))) return st;
         if (n->seq.n && (st = emit_appends(e, &n->seq))) return st;
-        if ((st = out1(e, 0x85)) || (st = finish_made(e, n, "00", 2, &was))) return st;
+        if ((st = out1(e, DTAP_OP_TUPLE1)) || (st = finish_made(e, n, DTAP_OP_POP, 2, &was))) return st;
         if (was) return DTA_OK;
-        if ((st = out1(e, 'R')) || (st = memo_put(e, n))) return st;
+        if ((st = out1(e, DTAP_OP_REDUCE)) || (st = memo_put(e, n))) return st;
         return emit_extras(e, n);
     }
     case DTAP_PK_REDUCE:
@@ -888,13 +890,13 @@ static dta_status emit_node(emitter *e, const dtap_pnode *n)
         if (n->kind == DTAP_PK_NEWOBJ && n->kwargs) {
             e->unsafe_ops++; /* NEWOBJ_EX */
             if ((st = emit(e, n->kwargs))) return st;
-            if ((st = finish_made(e, n, "000", 3, &was))) return st;
+            if ((st = finish_made(e, n, DTAP_OP_POP, 3, &was))) return st;
             if (was) return DTA_OK;
-            if ((st = out1(e, 0x92))) return st;
+            if ((st = out1(e, DTAP_OP_NEWOBJ_EX))) return st;
         } else {
-            if ((st = finish_made(e, n, "00", 2, &was))) return st;
+            if ((st = finish_made(e, n, DTAP_OP_POP, 2, &was))) return st;
             if (was) return DTA_OK;
-            if ((st = out1(e, n->kind == DTAP_PK_NEWOBJ ? 0x81 : 'R'))) return st;
+            if ((st = out1(e, n->kind == DTAP_PK_NEWOBJ ? DTAP_OP_NEWOBJ : DTAP_OP_REDUCE))) return st;
         }
         if ((st = memo_put(e, n))) return st;
         return emit_extras(e, n);
@@ -907,25 +909,25 @@ static dta_status emit_node(emitter *e, const dtap_pnode *n)
                                  e->m->storages[s].key);
         if (!n->args) return dta_error_set(e->err, DTA_E_FORMAT, 0, "data.pkl: persistent id without a value");
         if ((st = note_pid(e, n->args)) || (st = emit(e, n->args))) return st;
-        if ((st = finish_made(e, n, "0", 1, &was))) return st;
+        if ((st = finish_made(e, n, DTAP_OP_POP, 1, &was))) return st;
         if (was) return DTA_OK;
-        if ((st = out1(e, 'Q')) || (st = memo_put(e, n))) return st;
+        if ((st = out1(e, DTAP_OP_BINPERSID)) || (st = memo_put(e, n))) return st;
         return emit_extras(e, n);
     }
     case DTAP_PK_OPAQUE:
         e->unsafe_ops++;
         if (n->i < 0) {
-            st = out1(e, 0x97);
+            st = out1(e, DTAP_OP_NEXT_BUFFER);
         } else if (n->i < 256) {
-            b[0] = 0x82;
+            b[0] = DTAP_OP_EXT1;
             b[1] = (unsigned char)n->i;
             st = out(e, b, 2);
         } else if (n->i < 65536) {
-            b[0] = 0x83;
+            b[0] = DTAP_OP_EXT2;
             dtap_put_le16(b + 1, (uint16_t)n->i);
             st = out(e, b, 3);
         } else {
-            st = out_u32op(e, 0x84, (uint32_t)n->i);
+            st = out_u32op(e, DTAP_OP_EXT4, (uint32_t)n->i);
         }
         if (st || (st = memo_put(e, n))) return st;
         return emit_extras(e, n);
