@@ -199,7 +199,16 @@ typedef struct {
     dta_dtype compute;
     char *ct_strategy;   /* compressed-tensors weights strategy */
     bool config_known;   /* a config named a scheme */
+    bool comfy_scaled;   /* ComfyUI scaled FP8: a scaled_fp8 marker or scale_weight tensors */
+    bool scaled_marker;  /* the scaled_fp8 marker tensor itself */
 } qctx;
+
+/* Sizes a parameter is checked with; 0: the config's (or the scheme's default). */
+typedef struct {
+    uint32_t bm, bn;     /* block rows, cols */
+    uint32_t group;
+    uint32_t bits;
+} qsize;
 
 static dta_status nomem(qctx *c)
 {
@@ -315,6 +324,18 @@ static dta_quant_scheme ct_scheme(qctx *c, const cJSON *doc)
     return DTA_QS_UNKNOWN;
 }
 
+/* optimum-quanto weights: "int8" / "qint8", "int4", "int2", "float8" / "qfloat8_e4m3fn" */
+static uint32_t quanto_bits(const char *w)
+{
+    if (!w)
+        return 0;
+    if (strstr(w, "int4"))
+        return 4;
+    if (strstr(w, "int2"))
+        return 2;
+    return strstr(w, "int8") || strstr(w, "float8") ? 8 : 0;
+}
+
 /* Step 1: what the config (or config-like metadata) says. */
 static dta_status read_config(qctx *c)
 {
@@ -373,8 +394,13 @@ static dta_status read_config(qctx *c)
         goto done;
     }
     if (source && !strcmp(source, "quanto_qmap.json")) {
+        /* {module: {"weights": "qint4", "activations": "none"}} */
         s = DTA_QS_QUANTO;
         st = set_str(c, &q->method, "quanto");
+        const char *wt = cJSON_IsObject(doc->child) ? jstr(doc->child, "weights") : NULL;
+        q->bits = quanto_bits(wt);
+        if (wt)
+            snprintf(detail, sizeof detail, "weights %s", wt);
         goto done;
     }
     if (!qm) {
@@ -454,11 +480,29 @@ static dta_status read_config(qctx *c)
     } else if (!strcmp(qm, "mxfp4")) {
         s = DTA_QS_MXFP4;
         q->group = 32;
-    } else if (!strcmp(qm, "quanto"))
+    } else if (!strcmp(qm, "quanto")) {
         s = DTA_QS_QUANTO;
-    else if (!strcmp(qm, "torchao"))
+        const char *wt = jstr(doc, "weights");
+        q->bits = quanto_bits(wt);
+        if (wt)
+            snprintf(detail, sizeof detail, "weights %s", wt);
+    } else if (!strcmp(qm, "torchao")) {
+        /* quant_type: {"default": {"_type": "Float8WeightOnlyConfig", "_data": {...}}} or,
+         * in older configs, a string ("int4_weight_only") with quant_type_kwargs */
         s = DTA_QS_TORCHAO;
-    else if (!strcmp(qm, "hqq")) {
+        const cJSON *qt = cJSON_GetObjectItemCaseSensitive(doc, "quant_type");
+        const cJSON *def = cJSON_GetObjectItemCaseSensitive(qt, "default");
+        const char *type = cJSON_IsString(qt) ? qt->valuestring : jstr(def, "_type");
+        const cJSON *data = cJSON_GetObjectItemCaseSensitive(def, "_data");
+        if (!data)
+            data = cJSON_GetObjectItemCaseSensitive(doc, "quant_type_kwargs");
+        if (type) {
+            snprintf(detail, sizeof detail, "%s", type);
+            q->bits = strstr(type, "nt4") || strstr(type, "NT4") || strstr(type, "FP4") ? 4
+                      : strstr(type, "nt8") || strstr(type, "loat8") ? 8 : 0;
+        }
+        q->group = clamp_u32(jint(data, "group_size", 0));
+    } else if (!strcmp(qm, "hqq")) {
         /* transformers' HqqConfig: quant_config.weight_quant_params {nbits, group_size, axis},
          * or a per-layer dict of such configs (the first one read) */
         s = DTA_QS_HQQ;
@@ -645,8 +689,16 @@ static dta_status group_tensors(qctx *c)
     }
     /* companions: attached to their codes; a strong one without codes is an orphan */
     for (size_t i = 0; i < m->ntensors && st == DTA_OK; i++) {
+        if (match[i] < 0) {
+            const char *name = m->tensors[i].name;
+            size_t n = strlen(name);
+            if (ends_with(name, n, "scaled_fp8") && (n == 10 || name[n - 11] == '.'))
+                c->comfy_scaled = c->scaled_marker = true;
+        }
         if (match[i] < 0 || suffixes[match[i]].role == DTA_QR_WEIGHT)
             continue;
+        if (suffixes[match[i]].role == DTA_QR_SCALE && !strcmp(suffixes[match[i]].suffix, ".scale_weight"))
+            c->comfy_scaled = true;
         const sfx *s = &suffixes[match[i]];
         const char *name = m->tensors[i].name;
         size_t n = strlen(name), pl = n - strlen(s->suffix);
@@ -698,7 +750,9 @@ static dta_status group_tensors(qctx *c)
         size_t n = strlen(t->name);
         if (q->tensor_param[i] >= 0 || !ends_with(t->name, n, ".weight") || t->rank < 2)
             continue;
-        bool want = (is_fp8(t->dtype) && fp8_family(q->scheme) && q->scheme != DTA_QS_COMFY_FP8) ||
+        /* ComfyUI's scaled ops give a layer without scale_weight a scale of 1.0: its F8
+         * codes are read unscaled */
+        bool want = (is_fp8(t->dtype) && (fp8_family(q->scheme) || c->comfy_scaled)) ||
                     (t->dtype == DTA_I8 && (q->scheme == DTA_QS_BNB_8BIT || q->scheme == DTA_QS_CT_INT));
         if (!want)
             continue;
@@ -729,6 +783,16 @@ static dta_status group_tensors(qctx *c)
 static uint64_t cdiv(uint64_t a, uint64_t b)
 {
     return b ? (a + b - 1) / b : 0;
+}
+
+static bool same_shape(const dta_tensor *a, const dta_tensor *b)
+{
+    if (a->rank != b->rank)
+        return false;
+    for (int d = 0; d < a->rank; d++)
+        if (a->shape[d] != b->shape[d])
+            return false;
+    return true;
 }
 
 static void shape_str(char *buf, size_t cap, const dta_tensor *t)
@@ -808,6 +872,8 @@ static dta_quant_scheme param_scheme(qctx *c, dta_quant_param *p)
         if (ends_with(n, l, "_blocks") || ends_with(n, l, "_scales"))
             return DTA_QS_MXFP4;
     }
+    if (c->comfy_scaled && p->ntensors == 1 && w && is_fp8(w->dtype))
+        return DTA_QS_COMFY_FP8;
     if (ends_with(wn, wl, ".qweight") || has_comp(c, p, DTA_QR_ZERO_POINT) ||
         comp(c, p, DTA_QR_G_IDX) != SIZE_MAX) {
         if (ends_with(wn, wl, ".qweight") || (!w && cfg != DTA_QS_CT_PACK)) {
@@ -853,9 +919,10 @@ static dta_quant_scheme param_scheme(qctx *c, dta_quant_param *p)
 
 /* Checks p against its scheme; appends quant-incomplete issues. block/group override the
  * config's (0: the config's or the scheme default). Returns the number of problems. */
-static int check_param(qctx *c, dta_quant_param *p, uint32_t bm, uint32_t bn, uint32_t group,
-                       bool record)
+static int check_param(qctx *c, dta_quant_param *p, const qsize *o, bool record)
 {
+    uint32_t bm = o ? o->bm : 0, bn = o ? o->bn : 0, group = o ? o->group : 0;
+    uint32_t obits = o ? o->bits : 0;
     const dta_model *m = c->m;
     dta_quant *q = c->q;
     const dta_tensor *w = p->weight != SIZE_MAX ? &m->tensors[p->weight] : NULL;
@@ -967,7 +1034,8 @@ static int check_param(qctx *c, dta_quant_param *p, uint32_t bm, uint32_t bn, ui
     case DTA_QS_CT_PACK: {
         NEED(DTA_QR_SCALE, "weight_scale");
         NEED(DTA_QR_SHAPE, "weight_shape");
-        uint32_t bits = q->bits ? q->bits : 4, pf = bits >= 1 && bits <= 16 ? 32 / bits : 8;
+        uint32_t bits = obits ? obits : q->bits ? q->bits : 4;
+        uint32_t pf = bits >= 1 && bits <= 16 ? 32 / bits : 8;
         uint32_t g = group ? group : q->group;
         if (S && w->rank == 2) {
             uint64_t o = w->shape[0], cols = w->shape[1];
@@ -992,7 +1060,7 @@ static int check_param(qctx *c, dta_quant_param *p, uint32_t bm, uint32_t bn, ui
         bool awq = p->scheme == DTA_QS_AWQ;
         NEED(DTA_QR_SCALE, "scales");
         NEED(DTA_QR_ZERO_POINT, "qzeros");
-        uint32_t bits = q->bits ? q->bits : 4, g = group ? group : q->group;
+        uint32_t bits = obits ? obits : q->bits ? q->bits : 4, g = group ? group : q->group;
         size_t zi = comp(c, p, DTA_QR_ZERO_POINT), gi = comp(c, p, DTA_QR_G_IDX);
         if (w->rank == 2 && bits && (bits == 2 || bits == 4 || bits == 8 || bits == 3)) {
             uint64_t in, o, packed_o;
@@ -1085,17 +1153,133 @@ static int check_param(qctx *c, dta_quant_param *p, uint32_t bm, uint32_t bn, ui
         }
         break;
     }
-    case DTA_QS_QUANTO:
+    case DTA_QS_QUANTO: {
+        /* qbytes (int8, float8): _data I8 / F8 [out, in], _scale [out, 1]; qbits (int4,
+         * int2): _data._data U8 packs the grouped rows planar, ceil(R / (8 / bits)) rows of
+         * the group's width, _scale and _shift [R, 1] (quant.md §11) */
+        bool qbits = w->dtype == DTA_U8;
+        uint32_t bits = obits ? obits : q->bits;
         NEED(DTA_QR_SCALE, "_scale");
-        if (w->dtype == DTA_U8)
+        if (qbits)
             NEED(DTA_QR_ZERO_POINT, "_shift");
+        size_t zi = comp(c, p, DTA_QR_ZERO_POINT);
+        if (bits && (bits == 8) == qbits)
+            BAD("its codes are %s, not %u-bit ones", dta_dtype_name(w->dtype), bits);
+        else if (S && w->rank == 2) {
+            uint32_t pf = bits >= 1 && bits <= 8 ? 8 / bits : 2;
+            bool ok = qbits ? S->rank == 2 && S->shape[1] == 1 && cdiv(S->shape[0], pf) == w->shape[0]
+                            : S->rank == 2 && S->shape[0] == w->shape[0] && S->shape[1] == 1;
+            if (!ok) {
+                shape_str(s1, sizeof s1, S);
+                shape_str(s2, sizeof s2, w);
+                BAD("its _scale %s does not fit the %s codes %s%s", s1, dta_dtype_name(w->dtype), s2,
+                    qbits ? " (one scale per grouped row, the rows packed planar)" : " (one scale per row)");
+            }
+        }
+        if (S && zi != SIZE_MAX && !same_shape(S, &m->tensors[zi])) {
+            shape_str(s1, sizeof s1, &m->tensors[zi]);
+            shape_str(s2, sizeof s2, S);
+            BAD("%sits _shift %s is not shaped like its _scale %s", nb ? "; " : "", s1, s2);
+        }
         break;
-    case DTA_QS_TORCHAO:
+    }
+    case DTA_QS_TORCHAO: {
+        /* Float8Tensor / Int8Tensor / IntxUnpackedToInt8Tensor: qdata [N, K] (one byte a
+         * code), scale [N, 1] per row, one value per tensor, or [N, ceil(K / group)];
+         * zero_point shaped like the scale. Packed int4 layouts (U8) are not checked here. */
+        uint32_t bits = obits ? obits : q->bits, g = group ? group : q->group;
+        size_t zi = comp(c, p, DTA_QR_ZERO_POINT);
+        bool bytes = is_fp8(w->dtype) || w->dtype == DTA_I8;
         NEED(DTA_QR_SCALE, "_weight_scale");
+        if (bits && bits != 4 && bits != 8)
+            bits = 0;
+        if (bits && (bits == 8) != bytes)
+            BAD("its qdata are %s, not %u-bit codes", dta_dtype_name(w->dtype), bits);
+        else if (S && w->rank == 2 && bytes) {
+            uint64_t n = w->shape[0], k = w->shape[1];
+            bool ok = S->numel == 1 ||
+                      (S->rank == 2 && S->shape[0] == n &&
+                       (g ? S->shape[1] == cdiv(k, g) : S->shape[1] >= 1 && S->shape[1] <= k));
+            if (!ok) {
+                shape_str(s1, sizeof s1, S);
+                shape_str(s2, sizeof s2, w);
+                if (g)
+                    BAD("its scale %s does not fit the %s qdata in groups of %u (expected [%llu, %llu])",
+                        s1, s2, g, (unsigned long long)n, (unsigned long long)cdiv(k, g));
+                else
+                    BAD("its scale %s does not fit the %s qdata (one per row, per group or per tensor)",
+                        s1, s2);
+            }
+        }
+        if (S && zi != SIZE_MAX && !same_shape(S, &m->tensors[zi])) {
+            shape_str(s1, sizeof s1, &m->tensors[zi]);
+            shape_str(s2, sizeof s2, S);
+            BAD("%sits zero_point %s is not shaped like its scale %s", nb ? "; " : "", s1, s2);
+        }
         break;
-    case DTA_QS_HQQ:
+    }
+    case DTA_QS_HQQ: {
+        /* W_q packs the grouped [R, C] codes by nbits (8/4/2/1-bit codes in bytes, 3-bit ten
+         * to an int32) into [ceil(R / pf), C]; scale and zero are [R, 1] for axis 1, where C
+         * is the group size, or [1, C] for axis 0, where R is (quant.md §13) */
+        uint32_t bits = obits ? obits : q->bits ? q->bits : 4, g = group ? group : q->group;
+        uint32_t pf = bits == 3 ? 10 : bits >= 1 && bits <= 8 ? 8 / bits : 2;
+        size_t zi = comp(c, p, DTA_QR_ZERO_POINT);
         NEED(DTA_QR_SCALE, "scale");
+        NEED(DTA_QR_ZERO_POINT, "zero");
+        if (w->rank != 2 || !(w->dtype == DTA_U8 || w->dtype == DTA_I32))
+            break; /* view_as_float: the bytes are read as another dtype */
+        if ((bits == 3) != (w->dtype == DTA_I32))
+            BAD("its W_q is %s, not packed %u-bit codes", dta_dtype_name(w->dtype), bits);
+        else if (S) {
+            uint64_t rows = w->shape[0], cols = w->shape[1];
+            bool ok = false;
+            if (S->rank == 2 && S->shape[1] == 1 && S->shape[0] > 1)
+                ok = cdiv(S->shape[0], pf) == rows && (!g || cols == g);
+            else if (S->rank == 2 && S->shape[0] == 1)
+                ok = S->shape[1] == cols && (!g || cdiv(g, pf) == rows);
+            if (!ok) {
+                shape_str(s1, sizeof s1, S);
+                shape_str(s2, sizeof s2, w);
+                BAD("its scale %s does not fit the %s W_q as %u-bit codes in groups of %u", s1, s2,
+                    bits, g ? g : (unsigned)cols);
+            }
+        }
+        if (S && zi != SIZE_MAX && !same_shape(S, &m->tensors[zi])) {
+            shape_str(s1, sizeof s1, &m->tensors[zi]);
+            shape_str(s2, sizeof s2, S);
+            BAD("%sits zero %s is not shaped like its scale %s", nb ? "; " : "", s1, s2);
+        }
         break;
+    }
+    case DTA_QS_COMFY: {
+        /* comfy_quant layers: float8 (weight F8 + weight_scale, one value or one per row) or
+         * nvfp4 (weight U8 [out, in/2], F8 weight_scale in cuBLAS' 128x4-swizzled layout
+         * [roundup(out, 128), roundup(in/16, 4)] or plain [out, in/16], and weight_scale_2) */
+        NEED(DTA_QR_SCALE, "weight_scale");
+        if (w->dtype == DTA_U8) {
+            NEED(DTA_QR_GLOBAL_SCALE, "weight_scale_2");
+            if (S && w->rank == 2) {
+                uint64_t o = w->shape[0], nbk = cdiv(w->shape[1] * 2, 16);
+                bool ok = S->rank == 2 &&
+                          ((S->shape[0] == o && S->shape[1] == nbk) ||
+                           (S->shape[0] == cdiv(o, 128) * 128 && S->shape[1] == cdiv(nbk, 4) * 4));
+                if (!ok) {
+                    shape_str(s1, sizeof s1, S);
+                    shape_str(s2, sizeof s2, w);
+                    BAD("its block scale %s does not fit the packed %s weight (expected [%llu, %llu], "
+                        "or [%llu, %llu] swizzled)", s1, s2, (unsigned long long)o,
+                        (unsigned long long)nbk, (unsigned long long)(cdiv(o, 128) * 128),
+                        (unsigned long long)(cdiv(nbk, 4) * 4));
+                }
+            }
+        } else if (S && w->rank == 2 && !(S->numel == 1 || (S->rank >= 1 && S->shape[0] == w->shape[0]))) {
+            shape_str(s1, sizeof s1, S);
+            shape_str(s2, sizeof s2, w);
+            BAD("its scale %s does not fit the %s weight", s1, s2);
+        }
+        break;
+    }
     default:
         break;
     }
@@ -1314,6 +1498,48 @@ static bool compatible(dta_quant_scheme cfg, dta_quant_scheme t)
     }
 }
 
+/* ComfyUI keeps its quantization config in the file: the scaled_fp8 marker tensor for
+ * scale_weight layers (without it the scaled ops are not used and the scales are unexpected
+ * keys: the F8 codes are read unscaled), and a comfy_quant marker per layer (a layer
+ * without one, among layers that have it, is built as a plain layer). */
+static dta_status comfy_markers(qctx *c)
+{
+    const dta_model *m = c->m;
+    dta_quant *q = c->q;
+    dta_status st = DTA_OK;
+    size_t nscaled = 0, nmarked = 0, first = SIZE_MAX;
+    for (size_t i = 0; i < q->nparams; i++) {
+        const dta_quant_param *p = &q->params[i];
+        if (p->weight == SIZE_MAX || p->cast)
+            continue;
+        if (p->scheme == DTA_QS_COMFY_FP8 && comp(c, p, DTA_QR_SCALE) != SIZE_MAX) {
+            nscaled++;
+            if (first == SIZE_MAX)
+                first = i;
+        }
+        nmarked += comp(c, p, DTA_QR_MARKER) != SIZE_MAX;
+    }
+    if (nscaled && !c->scaled_marker && !q->source)
+        st = add_issue(c, DTA_RULE_QUANT_CONFIG, "scaled_fp8", &q->params[first].weight, 1,
+                       "%zu layers have ComfyUI scale_weight companions (e.g. '%s') but there is "
+                       "no scaled_fp8 marker tensor: ComfyUI then builds plain layers and reads "
+                       "the F8 codes unscaled, with the scales as unexpected keys",
+                       nscaled, q->params[first].name);
+    for (size_t i = 0; nmarked && i < q->nparams && st == DTA_OK; i++) {
+        const dta_quant_param *p = &q->params[i];
+        if (p->weight == SIZE_MAX || p->cast || comp(c, p, DTA_QR_MARKER) != SIZE_MAX ||
+            is_wide_float(m->tensors[p->weight].dtype))
+            continue;
+        st = add_issue(c, DTA_RULE_QUANT_CONFIG, p->module, p->tensors, p->ntensors,
+                       "'%s' is quantized (%s, %s) but has no comfy_quant marker while %zu "
+                       "other layers have one: ComfyUI builds it as a plain layer and reads the "
+                       "raw codes",
+                       p->name, dta_quant_scheme_name(p->scheme),
+                       dta_dtype_name(m->tensors[p->weight].dtype), nmarked);
+    }
+    return st;
+}
+
 static dta_status config_checks(qctx *c)
 {
     const dta_model *m = c->m;
@@ -1415,13 +1641,16 @@ static dta_status config_checks(qctx *c)
                        nbad == 1 ? " is" : "s are",
                        dta_quant_scheme_name(q->params[first_bad].scheme),
                        q->params[first_bad].name);
-    else if (!q->source && nq && m->format && !strcmp(m->format, "directory") &&
+    else if ((!q->source || (q->scheme == DTA_QS_TORCHAO && !strcmp(q->source, "__metadata__"))) &&
+             nq && m->format && !strcmp(m->format, "directory") &&
              q->tensor_scheme != DTA_QS_COMFY && q->tensor_scheme != DTA_QS_COMFY_FP8)
         st = add_issue(c, DTA_RULE_QUANT_CONFIG, "config.json", NULL, 0,
                        "%zu tensors are quantized (%s) but the model has no quantization config "
                        "(config.json quantization_config or a sidecar): a loader reads the raw "
                        "codes as weights",
                        nq, dta_quant_scheme_name(q->tensor_scheme));
+    if (st == DTA_OK)
+        st = comfy_markers(c);
     if (st == DTA_OK && q->scheme == DTA_QS_UNKNOWN)
         st = add_issue(c, DTA_RULE_QUANTIZATION, src, NULL, 0,
                        "%s names the quantization scheme '%s', which dtaudit does not know: its "
@@ -1431,57 +1660,94 @@ static dta_status config_checks(qctx *c)
     return st;
 }
 
-/* FP8 block / group sizes: when every parameter misfits the config's size but all fit
- * another one, the config is wrong (quant-config), not each parameter. */
+/* Whether every parameter of scheme s fits the sizes o (none: true). */
+static bool all_fit(qctx *c, dta_quant_scheme s, const qsize *o)
+{
+    const dta_quant *q = c->q;
+    for (size_t i = 0; i < q->nparams; i++) {
+        dta_quant_param *p = &q->params[i];
+        if (p->weight != SIZE_MAX && !p->cast && p->scheme == s && check_param(c, p, o, false))
+            return false;
+    }
+    return true;
+}
+
+/* Block size, group size and bits: when every parameter misfits the config's but all fit
+ * other ones, the config is wrong, not each parameter: one quant-config finding instead of
+ * a quant-incomplete per parameter. Bits alone are tried first, then the block or group
+ * size alone, then both. */
 static dta_status size_disagreement(qctx *c, bool *handled)
 {
     dta_quant *q = c->q;
     *handled = false;
     dta_quant_scheme s = q->scheme;
-    if (!c->config_known || !(s == DTA_QS_FP8_BLOCK || s == DTA_QS_GPTQ || s == DTA_QS_AWQ))
+    bool ct = s == DTA_QS_CT_FLOAT || s == DTA_QS_CT_INT;
+    bool blk = s == DTA_QS_FP8_BLOCK || (ct && q->block[0] && q->block[1]);
+    bool grp = s == DTA_QS_GPTQ || s == DTA_QS_AWQ || s == DTA_QS_CT_PACK || s == DTA_QS_HQQ ||
+               (s == DTA_QS_TORCHAO && q->group) || (ct && q->group);
+    bool bit = s == DTA_QS_GPTQ || s == DTA_QS_AWQ || s == DTA_QS_CT_PACK || s == DTA_QS_HQQ ||
+               ((s == DTA_QS_QUANTO || s == DTA_QS_TORCHAO) && q->bits);
+    if (!c->config_known || !(blk || grp || bit))
         return DTA_OK;
-    size_t n = 0, fail = 0, first = SIZE_MAX;
+    size_t n = 0, first = SIZE_MAX;
     for (size_t i = 0; i < q->nparams; i++) {
         dta_quant_param *p = &q->params[i];
         if (p->weight == SIZE_MAX || p->cast || p->scheme != s)
             continue;
         n++;
-        if (!check_param(c, p, 0, 0, 0, false))
+        if (!check_param(c, p, NULL, false))
             return DTA_OK; /* one fits the config: per-parameter findings, if any */
-        fail++;
         if (first == SIZE_MAX)
             first = i;
     }
-    if (!n || fail != n)
+    if (!n)
         return DTA_OK;
     static const uint32_t sizes[] = {16, 32, 64, 128, 256, 512, 1024};
-    for (size_t a = 0; a < 7; a++)
-        for (size_t b = 0; b < 7; b++) {
-            if (s != DTA_QS_FP8_BLOCK && b > 0)
-                break;
-            uint32_t bm = sizes[a], bn = sizes[b], g = sizes[a];
-            bool all = true;
-            for (size_t i = 0; i < q->nparams && all; i++) {
-                dta_quant_param *p = &q->params[i];
-                if (p->weight == SIZE_MAX || p->cast || p->scheme != s)
-                    continue;
-                all = s == DTA_QS_FP8_BLOCK ? !check_param(c, p, bm, bn, 0, false)
-                                            : !check_param(c, p, 0, 0, g, false);
-            }
-            if (!all)
+    static const uint32_t bitss[] = {4, 8, 2, 3}; /* the common widths first */
+    const size_t ns = sizeof sizes / sizeof sizes[0];
+    const size_t nbits = s == DTA_QS_QUANTO || s == DTA_QS_TORCHAO ? 3 : 4; /* no 3-bit there */
+    const char *src = q->source ? q->source : "config.json";
+    const size_t *w = &q->params[first].weight;
+    qsize o;
+    for (size_t b = 0; bit && b < nbits; b++) {
+        o = (qsize){0, 0, 0, bitss[b]};
+        if (bitss[b] == q->bits || !all_fit(c, s, &o))
+            continue;
+        *handled = true;
+        return add_issue(c, DTA_RULE_QUANT_CONFIG, src, w, 1,
+                         "%s declares %u-bit codes but every quantized parameter's tensors fit "
+                         "%u-bit ones (e.g. '%s'): the loader unpacks the codes with the wrong "
+                         "width",
+                         src, q->bits, bitss[b], q->params[first].name);
+    }
+    for (size_t a = 0; (blk || grp) && a < ns; a++)
+        for (size_t b = 0; b < (blk ? ns : 1); b++) {
+            o = blk ? (qsize){sizes[a], sizes[b], 0, 0} : (qsize){0, 0, sizes[a], 0};
+            if (!all_fit(c, s, &o))
                 continue;
             *handled = true;
-            const char *src = q->source ? q->source : "config.json";
-            if (s == DTA_QS_FP8_BLOCK)
-                return add_issue(c, DTA_RULE_QUANT_CONFIG, src, &q->params[first].weight, 1,
+            if (blk)
+                return add_issue(c, DTA_RULE_QUANT_CONFIG, src, w, 1,
                                  "%s declares weight_block_size [%u, %u] but every scale grid "
                                  "fits %ux%u blocks: the loader applies the scales to the wrong "
                                  "blocks",
-                                 src, q->block[0], q->block[1], bm, bn);
-            return add_issue(c, DTA_RULE_QUANT_CONFIG, src, &q->params[first].weight, 1,
+                                 src, q->block[0], q->block[1], o.bm, o.bn);
+            return add_issue(c, DTA_RULE_QUANT_CONFIG, src, w, 1,
                              "%s declares group_size %u but every parameter's scales fit groups "
                              "of %u: the loader applies the scales to the wrong inputs",
-                             src, q->group, g);
+                             src, q->group, o.group);
+        }
+    for (size_t b = 0; bit && grp && b < nbits; b++)
+        for (size_t a = 0; a < ns; a++) {
+            o = (qsize){0, 0, sizes[a], bitss[b]};
+            if (bitss[b] == q->bits || !all_fit(c, s, &o))
+                continue;
+            *handled = true;
+            return add_issue(c, DTA_RULE_QUANT_CONFIG, src, w, 1,
+                             "%s declares %u-bit codes in groups of %u but every quantized "
+                             "parameter's tensors fit %u-bit codes in groups of %u (e.g. '%s'): "
+                             "the loader unpacks and scales the codes wrongly",
+                             src, q->bits, q->group, bitss[b], o.group, q->params[first].name);
         }
     return DTA_OK;
 }
@@ -1615,7 +1881,7 @@ static dta_status analyse(qctx *c)
         }
         if (handled && p->scheme == q->scheme)
             continue;
-        check_param(c, p, 0, 0, 0, true);
+        check_param(c, p, NULL, true);
     }
     if (st == DTA_OK)
         st = config_checks(c);

@@ -366,8 +366,11 @@ static const dta_rule_info rules[DTA_RULE_COUNT] = {
         .help = "A quantization_config with no quantized tensors is stale (left after a "
                 "dequantization): transformers then fails or quantizes again. Quantized tensors in a "
                 "model directory with no config are read as raw codes. A config naming another "
-                "scheme, block or group size than the tensors have makes the loader dequantize "
-                "wrongly. Remove or correct the config.",
+                "scheme, block or group size or bits than the tensors have makes the loader "
+                "dequantize wrongly (one finding for the config, with the sizes that fit). A "
+                "ComfyUI file keeps its config in markers: scale_weight layers without the "
+                "scaled_fp8 tensor, or a quantized layer without comfy_quant among layers that "
+                "have it, are read unscaled. Remove or correct the config.",
     },
     [DTA_RULE_QUANT_CAST] = {
         .id = DTA_RULE_QUANT_CAST,

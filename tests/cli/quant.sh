@@ -49,6 +49,70 @@ rules >"$TMP/rules"
 [ "$rc" -eq 1 ] && ! grep -qv '^quant-cast ' "$TMP/rules" && grep -qx "quant-cast $m" "$TMP/rules" \
     && pass || fail "blind cast: exit $rc, $(head -3 "$TMP/rules")"
 
+# torchao, HQQ, optimum-quanto and ComfyUI layouts: clean, then each broken variant raises
+# exactly its rule naming the module. ComfyUI files are bare .safetensors (no config):
+# the file is audited, not the directory.
+target() { case $1 in comfy*) echo "$TMP/q/$1"/*.safetensors ;; *) echo "$TMP/q/$1" ;; esac; }
+for l in torchao hqq quanto comfy-fp8 comfy-nvfp4; do
+    gen "$l"
+    dta audit --format json $(target "$l")
+    got=$(rules)
+    [ -z "$got" ] && [ "$rc" -le 1 ] && pass || fail "$l is not clean: $got"
+done
+expect2() {
+    gen "$1"
+    dta audit --format json $(target "$1")
+    got=$(rules)
+    [ "$got" = "$2" ] && [ "$rc" -eq 1 ] && pass || fail "$1: got '$got', expected '$2' (exit $rc)"
+}
+L=model.layers
+for v in "torchao+missing-companion@$L.1.self_attn.k_proj quant-incomplete" \
+         "torchao+wrong-grid@$L.0.mlp.up_proj quant-incomplete" \
+         "torchao+unquantized-module@$L.1.mlp.down_proj quant-coverage" \
+         "torchao+quantized-ignored@$L.0.self_attn.o_proj quant-coverage" \
+         "hqq+missing-companion@$L.0.mlp.gate_proj quant-incomplete" \
+         "hqq+wrong-grid@$L.1.self_attn.v_proj quant-incomplete" \
+         "hqq+unquantized-module@$L.1.self_attn.q_proj quant-coverage" \
+         "hqq+quantized-ignored@$L.0.mlp.down_proj quant-coverage" \
+         "quanto+missing-companion@$L.1.mlp.up_proj quant-incomplete" \
+         "quanto+wrong-grid@$L.0.self_attn.o_proj quant-incomplete" \
+         "quanto+unquantized-module@$L.0.mlp.gate_proj quant-coverage" \
+         "comfy-fp8+missing-companion@model.diffusion_model.double_blocks.1.img_attn.qkv quant-incomplete" \
+         "comfy-fp8+wrong-grid@model.diffusion_model.single_blocks.0.linear2 quant-incomplete" \
+         "comfy-nvfp4+missing-companion@model.diffusion_model.double_blocks.0.txt_mlp.0 quant-incomplete" \
+         "comfy-nvfp4+wrong-grid@model.diffusion_model.single_blocks.1.linear1 quant-incomplete" \
+         "comfy-nvfp4+missing-marker@model.diffusion_model.double_blocks.1.img_attn.proj quant-config"; do
+    set -- $v
+    expect2 "$1" "$2 ${1#*@}"
+done
+# a stale, missing or disagreeing config is one quant-config finding about the config file,
+# never one finding per parameter: bits, group size and block size included
+for v in torchao+stale-config torchao+missing-config hqq+stale-config hqq+missing-config \
+         hqq+bits-mismatch hqq+group-mismatch quanto+missing-config gptq+bits-mismatch \
+         gptq+group-mismatch awq+bits-mismatch deepseek-v3+block-mismatch; do
+    expect2 "$v" "quant-config config.json"
+done
+expect2 quanto+bits-mismatch "quant-config quanto_qmap.json"
+expect2 comfy-fp8+missing-marker "quant-config scaled_fp8"
+dta audit $(target hqq+group-mismatch)
+grep -q "declares group_size 128 but every parameter's scales fit groups of 64" "$TMP/out" && pass || fail "group message: $(grep why "$TMP/out")"
+dta audit $(target gptq+bits-mismatch)
+grep -q "declares 8-bit codes but every quantized parameter's tensors fit 4-bit ones" "$TMP/out" && pass || fail "bits message: $(grep why "$TMP/out")"
+dta audit $(target deepseek-v3+block-mismatch)
+grep -q "declares weight_block_size \[64, 64\] but every scale grid fits 128x128 blocks" "$TMP/out" && pass || fail "block message: $(grep why "$TMP/out")"
+# compressed-tensors pack-quantized (the real W4A16 fixture) with num_bits 8 in its config
+rm -rf "$TMP/ct8"; cp -r tests/fixtures/quant/ct-w4a16 "$TMP/ct8"
+sed 's/"num_bits": 4,/"num_bits": 8,/' tests/fixtures/quant/ct-w4a16/config.json >"$TMP/ct8/config.json"
+dta audit --format json "$TMP/ct8"
+[ "$(rules)" = "quant-config config.json" ] && pass || fail "ct bits: $(rules)"
+for l in torchao comfy-fp8; do
+    gen "$l+blind-cast"
+    dta audit --format json $(target "$l+blind-cast")
+    rules >"$TMP/rules"
+    [ "$rc" -eq 1 ] && [ -s "$TMP/rules" ] && ! grep -qv '^quant-cast ' "$TMP/rules" && pass \
+        || fail "$l blind cast: exit $rc, $(head -3 "$TMP/rules")"
+done
+
 # the ragged grid of kv_a_proj_with_mqa ([576, 7168] -> [5, 56]) is correct, not flagged
 gen deepseek-v3
 dta scan --format json "$TMP/q/deepseek-v3"

@@ -281,10 +281,173 @@ def layout_awq(d):
     write_model(d, t, cfg)
 
 
+# ---- layouts whose Linear helpers honour PLAIN --------------------------------------------
+
+# modules the helpers below write unquantized (BF16 weight): the unquantized-module variant
+# names one, the stale-config variant "*" (every module, as a dequantizer that keeps the
+# config leaves them)
+PLAIN = set()
+
+
+def plain(n):
+    return n in PLAIN or "*" in PLAIN
+
+
+def bf16_lin(n, o, i):
+    return [(n + ".weight", "BF16", [o, i])]
+
+
+# ---- torchao safetensors, Float8 weight-only per row (quant.md §12.1) ---------------------
+
+def layout_torchao(d):
+    def lin(n, o, i):
+        if plain(n):
+            return bf16_lin(n, o, i)
+        return [(n + "._weight_qdata", "F8_E4M3", [o, i]), (n + "._weight_scale", "F32", [o, 1])]
+    t = llama_layers(512, 1536, 2, lin)
+    # __metadata__ as torchao's flatten_tensor_state_dict writes it: every original name, and
+    # one JSON description per name
+    meta, names = {"format": "pt"}, []
+    for n, dt, s in t:
+        if n.endswith("._weight_qdata"):
+            base = n[:-len("._weight_qdata")] + ".weight"
+            meta[base] = json.dumps({"_type": "Float8Tensor", "_data": {
+                "block_size": [1, s[1]], "mm_config": None, "act_quant_kwargs": None,
+                "kernel_preference": {"_type": "KernelPreference", "_data": "AUTO"},
+                "dtype": {"_type": "torch.dtype", "_data": "bfloat16"}},
+                "_tensor_data_names": ["qdata", "scale"]})
+            names.append(base)
+        elif not n.endswith("._weight_scale"):
+            meta[n] = json.dumps({"_type": "Tensor"})
+            names.append(n)
+    meta["tensor_names"] = json.dumps(names)
+    cfg = {"architectures": ["LlamaForCausalLM"], "model_type": "llama", "dtype": "bfloat16",
+           "quantization_config": {
+               "quant_method": "torchao", "include_input_output_embeddings": False,
+               "modules_to_not_convert": None, "untie_embedding_weights": False,
+               "quant_type": {"default": {"_type": "Float8WeightOnlyConfig", "_version": 2, "_data": {
+                   "granularity": {"_type": "PerRow", "_version": 1, "_data": {"dim": -1}},
+                   "set_inductor_config": True,
+                   "weight_dtype": {"_type": "torch.dtype", "_data": "float8_e4m3fn"}}}}}}
+    write_model(d, t, cfg, metadata=meta)
+
+
+# ---- HQQ 4-bit, group 64, axis 1 (quant.md §13: HQQLinear's encoded state dict) ------------
+
+HQQ_META = [("nbits", "I32", []), ("group_size", "I32", []), ("axis", "I32", []),
+            ("shape", "I64", [2]), ("channel_wise", "U8", []), ("compute_dtype", "U8", [14]),
+            ("encoded_state_dict", "U8", []), ("offload_meta", "U8", []), ("optimize", "U8", []),
+            ("packing", "U8", [7]), ("quant_scale", "U8", []), ("quant_zero", "U8", []),
+            ("round_zero", "U8", []), ("stores_quant_config", "U8", []),
+            ("unpack_view_dtype", "U8", [11]), ("view_as_float", "U8", [])]
+
+
+def layout_hqq(d):
+    def lin(n, o, i, gs=64):
+        if plain(n):
+            return bf16_lin(n, o, i)
+        R = o * i // gs  # the grouped [R, gs] codes, 4-bit: two rows a byte
+        return ([(n + ".W_q", "U8", [R // 2, gs]), (n + ".scale", "BF16", [R, 1]),
+                 (n + ".zero", "BF16", [R, 1])] + [(n + "." + k, dt, s) for k, dt, s in HQQ_META])
+    cfg = {"architectures": ["LlamaForCausalLM"], "model_type": "llama", "torch_dtype": "bfloat16",
+           "quantization_config": {
+               "quant_method": "hqq", "skip_modules": ["lm_head"],
+               "quant_config": {"weight_quant_params": {
+                   "nbits": 4, "channel_wise": True, "group_size": 64, "optimize": True,
+                   "round_zero": True, "axis": 1, "view_as_float": False},
+                   "scale_quant_params": None, "zero_quant_params": None, "offload_meta": False}}}
+    write_model(d, llama_layers(512, 1536, 2, lin), cfg)
+
+
+# ---- optimum-quanto int4 (qbits, group 128; quant.md §11) with quanto_qmap.json ----------
+
+def layout_quanto(d):
+    mods = []
+
+    def lin(n, o, i, gs=128):
+        mods.append(n)
+        if plain(n):
+            return bf16_lin(n, o, i)
+        R = o * i // gs  # grouped rows, packed planar two to a byte
+        return [(n + ".weight._data._data", "U8", [cdiv(R, 2), gs]),
+                (n + ".weight._scale", "BF16", [R, 1]), (n + ".weight._shift", "BF16", [R, 1]),
+                (n + ".input_scale", "BF16", []), (n + ".output_scale", "BF16", [])]
+    t = llama_layers(512, 1536, 2, lin)
+    cfg = {"architectures": ["LlamaForCausalLM"], "model_type": "llama", "torch_dtype": "bfloat16"}
+    qmap = {m: {"weights": "qint4", "activations": "none"} for m in mods}
+    write_model(d, t, cfg, sidecars={"quanto_qmap.json": qmap})
+
+
+# ---- ComfyUI single files (quant.md §10): a Flux-shaped diffusion model ---------------------
+
+FLUX_H = 3072
+
+
+def flux(lin, blocks=2):
+    """Flux.1 names and shapes (hidden 3072, MLP 4x, 2 double + 2 single blocks of 19 + 38)."""
+    P, H, t = "model.diffusion_model.", FLUX_H, []
+    hp = lambda n, o, i: [(P + n + ".weight", "BF16", [o, i]), (P + n + ".bias", "BF16", [o])]
+    t += hp("img_in", H, 64) + hp("txt_in", H, 4096) + hp("time_in.in_layer", H, 256)
+    t += hp("time_in.out_layer", H, H) + hp("vector_in.in_layer", H, 768) + hp("vector_in.out_layer", H, H)
+    for b in range(blocks):
+        x = P + "double_blocks.%d." % b
+        for s in ("img", "txt"):
+            t += lin(x + s + "_attn.qkv", 3 * H, H) + lin(x + s + "_attn.proj", H, H)
+            t += lin(x + s + "_mlp.0", 4 * H, H) + lin(x + s + "_mlp.2", H, 4 * H)
+            t += lin(x + s + "_mod.lin", 6 * H, H)
+            t += [(x + s + "_attn.norm.query_norm.scale", "BF16", [128]),
+                  (x + s + "_attn.norm.key_norm.scale", "BF16", [128])]
+    for b in range(blocks):
+        x = P + "single_blocks.%d." % b
+        t += lin(x + "linear1", 3 * H + 4 * H, H) + lin(x + "linear2", H, H + 4 * H)
+        t += lin(x + "modulation.lin", 3 * H, H)
+        t += [(x + "norm.query_norm.scale", "BF16", [128]), (x + "norm.key_norm.scale", "BF16", [128])]
+    t += hp("final_layer.linear", 64, H) + hp("final_layer.adaLN_modulation.1", 2 * H, H)
+    return t
+
+
+def layout_comfy_fp8(d):
+    """Legacy scaled FP8 (flux_dev_fp8_scaled): F8 weights, F32 scalar scale_weight, the
+    scaled_fp8 marker; a bare file, no config."""
+    def lin(n, o, i):
+        if plain(n):
+            return bf16_lin(n, o, i) + [(n + ".bias", "BF16", [o])]
+        return [(n + ".weight", "F8_E4M3", [o, i]), (n + ".bias", "BF16", [o]),
+                (n + ".scale_weight", "F32", [])]
+    t = flux(lin) + [("model.diffusion_model.scaled_fp8", "F8_E4M3", [0])]
+    os.makedirs(d, exist_ok=True)
+    write_st(os.path.join(d, "flux1-dev-fp8-scaled.safetensors"), t, {"format": "pt"})
+
+
+def layout_comfy_nvfp4(d):
+    """Mixed-precision comfy_quant: NVFP4 layers (U8 codes, F8 block scales in cuBLAS'
+    128x4-swizzled layout, F32 weight_scale_2 and input_scale) and FP8 modulation layers,
+    each with its comfy_quant marker (U8 JSON bytes); a bare file, no config."""
+    def marker(n, fmt):
+        return (n + ".comfy_quant", "U8", [len(json.dumps({"format": fmt}))])
+
+    def lin(n, o, i):
+        if plain(n):
+            return bf16_lin(n, o, i) + [(n + ".bias", "BF16", [o])]
+        if n.endswith(".lin"):
+            return [(n + ".weight", "F8_E4M3", [o, i]), (n + ".bias", "BF16", [o]),
+                    (n + ".weight_scale", "F32", []), marker(n, "float8_e4m3fn")]
+        return [(n + ".weight", "U8", [o, i // 2]), (n + ".bias", "BF16", [o]),
+                (n + ".weight_scale", "F8_E4M3", [cdiv(o, 128) * 128, cdiv(i // 16, 4) * 4]),
+                (n + ".weight_scale_2", "F32", []), (n + ".input_scale", "F32", []), marker(n, "nvfp4")]
+    os.makedirs(d, exist_ok=True)
+    write_st(os.path.join(d, "flux1-dev-nvfp4.safetensors"), flux(lin), {"format": "pt"})
+
+
+PLAIN_LAYOUTS = {"torchao", "hqq", "quanto", "comfy-fp8", "comfy-nvfp4"}
+IGNORE_KEY = {"hqq": "skip_modules"}
+
 LAYOUTS = {"deepseek-v3": layout_deepseek_v3,
            "deepseek-v3-tiny": lambda d: layout_deepseek_v3(d, DSV3_TINY, shards=2), "qwen3-fp8": layout_qwen3_fp8,
            "llama-fp8-ct": layout_llama_fp8_ct, "gpt-oss": layout_gpt_oss, "nvfp4": layout_nvfp4,
-           "bnb-nf4": layout_bnb_nf4, "gptq": layout_gptq, "awq": layout_awq}
+           "bnb-nf4": layout_bnb_nf4, "gptq": layout_gptq, "awq": layout_awq,
+           "torchao": layout_torchao, "hqq": layout_hqq, "quanto": layout_quanto,
+           "comfy-fp8": layout_comfy_fp8, "comfy-nvfp4": layout_comfy_nvfp4}
 
 
 # ---- broken variants ----------------------------------------------------------------------
@@ -322,11 +485,53 @@ def edit_config(d, fn):
     json.dump(cfg, open(p, "w"), indent=2)
 
 
-def variant(d, name, target):
+CODES = (".weight", ".qweight", "._weight_qdata", ".W_q", ".weight._data", ".weight._data._data")
+SCALES = (".weight_scale_inv", ".weight_scale", "._weight_scale", ".scale", ".weight._scale",
+          ".scale_weight", ".scales")
+
+
+def edit_sidecar(d, name, fn):
+    p = os.path.join(d, name)
+    doc = json.load(open(p))
+    fn(doc)
+    json.dump(doc, open(p, "w"), indent=2)
+
+
+def variant(d, base, name, target):
     """Applies a broken variant; target is the module it concerns (the test checks it)."""
     if name == "missing-companion":
+        # every companion of target's weight goes; its bias and comfy_quant marker stay
         rewrite(d, lambda t: [x for x in t if not x[0].startswith(target + ".") or
-                              x[0] in (target + ".weight", target + ".qweight")])
+                              x[0] in [target + c for c in CODES] or
+                              x[0].endswith((".bias", ".comfy_quant"))])
+    elif name == "wrong-grid" and base in PLAIN_LAYOUTS:
+        # the first scale companion of target one row too many (a scalar gets two values)
+        def f(t):
+            names = [n for n, _, _ in t]
+            sc = next(target + s for s in SCALES if target + s in names)
+            return [(n, dt, ([s[0] + 1] + s[1:] if s else [2]) if n == sc else s) for n, dt, s in t]
+        rewrite(d, f)
+    elif name == "missing-marker":
+        # ComfyUI: the scaled_fp8 marker (no target) or target's comfy_quant marker
+        gone = target + ".comfy_quant" if target else None
+        rewrite(d, lambda t: [x for x in t if not (x[0] == gone or (not gone and x[0].endswith("scaled_fp8")))])
+    elif name == "bits-mismatch":
+        # the config declares other bits than the tensors hold
+        if base == "quanto":
+            edit_sidecar(d, "quanto_qmap.json", lambda q: [v.__setitem__("weights", "qint8") for v in q.values()])
+        elif base == "hqq":
+            edit_config(d, lambda c: c["quantization_config"]["quant_config"]["weight_quant_params"].__setitem__("nbits", 2))
+        elif base == "llama-ct-w4":
+            edit_config(d, lambda c: c["quantization_config"]["config_groups"]["group_0"]["weights"].__setitem__("num_bits", 8))
+        else:
+            edit_config(d, lambda c: c["quantization_config"].__setitem__("bits", 8))
+    elif name == "group-mismatch":
+        if base == "hqq":
+            edit_config(d, lambda c: c["quantization_config"]["quant_config"]["weight_quant_params"].__setitem__("group_size", 128))
+        else:
+            edit_config(d, lambda c: c["quantization_config"].__setitem__("group_size", 64))
+    elif name == "block-mismatch":
+        edit_config(d, lambda c: c["quantization_config"].__setitem__("weight_block_size", [64, 64]))
     elif name == "missing-weight":
         rewrite(d, lambda t: [x for x in t if x[0] not in (target + ".weight", target + ".qweight")])
     elif name == "wrong-grid":
@@ -346,7 +551,7 @@ def variant(d, name, target):
         rewrite(d, f)
     elif name == "quantized-ignored":
         edit_config(d, lambda c: c["quantization_config"].__setitem__(
-            "modules_to_not_convert", [target]))
+            IGNORE_KEY.get(base, "modules_to_not_convert"), [target, "lm_head"]))
     elif name == "stale-config":
         # what a dequantizer that forgets the config leaves: BF16 weights, no scales
         def f(t):
@@ -358,10 +563,15 @@ def variant(d, name, target):
             return out
         rewrite(d, f)
     elif name == "missing-config":
-        edit_config(d, lambda c: c.pop("quantization_config"))
+        if os.path.exists(os.path.join(d, "quanto_qmap.json")):
+            os.remove(os.path.join(d, "quanto_qmap.json"))
+        else:
+            edit_config(d, lambda c: c.pop("quantization_config"))
     elif name == "blind-cast":
         # what a blind convert --to bf16 leaves: every float tensor BF16, scales kept
         rewrite(d, lambda t: [(n, "BF16" if dt in ("F8_E4M3", "F32") else dt, s) for n, dt, s in t])
+    elif name == "plain":
+        pass  # applied while the layout was written (PLAIN)
     else:
         raise SystemExit("unknown variant " + name)
 
@@ -379,10 +589,14 @@ def main(argv):
     for spec in names:
         base, _, rest = spec.partition("+")
         d = os.path.join(out, spec)
+        v, _, target = rest.partition("@")
+        PLAIN.clear()
+        if base in PLAIN_LAYOUTS and v in ("unquantized-module", "stale-config"):
+            PLAIN.add(target if v == "unquantized-module" else "*")
+            v = "plain"
         LAYOUTS[base](d)
-        if rest:
-            v, _, target = rest.partition("@")
-            variant(d, v, target)
+        if v:
+            variant(d, base, v, target)
 
 
 if __name__ == "__main__":
