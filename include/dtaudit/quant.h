@@ -78,7 +78,7 @@ typedef enum {
 /* One logical parameter: a quantized weight and its companions. */
 typedef struct {
     char *name;            /* "model.layers.0.mlp.down_proj.weight" */
-    char *module;          /* "model.layers.0.mlp.down_proj" */
+    char *module;          /* "model.layers.0.mlp.down_proj" (in the same allocation as name) */
     dta_quant_scheme scheme;
     size_t weight;         /* tensor index of the codes, SIZE_MAX when missing */
     size_t *tensors;       /* every tensor of the parameter, the codes first */

@@ -716,7 +716,9 @@ static dta_status intended_mark(ctx *c)
     }
     for (size_t i = 0; i < m->ntensors; i++) {
         const dta_root_summary *rs = &c->r->roots[c->tensor_root[i]];
-        dom[i] = rs->analysed ? rs->dominant : DTA_DTYPE_NONE;
+        /* quantized parameters are allowed already: no pattern is tried on them */
+        dom[i] = rs->analysed && !dta_quant_tensor_is_quantized(c->r->quant, i) ? rs->dominant
+                                                                                : DTA_DTYPE_NONE;
     }
     dta_status st = dta_intended_mark(c->opt->intended, m, dom, c->intended, c->err);
     free(dom);

@@ -118,14 +118,30 @@ static dta_status string_to(jp *j, char **out, size_t *len, dta_model *into)
     const unsigned char *s = j->p;
     /* decoded text is never longer than the source text */
     size_t cap = 0;
+    bool plain = true; /* no escape, no control character: the text is the string */
     while (s + cap < j->end && s[cap] != '"') {
-        if (s[cap] == '\\' && s + cap + 1 < j->end)
-            cap++;
+        if (s[cap] == '\\') {
+            plain = false;
+            if (s + cap + 1 < j->end)
+                cap++;
+        } else if (s[cap] < 0x20)
+            plain = false;
         cap++;
     }
     char *buf = !out ? NULL : into ? dtap_model_alloc_str(into, cap + 1) : malloc(cap + 1);
     if (out && !buf)
         return dta_error_set(j->err, DTA_E_NOMEM, ENOMEM, "out of memory");
+    if (plain && s + cap < j->end) { /* the common case: copied as it is */
+        if (out) {
+            memcpy(buf, s, cap);
+            buf[cap] = 0;
+            *out = buf;
+        }
+        if (len)
+            *len = cap;
+        j->p = s + cap + 1;
+        return DTA_OK;
+    }
     size_t n = 0;
     for (;;) {
         if (j->p >= j->end) {

@@ -106,8 +106,27 @@ bool dta_intended_pattern_matches(const char *pattern, const char *name)
 {
     if (!pattern || !name || !*pattern)
         return false;
+    /* a literal first component (most patterns): only the places the name holds it as a
+     * whole component are tried (strstr finds them) */
+    const char *pe0 = strchr(pattern, '.');
+    size_t p0 = pe0 ? (size_t)(pe0 - pattern) : strlen(pattern);
+    char first[DTA_INTENDED_MAX_PATTERN + 1];
+    bool lit0 = p0 <= DTA_INTENDED_MAX_PATTERN && !memchr(pattern, '*', p0) && !memchr(pattern, '?', p0);
+    if (lit0) {
+        memcpy(first, pattern, p0);
+        first[p0] = 0;
+    }
     /* every start component of the name */
     for (const char *start = name;;) {
+        if (lit0) {
+            const char *f = start;
+            while ((f = strstr(f, first)) != NULL &&
+                   !((f == name || f[-1] == '.') && (f[p0] == '.' || !f[p0])))
+                f++;
+            if (!f)
+                return false;
+            start = f;
+        }
         const char *p = pattern, *s = start;
         bool ok = true;
         for (;;) {
@@ -604,24 +623,13 @@ dta_status dta_intended_mark(const dta_intended *t, const dta_model *m,
         return DTA_OK;
     const dta_intended_rule **sel = malloc(t->nrules * sizeof *sel);
     size_t nsel = 0;
-    bool need_sorted = false;
     if (!sel)
         return nomem(err);
     for (size_t k = 0; k < t->nrules; k++)
-        if (applies(&t->rules[k], m)) {
+        if (applies(&t->rules[k], m))
             sel[nsel++] = &t->rules[k];
-            need_sorted |= t->rules[k].sibling != NULL;
-        }
+    /* the sorted names for sibling rules, made when a tensor first needs them */
     const char **sorted = NULL;
-    if (nsel && need_sorted) {
-        if (!(sorted = malloc(m->ntensors * sizeof *sorted))) {
-            free(sel);
-            return nomem(err);
-        }
-        for (size_t i = 0; i < m->ntensors; i++)
-            sorted[i] = m->tensors[i].name;
-        qsort(sorted, m->ntensors, sizeof *sorted, cmp_str);
-    }
     for (size_t i = 0; i < m->ntensors && nsel; i++) {
         const dta_tensor *tn = &m->tensors[i];
         dta_dtype dom = tensor_dominant[i];
@@ -635,6 +643,15 @@ dta_status dta_intended_mark(const dta_intended *t, const dta_model *m,
             bool hit = false;
             for (size_t p = 0; p < r->npatterns && !hit; p++)
                 hit = dta_intended_pattern_matches(r->patterns[p], tn->name);
+            if (hit && r->sibling && !sorted) {
+                if (!(sorted = malloc(m->ntensors * sizeof *sorted))) {
+                    free(sel);
+                    return nomem(err);
+                }
+                for (size_t k2 = 0; k2 < m->ntensors; k2++)
+                    sorted[k2] = m->tensors[k2].name;
+                qsort(sorted, m->ntensors, sizeof *sorted, cmp_str);
+            }
             if (hit && r->sibling)
                 hit = sibling_exists(sorted, m->ntensors, tn->name, r->sibling);
             if (hit)

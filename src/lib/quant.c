@@ -128,13 +128,47 @@ static bool ends_with(const char *s, size_t n, const char *suffix)
     return n >= k && memcmp(s + n - k, suffix, k) == 0;
 }
 
-/* The suffix entry a name matches, -1 when none. */
-static int match_suffix(const char *name, size_t n)
+/* The suffixes by their last character, in table order (the first match wins). */
+typedef struct {
+    size_t len[NSUFFIXES];
+    uint8_t idx[256][NSUFFIXES];
+    uint8_t n[256];
+} sfx_index;
+
+static void sfx_index_init(sfx_index *x)
 {
-    for (size_t i = 0; i < NSUFFIXES; i++)
-        if (ends_with(name, n, suffixes[i].suffix) && n > strlen(suffixes[i].suffix))
+    memset(x->n, 0, sizeof x->n);
+    for (size_t i = 0; i < NSUFFIXES; i++) {
+        x->len[i] = strlen(suffixes[i].suffix);
+        unsigned char last = (unsigned char)suffixes[i].suffix[x->len[i] - 1];
+        x->idx[last][x->n[last]++] = (uint8_t)i;
+    }
+}
+
+/* The suffix entry a name matches, -1 when none: only the suffixes ending in the name's
+ * last character are compared (none ends in "weight", most names' end). */
+static int match_suffix(const char *name, size_t n, const sfx_index *x)
+{
+    if (!n)
+        return -1;
+    unsigned char last = (unsigned char)name[n - 1];
+    for (size_t j = 0; j < x->n[last]; j++) {
+        size_t i = x->idx[last][j], k = x->len[i];
+        if (n > k && memcmp(name + n - k, suffixes[i].suffix, k) == 0)
             return (int)i;
+    }
     return -1;
+}
+
+/* buf = name[0..pl) + tail; its length, 0 when it does not fit cap */
+static size_t join(char *buf, size_t cap, const char *name, size_t pl, const char *tail)
+{
+    size_t tl = strlen(tail);
+    if (pl + tl >= cap)
+        return 0;
+    memcpy(buf, name, pl);
+    memcpy(buf + pl, tail, tl + 1);
+    return pl + tl;
 }
 
 /* ---- a string -> index hash table ---------------------------------------------------- */
@@ -574,20 +608,18 @@ static dta_status get_param(qctx *c, const char *name, size_t n, bool lookup, si
     p->weight = SIZE_MAX;
     p->storage = DTA_DTYPE_NONE;
     p->dequant = DTA_DTYPE_NONE;
-    p->name = malloc(n + 1);
-    if (!p->name)
-        return nomem(c);
-    memcpy(p->name, name, n);
-    p->name[n] = 0;
     /* module: the name without its last component (".weight"), or the name itself for
-     * fused expert stacks ("mlp.experts.gate_up_proj") */
+     * fused expert stacks ("mlp.experts.gate_up_proj"); one allocation holds both */
     size_t ml = n;
     while (ml > 0 && name[ml - 1] != '.')
         ml--;
     ml = ml ? ml - 1 : n;
-    p->module = malloc(ml + 1);
-    if (!p->module)
+    p->name = malloc(n + 1 + ml + 1);
+    if (!p->name)
         return nomem(c);
+    memcpy(p->name, name, n);
+    p->name[n] = 0;
+    p->module = p->name + n + 1;
     memcpy(p->module, name, ml);
     p->module[ml] = 0;
     c->pkeys[q->nparams] = p->name;
@@ -611,10 +643,14 @@ static dta_status param_add_tensor(qctx *c, size_t pi, size_t ti, dta_quant_role
     dta_quant_param *p = &c->q->params[pi];
     if (c->q->tensor_param[ti] >= 0)
         return DTA_OK;
-    size_t *t = realloc(p->tensors, (p->ntensors + 1) * sizeof *t);
-    if (!t)
-        return nomem(c);
-    p->tensors = t;
+    size_t *t = p->tensors;
+    /* capacity: 4, then doubled at each power of two */
+    if (p->ntensors == 0 || (p->ntensors >= 4 && !(p->ntensors & (p->ntensors - 1)))) {
+        size_t cap = p->ntensors ? p->ntensors * 2 : 4;
+        if (!(t = realloc(p->tensors, cap * sizeof *t)))
+            return nomem(c);
+        p->tensors = t;
+    }
     if (role == DTA_QR_WEIGHT) {
         memmove(t + 1, t, p->ntensors * sizeof *t);
         t[0] = ti;
@@ -665,26 +701,28 @@ static dta_status group_tensors(qctx *c)
     dta_status st = DTA_OK;
     int *match = malloc((m->ntensors ? m->ntensors : 1) * sizeof *match);
     char buf[DTA_MAX_NAME_LEN + 64];
-    if (!match)
+    sfx_index *sx = malloc(sizeof *sx);
+    if (!match || !sx) {
+        free(match);
+        free(sx);
         return nomem(c);
+    }
+    sfx_index_init(sx);
+    const size_t *lens = sx->len;
 
     /* the codes named by their own suffix */
     for (size_t i = 0; i < m->ntensors && st == DTA_OK; i++) {
         const char *name = m->tensors[i].name;
         size_t n = strlen(name);
-        match[i] = match_suffix(name, n);
+        match[i] = match_suffix(name, n, sx);
         if (match[i] < 0 || suffixes[match[i]].role != DTA_QR_WEIGHT)
             continue;
         const sfx *s = &suffixes[match[i]];
-        size_t pl = n - strlen(s->suffix);
+        size_t pl = n - lens[match[i]];
         if (!strcmp(s->suffix, "_blocks") && m->tensors[i].dtype != DTA_U8)
             continue;
-        if (!strcmp(s->suffix, ".W_q") || !strcmp(s->suffix, ".weight._data")) {
-            /* HQQ / quanto codes need a companion to count (checked below) */
-        }
-        int k = snprintf(buf, sizeof buf, "%.*s%s", (int)pl, name, s->param);
-        size_t pi;
-        if (k > 0 && (size_t)k < sizeof buf && (st = get_param(c, buf, (size_t)k, false, &pi)) == DTA_OK)
+        size_t k = join(buf, sizeof buf, name, pl, s->param), pi;
+        if (k && (st = get_param(c, buf, k, false, &pi)) == DTA_OK)
             st = param_add_tensor(c, pi, i, DTA_QR_WEIGHT);
     }
     /* companions: attached to their codes; a strong one without codes is an orphan */
@@ -701,12 +739,12 @@ static dta_status group_tensors(qctx *c)
             c->comfy_scaled = true;
         const sfx *s = &suffixes[match[i]];
         const char *name = m->tensors[i].name;
-        size_t n = strlen(name), pl = n - strlen(s->suffix);
+        size_t n = strlen(name), pl = n - lens[match[i]];
         size_t data = SIZE_MAX;
         for (int d = 0; d < 3 && s->data[d] && data == SIZE_MAX; d++) {
-            int k = snprintf(buf, sizeof buf, "%.*s%s", (int)pl, name, s->data[d]);
-            if (k > 0 && (size_t)k < sizeof buf)
-                data = find_tensor(c, buf, (size_t)k);
+            size_t k = join(buf, sizeof buf, name, pl, s->data[d]);
+            if (k)
+                data = find_tensor(c, buf, k);
         }
         if (data != SIZE_MAX && q->tensor_param[data] >= 0) {
             st = param_add_tensor(c, (size_t)q->tensor_param[data], i, s->role);
@@ -720,14 +758,12 @@ static dta_status group_tensors(qctx *c)
                 continue;
             if (s->weak && !strcmp(s->suffix, "_scales"))
                 continue;
-            const char *dn = m->tensors[data].name;
-            size_t dl = strlen(dn), pi;
-            /* parameter name: the codes' name, or its prefix plus s->param */
-            int k = snprintf(buf, sizeof buf, "%.*s%s", (int)pl, name, s->param);
-            if (k <= 0 || (size_t)k >= sizeof buf)
+            size_t pi;
+            /* parameter name: the prefix plus s->param */
+            size_t k = join(buf, sizeof buf, name, pl, s->param);
+            if (!k)
                 continue;
-            (void)dl;
-            if ((st = get_param(c, buf, (size_t)k, false, &pi)) == DTA_OK &&
+            if ((st = get_param(c, buf, k, false, &pi)) == DTA_OK &&
                 (st = param_add_tensor(c, pi, data, DTA_QR_WEIGHT)) == DTA_OK)
                 st = param_add_tensor(c, pi, i, s->role);
             continue;
@@ -735,12 +771,12 @@ static dta_status group_tensors(qctx *c)
         if (s->weak)
             continue;
         /* an orphan: a companion with no codes */
-        int k = snprintf(buf, sizeof buf, "%.*s%s", (int)pl, name, s->param);
-        size_t pi;
-        if (k > 0 && (size_t)k < sizeof buf && (st = get_param(c, buf, (size_t)k, true, &pi)) == DTA_OK)
+        size_t k = join(buf, sizeof buf, name, pl, s->param), pi;
+        if (k && (st = get_param(c, buf, k, true, &pi)) == DTA_OK)
             st = param_add_tensor(c, pi, i, s->role);
     }
     free(match);
+    free(sx);
     if (st != DTA_OK)
         return st;
 
@@ -1458,11 +1494,14 @@ static void pattern_of(char *buf, size_t cap, const char *name)
     size_t o = 0;
     const char *p = name;
     while (*p && o + 2 < cap) {
-        const char *e = strchr(p, '.');
-        size_t len = e ? (size_t)(e - p) : strlen(p);
-        bool num = len > 0;
-        for (size_t i = 0; i < len && num; i++)
-            num = p[i] >= '0' && p[i] <= '9';
+        const char *e = p;
+        bool num = true;
+        for (; *e && *e != '.'; e++)
+            num &= *e >= '0' && *e <= '9';
+        size_t len = (size_t)(e - p);
+        num = num && len > 0;
+        if (!*e)
+            e = NULL;
         if (num)
             buf[o++] = '#';
         else {
@@ -1934,8 +1973,7 @@ void dta_quant_free(dta_quant *q)
     if (!q)
         return;
     for (size_t i = 0; i < q->nparams; i++) {
-        free(q->params[i].name);
-        free(q->params[i].module);
+        free(q->params[i].name); /* the module is in the same block */
         free(q->params[i].tensors);
     }
     for (size_t i = 0; i < q->nissues; i++) {
