@@ -2,7 +2,8 @@
  * static). The input is written as config.json into a private temp directory that also
  * holds a tiny valid model.safetensors, and the directory is opened with dta_model_open.
  * A seam such as `dta_status dtap_config_parse(const char *text, size_t n, dta_model *m,
- * dta_error *err)` in format.c would let this target skip the file system. */
+ * dta_error *err)` in format.c would let this target skip the file system; until then the
+ * directory is on a tmpfs where there is one (fuzz_tmpdir: /dev/shm). */
 #include "fuzz_common.h"
 
 static char cfg[512], weights[512];
