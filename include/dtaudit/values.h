@@ -17,6 +17,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "dtaudit/convert.h"
 #include "dtaudit/dtype.h"
 #include "dtaudit/error.h"
 #include "dtaudit/model.h"
@@ -36,6 +37,11 @@ typedef struct {
     size_t chunk_bytes;   /* read size per worker (0: 1 MiB) */
     volatile int *cancel; /* polled between chunks (may be NULL): nonzero stops the scan
                            * with DTA_E_IO "cancelled" */
+    dta_device device;    /* DTA_DEVICE_AUTO (0): the GPU when CUDA is built in, a device
+                           * is usable and the data to count reaches
+                           * DTA_CUDA_AUTO_MIN_BYTES (backend.h), else the CPU kernels;
+                           * DTA_DEVICE_CPU; DTA_DEVICE_CUDA: the GPU, or DTA_E_DEVICE /
+                           * DTA_E_UNSUPPORTED with the reason. Same counts everywhere. */
 } dta_values_options;
 
 /* What the scan saw in one tensor. */
@@ -63,7 +69,7 @@ typedef struct dta_values {
     size_t scanned;              /* tensors whose data was scanned */
     uint64_t bytes_read;
     unsigned threads;            /* workers used */
-    const char *backend;         /* "avx2" or "scalar" (static) */
+    const char *backend;         /* "avx2", "scalar" or "cuda" (static) */
 } dta_values;
 
 /* Finite nonzero values of a scanned tensor: elements - nan - inf - zero. */
@@ -114,6 +120,12 @@ void dta_values_counts_init(dta_values_counts *c);
 /* The reference: one element classified through convert_bits.h (no thresholds). */
 void dta_values_count_reference(const dta_values_plan *p, const void *src, size_t n,
                                 dta_values_counts *c);
+/* The same counts on the GPU (the CUDA backend, backend_cuda.c + cuda/values.cu), added
+ * to *c like dta_values_count: identical for every input. DTA_E_UNSUPPORTED "built without
+ * CUDA", DTA_E_DEVICE when there is no usable device or the runtime fails (the message
+ * names the CUDA call). Thread-safe (one cached device context under a mutex). */
+dta_status dta_values_count_cuda(const dta_values_plan *p, const void *src, size_t n,
+                                 dta_values_counts *c, dta_error *err);
 /* |x| bits of the source dtype as a double (for max_abs / min_nonzero_abs). */
 double dta_values_abs_to_double(dta_dtype from, uint64_t abs_bits);
 

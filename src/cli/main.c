@@ -13,6 +13,7 @@
 #include "dtaudit/audit.h"
 #include "dtaudit/model.h"
 #include "dtaudit/policy.h"
+#include "dtaudit/backend.h"
 #include "dtaudit/values.h"
 #include "options.h"
 #include "report.h"
@@ -55,7 +56,16 @@ static int run_inspect(cli_options *o)
                             .intended = o->intended,
                             .strict = o->strict};
     /* --values: checked against --target, else --expect when convert can produce it */
-    dta_values_options vo = {.target = o->target};
+    dta_values_options vo = {.target = o->target,
+                             .device = o->device == DEVICE_CUDA  ? DTA_DEVICE_CUDA
+                                       : o->device == DEVICE_CPU ? DTA_DEVICE_CPU
+                                                                 : DTA_DEVICE_AUTO};
+    char why[512];
+    if (o->values && o->device == DEVICE_CUDA && !dta_cuda_available(why, sizeof why)) {
+        fprintf(stderr, "dtaudit: --device cuda: %s\n", shown(why));
+        free(in);
+        return 3;
+    }
     if (vo.target == DTA_DTYPE_NONE &&
         (o->expect == DTA_F32 || o->expect == DTA_F16 || o->expect == DTA_BF16))
         vo.target = o->expect;

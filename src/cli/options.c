@@ -37,7 +37,7 @@ const cli_option cli_option_table[] = {
     {"keep-quantized", 0, NULL, CMD_CONVERT, "quantized input: convert only the unquantized tensors, keep quantized parameters and their scales byte-identical"},
     {"dequantize", 0, NULL, CMD_CONVERT, "make quantized parameters plain --to tensors (block/per-tensor/per-row FP8, compressed-tensors FP8/int8); other schemes refused"},
     {"verify", 0, NULL, CMD_CONVERT, "check the written data against the source before publishing it"},
-    {"device", 0, "DEV", CMD_CONVERT | CMD_VERIFY, "auto (default: CUDA for large jobs when built in and a GPU is present), cpu, or cuda (exit 3 when unavailable)"},
+    {"device", 0, "DEV", CMD_CONVERT | CMD_VERIFY | CMD_AUDIT, "auto (default: CUDA for large jobs when built in and a GPU is present), cpu, or cuda (exit 3 when unavailable)"},
     {"help", 'h', NULL, CMD_ALL, "show this help and exit"},
     {"version", 'V', NULL, CMD_ALL, "show the version and built-in features and exit"},
     {NULL, 0, NULL, 0, NULL},

@@ -20,8 +20,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "convert_bits.h"
 #include "cuda/convert_cuda.h"
+#include "cuda/values_cuda.h"
 #include "dtaudit/backend.h"
+#include "dtaudit/values.h"
 
 #define DEFAULT_CHUNK_BYTES (32u << 20)
 #define DEFAULT_NCHUNKS 3
@@ -342,12 +345,15 @@ dta_status dta_cuda_pipe_next(dta_cuda_pipe *p, dta_cuda_chunk **done, dta_error
 static pthread_mutex_t g_lock = PTHREAD_MUTEX_INITIALIZER;
 static dta_cuda_pipe *g_pipe;
 
+static void values_release(void);
+
 void dta_cuda_release(void)
 {
     pthread_mutex_lock(&g_lock);
     dta_cuda_pipe_free(g_pipe);
     g_pipe = NULL;
     pthread_mutex_unlock(&g_lock);
+    values_release();
 }
 
 static bool overlaps(const void *a, size_t na, const void *b, size_t nb)
@@ -447,4 +453,85 @@ dta_status dta_verify_cuda(dta_dtype from, dta_dtype to, const void *src, const 
         merge_verify(stats, local.elements, local.mismatches, local.first_mismatch,
                      local.nonfinite_added, local.max_abs_err, local.max_rel_err);
     return st;
+}
+
+/* ---- audit --values (values.h dta_values_count_cuda; kernel in cuda/values.cu) ---------- */
+
+#define VALUES_CHUNK_BYTES (16u << 20)
+
+static pthread_mutex_t g_vlock = PTHREAD_MUTEX_INITIALIZER;
+static dtap_cu_vctx *g_vctx;
+static void *g_vhost;
+
+static void values_release(void)
+{
+    pthread_mutex_lock(&g_vlock);
+    dtap_cu_values_close(g_vctx);
+    g_vctx = NULL;
+    g_vhost = NULL;
+    pthread_mutex_unlock(&g_vlock);
+}
+
+/* The kernel's copy of a plan: thresholds, or for 8-bit sources the class and |x| tables
+ * (|x| as values_scan.c orders them: the code's f32 bits without the sign). */
+static void vplan_of(const dta_values_plan *p, dtap_cu_vplan *v)
+{
+    memset(v, 0, sizeof *v);
+    v->width = p->width;
+    v->inf = p->inf;
+    v->ovf_lo = p->ovf_lo;
+    v->unf_hi = p->unf_hi;
+    v->sub_hi = p->sub_hi;
+    if (p->width == 1)
+        for (unsigned c = 0; c < 256; c++) {
+            v->cls[c] = p->lut[c];
+            v->abs8[c] = dtab_f8_to_f32((int)p->from, (uint8_t)c) & 0x7FFFFFFFu;
+        }
+}
+
+dta_status dta_values_count_cuda(const dta_values_plan *p, const void *src, size_t n,
+                                 dta_values_counts *c, dta_error *err)
+{
+    char msg[256];
+    dtap_cu_vplan v;
+    dta_status st;
+    if ((st = need_device(err)) != DTA_OK)
+        return st;
+    vplan_of(p, &v);
+    if (!v.width)
+        return dta_error_set(err, DTA_E_ARG, 0, "values: no element width");
+    size_t cap = VALUES_CHUNK_BYTES / v.width, off = 0;
+    const unsigned char *s = src;
+    pthread_mutex_lock(&g_vlock);
+    if (!g_vctx && dtap_cu_values_open(0, VALUES_CHUNK_BYTES, &g_vctx, &g_vhost, msg,
+                                       sizeof msg) != 0) {
+        g_vctx = NULL;
+        pthread_mutex_unlock(&g_vlock);
+        return cu_error(err, msg);
+    }
+    while (off < n) {
+        size_t m = n - off < cap ? n - off : cap;
+        dtap_cu_vcounts k;
+        memcpy(g_vhost, s + off * v.width, m * v.width);
+        if (dtap_cu_values_run(g_vctx, &v, m, &k, msg, sizeof msg) != 0) {
+            dtap_cu_values_close(g_vctx); /* reopened on the next call */
+            g_vctx = NULL;
+            pthread_mutex_unlock(&g_vlock);
+            return cu_error(err, msg);
+        }
+        c->nan += k.nan;
+        c->pos_inf += k.pos_inf;
+        c->neg_inf += k.neg_inf;
+        c->zero += k.zero;
+        c->overflow += k.overflow;
+        c->underflow += k.underflow;
+        c->subnormal += k.subnormal;
+        if (k.max_abs_bits > c->max_abs_bits)
+            c->max_abs_bits = k.max_abs_bits;
+        if (k.min_abs_bits < c->min_abs_bits)
+            c->min_abs_bits = k.min_abs_bits;
+        off += m;
+    }
+    pthread_mutex_unlock(&g_vlock);
+    return DTA_OK;
 }

@@ -4,6 +4,7 @@
 #include <stdio.h>
 
 #include "dtaudit/backend.h"
+#include "dtaudit/values.h"
 
 #define WHY "built without CUDA"
 
@@ -87,3 +88,10 @@ dta_status dta_cuda_pipe_next(dta_cuda_pipe *p, dta_cuda_chunk **done, dta_error
 }
 
 void dta_cuda_pipe_release(dta_cuda_pipe *p, dta_cuda_chunk *c) { (void)p, (void)c; }
+
+dta_status dta_values_count_cuda(const dta_values_plan *p, const void *src, size_t n,
+                                 dta_values_counts *c, dta_error *err)
+{
+    (void)p, (void)src, (void)n, (void)c;
+    return dta_error_set(err, DTA_E_UNSUPPORTED, 0, WHY);
+}

@@ -28,6 +28,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "dtaudit/backend.h"
 #include "dtaudit/convert.h"
 #include "dtaudit/quant.h"
 #include "dtaudit/values.h"
@@ -113,6 +114,7 @@ typedef struct {
     dta_values_plan dqplans[DTA_DTYPE_COUNT]; /* F32 -> target, by target */
     bool have_dqplan[DTA_DTYPE_COUNT];
     dtap_dq *dq[VTHREADS_MAX]; /* per worker; [0] planned up front, the others opened lazily */
+    bool cuda;                 /* count on the GPU (dta_values_count_cuda) */
     /* the first error in hand-out order */
     uint64_t err_seq;
     dta_error err;
@@ -198,6 +200,16 @@ static dta_status get_fd(vjob *j, size_t file, const char *tensor, int *fd, dta_
     return st;
 }
 
+/* The counting of one buffer: the CPU kernels, or the GPU ones (same counts). */
+static dta_status count(const vjob *j, const dta_values_plan *p, const void *buf, size_t n,
+                        dta_values_counts *c, dta_error *err)
+{
+    if (j->cuda)
+        return dta_values_count_cuda(p, buf, n, c, err);
+    dta_values_count(p, buf, n, c);
+    return DTA_OK;
+}
+
 /* Dequantizes item it of a quantized parameter to f32 in buf and counts it into c, as
  * convert --dequantize --to target counts it (see the top of this file). */
 static dta_status scan_dq_item(vjob *j, unsigned wk, const vitem *it, unsigned char *buf,
@@ -226,7 +238,8 @@ static dta_status scan_dq_item(vjob *j, unsigned wk, const vitem *it, unsigned c
         }
         return st;
     }
-    dta_values_count(it->task->plan, buf, (size_t)it->n, c);
+    if ((st = count(j, it->task->plan, buf, (size_t)it->n, c, err)) != DTA_OK)
+        return st;
     /* a product of finite operands beyond f32 was saturated to +-FLT_MAX: an overflow in
      * every target (the F16/BF16 plans count FLT_MAX as one already) */
     if (it->task->plan->to == DTA_F32)
@@ -257,10 +270,10 @@ static dta_status scan_item(vjob *j, unsigned wk, const vitem *it, unsigned char
         size_t bytes = (size_t)it->n * es;
         st = dtap_pread_all(fd, *buf, bytes, s->offset + (it->task->first + it->elem) * es, path,
                      t->name, err);
-        if (st == DTA_OK) {
-            dta_values_count(it->task->plan, *buf, (size_t)it->n, c);
+        if (st == DTA_OK)
+            st = count(j, it->task->plan, *buf, (size_t)it->n, c, err);
+        if (st == DTA_OK)
             __atomic_add_fetch(&j->res->bytes_read, bytes, __ATOMIC_RELAXED);
-        }
         return st;
     }
     /* a strided view: gather it from its storage (bounded like convert) */
@@ -296,8 +309,9 @@ static dta_status scan_item(vjob *j, unsigned wk, const vitem *it, unsigned char
                 idx[k] = 0;
             }
         }
-        dta_values_count(it->task->plan, *buf, (size_t)t->numel, c);
-        __atomic_add_fetch(&j->res->bytes_read, s->nbytes, __ATOMIC_RELAXED);
+        st = count(j, it->task->plan, *buf, (size_t)t->numel, c, err);
+        if (st == DTA_OK)
+            __atomic_add_fetch(&j->res->bytes_read, s->nbytes, __ATOMIC_RELAXED);
     }
     free(whole);
     return st;
@@ -517,6 +531,24 @@ dta_status dta_values_scan(const dta_model *m, const dta_values_options *o, dta_
         nt = VTHREADS_MAX;
     r->threads = nt;
     r->backend = dta_values_backend();
+    /* the GPU: asked for, or (auto) built in with a device and enough data to count */
+    uint64_t total = 0;
+    for (size_t k = 0; k < j.ntasks; k++)
+        total += j.tasks[k].numel * (j.tasks[k].dqparam != SIZE_MAX
+                                         ? 1
+                                         : elsize(m->tensors[j.tasks[k].tensor].dtype));
+    if (o->device == DTA_DEVICE_CUDA) {
+        char why[512];
+        if (!dta_cuda_available(why, sizeof why)) {
+            st = dta_error_set(err, DTA_E_DEVICE, 0, "values: --device cuda: %s", why);
+            goto early;
+        }
+        j.cuda = true;
+    } else if (o->device == DTA_DEVICE_AUTO && j.ntasks > 0) {
+        j.cuda = dta_cuda_auto(total);
+    }
+    if (j.cuda)
+        r->backend = "cuda";
     pthread_mutex_init(&j.mu, NULL);
     pthread_t th[VTHREADS_MAX];
     vworker wa[VTHREADS_MAX];

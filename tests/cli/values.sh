@@ -101,4 +101,18 @@ for src in tests/fixtures/seeds/003_higgs_audio.safetensors tests/fixtures/torch
     done
 done
 [ "$named_tensor" -gt 0 ] && pass || fail "no failure during the value scan named its tensor"
+
+# --device cuda counts on the GPU (tests/unit/test_values_cuda.c compares the kernels): with
+# a device the JSON equals --device cpu's; without CUDA built in or without a device, exit 3
+# with one line naming the reason and nothing on stdout.
+v=tests/fixtures/seeds/003_higgs_audio.safetensors
+dta audit --values --device cuda --target f16 -f json "$v"
+if [ "$rc" -eq 3 ]; then
+    if [ "$(wc -l <"$TMP/err")" -eq 1 ] && grep -q '^dtaudit: --device cuda: ' "$TMP/err" &&
+        [ ! -s "$TMP/out" ]; then pass; else fail "--device cuda unavailable: $(cat "$TMP/err")"; fi
+else
+    cp "$TMP/out" "$TMP/gpu.json"
+    dta audit --values --device cpu --target f16 -f json "$v"
+    cmp -s "$TMP/out" "$TMP/gpu.json" && pass || fail "--device cuda JSON differs from --device cpu"
+fi
 finish
