@@ -832,7 +832,9 @@ dta_status dtap_safetensors_open(const dtap_src *src, dta_model *m, dta_error *e
                 e->dtype = DTA_DTYPE_NONE;
                 if ((st = parse_entry(&j, e, scratch)) != DTA_OK)
                     goto out;
-                if (cappool - npool < (size_t)e->rank) {
+                /* allocated with the first entry even when every tensor is a scalar:
+                 * `pool + shape_at` with pool NULL is undefined (fuzz finding F2) */
+                if (!pool || cappool - npool < (size_t)e->rank) {
                     size_t ncap = cappool ? cappool * 2 : 256;
                     while (ncap - npool < (size_t)e->rank)
                         ncap *= 2;
