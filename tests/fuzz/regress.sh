@@ -8,7 +8,7 @@ LC_ALL=C
 export LC_ALL
 : "${srcdir:=$(cd "$(dirname "$0")/../.." && pwd)}"
 bindir="${FUZZ_REGRESS_DIR:-$(pwd)/tests/fuzz}"
-targets="safetensors zip pickle torchzip index config audit policy roundtrip"
+targets="safetensors zip pickle torchzip index config audit policy roundtrip values"
 fails=0
 ran=0
 for t in $targets; do
