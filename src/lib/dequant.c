@@ -768,6 +768,8 @@ static const dtap_dq_ops *const scheme_ops[] = {
     &dtap_dq_ct_nvfp4_ops,
     &dtap_dq_bnb4_ops,
     &dtap_dq_bnb8_ops,
+    &dtap_dq_gptq_ops,
+    &dtap_dq_awq_ops,
 };
 
 static void supported_list(char *buf, size_t cap)

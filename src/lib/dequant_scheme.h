@@ -65,6 +65,8 @@ extern const dtap_dq_ops dtap_dq_modelopt_nvfp4_ops; /* dequant_fp4.c */
 extern const dtap_dq_ops dtap_dq_ct_nvfp4_ops;      /* dequant_fp4.c */
 extern const dtap_dq_ops dtap_dq_bnb4_ops;          /* dequant_bnb.c */
 extern const dtap_dq_ops dtap_dq_bnb8_ops;          /* dequant_bnb.c */
+extern const dtap_dq_ops dtap_dq_gptq_ops;          /* dequant_gptq.c */
+extern const dtap_dq_ops dtap_dq_awq_ops;           /* dequant_gptq.c */
 
 /* Helpers dequant.c gives the modules. */
 const dta_model *dtap_dq_model(const dtap_dq *d);

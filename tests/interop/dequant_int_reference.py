@@ -179,6 +179,175 @@ def bnb8_dir(root, rng):
     return ref
 
 
+# ---- GPTQ / AWQ (brief 6, 7) -------------------------------------------------------------------
+
+def pack_stream(vals, b):
+    """vals [K, N] (ints < 2^b) -> int32 words [K*b/32, N]: value k of a column at bits
+    [b*k, b*k + b) of the column's LSB-first stream (brief 6.2 for 2/4/8 bits: pf = 32/b
+    values per word, the k-th at shift b*(k mod pf))."""
+    K, N = vals.shape
+    pf = 32 // b
+    assert K % pf == 0
+    out = np.zeros((K // pf, N), np.uint64)
+    for k in range(K):
+        out[k // pf] |= vals[k].astype(np.uint64) << np.uint64(b * (k % pf))
+    return (out & 0xFFFFFFFF).astype(np.uint32)
+
+
+def pack3(vals):
+    """AutoGPTQ's 3-bit packing as the brief spells it: 3 words per 32 values (word0: 0-9
+    at 0,3,..,27 and value 10's low 2 bits at 30-31; word1: value 10's bit 2 at 0, 11-20 at
+    1,4,..,28, value 21's bit 0 at 31; word2: value 21's bits 1-2 at 0-1, 22-31 at 2,..,29)."""
+    K, N = vals.shape
+    assert K % 32 == 0
+    v = vals.astype(np.uint64)
+    out = np.zeros((K // 32 * 3, N), np.uint64)
+    for blk in range(K // 32):
+        i, r = blk * 32, blk * 3
+        for j in range(10):
+            out[r] |= v[i + j] << np.uint64(3 * j)
+        out[r] |= v[i + 10] << np.uint64(30)
+        out[r + 1] |= (v[i + 10] >> np.uint64(2)) & np.uint64(1)
+        for j in range(10):
+            out[r + 1] |= v[i + 11 + j] << np.uint64(3 * j + 1)
+        out[r + 1] |= v[i + 21] << np.uint64(31)
+        out[r + 2] |= (v[i + 21] >> np.uint64(1)) & np.uint64(3)
+        for j in range(10):
+            out[r + 2] |= v[i + 22 + j] << np.uint64(3 * j + 2)
+    return (out & 0xFFFFFFFF).astype(np.uint32)
+
+
+def gptq_pack(vals, b):
+    return pack3(vals) if b == 3 else pack_stream(vals, b)
+
+
+def i32b(words):
+    return np.ascontiguousarray(words).astype(np.uint32).tobytes()
+
+
+def scale_bytes(sc, dt):
+    return sc.astype(np.float16).tobytes() if dt == "F16" else R.bf16b(sc) if dt == "BF16" \
+        else f32(sc).tobytes()
+
+
+def gptq_param(rng, prefix, inp, out, b, gs, version, sym, act_order=False, sdt="F16",
+               zero_scale=False, zeros_override=None, bias=True):
+    """Returns (tensors, reference f32 values [out, in])."""
+    mask = (1 << b) - 1
+    G = 1 if gs <= 0 else -(-inp // gs)
+    q = rng.integers(0, 1 << b, (inp, out))
+    if sym:
+        z = np.full((G, out), 1 << (b - 1))
+    else:
+        z = rng.integers(0, 1 << b, (G, out))
+        z[0, :3] = [0, mask, 1 << (b - 1)]  # v1 stores z = 0 as the field 2^b - 1
+    if zeros_override is not None:
+        z = np.full((G, out), zeros_override)
+    stored = (z - 1) & mask if version == "v1" else z
+    sc = (rng.random((G, out)) * 0.02 + 1e-4).astype(np.float32)
+    if zero_scale:
+        sc[0, 0] = 0.0
+    if sdt == "F16":
+        sc = sc.astype(np.float16).astype(np.float32)
+    elif sdt == "BF16":
+        sc = R.decode_scale("BF16", R.bf16b(sc)).reshape(G, out)
+    if gs <= 0:
+        g = np.zeros(inp, np.int64)
+    elif act_order:  # desc_act: groups follow a permutation of the inputs
+        perm = rng.permutation(inp)
+        g = np.empty(inp, np.int64)
+        g[perm] = np.arange(inp) // gs
+    else:
+        g = np.arange(inp) // gs
+    ts = [(prefix + ".qweight", "I32", (inp * b // 32, out), i32b(gptq_pack(q, b))),
+          (prefix + ".qzeros", "I32", None, i32b(gptq_pack_zeros(stored, b, out))),
+          (prefix + ".scales", sdt, (G, out), scale_bytes(sc, sdt)),
+          (prefix + ".g_idx", "I32", (inp,), g.astype(np.int32).tobytes())]
+    zw = len(ts[1][3]) // 4 // G
+    ts[1] = (ts[1][0], "I32", (G, zw), ts[1][3])
+    if bias:
+        ts.append((prefix + ".bias", "F16", (out,), rng.standard_normal(out).astype(np.float16).tobytes()))
+    # W[o][i] = (q[i][o] - z[g[i]][o]) * scales[g[i]][o], one f32 product
+    x = (q - z[g, :]).astype(np.float32)
+    vals = (x * sc[g, :]).astype(np.float32).T
+    return ts, vals
+
+
+def gptq_pack_zeros(stored, b, out):
+    """zero points [G, out] packed along the output (the same streams, transposed)."""
+    G = stored.shape[0]
+    if b == 3:
+        padded = np.zeros((G, -(-out // 32) * 32), np.int64)
+        padded[:, :out] = stored
+        return pack3(padded.T).T
+    pf = 32 // b
+    padded = np.zeros((G, -(-out // pf) * pf), np.int64)
+    padded[:, :out] = stored
+    return pack_stream(padded.T, b).T
+
+
+AWQ_ORDER = [0, 2, 4, 6, 1, 3, 5, 7]
+
+
+def awq_pack(vals):
+    """[K, N] 4-bit values -> [K, N/8] words: nibble slot k of word c holds column
+    8c + AWQ_ORDER[k] (brief 7, from_linear)."""
+    K, N = vals.shape
+    out = np.zeros((K, N // 8), np.uint64)
+    for c in range(N // 8):
+        for k in range(8):
+            out[:, c] |= vals[:, 8 * c + AWQ_ORDER[k]].astype(np.uint64) << np.uint64(4 * k)
+    return out.astype(np.uint32)
+
+
+def awq_param(rng, prefix, inp, out, gs):
+    G = -(-inp // gs)
+    q = rng.integers(0, 16, (inp, out))
+    z = rng.integers(0, 16, (G, out))
+    sc = (rng.random((G, out)) * 0.02 + 1e-4).astype(np.float16).astype(np.float32)
+    ts = [(prefix + ".qweight", "I32", (inp, out // 8), i32b(awq_pack(q))),
+          (prefix + ".qzeros", "I32", (G, out // 8), i32b(awq_pack(z))),
+          (prefix + ".scales", "F16", (G, out), sc.astype(np.float16).tobytes())]
+    g = np.arange(inp) // gs
+    vals = ((q - z[g, :]).astype(np.float32) * sc[g, :]).astype(np.float32).T
+    return ts, vals
+
+
+def write_model(root, tensors, qc=None, sidecar=None, shards=1):
+    os.makedirs(root)
+    if shards == 1:
+        write_st(os.path.join(root, "model.safetensors"), tensors, {"format": "pt"})
+    else:
+        wm = {}
+        per = -(-len(tensors) // shards)
+        for k in range(shards):
+            fn = "model-%05d-of-%05d.safetensors" % (k + 1, shards)
+            part = tensors[k * per:(k + 1) * per]
+            write_st(os.path.join(root, fn), part, {"format": "pt"})
+            wm.update({t[0]: fn for t in part})
+        with open(os.path.join(root, "model.safetensors.index.json"), "w") as f:
+            json.dump({"metadata": {"total_size": 1}, "weight_map": wm}, f)
+    cfg = {"model_type": "llama", "torch_dtype": "float16"}
+    if qc is not None:
+        cfg["quantization_config"] = qc
+    with open(os.path.join(root, "config.json"), "w") as f:
+        json.dump(cfg, f)
+    if sidecar:
+        with open(os.path.join(root, sidecar[0]), "w") as f:
+            json.dump(sidecar[1], f)
+
+
+def int_ref(ts, vals_by_prefix):
+    ref = {}
+    for prefix, (vals, _) in vals_by_prefix.items():
+        ref[prefix + ".weight"] = ("int", vals.shape, vals.reshape(-1), None)
+    for name, dt, shape, raw in ts:
+        if name.endswith(".bias") or name == "lm_head.weight":
+            ref[name] = ("plain", tuple(shape), from_dtype_bytes(
+                raw, {"F16": "float16", "BF16": "bfloat16", "F32": "float32"}[dt]), None)
+    return ref
+
+
 def expected(ref, target):
     out = {}
     for name, r in ref.items():
@@ -219,6 +388,11 @@ def check_out(label, src, out, ref, target, verify=True):
           "%s: config.json %r" % (label, cfg))
     for side in ("quantize_config.json", "quant_config.json", "quantization_config.json"):
         check(not os.path.exists(os.path.join(out, side)), "%s: %s copied" % (label, side))
+    idx = os.path.join(out, "model.safetensors.index.json")
+    if os.path.exists(idx):
+        wm = json.load(open(idx))["weight_map"]
+        check(sorted(wm) == sorted(got), "%s: index weight_map %s" %
+              (label, sorted(set(wm) ^ set(got))))
     if verify:
         rc, so, se = run("verify", src, out)
         check(rc == 0, "%s: verify SRC OUT exit %d: %s %s" % (label, rc, so, se))
@@ -329,6 +503,96 @@ def main():
             (k, d, s, bytes([1]) if k == "model.layers.1.mlp.down_proj.weight_format" else r)
             for k, d, s, r in ts])
         refused("bnb8 col32", bad, os.path.join(tmp, "o3"), ["layers.1", "weight_format", "col32"])
+
+        # 3. GPTQ: 2/3/4/8 bits, v1/v2, act-order g_idx, ragged groups, group -1, zero and
+        # BF16 scales, a mislabelled v2 checkpoint, two shards, a quantize_config.json sidecar
+        cases = [  # prefix, in, out, bits, group, version, sym, act_order, scale dtype
+            ("model.layers.0.self_attn.q_proj", 128, 48, 4, 32, "v1", True, True, "F16"),
+            ("model.layers.0.self_attn.k_proj", 64, 64, 3, 32, "v1", False, False, "F16"),
+            ("model.layers.0.mlp.up_proj", 96, 24, 2, 64, "v1", False, True, "BF16"),
+            ("model.layers.0.mlp.down_proj", 36, 20, 8, 16, "v1", False, False, "F32"),
+            ("model.layers.1.mlp.down_proj", 64, 32, 3, -1, "v1", False, False, "F16"),
+        ]
+        for fmt in ("gptq", "gptq_v2"):
+            ts, vals = [], {}
+            for prefix, inp, outn, b, gs, ver, sym, act, sdt in cases:
+                ver = "v2" if fmt == "gptq_v2" else "v1"
+                t, v = gptq_param(rng, prefix, inp, outn, b, gs, ver, sym, act, sdt,
+                                  zero_scale=prefix.endswith("q_proj"))
+                ts += t
+                vals[prefix] = (v, b)
+            # the quantization_config says 4 bits: the other widths go in their own dirs
+            for prefix, inp, outn, b, gs, ver, sym, act, sdt in cases:
+                src = os.path.join(tmp, "gptq-%s-%d-%s" % (fmt, b, prefix.split(".")[-1]))
+                mine = [t for t in ts if t[0].startswith(prefix + ".")]
+                qc = {"quant_method": "gptq", "bits": b, "group_size": gs, "desc_act": act,
+                      "sym": sym, "checkpoint_format": fmt}
+                side = None
+                if prefix.endswith("up_proj"):  # AutoGPTQ: the config in a sidecar only
+                    side, qc = ("quantize_config.json", dict(qc)), None
+                    del side[1]["checkpoint_format"]
+                    if fmt == "gptq_v2":
+                        side[1]["checkpoint_format"] = fmt
+                lm = R.bf16b(rng.standard_normal((8, 4)).astype(np.float32))
+                mine = mine + [("lm_head.weight", "BF16", (8, 4), lm)]
+                write_model(src, mine, qc, side, shards=2 if b == 4 else 1)
+                ref = int_ref(mine, {prefix: vals[prefix]})
+                for target in ("f16", "bf16") if b in (3, 4) else ("bf16",):
+                    out = src + "-" + target
+                    rc, so, se = convert(src, out, target, "--verify")
+                    label = "%s %d-bit %s -> %s" % (fmt, b, prefix.split(".")[-1], target)
+                    check(rc == 0, "%s: exit %d %s" % (label, rc, se.strip()))
+                    if rc == 0:
+                        check_out(label, src, out, ref, target.upper())
+        # symmetric, labelled v1 but every zero field 2^(b-1): read as v2 (vllm#38966)
+        t, v = gptq_param(rng, "model.layers.0.mlp.gate_proj", 64, 16, 4, 32, "v2", True)
+        src = os.path.join(tmp, "gptq-mislabel")
+        write_model(src, t, {"quant_method": "gptq", "bits": 4, "group_size": 32, "sym": True,
+                             "checkpoint_format": "gptq"})
+        out = src + "-bf16"
+        rc, so, se = convert(src, out, "bf16", "--verify")
+        check(rc == 0, "gptq mislabelled v2: exit %d %s" % (rc, se.strip()))
+        if rc == 0:
+            check_out("gptq mislabelled v2", src, out,
+                      int_ref(t, {"model.layers.0.mlp.gate_proj": (v, 4)}), "BF16")
+        # refusals: a Marlin checkpoint_format; g_idx out of range (exit 2)
+        t, v = gptq_param(rng, "model.layers.0.mlp.gate_proj", 64, 16, 4, 32, "v1", True)
+        src = os.path.join(tmp, "gptq-marlin")
+        write_model(src, t, {"quant_method": "gptq", "bits": 4, "group_size": 32,
+                             "checkpoint_format": "marlin"})
+        refused("gptq marlin", src, src + "-out", ["gate_proj", "marlin"])
+        src = os.path.join(tmp, "gptq-badgidx")
+        t = [(k, d, sh, np.full(64, 7, np.int32).tobytes() if k.endswith("g_idx") else r)
+             for k, d, sh, r in t]
+        write_model(src, t, {"quant_method": "gptq", "bits": 4, "group_size": 32})
+        refused("gptq g_idx out of range", src, src + "-out", ["g_idx", "outside"], code=2)
+
+        # 4. AWQ GEMM: interleaved nibbles, asymmetric zeros, ragged last group, sidecar
+        ts, vals = [], {}
+        for prefix, inp, outn, gs in (("model.layers.0.self_attn.o_proj", 64, 32, 32),
+                                      ("model.layers.0.mlp.up_proj", 80, 16, 32)):
+            t, v = awq_param(rng, prefix, inp, outn, gs)
+            ts += t
+            vals[prefix] = (v, 4)
+        for side in (False, True):
+            src = os.path.join(tmp, "awq%s" % ("-side" if side else ""))
+            qc = {"quant_method": "awq", "bits": 4, "group_size": 32, "zero_point": True,
+                  "version": "gemm", "modules_to_not_convert": None}
+            write_model(src, ts, None if side else qc,
+                        ("quant_config.json", {"zero_point": True, "q_group_size": 32,
+                                               "w_bit": 4, "version": "GEMM"}) if side else None)
+            ref = int_ref(ts, vals)
+            for target in ("f16", "bf16", "f32"):
+                out = src + "-" + target
+                rc, so, se = convert(src, out, target, "--verify")
+                check(rc == 0, "awq -> %s: exit %d %s" % (target, rc, se.strip()))
+                if rc == 0:
+                    check_out("awq%s -> %s" % (" sidecar" if side else "", target), src, out,
+                              ref, target.upper())
+        src = os.path.join(tmp, "awq-gemv")
+        write_model(src, ts, {"quant_method": "awq", "bits": 4, "group_size": 32,
+                              "zero_point": True, "version": "gemv"})
+        refused("awq gemv", src, src + "-out", ["awq", "gemv"])
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     print("%d passed, %d failed" % (R.PASSES[0], len(R.FAILS)))

@@ -504,10 +504,11 @@ def main():
             ("l.scales", "F16", (1, 8), bytes(16)), ("l.g_idx", "I32", (32,), bytes(128))])
         with open(os.path.join(g, "config.json"), "w") as f:
             json.dump({"quantization_config": {"quant_method": "gptq", "bits": 4,
-                                               "group_size": 32}}, f)
+                                               "group_size": 32,
+                                               "checkpoint_format": "marlin"}}, f)
         out = os.path.join(tmp, "gptq-out")
         rc, so, se = run("convert", "--to", "bf16", "--dequantize", g, "-o", out)
-        check(rc == 1 and "gptq" in se and not os.path.exists(out),
+        check(rc == 1 and "gptq" in se and "marlin" in se and not os.path.exists(out),
               "gptq refused: exit %d %s" % (rc, se))
         b = os.path.join(tmp, "bare")
         os.makedirs(b)
