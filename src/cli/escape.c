@@ -5,7 +5,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "report.h"
+#include "term.h"
 #include "text_safe.h"
 
 /* Control bytes and invalid UTF-8 are shown as \xNN, unsafe code points above U+007F (C1

@@ -170,3 +170,17 @@ const char *cli_fix_shell(const cli_fix *fx, char *buf, size_t cap)
     }
     return buf;
 }
+
+void suggest_output(char *buf, size_t cap, const char *path, dta_dtype to)
+{
+    const char *slash = strrchr(path, '/');
+    const char *base = slash ? slash + 1 : path;
+    const char *dot = strrchr(base, '.');
+    size_t len = strlen(path);
+    while (len > 1 && path[len - 1] == '/')
+        len--;
+    if (dot && dot != base)
+        snprintf(buf, cap, "%.*s.%s%s", (int)(dot - path), path, dtype_alias(to), dot);
+    else
+        snprintf(buf, cap, "%.*s-%s", (int)len, path, dtype_alias(to));
+}

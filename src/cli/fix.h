@@ -27,6 +27,8 @@ void cli_fix_glob(const dta_finding *f, char *glob, size_t cap);
  * fix convert can apply. */
 bool cli_fix_build(const cli_options *o, const input_result *in, const dta_finding *f,
                    const char *glob, cli_fix *fx);
+/* Suggested output path of a conversion ("x.safetensors" -> "x.bf16.safetensors"). */
+void suggest_output(char *buf, size_t cap, const char *path, dta_dtype to);
 /* The command as one shell line (words quoted as needed) into buf. */
 const char *cli_fix_shell(const cli_fix *fx, char *buf, size_t cap);
 

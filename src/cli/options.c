@@ -9,7 +9,7 @@
 #include "dtaudit/policy.h"
 #include "dtaudit/version.h"
 #include "options.h"
-#include "report.h"
+#include "term.h"
 
 const cli_option cli_option_table[] = {
     {"format", 'f', "FMT", CMD_ALL, "output format: text (default), json, sarif (SARIF 2.1.0; audit) or github (workflow annotations; audit)"},

@@ -63,9 +63,6 @@ typedef struct {
     int keep_intended;       /* --keep-intended 1, --no-keep-intended 0, -1 default (auto: on) */
 } cli_options;
 
-int cmd_convert(cli_options *o);
-int cmd_verify(cli_options *o);
-
 typedef struct {
     const char *name;        /* long name */
     int short_name;          /* 0 when none */
