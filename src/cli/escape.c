@@ -10,29 +10,11 @@
 
 /* Control bytes and invalid UTF-8 are shown as \xNN, unsafe code points above U+007F (C1
  * controls, bidi overrides, zero-width characters) as \uNNNN: they cannot move the cursor,
- * recolour the terminal or reorder the line. Truncates to cap. */
+ * recolour the terminal or reorder the line. The library's error messages are escaped by
+ * the same function (dtap_escape). Truncates to cap. */
 const char *clean(char *buf, size_t cap, const char *s)
 {
-    const unsigned char *p = (const unsigned char *)s;
-    size_t o = 0;
-    while (*p && o + 7 < cap) {
-        uint32_t cp;
-        size_t n = dtap_utf8_decode(p, &cp);
-        if (n == 0 || (n == 1 && dtap_cp_unsafe(cp))) {
-            o += (size_t)snprintf(buf + o, cap - o, "\\x%02x", *p++);
-        } else if (dtap_cp_unsafe(cp)) {
-            o += (size_t)snprintf(buf + o, cap - o, "\\u%04x", (unsigned)cp);
-            p += n;
-        } else {
-            if (o + n >= cap)
-                break;
-            memcpy(buf + o, p, n);
-            o += n;
-            p += n;
-        }
-    }
-    buf[o] = 0;
-    return buf;
+    return dtap_escape(buf, cap, s, strlen(s));
 }
 
 /* Shell word for a suggested command: bare when every byte is plainly safe, '...' for

@@ -8,22 +8,13 @@
 #include "text_safe.h"
 
 /* One line, no terminal control: names in messages come from hostile files. Control
- * characters, invalid UTF-8 and invisible formatting characters (text_safe.h) become '?'. */
+ * characters, invalid UTF-8 and invisible formatting characters (text_safe.h) are escaped
+ * as \xNN / \uNNNN, as the CLI shows names: the message still says which bytes they were. */
 static void sanitize(char *msg)
 {
-    unsigned char *p = (unsigned char *)msg, *o = p;
-    while (*p) {
-        uint32_t cp;
-        size_t n = dtap_utf8_decode(p, &cp);
-        if (n == 0 || dtap_cp_unsafe(cp)) {
-            *o++ = '?';
-            p += n ? n : 1;
-        } else {
-            while (n--)
-                *o++ = *p++;
-        }
-    }
-    *o = 0;
+    char tmp[DTA_ERROR_MSG_MAX];
+    dtap_escape(tmp, sizeof tmp, msg, strlen(msg));
+    memcpy(msg, tmp, strlen(tmp) + 1);
 }
 
 dta_status dta_error_set(dta_error *err, dta_status code, int sys_errno, const char *fmt, ...)

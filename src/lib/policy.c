@@ -48,14 +48,13 @@ static dta_status bad(pctx *c, const char *what, const char *detail)
     return dta_error_set(c->err, DTA_E_FORMAT, 0, "%s: %s: %s", c->name, what, detail);
 }
 
-/* "'x'" shortened for a message; control bytes are the renderer's business but a message
- * is one line, so they become '?'. */
+/* "'x'" shortened for a message (dta_error_set escapes control bytes, as everywhere). */
 static const char *quoted(char *buf, size_t cap, const char *s)
 {
     size_t o = 0;
     buf[o++] = '\'';
     for (; *s && o + 5 < cap; s++)
-        buf[o++] = (unsigned char)*s < 0x20 || *s == 0x7f ? '?' : *s;
+        buf[o++] = *s;
     if (*s && o + 4 < cap) {
         memcpy(buf + o, "...", 3);
         o += 3;

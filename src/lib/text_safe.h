@@ -1,5 +1,6 @@
-/* Which bytes of a name may reach a terminal: shared by the library's error messages and the
- * CLI's text and JSON writers (docs: names come from hostile files and paths).
+/* Which bytes of a name may reach a terminal, and how the others are shown (dtap_escape):
+ * shared by the library's error messages and the CLI's text and JSON writers (names come
+ * from hostile files and paths).
  *
  * Unsafe: invalid UTF-8 (a lone 0x9b is CSI on an 8-bit terminal), C0 controls and DEL,
  * C1 controls (U+0080..U+009F: U+009B is CSI, U+0085 a newline), and the invisible
@@ -13,6 +14,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 /* Length (1..4) of the valid UTF-8 sequence at s, its code point in *cp; 0 when s does not
  * start a valid sequence (overlong, surrogate, past U+10FFFF, truncated by a NUL). */
@@ -47,6 +49,54 @@ static inline bool dtap_cp_unsafe(uint32_t cp)
     return cp < 0x20 || (cp >= 0x7F && cp <= 0x9F) || cp == 0x061C ||
            (cp >= 0x200B && cp <= 0x200F) || (cp >= 0x2028 && cp <= 0x202E) ||
            (cp >= 0x2060 && cp <= 0x2069) || cp == 0xFEFF || (cp >= 0xFFF9 && cp <= 0xFFFB);
+}
+
+/* s[0..n) made safe for a terminal and for a one-line message, the one escaping style of
+ * the library's error messages and the CLI's text: invalid UTF-8 and unsafe bytes below
+ * 0x80 as \xNN, unsafe code points above it as \uNNNN, everything else as it is. Stops
+ * before the first character that would not fit cap with the NUL; returns buf. */
+static inline char *dtap_escape(char *buf, size_t cap, const char *s, size_t n)
+{
+    static const char hex[] = "0123456789abcdef";
+    const unsigned char *p = (const unsigned char *)s, *end = p + n;
+    size_t o = 0;
+    if (cap == 0)
+        return buf;
+    while (p < end) {
+        unsigned char tail[5] = {0, 0, 0, 0, 0}; /* a sequence cut by the end decodes as invalid */
+        const unsigned char *d = p;
+        uint32_t cp;
+        if (end - p < 4) {
+            memcpy(tail, p, (size_t)(end - p));
+            d = tail;
+        }
+        size_t k = *p ? dtap_utf8_decode(d, &cp) : 0;
+        if (k == 0 || (k == 1 && dtap_cp_unsafe(cp))) {
+            if (o + 4 >= cap)
+                break;
+            buf[o++] = '\\';
+            buf[o++] = 'x';
+            buf[o++] = hex[*p >> 4];
+            buf[o++] = hex[*p & 15];
+            p++;
+        } else if (dtap_cp_unsafe(cp)) {
+            if (o + 6 >= cap)
+                break;
+            buf[o++] = '\\';
+            buf[o++] = 'u';
+            for (int sh = 12; sh >= 0; sh -= 4)
+                buf[o++] = hex[(cp >> sh) & 15];
+            p += k;
+        } else {
+            if (o + k >= cap)
+                break;
+            memcpy(buf + o, p, k);
+            o += k;
+            p += k;
+        }
+    }
+    buf[o] = 0;
+    return buf;
 }
 
 #endif

@@ -21,6 +21,7 @@
 #include <string.h>
 
 #include "pickle.h"
+#include "text_safe.h"
 #include "torch_graph.h"
 
 typedef struct {
@@ -67,13 +68,7 @@ static bool same_int(const dtap_pnode *a, const dtap_pnode *b)
 
 static const char *kname(const dtap_pnode *k, char *buf, size_t cap)
 {
-    size_t n = k->len < cap - 1 ? k->len : cap - 1;
-    for (size_t i = 0; i < n; i++) {
-        unsigned char c = (unsigned char)k->s[i];
-        buf[i] = c >= 0x20 && c < 0x7f ? (char)c : '?';
-    }
-    buf[n] = 0;
-    return buf;
+    return dtap_escape(buf, cap, k->s, k->len); /* may hold NUL and any byte */
 }
 
 static bool same_storage_class(const pidref *a, const pidref *b)

@@ -86,7 +86,7 @@ bad sevnever '{"severity": {"dtype-outlier": "never"}}' "severity.'dtype-outlier
 bad sevtwice '{"severity": {"mixed-module": "info", "mixed-module": "off"}}' 'given twice'
 bad failon '{"fail_on": "sometimes"}' 'fail_on: expected'
 bad version '{"version": 2}' 'only version 1 is known'
-bad control "$(printf '{"expect": "bf\0336"}')" "expect: unknown dtype 'bf?6'"
+bad control "$(printf '{"expect": "bf\0336"}')" "expect: unknown dtype 'bf\\\\x1b6'"
 "$PYTHON" -c 'import sys; open(sys.argv[1], "w").write("[" * 5000 + "]" * 5000)' "$TMP/deep.json"
 dta audit --policy "$TMP/deep.json" $S
 [ "$rc" -eq 2 ] && grep -q "not valid JSON" "$TMP/err" && pass || fail "deeply nested policy: exit $rc"
