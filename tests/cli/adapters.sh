@@ -2,9 +2,9 @@
 # PEFT adapter directories: adapter_config.json recognised (and a non-PEFT one not), the
 # base model reported, --base comparing dominant dtypes (adapter-mismatch).
 . "$(dirname "$0")/lib.sh"
+py_start
 F=tests/fixtures/dirs
 # pyj EXPR: evaluates a Python expression over the JSON document in $TMP/out (as d).
-pyj() { "$PYTHON" -c 'import json,sys; d=json.load(open(sys.argv[1])); print(eval(sys.argv[2]))' "$TMP/out" "$1"; }
 
 # The fp32 adapter alone: adapter facts in JSON, no finding, exit 0.
 dta audit --format json $F/peft-f32-adapter

@@ -3,10 +3,10 @@
 # dtaudit commands they run are valid invocations: they are run here against fixtures.
 # Skips (77) without Python's yaml module.
 . "$(dirname "$0")/lib.sh"
+py_start
 YPY=""
-for py in "$PYTHON" python3; do
-    if "$py" -c 'import yaml' 2>/dev/null; then YPY=$py; break; fi
-done
+if py -c 'import yaml' 2>/dev/null; then YPY=py
+elif python3 -c 'import yaml' 2>/dev/null; then YPY=python3; fi
 [ -n "$YPY" ] || { echo "SKIP: no Python with yaml (pip install pyyaml)"; exit 77; }
 SHELL_=bash; command -v bash >/dev/null 2>&1 || SHELL_=sh
 BIN=$(cd "$(dirname "$DTAUDIT")" && pwd)
@@ -59,10 +59,10 @@ step() {
 clean="$srcdir/tests/fixtures/seeds/001_distill_logit_projector_fixed.safetensors"
 warn="$srcdir/tests/fixtures/seeds/001_distill_logit_projector.safetensors"
 step audit-step.sh "$clean" "$srcdir/tests/fixtures/dirs/bf16-base"
-[ "$rc" -eq 0 ] && [ "$("$PYTHON" -c 'import json,sys; d=json.load(open(sys.argv[1])); print(d["version"], len(d["runs"][0]["results"]))' "$TMP/work/dtaudit.sarif")" = "2.1.0 0" ] \
+[ "$rc" -eq 0 ] && [ "$(py -c 'import json,sys; d=json.load(open(sys.argv[1])); print(d["version"], len(d["runs"][0]["results"]))' "$TMP/work/dtaudit.sarif")" = "2.1.0 0" ] \
     && pass || fail "workflow audit step, clean: exit $rc $(cat "$TMP/err")"
 step audit-step.sh "$clean" "$warn"
-[ "$rc" -eq 1 ] && [ "$("$PYTHON" -c 'import json,sys; d=json.load(open(sys.argv[1])); print(len(d["runs"][0]["results"]))' "$TMP/work/dtaudit.sarif")" = 1 ] \
+[ "$rc" -eq 1 ] && [ "$(py -c 'import json,sys; d=json.load(open(sys.argv[1])); print(len(d["runs"][0]["results"]))' "$TMP/work/dtaudit.sarif")" = 1 ] \
     && pass || fail "workflow audit step, a finding: exit $rc $(cat "$TMP/err")"
 step annotate-step.sh "$clean" "$warn"
 [ "$rc" -eq 0 ] && grep -q "^::warning file=$warn,title=dtaudit dtype-outlier%3A logit_projector::" "$TMP/out" \

@@ -2,6 +2,7 @@
 # dtaudit convert / verify: the seed fixes end to end, overflow refusal, atomic output,
 # nothing lost on bad input, directories with config.json and index.
 . "$(dirname "$0")/lib.sh"
+py_start
 seeds=tests/fixtures/seeds
 o=$TMP/conv
 export DTAUDIT_NO_PROGRESS=1
@@ -41,13 +42,9 @@ dta convert --to bf16 --force $o/same.safetensors -o $o/same.safetensors
     && cmp -s $o/same.safetensors $seeds/002_ttt_mixed.safetensors && pass || fail "output = input: $rc"
 
 # Overflow: refused by default (exit 1, nothing written), written on request.
-"$PYTHON" - "$o/ovf.safetensors" <<'PY' || { echo "SKIP-part: no numpy/safetensors"; }
-import sys, struct, json
-vals = [1.0, 70000.0, -1e6, 3.0]
-data = struct.pack("<4f", *vals)
-hdr = json.dumps({"w": {"dtype": "F32", "shape": [4], "data_offsets": [0, 16]}}).encode()
-hdr += b" " * (-len(hdr) % 8)
-open(sys.argv[1], "wb").write(struct.pack("<Q", len(hdr)) + hdr + data)
+py - "$o/ovf.safetensors" <<'PY' || { echo "SKIP-part: no numpy/safetensors"; }
+import sys, stwrite
+stwrite.write_values(sys.argv[1], {"w": [1.0, 70000.0, -1e6, 3.0]})
 PY
 dta convert --to f16 $o/ovf.safetensors -o $o/ovf16.safetensors
 [ "$rc" -eq 1 ] && [ ! -e $o/ovf16.safetensors ] && grep -q "w: 2 values beyond the F16 range" "$TMP/err" \
@@ -104,6 +101,6 @@ dta convert --to bf16 tests/fixtures/torch/tied.pt -o $o/tied.pt
 
 # JSON summary
 dta convert --format json --to bf16 --force $seeds/003_higgs_audio.safetensors -o $o/x.safetensors
-[ "$rc" -eq 0 ] && "$PYTHON" -c 'import json,sys; d=json.load(open(sys.argv[1])); assert d["command"]=="convert" and d["tensors_converted"]==3, d' "$TMP/out" \
+[ "$rc" -eq 0 ] && py -c 'import json,sys; d=json.load(open(sys.argv[1])); assert d["command"]=="convert" and d["tensors_converted"]==3, d' "$TMP/out" \
     && pass || fail "json summary: $rc"
 finish

@@ -4,6 +4,7 @@
 # --only is refused; long output names work; errors name OUT, never the temporary;
 # verify does not take a metadata key for a tensor; a lost report is exit 2.
 . "$(dirname "$0")/lib.sh"
+py_start
 seeds=tests/fixtures/seeds
 S=$seeds/001_distill_logit_projector.safetensors
 o=$TMP/cs
@@ -38,22 +39,12 @@ for force in "" --force; do
     done
 done
 # an index converted into (or inside) its own directory
-"$PYTHON" - "$o/idx" <<'PY'
-import json, os, struct, sys
+py - "$o/idx" <<'PY'
+import json, os, sys, stwrite
 d = sys.argv[1]
 os.makedirs(d + "/shards", exist_ok=True)
-def st(path, tensors):
-    hdr, data, off = {}, b"", 0
-    for name, vals in tensors.items():
-        b = struct.pack("<%df" % len(vals), *vals)
-        hdr[name] = {"dtype": "F32", "shape": [len(vals)], "data_offsets": [off, off + len(b)]}
-        data += b
-        off += len(b)
-    h = json.dumps(hdr).encode()
-    h += b" " * (-len(h) % 8)
-    open(path, "wb").write(struct.pack("<Q", len(h)) + h + data)
-st(d + "/model-00001-of-00002.safetensors", {"a.weight": [1.0, 2.0]})
-st(d + "/shards/model-00002-of-00002.safetensors", {"b.weight": [3.0, 4.5]})
+stwrite.write_values(d + "/model-00001-of-00002.safetensors", {"a.weight": [1.0, 2.0]})
+stwrite.write_values(d + "/shards/model-00002-of-00002.safetensors", {"b.weight": [3.0, 4.5]})
 json.dump({"metadata": {"total_size": 16},
            "weight_map": {"a.weight": "model-00001-of-00002.safetensors",
                           "b.weight": "shards/model-00002-of-00002.safetensors"}},
@@ -109,13 +100,11 @@ done
 no_temps "$o" && pass || fail "temporaries left after write errors"
 
 # ---- publishing: a file appearing at OUT meanwhile is never replaced --------------------
-"$PYTHON" - "$o/big.safetensors" <<'PY'
-import json, struct, sys
+py - "$o/big.safetensors" <<'PY'
+import struct, sys, stwrite
 n = 8 << 20  # 32 MiB of F32
-h = json.dumps({"w": {"dtype": "F32", "shape": [n], "data_offsets": [0, 4 * n]}}).encode()
-h += b" " * (-len(h) % 8)
 with open(sys.argv[1], "wb") as f:
-    f.write(struct.pack("<Q", len(h)) + h)
+    f.write(stwrite.encode_header({"w": {"dtype": "F32", "shape": [n], "data_offsets": [0, 4 * n]}}))
     f.write(struct.pack("<f", 1.5) * n)
 PY
 cat >"$TMP/race.py" <<'PY'
@@ -177,7 +166,7 @@ for pub in native fallback; do
         if [ $kind = file ]; then src=$o/big.safetensors out=$o/appear.safetensors; check=$out
         else src=$o/bigdir out=$o/appear.d; check=$out/mine; fi
         set +e
-        r=$("$PYTHON" "$TMP/race.py" "$DTAUDIT" "$src" "$out" $kind 2>"$TMP/err")
+        r=$(py "$TMP/race.py" "$DTAUDIT" "$src" "$out" $kind 2>"$TMP/err")
         set -e
         [ "$r" = 2 ] && one_line && grep -q "appeared while converting" "$TMP/err" \
             && [ "$(cat "$check")" = mine ] && pass || fail "$pub: OUT appearing ($kind): $r $(cat "$TMP/err")"
@@ -228,22 +217,10 @@ done
 unset LD_PRELOAD DTA_FAIL DTA_FAIL_ERRNO
 
 # ---- verify: a metadata key is not a tensor ----------------------------------------------
-"$PYTHON" - "$o" <<'PY'
-import json, struct, sys
+py - "$o" <<'PY'
+import sys, stwrite
 d = sys.argv[1]
-def st(path, tensors, meta=None):
-    hdr, data, off = {}, b"", 0
-    if meta is not None:
-        hdr["__metadata__"] = meta
-    for name, (dt, vals) in tensors.items():
-        fmt = {"F32": "f", "BF16": "H"}[dt]
-        b = struct.pack("<%d%s" % (len(vals), fmt), *vals)
-        hdr[name] = {"dtype": dt, "shape": [len(vals)], "data_offsets": [off, off + len(b)]}
-        data += b
-        off += len(b)
-    h = json.dumps(hdr).encode()
-    h += b" " * (-len(h) % 8)
-    open(path, "wb").write(struct.pack("<Q", len(h)) + h + data)
+st = stwrite.write_values
 st(d + "/src.safetensors", {"a": ("F32", [1.0, 2.0]), "b": ("F32", [1.0, 2.0])})
 # bf16 of 1.0 and 2.0: 0x3f80, 0x4000
 st(d + "/lost1.safetensors", {"a": ("BF16", [0x3f80, 0x4000])}, {"b": "a"})        # b dropped, claims alias
@@ -259,8 +236,8 @@ for f in lost1 lost2 lost3; do
         && pass || fail "verify -f json $f: $rc"
 done
 # real aliases (tied weights, dropped as safetensors' save_model does) still verify
-if "$PYTHON" -c "import torch, safetensors" 2>/dev/null; then
-    "$PYTHON" - "$o" <<'PY'
+if py -c "import torch, safetensors" 2>/dev/null; then
+    py - "$o" <<'PY'
 import sys, torch
 from safetensors.torch import save_model
 d = sys.argv[1]
@@ -282,10 +259,10 @@ else
 fi
 
 # ---- names safetensors cannot hold: refused (one line), never an invalid file ----------
-if "$PYTHON" -c "import torch, safetensors" 2>/dev/null; then
+if py -c "import torch, safetensors" 2>/dev/null; then
     mkdir -p "$o/names"
-    "$PYTHON" - "$o/names" <<'PY'
-import json, struct, sys, torch
+    py - "$o/names" <<'PY'
+import sys, torch, stwrite
 d = sys.argv[1]
 x, y = torch.ones(2), torch.full((2,), 2.0)
 cases = {
@@ -301,18 +278,11 @@ cases = {
 for k, v in cases.items():
     torch.save(v, "%s/%s.pt" % (d, k))
 def st(path, names):
-    hdr, data, off = {}, b"", 0
-    for n in names:
-        hdr[n] = {"dtype": "F32", "shape": [2], "data_offsets": [off, off + 8]}
-        data += struct.pack("<2f", 1.0, 2.0)
-        off += 8
-    h = json.dumps(hdr).encode()
-    h += b" " * (-len(h) % 8)
-    open(path, "wb").write(struct.pack("<Q", len(h)) + h + data)
+    stwrite.write(path, [(n, "F32", [2], stwrite.pack("F32", [1.0, 2.0])) for n in names])
 st(d + "/stnul.safetensors", ["a\x00b", "a"])
 st(d + "/stnul1.safetensors", ["a\x00b"])
 PY
-    check_st() { "$PYTHON" -c "
+    check_st() { py -c "
 import sys
 from safetensors import safe_open
 with safe_open(sys.argv[1], 'pt') as f:
@@ -331,7 +301,7 @@ with safe_open(sys.argv[1], 'pt') as f:
     done
     for c in intkey dotted nul surrogate; do
         dta convert --to bf16 "$o/names/$c.pt" -o "$o/names/$c.out.pt" # torch keeps any key
-        [ "$rc" -eq 0 ] && "$PYTHON" -c "
+        [ "$rc" -eq 0 ] && py -c "
 import sys, torch
 a = torch.load(sys.argv[1], weights_only=True); b = torch.load(sys.argv[2], weights_only=True)
 def keys(o, p=()):
@@ -367,7 +337,7 @@ dta_full convert -f json --to bf16 $S -o "$o/full.safetensors"
 [ "$rc" -eq 2 ] && one_line && pass || fail "convert -f json to a full disk: $rc"
 # a closed pipe (SIGPIPE is not a silent death: EPIPE, exit 2)
 for f in text sarif; do
-    r=$("$PYTHON" - "$DTAUDIT" "$S" $f <<'PY'
+    r=$(py - "$DTAUDIT" "$S" $f <<'PY'
 import os, subprocess, sys
 r, w = os.pipe()
 os.close(r)

@@ -3,6 +3,7 @@
 # nothing from outside the input is; shards are read only inside the index's folder and
 # a shard in a subfolder converts to a correct output.
 . "$(dirname "$0")/lib.sh"
+py_start
 S=tests/fixtures/seeds/001_distill_logit_projector.safetensors
 o=$TMP/ct
 mkdir -p "$o"
@@ -50,7 +51,7 @@ dta audit --expect bf16 "$o/run-bf16"
 (cd "$o/run-bf16" && find . | sort) >"$TMP/b"
 cmp -s "$TMP/a" "$TMP/b" && pass || fail "listings differ: $(diff "$TMP/a" "$TMP/b")"
 dta convert -f json --to bf16 "$m" -o "$o/run-json"
-[ "$rc" -eq 0 ] && "$PYTHON" -c "
+[ "$rc" -eq 0 ] && py -c "
 import json, sys
 d = json.load(open(sys.argv[1]))
 assert d['left_out'][0].startswith('.git'), d
@@ -89,23 +90,13 @@ mkfifo "$o/bad1/fifo" 2>/dev/null && rm -f "$o/bad1/passwd" && {
 no_temps "$o" && pass || fail "temporaries left"
 
 # ---- index shards: a subfolder converts; links out of the index's folder are refused ---
-"$PYTHON" - "$o/idx" <<'PY'
-import json, os, struct, sys
+py - "$o/idx" <<'PY'
+import json, os, sys, stwrite
 d = sys.argv[1]
 os.makedirs(d + "/shards/part", exist_ok=True)
-def st(path, tensors):
-    hdr, data, off = {}, b"", 0
-    for name, vals in tensors.items():
-        b = struct.pack("<%df" % len(vals), *vals)
-        hdr[name] = {"dtype": "F32", "shape": [len(vals)], "data_offsets": [off, off + len(b)]}
-        data += b
-        off += len(b)
-    h = json.dumps(hdr).encode()
-    h += b" " * (-len(h) % 8)
-    open(path, "wb").write(struct.pack("<Q", len(h)) + h + data)
-st(d + "/model-00001-of-00003.safetensors", {"a.weight": [1.0, 2.0]})
-st(d + "/shards/model-00002-of-00003.safetensors", {"b.weight": [3.0, 4.5]})
-st(d + "/shards/part/model-00003-of-00003.safetensors", {"c.weight": [5.0, -6.25, 7.0]})
+stwrite.write_values(d + "/model-00001-of-00003.safetensors", {"a.weight": [1.0, 2.0]})
+stwrite.write_values(d + "/shards/model-00002-of-00003.safetensors", {"b.weight": [3.0, 4.5]})
+stwrite.write_values(d + "/shards/part/model-00003-of-00003.safetensors", {"c.weight": [5.0, -6.25, 7.0]})
 json.dump({"metadata": {"total_size": 28},
            "weight_map": {"a.weight": "model-00001-of-00003.safetensors",
                           "b.weight": "shards/model-00002-of-00003.safetensors",
@@ -113,7 +104,7 @@ json.dump({"metadata": {"total_size": 28},
           open(d + "/model.safetensors.index.json", "w"))
 PY
 check_index() { # OUT: the index's weight_map names files that hold exactly those tensors
-    "$PYTHON" - "$1" <<'PY'
+    py - "$1" <<'PY'
 import json, os, sys
 from safetensors import safe_open
 d = sys.argv[1]
@@ -130,7 +121,7 @@ for in in "$o/idx" "$o/idx/model.safetensors.index.json"; do
     dta convert --to bf16 "$in" -o "$o/idx-out"
     [ "$rc" -eq 0 ] && [ -f "$o/idx-out/shards/part/model-00003-of-00003.safetensors" ] \
         && pass || fail "index with subfolder shards ($in): $rc $(cat "$TMP/err")"
-    if "$PYTHON" -c "import safetensors, torch" 2>/dev/null; then
+    if py -c "import safetensors, torch" 2>/dev/null; then
         check_index "$o/idx-out" && pass || fail "converted index ($in) is not consistent"
     fi
     v=$in

@@ -3,9 +3,9 @@
 # with their base model, a non-PEFT adapter config not taken for one, indexes whose shards
 # are absent reported from the index alone. Skips (77) when the corpus is absent.
 . "$(dirname "$0")/lib.sh"
+py_start
 corpus=${DTAUDIT_CORPUS:-$srcdir/../shared/corpus/real}
 [ -d "$corpus" ] || { echo "SKIP: no corpus at $corpus (set DTAUDIT_CORPUS)"; exit 77; }
-pyj() { "$PYTHON" -c 'import json,sys; d=json.load(open(sys.argv[1])); print(eval(sys.argv[2]))' "$TMP/out" "$1"; }
 
 # Every directory that holds an adapter_config.json, an index or a config.json: exit <= 1,
 # valid JSON, one input of format "directory", a text report that names the directory.

@@ -4,20 +4,19 @@
 # either absent or complete and valid, a signal that can be caught leaves no temporary,
 # and the next run removes what a SIGKILL left.
 . "$(dirname "$0")/lib.sh"
+py_start
 export DTAUDIT_NO_PROGRESS=1
 command -v "$PYTHON" >/dev/null 2>&1 || { echo "SKIP: no python3 to make the input"; exit 77; }
 src=$TMP/in.safetensors
 # 24 MiB of float32 with a fixed seed: long enough (write + fsync) to be hit mid-way
-"$PYTHON" - "$src" <<'PY'
-import json, random, struct, sys
+py - "$src" <<'PY'
+import random, struct, sys, stwrite
 random.seed(7)
 n = 6 * 1024 * 1024
 blob = struct.pack("<1024f", *[random.uniform(-4, 4) for _ in range(1024)]) * (n // 1024)
 hdr = {"layers.%d.w" % i: {"dtype": "F32", "shape": [n // 8], "data_offsets": [i * n // 2, (i + 1) * n // 2]} for i in range(8)}
-text = json.dumps(hdr).encode()
-text += b" " * (-len(text) % 8)
 with open(sys.argv[1], "wb") as f:
-    f.write(struct.pack("<Q", len(text)) + text + blob)
+    f.write(stwrite.encode_header(hdr) + blob)
 PY
 sum=$(cksum <"$src")
 o=$TMP/dest

@@ -2,8 +2,8 @@
 # dtaudit diff OLD NEW: per-tensor drift across formats (a torch .bin against safetensors),
 # per-root summary, exit status with --fail-on and policy severities.
 . "$(dirname "$0")/lib.sh"
+py_start
 D=tests/fixtures/dirs/diff
-pyj() { "$PYTHON" -c 'import json,sys; d=json.load(open(sys.argv[1])); print(eval(sys.argv[2]))' "$TMP/out" "$1"; }
 
 # The same tensors, torch zip against safetensors: no drift, exit 0.
 dta diff --format json $D/old.bin $D/same.safetensors
@@ -28,8 +28,8 @@ dta diff --format json $D/old.bin $D/new.safetensors
     && pass || fail "change details"
 
 # The interop truth: what torch and safetensors themselves say differs.
-if "$PYTHON" -c 'import torch, safetensors' 2>/dev/null; then
-    "$PYTHON" - "$D/old.bin" "$D/new.safetensors" "$TMP/out" <<'PY' && pass || fail "diff disagrees with torch/safetensors"
+if py -c 'import torch, safetensors' 2>/dev/null; then
+    py - "$D/old.bin" "$D/new.safetensors" "$TMP/out" <<'PY' && pass || fail "diff disagrees with torch/safetensors"
 import json, sys, torch
 from safetensors.torch import load_file
 a = torch.load(sys.argv[1]); b = load_file(sys.argv[2]); d = json.load(open(sys.argv[3]))

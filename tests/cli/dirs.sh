@@ -1,6 +1,7 @@
 #!/bin/sh
 # Model directories, sharded indexes and config.json, built here from committed fixtures.
 . "$(dirname "$0")/lib.sh"
+py_start
 seeds=tests/fixtures/seeds
 d=$TMP/model
 
@@ -37,14 +38,12 @@ s=$TMP/sharded
 mkdir -p "$s"
 cp $seeds/001_distill_logit_projector.safetensors "$s/model-00001-of-00002.safetensors"
 cp tests/fixtures/good/tiny_f32_model.safetensors "$s/model-00002-of-00002.safetensors"
-"$PYTHON" - "$s" <<'PY'
-import json, struct, sys, os
+py - "$s" <<'PY'
+import json, os, sys, stwrite
 d = sys.argv[1]
 wm, total = {}, 0
 for f in sorted(os.listdir(d)):
-    raw = open(os.path.join(d, f), "rb").read()
-    n = struct.unpack("<Q", raw[:8])[0]
-    h = json.loads(raw[8:8 + n])
+    h = stwrite.read_header(os.path.join(d, f))[0]
     for k, v in h.items():
         if k != "__metadata__":
             wm[k] = f

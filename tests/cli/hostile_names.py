@@ -9,17 +9,18 @@
                                would act on, and every *.json parses as strict JSON (no bare
                                NaN or Infinity); prints one line per defect, exit 1 if any
 
-Standard library only (the torch zip is built byte by byte by tests/interop/make_ambiguous.py's
+Standard library only (safetensors files through tests/lib/stwrite.py; the torch zip is built byte by byte by tests/interop/make_ambiguous.py's
 helpers, nothing here runs a pickle).
 """
 import json
 import os
 import re
-import struct
 import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "interop"))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
 import make_ambiguous as ma  # noqa: E402
+import stwrite  # noqa: E402
 
 EVIL = [
     "osc\x1b]0;pwned\x07.w",        # OSC: sets the window title
@@ -36,18 +37,10 @@ EVIL = [
 
 
 def st_bytes(entries, meta=None):
-    """entries: [(name str, dtype, numel)]"""
-    hdr, off, data = {}, 0, b""
-    if meta:
-        hdr["__metadata__"] = meta
-    for name, dt, n in entries:
-        size = {"F32": 4, "F16": 2, "BF16": 2}[dt] * n
-        hdr[name] = {"dtype": dt, "shape": [n], "data_offsets": [off, off + size]}
-        off += size
-        data += b"\0" * size
-    text = json.dumps(hdr, separators=(",", ":")).encode()
-    text += b" " * (-len(text) % 8)
-    return struct.pack("<Q", len(text)) + text + data
+    """entries: [(name str, dtype, numel)], data all zero"""
+    size = {"F32": 4, "F16": 2, "BF16": 2}
+    return stwrite.build([(name, dt, [n], bytes(size[dt] * n)) for name, dt, n in entries],
+                         meta or None, separators=(",", ":"))
 
 
 def entries():

@@ -4,14 +4,14 @@
 # sharded index, through every command and output format. Text output (stdout and stderr,
 # error lines included) must hold no byte sequence a terminal acts on; JSON must parse as
 # strict JSON. Inputs from tests/cli/hostile_names.py (standard library only); one Python
-# start to generate, one to check.
+# start (py) generates and checks.
 . "$(dirname "$0")/lib.sh"
+py_start
 
-command -v python3 >/dev/null 2>&1 || { echo "SKIP: no python3"; exit 77; }
 G="$TMP/gen"
 O="$TMP/outs"
 mkdir -p "$O"
-python3 tests/cli/hostile_names.py gen "$G" || { echo "FAIL: generator"; exit 1; }
+py tests/cli/hostile_names.py gen "$G" || { echo "FAIL: generator"; exit 1; }
 
 n=0
 # run NAME KIND ARGS...: runs dtaudit, keeps stdout as NAME.KIND (txt or json) and stderr as
@@ -73,6 +73,6 @@ if grep -q -- "--allow '\\\\\\*=F32'" "$TMP/out" && ! grep -q -- "--allow '\\*=F
 dta audit "$st" --allow '\*=F32' --allow "$(printf 'osc\033]0;pwned\007.*=F32')"
 if [ "$rc" -eq 1 ] && ! grep -q "warning dtype-outlier   \*  F32" "$TMP/out" && ! grep -q 'dtype-outlier   osc' "$TMP/out" && grep -q 'dtype-outlier   csi' "$TMP/out"; then pass; else fail "suggested allows: $rc $(grep warning "$TMP/out" | head -3)"; fi
 
-if python3 tests/cli/hostile_names.py check "$O"; then pass; else fail "hostile bytes in output (above)"; fi
+if py tests/cli/hostile_names.py check "$O"; then pass; else fail "hostile bytes in output (above)"; fi
 [ "$n" -gt 80 ] || fail "only $n runs"
 finish

@@ -5,12 +5,12 @@
 # layouts the table does not cover keep warning (seeds 001-003, a Mixtral fp32 router).
 # Fixtures are generated here by scripts/make-intended-fixtures.py (torch + safetensors).
 . "$(dirname "$0")/lib.sh"
-"$PYTHON" -c 'import torch, safetensors' 2>/dev/null || { echo "SKIP: torch/safetensors not importable by $PYTHON"; exit 77; }
+py_start
+py -c 'import torch, safetensors' 2>/dev/null || { echo "SKIP: torch/safetensors not importable by $PYTHON"; exit 77; }
 F=$TMP/fx
-"$PYTHON" scripts/make-intended-fixtures.py "$F" || { echo "FAIL: fixture generation"; exit 1; }
+py scripts/make-intended-fixtures.py "$F" || { echo "FAIL: fixture generation"; exit 1; }
 
 # pyj EXPR: a Python expression over the JSON document in $TMP/out (as d).
-pyj() { "$PYTHON" -c 'import json,sys; d=json.load(open(sys.argv[1])); print(eval(sys.argv[2]))' "$TMP/out" "$1"; }
 rules() { pyj 'sorted(set((f["rule"], f["severity"], (f.get("intended") or {}).get("id", "")) for f in d["findings"]))'; }
 
 # expect_intended FIXTURE "RULE-IDS" NTENSORS: exit 0, only intended findings with these ids.
@@ -18,7 +18,7 @@ expect_intended() {
     dta audit --format json "$F/$1"
     got=$(rules)
     n=$(pyj 'sum(len(f["tensors"]) for f in d["findings"])')
-    want=$("$PYTHON" -c 'import sys; print(", ".join("(%r, %r, %r)" % ("intended", "info", x) for x in sys.argv[1].split()))' "$2")
+    want=$(py -c 'import sys; print(", ".join("(%r, %r, %r)" % ("intended", "info", x) for x in sys.argv[1].split()))' "$2")
     [ "$rc" -eq 0 ] && [ "$got" = "[$want]" ] && [ "$n" = "$3" ] && pass \
         || fail "$1: exit $rc, findings $got ($n tensors), want [$want] ($3)"
 }
@@ -108,7 +108,7 @@ dta audit --policy "$TMP/bad.json" "$F/t5-bf16"
 
 # Pattern semantics are dotted components: a local rule "wo" must not excuse word_embeddings.
 printf '{"intended": [{"id": "local.wo", "patterns": ["wo"], "dtypes": ["F32"], "when": "half"}]}' >"$TMP/wo.json"
-"$PYTHON" - "$TMP/we.safetensors" <<'EOF'
+py - "$TMP/we.safetensors" <<'EOF'
 import sys, torch
 from safetensors.torch import save_file
 save_file({"embeddings.word_embeddings.weight": torch.zeros(4, 2),
@@ -124,7 +124,7 @@ dta audit --format json --policy "$TMP/wo.json" "$TMP/we.safetensors"
 dta convert --format json --to auto "$F/t5-bf16" -o "$TMP/t5-auto"
 [ "$rc" -eq 0 ] && [ "$(pyj '(d["to"], d["auto_to"], d["kept_intended"], d["tensors_converted"])')" = "('auto', 'BF16', 4, 0)" ] \
     && pass || fail "--to auto JSON: exit $rc $(cat "$TMP/out" "$TMP/err")"
-st_dtypes() { "$PYTHON" -c 'import sys, collections; from safetensors import safe_open
+st_dtypes() { py -c 'import sys, collections; from safetensors import safe_open
 f = safe_open(sys.argv[1], "pt"); c = collections.Counter(str(f.get_tensor(k).dtype) + (" wo" if ".wo." in k else "") for k in f.keys()); print(sorted(c.items()))' "$1"; }
 [ "$(st_dtypes "$TMP/t5-auto/model.safetensors")" = "[('torch.bfloat16', 43), ('torch.float32 wo', 4)]" ] \
     && pass || fail "--to auto kept wo: $(st_dtypes "$TMP/t5-auto/model.safetensors")"

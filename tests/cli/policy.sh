@@ -2,9 +2,9 @@
 # --policy FILE: expect, allow, per-rule severity and fail_on from JSON; command-line options
 # override it; a bad policy is a usage error (exit 2) with one line naming file and key.
 . "$(dirname "$0")/lib.sh"
+py_start
 S=tests/fixtures/seeds/003_higgs_audio.safetensors   # bf16 model, two f32 audio modules
 P=$TMP/p.json
-pyj() { "$PYTHON" -c 'import json,sys; d=json.load(open(sys.argv[1])); print(eval(sys.argv[2]))' "$TMP/out" "$1"; }
 rules() { pyj 'sorted(set((f["rule"], f["severity"]) for f in d["findings"]))'; }
 
 # The example "bf16 except norms and inv_freq in fp32" policy: expect-mismatch errors for
@@ -87,13 +87,13 @@ bad sevtwice '{"severity": {"mixed-module": "info", "mixed-module": "off"}}' 'gi
 bad failon '{"fail_on": "sometimes"}' 'fail_on: expected'
 bad version '{"version": 2}' 'only version 1 is known'
 bad control "$(printf '{"expect": "bf\0336"}')" "expect: unknown dtype 'bf\\\\x1b6'"
-"$PYTHON" -c 'import sys; open(sys.argv[1], "w").write("[" * 5000 + "]" * 5000)' "$TMP/deep.json"
+py -c 'import sys; open(sys.argv[1], "w").write("[" * 5000 + "]" * 5000)' "$TMP/deep.json"
 dta audit --policy "$TMP/deep.json" $S
 [ "$rc" -eq 2 ] && grep -q "not valid JSON" "$TMP/err" && pass || fail "deeply nested policy: exit $rc"
-"$PYTHON" -c 'import sys; open(sys.argv[1], "w").write("{\"description\": \"" + "x" * (1 << 20) + "\"}")' "$TMP/big.json"
+py -c 'import sys; open(sys.argv[1], "w").write("{\"description\": \"" + "x" * (1 << 20) + "\"}")' "$TMP/big.json"
 dta audit --policy "$TMP/big.json" $S
 [ "$rc" -eq 2 ] && grep -q "larger than 1048576 bytes" "$TMP/err" && pass || fail "oversized policy: exit $rc"
-"$PYTHON" -c 'import sys, json; json.dump({"allow": ["g%d" % i for i in range(5000)]}, open(sys.argv[1], "w"))' "$TMP/many.json"
+py -c 'import sys, json; json.dump({"allow": ["g%d" % i for i in range(5000)]}, open(sys.argv[1], "w"))' "$TMP/many.json"
 dta audit --policy "$TMP/many.json" $S
 [ "$rc" -eq 2 ] && grep -q "more than 4096 allow rules" "$TMP/err" && pass || fail "too many allow rules: exit $rc"
 dta audit --policy "$TMP/missing.json" $S

@@ -4,11 +4,12 @@
 # files, real headers). Each correct layout audits clean of quant-* and dtype findings;
 # each broken variant raises exactly its rule, naming the module.
 . "$(dirname "$0")/lib.sh"
-gen() { "$PYTHON" tests/quant/make_layouts.py "$TMP/q" "$@"; }
+py_start
+gen() { py tests/quant/make_layouts.py "$TMP/q" "$@"; }
 # rules: "rule module" lines of the warnings and errors in $TMP/out (JSON). DeepSeek's F32
 # e_score_correction_bias beside its BF16 router is an intended island (info).
 rules() {
-    "$PYTHON" -c '
+    py -c '
 import json, sys
 d = json.load(open(sys.argv[1]))
 for f in d["findings"]:
@@ -117,7 +118,6 @@ done
 gen deepseek-v3
 dta scan --format json "$TMP/q/deepseek-v3"
 grep -q '"model.layers.0.self_attn.kv_a_proj_with_mqa.weight_scale_inv"' "$TMP/out" && pass || fail "scan"
-pyj() { "$PYTHON" -c 'import json,sys; d=json.load(open(sys.argv[1])); print(eval(sys.argv[2]))' "$TMP/out" "$1"; }
 
 # JSON: the input's quantization and each tensor's role and parameter
 gen deepseek-v3-tiny
@@ -146,7 +146,7 @@ dta scan --format json "$ds/model-00001-of-00002.safetensors"
 # a scheme dtaudit does not know: info, and convert refuses
 mkdir -p "$TMP/unk"
 cp "$ds"/*.safetensors "$ds"/*.json "$TMP/unk/"
-"$PYTHON" - "$TMP/unk/config.json" <<'PY'
+py - "$TMP/unk/config.json" <<'PY'
 import json, sys
 c = json.load(open(sys.argv[1])); c["quantization_config"] = {"quant_method": "aqlm", "in_group_size": 8}
 json.dump(c, open(sys.argv[1], "w"))
@@ -169,18 +169,13 @@ done
 # only the dtype in config.json changes; verify agrees and the audit of the result is clean
 dta convert --to f16 --keep-quantized "$ds" -o "$TMP/ds16"
 [ "$rc" -eq 0 ] && pass || fail "keep-quantized: exit $rc $(cat "$TMP/err")"
-"$PYTHON" - "$ds" "$TMP/ds16" <<'PY' && pass || fail "keep-quantized bytes"
-import json, os, struct, sys
+py - "$ds" "$TMP/ds16" <<'PY' && pass || fail "keep-quantized bytes"
+import json, os, sys, stwrite
 def load(d):
     out = {}
     for f in sorted(os.listdir(d)):
-        if not f.endswith(".safetensors"): continue
-        raw = open(os.path.join(d, f), "rb").read()
-        n = struct.unpack("<Q", raw[:8])[0]
-        h = json.loads(raw[8:8 + n]); h.pop("__metadata__", None)
-        for k, v in h.items():
-            a, b = v["data_offsets"]
-            out[k] = (v["dtype"], v["shape"], raw[8 + n + a:8 + n + b])
+        if f.endswith(".safetensors"):
+            out.update(stwrite.load(os.path.join(d, f)))
     return out
 a, b = load(sys.argv[1]), load(sys.argv[2])
 assert a.keys() == b.keys()
@@ -200,8 +195,8 @@ dta audit --format json "$TMP/ds16"
 
 # a torch zip checkpoint holding the same tensors is recognised the same way (GPTQ: its
 # int32 / float16 tensors are written by any torch)
-if "$PYTHON" -c 'import torch' 2>/dev/null; then
-    "$PYTHON" - "$TMP/gptq.pt" <<'PY'
+if py -c 'import torch' 2>/dev/null; then
+    py - "$TMP/gptq.pt" <<'PY'
 import sys, torch
 p = "model.layers.0.self_attn.q_proj."
 sd = {"model.embed_tokens.weight": torch.zeros(64, 256, dtype=torch.float16),
@@ -222,7 +217,7 @@ fi
 # refused with one line naming the file, never handed to regexec
 for pat in 're:(a*)*\\1' 're:(a{1,32000}){1,32000}' "re:$(printf 'a%.0s' $(seq 300))"; do
     rm -rf "$TMP/hostile"; cp -r "$TMP/q/llama-fp8-ct" "$TMP/hostile"
-    "$PYTHON" - "$TMP/hostile/config.json" "$pat" <<'PY'
+    py - "$TMP/hostile/config.json" "$pat" <<'PY'
 import json, sys
 c = json.load(open(sys.argv[1]))
 c["quantization_config"]["ignore"] = [sys.argv[2]]
@@ -233,7 +228,7 @@ PY
         || fail "hostile ignore pattern $pat: $rc $(cat "$TMP/err")"
 done
 # a small counted repetition, as real configs write, is read
-"$PYTHON" - "$TMP/hostile/config.json" 're:.*layers\.[0-9]{1,2}\.mlp\.gate$' <<'PY'
+py - "$TMP/hostile/config.json" 're:.*layers\.[0-9]{1,2}\.mlp\.gate$' <<'PY'
 import json, sys
 c = json.load(open(sys.argv[1]))
 c["quantization_config"]["ignore"] = [sys.argv[2]]

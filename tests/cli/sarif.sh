@@ -2,14 +2,14 @@
 # --format sarif (SARIF 2.1.0, validated against the official schema) and --format github
 # (workflow-command annotations with GitHub's escaping).
 . "$(dirname "$0")/lib.sh"
+py_start
 F=tests/fixtures/dirs
 SCHEMA=tests/fixtures/sarif/sarif-schema-2.1.0.json
-pyj() { "$PYTHON" -c 'import json,sys; d=json.load(open(sys.argv[1])); print(eval(sys.argv[2]))' "$TMP/out" "$1"; }
 
 # $PYTHON (tests/cli/lib.sh) validates when it has jsonschema. Without it the schema checks
 # are skipped (the rest still runs) and the test ends with 77 if nothing failed.
 VALIDATOR=""
-if "$PYTHON" -c 'import jsonschema' 2>/dev/null; then VALIDATOR=$PYTHON; fi
+if py -c 'import jsonschema' 2>/dev/null; then VALIDATOR=py; fi
 [ -n "$VALIDATOR" ] || echo "SKIP: schema validation ($PYTHON has no jsonschema; scripts/setup --tests)"
 validate() { # validate FILE: against the SARIF 2.1.0 schema
     [ -n "$VALIDATOR" ] || return 0
@@ -34,11 +34,10 @@ echo '{"torch_dtype": "float16"}' >"$d/config.json"
 s=$TMP/sharded
 mkdir -p "$s"
 cp tests/fixtures/seeds/001_distill_logit_projector_fixed.safetensors "$s/model-00001-of-00002.safetensors"
-"$PYTHON" - "$s" <<'PY'
-import json, struct, sys, os
+py - "$s" <<'PY'
+import json, os, sys, stwrite
 d = sys.argv[1]
-raw = open(os.path.join(d, "model-00001-of-00002.safetensors"), "rb").read()
-h = json.loads(raw[8:8 + struct.unpack("<Q", raw[:8])[0]])
+h = stwrite.read_header(os.path.join(d, "model-00001-of-00002.safetensors"))[0]
 wm = {k: "model-00001-of-00002.safetensors" for k in h if k != "__metadata__"}
 wm["extra.weight"] = "model-00002-of-00002.safetensors"
 json.dump({"metadata": {"total_size": 1}, "weight_map": wm}, open(os.path.join(d, "model.safetensors.index.json"), "w"))
@@ -55,7 +54,7 @@ validate "$TMP/run1.sarif" && pass || fail "SARIF output does not validate again
 # One result per finding, with the finding's rule, level and message.
 dta audit --format json --base $F/bf16-base "$@"
 cp "$TMP/out" "$TMP/run.json"
-"$PYTHON" - "$TMP/run1.sarif" "$TMP/run.json" <<'PY' && pass || fail "results do not match the findings"
+py - "$TMP/run1.sarif" "$TMP/run.json" <<'PY' && pass || fail "results do not match the findings"
 import json, sys
 s = json.load(open(sys.argv[1]))["runs"][0]; j = json.load(open(sys.argv[2]))
 res = s["results"]; fs = j["findings"]
@@ -89,7 +88,7 @@ PY
 
 # Fingerprints are stable: same run, other options that change messages or order.
 dta audit --format sarif -v --fail-on never --base $F/bf16-base "$@"
-fp() { "$PYTHON" -c 'import json,sys; print(sorted((r["ruleId"], r["partialFingerprints"]["dtauditFinding/v1"]) for r in json.load(open(sys.argv[1]))["runs"][0]["results"]))' "$1"; }
+fp() { py -c 'import json,sys; print(sorted((r["ruleId"], r["partialFingerprints"]["dtauditFinding/v1"]) for r in json.load(open(sys.argv[1]))["runs"][0]["results"]))' "$1"; }
 [ "$(fp "$TMP/out")" = "$(fp "$TMP/run1.sarif")" ] && pass || fail "fingerprints changed between runs"
 dta audit --format sarif tests/fixtures/seeds/001_distill_logit_projector.safetensors
 [ "$(fp "$TMP/out" | grep -o "'dtype-outlier', '[0-9a-f]*'")" = "$(fp "$TMP/run1.sarif" | grep -o "'dtype-outlier', '[0-9a-f]*'")" ] \
@@ -115,12 +114,9 @@ validate "$TMP/out" && pass || fail "SARIF with a notification invalid"
 # Hostile names: a file name with a space, ':', '%', '#', and a tensor module with a newline,
 # ',' and ':'; URIs are percent-encoded, annotations escaped as GitHub requires.
 h="$TMP/we ird:50%#1.safetensors"
-"$PYTHON" - "$h" <<'PY'
-import json, struct, sys
-hdr = {"layers.0.w": {"dtype": "BF16", "shape": [64], "data_offsets": [0, 128]},
-       "a,b:c%d\ne.w": {"dtype": "F32", "shape": [2], "data_offsets": [128, 136]}}
-h = json.dumps(hdr).encode(); h += b" " * (-len(h) % 8)
-open(sys.argv[1], "wb").write(struct.pack("<Q", len(h)) + h + bytes(136))
+py - "$h" <<'PY'
+import sys, stwrite
+stwrite.write(sys.argv[1], [("layers.0.w", "BF16", [64], bytes(128)), ("a,b:c%d\ne.w", "F32", [2], bytes(8))])
 PY
 dta audit --format sarif "$h"
 [ "$rc" -eq 1 ] && [ "$(pyj 'd["runs"][0]["results"][0]["locations"][0]["physicalLocation"]["artifactLocation"]["uri"].split("/")[-1]')" = "we%20ird%3A50%25%231.safetensors" ] \

@@ -2,13 +2,14 @@
 # The seed scenarios (tests/fixtures/seeds, see ../shared/seeds) give exactly the findings
 # of tests/fixtures/seeds/EXPECTED.json, and their fixed versions audit clean.
 . "$(dirname "$0")/lib.sh"
+py_start
 command -v "$PYTHON" >/dev/null 2>&1 || { echo "SKIP: no python3 to compare JSON"; exit 77; }
 
 for f in tests/fixtures/seeds/*.safetensors; do
     name=$(basename "$f")
     dta audit --format json "$f"
     cp "$TMP/out" "$TMP/$name.json"
-    if "$PYTHON" - "$TMP/$name.json" tests/fixtures/seeds/EXPECTED.json "$name" "$rc" <<'PY'
+    if py - "$TMP/$name.json" tests/fixtures/seeds/EXPECTED.json "$name" "$rc" <<'PY'
 import json, sys
 doc = json.load(open(sys.argv[1]))
 exp = json.load(open(sys.argv[2]))["files"][sys.argv[3]]

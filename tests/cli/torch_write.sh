@@ -4,13 +4,14 @@
 # and both against torch 2.x files when torch >= 2.1 is the interpreter's
 # (tests/interop/torch2_check.py).
 . "$(dirname "$0")/lib.sh"
+py_start
 set +e
-"$PYTHON" tests/interop/torch_roundtrip.py
+py tests/interop/torch_roundtrip.py
 a=$?
-"$PYTHON" tests/interop/convert_interop.py "$DTAUDIT"
+py tests/interop/convert_interop.py "$DTAUDIT"
 b=$?
 # torch >= 2.1 only (float8, uint16, v3 files written by real torch 2.x); skips otherwise
-"$PYTHON" tests/interop/torch2_check.py
+py tests/interop/torch2_check.py
 c=$?
 [ $c -eq 0 ] || [ $c -eq 77 ] || exit 1
 [ $a -eq 77 ] && [ $b -eq 77 ] && exit 77

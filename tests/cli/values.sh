@@ -3,6 +3,7 @@
 # (a truncated data region, a file that shrinks or fails while read, a shard that cannot be
 # opened): exit 2 and one line naming the file (and the tensor once the scan has begun).
 . "$(dirname "$0")/lib.sh"
+py_start
 
 # usage
 dta audit --target f8 tests/fixtures/seeds/002_ttt_mixed.safetensors
@@ -16,7 +17,7 @@ for f in tests/fixtures/seeds/003_higgs_audio.safetensors tests/fixtures/torch/t
     tests/fixtures/torch/quantized.pt tests/fixtures/torch/meta.pt tests/fixtures/dirs/bf16-base; do
     dta audit --values --target f16 -f json "$f"
     { [ "$rc" -eq 0 ] || [ "$rc" -eq 1 ]; } && [ ! -s "$TMP/err" ] || { fail "$f: exit $rc: $(cat "$TMP/err")"; continue; }
-    "$PYTHON" - "$TMP/out" <<'PY' && pass || fail "$f: values fields"
+    py - "$TMP/out" <<'PY' && pass || fail "$f: values fields"
 import json, sys
 doc = json.load(open(sys.argv[1]))
 assert doc["tensors"], "no tensors"
@@ -42,9 +43,9 @@ dta audit --values -f json tests/fixtures/seeds/003_higgs_audio.safetensors
 # Quantized parameters (tests/quant/make_layouts.py: Qwen3 FP8 block layout, sparse): the
 # codes are counted on their dequantized values (tests/cli/values_dequant.sh checks the
 # counts), their scales are skipped as companions; the ordinary tensors are read.
-if "$PYTHON" tests/quant/make_layouts.py "$TMP/q" qwen3-fp8 >/dev/null 2>&1; then
+if py tests/quant/make_layouts.py "$TMP/q" qwen3-fp8 >/dev/null 2>&1; then
     dta audit --values --target bf16 -f json "$TMP/q/qwen3-fp8"
-    "$PYTHON" - "$TMP/out" <<'PY' && pass || fail "quantized parameters: $(head -c 300 "$TMP/err")"
+    py - "$TMP/out" <<'PY' && pass || fail "quantized parameters: $(head -c 300 "$TMP/err")"
 import json, sys
 doc = json.load(open(sys.argv[1]))
 codes = [t for t in doc["tensors"] if t["dtype"] == "F8_E4M3"]
