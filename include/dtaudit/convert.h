@@ -117,6 +117,18 @@ typedef struct {
      * quantization_config, quantization sidecars are not copied, the index is rebuilt.
      * Schemes dtaudit cannot dequantize are refused (DTA_E_REFUSED), nothing written. */
     bool dequantize;
+    /* Directory or sharded input: shards converted at once, one thread each with its own
+     * chunk buffers (memory bounded per job). 0: the number of online CPUs; 1: one after
+     * the other. Capped at the number of shards; CUDA conversions use one. The output is
+     * the same whatever the number; the first failure stops the others. */
+    unsigned jobs;
+    /* Scale-out (docs/design.md "Parts"): nparts > 0 converts only the part-th (1-based)
+     * of nparts disjoint sets of shards into a staging directory beside out (shards
+     * assigned by size, largest first, to the least-loaded part; ties by name and part
+     * number), and the part that finds every shard staged publishes out. Any order of
+     * completion, and a rerun of an interrupted part, give the same bytes as nparts 0.
+     * Needs a directory or sharded input; force is refused. */
+    unsigned part, nparts;
 } dta_convert_options;
 
 /* A tensor whose values the target cannot hold (overflow), or that holds NaN/Inf. */
@@ -145,6 +157,13 @@ typedef struct {
     dta_dtype auto_to;           /* --to auto: config.json's new dtype (the first root's), else NONE */
     size_t params_dequantized;   /* options.dequantize: quantized parameters made plain */
     size_t companions_dropped;   /* ... and the companion tensors left out */
+    /* sharded input: shards in it, converted by this run, and threads used (options.jobs) */
+    size_t shards, shards_converted;
+    unsigned jobs;
+    /* options.nparts: shards staged so far by every part, and whether this run published
+     * out (written is then set; otherwise NULL and the other parts' runs will) */
+    size_t shards_staged;
+    bool published;
 } dta_convert_result;
 
 /* Converts the checkpoint at in (file, index or directory) to out, atomically: the data

@@ -119,6 +119,9 @@ int cmd_convert(cli_options *o)
     co.keep_quantized = o->keep_quantized || o->to_auto;
     co.verify = o->verify;
     co.dequantize = o->dequantize;
+    co.jobs = o->jobs;
+    co.part = o->part;
+    co.nparts = o->nparts;
     co.cancel = &cancel_flag;
     b.on = o->verbosity >= 0 && isatty(STDERR_FILENO) && !getenv("DTAUDIT_NO_PROGRESS");
     b.start = b.last = now_s();

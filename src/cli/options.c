@@ -1,5 +1,6 @@
 /* Option table, getopt_long wiring and --help text. */
 #define _POSIX_C_SOURCE 200809L
+#include <errno.h>
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -37,6 +38,8 @@ const cli_option cli_option_table[] = {
     {"keep-quantized", 0, NULL, CMD_CONVERT, "quantized input: convert only the unquantized tensors, keep quantized parameters and their scales byte-identical"},
     {"dequantize", 0, NULL, CMD_CONVERT, "make quantized parameters plain --to tensors (block/per-tensor/per-row FP8, compressed-tensors FP8/int8); other schemes refused"},
     {"verify", 0, NULL, CMD_CONVERT, "check the written data against the source before publishing it"},
+    {"jobs", 'j', "N", CMD_CONVERT, "shards converted at once (threads; default: the number of CPUs; 1: one after the other)"},
+    {"part", 0, "K/N", CMD_CONVERT, "convert only the K-th of N disjoint sets of shards into a staging directory beside OUT; the last part to finish publishes OUT (one process per part, e.g. a Slurm array)"},
     {"device", 0, "DEV", CMD_CONVERT | CMD_VERIFY | CMD_AUDIT, "auto (default: CUDA for large jobs when built in and a GPU is present), cpu, or cuda (exit 3 when unavailable)"},
     {"help", 'h', NULL, CMD_ALL, "show this help and exit"},
     {"version", 'V', NULL, CMD_ALL, "show the version and built-in features and exit"},
@@ -297,6 +300,24 @@ int cli_parse(int argc, char **argv, cli_options *o)
                 o->overflow = DTA_OVERFLOW_SATURATE;
             else
                 return usage_error("--on-overflow: '%s' is not error, inf or saturate", arg);
+        } else if (strcmp(t->name, "jobs") == 0) {
+            char *end;
+            errno = 0;
+            unsigned long v = strtoul(arg, &end, 10);
+            if (!*arg || *end || errno || arg[0] == '-' || v < 1 || v > 1024)
+                return usage_error("--jobs: '%s' is not a number from 1 to 1024", arg);
+            o->jobs = (unsigned)v;
+        } else if (strcmp(t->name, "part") == 0) {
+            unsigned long k, n;
+            char *end, *end2;
+            errno = 0;
+            k = strtoul(arg, &end, 10);
+            n = *end == '/' ? strtoul(end + 1, &end2, 10) : 0;
+            if (!*arg || arg[0] == '-' || *end != '/' || end[1] == '-' || !end[1] || *end2 ||
+                errno || n < 1 || n > 100000 || k < 1 || k > n)
+                return usage_error("--part: '%s' is not K/N with 1 <= K <= N <= 100000", arg);
+            o->part = (unsigned)k;
+            o->nparts = (unsigned)n;
         } else if (strcmp(t->name, "device") == 0) {
             if (strcmp(arg, "auto") == 0)
                 o->device = DEVICE_AUTO;
@@ -324,6 +345,9 @@ int cli_parse(int argc, char **argv, cli_options *o)
         return usage_error("%s: takes one PATH", o->command_name);
     if (cmd == CMD_CONVERT && !o->output)
         return usage_error("%s: needs -o OUT", o->command_name);
+    if (cmd == CMD_CONVERT && o->nparts && o->force)
+        return usage_error("%s: --part and --force exclude each other (remove OUT first)",
+                           o->command_name);
     if (cmd == CMD_CONVERT && o->to == DTA_DTYPE_NONE && !o->to_auto)
         return usage_error("%s: needs --to f32, f16 or bf16", o->command_name);
     o->paths = argv + optind;

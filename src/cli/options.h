@@ -61,6 +61,8 @@ typedef struct {
     const dta_intended *intended;
     bool to_auto;            /* convert --to auto */
     int keep_intended;       /* --keep-intended 1, --no-keep-intended 0, -1 default (auto: on) */
+    unsigned jobs;           /* convert --jobs N (0: the number of CPUs) */
+    unsigned part, nparts;   /* convert --part K/N (nparts 0: not given) */
 } cli_options;
 
 typedef struct {

@@ -70,6 +70,17 @@ void report_convert_json(FILE *out, const cli_options *o, const dta_convert_resu
         jw_kv_u64(w, "dequantized", r->params_dequantized);
         jw_kv_u64(w, "companions_dropped", r->companions_dropped);
     }
+    if (r->shards) { /* a directory or sharded input */
+        jw_kv_u64(w, "shards", r->shards);
+        jw_kv_u64(w, "shards_converted", r->shards_converted);
+        jw_kv_u64(w, "jobs", r->jobs);
+    }
+    if (o->nparts) {
+        jw_kv_u64(w, "part", o->part);
+        jw_kv_u64(w, "parts", o->nparts);
+        jw_kv_u64(w, "shards_staged", r->shards_staged);
+        jw_kv_bool(w, "published", r->published);
+    }
     jw_kv_u64(w, "files_copied", r->files_copied);
     str_array(w, "copied_weights", r->copied_weights, r->ncopied_weights);
     str_array(w, "left_out", r->left_out, r->nleft_out);
@@ -106,6 +117,13 @@ void report_convert_text(FILE *out, const cli_options *o, const dta_convert_resu
     }
     if (o->verbosity < 0)
         return;
+    if (o->nparts && !r->published) {
+        fprintf(out, "part %u/%u of %s: %zu of %zu shards converted and staged beside %s; "
+                "%zu of %zu staged in all; the part that stages the last one publishes it\n",
+                o->part, o->nparts, shown(o->paths[0]), r->shards_converted, r->shards,
+                shown(o->output), r->shards_staged, r->shards);
+        return;
+    }
     fprintf(out, "converted %s -> %s (%s)\n", shown(o->paths[0]), shown(r->written), r->out_format);
     fprintf(out, "  %zu of %zu tensors to %s (%zu storages); tensor data %s -> %s\n",
             r->tensors_converted, r->tensors, o->to_auto ? "their root's dtype" : to_name(o),

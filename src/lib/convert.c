@@ -18,6 +18,7 @@
 
 #include "dtaudit/backend.h"
 #include "convert_job.h"
+#include "convert_shards.h"
 #include "format.h"
 #include "src.h"
 
@@ -114,6 +115,30 @@ dta_status dta_convert_checkpoint(const char *in, const char *out, const dta_con
             dtap_qnames_free(&qn);
             return st;
         }
+    }
+    j.dq_model = whole;
+    if (o->nparts) { /* --part K/N (convert_shards.c) */
+        const char *pfmt = "directory";
+        st = !tree ? dta_error_set(err, DTA_E_ARG, 0,
+                                   "%s: --part needs a model directory or a sharded "
+                                   "checkpoint's index, not one file", in)
+             : o->force ? dta_error_set(err, DTA_E_ARG, 0, "--part and --force exclude each "
+                                        "other")
+                        : dtap_convert_parts(&j, in, out, !S_ISDIR(sb.st_mode), &pfmt);
+        free(j.in);
+        free(j.out);
+        free(j.only_hit);
+        dtap_auto_free(&ap);
+        dtap_qnames_free(&qn);
+        dtap_dq_free(j.dq);
+        dta_model_free(whole);
+        if (st != DTA_OK) {
+            dta_convert_result_free(j.res);
+            return st;
+        }
+        j.res->out_format = strdup(pfmt);
+        *res = j.res;
+        return DTA_OK;
     }
     st = dtap_target_open(&t, out, tree, tree && !S_ISDIR(sb.st_mode), o->force, in, err);
     j.target = &t;

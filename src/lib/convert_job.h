@@ -37,6 +37,10 @@ typedef struct {
     const dtap_auto *ap;     /* per-tensor targets (--to auto, --keep-intended) */
     dtap_qnames *quantized;  /* --keep-quantized: the input's quantized tensors */
     dtap_dq *dq;             /* --dequantize of a quantized input (dequant.h), else NULL */
+    /* --jobs / --part (convert_shards.h) */
+    const dta_model *dq_model; /* --dequantize: the whole checkpoint (per-thread states) */
+    const char *stage;       /* --part: the staging directory, else NULL */
+    bool stage_link;         /* --part, publishing: link the staged shards in */
 } dtap_job;
 
 /* Bytes per element; 0 for sub-byte and block types (F4, F6), which are only ever copied

@@ -14,6 +14,7 @@
 #include <cjson/cJSON.h>
 
 #include "convert_job.h"
+#include "convert_shards.h"
 #include "copytree.h"
 #include "format.h"
 #include "pathsafe.h"
@@ -202,21 +203,6 @@ static dta_status rewrite_index(const char *in, const char *dir, const char *con
     return st;
 }
 
-/* mkdir -p of the folder part of rel under top */
-static dta_status make_parents(const char *top, const char *rel, dta_error *err)
-{
-    char p[PATH_MAX];
-    for (const char *s = strchr(rel, '/'); s; s = strchr(s + 1, '/')) {
-        struct stat st;
-        if (!dtap_fmt_path(p, sizeof p, "%s/%.*s", top, (int)(s - rel), rel))
-            return dta_error_set(err, DTA_E_ARG, 0, "%s: path too long", rel);
-        if (mkdir(p, 0755) != 0 && !(errno == EEXIST && lstat(p, &st) == 0 && S_ISDIR(st.st_mode)))
-            return dta_error_set(err, DTA_E_IO, errno, "%s: cannot create: %s", p,
-                                 strerror(errno));
-    }
-    return DTA_OK;
-}
-
 /* path relative to the folder prefix pre ("dir/"), or NULL when it is not under it */
 static const char *rel_to(const char *path, const char *pre, size_t npre)
 {
@@ -267,7 +253,7 @@ dta_status dtap_convert_tree(dtap_job *j, const char *in, const char *tmp,
     }
     uint64_t total_size = 0;
     for (size_t i = 0; i < m->nfiles && st == DTA_OK; i++) {
-        char name[NAME_MAX + 1], rel[PATH_MAX], path[PATH_MAX];
+        char name[NAME_MAX + 1], rel[PATH_MAX];
         bool to_st = j->o->out_format == DTA_OUT_SAFETENSORS;
         const char *r = rel_to(m->files[i].path, pre, npre);
         if (!r)
@@ -284,26 +270,36 @@ dta_status dtap_convert_tree(dtap_job *j, const char *in, const char *tmp,
             if (!strcmp(newn[k], rel))
                 st = dta_error_set(j->err, DTA_E_UNSUPPORTED, 0,
                                    "two shards would both be written as '%s'", rel);
-        if (st == DTA_OK && !dtap_fmt_path(path, sizeof path, "%s/%s", tmp, rel))
-            st = dta_error_set(j->err, DTA_E_ARG, 0, "%s: path too long", rel);
+    }
+    /* the shards: converted (--jobs threads), staged (--part) or linked from the staging */
+    dtap_shards_mode mode = !j->stage ? DTAP_SHARDS_CONVERT
+                            : j->stage_link ? DTAP_SHARDS_LINK : DTAP_SHARDS_STAGE;
+    uint64_t *bytes = NULL;
+    unsigned *part_of = NULL;
+    if (st == DTA_OK) {
+        bytes = calloc(m->nfiles, sizeof *bytes);
+        part_of = calloc(m->nfiles, sizeof *part_of);
+        uint64_t *sizes = calloc(m->nfiles, sizeof *sizes);
+        if (!bytes || !part_of || !sizes)
+            st = dta_error_set(j->err, DTA_E_NOMEM, ENOMEM, "out of memory");
+        for (size_t i = 0; st == DTA_OK && i < m->nfiles; i++) {
+            struct stat fs;
+            sizes[i] = stat(m->files[i].path, &fs) == 0 ? (uint64_t)fs.st_size : 0;
+        }
+        if (st == DTA_OK && mode == DTAP_SHARDS_STAGE)
+            dtap_parts_assign(sizes, oldn, m->nfiles, j->o->nparts, part_of);
+        free(sizes);
+        j->res->shards = m->nfiles;
         if (st == DTA_OK)
-            st = make_parents(tmp, rel, j->err);
-        int fd = st == DTA_OK ? open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644) : -1;
-        if (st == DTA_OK && fd < 0)
-            st = dta_error_set(j->err, DTA_E_IO, errno, "%s: cannot create: %s", path,
-                               strerror(errno));
-        if (st != DTA_OK)
-            break;
-        uint64_t before = j->res->bytes_out;
-        const char *f;
-        st = dtap_convert_file(j, m->files[i].path, fd, path, &f);
-        if (st == DTA_OK && fsync(fd) != 0)
-            st = dta_error_set(j->err, DTA_E_IO, errno, "%s: fsync failed: %s", path,
-                               strerror(errno));
-        close(fd);
-        if (st != DTA_OK && strncmp(j->err->msg, m->files[i].path, strlen(m->files[i].path)))
-            dta_error_prefix(j->err, m->files[i].path);
-        total_size += j->res->bytes_out - before;
+            st = dtap_shards_run(j, m, (const char *const *)newn, tmp, mode, part_of, bytes);
+        for (size_t i = 0; st == DTA_OK && i < m->nfiles; i++)
+            total_size += bytes[i];
+    }
+    free(bytes);
+    free(part_of);
+    if (mode == DTAP_SHARDS_STAGE) { /* --part: the publishing part writes the rest */
+        *format = "directory";
+        goto out;
     }
     if (st == DTA_OK && m->index_path) {
         st = rewrite_index(m->index_path, tmp, oldn, newn, m->nfiles, total_size,

@@ -461,3 +461,18 @@ void dtap_target_name_final(const dtap_target *t, const char *tmp, dta_error *er
     size_t head = (size_t)(at - err->msg);
     snprintf(at, sizeof err->msg - head, "%s%s", t->final, rest);
 }
+
+dta_status dtap_target_check(const char *out, bool tree, bool index, const char *in,
+                             dta_error *err)
+{
+    char final[PATH_MAX], dir[PATH_MAX];
+    const char *base;
+    if (!*out || !dtap_fmt_path(final, sizeof final, "%s", out))
+        return dta_error_set(err, DTA_E_ARG, 0, "%.200s: not a usable output name", out);
+    for (size_t n = strlen(final); n > 1 && final[n - 1] == '/'; n--)
+        final[n - 1] = 0;
+    split_path(final, dir, sizeof dir, &base);
+    if (!*base || !strcmp(base, ".") || !strcmp(base, ".."))
+        return dta_error_set(err, DTA_E_ARG, 0, "%s: not a usable output name", out);
+    return check_containment(out, dir, base, tree, index, in, err);
+}

@@ -36,6 +36,11 @@ dta_status dtap_target_publish(dtap_target *t, dta_error *err);
  * replace what the conversion reads (a shard linked from elsewhere, a hub cache blob). */
 dta_status dtap_target_guard(const dtap_target *t, const char *path, dta_error *err);
 
+/* The checks of dtap_target_open on OUT's place (not in, around or the input), without
+ * creating anything: convert --part stages beside OUT before it publishes. */
+dta_status dtap_target_check(const char *out, bool tree, bool index, const char *in,
+                             dta_error *err);
+
 /* Removes the temporary output (nothing is left behind). */
 void dtap_target_abort(dtap_target *t);
 

@@ -1,0 +1,800 @@
+/* The shard loop of a directory conversion: several shards at once (convert --jobs), and
+ * one conversion spread over several processes (convert --part K/N) (convert_shards.h).
+ *
+ * Jobs: each thread has its own copy of the job (chunk buffers, result, --only hits, and
+ * for --dequantize its own dequantization state over the whole checkpoint) and takes the
+ * next shard from a shared counter. The first failure raises a stop flag that the other
+ * threads poll between chunks (as a signal's cancel); the calling thread forwards the
+ * caller's cancel flag and sums the threads' progress. Each shard has its own result, added
+ * to the job's in shard order, so the summary does not depend on timing.
+ *
+ * Parts (docs/design.md "Parts"): every part works in one staging directory beside OUT,
+ * ".BASE.dtaudit.parts". The first part writes there a plan (version, options, N, every
+ * shard's name, size and mtime); each later one compares its own plan with it, so parts of
+ * different conversions never mix. A part converts its shards to temporaries in the
+ * staging directory, renames each to its final name when it is complete and fsynced, then
+ * writes the shard's record (its tensor data bytes). Then, under the staging directory's
+ * flock, it counts the records: when every shard is there it publishes OUT as a one-process
+ * convert does (a temporary directory, the index, config.json and copied files written from
+ * the input, the staged shards hard-linked in, rename-noreplace to OUT) and removes the
+ * staging directory. Everything written is a function of the input and the options, so
+ * any order of completion, a part run twice and a part killed and rerun give the same
+ * bytes. */
+#define _GNU_SOURCE /* flock, mkostemp */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "convert_shards.h"
+#include "publish.h"
+#include "dtaudit/version.h"
+#include "util_io.h"
+
+#define MAX_JOBS 1024u
+
+/* ---- parts -------------------------------------------------------------------------------- */
+
+typedef struct {
+    uint64_t size;
+    const char *name;
+    size_t i;
+} by_size;
+
+static int cmp_by_size(const void *a, const void *b)
+{
+    const by_size *x = a, *y = b;
+    if (x->size != y->size)
+        return x->size > y->size ? -1 : 1;
+    int c = strcmp(x->name, y->name);
+    return c ? c : (x->i > y->i) - (x->i < y->i);
+}
+
+void dtap_parts_assign(const uint64_t *sizes, const char *const *names, size_t n,
+                       unsigned nparts, unsigned *part_of)
+{
+    by_size *v = malloc((n ? n : 1) * sizeof *v);
+    uint64_t *load = calloc(nparts ? nparts : 1, sizeof *load);
+    if (!v || !load) { /* no memory for the balance: a round robin by name order */
+        for (size_t i = 0; i < n; i++)
+            part_of[i] = (unsigned)(i % (nparts ? nparts : 1)) + 1;
+        free(v);
+        free(load);
+        return;
+    }
+    for (size_t i = 0; i < n; i++)
+        v[i] = (by_size){sizes[i], names[i], i};
+    qsort(v, n, sizeof *v, cmp_by_size);
+    for (size_t k = 0; k < n; k++) {
+        unsigned best = 0;
+        for (unsigned p = 1; p < nparts; p++)
+            if (load[p] < load[best])
+                best = p;
+        load[best] += v[k].size ? v[k].size : 1;
+        part_of[v[k].i] = best + 1;
+    }
+    free(v);
+    free(load);
+}
+
+/* ---- helpers ------------------------------------------------------------------------------ */
+
+/* mkdir -p of the folder part of rel under top (several threads may race: EEXIST is fine) */
+static dta_status mkdirs(const char *top, const char *rel, dta_error *err)
+{
+    char p[PATH_MAX];
+    for (const char *s = strchr(rel, '/'); s; s = strchr(s + 1, '/')) {
+        struct stat st;
+        if (!dtap_fmt_path(p, sizeof p, "%s/%.*s", top, (int)(s - rel), rel))
+            return dta_error_set(err, DTA_E_ARG, 0, "%s: path too long", rel);
+        if (mkdir(p, 0755) != 0 && !(errno == EEXIST && lstat(p, &st) == 0 && S_ISDIR(st.st_mode)))
+            return dta_error_set(err, DTA_E_IO, errno, "%s: cannot create: %s", p,
+                                 strerror(errno));
+    }
+    return DTA_OK;
+}
+
+/* The record of staged shard i: S/.dtaudit-done-<i> */
+static bool record_path(char *buf, size_t cap, const char *stage, size_t i)
+{
+    return dtap_fmt_path(buf, cap, "%s/.dtaudit-done-%zu", stage, i);
+}
+
+/* Writes text to path through a temporary and a rename (a reader never sees half). */
+static dta_status write_replace(const char *path, const char *text, dta_error *err)
+{
+    char tmp[PATH_MAX + 16];
+    if (!dtap_fmt_path(tmp, sizeof tmp, "%s.XXXXXX", path))
+        return dta_error_set(err, DTA_E_ARG, 0, "%s: path too long", path);
+    int fd = mkostemp(tmp, O_CLOEXEC);
+    if (fd < 0)
+        return dta_error_set(err, DTA_E_IO, errno, "%s: cannot create: %s", path,
+                             strerror(errno));
+    fchmod(fd, 0644);
+    dta_status st = dtap_write_all(fd, text, strlen(text), tmp, err);
+    if (st == DTA_OK && fsync(fd) != 0)
+        st = dta_error_set(err, DTA_E_IO, errno, "%s: fsync failed: %s", tmp, strerror(errno));
+    close(fd);
+    if (st == DTA_OK && rename(tmp, path) != 0)
+        st = dta_error_set(err, DTA_E_IO, errno, "%s: cannot rename: %s", path,
+                           strerror(errno));
+    if (st != DTA_OK)
+        unlink(tmp);
+    return st;
+}
+
+static bool read_record(const char *stage, size_t i, uint64_t *bytes)
+{
+    char p[PATH_MAX], buf[32];
+    if (!record_path(p, sizeof p, stage, i))
+        return false;
+    int fd = open(p, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+    if (fd < 0)
+        return false;
+    ssize_t n = read(fd, buf, sizeof buf - 1);
+    close(fd);
+    if (n <= 0)
+        return false;
+    buf[n] = 0;
+    char *end;
+    errno = 0;
+    unsigned long long v = strtoull(buf, &end, 10);
+    if (errno || end == buf || *end != '\n')
+        return false;
+    *bytes = v;
+    return true;
+}
+
+static void add_stats(dta_convert_stats *a, const dta_convert_stats *b)
+{
+    a->elements += b->elements;
+    a->overflow += b->overflow;
+    a->nan += b->nan;
+    a->inf += b->inf;
+    a->underflow += b->underflow;
+}
+
+/* ---- the thread pool ----------------------------------------------------------------------- */
+
+typedef struct shared shared;
+
+typedef struct {
+    shared *sh;
+    unsigned id;
+    dtap_job j;
+    dta_convert_options o;      /* the caller's, with cancel and progress our own */
+    dta_error err;
+    uint64_t done, total;       /* its progress */
+    pthread_t th;
+    bool started;
+} worker;
+
+struct shared {
+    dtap_job *parent;
+    const dta_model *m;
+    const char *const *rel;
+    const char *dir;
+    dtap_shards_mode mode;
+    const unsigned *part_of;
+    uint64_t *bytes;
+    dta_convert_result *sres;   /* per shard */
+    worker *w;
+    unsigned nw;
+    pthread_mutex_t mu;
+    size_t next;
+    unsigned running;
+    volatile int stop;          /* the first failure, or the caller's cancel */
+    bool failed;
+    dta_status st;              /* the first failure's */
+    dta_error err;
+};
+
+static bool is_mine(const shared *sh, size_t i)
+{
+    return sh->mode != DTAP_SHARDS_STAGE || sh->part_of[i] == sh->parent->o->part;
+}
+
+static void worker_progress(void *ctx, uint64_t done, uint64_t total)
+{
+    worker *w = ctx;
+    shared *sh = w->sh;
+    const dta_convert_options *po = sh->parent->o;
+    pthread_mutex_lock(&sh->mu);
+    w->done = done;
+    w->total = total;
+    uint64_t d = 0, t = 0;
+    for (unsigned k = 0; k < sh->nw; k++) {
+        d += sh->w[k].done;
+        t += sh->w[k].total;
+    }
+    if (po->progress)
+        po->progress(po->progress_ctx, d, t);
+    pthread_mutex_unlock(&sh->mu);
+}
+
+/* Converts shard i with worker w's job into the output (CONVERT) or the staging dir. */
+static dta_status do_shard(worker *w, size_t i)
+{
+    shared *sh = w->sh;
+    dtap_job *j = &w->j;
+    const char *in = sh->m->files[i].path, *rel = sh->rel[i];
+    char path[PATH_MAX], fin[PATH_MAX];
+    dta_status st = DTA_OK;
+    j->res = &sh->sres[i];
+    if (sh->mode == DTAP_SHARDS_LINK) {
+        /* the staged shard, linked in: the staging directory keeps it until OUT is
+         * published, so a publisher that dies leaves every shard staged */
+        if (!dtap_fmt_path(fin, sizeof fin, "%s/%s", j->stage, rel) ||
+            !dtap_fmt_path(path, sizeof path, "%s/%s", sh->dir, rel))
+            return dta_error_set(&w->err, DTA_E_ARG, 0, "%s: path too long", rel);
+        if ((st = mkdirs(sh->dir, rel, &w->err)) != DTA_OK)
+            return st;
+        if (!read_record(j->stage, i, &sh->bytes[i]))
+            return dta_error_set(&w->err, DTA_E_IO, 0, "%s: the record of the staged shard "
+                                 "'%s' is missing or unreadable", j->stage, rel);
+        if (link(fin, path) != 0)
+            return dta_error_set(&w->err, DTA_E_IO, errno,
+                                 "%s: cannot link the staged shard into the output (the "
+                                 "staging directory needs hard links): %s", fin,
+                                 strerror(errno));
+        return DTA_OK;
+    }
+    const char *top = sh->mode == DTAP_SHARDS_STAGE ? j->stage : sh->dir;
+    if ((st = mkdirs(top, rel, &w->err)) != DTA_OK)
+        return st;
+    if (!dtap_fmt_path(fin, sizeof fin, "%s/%s", top, rel))
+        return dta_error_set(&w->err, DTA_E_ARG, 0, "%s: path too long", rel);
+    int fd;
+    if (sh->mode == DTAP_SHARDS_STAGE) {
+        const char *b = strrchr(rel, '/');
+        b = b ? b + 1 : rel;
+        if (!dtap_fmt_path(path, sizeof path, "%s/%.*s.%s.dtaudit-part-XXXXXX", top,
+                           (int)(b - rel), rel, b))
+            return dta_error_set(&w->err, DTA_E_ARG, 0, "%s: path too long", rel);
+        fd = mkostemp(path, O_CLOEXEC);
+        if (fd >= 0) {
+            mode_t mask = umask(0);
+            umask(mask);
+            fchmod(fd, 0666 & ~mask);
+        }
+    } else {
+        snprintf(path, sizeof path, "%s", fin);
+        fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+    }
+    if (fd < 0)
+        return dta_error_set(&w->err, DTA_E_IO, errno, "%s: cannot create: %s", path,
+                             strerror(errno));
+    const char *f;
+    st = dtap_convert_file(j, in, fd, path, &f);
+    if (st == DTA_OK && fsync(fd) != 0)
+        st = dta_error_set(&w->err, DTA_E_IO, errno, "%s: fsync failed: %s", path,
+                           strerror(errno));
+    close(fd);
+    if (st != DTA_OK && strncmp(w->err.msg, in, strlen(in)))
+        dta_error_prefix(&w->err, in);
+    sh->bytes[i] = sh->sres[i].bytes_out;
+    if (sh->mode == DTAP_SHARDS_STAGE) {
+        /* refused for overflow: not staged (the output is never published) */
+        bool refused = j->o->overflow == DTA_OVERFLOW_ERROR && sh->sres[i].stats.overflow;
+        if (st == DTA_OK && !refused && rename(path, fin) != 0)
+            st = dta_error_set(&w->err, DTA_E_IO, errno, "%s: cannot rename: %s", fin,
+                               strerror(errno));
+        if (st != DTA_OK || refused)
+            unlink(path);
+        char rec[PATH_MAX], num[32];
+        snprintf(num, sizeof num, "%llu\n", (unsigned long long)sh->bytes[i]);
+        if (st == DTA_OK && !refused) {
+            if (!record_path(rec, sizeof rec, j->stage, i))
+                st = dta_error_set(&w->err, DTA_E_ARG, 0, "%s: path too long", j->stage);
+            else
+                st = write_replace(rec, num, &w->err);
+        }
+    }
+    return st;
+}
+
+static void *worker_main(void *arg)
+{
+    worker *w = arg;
+    shared *sh = w->sh;
+    for (;;) {
+        pthread_mutex_lock(&sh->mu);
+        size_t i = sh->next;
+        while (i < sh->m->nfiles && !is_mine(sh, i))
+            i++;
+        sh->next = i + 1;
+        bool go = i < sh->m->nfiles && !sh->stop;
+        pthread_mutex_unlock(&sh->mu);
+        if (!go)
+            break;
+        dta_status st = do_shard(w, i);
+        if (st != DTA_OK) {
+            pthread_mutex_lock(&sh->mu);
+            /* the first failure; a shard that only saw the stop flag is not one */
+            if (!sh->failed && !(sh->stop && w->err.sys_errno == EINTR)) {
+                sh->failed = true;
+                sh->st = st;
+                sh->err = w->err;
+            }
+            sh->stop = 1;
+            pthread_mutex_unlock(&sh->mu);
+            break;
+        }
+    }
+    pthread_mutex_lock(&sh->mu);
+    sh->running--;
+    pthread_mutex_unlock(&sh->mu);
+    return NULL;
+}
+
+static unsigned cpus(void)
+{
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    return n < 1 ? 1u : n > (long)MAX_JOBS ? MAX_JOBS : (unsigned)n;
+}
+
+static void worker_free(worker *w)
+{
+    free(w->j.in);
+    free(w->j.out);
+    free(w->j.only_hit);
+    if (w->j.dq != w->sh->parent->dq)
+        dtap_dq_free(w->j.dq);
+}
+
+static dta_status worker_init(worker *w, shared *sh, unsigned id, dta_error *err)
+{
+    dtap_job *p = sh->parent;
+    w->sh = sh;
+    w->id = id;
+    w->j = *p;
+    w->o = *p->o;
+    w->o.progress = worker_progress;
+    w->o.progress_ctx = w;
+    w->o.cancel = &sh->stop;
+    w->j.o = &w->o;
+    w->j.err = &w->err;
+    w->j.done = w->j.total = 0;
+    w->j.in = malloc(p->chunk);
+    w->j.out = malloc(p->chunk * 2);
+    w->j.only_hit = calloc(p->o->nonly ? p->o->nonly : 1, sizeof *w->j.only_hit);
+    w->j.dq = NULL;
+    if (!w->j.in || !w->j.out || !w->j.only_hit)
+        return dta_error_set(err, DTA_E_NOMEM, ENOMEM, "out of memory");
+    /* --dequantize: the dequantization state (buffers, scale window, files) is per thread */
+    if (p->dq && p->dq_model)
+        return dtap_dq_open(p->dq_model, &w->j.dq, err);
+    return DTA_OK;
+}
+
+dta_status dtap_shards_run(dtap_job *j, const dta_model *m, const char *const *rel,
+                           const char *dir, dtap_shards_mode mode, const unsigned *part_of,
+                           uint64_t *bytes)
+{
+    shared sh;
+    dta_status st = DTA_OK;
+    memset(&sh, 0, sizeof sh);
+    sh.parent = j;
+    sh.m = m;
+    sh.rel = rel;
+    sh.dir = dir;
+    sh.mode = mode;
+    sh.part_of = part_of;
+    sh.bytes = bytes;
+    size_t todo = 0;
+    for (size_t i = 0; i < m->nfiles; i++)
+        todo += is_mine(&sh, i);
+    unsigned nw = j->o->jobs ? j->o->jobs : cpus();
+    if (nw > MAX_JOBS)
+        nw = MAX_JOBS;
+    if (j->cuda || mode == DTAP_SHARDS_LINK)
+        nw = 1;
+    if (nw > todo)
+        nw = todo ? (unsigned)todo : 1;
+    j->res->jobs = nw;
+    sh.sres = calloc(m->nfiles ? m->nfiles : 1, sizeof *sh.sres);
+    sh.w = calloc(nw, sizeof *sh.w);
+    if (!sh.sres || !sh.w) {
+        free(sh.sres);
+        free(sh.w);
+        return dta_error_set(j->err, DTA_E_NOMEM, ENOMEM, "out of memory");
+    }
+    sh.nw = nw;
+    pthread_mutex_init(&sh.mu, NULL);
+    for (unsigned k = 0; k < nw && st == DTA_OK; k++)
+        st = worker_init(&sh.w[k], &sh, k, j->err);
+    if (st == DTA_OK && nw == 1) {
+        sh.running = 1;
+        /* one job: on this thread, the caller's cancel flag polled directly */
+        sh.w[0].o.cancel = j->o->cancel;
+        worker_main(&sh.w[0]);
+    } else if (st == DTA_OK) {
+        for (unsigned k = 0; k < nw; k++) {
+            pthread_mutex_lock(&sh.mu);
+            sh.running++;
+            pthread_mutex_unlock(&sh.mu);
+            if (pthread_create(&sh.w[k].th, NULL, worker_main, &sh.w[k]) != 0) {
+                pthread_mutex_lock(&sh.mu);
+                sh.running--;
+                if (k == 0) { /* not even one thread: run here */
+                    sh.running++;
+                    pthread_mutex_unlock(&sh.mu);
+                    sh.w[0].o.cancel = j->o->cancel;
+                    worker_main(&sh.w[0]);
+                    break;
+                }
+                pthread_mutex_unlock(&sh.mu);
+                break; /* fewer threads: those started take every shard */
+            }
+            sh.w[k].started = true;
+        }
+        /* forward the caller's cancel (a signal) while the threads run */
+        for (;;) {
+            pthread_mutex_lock(&sh.mu);
+            unsigned r = sh.running;
+            if (j->o->cancel && *j->o->cancel)
+                sh.stop = 1;
+            pthread_mutex_unlock(&sh.mu);
+            if (!r)
+                break;
+            nanosleep(&(struct timespec){0, 20 * 1000 * 1000}, NULL);
+        }
+        for (unsigned k = 0; k < nw; k++)
+            if (sh.w[k].started)
+                pthread_join(sh.w[k].th, NULL);
+    }
+    pthread_mutex_destroy(&sh.mu);
+    if (st == DTA_OK && sh.failed) {
+        st = sh.st;
+        *j->err = sh.err;
+    } else if (st == DTA_OK && sh.stop) {
+        st = dta_error_set(j->err, DTA_E_IO, EINTR, "cancelled");
+    }
+    /* results in shard order */
+    dta_convert_result *r = j->res;
+    for (size_t i = 0; i < m->nfiles; i++) {
+        dta_convert_result *s = &sh.sres[i];
+        r->tensors += s->tensors;
+        r->tensors_converted += s->tensors_converted;
+        r->storages_converted += s->storages_converted;
+        r->bytes_in += s->bytes_in;
+        r->bytes_out += s->bytes_out;
+        add_stats(&r->stats, &s->stats);
+        r->params_dequantized += s->params_dequantized;
+        r->companions_dropped += s->companions_dropped;
+        if (is_mine(&sh, i) && mode != DTAP_SHARDS_LINK)
+            r->shards_converted += s->tensors || s->bytes_out ? 1 : 0;
+        if (s->nissues) {
+            dta_convert_issue *v = realloc(r->issues, (r->nissues + s->nissues) * sizeof *v);
+            if (!v) {
+                for (size_t k = 0; k < s->nissues; k++)
+                    free(s->issues[k].name);
+                if (st == DTA_OK)
+                    st = dta_error_set(j->err, DTA_E_NOMEM, ENOMEM, "out of memory");
+            } else {
+                memcpy(v + r->nissues, s->issues, s->nissues * sizeof *v);
+                r->issues = v;
+                r->nissues += s->nissues;
+            }
+            free(s->issues);
+        }
+    }
+    for (unsigned k = 0; k < nw; k++) {
+        for (size_t g = 0; g < j->o->nonly && sh.w[k].j.only_hit; g++)
+            j->only_hit[g] = j->only_hit[g] || sh.w[k].j.only_hit[g];
+        j->done += sh.w[k].done;
+        j->total += sh.w[k].total;
+        worker_free(&sh.w[k]);
+    }
+    free(sh.w);
+    free(sh.sres);
+    return st;
+}
+
+/* ---- the staging directory ----------------------------------------------------------------- */
+
+static void split(const char *p, char *dir, size_t cap, const char **base)
+{
+    const char *s = strrchr(p, '/');
+    if (!s) {
+        snprintf(dir, cap, ".");
+        *base = p;
+    } else {
+        snprintf(dir, cap, "%.*s", s == p ? 1 : (int)(s - p), p);
+        *base = s + 1;
+    }
+}
+
+/* The plan every part must agree on: a deterministic text of what is converted how. */
+static char *plan_text(const dtap_job *j, const dta_model *m)
+{
+    const dta_convert_options *o = j->o;
+    size_t cap = 4096;
+    for (size_t i = 0; i < m->nfiles; i++)
+        cap += strlen(m->files[i].path) + 64;
+    for (size_t i = 0; i < o->nonly; i++)
+        cap += strlen(o->only[i]) + 16;
+    for (size_t i = 0; i < o->nkeep; i++)
+        cap += strlen(o->keep[i]) + 16;
+    char *t = malloc(cap);
+    if (!t)
+        return NULL;
+    size_t n = 0;
+#define ADD(...) (n += (size_t)snprintf(t + n, cap - n, __VA_ARGS__))
+    ADD("dtaudit convert --part plan 1\nversion %s\nparts %u\nto %s\nout-format %d\n"
+        "on-overflow %d\noptimizer %d\nkeep-quantized %d\ndequantize %d\nkeep-intended %d\n",
+        dta_version(), o->nparts, o->to_auto ? "auto" : dta_dtype_name(o->to),
+        (int)o->out_format, (int)o->overflow, o->optimizer, o->keep_quantized, o->dequantize,
+        o->keep_intended != NULL);
+    for (size_t i = 0; i < o->nonly; i++)
+        ADD("only %s\n", o->only[i]);
+    for (size_t i = 0; i < o->nkeep; i++)
+        ADD("keep %s\n", o->keep[i]);
+    for (size_t i = 0; i < m->nfiles; i++) {
+        struct stat sb;
+        const char *b = strrchr(m->files[i].path, '/');
+        if (stat(m->files[i].path, &sb) != 0)
+            memset(&sb, 0, sizeof sb);
+        ADD("shard %zu %s %llu %lld.%09ld\n", i, b ? b + 1 : m->files[i].path,
+            (unsigned long long)sb.st_size, (long long)sb.st_mtim.tv_sec,
+            (long)sb.st_mtim.tv_nsec);
+    }
+#undef ADD
+    return t;
+}
+
+void dtap_stage_close(dtap_stage *s)
+{
+    if (s->lock >= 0)
+        close(s->lock);
+    s->lock = -1;
+}
+
+dta_status dtap_stage_lock(dtap_stage *s, bool *gone, dta_error *err)
+{
+    char lp[PATH_MAX];
+    *gone = false;
+    dtap_stage_close(s);
+    if (!dtap_fmt_path(lp, sizeof lp, "%s/.dtaudit-lock", s->dir))
+        return dta_error_set(err, DTA_E_ARG, 0, "%s: path too long", s->dir);
+    for (int tries = 0; tries < 16; tries++) {
+        int fd = open(lp, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0644);
+        if (fd < 0 && errno == ENOENT) { /* the directory is gone: published */
+            *gone = true;
+            return DTA_OK;
+        }
+        if (fd < 0)
+            return dta_error_set(err, DTA_E_IO, errno, "%s: cannot open: %s", lp,
+                                 strerror(errno));
+        while (flock(fd, LOCK_EX) != 0 && errno == EINTR)
+            ;
+        struct stat a, b;
+        if (fstat(fd, &a) == 0 && stat(lp, &b) == 0 && a.st_ino == b.st_ino &&
+            a.st_dev == b.st_dev) {
+            s->lock = fd;
+            return DTA_OK;
+        }
+        close(fd); /* removed by the part that published while we waited */
+        struct stat d;
+        if (stat(s->dir, &d) != 0) {
+            *gone = true;
+            return DTA_OK;
+        }
+    }
+    return dta_error_set(err, DTA_E_IO, 0, "%s: cannot lock the staging directory", s->dir);
+}
+
+dta_status dtap_stage_open(dtap_stage *s, const char *in, const char *out, const dtap_job *j,
+                           const dta_model *m, dta_error *err)
+{
+    char dir[PATH_MAX], o[PATH_MAX];
+    const char *base;
+    struct stat sb;
+    (void)in;
+    s->lock = -1;
+    if (!dtap_fmt_path(o, sizeof o, "%s", out))
+        return dta_error_set(err, DTA_E_ARG, 0, "%.200s...: output path too long", out);
+    for (size_t n = strlen(o); n > 1 && o[n - 1] == '/'; n--)
+        o[n - 1] = 0;
+    split(o, dir, sizeof dir, &base);
+    if (!*base || !strcmp(base, ".") || !strcmp(base, ".."))
+        return dta_error_set(err, DTA_E_ARG, 0, "%s: not a usable output name", out);
+    if (strlen(base) + strlen("..dtaudit.parts") > NAME_MAX)
+        return dta_error_set(err, DTA_E_ARG, 0, "%s: output name too long for --part", out);
+    if (!dtap_fmt_path(s->dir, sizeof s->dir, "%s/.%s.dtaudit.parts", dir, base))
+        return dta_error_set(err, DTA_E_ARG, 0, "%s: output path too long", out);
+    if (lstat(o, &sb) == 0)
+        return dta_error_set(err, DTA_E_ARG, EEXIST,
+                             "%s: exists (published by these parts, or something else); "
+                             "nothing to do for part %u/%u", out, j->o->part, j->o->nparts);
+    char *plan = plan_text(j, m);
+    if (!plan)
+        return dta_error_set(err, DTA_E_NOMEM, ENOMEM, "out of memory");
+    dta_status st = DTA_OK;
+    bool gone = true;
+    for (int tries = 0; gone && tries < 8 && st == DTA_OK; tries++) {
+        if (mkdir(s->dir, 0755) != 0 && errno != EEXIST)
+            st = dta_error_set(err, DTA_E_IO, errno, "%s: cannot create: %s", s->dir,
+                               strerror(errno));
+        else if (lstat(s->dir, &sb) != 0 || !S_ISDIR(sb.st_mode))
+            st = dta_error_set(err, DTA_E_ARG, 0, "%s: not a directory", s->dir);
+        else
+            st = dtap_stage_lock(s, &gone, err);
+        if (st == DTA_OK && gone && lstat(o, &sb) == 0)
+            st = dta_error_set(err, DTA_E_ARG, EEXIST, "%s: exists (published by these "
+                               "parts); nothing to do for part %u/%u", out, j->o->part,
+                               j->o->nparts);
+    }
+    if (st == DTA_OK && gone)
+        st = dta_error_set(err, DTA_E_IO, 0, "%s: the staging directory keeps vanishing",
+                           s->dir);
+    /* under the lock: the plan is written once, and compared by every other part */
+    char pp[PATH_MAX];
+    if (st == DTA_OK && !dtap_fmt_path(pp, sizeof pp, "%s/.dtaudit-plan", s->dir))
+        st = dta_error_set(err, DTA_E_ARG, 0, "%s: path too long", s->dir);
+    if (st == DTA_OK) {
+        int fd = open(pp, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+        if (fd < 0 && errno == ENOENT) {
+            st = write_replace(pp, plan, err);
+        } else if (fd < 0) {
+            st = dta_error_set(err, DTA_E_IO, errno, "%s: cannot open: %s", pp,
+                               strerror(errno));
+        } else {
+            size_t n = strlen(plan), got = 0;
+            char *have = malloc(n + 2);
+            ssize_t r = 1;
+            while (have && got < n + 1 && (r = read(fd, have + got, n + 1 - got)) > 0)
+                got += (size_t)r;
+            close(fd);
+            if (!have)
+                st = dta_error_set(err, DTA_E_NOMEM, ENOMEM, "out of memory");
+            else if (got != n || memcmp(have, plan, n) != 0)
+                st = dta_error_set(err, DTA_E_ARG, 0,
+                                   "%s: staging directory of another conversion (other "
+                                   "options, number of parts, dtaudit version or input "
+                                   "shards); finish that one, or remove the directory",
+                                   s->dir);
+            free(have);
+        }
+    }
+    free(plan);
+    if (s->lock >= 0)
+        flock(s->lock, LOCK_UN);
+    dtap_stage_close(s);
+    return st;
+}
+
+size_t dtap_stage_count(const dtap_stage *s, size_t nshards)
+{
+    size_t n = 0;
+    uint64_t b;
+    for (size_t i = 0; i < nshards; i++)
+        n += read_record(s->dir, i, &b);
+    return n;
+}
+
+void dtap_stage_remove(dtap_stage *s)
+{
+    dtap_remove_tree(s->dir);
+    dtap_stage_close(s);
+}
+
+/* ---- convert --part --------------------------------------------------------------------------- */
+
+/* --only globs that match nothing are refused as a whole convert refuses them: the part
+ * checks them against every shard's header, not only its own shards' */
+static dta_status only_check(dtap_job *j, const dta_model *m, const char *in)
+{
+    const dta_convert_options *o = j->o;
+    if (!o->nonly)
+        return DTA_OK;
+    bool *hit = calloc(o->nonly, sizeof *hit);
+    dta_dtype *nd = NULL;
+    dta_error e;
+    if (!hit)
+        return dta_error_set(j->err, DTA_E_NOMEM, ENOMEM, "out of memory");
+    dta_status st = DTA_OK;
+    if (dtap_convert_plan(m, o, j->ap, j->quantized, hit, &nd, &e) == DTA_OK)
+        for (size_t i = 0; i < o->nonly && st == DTA_OK; i++)
+            if (!hit[i] && !j->only_hit[i])
+                st = dta_error_set(j->err, DTA_E_ARG, 0,
+                                   "%s: --only '%.200s' matches no tensor; nothing written", in,
+                                   o->only[i]);
+    for (size_t i = 0; i < o->nonly; i++)
+        j->only_hit[i] = true; /* checked here: the caller's check passes */
+    free(nd);
+    free(hit);
+    return st;
+}
+
+dta_status dtap_convert_parts(dtap_job *j, const char *in, const char *out, bool index,
+                              const char **format)
+{
+    dta_model *m = NULL;
+    dtap_stage sg;
+    dtap_target t;
+    bool gone = false;
+    sg.lock = -1;
+    *format = "directory";
+    dta_status st = dtap_target_check(out, true, index, in, j->err);
+    if (st == DTA_OK)
+        st = dta_model_open(in, &m, j->err);
+    if (st != DTA_OK)
+        return st;
+    if (m->nfiles == 0)
+        st = dta_error_set(j->err, DTA_E_UNSUPPORTED, 0, "%s: no shard is present to convert",
+                           in);
+    if (st == DTA_OK)
+        st = only_check(j, m, in);
+    if (st == DTA_OK)
+        st = dtap_stage_open(&sg, in, out, j, m, j->err);
+    if (st != DTA_OK) {
+        dta_model_free(m);
+        return st;
+    }
+    /* this part's shards */
+    j->stage = sg.dir;
+    j->stage_link = false;
+    st = dtap_convert_tree(j, in, sg.dir, format);
+    if (st == DTA_OK && j->o->overflow == DTA_OVERFLOW_ERROR && j->res->stats.overflow)
+        j->res->refused = true;
+    if (st != DTA_OK || j->res->refused)
+        goto done;
+    /* every shard staged? then publish, under the lock */
+    if ((st = dtap_stage_lock(&sg, &gone, j->err)) != DTA_OK || gone)
+        goto done;
+    j->res->shards_staged = dtap_stage_count(&sg, m->nfiles);
+    if (j->res->shards_staged < m->nfiles)
+        goto done;
+    st = dtap_target_open(&t, out, true, index, false, in, j->err);
+    if (st != DTA_OK)
+        goto done;
+    char tmpname[sizeof t.tmp];
+    snprintf(tmpname, sizeof tmpname, "%s", t.tmp);
+    j->target = &t;
+    j->stage_link = true;
+    size_t conv = j->res->shards_converted;
+    st = dtap_convert_tree(j, in, t.tmp, format);
+    j->res->shards_converted = conv;
+    if (st == DTA_OK && j->o->verify) {
+        dta_verify_result vr;
+        st = dta_verify_checkpoints(in, t.tmp, j->o->overflow,
+                                    j->cuda ? DTA_DEVICE_CUDA : DTA_DEVICE_CPU, &vr, j->err);
+        if (st == DTA_OK) {
+            j->res->verify = vr.total;
+            if (vr.tensors_bad || vr.missing || vr.extra || vr.shape_changed)
+                st = dta_error_set(j->err, DTA_E_FORMAT, 0,
+                                   "%s: verification failed before publishing: %zu tensors "
+                                   "differ (first: %.200s), %zu missing, %zu extra",
+                                   out, vr.tensors_bad, vr.first_bad ? vr.first_bad : "-",
+                                   vr.missing, vr.extra);
+            free(vr.first_bad);
+            free(vr.first_missing);
+        }
+    }
+    if (st == DTA_OK)
+        st = dtap_target_publish(&t, j->err);
+    else
+        dtap_target_abort(&t);
+    if (st != DTA_OK) {
+        dtap_target_name_final(&t, tmpname, j->err);
+    } else {
+        j->res->published = true;
+        j->res->written = strdup(t.final);
+        dtap_stage_remove(&sg); /* still under the lock: the waiting parts then see it gone */
+    }
+    j->target = NULL;
+done:
+    j->stage = NULL;
+    j->stage_link = false;
+    dtap_stage_close(&sg);
+    dta_model_free(m);
+    return st;
+}
