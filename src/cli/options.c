@@ -38,7 +38,7 @@ const cli_option cli_option_table[] = {
     {"keep-quantized", 0, NULL, CMD_CONVERT, "quantized input: convert only the unquantized tensors, keep quantized parameters and their scales byte-identical"},
     {"dequantize", 0, NULL, CMD_CONVERT, "make quantized parameters plain --to tensors (block/per-tensor/per-row FP8, compressed-tensors FP8/int8); other schemes refused"},
     {"verify", 0, NULL, CMD_CONVERT, "check the written data against the source before publishing it"},
-    {"jobs", 'j', "N", CMD_CONVERT, "shards converted at once (threads; default: the number of CPUs; 1: one after the other)"},
+    {"jobs", 'j', "N", CMD_CONVERT, "threads: shards converted at once, the rest sharing the tensors of a file (default: the number of CPUs; 1: one after the other)"},
     {"part", 0, "K/N", CMD_CONVERT, "convert only the K-th of N disjoint sets of shards into a staging directory beside OUT; the last part to finish publishes OUT (one process per part, e.g. a Slurm array)"},
     {"device", 0, "DEV", CMD_CONVERT | CMD_VERIFY | CMD_AUDIT, "auto (default: CUDA for large jobs when built in and a GPU is present), cpu, or cuda (exit 3 when unavailable)"},
     {"help", 'h', NULL, CMD_ALL, "show this help and exit"},

@@ -6,8 +6,10 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "convert_job.h"
+#include "convert_shards.h"
 #include "format.h"
 #include "model_build.h"
 #include "src.h"
@@ -80,6 +82,31 @@ static dta_status fd_write(void *ctx, const void *p, size_t n, dta_error *err)
     return dtap_write_all(s->fd, p, n, s->path, err);
 }
 
+/* pwrite at a moving offset: the tensors of one file written by several threads */
+typedef struct {
+    int fd;
+    const char *path;
+    uint64_t off;
+} at_sink;
+
+static dta_status at_write(void *ctx, const void *p, size_t n, dta_error *err)
+{
+    at_sink *s = ctx;
+    const char *c = p;
+    while (n > 0) {
+        ssize_t w = pwrite(s->fd, c, n, (off_t)s->off);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w < 0)
+            return dta_error_set(err, DTA_E_IO, errno, "%s: write failed: %s", s->path,
+                                 strerror(errno));
+        c += w;
+        n -= (size_t)w;
+        s->off += (uint64_t)w;
+    }
+    return DTA_OK;
+}
+
 static bool same_view(const dta_tensor *a, const dta_tensor *b)
 {
     if (a->storage != b->storage || a->storage_offset != b->storage_offset ||
@@ -95,6 +122,52 @@ static bool same_view(const dta_tensor *a, const dta_tensor *b)
 /* Writes m as one safetensors file to fd. Tensors that are exact aliases of an earlier one
  * (tied weights) are written once and recorded in the metadata as safetensors.torch's
  * save_model does: metadata[dropped] = kept. */
+typedef struct {
+    const dta_model *m;
+    const dtap_st_out *outs;
+    const size_t *dqp;
+    int fd;
+    const char *path;
+    uint64_t data;           /* where the data starts (the header's length) */
+} tensor_ctx;
+
+/* The data of output tensor i into sink, counted into j->res. */
+static dta_status write_tensor(dtap_job *j, const tensor_ctx *c, size_t i, dtap_sink_fn sink,
+                               void *sctx)
+{
+    const dta_model *m = c->m;
+    const dtap_st_out *o = &c->outs[i];
+    const dta_tensor *t = &m->tensors[o->tag];
+    dta_convert_stats cs = {0};
+    dta_status st;
+    if (c->dqp[o->tag] != SIZE_MAX) {
+        st = dtap_stream_dq(j, c->dqp[o->tag], sink, sctx, &cs);
+        if (st == DTA_OK) {
+            add_stats(&j->res->stats, &cs);
+            j->res->tensors_converted++;
+            j->res->params_dequantized++;
+            st = note_issue_name(j, t->name, &cs);
+        }
+        return st;
+    }
+    st = dtap_stream_tensor(j, m, t, o->dtype, sink, sctx, &cs);
+    if (st == DTA_OK && o->dtype != m->storages[t->storage].dtype) {
+        add_stats(&j->res->stats, &cs);
+        j->res->tensors_converted++;
+        j->res->storages_converted++;
+        st = note_issue(j, m, t->storage, &cs);
+    }
+    return st;
+}
+
+/* dtap_items_run's item: tensor i written at its offset by a thread's own job */
+static dta_status write_at(void *ctx, dtap_job *wj, size_t i)
+{
+    const tensor_ctx *c = ctx;
+    at_sink s = {c->fd, c->path, c->data + c->outs[i].offset};
+    return write_tensor(wj, c, i, at_write, &s);
+}
+
 static dta_status write_safetensors(dtap_job *j, const dta_model *m, const dta_dtype *nd,
                                     int fd, const char *path)
 {
@@ -169,27 +242,26 @@ static dta_status write_safetensors(dtap_job *j, const dta_model *m, const dta_d
     if (st == DTA_OK)
         st = dtap_write_all(fd, hdr, hlen, path, j->err);
     fd_sink sink = {fd, path};
-    for (size_t i = 0; i < n && st == DTA_OK; i++) {
-        const dta_tensor *t = &m->tensors[outs[i].tag];
-        dta_convert_stats cs = {0};
-        if (dqp[outs[i].tag] != SIZE_MAX) {
-            st = dtap_stream_dq(j, dqp[outs[i].tag], fd_write, &sink, &cs);
-            if (st == DTA_OK) {
-                add_stats(&j->res->stats, &cs);
-                j->res->tensors_converted++;
-                j->res->params_dequantized++;
-                st = note_issue_name(j, t->name, &cs);
-            }
-            continue;
-        }
-        st = dtap_stream_tensor(j, m, t, outs[i].dtype, fd_write, &sink, &cs);
-        if (st == DTA_OK && outs[i].dtype != m->storages[t->storage].dtype) {
-            add_stats(&j->res->stats, &cs);
-            j->res->tensors_converted++;
-            j->res->storages_converted++;
-            st = note_issue(j, m, t->storage, &cs);
-        }
+    tensor_ctx tc = {m, outs, dqp, fd, path, hlen};
+    unsigned threads = dtap_inner_threads(j, j->sharing);
+    if (st == DTA_OK && threads > 1 && n > 1) {
+        /* --jobs inside one file: each thread writes whole tensors at their offsets */
+        uint64_t end = hlen;
+        for (size_t i = 0; i < n; i++)
+            if (outs[i].nbytes && hlen + outs[i].offset + outs[i].nbytes > end)
+                end = hlen + outs[i].offset + outs[i].nbytes;
+        if (ftruncate(fd, (off_t)end) != 0)
+            st = dta_error_set(j->err, DTA_E_IO, errno, "%s: write failed: %s", path,
+                               strerror(errno));
+        if (st == DTA_OK)
+            st = dtap_items_run(j, n, threads, write_at, &tc);
+        if (st == DTA_OK && lseek(fd, (off_t)end, SEEK_SET) < 0)
+            st = dta_error_set(j->err, DTA_E_IO, errno, "%s: seek failed: %s", path,
+                               strerror(errno));
+        goto out;
     }
+    for (size_t i = 0; i < n && st == DTA_OK; i++)
+        st = write_tensor(j, &tc, i, fd_write, &sink);
 out:
     free(hdr);
     free(outs);

@@ -41,6 +41,7 @@ typedef struct {
     const dta_model *dq_model; /* --dequantize: the whole checkpoint (per-thread states) */
     const char *stage;       /* --part: the staging directory, else NULL */
     bool stage_link;         /* --part, publishing: link the staged shards in */
+    unsigned sharing;        /* files converted at once by sibling threads (0: one) */
 } dtap_job;
 
 /* Bytes per element; 0 for sub-byte and block types (F4, F6), which are only ever copied

@@ -40,7 +40,7 @@ for case in safetensors torch dir; do
          printf '{"torch_dtype": "float32"}' >"$src/config.json" ;;
     esac
     sum=$( [ -d "$src" ] && cat "$src"/* | cksum || cksum <"$src")
-    for call in write fsync rename renameat2 pread open; do
+    for call in write pwrite ftruncate fsync rename renameat2 pread open; do
         n=1
         while [ $n -le 400 ]; do
             rm -rf "$o"; mkdir -p "$o"
