@@ -117,6 +117,8 @@ dta_status dta_convert_checkpoint(const char *in, const char *out, const dta_con
         }
     }
     j.dq_model = whole;
+    j.convert_file = dtap_convert_file;
+    j.convert_tree = dtap_convert_tree;
     if (o->nparts) { /* --part K/N (convert_shards.c) */
         const char *pfmt = "directory";
         st = !tree ? dta_error_set(err, DTA_E_ARG, 0,

@@ -22,7 +22,7 @@ typedef struct {
     size_t n;
 } dtap_qnames;
 
-typedef struct {
+typedef struct dtap_job_ {
     const dta_convert_options *o;
     dta_convert_result *res;
     dta_error *err;
@@ -42,6 +42,11 @@ typedef struct {
     const char *stage;       /* --part: the staging directory, else NULL */
     bool stage_link;         /* --part, publishing: link the staged shards in */
     unsigned sharing;        /* files converted at once by sibling threads (0: one) */
+    /* dtap_convert_file and dtap_convert_tree, for convert_shards.c (set by convert.c:
+     * called through the job, so the files do not call each other in a cycle) */
+    dta_status (*convert_file)(struct dtap_job_ *, const char *, int, const char *,
+                               const char **);
+    dta_status (*convert_tree)(struct dtap_job_ *, const char *, const char *, const char **);
 } dtap_job;
 
 /* Bytes per element; 0 for sub-byte and block types (F4, F6), which are only ever copied
