@@ -235,6 +235,7 @@ typedef struct {
     bool config_known;   /* a config named a scheme */
     bool comfy_scaled;   /* ComfyUI scaled FP8: a scaled_fp8 marker or scale_weight tensors */
     bool scaled_marker;  /* the scaled_fp8 marker tensor itself */
+    uint32_t fit_bits;   /* bits every parameter fits when the config's do not (0: the config's) */
 } qctx;
 
 /* Sizes a parameter is checked with; 0: the config's (or the scheme's default). */
@@ -1353,7 +1354,8 @@ static void describe(qctx *c, dta_quant_param *p)
     p->format = w ? dta_dtype_name(w->dtype) : "?";
     if (!w)
         return;
-    uint32_t bits = q->bits ? q->bits : 4;
+    /* the bits the tensors fit when the config's do not (one quant-config said so) */
+    uint32_t qbits = c->fit_bits ? c->fit_bits : q->bits, bits = qbits ? qbits : 4;
     p->rank = w->rank <= 4 ? w->rank : 0;
     for (int d = 0; d < p->rank; d++)
         p->shape[d] = w->shape[d];
@@ -1396,8 +1398,8 @@ static void describe(qctx *c, dta_quant_param *p)
         p->format = "INT8";
         break;
     case DTA_QS_HQQ:
-        p->format = q->bits == 8 ? "INT8" : q->bits == 3 ? "INT3" : q->bits == 2 ? "INT2"
-                  : q->bits == 1 ? "INT1" : "INT4";
+        p->format = qbits == 8 ? "INT8" : qbits == 3 ? "INT3" : qbits == 2 ? "INT2"
+                  : qbits == 1 ? "INT1" : "INT4";
         p->rank = 0; /* the logical shape is the 'shape' meta tensor's values, not in the header */
         break;
     case DTA_QS_QUANTO: case DTA_QS_TORCHAO:
@@ -1753,6 +1755,7 @@ static dta_status size_disagreement(qctx *c, bool *handled)
         if (bitss[b] == q->bits || !all_fit(c, s, &o))
             continue;
         *handled = true;
+        c->fit_bits = bitss[b];
         return add_issue(c, DTA_RULE_QUANT_CONFIG, src, w, 1,
                          "%s declares %u-bit codes but every quantized parameter's tensors fit "
                          "%u-bit ones (e.g. '%s'): the loader unpacks the codes with the wrong "
@@ -1782,6 +1785,7 @@ static dta_status size_disagreement(qctx *c, bool *handled)
             if (bitss[b] == q->bits || !all_fit(c, s, &o))
                 continue;
             *handled = true;
+            c->fit_bits = bitss[b];
             return add_issue(c, DTA_RULE_QUANT_CONFIG, src, w, 1,
                              "%s declares %u-bit codes in groups of %u but every quantized "
                              "parameter's tensors fit %u-bit codes in groups of %u (e.g. '%s'): "

@@ -99,6 +99,14 @@ dta audit $(target hqq+group-mismatch)
 grep -q "declares group_size 128 but every parameter's scales fit groups of 64" "$TMP/out" && pass || fail "group message: $(grep why "$TMP/out")"
 dta audit $(target gptq+bits-mismatch)
 grep -q "declares 8-bit codes but every quantized parameter's tensors fit 4-bit ones" "$TMP/out" && pass || fail "bits message: $(grep why "$TMP/out")"
+# ...and the parameters are described with the bits they fit: logical [out, in], INT4
+dta scan --format json $(target gptq+bits-mismatch)
+"$PYTHON" -c '
+import json, sys
+d = json.load(open(sys.argv[1]))
+p = [x for x in d["inputs"][0]["quantization"]["parameters"] if x["name"] == "model.layers.0.mlp.down_proj.weight"][0]
+print(p["shape"], p["label"])' "$TMP/out" >"$TMP/p"
+[ "$(cat "$TMP/p")" = "[512, 1536] INT4 group 128 -> F16" ] && pass || fail "bits-mismatch parameter: $(cat "$TMP/p")"
 dta audit $(target deepseek-v3+block-mismatch)
 grep -q "declares weight_block_size \[64, 64\] but every scale grid fits 128x128 blocks" "$TMP/out" && pass || fail "block message: $(grep why "$TMP/out")"
 # compressed-tensors pack-quantized (the real W4A16 fixture) with num_bits 8 in its config
