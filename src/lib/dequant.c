@@ -99,6 +99,7 @@ static const dtap_dq_ops *find_ops(dta_quant_scheme s);
 static dta_status plan_ext(dtap_dq *d, const dta_quant *q, const dta_quant_param *qp,
                            const dtap_dq_ops *ops, dq_param *o, dta_error *err);
 static dta_status index_onames(dtap_dq *d, dta_error *err);
+static void drop_xcache(dtap_dq *d);
 static dta_status run_ext(dtap_dq *d, size_t pi, uint64_t first, size_t n, dta_dtype to,
                           dta_overflow_mode mode, void *dst, dta_convert_stats *stats,
                           dta_error *err);
@@ -159,7 +160,7 @@ void dtap_dq_free(dtap_dq *d)
         }
     free(d->xbuf);
     free(d->sbuf);
-    free(d->xcache);
+    drop_xcache(d);
     free(d->onames);
     for (size_t i = 0; d->fds && i < d->w->nfiles; i++)
         if (d->fds[i] >= 0)
@@ -770,6 +771,7 @@ static const dtap_dq_ops *const scheme_ops[] = {
     &dtap_dq_bnb8_ops,
     &dtap_dq_gptq_ops,
     &dtap_dq_awq_ops,
+    &dtap_dq_ct_pack_ops,
 };
 
 static void supported_list(char *buf, size_t cap)
@@ -779,6 +781,12 @@ static void supported_list(char *buf, size_t cap)
         o += (size_t)snprintf(buf + o, cap - o, "%s %s", i + 1 ==
                               sizeof scheme_ops / sizeof scheme_ops[0] ? " and" : ",",
                               dta_quant_scheme_name(scheme_ops[i]->scheme));
+}
+
+static void drop_xcache(dtap_dq *d)
+{
+    free(d->xcache);
+    d->xcache = NULL;
 }
 
 static const dtap_dq_ops *find_ops(dta_quant_scheme s)
@@ -910,8 +918,7 @@ static dta_status run_ext(dtap_dq *d, size_t pi, uint64_t first, size_t n, dta_d
     if (!d->sbuf && !(d->sbuf = malloc(DQ_MAX_ELEMS * sizeof *d->sbuf)))
         return dta_error_set(err, DTA_E_NOMEM, ENOMEM, "out of memory");
     if (d->xpar != pi) {
-        free(d->xcache);
-        d->xcache = NULL;
+        drop_xcache(d);
         d->xpar = pi;
     }
     if (n == 0)

@@ -214,7 +214,8 @@ static dta_status mx_fill(dtap_dq *d, const dtap_dq_plan *p, void **cache, uint6
     return DTA_OK;
 }
 
-const dtap_dq_ops dtap_dq_mxfp4_ops = {DTA_QS_MXFP4, mx_plan, mx_fill, free};
+const dtap_dq_ops dtap_dq_mxfp4_ops = {
+    .scheme = DTA_QS_MXFP4, .plan = mx_plan, .fill = mx_fill, .release = free};
 
 /* ---- NVFP4 (ModelOpt, compressed-tensors) ----------------------------------------------- */
 
@@ -402,6 +403,7 @@ static dta_status nv_fill(dtap_dq *d, const dtap_dq_plan *p, void **cache, uint6
     return DTA_OK;
 }
 
-const dtap_dq_ops dtap_dq_modelopt_nvfp4_ops = {DTA_QS_MODELOPT_NVFP4, modelopt_plan, nv_fill,
-                                                free};
-const dtap_dq_ops dtap_dq_ct_nvfp4_ops = {DTA_QS_CT_NVFP4, ct_plan, nv_fill, free};
+const dtap_dq_ops dtap_dq_modelopt_nvfp4_ops = {
+    .scheme = DTA_QS_MODELOPT_NVFP4, .plan = modelopt_plan, .fill = nv_fill, .release = free};
+const dtap_dq_ops dtap_dq_ct_nvfp4_ops = {
+    .scheme = DTA_QS_CT_NVFP4, .plan = ct_plan, .fill = nv_fill, .release = free};

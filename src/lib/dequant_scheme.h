@@ -52,8 +52,9 @@ typedef struct dtap_dq_ops {
     dta_status (*plan)(dtap_dq *d, const dta_quant *q, const dta_quant_param *qp,
                        dtap_dq_plan *out, dta_error *err);
     /* x and s (n floats each, n <= dtap_dq_max_elems()) of output elements
-     * [first, first + n). *cache is the module's per-run scratch: dequant.c frees it with
-     * free() when fill() is next called for another parameter, and at the end. */
+     * [first, first + n). *cache is the module's per-run scratch, one block: dequant.c
+     * frees it with free() when fill() is next called for another parameter, and at the
+     * end. */
     dta_status (*fill)(dtap_dq *d, const dtap_dq_plan *p, void **cache, uint64_t first,
                        size_t n, float *x, float *s, dta_error *err);
     void (*release)(void *state);
@@ -67,6 +68,7 @@ extern const dtap_dq_ops dtap_dq_bnb4_ops;          /* dequant_bnb.c */
 extern const dtap_dq_ops dtap_dq_bnb8_ops;          /* dequant_bnb.c */
 extern const dtap_dq_ops dtap_dq_gptq_ops;          /* dequant_gptq.c */
 extern const dtap_dq_ops dtap_dq_awq_ops;           /* dequant_gptq.c */
+extern const dtap_dq_ops dtap_dq_ct_pack_ops;       /* dequant_pack.c */
 
 /* Helpers dequant.c gives the modules. */
 const dta_model *dtap_dq_model(const dtap_dq *d);

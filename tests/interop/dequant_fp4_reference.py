@@ -324,12 +324,117 @@ def test_nvfp4(tmp, rng):
             check_out("ct nvfp4 -> " + target, src, out, want, target.upper())
 
 
+# ---- compressed-tensors pack-quantized ----------------------------------------------------------
+
+def pack_rows(u, b):
+    """unsigned fields [rows, n] -> I32 words [rows, ceil(n*b/32)], element j at bits
+    [j*b, j*b+b) of the row's little-endian word stream (shared/quant.md 3.4)."""
+    rows, n = u.shape
+    nw = (n * b + 31) // 32
+    out = np.zeros((rows, nw), np.uint64)
+    for j in range(n):
+        bit = j * b
+        out[:, bit // 32] |= u[:, j].astype(np.uint64) << np.uint64(bit % 32)
+    return (out & np.uint64(0xFFFFFFFF)).astype(np.uint32).view(np.int32)
+
+
+def ct_pack_case(rng, o, n, b, group, asym=False, gidx=False, E=None):
+    lead = (E,) if E else ()
+    lo, hi = -(1 << (b - 1)), (1 << (b - 1)) - 1
+    q = rng.integers(lo, hi + 1, lead + (o, n))
+    q.reshape(-1)[:2] = [lo, hi]  # both ends of the range
+    G = 1 if group is None else (n + group - 1) // group
+    sc = (rng.random(lead + (o, G)) * 0.02 + 1e-4).astype(np.float32)
+    sc.reshape(-1)[0] = 0.0
+    sc.reshape(-1)[1] = np.float32(1e-38)  # a subnormal BF16 scale
+    sraw = R.bf16b(sc)
+    sdec = R.decode_scale("BF16", sraw).reshape(lead + (o, G))
+    z = rng.integers(lo, hi + 1, lead + (o, G)) if asym else np.zeros(lead + (o, G), int)
+    if gidx:
+        g = (np.arange(n) // group)[rng.permutation(n)].astype(np.int32)  # act-order map
+    else:
+        g = np.minimum(np.arange(n) // (group or n), G - 1)
+    x = (q - z[..., g]).astype(np.float32)
+    y = mul(x, sdec[..., g])
+    off = 1 << (b - 1)
+    mats = [q] if not E else list(q)
+    packed = np.stack([pack_rows((m + off).astype(np.uint64), b) for m in mats])
+    packed = packed[0] if not E else packed
+    t = {"weight_packed": ("I32", packed.shape, packed.tobytes()),
+         "weight_scale": ("BF16", lead + (o, G), sraw),
+         "weight_shape": ("I64", (len(lead) + 2,), np.array(lead + (o, n), np.int64).tobytes())}
+    if asym:
+        zm = [z] if not E else list(z)
+        zp = np.stack([pack_rows((m + off).astype(np.uint64).T, b).T for m in zm])
+        zp = zp[0] if not E else zp
+        t["weight_zero_point"] = ("I32", zp.shape, np.ascontiguousarray(zp).tobytes())
+    if gidx:
+        t["weight_g_idx"] = ("I32", (n,), g.tobytes())
+    return t, y
+
+
+def ct_pack_dir(root, rng, b, group, cases, symmetric=True, actorder=None):
+    ts, want = [], {}
+    for name, (t, y) in cases.items():
+        for k, (dt, shape, raw) in t.items():
+            ts.append((name + "." + k, dt, shape, raw))
+        want[name + ".weight"] = (y.shape, y)
+    raw = R.bf16b(rng.standard_normal((8, 16)).astype(np.float32))
+    ts.append(("lm_head.weight", "BF16", (8, 16), raw))
+    want["lm_head.weight"] = plain(raw, (8, 16))
+    w = {"num_bits": b, "type": "int", "symmetric": symmetric,
+         "strategy": "group" if group else "channel", "group_size": group, "actorder": actorder}
+    qc = {"quant_method": "compressed-tensors", "format": "pack-quantized",
+          "quantization_status": "compressed", "ignore": ["lm_head"],
+          "config_groups": {"group_0": {"targets": ["Linear"], "weights": w}}}
+    write_dir(root, ts, {"model_type": "llama", "torch_dtype": "bfloat16",
+                         "quantization_config": qc})
+    return want
+
+
+def test_ct_pack(tmp, rng):
+    runs = [
+        # int4, group 32 with a ragged last group, asymmetric (zero points packed on dim 0)
+        ("w4a16-asym", 4, 32, False, None, {
+            "model.layers.0.mlp.down_proj": ct_pack_case(rng, 19, 100, 4, 32, asym=True),
+            "model.layers.0.mlp.up_proj": ct_pack_case(rng, 8, 64, 4, 32, asym=True)}),
+        # int4 symmetric with act-order g_idx
+        ("w4a16-gidx", 4, 16, True, "group", {
+            "model.layers.0.self_attn.q_proj": ct_pack_case(rng, 12, 64, 4, 16, gidx=True)}),
+        # int8 weight-only: packed 4 per int32, per channel, odd width
+        ("w8a16", 8, None, True, None, {
+            "model.layers.0.self_attn.o_proj": ct_pack_case(rng, 9, 37, 8, None)}),
+        # int2 per channel; MoE experts stacked [E, out, in] with packed zero points
+        ("w2", 2, None, True, None, {
+            "model.layers.0.mlp.gate_proj": ct_pack_case(rng, 5, 70, 2, None)}),
+        ("w4-moe", 4, 32, False, None, {
+            "model.layers.0.mlp.experts.gate_up_proj": ct_pack_case(rng, 10, 64, 4, 32,
+                                                                    asym=True, E=3)}),
+    ]
+    for label, b, group, sym, actorder, cases in runs:
+        src = os.path.join(tmp, "pack-" + label)
+        want = ct_pack_dir(src, rng, b, group, cases, sym, actorder)
+        out = src + "-bf16"
+        rc, so, se = convert(src, out, "bf16", "--verify")
+        check(rc == 0, "ct pack %s: exit %d %s" % (label, rc, se))
+        if rc == 0:
+            check_out("ct pack " + label, src, out, want)
+    # 3-bit: refused, naming it
+    src = os.path.join(tmp, "pack-w3")
+    ct_pack_dir(src, rng, 3, None, {"l.q_proj": ct_pack_case(rng, 4, 32, 3, None)})
+    out = src + "-out"
+    rc, so, se = convert(src, out)
+    check(rc == 1 and "3-bit" in se and not os.path.exists(out),
+          "ct pack 3-bit refused: exit %d %s" % (rc, se))
+
+
 def main():
     rng = np.random.default_rng(41)
     tmp = tempfile.mkdtemp(prefix="dtaudit-dequant-fp4.")
     try:
         test_mxfp4(tmp, rng)
         test_nvfp4(tmp, rng)
+        test_ct_pack(tmp, rng)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     print("%d passed, %d failed" % (R.PASSES[0], len(R.FAILS)))
