@@ -19,6 +19,7 @@
 #include "model_build.h"
 #include "src.h"
 #include "torch_graph.h"
+#include "util_sbuf.h"
 
 /* ---- names ------------------------------------------------------------------------- */
 
@@ -27,47 +28,12 @@
  * most that much (the model refuses a tensor whose name is that long). */
 #define SB_MAX ((size_t)DTA_MAX_NAME_LEN + 1)
 
-typedef struct {
-    char *p;
-    size_t n, cap;
-    bool oom, cut;
-} sbuf;
-
-static void sb_addn(sbuf *b, const char *s, size_t n)
-{
-    if (b->oom || b->cut) return;
-    if (n > SB_MAX - b->n) {
-        n = SB_MAX - b->n;
-        b->cut = true;
-    }
-    if (b->n + n + 1 > b->cap) {
-        size_t nc = b->cap ? b->cap : 128;
-        while (nc < b->n + n + 1) {
-            if (nc > SIZE_MAX / 2) {
-                b->oom = true;
-                return;
-            }
-            nc *= 2;
-        }
-        char *np = realloc(b->p, nc);
-        if (!np) {
-            b->oom = true;
-            return;
-        }
-        b->p = np;
-        b->cap = nc;
-    }
-    memcpy(b->p + b->n, s, n);
-    b->n += n;
-    b->p[b->n] = 0;
-}
-static void sb_add(sbuf *b, const char *s) { sb_addn(b, s, strlen(s)); }
 
 /* Decimal of a little-endian two's complement integer. */
-static void sb_bigint(sbuf *b, const unsigned char *le, size_t n)
+static void sb_bigint(dtap_sbuf *b, const unsigned char *le, size_t n)
 {
     if (n > 512) {
-        sb_add(b, "<big int>");
+        dtap_sbuf_add(b, "<big int>");
         return;
     }
     unsigned char mag[512];
@@ -95,85 +61,85 @@ static void sb_bigint(sbuf *b, const unsigned char *le, size_t n)
         while (len && mag[len - 1] == 0) len--;
     }
     if (!nd) dig[nd++] = '0';
-    if (neg) sb_add(b, "-");
-    for (size_t i = nd; i-- > 0;) sb_addn(b, &dig[i], 1);
+    if (neg) dtap_sbuf_add(b, "-");
+    for (size_t i = nd; i-- > 0;) dtap_sbuf_addn(b, &dig[i], 1);
 }
 
-static void sb_float(sbuf *b, double f)
+static void sb_float(dtap_sbuf *b, double f)
 {
     char tmp[64];
     if (f != f) {
-        sb_add(b, "nan");
+        dtap_sbuf_add(b, "nan");
         return;
     }
     if (f > 1.7976931348623157e308 || f < -1.7976931348623157e308) {
-        sb_add(b, f > 0 ? "inf" : "-inf");
+        dtap_sbuf_add(b, f > 0 ? "inf" : "-inf");
         return;
     }
     for (int prec = 1; prec <= 17; prec++) { /* shortest text that round-trips, like repr() */
         snprintf(tmp, sizeof tmp, "%.*g", prec, f);
         if (strtod(tmp, NULL) == f) break;
     }
-    sb_add(b, tmp);
-    if (!strpbrk(tmp, ".eninf")) sb_add(b, ".0");
+    dtap_sbuf_add(b, tmp);
+    if (!strpbrk(tmp, ".eninf")) dtap_sbuf_add(b, ".0");
 }
 
-static void sb_repr(sbuf *b, const dtap_pnode *k, bool quote, int depth)
+static void sb_repr(dtap_sbuf *b, const dtap_pnode *k, bool quote, int depth)
 {
     if (b->cut || b->oom) return;
     if (depth > 8) {
-        sb_add(b, "...");
+        dtap_sbuf_add(b, "...");
         return;
     }
     switch (k->kind) {
     case DTAP_PK_STR:
-        if (quote) sb_add(b, "'");
-        sb_addn(b, k->s, k->len);
-        if (quote) sb_add(b, "'");
+        if (quote) dtap_sbuf_add(b, "'");
+        dtap_sbuf_addn(b, k->s, k->len);
+        if (quote) dtap_sbuf_add(b, "'");
         return;
     case DTAP_PK_BYTES:
-        sb_add(b, "b'");
-        sb_addn(b, k->s, k->len);
-        sb_add(b, "'");
+        dtap_sbuf_add(b, "b'");
+        dtap_sbuf_addn(b, k->s, k->len);
+        dtap_sbuf_add(b, "'");
         return;
     case DTAP_PK_INT:
         if (k->big) sb_bigint(b, (const unsigned char *)k->s, k->len);
         else {
             char tmp[32];
             snprintf(tmp, sizeof tmp, "%" PRId64, k->i);
-            sb_add(b, tmp);
+            dtap_sbuf_add(b, tmp);
         }
         return;
-    case DTAP_PK_BOOL: sb_add(b, k->i ? "True" : "False"); return;
-    case DTAP_PK_NONE: sb_add(b, "None"); return;
+    case DTAP_PK_BOOL: dtap_sbuf_add(b, k->i ? "True" : "False"); return;
+    case DTAP_PK_NONE: dtap_sbuf_add(b, "None"); return;
     case DTAP_PK_FLOAT: sb_float(b, k->f); return;
     case DTAP_PK_GLOBAL:
-        sb_add(b, "<class '");
-        sb_add(b, k->s);
-        sb_add(b, ".");
-        sb_add(b, k->name);
-        sb_add(b, "'>");
+        dtap_sbuf_add(b, "<class '");
+        dtap_sbuf_add(b, k->s);
+        dtap_sbuf_add(b, ".");
+        dtap_sbuf_add(b, k->name);
+        dtap_sbuf_add(b, "'>");
         return;
     case DTAP_PK_TUPLE:
     case DTAP_PK_LIST:
-        sb_add(b, k->kind == DTAP_PK_TUPLE ? "(" : "[");
+        dtap_sbuf_add(b, k->kind == DTAP_PK_TUPLE ? "(" : "[");
         for (size_t i = 0; i < k->seq.n && !b->cut; i++) {
-            if (i) sb_add(b, ", ");
+            if (i) dtap_sbuf_add(b, ", ");
             sb_repr(b, k->seq.v[i], true, depth + 1);
         }
-        if (k->kind == DTAP_PK_TUPLE && k->seq.n == 1) sb_add(b, ",");
-        sb_add(b, k->kind == DTAP_PK_TUPLE ? ")" : "]");
+        if (k->kind == DTAP_PK_TUPLE && k->seq.n == 1) dtap_sbuf_add(b, ",");
+        dtap_sbuf_add(b, k->kind == DTAP_PK_TUPLE ? ")" : "]");
         return;
     default: {
         const dtap_pnode *g = dtap_pnode_callee(k);
         if (g) {
-            sb_add(b, "<");
-            sb_add(b, g->s);
-            sb_add(b, ".");
-            sb_add(b, g->name);
-            sb_add(b, " object>");
+            dtap_sbuf_add(b, "<");
+            dtap_sbuf_add(b, g->s);
+            dtap_sbuf_add(b, ".");
+            dtap_sbuf_add(b, g->name);
+            dtap_sbuf_add(b, " object>");
         } else {
-            sb_add(b, "<object>");
+            dtap_sbuf_add(b, "<object>");
         }
     }
     }
@@ -245,7 +211,7 @@ typedef struct {
     size_t file;
     dtap_storage_fn resolve;
     void *ctx;
-    sbuf name;
+    dtap_sbuf name;
     const char *root;
     uint64_t visits;
     uint64_t budget; /* visits allowed: grows with the pickle's opcodes (walk_budget) */
@@ -367,22 +333,22 @@ static dta_status numpy_array(walker *w, const dtap_pnode *n, bool *done)
         (strcmp(g->s, "numpy.core.multiarray") && strcmp(g->s, "numpy._core.multiarray")))
         return DTA_OK;
     *done = true;
-    sbuf msg = {0};
-    sb_add(&msg, "numpy array");
+    dtap_sbuf msg = {.max = SB_MAX};
+    dtap_sbuf_add(&msg, "numpy array");
     const dtap_pnode *state = n->states.n ? n->states.v[0] : NULL;
     const dtap_pnode *shape = dtap_pnode_item(state, 1), *dt = dtap_pnode_item(state, 2);
     if (dt && callee_is(dt, "numpy", "dtype")) {
         const dtap_pnode *code = dtap_pnode_item(dt->args, 0);
         const dtap_pnode *bo = dt->states.n ? dtap_pnode_item(dt->states.v[0], 1) : NULL;
-        sb_add(&msg, " ");
-        if (bo && bo->kind == DTAP_PK_STR && bo->len == 1 && bo->s[0] != '|') sb_addn(&msg, bo->s, 1);
-        if (code && code->kind == DTAP_PK_STR) sb_addn(&msg, code->s, code->len > 16 ? 16 : code->len);
+        dtap_sbuf_add(&msg, " ");
+        if (bo && bo->kind == DTAP_PK_STR && bo->len == 1 && bo->s[0] != '|') dtap_sbuf_addn(&msg, bo->s, 1);
+        if (code && code->kind == DTAP_PK_STR) dtap_sbuf_addn(&msg, code->s, code->len > 16 ? 16 : code->len);
     }
     if (shape) {
-        sb_add(&msg, " ");
+        dtap_sbuf_add(&msg, " ");
         sb_repr(&msg, shape, false, 0);
     }
-    sb_add(&msg, " inside the pickle (not a torch tensor; numpy globals need weights_only=False)");
+    dtap_sbuf_add(&msg, " inside the pickle (not a torch tensor; numpy globals need weights_only=False)");
     dta_status st = msg.oom ? dta_error_set(w->err, DTA_E_NOMEM, 0, "out of memory")
                             : dtap_model_add_note(w->m, DTA_RULE_NUMPY_ARRAY, w->name.p ? w->name.p : "",
                                                   msg.p, w->err);
@@ -393,8 +359,8 @@ static dta_status numpy_array(walker *w, const dtap_pnode *n, bool *done)
 static dta_status walk_child(walker *w, const char *comp, size_t clen, const dtap_pnode *child)
 {
     size_t save = w->name.n;
-    if (save) sb_add(&w->name, ".");
-    sb_addn(&w->name, comp, clen);
+    if (save) dtap_sbuf_add(&w->name, ".");
+    dtap_sbuf_addn(&w->name, comp, clen);
     if (w->name.oom) return dta_error_set(w->err, DTA_E_NOMEM, 0, "out of memory");
     dta_status st = walk(w, child);
     w->name.n = save;
@@ -411,7 +377,7 @@ static dta_status walk_keyed(walker *w, const dtap_pnode *key, const dtap_pnode 
             return walk(w, val);
         return walk_child(w, key->s, key->len, val);
     }
-    sbuf k = {0};
+    dtap_sbuf k = {.max = SB_MAX};
     sb_repr(&k, key, false, 0);
     if (k.oom) {
         free(k.p);
@@ -557,6 +523,7 @@ dta_status dtap_torch_walk(const dtap_pickle *pk, dta_model *m, size_t file,
 {
     walker w;
     memset(&w, 0, sizeof w);
+    w.name.max = SB_MAX;
     w.m = m;
     w.file = file;
     w.resolve = resolve;
@@ -573,8 +540,8 @@ dta_status dtap_torch_walk(const dtap_pickle *pk, dta_model *m, size_t file,
                    : ops * DTA_MAX_TORCH_WORK_PER_OP + DTA_MAX_TORCH_WORK_FREE;
     const dtap_pnode *top = dtap_pickle_root(pk);
     dta_status st = DTA_OK;
-    if (name_prefix && *name_prefix) sb_add(&w.name, name_prefix);
-    else sb_add(&w.name, "");
+    if (name_prefix && *name_prefix) dtap_sbuf_add(&w.name, name_prefix);
+    else dtap_sbuf_add(&w.name, "");
     if (w.name.oom) return dta_error_set(err, DTA_E_NOMEM, 0, "out of memory");
 
     bool split = false;
@@ -587,7 +554,7 @@ dta_status dtap_torch_walk(const dtap_pickle *pk, dta_model *m, size_t file,
     } else {
         /* training checkpoint: each top-level key holding tensors is its own root */
         for (size_t i = 0; !st && i + 1 < top->kv.n; i += 2) {
-            sbuf r = {0};
+            dtap_sbuf r = {.max = SB_MAX};
             sb_repr(&r, top->kv.v[i], false, 0);
             if (r.oom || !r.p) {
                 free(r.p);

@@ -14,66 +14,40 @@
 #include <string.h>
 
 #include "src.h"
+#include "util_sbuf.h"
 #include "write_safetensors.h"
 
-typedef struct {
-    char *p;
-    size_t n, cap;
-    bool oom;
-} buf;
 
-static void put(buf *b, const char *s, size_t n)
-{
-    if (b->oom)
-        return;
-    if (b->n + n + 1 > b->cap) {
-        size_t nc = b->cap ? b->cap : 4096;
-        while (nc < b->n + n + 1)
-            nc *= 2;
-        char *q = realloc(b->p, nc);
-        if (!q) {
-            b->oom = true;
-            return;
-        }
-        b->p = q;
-        b->cap = nc;
-    }
-    memcpy(b->p + b->n, s, n);
-    b->n += n;
-}
-
-static void puts_(buf *b, const char *s) { put(b, s, strlen(s)); }
-
-static void put_u64(buf *b, uint64_t v)
+static void put_u64(dtap_sbuf *b, uint64_t v)
 {
     char t[24];
     snprintf(t, sizeof t, "%llu", (unsigned long long)v);
-    puts_(b, t);
+    dtap_sbuf_add(b, t);
 }
 
-static void put_str(buf *b, const char *s)
+static void put_str(dtap_sbuf *b, const char *s)
 {
-    put(b, "\"", 1);
+    dtap_sbuf_addn(b, "\"", 1);
     for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
         char e[8];
         switch (*p) {
-        case '"': puts_(b, "\\\""); break;
-        case '\\': puts_(b, "\\\\"); break;
-        case '\b': puts_(b, "\\b"); break;
-        case '\f': puts_(b, "\\f"); break;
-        case '\n': puts_(b, "\\n"); break;
-        case '\r': puts_(b, "\\r"); break;
-        case '\t': puts_(b, "\\t"); break;
+        case '"': dtap_sbuf_add(b, "\\\""); break;
+        case '\\': dtap_sbuf_add(b, "\\\\"); break;
+        case '\b': dtap_sbuf_add(b, "\\b"); break;
+        case '\f': dtap_sbuf_add(b, "\\f"); break;
+        case '\n': dtap_sbuf_add(b, "\\n"); break;
+        case '\r': dtap_sbuf_add(b, "\\r"); break;
+        case '\t': dtap_sbuf_add(b, "\\t"); break;
         default:
             if (*p < 0x20) {
                 snprintf(e, sizeof e, "\\u%04x", *p);
-                puts_(b, e);
+                dtap_sbuf_add(b, e);
             } else {
-                put(b, (const char *)p, 1);
+                dtap_sbuf_addn(b, (const char *)p, 1);
             }
         }
     }
-    put(b, "\"", 1);
+    dtap_sbuf_addn(b, "\"", 1);
 }
 
 /* Strict UTF-8 (what serde_json accepts): no overlong forms, no surrogates, <= U+10FFFF. */
@@ -185,7 +159,7 @@ static int cmp_out(const void *a, const void *b)
 dta_status dtap_st_header(dtap_st_out *t, size_t n, const dta_kv *meta, size_t nmeta,
                           unsigned char **hdr, size_t *hdr_len, dta_error *err)
 {
-    buf b = {0};
+    dtap_sbuf b = {0};
     uint64_t off = 0;
     bool has_format = false;
 
@@ -201,24 +175,24 @@ dta_status dtap_st_header(dtap_st_out *t, size_t n, const dta_kv *meta, size_t n
     if (n > 1)
         qsort(t, n, sizeof *t, cmp_out);
 
-    put(&b, "\0\0\0\0\0\0\0\0{", 9);
-    put(&b, "\"__metadata__\":{", 16);
+    dtap_sbuf_addn(&b, "\0\0\0\0\0\0\0\0{", 9);
+    dtap_sbuf_addn(&b, "\"__metadata__\":{", 16);
     for (size_t i = 0; i < nmeta; i++)
         has_format |= strcmp(meta[i].key, "format") == 0;
     bool first = true;
     if (!has_format) {
-        puts_(&b, "\"format\":\"pt\"");
+        dtap_sbuf_add(&b, "\"format\":\"pt\"");
         first = false;
     }
     for (size_t i = 0; i < nmeta; i++) {
         if (!first)
-            put(&b, ",", 1);
+            dtap_sbuf_addn(&b, ",", 1);
         first = false;
         put_str(&b, meta[i].key);
-        put(&b, ":", 1);
+        dtap_sbuf_addn(&b, ":", 1);
         put_str(&b, meta[i].value);
     }
-    put(&b, "}", 1);
+    dtap_sbuf_addn(&b, "}", 1);
     for (size_t i = 0; i < n; i++) {
         uint64_t end;
         if (dtap_add_u64(off, t[i].nbytes, &end) != 0) {
@@ -226,26 +200,26 @@ dta_status dtap_st_header(dtap_st_out *t, size_t n, const dta_kv *meta, size_t n
             return dta_error_set(err, DTA_E_LIMIT, 0, "tensor data exceeds 2^64 bytes");
         }
         t[i].offset = off;
-        put(&b, ",", 1);
+        dtap_sbuf_addn(&b, ",", 1);
         put_str(&b, t[i].name);
-        puts_(&b, ":{\"dtype\":\"");
-        puts_(&b, dta_dtype_name(t[i].dtype));
-        puts_(&b, "\",\"shape\":[");
+        dtap_sbuf_add(&b, ":{\"dtype\":\"");
+        dtap_sbuf_add(&b, dta_dtype_name(t[i].dtype));
+        dtap_sbuf_add(&b, "\",\"shape\":[");
         for (int k = 0; k < t[i].rank; k++) {
             if (k)
-                put(&b, ",", 1);
+                dtap_sbuf_addn(&b, ",", 1);
             put_u64(&b, t[i].shape[k]);
         }
-        puts_(&b, "],\"data_offsets\":[");
+        dtap_sbuf_add(&b, "],\"data_offsets\":[");
         put_u64(&b, off);
-        put(&b, ",", 1);
+        dtap_sbuf_addn(&b, ",", 1);
         put_u64(&b, end);
-        puts_(&b, "]}");
+        dtap_sbuf_add(&b, "]}");
         off = end;
     }
-    put(&b, "}", 1);
+    dtap_sbuf_addn(&b, "}", 1);
     while ((b.n - 8) % 8 != 0)
-        put(&b, " ", 1);
+        dtap_sbuf_addn(&b, " ", 1);
     if (b.oom) {
         free(b.p);
         return dta_error_set(err, DTA_E_NOMEM, ENOMEM, "out of memory building the header");
