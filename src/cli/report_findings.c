@@ -126,9 +126,17 @@ static void print_fix(tctx *c, const input_result *in, const dta_finding *f, con
         shell_quote(qo, sizeof qo, outp);
         /* advice, not a "fix": JSON's fix is null for value rules (fix.c), because auditing
          * the output of --keep with the same arguments still reports the kept tensors */
-        fprintf(c->out, "      %skeep them:%s dtaudit convert --to %s --keep %s %s -o %s\n",
-                pal_dim, reset, dtype_alias(f->expected),
-                shell_quote(qg, sizeof qg, glob[0] ? glob : "*"), qp, qo);
+        /* a quantized parameter's dequantized values: convert casts no codes, so the ways
+         * on are keeping it quantized or --dequantize with a clamp or a wider target */
+        bool dq = f->values->dequantized != NULL;
+        if (dq)
+            fprintf(c->out, "      %skeep them quantized:%s dtaudit convert --to %s "
+                    "--keep-quantized %s -o %s\n", pal_dim, reset, dtype_alias(f->expected),
+                    qp, qo);
+        else
+            fprintf(c->out, "      %skeep them:%s dtaudit convert --to %s --keep %s %s -o %s\n",
+                    pal_dim, reset, dtype_alias(f->expected),
+                    shell_quote(qg, sizeof qg, glob[0] ? glob : "*"), qp, qo);
         if (glob[0] && f->dtype != DTA_DTYPE_NONE) {
             snprintf(allow, sizeof allow, "%s=%s", glob, dta_dtype_name(f->dtype));
             fprintf(c->out, "      %sthen audit the output with:%s --allow %s\n", pal_dim, reset,
@@ -137,10 +145,12 @@ static void print_fix(tctx *c, const input_result *in, const dta_finding *f, con
         /* a wider target exists for f16 (bf16's range) and bf16 (f32), not for f32 */
         char more[64] = "";
         if (f->expected != DTA_F32)
-            snprintf(more, sizeof more, "--to %s (more range)", dtype_alias(wider));
+            snprintf(more, sizeof more, "%s--to %s (more range)", dq ? "--dequantize " : "",
+                     dtype_alias(wider));
         if (f->rule_id == DTA_RULE_RANGE_OVERFLOW)
-            fprintf(c->out, "      %sor:%s --on-overflow saturate (clamp to %s's largest finite "
-                    "value)%s%s\n", pal_dim, reset, dtype_alias(f->expected),
+            fprintf(c->out, "      %sor:%s %s--on-overflow saturate (clamp to %s's largest "
+                    "finite value)%s%s\n", pal_dim, reset, dq ? "--dequantize " : "",
+                    dtype_alias(f->expected),
                     more[0] ? ", or " : "", more);
         else if (more[0])
             fprintf(c->out, "      %sor:%s %s\n", pal_dim, reset, more);

@@ -186,17 +186,6 @@ static bool is_optimizer_root(const char *name)
     return strncmp(name, "optimizer", 9) == 0;
 }
 
-static bool tensor_allowed(const dta_audit_options *o, const dta_tensor *t)
-{
-    for (size_t i = 0; o && i < o->nallow; i++) {
-        const dta_allow *a = &o->allow[i];
-        if ((a->dtype == DTA_DTYPE_NONE || a->dtype == t->dtype) &&
-            dtap_name_matches(a->glob, t->name))
-            return true;
-    }
-    return false;
-}
-
 static void count_add(dta_count *c, uint64_t numel, uint64_t nbytes)
 {
     c->tensors++;
@@ -943,7 +932,7 @@ dta_status dta_report_build(const dta_model *m, const dta_audit_options *opt, dt
     if ((st = dta_quant_analyse(m, &c.r->quant, err)) != DTA_OK)
         goto out;
     for (size_t i = 0; i < m->ntensors; i++)
-        c.allowed[i] = tensor_allowed(opt, &m->tensors[i]) ||
+        c.allowed[i] = dtap_tensor_allowed(opt, &m->tensors[i]) ||
                        dta_quant_tensor_is_quantized(c.r->quant, i);
 
     if ((st = assign_roots(&c)) != DTA_OK)

@@ -252,11 +252,15 @@ dta_status dtap_values_findings(dta_report *r, const dta_model *m, const dta_aud
         size_t root = tensor_root[i];
         if (v->skipped)
             continue;
+        /* allowed[] also marks quantized parameters (no dtype rules for their codes); their
+         * dequantized values are what convert --dequantize writes, so only --allow keeps
+         * them out of the range rules */
+        bool kept = v->dequantized ? dtap_tensor_allowed(opt, t) : allowed[i];
         for (int rule = R_NONFINITE; rule <= R_UNDERFLOW; rule++) {
             /* range rules: only what convert would convert (not optimizer roots, not
              * tensors under --allow or intended islands, not tensors already in the target) */
             if (rule != R_NONFINITE &&
-                (vals->target == DTA_DTYPE_NONE || v->target == t->dtype || allowed[i] ||
+                (vals->target == DTA_DTYPE_NONE || v->target == t->dtype || kept ||
                  (intended && intended[i]) ||
                  (root < r->nroots && !r->roots[root].analysed)))
                 continue;
