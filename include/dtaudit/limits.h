@@ -103,5 +103,7 @@
 /* A non-contiguous view is gathered in memory up to this many bytes of storage; a larger
  * one is refused (DTA_E_UNSUPPORTED). */
 #define DTA_MAX_GATHER_BYTES (64u << 20) /* man: non-contiguous views */
+/* convert --jobs: more threads than this are clamped (each holds its own buffers). */
+#define DTA_MAX_JOBS 1024u /* man: jobs */
 
 #endif

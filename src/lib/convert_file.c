@@ -60,15 +60,6 @@ static dta_status note_issue_name(dtap_job *j, const char *name, const dta_conve
     return DTA_OK;
 }
 
-static void add_stats(dta_convert_stats *a, const dta_convert_stats *b)
-{
-    a->elements += b->elements;
-    a->overflow += b->overflow;
-    a->nan += b->nan;
-    a->inf += b->inf;
-    a->underflow += b->underflow;
-}
-
 /* ---- safetensors output ---------------------------------------------------------------- */
 
 typedef struct {
@@ -143,7 +134,7 @@ static dta_status write_tensor(dtap_job *j, const tensor_ctx *c, size_t i, dtap_
     if (c->dqp[o->tag] != SIZE_MAX) {
         st = dtap_stream_dq(j, c->dqp[o->tag], sink, sctx, &cs);
         if (st == DTA_OK) {
-            add_stats(&j->res->stats, &cs);
+            dtap_stats_add(&j->res->stats, &cs);
             j->res->tensors_converted++;
             j->res->params_dequantized++;
             st = note_issue_name(j, t->name, &cs);
@@ -152,7 +143,7 @@ static dta_status write_tensor(dtap_job *j, const tensor_ctx *c, size_t i, dtap_
     }
     st = dtap_stream_tensor(j, m, t, o->dtype, sink, sctx, &cs);
     if (st == DTA_OK && o->dtype != m->storages[t->storage].dtype) {
-        add_stats(&j->res->stats, &cs);
+        dtap_stats_add(&j->res->stats, &cs);
         j->res->tensors_converted++;
         j->res->storages_converted++;
         st = note_issue(j, m, t->storage, &cs);
@@ -298,7 +289,7 @@ static dta_status write_storage(void *ctx, size_t s, dtap_zipw *z, dta_error *er
     dta_status r =
         dtap_stream_range(c->j, st->offset, st->numel, st->dtype, c->nd[s], zip_sink, z, &cs);
     if (r == DTA_OK && c->nd[s] != st->dtype) {
-        add_stats(&c->j->res->stats, &cs);
+        dtap_stats_add(&c->j->res->stats, &cs);
         c->j->res->storages_converted++;
         c->j->res->tensors_converted += st->ntensors; /* the tensors viewing s (not a scan of
                                                        * every tensor per storage: quadratic) */

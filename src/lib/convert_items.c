@@ -9,23 +9,6 @@
 
 #include "convert_shards.h"
 
-#define MAX_JOBS 1024u
-
-static unsigned cpus(void)
-{
-    long n = sysconf(_SC_NPROCESSORS_ONLN);
-    return n < 1 ? 1u : n > (long)MAX_JOBS ? MAX_JOBS : (unsigned)n;
-}
-
-static void add_stats(dta_convert_stats *a, const dta_convert_stats *b)
-{
-    a->elements += b->elements;
-    a->overflow += b->overflow;
-    a->nan += b->nan;
-    a->inf += b->inf;
-    a->underflow += b->underflow;
-}
-
 /* ---- threads inside one file -------------------------------------------------------------- */
 
 typedef struct items items;
@@ -57,7 +40,7 @@ struct items {
 
 unsigned dtap_inner_threads(const dtap_job *j, unsigned files)
 {
-    unsigned t = j->o->jobs ? j->o->jobs : cpus();
+    unsigned t = j->o->jobs ? j->o->jobs : dtap_jobs_default();
     if (j->cuda || !files)
         return 1;
     t /= files;
@@ -120,8 +103,8 @@ dta_status dtap_items_run(dtap_job *j, size_t n, unsigned threads, dtap_item_fn 
     it.n = n;
     it.fn = fn;
     it.ctx = ctx;
-    if (threads > MAX_JOBS)
-        threads = MAX_JOBS;
+    if (threads > DTA_MAX_JOBS)
+        threads = DTA_MAX_JOBS;
     if (threads > n)
         threads = n ? (unsigned)n : 1;
     it.ires = calloc(n ? n : 1, sizeof *it.ires);
@@ -181,7 +164,7 @@ dta_status dtap_items_run(dtap_job *j, size_t n, unsigned threads, dtap_item_fn 
         r->storages_converted += s->storages_converted;
         r->bytes_in += s->bytes_in;
         r->bytes_out += s->bytes_out;
-        add_stats(&r->stats, &s->stats);
+        dtap_stats_add(&r->stats, &s->stats);
         r->params_dequantized += s->params_dequantized;
         if (s->nissues) {
             dta_convert_issue *v = realloc(r->issues, (r->nissues + s->nissues) * sizeof *v);

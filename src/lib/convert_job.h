@@ -13,6 +13,26 @@
 
 #include "dtaudit/convert.h"
 #include "convert_auto.h"
+#include "dtaudit/limits.h"
+
+#include <unistd.h>
+
+/* One merge of conversion statistics (per tensor into a file, per file or thread into the job). */
+static inline void dtap_stats_add(dta_convert_stats *a, const dta_convert_stats *b)
+{
+    a->elements += b->elements;
+    a->overflow += b->overflow;
+    a->nan += b->nan;
+    a->inf += b->inf;
+    a->underflow += b->underflow;
+}
+
+/* --jobs' default: the online CPUs, at least 1, at most DTA_MAX_JOBS. */
+static inline unsigned dtap_jobs_default(void)
+{
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    return n < 1 ? 1u : n > (long)DTA_MAX_JOBS ? DTA_MAX_JOBS : (unsigned)n;
+}
 #include "dequant.h"
 #include "publish.h"
 

@@ -38,8 +38,6 @@
 #include "dtaudit/version.h"
 #include "util_io.h"
 
-#define MAX_JOBS 1024u
-
 /* ---- parts -------------------------------------------------------------------------------- */
 
 typedef struct {
@@ -150,15 +148,6 @@ static bool read_record(const char *stage, size_t i, uint64_t *bytes)
         return false;
     *bytes = v;
     return true;
-}
-
-static void add_stats(dta_convert_stats *a, const dta_convert_stats *b)
-{
-    a->elements += b->elements;
-    a->overflow += b->overflow;
-    a->nan += b->nan;
-    a->inf += b->inf;
-    a->underflow += b->underflow;
 }
 
 /* ---- the thread pool ----------------------------------------------------------------------- */
@@ -334,12 +323,6 @@ static void *worker_main(void *arg)
     return NULL;
 }
 
-static unsigned cpus(void)
-{
-    long n = sysconf(_SC_NPROCESSORS_ONLN);
-    return n < 1 ? 1u : n > (long)MAX_JOBS ? MAX_JOBS : (unsigned)n;
-}
-
 static void worker_free(worker *w)
 {
     free(w->j.in);
@@ -392,9 +375,9 @@ dta_status dtap_shards_run(dtap_job *j, const dta_model *m, const char *const *r
     size_t todo = 0;
     for (size_t i = 0; i < m->nfiles; i++)
         todo += is_mine(&sh, i);
-    unsigned nw = j->o->jobs ? j->o->jobs : cpus();
-    if (nw > MAX_JOBS)
-        nw = MAX_JOBS;
+    unsigned nw = j->o->jobs ? j->o->jobs : dtap_jobs_default();
+    if (nw > DTA_MAX_JOBS)
+        nw = DTA_MAX_JOBS;
     if (j->cuda || mode == DTAP_SHARDS_LINK)
         nw = 1;
     if (nw > todo)
@@ -467,7 +450,7 @@ dta_status dtap_shards_run(dtap_job *j, const dta_model *m, const char *const *r
         r->storages_converted += s->storages_converted;
         r->bytes_in += s->bytes_in;
         r->bytes_out += s->bytes_out;
-        add_stats(&r->stats, &s->stats);
+        dtap_stats_add(&r->stats, &s->stats);
         r->params_dequantized += s->params_dequantized;
         r->companions_dropped += s->companions_dropped;
         if (is_mine(&sh, i) && mode != DTAP_SHARDS_LINK)
