@@ -179,8 +179,6 @@ void dtap_dq_free(dtap_dq *d)
 
 /* ---- the plan --------------------------------------------------------------------------- */
 
-static uint64_t cdiv(uint64_t a, uint64_t b) { return b ? a / b + (a % b != 0) : 0; }
-
 static size_t comp(const dta_quant *q, const dta_quant_param *p, dta_quant_role r)
 {
     for (size_t i = 0; i < p->ntensors; i++)
@@ -302,8 +300,8 @@ static dta_status plan_param(const dtap_dq *d, const dta_quant *q, const dta_qua
         if (t->rank >= 2 && s->rank == t->rank) {
             o->out = t->shape[t->rank - 2];
             o->mats = o->out ? rows / o->out : 0;
-            ok = s->shape[s->rank - 2] == cdiv(o->out, o->bm) &&
-                 s->shape[s->rank - 1] == cdiv(o->in, o->bn);
+            ok = s->shape[s->rank - 2] == dtap_cdiv(o->out, o->bm) &&
+                 s->shape[s->rank - 1] == dtap_cdiv(o->in, o->bn);
             for (int k = 0; ok && k < t->rank - 2; k++)
                 ok = s->shape[k] == t->shape[k];
         }
@@ -326,19 +324,19 @@ static dta_status plan_param(const dtap_dq *d, const dta_quant *q, const dta_qua
         } else if (s->rank == 2 && q->block[0] && q->block[1]) { /* block grid */
             o->bm = q->block[0];
             o->bn = q->block[1];
-            ok = sr == cdiv(rows, o->bm) && sc == cdiv(o->in, o->bn);
+            ok = sr == dtap_cdiv(rows, o->bm) && sc == dtap_cdiv(o->in, o->bn);
         } else if (s->rank == 2 && q->group && sr == rows) { /* groups along the input */
             o->bm = 1;
             o->bn = q->group;
-            ok = sc == cdiv(o->in, o->bn);
+            ok = sc == dtap_cdiv(o->in, o->bn);
         }
     }
     if (!ok || !o->bm || !o->bn)
         return refuse(err, "dequantize: the scale of '%.200s' does not fit its codes as a "
                       "per-tensor, per-row, group or block scale (%s); nothing written",
                       qp->name, what);
-    o->gr = cdiv(o->out, o->bm);
-    o->gc = cdiv(o->in, o->bn);
+    o->gr = dtap_cdiv(o->out, o->bm);
+    o->gc = dtap_cdiv(o->in, o->bn);
     if (o->gc > DQ_MAX_SCALE_ROW)
         return refuse(err, "dequantize: the scale grid of '%.200s' has rows of more than "
                       "4194304 entries%s; nothing written", qp->name, "");

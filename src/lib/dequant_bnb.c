@@ -61,22 +61,6 @@ typedef struct {
     uint64_t in, out;
 } bnb8;
 
-static float f32_of(uint32_t b)
-{
-    float f;
-    memcpy(&f, &b, 4);
-    return f;
-}
-
-static uint32_t bits_of(float f)
-{
-    uint32_t b;
-    memcpy(&b, &f, 4);
-    return b;
-}
-
-static uint64_t cdiv(uint64_t a, uint64_t b) { return a / b + (a % b != 0); }
-
 /* The per-run cache: one block (dequant.c frees it with free()), at least `need` bytes. */
 typedef struct {
     size_t cap;
@@ -110,14 +94,14 @@ static dta_status read_f32s(dtap_dq *d, size_t ti, uint64_t first, size_t n, flo
     if (st != DTA_OK || es == 4) {
         for (size_t k = 0; st == DTA_OK && k < n; k++) {
             const unsigned char *b = raw + 4 * k;
-            out[k] = f32_of((uint32_t)b[0] | (uint32_t)b[1] << 8 | (uint32_t)b[2] << 16 |
+            out[k] = dtap_f32_of((uint32_t)b[0] | (uint32_t)b[1] << 8 | (uint32_t)b[2] << 16 |
                             (uint32_t)b[3] << 24);
         }
         return st;
     }
     for (size_t k = n; k-- > 0;) {
         uint32_t c = (uint32_t)raw[2 * k] | (uint32_t)raw[2 * k + 1] << 8;
-        out[k] = f32_of(dtab_decode(t->dtype, c));
+        out[k] = dtap_f32_of(dtab_decode(t->dtype, c));
     }
     return DTA_OK;
 }
@@ -242,16 +226,16 @@ static dta_status bnb4_plan(dtap_dq *d, const dta_quant *q, const dta_quant_para
         numel *= pl->shape[k];
     }
     pl->numel = x->numel = numel;
-    x->nblocks = cdiv(numel, x->bs);
+    x->nblocks = dtap_cdiv(numel, x->bs);
     x->weight = qp->weight;
     x->absmax = ai;
     const dta_tensor *W = &w->tensors[qp->weight], *A = &w->tensors[ai], *M = &w->tensors[mi];
     uint64_t wb;
     /* a quant_storage wider than a byte may round the packed bytes up to its size */
-    if (!dta_dtype_nbytes(W->dtype, W->numel, &wb) || wb < cdiv(numel, 2) ||
-        wb - cdiv(numel, 2) >= dta_dtype_elem_size(W->dtype))
+    if (!dta_dtype_nbytes(W->dtype, W->numel, &wb) || wb < dtap_cdiv(numel, 2) ||
+        wb - dtap_cdiv(numel, 2) >= dta_dtype_elem_size(W->dtype))
         snprintf(why, sizeof why, "holds %llu packed bytes, not the %llu its quant_state shape "
-                 "needs", (unsigned long long)W->nbytes, (unsigned long long)cdiv(numel, 2));
+                 "needs", (unsigned long long)W->nbytes, (unsigned long long)dtap_cdiv(numel, 2));
     else if (A->numel != x->nblocks)
         snprintf(why, sizeof why, "has %llu absmax values, not ceil(%llu / %llu) = %llu",
                  (unsigned long long)A->numel, (unsigned long long)numel,
@@ -283,7 +267,7 @@ static dta_status bnb4_plan(dtap_dq *d, const dta_quant *q, const dta_quant_para
         x->nabs = nai;
         x->nmap = nmi;
         const dta_tensor *NA = &w->tensors[nai], *NM = &w->tensors[nmi];
-        if (NA->dtype != DTA_F32 || NA->numel != cdiv(x->nblocks, x->nbs))
+        if (NA->dtype != DTA_F32 || NA->numel != dtap_cdiv(x->nblocks, x->nbs))
             snprintf(why, sizeof why, "has a nested_absmax that is not F32 [ceil(%llu / %llu)]",
                      (unsigned long long)x->nblocks, (unsigned long long)x->nbs);
         else if (NM->dtype != DTA_F32 || NM->numel != 256)
@@ -301,14 +285,14 @@ static dta_status bnb4_plan(dtap_dq *d, const dta_quant *q, const dta_quant_para
         return st;
     const uint32_t *tab = x->fp4 ? FP4 : NF4;
     for (int c = 0; c < 16; c++) {
-        uint32_t b = bits_of(qm[c]);
+        uint32_t b = dtap_bits_of(qm[c]);
         bool zero = (tab[c] & 0x7FFFFFFFu) == 0;
         if (b != tab[c] && !(zero && (b & 0x7FFFFFFFu) == 0))
             return refuse(err, name, x->fp4 ? "has a quant_map that is not bitsandbytes' fp4 "
                                               "table"
                                             : "has a quant_map that is not bitsandbytes' nf4 "
                                               "table");
-        x->lut[c] = f32_of(tab[c]);
+        x->lut[c] = dtap_f32_of(tab[c]);
     }
     if (pl->mid == DTA_F32)
         pl->mid = DTA_BOOL; /* no intermediate rounding */
@@ -452,8 +436,8 @@ static dta_status bnb8_values(dtap_dq *d, const dtap_dq_plan *pl, void **cache,
     for (size_t j = 0; j < n; j++) {
         float s = scb[(first + j) / x->in - r0], q = (float)codes[j];
         volatile float p = q * s; /* two f32 roundings: q * SCB, then * f32(1/127) */
-        v[j] = bits_of(p * inv127);
-        fl[j] = (uint8_t)(((bits_of(s) & 0x7F800000u) == 0x7F800000u ? DTAP_DQF_NONFINITE : 0) |
+        v[j] = dtap_bits_of(p * inv127);
+        fl[j] = (uint8_t)(((dtap_bits_of(s) & 0x7F800000u) == 0x7F800000u ? DTAP_DQF_NONFINITE : 0) |
                           (q != 0.0f && s != 0.0f ? DTAP_DQF_NONZERO : 0));
     }
     return DTA_OK;

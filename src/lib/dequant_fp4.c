@@ -35,19 +35,10 @@
 static const float e2m1[16] = {0.0f,  0.5f,  1.0f,  1.5f,  2.0f,  3.0f,  4.0f,  6.0f,
                                -0.0f, -0.5f, -1.0f, -1.5f, -2.0f, -3.0f, -4.0f, -6.0f};
 
-static uint64_t cdiv(uint64_t a, uint64_t b) { return b ? a / b + (a % b != 0) : 0; }
-
-static float f32_of(uint32_t b)
-{
-    float f;
-    memcpy(&f, &b, 4);
-    return f;
-}
-
 /* 2^(u - 127) exactly; 255 is NaN */
 static float e8m0(uint8_t u)
 {
-    return f32_of(u == 255 ? 0x7FC00000u : u ? (uint32_t)u << 23 : 0x00400000u);
+    return dtap_f32_of(u == 255 ? 0x7FC00000u : u ? (uint32_t)u << 23 : 0x00400000u);
 }
 
 static dta_status refuse(dta_error *err, const char *name, const char *why)
@@ -232,7 +223,7 @@ static dta_status read_f32_scalar(dtap_dq *d, size_t ti, float *v, dta_error *er
     unsigned char b[4];
     dta_status st = dtap_dq_read(d, ti, 0, 4, b, err);
     if (st == DTA_OK)
-        *v = f32_of((uint32_t)b[0] | (uint32_t)b[1] << 8 | (uint32_t)b[2] << 16 |
+        *v = dtap_f32_of((uint32_t)b[0] | (uint32_t)b[1] << 8 | (uint32_t)b[2] << 16 |
                     (uint32_t)b[3] << 24);
     return st;
 }
@@ -307,11 +298,11 @@ static dta_status nv_plan_common(dtap_dq *d, const dta_quant *q, const dta_quant
         dta_status st = read_shape2(d, shi, v, err);
         if (st != DTA_OK)
             return st;
-        if (v[0] != out || cdiv(v[1], 2) != cols)
+        if (v[0] != out || dtap_cdiv(v[1], 2) != cols)
             return refuse(err, qp->name, "its weight_shape does not fit the packed codes");
         in = v[1];
     }
-    uint64_t gc = cdiv(in, 16);
+    uint64_t gc = dtap_cdiv(in, 16);
     if (s->rank != 2 || s->shape[0] != out || s->shape[1] != gc)
         return refuse(err, qp->name, "NVFP4 block scales that are not [out, ceil(in/16)]");
     nv_state *st = malloc(sizeof *st);
@@ -390,7 +381,7 @@ static dta_status nv_fill(dtap_dq *d, const dtap_dq_plan *p, void **cache, uint6
         unsigned char byte = buf[cb];
         x[k] = e2m1[i & 1 ? byte >> 4 : byte & 15];
         if (sb != sc_at) {
-            float bs = f32_of(dtab_f8_to_f32(DTA_F8_E4M3, buf[nc + sb]));
+            float bs = dtap_f32_of(dtab_f8_to_f32(DTA_F8_E4M3, buf[nc + sb]));
             sc = m->ct ? bs / m->global : bs * m->global;
             sc_at = sb;
         }

@@ -49,7 +49,6 @@ typedef struct {
     max_align_t align[];
 } gq_cache;
 
-static uint64_t cdiv(uint64_t a, uint64_t b) { return a / b + (a % b != 0); }
 static size_t al16(size_t n) { return (n + 15) & ~(size_t)15; }
 
 static const unsigned AWQ_SLOT[8] = {0, 4, 1, 5, 2, 6, 3, 7};
@@ -182,7 +181,7 @@ static dta_status plan(dtap_dq *d, const dta_quant *q, const dta_quant_param *qp
     } else {
         if (!b) /* no config: the bits the qzeros width gives */
             for (unsigned c = 2; c <= 8 && !b; c++)
-                if ((c == 2 || c == 3 || c == 4 || c == 8) && Z->shape[1] == cdiv(W->shape[1] * c, 32) &&
+                if ((c == 2 || c == 3 || c == 4 || c == 8) && Z->shape[1] == dtap_cdiv(W->shape[1] * c, 32) &&
                     (W->shape[0] * 32) % c == 0)
                     b = c;
         if (b != 2 && b != 3 && b != 4 && b != 8)
@@ -219,7 +218,7 @@ static dta_status plan(dtap_dq *d, const dta_quant *q, const dta_quant_param *qp
      * say; g_idx, when present, decides per input */
     uint64_t gs = q->group;
     if (gi == SIZE_MAX) {
-        if (gs && cdiv(x->in, gs) != x->G && !(x->G == 1 && gs >= x->in))
+        if (gs && dtap_cdiv(x->in, gs) != x->G && !(x->G == 1 && gs >= x->in))
             snprintf(why, sizeof why, "has %llu scale rows, not ceil(%llu / group_size %llu)",
                      (unsigned long long)x->G, (unsigned long long)x->in,
                      (unsigned long long)gs);

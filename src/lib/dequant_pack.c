@@ -64,8 +64,6 @@ static unsigned char *pk_scratch(void **cache, size_t need)
     return c->data + head;
 }
 
-static uint64_t cdiv(uint64_t a, uint64_t b) { return b ? a / b + (a % b != 0) : 0; }
-
 static dta_status refuse(dta_error *err, const char *name, const char *why)
 {
     return dta_error_set(err, DTA_E_REFUSED, 0, "dequantize: '%.200s': %s; nothing written",
@@ -151,10 +149,10 @@ static dta_status pk_plan(dtap_dq *d, const dta_quant *q, const dta_quant_param 
     m->in = v[c->rank - 1];
     m->cols = c->shape[c->rank - 1];
     m->sdt = s->dtype;
-    m->zrows = cdiv(m->out * b, 32);
+    m->zrows = dtap_cdiv(m->out * b, 32);
     const char *bad = NULL;
     if ((c->rank == 3 && c->shape[0] != m->mats) || c->shape[c->rank - 2] != m->out ||
-        m->cols != cdiv(m->in * b, 32))
+        m->cols != dtap_cdiv(m->in * b, 32))
         bad = "its weight_shape does not fit the packed codes";
     else if (s->numel == 1) {
         m->per_tensor = true;
@@ -166,7 +164,7 @@ static dta_status pk_plan(dtap_dq *d, const dta_quant *q, const dta_quant_param 
         m->groups = lead ? s->shape[s->rank - 1] : 0;
         if (m->groups == 1)
             m->group = m->in ? m->in : 1;
-        else if (m->groups > 1 && q->group && m->groups == cdiv(m->in, q->group))
+        else if (m->groups > 1 && q->group && m->groups == dtap_cdiv(m->in, q->group))
             m->group = q->group;
         else if (m->groups > 1 && !q->group && m->in % m->groups == 0)
             m->group = m->in / m->groups;

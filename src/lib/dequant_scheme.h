@@ -19,8 +19,27 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <string.h>
+
 #include "dequant.h"
 #include "dtaudit/quant.h"
+
+/* Small helpers every scheme module uses. */
+static inline uint64_t dtap_cdiv(uint64_t a, uint64_t b) { return b ? a / b + (a % b != 0) : 0; }
+
+static inline float dtap_f32_of(uint32_t b)
+{
+    float f;
+    memcpy(&f, &b, 4);
+    return f;
+}
+
+static inline uint32_t dtap_bits_of(float f)
+{
+    uint32_t b;
+    memcpy(&b, &f, 4);
+    return b;
+}
 
 /* What plan() fills in for one parameter. */
 typedef struct dtap_dq_plan {
