@@ -20,7 +20,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include <cjson/cJSON.h>
 
@@ -64,7 +63,7 @@ struct dtap_dq {
     size_t np;
     dq_name *names;            /* sorted by name */
     size_t nnames;
-    int *fds;                  /* per file of w, opened lazily */
+    dtap_dq_src *src;          /* the files (dequant_src.c) */
     unsigned char *codes;      /* DQ_MAX_ELEMS code bytes */
     unsigned char *sraw;       /* raw scale bytes of the window */
     float *sdec;               /* decoded window */
@@ -95,7 +94,6 @@ struct dtap_dq {
 size_t dtap_dq_max_elems(void) { return DQ_MAX_ELEMS; }
 
 /* scheme modules (dequant_scheme.h), defined at the end of this file */
-static const dtap_dq_ops *find_ops(dta_quant_scheme s);
 static dta_status plan_ext(dtap_dq *d, const dta_quant *q, const dta_quant_param *qp,
                            const dtap_dq_ops *ops, dq_param *o, dta_error *err);
 static dta_status index_onames(dtap_dq *d, dta_error *err);
@@ -162,10 +160,7 @@ void dtap_dq_free(dtap_dq *d)
     free(d->sbuf);
     drop_xcache(d);
     free(d->onames);
-    for (size_t i = 0; d->fds && i < d->w->nfiles; i++)
-        if (d->fds[i] >= 0)
-            close(d->fds[i]);
-    free(d->fds);
+    dtap_dq_src_free(d->src);
     free(d->p);
     free(d->names);
     free(d->codes);
@@ -179,14 +174,6 @@ void dtap_dq_free(dtap_dq *d)
 
 /* ---- the plan --------------------------------------------------------------------------- */
 
-static size_t comp(const dta_quant *q, const dta_quant_param *p, dta_quant_role r)
-{
-    for (size_t i = 0; i < p->ntensors; i++)
-        if (q->tensor_role[p->tensors[i]] == r)
-            return p->tensors[i];
-    return SIZE_MAX;
-}
-
 static bool supported_scheme(dta_quant_scheme s)
 {
     return s == DTA_QS_FP8_BLOCK || s == DTA_QS_FP8 || s == DTA_QS_FBGEMM_FP8 ||
@@ -197,12 +184,6 @@ static const char *SUPPORTED =
     "dtaudit dequantizes fp8-block, fp8, fbgemm-fp8, modelopt-fp8, compressed-tensors-float, "
     "compressed-tensors-int (symmetric)";
 static void supported_list(char *buf, size_t cap); /* SUPPORTED and the scheme modules' */
-
-static bool stored_plain(const dta_model *w, const dta_tensor *t)
-{
-    return t->storage != SIZE_MAX && !t->meta && t->stride == NULL &&
-           w->storages[t->storage].offset != UINT64_MAX;
-}
 
 static dta_status refuse(dta_error *err, const char *fmt, const char *a, const char *b)
 {
@@ -264,16 +245,18 @@ static dta_status plan_param(const dtap_dq *d, const dta_quant *q, const dta_qua
     if (!(fp8 || (qp->scheme == DTA_QS_CT_INT && t->dtype == DTA_I8)))
         return refuse(err, "dequantize: '%.200s' holds %s codes, which its scheme does not "
                       "store; nothing written", qp->name, dta_dtype_name(t->dtype));
-    if (comp(q, qp, DTA_QR_ZERO_POINT) != SIZE_MAX || comp(q, qp, DTA_QR_G_IDX) != SIZE_MAX ||
-        comp(q, qp, DTA_QR_GLOBAL_SCALE) != SIZE_MAX)
+    if (dtap_dq_comp(q, qp, DTA_QR_ZERO_POINT) != SIZE_MAX ||
+        dtap_dq_comp(q, qp, DTA_QR_G_IDX) != SIZE_MAX ||
+        dtap_dq_comp(q, qp, DTA_QR_GLOBAL_SCALE) != SIZE_MAX)
         return refuse(err, "dequantize: '%.200s' has a zero point, g_idx or global scale, "
                       "which dtaudit does not apply for %s; nothing written", qp->name, what);
-    size_t si = comp(q, qp, qp->scheme == DTA_QS_FP8_BLOCK ? DTA_QR_SCALE_INV : DTA_QR_SCALE);
+    size_t si = dtap_dq_comp(q, qp, qp->scheme == DTA_QS_FP8_BLOCK ? DTA_QR_SCALE_INV
+                                                                   : DTA_QR_SCALE);
     if (si == SIZE_MAX)
         return refuse(err, "dequantize: '%.200s' has no scale (%s); nothing written", qp->name,
                       what);
     const dta_tensor *s = &w->tensors[si];
-    if (!stored_plain(w, t) || !stored_plain(w, s))
+    if (!dtap_dq_stored_plain(d->src, qp->weight) || !dtap_dq_stored_plain(d->src, si))
         return refuse(err, "dequantize: '%.200s' or its scale is not a plain stored tensor "
                       "(%s); nothing written", qp->name, "a safetensors input is needed");
     o->scale = si;
@@ -373,14 +356,13 @@ dta_status dtap_dq_open(const dta_model *w, dtap_dq **out, dta_error *err)
     d->ppar = SIZE_MAX;
     d->p = calloc(q->nparams ? q->nparams : 1, sizeof *d->p);
     d->names = calloc(w->ntensors ? w->ntensors : 1, sizeof *d->names);
-    d->fds = malloc((w->nfiles ? w->nfiles : 1) * sizeof *d->fds);
     size_t *pmap = malloc((q->nparams ? q->nparams : 1) * sizeof *pmap);
-    if (!d->p || !d->names || !d->fds || !pmap) {
+    if (!d->p || !d->names || !pmap) {
         st = dta_error_set(err, DTA_E_NOMEM, ENOMEM, "out of memory");
         goto fail;
     }
-    for (size_t i = 0; i < w->nfiles; i++)
-        d->fds[i] = -1;
+    if ((st = dtap_dq_src_new(w, &d->src, err)) != DTA_OK)
+        goto fail;
     if ((st = config_refusals(w, err)) != DTA_OK)
         goto fail;
     for (size_t i = 0; i < q->nparams; i++) {
@@ -401,7 +383,7 @@ dta_status dtap_dq_open(const dta_model *w, dtap_dq **out, dta_error *err)
             }
             continue;
         }
-        const dtap_dq_ops *ops = find_ops(qp->scheme);
+        const dtap_dq_ops *ops = dtap_dq_find_ops(qp->scheme);
         if ((st = ops ? plan_ext(d, q, qp, ops, &d->p[d->np], err)
                       : plan_param(d, q, qp, &d->p[d->np], err)) != DTA_OK) {
             goto fail;
@@ -456,15 +438,7 @@ fail:
 static dta_status read_tensor(dtap_dq *d, const dta_tensor *t, uint64_t off, size_t n, void *buf,
                               dta_error *err)
 {
-    const dta_model *w = d->w;
-    const char *path = w->files[t->file].path;
-    if (d->fds[t->file] < 0 && (d->fds[t->file] = dtap_open_regular(path, NULL, err)) < 0) {
-        dta_error_prefix(err, path);
-        return err ? err->code : DTA_E_IO;
-    }
-    const dta_storage *s = &w->storages[t->storage];
-    uint64_t es = dta_dtype_elem_size(t->dtype);
-    return dtap_pread_all(d->fds[t->file], buf, n, s->offset + t->storage_offset * es + off, path, NULL, err);
+    return dtap_dq_read_tensor(d->src, t, off, n, buf, err);
 }
 
 /* Decoded scale entries [e, ...) of parameter pi's grid into the window; at least
@@ -760,57 +734,19 @@ dta_status dtap_dq_run(dtap_dq *d, size_t pi, uint64_t first, size_t n, dta_dtyp
 
 /* ---- scheme modules (dequant_scheme.h) -------------------------------------------------- */
 
-/* The registered modules: one line each. */
-static const dtap_dq_ops *const scheme_ops[] = {
-    &dtap_dq_mxfp4_ops,
-    &dtap_dq_modelopt_nvfp4_ops,
-    &dtap_dq_ct_nvfp4_ops,
-    &dtap_dq_bnb4_ops,
-    &dtap_dq_bnb8_ops,
-    &dtap_dq_gptq_ops,
-    &dtap_dq_awq_ops,
-    &dtap_dq_ct_pack_ops,
-};
-
 static void supported_list(char *buf, size_t cap)
 {
     size_t o = (size_t)snprintf(buf, cap, "%s", SUPPORTED);
-    for (size_t i = 0; i < sizeof scheme_ops / sizeof scheme_ops[0] && o < cap; i++)
-        o += (size_t)snprintf(buf + o, cap - o, "%s %s", i + 1 ==
-                              sizeof scheme_ops / sizeof scheme_ops[0] ? " and" : ",",
-                              dta_quant_scheme_name(scheme_ops[i]->scheme));
+    size_t nops = dtap_dq_nops();
+    for (size_t i = 0; i < nops && o < cap; i++)
+        o += (size_t)snprintf(buf + o, cap - o, "%s %s", i + 1 == nops ? " and" : ",",
+                              dta_quant_scheme_name(dtap_dq_ops_at(i)->scheme));
 }
 
 static void drop_xcache(dtap_dq *d)
 {
     free(d->xcache);
     d->xcache = NULL;
-}
-
-static const dtap_dq_ops *find_ops(dta_quant_scheme s)
-{
-    for (size_t i = 0; i < sizeof scheme_ops / sizeof scheme_ops[0]; i++)
-        if (scheme_ops[i]->scheme == s)
-            return scheme_ops[i];
-    return NULL;
-}
-
-const dta_model *dtap_dq_model(const dtap_dq *d) { return d->w; }
-
-dta_status dtap_dq_read(dtap_dq *d, size_t ti, uint64_t off, size_t n, void *buf,
-                        dta_error *err)
-{
-    return read_tensor(d, &d->w->tensors[ti], off, n, buf, err);
-}
-
-size_t dtap_dq_comp(const dta_quant *q, const dta_quant_param *p, dta_quant_role r)
-{
-    return comp(q, p, r);
-}
-
-bool dtap_dq_stored_plain(const dtap_dq *d, size_t ti)
-{
-    return stored_plain(d->w, &d->w->tensors[ti]);
 }
 
 const char *dtap_dq_out_name(const dtap_dq *d, size_t p)
@@ -845,7 +781,7 @@ static dta_status plan_ext(dtap_dq *d, const dta_quant *q, const dta_quant_param
     dtap_dq_plan xp;
     memset(&xp, 0, sizeof xp);
     xp.scale = SIZE_MAX;
-    dta_status st = ops->plan(d, q, qp, &xp, err);
+    dta_status st = ops->plan(d->src, q, qp, &xp, err);
     if (st == DTA_OK && (xp.scale == SIZE_MAX || xp.rank < 1 || xp.rank > DTA_MAX_RANK))
         st = dta_error_set(err, DTA_E_ARG, 0, "dequantize: bad plan for '%.200s'",
                            qp->name);
@@ -925,8 +861,9 @@ static dta_status run_ext(dtap_dq *d, size_t pi, uint64_t first, size_t n, dta_d
     uint32_t *vb = (uint32_t *)(void *)d->xbuf;
     uint8_t *fl = (uint8_t *)d->sbuf;
     dta_status st = p->xp.values
-                        ? p->xp.values(d, &p->xp, &d->xcache, first, n, vb, fl, err)
-                        : p->ops->fill(d, &p->xp, &d->xcache, first, n, d->xbuf, d->sbuf, err);
+                        ? p->xp.values(d->src, &p->xp, &d->xcache, first, n, vb, fl, err)
+                        : p->ops->fill(d->src, &p->xp, &d->xcache, first, n, d->xbuf, d->sbuf,
+                                       err);
     if (st != DTA_OK)
         return st;
     dta_dtype mid = p->xp.mid == DTA_BF16 || p->xp.mid == DTA_F16 ? p->xp.mid : DTA_BOOL;

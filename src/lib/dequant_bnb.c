@@ -84,7 +84,7 @@ static unsigned char *cache_get(void **cache, size_t need)
 static size_t al16(size_t n) { return (n + 15) & ~(size_t)15; }
 
 /* Scale-like values [first, first + n) of tensor ti (F32, F16, BF16) as f32. */
-static dta_status read_f32s(dtap_dq *d, size_t ti, uint64_t first, size_t n, float *out,
+static dta_status read_f32s(dtap_dq_src *d, size_t ti, uint64_t first, size_t n, float *out,
                             dta_error *err)
 {
     const dta_tensor *t = &dtap_dq_model(d)->tensors[ti];
@@ -145,7 +145,7 @@ static dta_dtype torch_dtype(const char *s)
          : !strcmp(s, "float32") ? DTA_F32 : DTA_DTYPE_NONE;
 }
 
-static dta_status bnb4_plan(dtap_dq *d, const dta_quant *q, const dta_quant_param *qp,
+static dta_status bnb4_plan(dtap_dq_src *d, const dta_quant *q, const dta_quant_param *qp,
                             dtap_dq_plan *pl, dta_error *err)
 {
     const dta_model *w = dtap_dq_model(d);
@@ -300,7 +300,7 @@ static dta_status bnb4_plan(dtap_dq *d, const dta_quant *q, const dta_quant_para
     return DTA_OK;
 }
 
-static dta_status bnb4_fill(dtap_dq *d, const dtap_dq_plan *pl, void **cache, uint64_t first,
+static dta_status bnb4_fill(dtap_dq_src *d, const dtap_dq_plan *pl, void **cache, uint64_t first,
                             size_t n, float *xv, float *sv, dta_error *err)
 {
     const bnb4 *x = pl->state;
@@ -344,11 +344,11 @@ static dta_status bnb4_fill(dtap_dq *d, const dtap_dq_plan *pl, void **cache, ui
     return DTA_OK;
 }
 
-static dta_status bnb8_values(dtap_dq *d, const dtap_dq_plan *pl, void **cache,
+static dta_status bnb8_values(dtap_dq_src *d, const dtap_dq_plan *pl, void **cache,
                               uint64_t first, size_t n, uint32_t *v, uint8_t *fl,
                               dta_error *err);
 
-static dta_status bnb8_plan(dtap_dq *d, const dta_quant *q, const dta_quant_param *qp,
+static dta_status bnb8_plan(dtap_dq_src *d, const dta_quant *q, const dta_quant_param *qp,
                             dtap_dq_plan *pl, dta_error *err)
 {
     const dta_model *w = dtap_dq_model(d);
@@ -413,7 +413,7 @@ static dta_status bnb8_plan(dtap_dq *d, const dta_quant *q, const dta_quant_para
     return DTA_OK;
 }
 
-static dta_status bnb8_values(dtap_dq *d, const dtap_dq_plan *pl, void **cache,
+static dta_status bnb8_values(dtap_dq_src *d, const dtap_dq_plan *pl, void **cache,
                               uint64_t first, size_t n, uint32_t *v, uint8_t *fl,
                               dta_error *err)
 {

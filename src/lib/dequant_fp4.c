@@ -77,7 +77,7 @@ typedef struct {
     unsigned char data[]; /* codes [out][w * 16], then scales [out][w] */
 } mx_cache;
 
-static dta_status mx_plan(dtap_dq *d, const dta_quant *q, const dta_quant_param *qp,
+static dta_status mx_plan(dtap_dq_src *d, const dta_quant *q, const dta_quant_param *qp,
                           dtap_dq_plan *o, dta_error *err)
 {
     const dta_model *w = dtap_dq_model(d);
@@ -124,7 +124,7 @@ static dta_status mx_plan(dtap_dq *d, const dta_quant *q, const dta_quant_param 
 }
 
 /* Blocks [b0, b0 + w) of every row of matrix mat into the cache. */
-static dta_status mx_load(dtap_dq *d, const mx_state *m, mx_cache **cp, uint64_t mat,
+static dta_status mx_load(dtap_dq_src *d, const mx_state *m, mx_cache **cp, uint64_t mat,
                           uint64_t b0, uint64_t w, dta_error *err)
 {
     mx_cache *c = *cp;
@@ -162,7 +162,7 @@ static dta_status mx_load(dtap_dq *d, const mx_state *m, mx_cache **cp, uint64_t
     return st;
 }
 
-static dta_status mx_fill(dtap_dq *d, const dtap_dq_plan *p, void **cache, uint64_t first,
+static dta_status mx_fill(dtap_dq_src *d, const dtap_dq_plan *p, void **cache, uint64_t first,
                           size_t n, float *x, float *s, dta_error *err)
 {
     const mx_state *m = p->state;
@@ -218,7 +218,7 @@ typedef struct {
 } nv_state;
 
 /* Reads one F32 scalar tensor. */
-static dta_status read_f32_scalar(dtap_dq *d, size_t ti, float *v, dta_error *err)
+static dta_status read_f32_scalar(dtap_dq_src *d, size_t ti, float *v, dta_error *err)
 {
     unsigned char b[4];
     dta_status st = dtap_dq_read(d, ti, 0, 4, b, err);
@@ -229,7 +229,7 @@ static dta_status read_f32_scalar(dtap_dq *d, size_t ti, float *v, dta_error *er
 }
 
 /* compressed-tensors weight_shape: two integers (I64 or I32). */
-static dta_status read_shape2(dtap_dq *d, size_t ti, uint64_t v[2], dta_error *err)
+static dta_status read_shape2(dtap_dq_src *d, size_t ti, uint64_t v[2], dta_error *err)
 {
     const dta_tensor *t = &dtap_dq_model(d)->tensors[ti];
     unsigned char b[16];
@@ -252,7 +252,7 @@ static dta_status read_shape2(dtap_dq *d, size_t ti, uint64_t v[2], dta_error *e
     return st;
 }
 
-static dta_status nv_plan_common(dtap_dq *d, const dta_quant *q, const dta_quant_param *qp,
+static dta_status nv_plan_common(dtap_dq_src *d, const dta_quant *q, const dta_quant_param *qp,
                                  dtap_dq_plan *o, bool ct, dta_error *err)
 {
     const dta_model *w = dtap_dq_model(d);
@@ -325,13 +325,13 @@ static dta_status nv_plan_common(dtap_dq *d, const dta_quant *q, const dta_quant
     return DTA_OK;
 }
 
-static dta_status modelopt_plan(dtap_dq *d, const dta_quant *q, const dta_quant_param *qp,
+static dta_status modelopt_plan(dtap_dq_src *d, const dta_quant *q, const dta_quant_param *qp,
                                 dtap_dq_plan *o, dta_error *err)
 {
     return nv_plan_common(d, q, qp, o, false, err);
 }
 
-static dta_status ct_plan(dtap_dq *d, const dta_quant *q, const dta_quant_param *qp,
+static dta_status ct_plan(dtap_dq_src *d, const dta_quant *q, const dta_quant_param *qp,
                           dtap_dq_plan *o, dta_error *err)
 {
     return nv_plan_common(d, q, qp, o, true, err);
@@ -355,7 +355,7 @@ static unsigned char *cache_bytes(void **cache, size_t need)
     return c->data;
 }
 
-static dta_status nv_fill(dtap_dq *d, const dtap_dq_plan *p, void **cache, uint64_t first,
+static dta_status nv_fill(dtap_dq_src *d, const dtap_dq_plan *p, void **cache, uint64_t first,
                           size_t n, float *x, float *s, dta_error *err)
 {
     const nv_state *m = p->state;

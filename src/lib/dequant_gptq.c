@@ -88,7 +88,7 @@ static const char *jstr(const cJSON *o, const char *k)
 }
 
 /* Every zero-point field (the first `out` of each group row) equal to v? */
-static dta_status zeros_all(dtap_dq *d, const gq *x, unsigned v, bool *all, dta_error *err)
+static dta_status zeros_all(dtap_dq_src *d, const gq *x, unsigned v, bool *all, dta_error *err)
 {
     size_t rowb = (size_t)x->zcols * 4;
     unsigned char *row = malloc(rowb ? rowb : 1);
@@ -106,7 +106,7 @@ static dta_status zeros_all(dtap_dq *d, const gq *x, unsigned v, bool *all, dta_
     return st;
 }
 
-static dta_status plan(dtap_dq *d, const dta_quant *q, const dta_quant_param *qp,
+static dta_status plan(dtap_dq_src *d, const dta_quant *q, const dta_quant_param *qp,
                        dtap_dq_plan *pl, dta_error *err, bool awq)
 {
     const dta_model *w = dtap_dq_model(d);
@@ -263,13 +263,13 @@ static dta_status plan(dtap_dq *d, const dta_quant *q, const dta_quant_param *qp
     return DTA_OK;
 }
 
-static dta_status gptq_plan(dtap_dq *d, const dta_quant *q, const dta_quant_param *qp,
+static dta_status gptq_plan(dtap_dq_src *d, const dta_quant *q, const dta_quant_param *qp,
                             dtap_dq_plan *pl, dta_error *err)
 {
     return plan(d, q, qp, pl, err, false);
 }
 
-static dta_status awq_plan(dtap_dq *d, const dta_quant *q, const dta_quant_param *qp,
+static dta_status awq_plan(dtap_dq_src *d, const dta_quant *q, const dta_quant_param *qp,
                            dtap_dq_plan *pl, dta_error *err)
 {
     return plan(d, q, qp, pl, err, true);
@@ -290,7 +290,7 @@ static unsigned char *cache_get(void **cache, size_t need)
     return (unsigned char *)c->align;
 }
 
-static dta_status fill(dtap_dq *d, const dtap_dq_plan *pl, void **cache, uint64_t first,
+static dta_status fill(dtap_dq_src *d, const dtap_dq_plan *pl, void **cache, uint64_t first,
                        size_t n, float *xv, float *sv, dta_error *err)
 {
     const gq *x = pl->state;

@@ -78,7 +78,7 @@ static dta_status nomem(dta_error *err)
 static void pk_release(void *p) { free(p); }
 
 
-static dta_status read_dims(dtap_dq *d, size_t ti, uint64_t *v, int n, dta_error *err)
+static dta_status read_dims(dtap_dq_src *d, size_t ti, uint64_t *v, int n, dta_error *err)
 {
     const dta_tensor *t = &dtap_dq_model(d)->tensors[ti];
     unsigned char b[24];
@@ -101,7 +101,7 @@ static dta_status read_dims(dtap_dq *d, size_t ti, uint64_t *v, int n, dta_error
     return st;
 }
 
-static dta_status pk_plan(dtap_dq *d, const dta_quant *q, const dta_quant_param *qp,
+static dta_status pk_plan(dtap_dq_src *d, const dta_quant *q, const dta_quant_param *qp,
                           dtap_dq_plan *o, dta_error *err)
 {
     const dta_model *w = dtap_dq_model(d);
@@ -209,7 +209,7 @@ static dta_status pk_plan(dtap_dq *d, const dta_quant *q, const dta_quant_param 
 }
 
 
-static dta_status load_gidx(dtap_dq *d, const pk_state *m, void **cache, dta_error *err)
+static dta_status load_gidx(dtap_dq_src *d, const pk_state *m, void **cache, dta_error *err)
 {
     pk_cache *c = *cache;
     c->gidx_loaded = true;
@@ -252,7 +252,7 @@ static inline uint32_t le32(const unsigned char *p)
 
 /* Rows [r0, r1] of matrix mat (global rows mat*out + r), elements [i_first of r0 ...
  * i_last of r1] in C order into x/s. */
-static dta_status pk_batch(dtap_dq *d, const pk_state *m, void **cache, uint64_t mat,
+static dta_status pk_batch(dtap_dq_src *d, const pk_state *m, void **cache, uint64_t mat,
                            uint64_t r0, uint64_t ia, uint64_t r1, uint64_t ib, float *x,
                            float *s, dta_error *err)
 {
@@ -316,7 +316,7 @@ static dta_status pk_batch(dtap_dq *d, const pk_state *m, void **cache, uint64_t
     return DTA_OK;
 }
 
-static dta_status pk_fill(dtap_dq *d, const dtap_dq_plan *p, void **cache, uint64_t first,
+static dta_status pk_fill(dtap_dq_src *d, const dtap_dq_plan *p, void **cache, uint64_t first,
                           size_t n, float *x, float *s, dta_error *err)
 {
     const pk_state *m = p->state;

@@ -9,10 +9,12 @@
  * (the decoded code, with any zero point already subtracted, exact in f32) and s (the
  * scale, as the reference computes it in f32) are.
  *
- * A module is one dtap_dq_ops registered in dequant.c's scheme table (one line per
- * module). plan() checks a parameter and refuses what it cannot dequantize exactly
+ * A module is one dtap_dq_ops registered in the scheme table (dequant_schemes.c, one line
+ * per module). plan() checks a parameter and refuses what it cannot dequantize exactly
  * (DTA_E_REFUSED, naming the parameter and what is unsupported); fill() produces x and s
- * for output elements [first, first + n) in C order of the output shape. */
+ * for output elements [first, first + n) in C order of the output shape. A module reads
+ * the checkpoint only through the dtap_dq_src it is given (dequant_src.c), never through
+ * dequant.c: the calls go one way, dequant.c -> table -> modules -> dequant_src.c. */
 #ifndef DTAUDIT_DEQUANT_SCHEME_H
 #define DTAUDIT_DEQUANT_SCHEME_H
 
@@ -41,6 +43,9 @@ static inline uint32_t dtap_bits_of(float f)
     return b;
 }
 
+/* The checkpoint's tensors as the modules read them (dequant_src.c). */
+typedef struct dtap_dq_src dtap_dq_src;
+
 /* What plan() fills in for one parameter. */
 typedef struct dtap_dq_plan {
     size_t scale;                 /* the companion whose absence in an output marks the
@@ -56,7 +61,7 @@ typedef struct dtap_dq_plan {
     /* Optional, set by plan() and used instead of ops->fill: for a reference that is not
      * one product x * s (bitsandbytes int8 rounds twice): the f32 results (bits) of output
      * elements [first, first + n) and a DTAP_DQF_* flag byte per element. */
-    dta_status (*values)(dtap_dq *d, const struct dtap_dq_plan *p, void **cache,
+    dta_status (*values)(dtap_dq_src *d, const struct dtap_dq_plan *p, void **cache,
                          uint64_t first, size_t n, uint32_t *v, uint8_t *fl, dta_error *err);
 } dtap_dq_plan;
 
@@ -68,18 +73,18 @@ enum {
 
 typedef struct dtap_dq_ops {
     dta_quant_scheme scheme;
-    dta_status (*plan)(dtap_dq *d, const dta_quant *q, const dta_quant_param *qp,
+    dta_status (*plan)(dtap_dq_src *d, const dta_quant *q, const dta_quant_param *qp,
                        dtap_dq_plan *out, dta_error *err);
     /* x and s (n floats each, n <= dtap_dq_max_elems()) of output elements
      * [first, first + n). *cache is the module's per-run scratch, one block: dequant.c
      * frees it with free() when fill() is next called for another parameter, and at the
      * end. */
-    dta_status (*fill)(dtap_dq *d, const dtap_dq_plan *p, void **cache, uint64_t first,
+    dta_status (*fill)(dtap_dq_src *d, const dtap_dq_plan *p, void **cache, uint64_t first,
                        size_t n, float *x, float *s, dta_error *err);
     void (*release)(void *state);
 } dtap_dq_ops;
 
-/* Registered modules (dequant.c's table lists them). */
+/* Registered modules (dequant_schemes.c lists them). */
 extern const dtap_dq_ops dtap_dq_mxfp4_ops;         /* dequant_fp4.c */
 extern const dtap_dq_ops dtap_dq_modelopt_nvfp4_ops; /* dequant_fp4.c */
 extern const dtap_dq_ops dtap_dq_ct_nvfp4_ops;      /* dequant_fp4.c */
@@ -89,14 +94,26 @@ extern const dtap_dq_ops dtap_dq_gptq_ops;          /* dequant_gptq.c */
 extern const dtap_dq_ops dtap_dq_awq_ops;           /* dequant_gptq.c */
 extern const dtap_dq_ops dtap_dq_ct_pack_ops;       /* dequant_pack.c */
 
-/* Helpers dequant.c gives the modules. */
-const dta_model *dtap_dq_model(const dtap_dq *d);
+/* The registry (dequant_schemes.c): the module of scheme s, NULL when none; the modules
+ * in table order (i < dtap_dq_nops()). */
+const dtap_dq_ops *dtap_dq_find_ops(dta_quant_scheme s);
+size_t dtap_dq_nops(void);
+const dtap_dq_ops *dtap_dq_ops_at(size_t i);
+
+/* The checkpoint side (dequant_src.c). A dtap_dq_src reads tensor data of w (borrowed),
+ * one descriptor per file opened on first use. */
+dta_status dtap_dq_src_new(const dta_model *w, dtap_dq_src **out, dta_error *err);
+void dtap_dq_src_free(dtap_dq_src *s);
+const dta_model *dtap_dq_model(const dtap_dq_src *d);
 /* Bytes [off, off + n) of tensor ti's data (a plain stored tensor). */
-dta_status dtap_dq_read(dtap_dq *d, size_t ti, uint64_t off, size_t n, void *buf,
+dta_status dtap_dq_read(dtap_dq_src *d, size_t ti, uint64_t off, size_t n, void *buf,
                         dta_error *err);
+/* The same for a tensor of the model given by pointer. */
+dta_status dtap_dq_read_tensor(dtap_dq_src *d, const dta_tensor *t, uint64_t off, size_t n,
+                               void *buf, dta_error *err);
 /* The companion of role r of parameter p, SIZE_MAX when absent. */
 size_t dtap_dq_comp(const dta_quant *q, const dta_quant_param *p, dta_quant_role r);
 /* Whether tensor ti is stored plainly (safetensors-like: contiguous, with data). */
-bool dtap_dq_stored_plain(const dtap_dq *d, size_t ti);
+bool dtap_dq_stored_plain(const dtap_dq_src *d, size_t ti);
 
 #endif
