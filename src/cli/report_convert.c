@@ -117,6 +117,11 @@ void report_convert_text(FILE *out, const cli_options *o, const dta_convert_resu
     }
     if (o->verbosity < 0)
         return;
+    if (o->nparts && o->part > r->shards) {
+        fprintf(out, "part %u/%u of %s: no shard is assigned to it (%zu shards); nothing to do\n",
+                o->part, o->nparts, shown(o->paths[0]), r->shards);
+        return;
+    }
     if (o->nparts && !r->published) {
         fprintf(out, "part %u/%u of %s: %zu of %zu shards converted and staged beside %s; "
                 "%zu of %zu staged in all; the part that stages the last one publishes it\n",

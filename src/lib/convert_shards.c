@@ -55,17 +55,15 @@ static int cmp_by_size(const void *a, const void *b)
     return c ? c : (x->i > y->i) - (x->i < y->i);
 }
 
-void dtap_parts_assign(const uint64_t *sizes, const char *const *names, size_t n,
+bool dtap_parts_assign(const uint64_t *sizes, const char *const *names, size_t n,
                        unsigned nparts, unsigned *part_of)
 {
     by_size *v = malloc((n ? n : 1) * sizeof *v);
     uint64_t *load = calloc(nparts ? nparts : 1, sizeof *load);
-    if (!v || !load) { /* no memory for the balance: a round robin by name order */
-        for (size_t i = 0; i < n; i++)
-            part_of[i] = (unsigned)(i % (nparts ? nparts : 1)) + 1;
+    if (!v || !load) { /* no fallback: every part must compute the same sets */
         free(v);
         free(load);
-        return;
+        return false;
     }
     for (size_t i = 0; i < n; i++)
         v[i] = (by_size){sizes[i], names[i], i};
@@ -80,6 +78,7 @@ void dtap_parts_assign(const uint64_t *sizes, const char *const *names, size_t n
     }
     free(v);
     free(load);
+    return true;
 }
 
 /* ---- helpers ------------------------------------------------------------------------------ */
@@ -611,10 +610,16 @@ dta_status dtap_stage_open(dtap_stage *s, const char *in, const char *out, const
             st = dta_error_set(err, DTA_E_ARG, 0, "%s: not a directory", s->dir);
         else
             st = dtap_stage_lock(s, &gone, err);
-        if (st == DTA_OK && gone && lstat(o, &sb) == 0)
+        /* OUT may have been published between the first check and the lock: then the
+         * directory we hold is one we (or another late part) made after the publisher
+         * removed its own; remove it again under the lock, so nothing is left beside OUT */
+        if (st == DTA_OK && lstat(o, &sb) == 0) {
+            if (!gone)
+                dtap_stage_remove(s);
             st = dta_error_set(err, DTA_E_ARG, EEXIST, "%s: exists (published by these "
                                "parts); nothing to do for part %u/%u", out, j->o->part,
                                j->o->nparts);
+        }
     }
     if (st == DTA_OK && gone)
         st = dta_error_set(err, DTA_E_IO, 0, "%s: the staging directory keeps vanishing",
@@ -717,6 +722,14 @@ dta_status dtap_convert_parts(dtap_job *j, const char *in, const char *out, bool
                            in);
     if (st == DTA_OK)
         st = only_check(j, m, in);
+    /* a part numbered past the shard count has none (dtap_parts_assign gives parts 1..n a
+     * shard each before any part a second one): it writes nothing and succeeds whenever it
+     * runs, also after the others published OUT, so the outcome never depends on timing */
+    if (st == DTA_OK && j->o->part > m->nfiles) {
+        j->res->shards = m->nfiles;
+        dta_model_free(m);
+        return DTA_OK;
+    }
     if (st == DTA_OK)
         st = dtap_stage_open(&sg, in, out, j, m, j->err);
     if (st != DTA_OK) {

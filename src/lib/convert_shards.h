@@ -21,8 +21,10 @@ typedef enum {
 
 /* The parts (1..nparts) of n shards: by input size, largest first (ties: the name), each
  * to the part with the least bytes so far (ties: the lowest part). A function of the
- * names and sizes only, so every process computes the same sets. */
-void dtap_parts_assign(const uint64_t *sizes, const char *const *names, size_t n,
+ * names and sizes only, so every process computes the same sets. An empty shard weighs
+ * one byte, so parts 1..min(n, nparts) get one shard each before any gets a second: part
+ * K has none exactly when K > n. False when out of memory (part_of unset). */
+bool dtap_parts_assign(const uint64_t *sizes, const char *const *names, size_t n,
                        unsigned nparts, unsigned *part_of);
 
 /* Runs the shard loop of a directory conversion: shard i is m->files[i].path, written as

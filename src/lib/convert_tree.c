@@ -286,8 +286,9 @@ dta_status dtap_convert_tree(dtap_job *j, const char *in, const char *tmp,
             struct stat fs;
             sizes[i] = stat(m->files[i].path, &fs) == 0 ? (uint64_t)fs.st_size : 0;
         }
-        if (st == DTA_OK && mode == DTAP_SHARDS_STAGE)
-            dtap_parts_assign(sizes, oldn, m->nfiles, j->o->nparts, part_of);
+        if (st == DTA_OK && mode == DTAP_SHARDS_STAGE &&
+            !dtap_parts_assign(sizes, oldn, m->nfiles, j->o->nparts, part_of))
+            st = dta_error_set(j->err, DTA_E_NOMEM, ENOMEM, "out of memory");
         free(sizes);
         j->res->shards = m->nfiles;
         if (st == DTA_OK)
