@@ -20,10 +20,30 @@ extern "C" {
 
 /* dta_severity and dta_rule: dtaudit/rules.h */
 
+/* What a file or a model was read as. dta_format_name() gives the string that
+ * dta_file.format and dta_model.format hold and reports print; names and values stay. */
+typedef enum {
+    DTA_FORMAT_UNKNOWN = 0,       /* "unknown" */
+    DTA_FORMAT_SAFETENSORS,       /* "safetensors" */
+    DTA_FORMAT_TORCH_ZIP,         /* "torch-zip": torch.save's zip archive */
+    DTA_FORMAT_TORCHSCRIPT,       /* "torchscript": a zip with code/ or constants.pkl */
+    DTA_FORMAT_TORCH_LEGACY,      /* "torch-legacy": the stream before torch 1.6, or its tar */
+    DTA_FORMAT_INDEX,             /* "index": a sharded checkpoint's index, as detected; a
+                                   * model read from one is one of the next two */
+    DTA_FORMAT_SAFETENSORS_INDEX, /* "safetensors-index": an index of safetensors shards */
+    DTA_FORMAT_TORCH_INDEX,       /* "torch-index": an index with other shards */
+    DTA_FORMAT_DIRECTORY,         /* "directory": a model directory */
+    DTA_FORMAT_COUNT
+} dta_format;
+
+/* The name of f ("safetensors", ...); "unknown" for a value out of range. Static. */
+const char *dta_format_name(dta_format f);
+
 /* A file that contributed tensors. */
 typedef struct {
     char *path;
-    const char *format; /* static: "safetensors", "torch-zip", "torch-legacy", ... */
+    const char *format;   /* static: dta_format_name(format_id) */
+    dta_format format_id; /* DTA_FORMAT_SAFETENSORS, _TORCH_ZIP, _TORCHSCRIPT, _TORCH_LEGACY */
 } dta_file;
 
 /* A storage (torch) or the byte range of one tensor (safetensors). */
@@ -84,7 +104,7 @@ typedef struct {
 
 typedef struct dta_model {
     char *path;           /* the PATH given by the user */
-    const char *format;   /* format of the input as a whole */
+    const char *format;   /* format of the input as a whole: dta_format_name(format_id) */
     dta_file *files;
     size_t nfiles;
     dta_tensor *tensors;
@@ -112,6 +132,7 @@ typedef struct dta_model {
      * dta_quant_analyse (quant.h). */
     char *quant_config;
     const char *quant_config_source;
+    dta_format format_id; /* the format of the input as a whole: format is its name */
 } dta_model;
 
 /* Detects the format from content and reads headers only. */

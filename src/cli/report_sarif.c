@@ -47,7 +47,7 @@ static void finding_file(char *buf, size_t cap, const input_result *in, const dt
         snprintf(buf, cap, "%s", m->files[f->file].path);
         return;
     }
-    if (strcmp(m->format, "directory") == 0) {
+    if (m->format_id == DTA_FORMAT_DIRECTORY) {
         static const char *index_names[] = {"model.safetensors.index.json",
                                             "pytorch_model.bin.index.json"};
         const char *name = NULL;

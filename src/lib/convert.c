@@ -30,11 +30,10 @@ static bool is_index_file(const char *path)
 {
     dtap_src s;
     dta_error e;
-    unsigned char head[DTAP_BID_BYTES];
+    dta_format fmt;
     if (dtap_src_open_file(&s, path, &e) != DTA_OK)
         return false;
-    size_t n = dtap_src_peek(&s, 0, head, sizeof head);
-    bool r = !dtap_safetensors_bid(head, n, s.size) && dtap_index_bid(head, n, s.size);
+    bool r = dtap_detect(&s, false, &fmt, &e) == DTA_OK && fmt == DTA_FORMAT_INDEX;
     dtap_src_close(&s);
     return r;
 }
@@ -120,7 +119,7 @@ dta_status dta_convert_checkpoint(const char *in, const char *out, const dta_con
     j.convert_file = dtap_convert_file;
     j.convert_tree = dtap_convert_tree;
     if (o->nparts) { /* --part K/N (convert_shards.c) */
-        const char *pfmt = "directory";
+        const char *pfmt = dta_format_name(DTA_FORMAT_DIRECTORY);
         st = !tree ? dta_error_set(err, DTA_E_ARG, 0,
                                    "%s: --part needs a model directory or a sharded "
                                    "checkpoint's index, not one file", in)

@@ -338,24 +338,25 @@ dta_status dtap_convert_file(dtap_job *j, const char *in, int fd, const char *pa
         dtap_src_close(&src);
         return DTA_E_NOMEM;
     }
-    bool torch = false;
-    st = dtap_detect_torchzip(&src, &torch, j->err);
+    dta_format in_fmt;
+    st = dtap_detect(&src, true, &in_fmt, j->err);
     if (st == DTA_OK)
-        st = torch ? dtap_torchzip_load(&src, m, &tz, j->err) : dtap_read_weights(&src, m, j->err);
+        st = in_fmt == DTA_FORMAT_TORCH_ZIP ? dtap_torchzip_load(&src, m, &tz, j->err)
+                                            : dtap_read_as(&src, in_fmt, m, j->err);
     if (st != DTA_OK)
         goto out;
     dtap_model_finish(m);
-    const char *fmt = m->nfiles ? m->files[0].format : "unknown";
+    dta_format fmt = m->nfiles ? m->files[0].format_id : DTA_FORMAT_UNKNOWN;
     dta_out_format of = j->o->out_format;
     if (of == DTA_OUT_SAME)
-        of = strcmp(fmt, "safetensors") == 0 ? DTA_OUT_SAFETENSORS
-             : strcmp(fmt, "torch-zip") == 0 ? DTA_OUT_TORCH
-                                             : DTA_OUT_SAME;
+        of = fmt == DTA_FORMAT_SAFETENSORS ? DTA_OUT_SAFETENSORS
+             : fmt == DTA_FORMAT_TORCH_ZIP ? DTA_OUT_TORCH
+                                           : DTA_OUT_SAME;
     if (of == DTA_OUT_SAME) {
         st = dta_error_set(j->err, DTA_E_UNSUPPORTED, 0,
                            "%s input is written only as safetensors: use --out-format "
                            "safetensors",
-                           fmt);
+                           dta_format_name(fmt));
         goto out;
     }
     if (of == DTA_OUT_TORCH && j->dq) {
@@ -377,11 +378,11 @@ dta_status dtap_convert_file(dtap_job *j, const char *in, int fd, const char *pa
     j->path = in;
     if (of == DTA_OUT_SAFETENSORS) {
         st = write_safetensors(j, m, nd, fd, path);
-        *format = "safetensors";
+        *format = dta_format_name(DTA_FORMAT_SAFETENSORS);
     } else {
         torch_ctx c = {j, m, nd};
         st = dtap_torchzip_write(tz, m, nd, fd, write_storage, &c, j->err);
-        *format = "torch-zip";
+        *format = dta_format_name(DTA_FORMAT_TORCH_ZIP);
     }
 out:
     free(nd);

@@ -711,7 +711,7 @@ dta_status dtap_convert_parts(dtap_job *j, const char *in, const char *out, bool
     dtap_target t;
     bool gone = false;
     sg.lock = -1;
-    *format = "directory";
+    *format = dta_format_name(DTA_FORMAT_DIRECTORY);
     dta_status st = dtap_target_check(out, true, index, in, j->err);
     if (st == DTA_OK)
         st = dta_model_open(in, &m, j->err);

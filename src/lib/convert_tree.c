@@ -299,7 +299,7 @@ dta_status dtap_convert_tree(dtap_job *j, const char *in, const char *tmp,
     free(bytes);
     free(part_of);
     if (mode == DTAP_SHARDS_STAGE) { /* --part: the publishing part writes the rest */
-        *format = "directory";
+        *format = dta_format_name(DTA_FORMAT_DIRECTORY);
         goto out;
     }
     if (st == DTA_OK && m->index_path) {
@@ -347,7 +347,7 @@ dta_status dtap_convert_tree(dtap_job *j, const char *in, const char *tmp,
         j->res->copied_weights = rep.weights;
         j->res->ncopied_weights = rep.nweights;
     }
-    *format = "directory";
+    *format = dta_format_name(DTA_FORMAT_DIRECTORY);
 out:
     for (size_t i = 0; newn && i < m->nfiles; i++)
         free(newn[i]);

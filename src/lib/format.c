@@ -7,12 +7,24 @@
 #include "model_build.h"
 #include "zipread.h"
 
+/* The reader table. Each reader bids a DTAP_BID_* grade on the first bytes and the highest
+ * bid wins, whatever the order; equal bids go to the earlier entry. In practice no two
+ * readers bid the same on one file: a safetensors length that checks out holds zero bytes
+ * that no JSON index or tar header starts with. */
 static const dtap_reader readers[] = {
-    {"torch-zip", dtap_torchzip_bid, dtap_torchzip_open},
-    {"torch-legacy", dtap_torchlegacy_bid, dtap_torchlegacy_open},
-    {"safetensors", dtap_safetensors_bid, dtap_safetensors_open},
-    {"index", dtap_index_bid, dtap_index_open}, /* last: only JSON that is no safetensors */
+    {DTA_FORMAT_TORCH_ZIP, true, dtap_torchzip_bid, dtap_torchzip_open},
+    {DTA_FORMAT_TORCH_LEGACY, true, dtap_torchlegacy_bid, dtap_torchlegacy_open},
+    {DTA_FORMAT_SAFETENSORS, true, dtap_safetensors_bid, dtap_safetensors_open},
+    {DTA_FORMAT_INDEX, false, dtap_index_bid, dtap_index_open},
 };
+
+static const dtap_reader *reader_of(dta_format f)
+{
+    for (size_t i = 0; i < sizeof readers / sizeof readers[0]; i++)
+        if (readers[i].id == f)
+            return &readers[i];
+    return NULL;
+}
 
 /* Names what a file looks like when no reader takes it, so the error says what it is. */
 static const char *describe(const unsigned char *h, size_t n)
@@ -43,13 +55,8 @@ static const char *describe(const unsigned char *h, size_t n)
  * same way. The file is read as what it validly is: safetensors when it is a complete
  * safetensors file and no zip archive, a zip otherwise; a file that is both (a polyglot:
  * safetensors.load_file and torch.load would return different tensors) is refused. */
-dta_status dtap_detect_torchzip(const dtap_src *src, bool *torchzip, dta_error *err)
+static dta_status zip_or_safetensors(const dtap_src *src, dta_format *fmt, dta_error *err)
 {
-    unsigned char head[DTAP_BID_BYTES];
-    size_t n = dtap_src_peek(src, 0, head, sizeof head);
-    *torchzip = dtap_torchzip_bid(head, n, src->size) > 0;
-    if (!*torchzip || dtap_safetensors_bid(head, n, src->size) <= 0)
-        return DTA_OK;
     dta_model *scratch = dtap_model_new(src->name ? src->name : "", NULL);
     if (!scratch)
         return dta_error_set(err, DTA_E_NOMEM, 0, "out of memory");
@@ -64,40 +71,61 @@ dta_status dtap_detect_torchzip(const dtap_src *src, bool *torchzip, dta_error *
         return dta_error_set(err, DTA_E_FORMAT, 0,
                              "reads both as a safetensors file and as a zip archive (torch.load "
                              "would read the zip): refused as ambiguous");
-    *torchzip = false;
+    *fmt = DTA_FORMAT_SAFETENSORS;
     return DTA_OK;
 }
 
-static dta_status read_with(const dtap_src *src, dta_model *m, bool index, dta_error *err)
+dta_status dtap_detect(const dtap_src *src, bool standalone_only, dta_format *fmt,
+                       dta_error *err)
 {
     unsigned char head[DTAP_BID_BYTES];
     size_t n = dtap_src_peek(src, 0, head, sizeof head);
-    bool zip;
-    dta_status st = dtap_detect_torchzip(src, &zip, err);
-    if (st != DTA_OK)
-        return st;
-    if (zip)
-        return dtap_torchzip_open(src, m, err);
+    int best = DTAP_BID_NONE;
+    bool st_bids = false;
+    *fmt = DTA_FORMAT_UNKNOWN;
     for (size_t i = 0; i < sizeof readers / sizeof readers[0]; i++) {
-        if (!index && readers[i].open == dtap_index_open)
+        if (standalone_only && !readers[i].standalone)
             continue;
-        if (readers[i].open == dtap_torchzip_open)
-            continue; /* decided above */
-        if (readers[i].bid(head, n, src->size) > 0)
-            return readers[i].open(src, m, err);
+        int b = readers[i].bid(head, n, src->size);
+        if (readers[i].id == DTA_FORMAT_SAFETENSORS)
+            st_bids = b > DTAP_BID_NONE;
+        if (b > best) {
+            best = b;
+            *fmt = readers[i].id;
+        }
     }
-    return dta_error_set(err, n == 0 ? DTA_E_FORMAT : DTA_E_UNSUPPORTED, 0, "%s",
-                         describe(head, n));
+    if (*fmt == DTA_FORMAT_TORCH_ZIP && st_bids)
+        return zip_or_safetensors(src, fmt, err);
+    if (*fmt == DTA_FORMAT_UNKNOWN)
+        return dta_error_set(err, n == 0 ? DTA_E_FORMAT : DTA_E_UNSUPPORTED, 0, "%s",
+                             describe(head, n));
+    return DTA_OK;
+}
+
+dta_status dtap_read_as(const dtap_src *src, dta_format fmt, dta_model *m, dta_error *err)
+{
+    const dtap_reader *r = reader_of(fmt);
+    if (!r)
+        return dta_error_set(err, DTA_E_ARG, 0, "no reader for format %s", dta_format_name(fmt));
+    return r->open(src, m, err);
+}
+
+static dta_status read_with(const dtap_src *src, dta_model *m, bool standalone_only,
+                            dta_error *err)
+{
+    dta_format fmt;
+    dta_status st = dtap_detect(src, standalone_only, &fmt, err);
+    return st != DTA_OK ? st : dtap_read_as(src, fmt, m, err);
 }
 
 dta_status dtap_read_src(const dtap_src *src, dta_model *m, dta_error *err)
 {
-    return read_with(src, m, true, err);
+    return read_with(src, m, false, err);
 }
 
 dta_status dtap_read_weights(const dtap_src *src, dta_model *m, dta_error *err)
 {
-    return read_with(src, m, false, err);
+    return read_with(src, m, true, err);
 }
 
 dta_status dtap_index_open(const dtap_src *src, dta_model *m, dta_error *err)

@@ -265,7 +265,7 @@ dta_status dtap_read_directory(const char *dir, dta_model *m, dta_error *err)
         st = dtap_quant_read_config(dir, m, err);
     if (st == DTA_OK && m->nfiles > 0) {
         /* say which weights were read when the directory offers both kinds */
-        bool st_read = strstr(m->files[0].format, "safetensors") != NULL;
+        bool st_read = m->files[0].format_id == DTA_FORMAT_SAFETENSORS;
         snprintf(path, sizeof path, "%s/pytorch_model.bin", dir);
         bool bin = is_file(path);
         snprintf(path, sizeof path, "%s/pytorch_model.bin.index.json", dir);
@@ -276,6 +276,6 @@ dta_status dtap_read_directory(const char *dir, dta_model *m, dta_error *err)
                                      "beside them were not read",
                                      err);
     }
-    m->format = "directory";
+    dtap_model_set_format(m, DTA_FORMAT_DIRECTORY);
     return st;
 }

@@ -29,12 +29,12 @@ int dtap_index_bid(const unsigned char *head, size_t n, uint64_t size)
     while (i < n && (head[i] == ' ' || head[i] == '\t' || head[i] == '\n' || head[i] == '\r'))
         i++;
     if (i >= n || head[i] != '{')
-        return 0;
+        return DTAP_BID_NONE;
     /* "weight_map" usually follows a short "metadata" object; look for either key */
     for (size_t k = i; k + 12 <= n; k++)
         if (memcmp(head + k, "\"weight_map\"", 12) == 0 || memcmp(head + k, "\"metadata\"", 10) == 0)
-            return 1;
-    return 0;
+            return DTAP_BID_TEXT;
+    return DTAP_BID_NONE;
 }
 
 /* A shard path must stay inside the index's directory. */
@@ -235,7 +235,7 @@ dta_status dtap_index_read(const dtap_src *src, dta_model *m, dtap_read_fn read_
             st = dta_error_set(err, serr.code, serr.sys_errno, "shard %s: %s", path, serr.msg);
             goto out;
         }
-        if (strcmp(m->files[m->nfiles - 1].format, "safetensors") != 0)
+        if (m->files[m->nfiles - 1].format_id != DTA_FORMAT_SAFETENSORS)
             safetensors_shards = false;
         shards[k].present = true;
         shards[k].ntensors = m->ntensors - shards[k].first_tensor;
@@ -298,7 +298,8 @@ dta_status dtap_index_read(const dtap_src *src, dta_model *m, dtap_read_fn read_
                 goto out;
         }
     }
-    m->format = safetensors_shards ? "safetensors-index" : "torch-index";
+    dtap_model_set_format(m, safetensors_shards ? DTA_FORMAT_SAFETENSORS_INDEX
+                                                : DTA_FORMAT_TORCH_INDEX);
     free(m->index_path);
     if (!(m->index_path = strdup(src->name))) {
         st = dta_error_set(err, DTA_E_NOMEM, ENOMEM, "out of memory");

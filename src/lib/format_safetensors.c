@@ -555,16 +555,17 @@ static int cmp_offsets(const void *a, const void *b)
 int dtap_safetensors_bid(const unsigned char *head, size_t n, uint64_t size)
 {
     if (n < 8 || size < 8)
-        return 0;
+        return DTAP_BID_NONE;
     uint64_t hlen = dtap_le64(head);
     if (hlen == 0)
-        return 1; /* claim it to say "header length is 0" */
+        return DTAP_BID_CLAIM; /* claim it to say "header length is 0" */
     size_t i = 8;
     while (i < n && (head[i] == ' ' || head[i] == '\t' || head[i] == '\n' || head[i] == '\r'))
         i++;
     if (i < n && (head[i] == '{' || head[i] == '['))
-        return 1;
-    return 0;
+        /* a length the file holds is a layout; any other is claimed to be named */
+        return hlen <= size - 8 ? DTAP_BID_LAYOUT : DTAP_BID_CLAIM;
+    return DTAP_BID_NONE;
 }
 
 static void fmt_shape(char *out, size_t cap, const st_entry *e, const uint64_t *pool)
@@ -739,7 +740,7 @@ static dta_status validate_and_add(const dtap_src *src, dta_model *m, st_entry *
 
     free(v); /* the checks are done: give it back before the model grows */
     v = NULL;
-    if ((st = dtap_model_add_file(m, src->name, "safetensors", &file, err)) != DTA_OK)
+    if ((st = dtap_model_add_file(m, src->name, DTA_FORMAT_SAFETENSORS, &file, err)) != DTA_OK)
         goto out;
     st = add_entries(m, file, entsp, poolp, n, data0, err);
 out:

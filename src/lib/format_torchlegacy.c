@@ -41,12 +41,12 @@ int dtap_torchlegacy_bid(const unsigned char *head, size_t n, uint64_t size)
         size_t i = 2;
         if (head[i] == DTAP_OP_FRAME && n >= 26) i += 9; /* FRAME */
         if (i + 12 <= n && head[i] == DTAP_OP_LONG1 && head[i + 1] == 10 && !memcmp(head + i + 2, magic_le, 10))
-            return 100;
+            return DTAP_BID_MAGIC;
     }
     /* protocol 0/1: LONG text */
-    if (n >= 27 && !memcmp(head, "L119547037146038801333356L\n", 27)) return 100;
-    if (is_tar(head, n)) return 50;
-    return 0;
+    if (n >= 27 && !memcmp(head, "L119547037146038801333356L\n", 27)) return DTAP_BID_MAGIC;
+    if (is_tar(head, n)) return DTAP_BID_LAYOUT;
+    return DTAP_BID_NONE;
 }
 
 typedef struct {
@@ -181,7 +181,7 @@ dta_status dtap_torchlegacy_open(const dtap_src *src, dta_model *m, dta_error *e
         goto out;
     }
     size_t file;
-    if ((st = dtap_model_add_file(m, src->name ? src->name : "", "torch-legacy", &file, err))) goto out;
+    if ((st = dtap_model_add_file(m, src->name ? src->name : "", DTA_FORMAT_TORCH_LEGACY, &file, err))) goto out;
     /* sys_info: little_endian False means big-endian storages */
     const dtap_pnode *si = dtap_pickle_root(pk[2]);
     for (size_t i = 0; si && si->kind == DTAP_PK_DICT && i + 1 < si->kv.n; i += 2)

@@ -178,7 +178,7 @@ static dta_status zip_resolve(void *vctx, const dtap_pnode *pid, dta_dtype dtype
 int dtap_torchzip_bid(const unsigned char *head, size_t n, uint64_t size)
 {
     (void)size;
-    if (n >= 4 && head[0] == 'P' && head[1] == 'K' && head[2] == 3 && head[3] == 4) return 100;
+    if (n >= 4 && head[0] == 'P' && head[1] == 'K' && head[2] == 3 && head[3] == 4) return DTAP_BID_MAGIC;
     return 0;
 }
 
@@ -259,7 +259,7 @@ dta_status dtap_torchzip_read(const dtap_src *src, dta_model *m, dtap_torchzip_p
     }
     bool ts = dtap_zip_find(z, "constants.pkl") || has_dir(z, "code/");
     size_t file;
-    if ((st = dtap_model_add_file(m, src->name ? src->name : "", ts ? "torchscript" : "torch-zip", &file, err)))
+    if ((st = dtap_model_add_file(m, src->name ? src->name : "", ts ? DTA_FORMAT_TORCHSCRIPT : DTA_FORMAT_TORCH_ZIP, &file, err)))
         goto out;
     const dtap_zip_entry *bo = dtap_zip_find(z, "byteorder");
     if (bo) {

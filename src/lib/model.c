@@ -67,7 +67,7 @@ dta_model *dtap_model_new(const char *path, dta_error *err)
     return m;
 }
 
-dta_status dtap_model_add_file(dta_model *m, const char *path, const char *format, size_t *idx,
+dta_status dtap_model_add_file(dta_model *m, const char *path, dta_format format, size_t *idx,
                                dta_error *err)
 {
     dta_status st = grow((void **)&m->files, &impl(m)->cap_files, m->nfiles, sizeof *m->files,
@@ -78,7 +78,8 @@ dta_status dtap_model_add_file(dta_model *m, const char *path, const char *forma
     if (!p)
         return dta_error_set(err, DTA_E_NOMEM, ENOMEM, "out of memory");
     m->files[m->nfiles].path = p;
-    m->files[m->nfiles].format = format;
+    m->files[m->nfiles].format = dta_format_name(format);
+    m->files[m->nfiles].format_id = format;
     if (idx)
         *idx = m->nfiles;
     m->nfiles++;

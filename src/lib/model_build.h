@@ -8,9 +8,16 @@
 
 dta_model *dtap_model_new(const char *path, dta_error *err);
 
-/* Adds a file, returns its index through *idx. */
-dta_status dtap_model_add_file(dta_model *m, const char *path, const char *format,
+/* Adds a file read as format, returns its index through *idx. */
+dta_status dtap_model_add_file(dta_model *m, const char *path, dta_format format,
                                size_t *idx, dta_error *err);
+
+/* Sets the format of the model as a whole (format_id and its name). */
+static inline void dtap_model_set_format(dta_model *m, dta_format f)
+{
+    m->format_id = f;
+    m->format = dta_format_name(f);
+}
 
 /* Adds a storage; key may be NULL. Returns its index. */
 dta_status dtap_model_add_storage(dta_model *m, size_t file, const char *key, dta_dtype dtype,

@@ -10,8 +10,8 @@
 /* The model once read: its format named after its first file, totals computed. */
 static dta_status opened(dta_model *m, dta_model **out)
 {
-    if (m->nfiles > 0 && strcmp(m->format, "unknown") == 0)
-        m->format = m->files[0].format;
+    if (m->nfiles > 0 && m->format_id == DTA_FORMAT_UNKNOWN)
+        dtap_model_set_format(m, m->files[0].format_id);
     dtap_model_finish(m);
     *out = m;
     return DTA_OK;

@@ -1683,7 +1683,7 @@ static dta_status config_checks(qctx *c)
                        dta_quant_scheme_name(q->params[first_bad].scheme),
                        q->params[first_bad].name);
     else if ((!q->source || (q->scheme == DTA_QS_TORCHAO && !strcmp(q->source, "__metadata__"))) &&
-             nq && m->format && !strcmp(m->format, "directory") &&
+             nq && m->format_id == DTA_FORMAT_DIRECTORY &&
              q->tensor_scheme != DTA_QS_COMFY && q->tensor_scheme != DTA_QS_COMFY_FP8)
         st = add_issue(c, DTA_RULE_QUANT_CONFIG, "config.json", NULL, 0,
                        "%zu tensors are quantized (%s) but the model has no quantization config "

@@ -1048,7 +1048,7 @@ static dta_status check_pickle(emitter *e)
         goto out;
     }
     for (size_t i = 0; i < e->nrecs; i++) c.sidx[i] = SIZE_MAX;
-    if ((st = dtap_model_add_file(c.scratch, "", "torch-zip", NULL, e->err))) goto out;
+    if ((st = dtap_model_add_file(c.scratch, "", DTA_FORMAT_TORCH_ZIP, NULL, e->err))) goto out;
     if ((st = dtap_torch_walk(pk, c.scratch, 0, NULL, check_resolve, &c, e->err))) {
         dta_error_prefix(e->err, "rewritten data.pkl");
         goto out;

@@ -60,7 +60,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     dta_model *m = dtap_model_new(FUZZ_SRC_NAME, &err);
     if (!m) return 0;
     fctx c = {.m = m};
-    if (dtap_model_add_file(m, FUZZ_SRC_NAME, "torch-zip", &c.file, &err) != DTA_OK) {
+    if (dtap_model_add_file(m, FUZZ_SRC_NAME, DTA_FORMAT_TORCH_ZIP, &c.file, &err) != DTA_OK) {
         dta_model_free(m);
         return 0;
     }

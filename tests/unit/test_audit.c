@@ -10,7 +10,7 @@ static dta_model *model(void)
     dta_error err;
     dta_model *m = dtap_model_new("mem", &err);
     cr_assert(m);
-    cr_assert_eq(dtap_model_add_file(m, "mem", "test", NULL, &err), DTA_OK);
+    cr_assert_eq(dtap_model_add_file(m, "mem", DTA_FORMAT_UNKNOWN, NULL, &err), DTA_OK);
     return m;
 }
 

@@ -93,7 +93,7 @@ Test(intended, mark_and_audit)
     cr_assert_eq(dta_intended_parse(json, strlen(json), "local", "policy", &t, &err), DTA_OK, "%s",
                  err.msg);
     dta_model *m = dtap_model_new("mem", &err);
-    cr_assert_eq(dtap_model_add_file(m, "mem", "test", NULL, &err), DTA_OK);
+    cr_assert_eq(dtap_model_add_file(m, "mem", DTA_FORMAT_UNKNOWN, NULL, &err), DTA_OK);
     add(m, "a.wo.weight", DTA_F32, 4);
     add(m, "a.wi.weight", DTA_F16, 64);
     add(m, "m.D", DTA_F32, 4);

@@ -82,7 +82,7 @@ Test(limits, model_rank)
     dta_model *m = dtap_model_new("mem", &err);
     cr_assert_not_null(m);
     size_t file;
-    cr_assert_eq(dtap_model_add_file(m, "mem", "torch-zip", &file, &err), DTA_OK);
+    cr_assert_eq(dtap_model_add_file(m, "mem", DTA_FORMAT_TORCH_ZIP, &file, &err), DTA_OK);
     cr_assert_eq(dtap_model_add_tensor(m, "a", 1, "", DTA_F32, DTA_MAX_RANK, shape, NULL, 0,
                                        SIZE_MAX, file, &err), DTA_OK, "%s", err.msg);
     cr_assert_eq(dtap_model_add_tensor(m, "b", 1, "", DTA_F32, DTA_MAX_RANK + 1, shape, NULL, 0,
