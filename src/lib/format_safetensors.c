@@ -33,6 +33,11 @@ typedef struct {
 typedef struct {
     const unsigned char *p, *end, *start;
     dta_error *err;
+    /* the last dtype strings looked up (in the header): a header holds a few dtypes */
+    const unsigned char *dt_text[4];
+    uint8_t dt_len[4];
+    int8_t dt_val[4];
+    unsigned dt_next;
 } jp;
 
 static dta_status jerr(jp *j, dta_status code, const char *what)
@@ -41,10 +46,31 @@ static dta_status jerr(jp *j, dta_status code, const char *what)
                          (size_t)(j->p - j->start));
 }
 
-static void ws(jp *j)
+static inline void ws(jp *j)
 {
+    if (j->p < j->end && *j->p > ' ') /* the common case: no whitespace at all */
+        return;
     while (j->p < j->end && (*j->p == ' ' || *j->p == '\t' || *j->p == '\n' || *j->p == '\r'))
         j->p++;
+}
+
+/* Length of s[0..) before its first '"', '\\' or control character (or end - s): eight
+ * bytes a step (a byte-at-a-time scan of the names was a fifth of the header's cost). */
+static size_t plain_len(const unsigned char *s, const unsigned char *end)
+{
+    const uint64_t ones = 0x0101010101010101ull, high = 0x8080808080808080ull;
+    size_t i = 0, n = (size_t)(end - s);
+    for (; n - i >= 8; i += 8) {
+        uint64_t w, q, b;
+        memcpy(&w, s + i, 8);
+        q = w ^ (ones * '"');
+        b = w ^ (ones * '\\');
+        if (((w - ones * 0x20) & ~w & high) | ((q - ones) & ~q & high) | ((b - ones) & ~b & high))
+            break;
+    }
+    while (i < n && s[i] != '"' && s[i] != '\\' && s[i] >= 0x20)
+        i++;
+    return i;
 }
 
 static int peek(jp *j)
@@ -56,6 +82,10 @@ static int peek(jp *j)
 static dta_status expect(jp *j, char c)
 {
     char what[32];
+    if (j->p < j->end && *j->p == (unsigned char)c) { /* no whitespace before it */
+        j->p++;
+        return DTA_OK;
+    }
     if (peek(j) != (unsigned char)c) {
         snprintf(what, sizeof what, "expected '%c'", c);
         return jerr(j, DTA_E_FORMAT, what);
@@ -117,7 +147,7 @@ static dta_status string_to(jp *j, char **out, size_t *len, dta_model *into)
         return st;
     const unsigned char *s = j->p;
     /* decoded text is never longer than the source text */
-    size_t cap = 0;
+    size_t cap = plain_len(s, j->end);
     bool plain = true; /* no escape, no control character: the text is the string */
     while (s + cap < j->end && s[cap] != '"') {
         if (s[cap] == '\\') {
@@ -235,16 +265,18 @@ static dta_status u64_number(jp *j, uint64_t *out, const char *tname, const char
 {
     uint64_t v = 0;
     ws(j);
-    const unsigned char *s = j->p;
-    if (j->p >= j->end || *j->p < '0' || *j->p > '9')
+    const unsigned char *s = j->p, *p = s, *end = j->end;
+    if (p >= end || *p < '0' || *p > '9')
         return num_err(j, tname, field, "must be a non-negative integer");
-    while (j->p < j->end && *j->p >= '0' && *j->p <= '9') {
-        unsigned d = (unsigned)(*j->p - '0');
-        if (v > (UINT64_MAX - d) / 10)
+    for (; p < end && (unsigned)(*p - '0') <= 9; p++) {
+        unsigned d = (unsigned)(*p - '0');
+        if (v >= UINT64_MAX / 10 && (v > UINT64_MAX / 10 || d > UINT64_MAX % 10)) {
+            j->p = p;
             return num_err(j, tname, field, "does not fit in 64 bits");
+        }
         v = v * 10 + d;
-        j->p++;
     }
+    j->p = p;
     if (j->p - s > 1 && *s == '0')
         return num_err(j, tname, field, "has a leading zero");
     if (j->p < j->end && (*j->p == '.' || *j->p == 'e' || *j->p == 'E'))
@@ -357,10 +389,83 @@ static dta_status u64_array(jp *j, uint64_t *out, int max, int *n, const char *w
     }
 }
 
-/* Reads one entry's object into e; its dims go to shape (DTA_MAX_RANK slots). */
+enum { FIELD_OTHER, FIELD_DTYPE, FIELD_SHAPE, FIELD_OFFSETS };
+static const char *const field_names[] = {NULL, "dtype", "shape", "data_offsets"};
+
+/* A field key of an entry: FIELD_*. A key without escapes is compared where it stands (no
+ * copy); one with escapes is decoded first, as before (strcmp: a decoded NUL ends it). */
+static dta_status field_key(jp *j, int *id)
+{
+    ws(j);
+    if (j->p < j->end && *j->p == '"') {
+        const unsigned char *s = j->p + 1;
+        size_t n = plain_len(s, j->end);
+        if (s + n < j->end && s[n] == '"') {
+            *id = n == 5 && memcmp(s, "dtype", 5) == 0          ? FIELD_DTYPE
+                  : n == 5 && memcmp(s, "shape", 5) == 0        ? FIELD_SHAPE
+                  : n == 12 && memcmp(s, "data_offsets", 12) == 0 ? FIELD_OFFSETS
+                                                                  : FIELD_OTHER;
+            j->p = s + n + 1;
+            return DTA_OK;
+        }
+    }
+    char *key;
+    size_t klen;
+    dta_status st = string(j, &key, &klen);
+    if (st != DTA_OK)
+        return st;
+    *id = FIELD_OTHER;
+    for (int f = FIELD_DTYPE; f <= FIELD_OFFSETS; f++)
+        if (strcmp(key, field_names[f]) == 0)
+            *id = f;
+    free(key);
+    return DTA_OK;
+}
+
+/* An entry's dtype string (j at its '"'). Without escapes it is looked up where it stands,
+ * and a header's dtypes repeat: the last four found are remembered in j. */
+static dta_status dtype_value(jp *j, st_entry *e)
+{
+    const unsigned char *s = j->p + 1;
+    size_t n = plain_len(s, j->end);
+    if (s + n < j->end && s[n] == '"') {
+        j->p = s + n + 1;
+        for (unsigned k = 0; k < 4; k++)
+            if (j->dt_text[k] && n == j->dt_len[k] && memcmp(s, j->dt_text[k], n) == 0) {
+                e->dtype = j->dt_val[k];
+                return DTA_OK;
+            }
+        e->dtype = (int8_t)dta_dtype_from_safetensors((const char *)s, n);
+        if (e->dtype == DTA_DTYPE_NONE)
+            return dta_error_set(j->err, DTA_E_FORMAT, 0,
+                                 "tensor '%.80s' has unknown dtype \"%.*s\"", e->name,
+                                 (int)(n < 40 ? n : 40), (const char *)s);
+        if (n < 256) { /* every known code is short */
+            unsigned k = j->dt_next++ % 4;
+            j->dt_text[k] = s;
+            j->dt_len[k] = (uint8_t)n;
+            j->dt_val[k] = e->dtype;
+        }
+        return DTA_OK;
+    }
+    char *d;
+    size_t dlen;
+    dta_status st = string(j, &d, &dlen);
+    if (st != DTA_OK)
+        return st;
+    e->dtype = (int8_t)dta_dtype_from_safetensors(d, dlen);
+    if (e->dtype == DTA_DTYPE_NONE)
+        st = dta_error_set(j->err, DTA_E_FORMAT, 0, "tensor '%.80s' has unknown dtype \"%.40s\"",
+                           e->name, d);
+    free(d);
+    return st;
+}
+
+/* Reads one entry's object into e; its dims go to shape (DTA_MAX_RANK slots). No
+ * allocation: keys and dtypes are read where they stand in the header. */
 static dta_status parse_entry(jp *j, st_entry *e, uint64_t *shape)
 {
-    bool have_dtype = false, have_shape = false, have_offsets = false;
+    bool seen[4] = {false, false, false, false};
     char msg[200];
     dta_status st = expect(j, '{');
     if (st != DTA_OK) {
@@ -369,83 +474,49 @@ static dta_status parse_entry(jp *j, st_entry *e, uint64_t *shape)
     }
     if (peek(j) != '}') {
         for (;;) {
-            char *key;
-            size_t klen;
-            if ((st = string(j, &key, &klen)) != DTA_OK)
+            int id;
+            if ((st = field_key(j, &id)) != DTA_OK || (st = expect(j, ':')) != DTA_OK)
                 return st;
-            if ((st = expect(j, ':')) != DTA_OK) {
-                free(key);
-                return st;
-            }
-            bool *seen = NULL;
-            if (strcmp(key, "dtype") == 0)
-                seen = &have_dtype;
-            else if (strcmp(key, "shape") == 0)
-                seen = &have_shape;
-            else if (strcmp(key, "data_offsets") == 0)
-                seen = &have_offsets;
-            if (seen && *seen) {
+            if (id != FIELD_OTHER && seen[id]) {
                 snprintf(msg, sizeof msg, "tensor '%.80s' has a duplicate field '%s'", e->name,
-                         key);
-                free(key);
+                         field_names[id]);
                 return jerr(j, DTA_E_FORMAT, msg);
             }
-            if (seen == &have_dtype) {
-                char *d;
-                size_t dlen;
+            if (id == FIELD_DTYPE) {
                 if (peek(j) != '"') {
-                    free(key);
                     snprintf(msg, sizeof msg, "tensor '%.80s' dtype is not a string", e->name);
                     return jerr(j, DTA_E_FORMAT, msg);
                 }
-                if ((st = string(j, &d, &dlen)) != DTA_OK) {
-                    free(key);
-                    return st;
-                }
-                e->dtype = (int8_t)dta_dtype_from_safetensors(d, dlen);
-                if (e->dtype == DTA_DTYPE_NONE) {
-                    dta_error_set(j->err, DTA_E_FORMAT, 0,
-                                  "tensor '%.80s' has unknown dtype \"%.40s\"", e->name, d);
-                    free(d);
-                    free(key);
-                    return DTA_E_FORMAT;
-                }
-                free(d);
-            } else if (seen == &have_shape) {
+                st = dtype_value(j, e);
+            } else if (id == FIELD_SHAPE) {
                 if (peek(j) != '[') {
-                    free(key);
                     snprintf(msg, sizeof msg, "tensor '%.80s' shape is not an array", e->name);
                     return jerr(j, DTA_E_FORMAT, msg);
                 }
                 int rank = 0;
                 st = u64_array(j, shape, DTA_MAX_RANK, &rank, "shape", e->name);
                 e->rank = (uint8_t)rank;
-            } else if (seen == &have_offsets) {
+            } else if (id == FIELD_OFFSETS) {
                 uint64_t off[3] = {0, 0, 0};
                 int n;
                 if (peek(j) != '[') {
-                    free(key);
                     snprintf(msg, sizeof msg, "tensor '%.80s' data_offsets is not an array",
                              e->name);
                     return jerr(j, DTA_E_FORMAT, msg);
                 }
                 st = u64_array(j, off, 3, &n, "data_offsets", e->name);
-                if (st == DTA_E_LIMIT || (st == DTA_OK && n != 2)) {
-                    free(key);
+                if (st == DTA_E_LIMIT || (st == DTA_OK && n != 2))
                     return dta_error_set(j->err, DTA_E_FORMAT, 0,
                                          "tensor '%.80s' data_offsets must have 2 items",
                                          e->name);
-                }
                 e->begin = off[0];
                 e->end = off[1];
             } else {
                 st = skip_value(j, 1); /* unknown field: ignored, as the reference does */
             }
-            free(key);
             if (st != DTA_OK)
                 return st;
-            if (seen)
-                *seen = true;
+            seen[id] = true;
             if (peek(j) == ',') {
                 j->p++;
                 continue;
@@ -457,8 +528,10 @@ static dta_status parse_entry(jp *j, st_entry *e, uint64_t *shape)
     } else {
         j->p++;
     }
-    const char *missing = !have_dtype ? "dtype" : !have_shape ? "shape"
-                          : !have_offsets ? "data_offsets" : NULL;
+    const char *missing = !seen[FIELD_DTYPE]   ? "dtype"
+                          : !seen[FIELD_SHAPE] ? "shape"
+                          : !seen[FIELD_OFFSETS] ? "data_offsets"
+                                                 : NULL;
     if (missing)
         return dta_error_set(j->err, DTA_E_FORMAT, 0, "tensor '%.80s' has no %s", e->name,
                              missing);
@@ -516,7 +589,13 @@ static size_t utf8_invalid_at(const unsigned char *s, size_t n)
         unsigned c = s[i];
         size_t k;
         unsigned cp;
-        if (c < 0x80) { i++; continue; }
+        if (c < 0x80) {
+            uint64_t w;
+            i++;
+            while (n - i >= 8 && (memcpy(&w, s + i, 8), (w & 0x8080808080808080ull) == 0))
+                i += 8; /* ASCII, eight bytes a step */
+            continue;
+        }
         if (c >= 0xC2 && c <= 0xDF) { k = 1; cp = c & 0x1F; }
         else if (c >= 0xE0 && c <= 0xEF) { k = 2; cp = c & 0x0F; }
         else if (c >= 0xF0 && c <= 0xF4) { k = 3; cp = c & 0x07; }
@@ -549,7 +628,35 @@ static int cmp_offsets(const void *a, const void *b)
     const st_entry *x = *(const st_entry *const *)a, *y = *(const st_entry *const *)b;
     if (x->begin != y->begin)
         return x->begin < y->begin ? -1 : 1;
-    return (x->end > y->end) - (x->end < y->end);
+    if (x->end != y->end)
+        return x->end < y->end ? -1 : 1;
+    return cmp_name(a, b); /* ties in name order whatever order they come in */
+}
+
+/* *unique = no two entries share a name (a hash set of entry indexes). */
+static dta_status names_unique(const st_entry *ents, size_t n, bool *unique, dta_error *err)
+{
+    size_t cap = 16;
+    while (cap < 2 * n)
+        cap *= 2;
+    uint32_t *slot = calloc(cap, sizeof *slot); /* entry + 1; n <= DTA_MAX_TENSORS */
+    if (!slot)
+        return dta_error_set(err, DTA_E_NOMEM, ENOMEM, "out of memory");
+    *unique = true;
+    for (size_t i = 0; i < n && *unique; i++) {
+        const st_entry *e = &ents[i];
+        size_t h = (size_t)dtap_hash(e->name, e->name_len, 0) & (cap - 1);
+        for (; slot[h]; h = (h + 1) & (cap - 1)) {
+            const st_entry *o = &ents[slot[h] - 1];
+            if (o->name_len == e->name_len && memcmp(o->name, e->name, e->name_len) == 0) {
+                *unique = false;
+                break;
+            }
+        }
+        slot[h] = (uint32_t)(i + 1);
+    }
+    free(slot);
+    return DTA_OK;
 }
 
 int dtap_safetensors_bid(const unsigned char *head, size_t n, uint64_t size)
@@ -654,15 +761,30 @@ static dta_status validate_and_add(const dtap_src *src, dta_model *m, st_entry *
     for (size_t i = 0; i < n; i++)
         v[i] = &ents[i];
 
-    qsort(v, n, sizeof *v, cmp_name);
-    for (size_t i = 1; i < n; i++)
-        if (cmp_name(&v[i - 1], &v[i]) == 0) {
-            st = dta_error_set(err, DTA_E_FORMAT, 0, "duplicate tensor name '%.100s'",
-                               v[i]->name);
-            goto out;
-        }
+    /* Sorting is skipped when it would change nothing: names already ascending (no
+     * duplicate then), offsets already in order. The names of a header with no duplicate
+     * are told so by a hash set, and only a header with one is sorted, so the duplicate
+     * reported is the same (the first in name order). */
+    bool by_name = true;
+    for (size_t i = 1; i < n && by_name; i++)
+        by_name = cmp_name(&v[i - 1], &v[i]) < 0;
+    if (!by_name && (st = names_unique(ents, n, &by_name, err)) != DTA_OK)
+        goto out;
+    if (!by_name) {
+        qsort(v, n, sizeof *v, cmp_name);
+        for (size_t i = 1; i < n; i++)
+            if (cmp_name(&v[i - 1], &v[i]) == 0) {
+                st = dta_error_set(err, DTA_E_FORMAT, 0, "duplicate tensor name '%.100s'",
+                                   v[i]->name);
+                goto out;
+            }
+    }
 
-    qsort(v, n, sizeof *v, cmp_offsets);
+    bool by_offset = true;
+    for (size_t i = 1; i < n && by_offset; i++)
+        by_offset = cmp_offsets(&v[i - 1], &v[i]) < 0;
+    if (!by_offset)
+        qsort(v, n, sizeof *v, cmp_offsets);
     for (size_t i = 0; i < n; i++) {
         st_entry *e = v[i];
         uint64_t numel = 1, nbytes;
@@ -786,7 +908,7 @@ dta_status dtap_safetensors_open(const dtap_src *src, dta_model *m, dta_error *e
         goto out;
     }
 
-    jp j = {hdr, hdr + hlen, hdr, err};
+    jp j = {.p = hdr, .end = hdr + hlen, .start = hdr, .err = err};
     if (peek(&j) != '{') {
         st = jerr(&j, DTA_E_FORMAT, peek(&j) == '[' ? "top level is an array, not an object"
                                                      : "top level is not an object");
