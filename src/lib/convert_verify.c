@@ -21,17 +21,15 @@ typedef dta_status (*verify_fn)(dta_dtype, dta_dtype, const void *, const void *
 typedef struct {
     const dta_model *m;
     int *fds;                 /* per file, opened lazily */
-    const dta_tensor *cached; /* gathered strided view, when one is in use */
+    const char *cached;       /* name of the tensor whose gathered strided view is kept */
     unsigned char *gathered;
 } reader;
 
-/* Raw elements [first, first + n) of tensor t in C order into buf. */
-static dta_status read_elems(reader *r, const dta_tensor *t, uint64_t first, size_t n,
-                             unsigned char *buf, dta_error *err)
+/* Raw elements [first, first + n) of tensor t (a view of storage s) in C order into buf. */
+static dta_status read_elems(reader *r, const dta_tensor *t, const dta_storage *s,
+                             uint64_t first, size_t n, unsigned char *buf, dta_error *err)
 {
     const dta_model *m = r->m;
-    const dta_storage *s = &m->storages[t->storage];
-    unsigned es = elsize(s->dtype);
     const char *path = m->files[t->file].path;
     if (r->fds[t->file] < 0 && (r->fds[t->file] = dtap_open_regular(path, NULL, err)) < 0) {
         dta_error_prefix(err, path);
@@ -49,46 +47,86 @@ static dta_status read_elems(reader *r, const dta_tensor *t, uint64_t first, siz
                                  dta_dtype_name(s->dtype));
         return dtap_pread_all(r->fds[t->file], buf, (size_t)len, s->offset + off, path, NULL, err);
     }
-    if (!es)
-        return dta_error_set(err, DTA_E_UNSUPPORTED, 0,
-                             "%s: tensor '%.200s' is a strided view of %s values, which have no "
-                             "per-element address", path, t->name, dta_dtype_name(s->dtype));
-    if (r->cached != t) {
-        if (t->numel > DTA_MAX_GATHER_BYTES / es || s->nbytes > DTA_MAX_GATHER_BYTES)
-            return dta_error_set(err, DTA_E_UNSUPPORTED, 0,
-                                 "%s: tensor '%.200s' is a large non-contiguous view", path,
-                                 t->name);
-        unsigned char *whole = malloc(s->nbytes ? s->nbytes : 1);
-        unsigned char *g = realloc(r->gathered, t->numel ? t->numel * es : 1);
-        if (!whole || !g) {
-            free(whole);
-            if (g)
-                r->gathered = g;
-            return dta_error_set(err, DTA_E_NOMEM, ENOMEM, "out of memory");
-        }
-        r->gathered = g;
-        dta_status st = dtap_pread_all(r->fds[t->file], whole, s->nbytes, s->offset, path, NULL, err);
+    if (r->cached != t->name) { /* names are distinct pointers, one per tensor */
+        free(r->gathered);
+        r->gathered = NULL;
+        r->cached = NULL;
+        dta_status st = dtap_gather_view(r->fds[t->file], path, t, s, &r->gathered, err);
         if (st != DTA_OK) {
-            free(whole);
+            if (st == DTA_E_UNSUPPORTED)
+                dta_error_prefix(err, path);
             return st;
         }
-        uint64_t idx[DTA_MAX_RANK] = {0};
-        for (uint64_t e = 0; e < t->numel; e++) {
-            uint64_t at = t->storage_offset;
-            for (int k = 0; k < t->rank; k++)
-                at += idx[k] * (uint64_t)t->stride[k];
-            memcpy(g + e * es, whole + at * es, es);
-            for (int k = t->rank - 1; k >= 0; k--) {
-                if (++idx[k] < t->shape[k])
-                    break;
-                idx[k] = 0;
-            }
-        }
-        free(whole);
-        r->cached = t;
+        r->cached = t->name;
     }
+    unsigned es = elsize(s->dtype);
     memcpy(buf, r->gathered + first * es, n * es);
     return DTA_OK;
+}
+
+/* What verify keeps of a source tensor: the model's tensor and storage records (152 bytes
+ * a tensor) are released once these are made (72 bytes), so a source and its conversion
+ * with a million tensors each are not two whole models in memory at once. The name, shape
+ * and strides stay where the model keeps them. */
+typedef struct {
+    const char *name;
+    const uint64_t *shape;
+    const int64_t *stride;
+    uint64_t numel, storage_offset;
+    uint64_t s_offset, s_nbytes; /* its storage */
+    uint32_t file, storage;      /* storage UINT32_MAX: none (meta) */
+    uint32_t idx;                /* in the source's order */
+    uint8_t dtype, s_dtype, rank;
+    bool meta;
+} vtensor;
+
+static vtensor vt_make(const dta_model *m, size_t i)
+{
+    const dta_tensor *t = &m->tensors[i];
+    vtensor v = {t->name, t->shape, t->stride, t->numel, t->storage_offset, UINT64_MAX, 0,
+                 (uint32_t)t->file, UINT32_MAX, (uint32_t)i, (uint8_t)t->dtype, 0,
+                 (uint8_t)t->rank, t->meta};
+    if (t->storage != SIZE_MAX) {
+        const dta_storage *s = &m->storages[t->storage];
+        v.storage = (uint32_t)t->storage;
+        v.s_offset = s->offset;
+        v.s_nbytes = s->nbytes;
+        v.s_dtype = (uint8_t)s->dtype;
+    }
+    return v;
+}
+
+/* The tensor and storage records of v again, for the comparison (on the stack). */
+static void vt_unpack(const vtensor *v, dta_tensor *t, dta_storage *s)
+{
+    memset(t, 0, sizeof *t);
+    memset(s, 0, sizeof *s);
+    t->name = (char *)v->name;
+    t->shape = (uint64_t *)v->shape;
+    t->stride = (int64_t *)v->stride;
+    t->numel = v->numel;
+    t->storage_offset = v->storage_offset;
+    t->storage = v->storage == UINT32_MAX ? SIZE_MAX : v->storage;
+    t->file = v->file;
+    t->dtype = (dta_dtype)v->dtype;
+    t->rank = v->rank;
+    t->meta = v->meta;
+    s->file = v->file;
+    s->dtype = (dta_dtype)v->s_dtype;
+    s->offset = v->s_offset;
+    s->nbytes = v->s_nbytes;
+}
+
+static int cmp_vt_name(const void *a, const void *b)
+{
+    return strcmp(((const vtensor *)a)->name, ((const vtensor *)b)->name);
+}
+
+static const vtensor *find_vt(const vtensor *sorted, size_t n, const char *name)
+{
+    vtensor key = {0};
+    key.name = name;
+    return bsearch(&key, sorted, n, sizeof *sorted, cmp_vt_name);
 }
 
 static int cmp_tensor_name(const void *a, const void *b)
@@ -105,6 +143,18 @@ static const dta_tensor *find_tensor(const dta_tensor **sorted, size_t n, const 
     return hit ? *hit : NULL;
 }
 
+/* b's tensors sorted by name (pointers into b), NULL when out of memory. */
+static const dta_tensor **sorted_tensors(const dta_model *b)
+{
+    const dta_tensor **sb = malloc(sizeof *sb * (b->ntensors ? b->ntensors : 1));
+    if (!sb)
+        return NULL;
+    for (size_t i = 0; i < b->ntensors; i++)
+        sb[i] = &b->tensors[i];
+    qsort(sb, b->ntensors, sizeof *sb, cmp_tensor_name);
+    return sb;
+}
+
 static const char *meta_value(const dta_model *m, const char *key)
 {
     for (size_t i = 0; i < m->nmetadata; i++)
@@ -113,12 +163,35 @@ static const char *meta_value(const dta_model *m, const char *key)
     return NULL;
 }
 
-/* Compares source tensor ta with converted tensor tb into res (tensors, tensors_bad,
- * shape_changed, totals, first_bad). */
+/* Adds one tensor's value statistics to the result; a bad tensor is counted and the first
+ * one named. */
+static dta_status add_result(dta_verify_result *res, const dta_verify_stats *vs, bool bad,
+                             bool errs, const char *name, dta_status st, dta_error *err)
+{
+    res->total.elements += vs->elements;
+    res->total.mismatches += vs->mismatches;
+    res->total.nonfinite_added += vs->nonfinite_added;
+    if (errs) {
+        if (vs->max_abs_err > res->total.max_abs_err)
+            res->total.max_abs_err = vs->max_abs_err;
+        if (vs->max_rel_err > res->total.max_rel_err)
+            res->total.max_rel_err = vs->max_rel_err;
+    }
+    if (bad) {
+        res->tensors_bad++;
+        if (!res->first_bad && !(res->first_bad = strdup(name)) && st == DTA_OK)
+            st = dta_error_set(err, DTA_E_NOMEM, ENOMEM, "out of memory");
+    }
+    return st;
+}
+
+/* Compares source tensor ta (of storage sa) with converted tensor tb into res (tensors,
+ * tensors_bad, shape_changed, totals, first_bad). */
 static dta_status compare_pair(reader *ra, reader *rb, const dta_tensor *ta,
-                               const dta_tensor *tb, dta_overflow_mode mode, bool cuda,
-                               unsigned char *ba, unsigned char *bb, size_t chunk,
-                               dta_verify_result *res, dta_error *err)
+                               const dta_storage *sa, const dta_tensor *tb,
+                               dta_overflow_mode mode, bool cuda, unsigned char *ba,
+                               unsigned char *bb, size_t chunk, dta_verify_result *res,
+                               dta_error *err)
 {
     dta_status st = DTA_OK;
     res->tensors++;
@@ -130,30 +203,29 @@ static dta_status compare_pair(reader *ra, reader *rb, const dta_tensor *ta,
     if (!shape_ok)
         res->shape_changed++;
     dta_verify_stats vs = {0};
+    const dta_storage *sb = tb->meta ? NULL : &rb->m->storages[tb->storage];
     for (uint64_t e = 0; !bad && !ta->meta && e < ta->numel && st == DTA_OK; e += chunk) {
         size_t k = ta->numel - e < chunk ? (size_t)(ta->numel - e) : chunk;
-        if ((st = read_elems(ra, ta, e, k, ba, err)) == DTA_OK &&
-            (st = read_elems(rb, tb, e, k, bb, err)) == DTA_OK)
+        if ((st = read_elems(ra, ta, sa, e, k, ba, err)) == DTA_OK &&
+            (st = read_elems(rb, tb, sb, e, k, bb, err)) == DTA_OK)
             st = (cuda ? (verify_fn)dta_verify_cuda : dta_verify)(ta->dtype, tb->dtype, ba, bb, k,
                                                                  mode, &vs, err);
     }
     /* inf from overflow is the exact conversion under --on-overflow inf: reported in
      * nonfinite_added, a failure only when the bytes differ */
-    if (vs.mismatches)
-        bad = true;
-    res->total.elements += vs.elements;
-    res->total.mismatches += vs.mismatches;
-    res->total.nonfinite_added += vs.nonfinite_added;
-    if (vs.max_abs_err > res->total.max_abs_err)
-        res->total.max_abs_err = vs.max_abs_err;
-    if (vs.max_rel_err > res->total.max_rel_err)
-        res->total.max_rel_err = vs.max_rel_err;
-    if (bad) {
-        res->tensors_bad++;
-        if (!res->first_bad && !(res->first_bad = strdup(tb->name)) && st == DTA_OK)
-            st = dta_error_set(err, DTA_E_NOMEM, ENOMEM, "out of memory");
-    }
-    return st;
+    return add_result(res, &vs, bad || vs.mismatches, true, tb->name, st, err);
+}
+
+/* compare_pair for a source tensor kept as a vtensor. */
+static dta_status compare_vt(reader *ra, reader *rb, const vtensor *va, const dta_tensor *tb,
+                             dta_overflow_mode mode, bool cuda, unsigned char *ba,
+                             unsigned char *bb, size_t chunk, dta_verify_result *res,
+                             dta_error *err)
+{
+    dta_tensor ta;
+    dta_storage sa;
+    vt_unpack(va, &ta, &sa);
+    return compare_pair(ra, rb, &ta, &sa, tb, mode, cuda, ba, bb, chunk, res, err);
 }
 
 /* Compares converted tensor tb with the dequantization of source parameter p. */
@@ -180,20 +252,70 @@ static dta_status compare_dq(dtap_dq *dq, size_t p, reader *rb, const dta_tensor
     for (uint64_t e = 0; !bad && e < numel && st == DTA_OK; e += chunk) {
         size_t k = numel - e < chunk ? (size_t)(numel - e) : chunk;
         if ((st = dtap_dq_run(dq, p, e, k, tb->dtype, mode, ba, NULL, err)) == DTA_OK &&
-            (st = read_elems(rb, tb, e, k, bb, err)) == DTA_OK)
+            (st = read_elems(rb, tb, &rb->m->storages[tb->storage], e, k, bb, err)) == DTA_OK)
             st = dta_verify(tb->dtype, tb->dtype, ba, bb, k, mode, &vs, err);
     }
-    if (vs.mismatches)
-        bad = true;
-    res->total.elements += vs.elements;
-    res->total.mismatches += vs.mismatches;
-    res->total.nonfinite_added += vs.nonfinite_added;
-    if (bad) {
-        res->tensors_bad++;
-        if (!res->first_bad && !(res->first_bad = strdup(tb->name)) && st == DTA_OK)
+    return add_result(res, &vs, bad || vs.mismatches, false, tb->name, st, err);
+}
+
+static void close_all(reader *r, size_t nfiles)
+{
+    for (size_t i = 0; r->fds && i < nfiles; i++)
+        if (r->fds[i] >= 0)
+            close(r->fds[i]);
+    free(r->fds);
+    free(r->gathered);
+}
+
+static dta_status open_reader(reader *r, const dta_model *m, dta_error *err)
+{
+    *r = (reader){m, malloc(sizeof(int) * (m->nfiles ? m->nfiles : 1)), NULL, NULL};
+    if (!r->fds)
+        return dta_error_set(err, DTA_E_NOMEM, ENOMEM, "out of memory");
+    for (size_t i = 0; i < m->nfiles; i++)
+        r->fds[i] = -1;
+    return DTA_OK;
+}
+
+/* One source tensor absent from the output (the last pass of dta_verify_checkpoints). It
+ * counts as present only when the output records it as a dropped alias (metadata NAME =
+ * KEPT, as safetensors' save_model writes) and KEPT is an output tensor holding exactly
+ * NAME's converted values: a metadata key alone proves nothing (it may just share the
+ * name). */
+static dta_status check_absent(reader *ra, reader *rb, const vtensor *va, const vtensor *sa,
+                               size_t na, const dta_tensor **sb, dtap_dq *dq,
+                               dta_overflow_mode mode, bool cuda, unsigned char *ba,
+                               unsigned char *bb, size_t chunk, dta_verify_result *res,
+                               dta_error *err)
+{
+    const dta_model *b = rb->m;
+    size_t p;
+    if (find_tensor(sb, b->ntensors, va->name) || dtap_dq_dropped(dq, va->name))
+        return DTA_OK;
+    if (dq && dtap_dq_role(dq, va->name, &p) == DTAP_DQ_WEIGHT &&
+        find_tensor(sb, b->ntensors, dtap_dq_out_name(dq, p)))
+        return DTA_OK; /* written under its plain name */
+    const char *kept = meta_value(b, va->name);
+    const dta_tensor *tb = kept ? find_tensor(sb, b->ntensors, kept) : NULL;
+    const vtensor *ka = kept ? find_vt(sa, na, kept) : NULL;
+    /* the kept tensor must stand for the same source data: an alias of it there */
+    if (tb && ka && ka->storage == va->storage && ka->storage != UINT32_MAX) {
+        size_t bad_before = res->tensors_bad;
+        res->tensors--; /* compare_pair counts it; an alias is not a tensor of its own */
+        dta_status st = compare_vt(ra, rb, va, tb, mode, cuda, ba, bb, chunk, res, err);
+        if (res->tensors_bad == bad_before)
+            return st;
+        /* not an alias of the kept tensor after all: the source tensor is lost */
+        res->tensors_bad = bad_before;
+        res->missing++;
+        if (!res->first_missing && !(res->first_missing = strdup(va->name)))
             st = dta_error_set(err, DTA_E_NOMEM, ENOMEM, "out of memory");
+        return st;
     }
-    return st;
+    res->missing++;
+    if (!res->first_missing && !(res->first_missing = strdup(va->name)))
+        return dta_error_set(err, DTA_E_NOMEM, ENOMEM, "out of memory");
+    return DTA_OK;
 }
 
 dta_status dta_verify_checkpoints(const char *source, const char *converted,
@@ -201,11 +323,13 @@ dta_status dta_verify_checkpoints(const char *source, const char *converted,
                                   dta_verify_result *res, dta_error *err)
 {
     dta_model *a = NULL, *b = NULL;
-    const dta_tensor **sa = NULL;
+    vtensor *sa = NULL; /* the source's tensors sorted by name */
+    size_t na = 0;
     reader ra = {0}, rb = {0};
     unsigned char *ba = NULL, *bb = NULL;
     dtap_dq *dq = NULL;
-    const dta_tensor **sbn = NULL;
+    const dta_tensor **sbn = NULL, **sb = NULL;
+    uint32_t *order = NULL;
     const size_t chunk = 1u << 20; /* elements per step */
     dta_status st;
 
@@ -214,129 +338,89 @@ dta_status dta_verify_checkpoints(const char *source, const char *converted,
     bool cuda = device == DTA_DEVICE_CUDA ||
                 (device == DTA_DEVICE_AUTO && stat(source, &ss) == 0 &&
                  dta_cuda_auto((uint64_t)ss.st_size));
+    /* The source is reduced to what verify needs before the converted file is opened:
+     * its transient memory (quantization analysis, sorting) and its records then never
+     * add to the second model. */
     if ((st = dta_model_open(source, &a, err)) != DTA_OK)
         return st;
-    if ((st = dta_model_open(converted, &b, err)) != DTA_OK) {
-        dta_model_free(a);
-        return st;
-    }
     /* a quantized source whose output dropped the companions was dequantized: its
      * parameters are compared with their dequantization (dequant.h) */
     dta_error qe;
     if (dtap_dq_open(a, &dq, &qe) != DTA_OK)
         dq = NULL;
-    sa = malloc(sizeof *sa * (a->ntensors ? a->ntensors : 1));
-    ra = (reader){a, malloc(sizeof(int) * (a->nfiles ? a->nfiles : 1)), NULL, NULL};
-    rb = (reader){b, malloc(sizeof(int) * (b->nfiles ? b->nfiles : 1)), NULL, NULL};
-    ba = malloc(chunk * 8);
-    bb = malloc(chunk * 8);
-    if (!sa || !ra.fds || !rb.fds || !ba || !bb) {
+    na = a->ntensors;
+    if (a->nstorages >= UINT32_MAX || na >= UINT32_MAX || a->nfiles >= UINT32_MAX) {
+        st = dta_error_set(err, DTA_E_LIMIT, 0, "%s: too many tensors to verify", source);
+        goto out;
+    }
+    if (!(sa = malloc(sizeof *sa * (na ? na : 1)))) {
         st = dta_error_set(err, DTA_E_NOMEM, ENOMEM, "out of memory");
         goto out;
     }
-    for (size_t i = 0; i < a->nfiles; i++)
-        ra.fds[i] = -1;
-    for (size_t i = 0; i < b->nfiles; i++)
-        rb.fds[i] = -1;
-    for (size_t i = 0; i < a->ntensors; i++)
-        sa[i] = &a->tensors[i];
-    qsort(sa, a->ntensors, sizeof *sa, cmp_tensor_name);
-    if (dq) {
-        if (!(sbn = malloc(sizeof *sbn * (b->ntensors ? b->ntensors : 1)))) {
-            st = dta_error_set(err, DTA_E_NOMEM, ENOMEM, "out of memory");
-            goto out;
-        }
-        for (size_t i = 0; i < b->ntensors; i++)
-            sbn[i] = &b->tensors[i];
-        qsort(sbn, b->ntensors, sizeof *sbn, cmp_tensor_name);
+    for (size_t i = 0; i < na; i++)
+        sa[i] = vt_make(a, i);
+    qsort(sa, na, sizeof *sa, cmp_vt_name);
+    if (!dq) /* dequantization reads the source's records; else they are not needed */
+        dtap_model_release_records(a);
+    if ((st = open_reader(&ra, a, err)) != DTA_OK ||
+        (st = dta_model_open(converted, &b, err)) != DTA_OK ||
+        (st = open_reader(&rb, b, err)) != DTA_OK)
+        goto out;
+    ba = malloc(chunk * 8);
+    bb = malloc(chunk * 8);
+    if (!ba || !bb || (dq && !(sbn = sorted_tensors(b)))) {
+        st = dta_error_set(err, DTA_E_NOMEM, ENOMEM, "out of memory");
+        goto out;
     }
 
     size_t matched = 0, dropped = 0;
     for (size_t i = 0; i < b->ntensors && st == DTA_OK; i++) {
-        const dta_tensor *tb = &b->tensors[i], *ta = find_tensor(sa, a->ntensors, tb->name);
+        const dta_tensor *tb = &b->tensors[i];
+        const vtensor *va = find_vt(sa, na, tb->name);
         size_t p;
-        if (!ta && dq && dtap_dq_find_out(dq, tb->name, &p) &&
+        if (!va && dq && dtap_dq_find_out(dq, tb->name, &p) &&
             !find_tensor(sbn, b->ntensors, dtap_dq_scale_name(dq, p))) {
             /* a parameter written under its plain name ("*_blocks" -> its base) */
             matched++;
             st = compare_dq(dq, p, &rb, tb, mode, ba, bb, chunk, res, err);
             continue;
         }
-        if (!ta) {
+        if (!va) {
             res->extra++;
             continue;
         }
         matched++;
-        if (dq && dtap_dq_role(dq, ta->name, &p) == DTAP_DQ_WEIGHT &&
+        if (dq && dtap_dq_role(dq, va->name, &p) == DTAP_DQ_WEIGHT &&
             !find_tensor(sbn, b->ntensors, dtap_dq_scale_name(dq, p)))
             st = compare_dq(dq, p, &rb, tb, mode, ba, bb, chunk, res, err);
         else
-            st = compare_pair(&ra, &rb, ta, tb, mode, cuda, ba, bb, chunk, res, err);
+            st = compare_vt(&ra, &rb, va, tb, mode, cuda, ba, bb, chunk, res, err);
     }
     /* companions the dequantized output does not have are not missing */
-    for (size_t i = 0; dq && i < a->ntensors; i++)
-        if (dtap_dq_dropped(dq, a->tensors[i].name) &&
-            !find_tensor(sbn, b->ntensors, a->tensors[i].name))
+    for (size_t i = 0; dq && i < na; i++)
+        if (dtap_dq_dropped(dq, sa[i].name) && !find_tensor(sbn, b->ntensors, sa[i].name))
             dropped++;
-    /* Source tensors absent from the output. One counts as present only when the output
-     * records it as a dropped alias (metadata NAME = KEPT, as safetensors' save_model
-     * writes) and KEPT is an output tensor holding exactly NAME's converted values: a
-     * metadata key alone proves nothing (it may just share the name). */
-    if (st == DTA_OK && matched + dropped < a->ntensors) {
-        const dta_tensor **sb = malloc(sizeof *sb * (b->ntensors ? b->ntensors : 1));
-        if (!sb) {
+    /* source tensors absent from the output, in the source's order */
+    if (st == DTA_OK && matched + dropped < na) {
+        if (!(sb = sorted_tensors(b)) || !(order = malloc(sizeof *order * (na ? na : 1)))) {
             st = dta_error_set(err, DTA_E_NOMEM, ENOMEM, "out of memory");
             goto out;
         }
-        for (size_t i = 0; i < b->ntensors; i++)
-            sb[i] = &b->tensors[i];
-        qsort(sb, b->ntensors, sizeof *sb, cmp_tensor_name);
-        for (size_t i = 0; i < a->ntensors && st == DTA_OK; i++) {
-            const dta_tensor *ta = &a->tensors[i];
-            size_t p;
-            if (find_tensor(sb, b->ntensors, ta->name) || dtap_dq_dropped(dq, ta->name))
-                continue;
-            if (dq && dtap_dq_role(dq, ta->name, &p) == DTAP_DQ_WEIGHT &&
-                find_tensor(sb, b->ntensors, dtap_dq_out_name(dq, p)))
-                continue; /* written under its plain name */
-            const char *kept = meta_value(b, ta->name);
-            const dta_tensor *tb = kept ? find_tensor(sb, b->ntensors, kept) : NULL;
-            const dta_tensor *ka = kept ? find_tensor(sa, a->ntensors, kept) : NULL;
-            /* the kept tensor must stand for the same source data: an alias of it there */
-            if (!tb || !ka || ka->storage != ta->storage || ka->storage == SIZE_MAX) {
-                res->missing++;
-                if (!res->first_missing && !(res->first_missing = strdup(ta->name)))
-                    st = dta_error_set(err, DTA_E_NOMEM, ENOMEM, "out of memory");
-                continue;
-            }
-            size_t bad_before = res->tensors_bad;
-            res->tensors--; /* compare_pair counts it; an alias is not a tensor of its own */
-            st = compare_pair(&ra, &rb, ta, tb, mode, cuda, ba, bb, chunk, res, err);
-            if (res->tensors_bad != bad_before) {
-                /* not an alias of the kept tensor after all: the source tensor is lost */
-                res->tensors_bad = bad_before;
-                res->missing++;
-                if (!res->first_missing && !(res->first_missing = strdup(ta->name)))
-                    st = dta_error_set(err, DTA_E_NOMEM, ENOMEM, "out of memory");
-            }
-        }
-        free(sb);
+        for (size_t i = 0; i < na; i++)
+            order[sa[i].idx] = (uint32_t)i;
+        for (size_t i = 0; i < na && st == DTA_OK; i++)
+            st = check_absent(&ra, &rb, &sa[order[i]], sa, na, sb, dq, mode, cuda, ba, bb, chunk,
+                              res, err);
     }
 out:
-    for (size_t i = 0; ra.fds && i < a->nfiles; i++)
-        if (ra.fds[i] >= 0)
-            close(ra.fds[i]);
-    for (size_t i = 0; rb.fds && i < b->nfiles; i++)
-        if (rb.fds[i] >= 0)
-            close(rb.fds[i]);
-    free(ra.fds);
-    free(rb.fds);
-    free(ra.gathered);
-    free(rb.gathered);
+    close_all(&ra, a ? a->nfiles : 0);
+    close_all(&rb, b ? b->nfiles : 0);
     free(ba);
     free(bb);
     free(sa);
+    free(sb);
     free(sbn);
+    free(order);
     dtap_dq_free(dq);
     dta_model_free(a);
     dta_model_free(b);

@@ -315,6 +315,18 @@ void dtap_model_finish(dta_model *m)
     }
 }
 
+void dtap_model_release_records(dta_model *m)
+{
+    for (size_t i = 0; i < m->nstorages; i++)
+        free(m->storages[i].key);
+    free(m->tensors);
+    free(m->storages);
+    m->tensors = NULL;
+    m->storages = NULL;
+    m->ntensors = m->nstorages = 0;
+    impl(m)->cap_tensors = impl(m)->cap_storages = 0;
+}
+
 void dta_model_free(dta_model *m)
 {
     if (!m)

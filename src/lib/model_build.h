@@ -66,6 +66,11 @@ dta_status dtap_model_read_identity(dta_model *m, const struct cJSON *doc, dta_e
 /* Marks tensors whose storage is viewed more than once as shared. Readers call it last. */
 void dtap_model_finish(dta_model *m);
 
+/* Frees the tensor and storage records (ntensors and nstorages become 0) but keeps what
+ * they pointed to in the model's own storage (names, roots, shapes, strides) until
+ * dta_model_free: for a caller that has copied what it needs of the records (verify). */
+void dtap_model_release_records(dta_model *m);
+
 /* Element offsets of a view in C order: true when they are one contiguous run (the common
  * case), with *first its first element. Shared by convert and the values scan. */
 bool dtap_contiguous_view(const dta_tensor *t, uint64_t *first);
