@@ -8,13 +8,13 @@
 #include "dtaudit/quant.h"
 #include "report.h"
 
-struct ttab;
+struct ttree;
 
 typedef struct {
     FILE *out;
     const palette *pal;
     int verbosity;
-    const struct ttab *tab; /* the tree being printed */
+    const struct ttree *tree; /* the tree being printed (report_tree.c) */
     const cli_options *o;
     const dta_quant *quant; /* of the input being printed, NULL when none */
 } tctx;

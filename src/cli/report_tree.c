@@ -13,142 +13,276 @@
 
 /* ---- module tree ------------------------------------------------------------------ */
 
-/* Every step below is linear in the modules (a 64k-module checkpoint renders as fast as
- * its JSON): children are found through one hash table of (parent, component), the
- * numeric siblings are grouped through a hash of their signatures, and the members of
- * each group are bucketed once. */
-typedef struct tnode {
-    const char *comp;      /* component name (points into a module name) */
-    size_t comp_len;
-    const dta_module *mod; /* the module this node is, NULL for an implicit node */
-    struct tnode *parent;
-    struct tnode **kids;
-    size_t nkids, capkids;
-    uint64_t sig;
-    uint64_t hash;         /* of (parent, comp), for the table */
+/* The tree is kept in arrays of 32-bit node numbers over the report's own modules (about
+ * 16 bytes a module, where a tree of nodes with pointers and a lookup table cost about 150
+ * and took a million-module header past 4x its size): node i < nmods is module i of this
+ * root's run, node nmods is the top, later nodes are implicit (a component with no module
+ * of its own). Modules are walked in component order (a preorder of the tree), so each one
+ * finds its parent on a stack of the last path; children are found by binary search in
+ * their parent's sorted list. Every step is linear or n log n in the modules (64k
+ * top-level modules render as fast as their JSON). */
+#define DEAD UINT32_MAX /* a module whose path a later module of the same path took */
+
+typedef struct {
+    const char *s; /* component (points into a module name) */
+    size_t len;
+} tcomp;
+
+typedef struct ttree {
+    const dta_module *mods; /* this root's run of the report's modules */
+    uint32_t nmods, top, n; /* n: nodes (modules, the top, implicit ones) */
+    const char *root;
+    size_t rlen;
+    tcomp *imp;             /* implicit node top + 1 + k: imp[k] */
+    uint32_t nimp, capimp;
+    uint32_t *parent;       /* while building */
+    uint32_t *start;        /* children of node i: kids[start[i] .. start[i + 1]), sorted */
+    uint32_t *kids;
+    uint64_t *sig;          /* structure signature of each node's subtree */
+} ttree;
+
+/* A component with its ordering key: numeric ones by value, after the others. */
+typedef struct {
+    tcomp c;
     bool numeric;
     uint64_t index;
-} tnode;
+    uint32_t id;
+} tkey;
 
-/* (parent, component) -> node, open addressing, load at most 1/2. */
-typedef struct ttab {
-    tnode **slot;
-    size_t cap, n;
-} ttab;
-
-static uint64_t comp_hash(const tnode *parent, const char *s, size_t n)
+static const dta_module *tmod(const ttree *t, uint32_t i)
 {
-    uint64_t h = 1469598103934665603ull ^ ((uint64_t)(uintptr_t)parent * 0x9e3779b97f4a7c15ull);
-    for (size_t i = 0; i < n; i++)
-        h = (h ^ (unsigned char)s[i]) * 1099511628211ull;
-    return h ^ (h >> 29);
+    return i < t->nmods ? &t->mods[i] : NULL;
 }
 
-static tnode *ttab_find(const ttab *t, const tnode *parent, const char *s, size_t n)
+static size_t tnkids(const ttree *t, uint32_t i)
 {
-    if (!t->cap)
-        return NULL;
-    uint64_t h = comp_hash(parent, s, n);
-    for (size_t i = (size_t)h & (t->cap - 1);; i = (i + 1) & (t->cap - 1)) {
-        tnode *x = t->slot[i];
+    return t->start[i + 1] - t->start[i];
+}
+
+static const uint32_t *tkids(const ttree *t, uint32_t i)
+{
+    return t->kids + t->start[i];
+}
+
+/* A module's name below the root's own prefix. */
+static const char *stripped(const ttree *t, uint32_t m)
+{
+    const char *name = t->mods[m].name;
+    if (t->rlen && strncmp(name, t->root, t->rlen) == 0 && name[t->rlen] == '.')
+        name += t->rlen + 1;
+    return name;
+}
+
+static tcomp tnode_comp(const ttree *t, uint32_t i)
+{
+    if (i < t->nmods) { /* the last component, of the stripped name as of the full one */
+        const char *name = t->mods[i].name, *dot = strrchr(name, '.');
+        const char *c = dot ? dot + 1 : name;
+        return (tcomp){c, strlen(c)};
+    }
+    if (i == t->top)
+        return (tcomp){"", 0};
+    return t->imp[i - t->top - 1];
+}
+
+static tkey tnode_key(const ttree *t, uint32_t i)
+{
+    tkey k = {tnode_comp(t, i), false, 0, i};
+    k.numeric = name_comp_numeric(k.c.s, k.c.len);
+    if (k.numeric)
+        k.index = strtoull(k.c.s, NULL, 10);
+    return k;
+}
+
+/* Sibling order: names, then numeric ones by value (equal values by their bytes). */
+static int cmp_key(const tkey *x, const tkey *y)
+{
+    if (x->numeric && y->numeric && x->index != y->index)
+        return x->index < y->index ? -1 : 1;
+    if (x->numeric != y->numeric)
+        return x->numeric ? 1 : -1;
+    size_t n = x->c.len < y->c.len ? x->c.len : y->c.len;
+    int c = memcmp(x->c.s, y->c.s, n);
+    return c ? c : (x->c.len > y->c.len) - (x->c.len < y->c.len);
+}
+
+static int cmp_keys(const void *a, const void *b)
+{
+    return cmp_key(a, b);
+}
+
+/* Component order of two paths: '.' before every other byte, the end before '.'. */
+static int cmp_path(const char *a, const char *b)
+{
+    for (;; a++, b++) {
+        int x = *a == 0 ? 0 : *a == '.' ? 1 : 2 + (unsigned char)*a;
+        int y = *b == 0 ? 0 : *b == '.' ? 1 : 2 + (unsigned char)*b;
+        if (x != y)
+            return x < y ? -1 : 1;
         if (!x)
-            return NULL;
-        if (x->hash == h && x->parent == parent && x->comp_len == n && memcmp(x->comp, s, n) == 0)
-            return x;
+            return 0;
     }
 }
 
-static bool ttab_add(ttab *t, tnode *x)
+typedef struct {
+    const char *path;
+    uint32_t idx;
+} tpath;
+
+static int cmp_tpath(const void *a, const void *b)
 {
-    if (2 * (t->n + 1) > t->cap) {
-        size_t ncap = t->cap ? 2 * t->cap : 1024;
-        tnode **ns = calloc(ncap, sizeof *ns);
-        if (!ns)
-            return false;
-        for (size_t i = 0; i < t->cap; i++)
-            if (t->slot[i]) {
-                size_t k = (size_t)t->slot[i]->hash & (ncap - 1);
-                while (ns[k])
-                    k = (k + 1) & (ncap - 1);
-                ns[k] = t->slot[i];
-            }
-        free(t->slot);
-        t->slot = ns;
-        t->cap = ncap;
+    const tpath *x = a, *y = b;
+    int c = cmp_path(x->path, y->path);
+    return c ? c : (x->idx > y->idx) - (x->idx < y->idx);
+}
+
+/* The child of node p named like key, or DEAD. */
+static uint32_t tnode_find(const ttree *t, uint32_t p, const tkey *key)
+{
+    const uint32_t *k = tkids(t, p);
+    size_t lo = 0, hi = tnkids(t, p);
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        tkey m = tnode_key(t, k[mid]);
+        int c = cmp_key(key, &m);
+        if (!c)
+            return k[mid];
+        if (c < 0)
+            hi = mid;
+        else
+            lo = mid + 1;
     }
-    size_t k = (size_t)x->hash & (t->cap - 1);
-    while (t->slot[k])
-        k = (k + 1) & (t->cap - 1);
-    t->slot[k] = x;
-    t->n++;
+    return DEAD;
+}
+
+static bool add_node(ttree *t, uint32_t parent, tcomp imp, uint32_t *id)
+{
+    if (t->nimp == t->capimp) {
+        uint32_t nc = t->capimp ? 2 * t->capimp : 64;
+        if (nc > UINT32_MAX - 2 - t->top)
+            return false;
+        tcomp *ni = realloc(t->imp, sizeof *ni * nc);
+        uint32_t *np = ni ? realloc(t->parent, sizeof *np * ((size_t)t->top + 1 + nc)) : NULL;
+        if (ni)
+            t->imp = ni;
+        if (!np)
+            return false;
+        t->parent = np;
+        t->capimp = nc;
+    }
+    *id = t->top + 1 + t->nimp;
+    t->imp[t->nimp++] = imp;
+    t->parent[*id] = parent;
+    t->n = *id + 1;
     return true;
 }
 
-static tnode *tnode_new(const char *comp, size_t len)
-{
-    tnode *n = calloc(1, sizeof *n);
-    if (!n)
-        return NULL;
-    n->comp = comp;
-    n->comp_len = len;
-    n->numeric = name_comp_numeric(comp, len);
-    if (n->numeric)
-        n->index = strtoull(comp, NULL, 10);
-    return n;
-}
+typedef struct {
+    uint32_t node;
+    tcomp c;
+} tstack;
 
-static void tnode_free(tnode *n)
+/* Parents of every module, walking them in component order with the path of the last one
+ * on a stack; implicit nodes for components no module names. */
+static bool link_parents(ttree *t, const uint32_t *order)
 {
-    /* iterative: a hostile name nests thousands of components */
-    while (n) {
-        if (n->nkids) {
-            tnode *k = n->kids[--n->nkids];
-            n = k;
+    tstack *stack = NULL;
+    size_t sp = 0, cap = 0;
+    bool ok = true;
+    for (uint32_t o = 0; o < t->nmods && ok; o++) {
+        uint32_t m = order ? order[o] : o;
+        const char *s = stripped(t, m);
+        size_t d = 0, pos = 0, len = strlen(s);
+        /* the stack's longest run of components this path starts with */
+        for (; d < sp; d++) {
+            const char *dot = memchr(s + pos, '.', len - pos);
+            size_t end = dot ? (size_t)(dot - s) : len;
+            if (stack[d].c.len != end - pos || memcmp(stack[d].c.s, s + pos, end - pos) != 0)
+                break;
+            pos = end + 1;
+            if (!dot) { /* the whole path is on the stack: a module of the same path */
+                d++;
+                break;
+            }
+        }
+        sp = d;
+        if (pos > len) { /* the same path as node stack[d - 1]: the later module stands */
+            uint32_t x = stack[d - 1].node;
+            if (x >= t->nmods) { /* an implicit node is never before its module */
+                t->parent[m] = DEAD;
+                continue;
+            }
+            t->parent[m] = t->parent[x];
+            t->parent[x] = DEAD;
+            stack[d - 1].node = m;
             continue;
         }
-        tnode *up = n->parent;
-        free(n->kids);
-        free(n);
-        n = up;
+        for (;;) {
+            const char *dot = memchr(s + pos, '.', len - pos);
+            size_t end = dot ? (size_t)(dot - s) : len;
+            uint32_t parent = sp ? stack[sp - 1].node : t->top, id = m;
+            tcomp c = {s + pos, end - pos};
+            if (dot && !(ok = add_node(t, parent, c, &id)))
+                break;
+            if (!dot)
+                t->parent[m] = parent;
+            if (sp == cap) {
+                size_t nc = cap ? 2 * cap : 64;
+                tstack *ns = realloc(stack, sizeof *ns * nc);
+                if (!(ok = ns != NULL))
+                    break;
+                stack = ns;
+                cap = nc;
+            }
+            stack[sp++] = (tstack){id, c};
+            if (!dot)
+                break;
+            pos = end + 1;
+        }
     }
+    free(stack);
+    return ok;
 }
 
-static tnode *tnode_child(ttab *t, tnode *n, const char *comp, size_t len)
+/* Children lists from the parents, each sorted in sibling order. */
+static bool link_kids(ttree *t)
 {
-    tnode *c = ttab_find(t, n, comp, len);
-    if (c)
-        return c;
-    if (n->nkids == n->capkids) {
-        size_t nc = n->capkids ? n->capkids * 2 : 4;
-        tnode **p = realloc(n->kids, nc * sizeof *p);
-        if (!p)
-            return NULL;
-        n->kids = p;
-        n->capkids = nc;
+    size_t maxk = 0;
+    if (!(t->start = calloc((size_t)t->n + 1, sizeof *t->start)) ||
+        !(t->kids = malloc(sizeof *t->kids * (t->n ? t->n : 1))))
+        return false;
+    for (uint32_t i = 0; i < t->n; i++)
+        if (i != t->top && t->parent[i] != DEAD)
+            t->start[t->parent[i] + 1]++;
+    for (uint32_t i = 0; i < t->n; i++) {
+        if (t->start[i + 1] > maxk)
+            maxk = t->start[i + 1];
+        t->start[i + 1] += t->start[i];
     }
-    c = tnode_new(comp, len);
-    if (!c)
-        return NULL;
-    c->parent = n;
-    c->hash = comp_hash(n, comp, len);
-    if (!ttab_add(t, c)) {
-        free(c);
-        return NULL;
+    for (uint32_t i = 0; i < t->n; i++) /* start[p] runs to the end of p's list */
+        if (i != t->top && t->parent[i] != DEAD)
+            t->kids[t->start[t->parent[i]]++] = i;
+    for (uint32_t i = t->n; i > 0; i--)
+        t->start[i] = t->start[i - 1];
+    t->start[0] = 0;
+    free(t->parent);
+    t->parent = NULL;
+    tkey *keys = malloc(sizeof *keys * (maxk ? maxk : 1));
+    if (!keys)
+        return false;
+    for (uint32_t i = 0; i < t->n; i++) {
+        size_t nk = tnkids(t, i);
+        uint32_t *k = t->kids + t->start[i];
+        if (nk < 2)
+            continue;
+        for (size_t j = 0; j < nk; j++)
+            keys[j] = tnode_key(t, k[j]);
+        qsort(keys, nk, sizeof *keys, cmp_keys);
+        for (size_t j = 0; j < nk; j++)
+            k[j] = keys[j].id;
     }
-    n->kids[n->nkids++] = c;
-    return c;
-}
-
-static int cmp_kids(const void *a, const void *b)
-{
-    const tnode *x = *(tnode *const *)a, *y = *(tnode *const *)b;
-    if (x->numeric && y->numeric)
-        return (x->index > y->index) - (x->index < y->index);
-    if (x->numeric != y->numeric)
-        return x->numeric ? 1 : -1;
-    size_t n = x->comp_len < y->comp_len ? x->comp_len : y->comp_len;
-    int c = memcmp(x->comp, y->comp, n);
-    return c ? c : (x->comp_len > y->comp_len) - (x->comp_len < y->comp_len);
+    free(keys);
+    return true;
 }
 
 static uint64_t mix(uint64_t h, uint64_t v)
@@ -159,23 +293,76 @@ static uint64_t mix(uint64_t h, uint64_t v)
 
 /* Structure signature: child names (numeric ones too: layers.0.experts.3 matches
  * layers.1.experts.3), tensors per dtype; element counts are left out on purpose. */
-static void tnode_finish(tnode *n)
+static void tnode_finish(ttree *t, uint32_t i)
 {
     uint64_t h = 1469598103934665603ull;
-    if (n->nkids > 1)
-        qsort(n->kids, n->nkids, sizeof *n->kids, cmp_kids);
-    for (size_t i = 0; i < n->nkids; i++) {
-        tnode_finish(n->kids[i]);
-        for (size_t k = 0; k < n->kids[i]->comp_len; k++)
-            h = mix(h, (unsigned char)n->kids[i]->comp[k]);
-        h = mix(h, n->kids[i]->sig);
+    const uint32_t *k = tkids(t, i);
+    for (size_t j = 0; j < tnkids(t, i); j++) {
+        tnode_finish(t, k[j]);
+        tcomp c = tnode_comp(t, k[j]);
+        for (size_t b = 0; b < c.len; b++)
+            h = mix(h, (unsigned char)c.s[b]);
+        h = mix(h, t->sig[k[j]]);
     }
-    if (n->mod) {
-        for (size_t i = 0; i < n->mod->ndtypes; i++)
-            h = mix(mix(h, (uint64_t)n->mod->dtypes[i].dtype), n->mod->dtypes[i].count.tensors);
-        h = mix(h, n->mod->quantized);
+    const dta_module *m = tmod(t, i);
+    if (m) {
+        for (size_t d = 0; d < m->ndtypes; d++)
+            h = mix(mix(h, (uint64_t)m->dtypes[d].dtype), m->dtypes[d].count.tensors);
+        h = mix(h, m->quantized);
     }
-    n->sig = h;
+    t->sig[i] = h;
+}
+
+static void tree_free(ttree *t)
+{
+    free(t->imp);
+    free(t->parent);
+    free(t->start);
+    free(t->kids);
+    free(t->sig);
+}
+
+/* The tree of modules [lo, hi) of the report, one root's run. */
+static bool tree_build(ttree *t, const dta_report *rep, const dta_root_summary *rs, size_t lo,
+                       size_t hi)
+{
+    uint32_t *order = NULL;
+    memset(t, 0, sizeof *t);
+    if (hi - lo > UINT32_MAX - 64)
+        return false;
+    t->mods = rep->modules + lo;
+    t->nmods = (uint32_t)(hi - lo);
+    t->top = t->nmods;
+    t->n = t->top + 1;
+    t->root = rs->name;
+    t->rlen = strlen(rs->name);
+    if (!(t->parent = malloc(sizeof *t->parent * ((size_t)t->n))))
+        return false;
+    t->parent[t->top] = DEAD;
+    /* the report sorts names byte by byte; component order differs only where a name
+     * holds a byte below '.' ("a-b" before "a.c") */
+    bool sorted = true;
+    for (uint32_t i = 1; i < t->nmods && sorted; i++)
+        sorted = cmp_path(stripped(t, i - 1), stripped(t, i)) <= 0;
+    if (!sorted) {
+        tpath *p = malloc(sizeof *p * t->nmods);
+        if (!p || !(order = malloc(sizeof *order * t->nmods))) {
+            free(p);
+            return false;
+        }
+        for (uint32_t i = 0; i < t->nmods; i++)
+            p[i] = (tpath){stripped(t, i), i};
+        qsort(p, t->nmods, sizeof *p, cmp_tpath);
+        for (uint32_t i = 0; i < t->nmods; i++)
+            order[i] = p[i].idx;
+        free(p);
+    }
+    bool ok = link_parents(t, order);
+    free(order);
+    if (!ok || !link_kids(t) || !(t->sig = malloc(sizeof *t->sig * t->n)))
+        return false;
+    tnode_finish(t, t->top);
+    return true;
 }
 
 static void dtype_mix(char *buf, size_t cap, const dta_count *by, const dta_count *total)
@@ -205,12 +392,13 @@ static void dtype_mix(char *buf, size_t cap, const dta_count *by, const dta_coun
     }
 }
 
-static void sum_group(tnode **members, size_t n, dta_count *total, dta_count *by)
+static void sum_group(const ttree *t, const uint32_t *members, size_t n, dta_count *total,
+                      dta_count *by)
 {
     memset(total, 0, sizeof *total);
     memset(by, 0, sizeof(dta_count) * DTA_DTYPE_COUNT);
     for (size_t i = 0; i < n; i++) {
-        const dta_module *m = members[i]->mod;
+        const dta_module *m = tmod(t, members[i]);
         if (!m)
             continue;
         total->tensors += m->total.tensors;
@@ -225,7 +413,7 @@ static void sum_group(tnode **members, size_t n, dta_count *total, dta_count *by
     }
 }
 
-static void print_children(tctx *c, tnode **par, size_t npar, int depth);
+static void print_children(tctx *c, const uint32_t *par, size_t npar, int depth);
 
 static bool bit_mixed(const dta_count *by)
 {
@@ -235,17 +423,18 @@ static bool bit_mixed(const dta_count *by)
     return n > 1;
 }
 
-static void print_line(tctx *c, int depth, const char *label, tnode **members, size_t nm)
+static void print_line(tctx *c, int depth, const char *label, const uint32_t *members, size_t nm)
 {
+    const ttree *t = c->tree;
     dta_count total, by[DTA_DTYPE_COUNT];
     char mixbuf[128], cnt[32], shown[600];
     label = clean(shown, sizeof shown, label);
-    sum_group(members, nm, &total, by);
+    sum_group(t, members, nm, &total, by);
     dtype_mix(mixbuf, sizeof mixbuf, by, &total);
     /* a quantized subtree is shown by its logical dtype, marked with the scheme */
     uint64_t quantized = 0;
     for (size_t i = 0; i < nm; i++)
-        quantized += members[i]->mod ? members[i]->mod->quantized : 0;
+        quantized += tmod(t, members[i]) ? tmod(t, members[i])->quantized : 0;
     if (quantized && c->quant) {
         size_t l = strlen(mixbuf);
         snprintf(mixbuf + l, sizeof mixbuf - l, " (%s)", dta_quant_scheme_name(c->quant->scheme));
@@ -261,26 +450,27 @@ static void print_line(tctx *c, int depth, const char *label, tnode **members, s
 /* Groups the children of rep: each numeric child joins the first earlier numeric child with
  * the same signature. group[i] = index of the group leader for kid i. Hashing the
  * signatures keeps it linear when siblings differ (64k distinct numeric children). */
-static bool group_kids(const tnode *rep, size_t *group)
+static bool group_kids(const ttree *t, uint32_t rep, size_t *group)
 {
-    size_t cap = 16;
-    while (cap < 2 * rep->nkids)
+    size_t nk = tnkids(t, rep), cap = 16;
+    const uint32_t *k = tkids(t, rep);
+    while (cap < 2 * nk)
         cap *= 2;
     size_t *slot = calloc(cap, sizeof *slot); /* leader index + 1 */
     if (!slot)
         return false;
-    for (size_t i = 0; i < rep->nkids; i++) {
+    for (size_t i = 0; i < nk; i++) {
         group[i] = i;
-        if (!rep->kids[i]->numeric)
+        if (!name_comp_numeric(tnode_comp(t, k[i]).s, tnode_comp(t, k[i]).len))
             continue;
-        uint64_t sig = rep->kids[i]->sig;
-        size_t k = (size_t)(sig ^ (sig >> 31)) & (cap - 1);
-        while (slot[k] && rep->kids[slot[k] - 1]->sig != sig)
-            k = (k + 1) & (cap - 1);
-        if (slot[k])
-            group[i] = slot[k] - 1;
+        uint64_t sig = t->sig[k[i]];
+        size_t h = (size_t)(sig ^ (sig >> 31)) & (cap - 1);
+        while (slot[h] && t->sig[k[slot[h] - 1]] != sig)
+            h = (h + 1) & (cap - 1);
+        if (slot[h])
+            group[i] = slot[h] - 1;
         else
-            slot[k] = i + 1;
+            slot[h] = i + 1;
     }
     free(slot);
     return true;
@@ -288,73 +478,87 @@ static bool group_kids(const tnode *rep, size_t *group)
 
 /* Expands a parallel set: for each node in par (par[0] is rep), its children named like
  * rep's kids mem[0..nmem). Writes into out (capacity cap), returns the count. */
-static size_t expand(const ttab *tab, tnode **par, size_t npar, const tnode *rep,
-                     const size_t *mem, size_t nmem, tnode **out, size_t cap)
+static size_t expand(const ttree *t, const uint32_t *par, size_t npar, uint32_t rep,
+                     const size_t *mem, size_t nmem, uint32_t *out, size_t cap)
 {
     size_t n = 0;
+    const uint32_t *rk = tkids(t, rep);
     for (size_t p = 0; p < npar; p++)
         for (size_t i = 0; i < nmem; i++) {
-            const tnode *like = rep->kids[mem ? mem[i] : i];
-            tnode *k = par[p] == rep ? (tnode *)like
-                                     : ttab_find(tab, par[p], like->comp, like->comp_len);
-            if (k && n < cap)
+            uint32_t like = rk[mem ? mem[i] : i], k = like;
+            if (par[p] != rep) {
+                tkey key = tnode_key(t, like);
+                k = tnode_find(t, par[p], &key);
+            }
+            if (k != DEAD && n < cap)
                 out[n++] = k;
         }
     return n;
 }
 
+static uint64_t tnode_index(const ttree *t, uint32_t i)
+{
+    return tnode_key(t, i).index;
+}
+
 /* Prints the children of a set of structurally equal nodes (par[0] is the representative),
  * with counts summed over the set. */
-static void print_children(tctx *c, tnode **par, size_t npar, int depth)
+static void print_children(tctx *c, const uint32_t *par, size_t npar, int depth)
 {
-    tnode *rep = par[0];
-    size_t nk = rep->nkids ? rep->nkids : 1;
+    const ttree *t = c->tree;
+    uint32_t rep = par[0];
+    size_t nkr = tnkids(t, rep), nk = nkr ? nkr : 1;
+    const uint32_t *rk = tkids(t, rep);
     size_t *group = malloc(sizeof *group * nk);
     size_t *start = calloc(nk + 1, sizeof *start); /* members of leader g: order[start[g]..] */
     size_t *order = malloc(sizeof *order * nk);
     size_t *fill = malloc(sizeof *fill * nk);
     uint64_t *idx = malloc(sizeof *idx * nk);
-    if (!group || !start || !order || !fill || !idx || !group_kids(rep, group))
+    if (!group || !start || !order || !fill || !idx || !group_kids(t, rep, group))
         goto out;
-    for (size_t i = 0; i < rep->nkids; i++)
+    for (size_t i = 0; i < nkr; i++)
         start[group[i] + 1]++;
-    for (size_t g = 0; g < rep->nkids; g++)
+    for (size_t g = 0; g < nkr; g++)
         start[g + 1] += start[g];
-    memcpy(fill, start, sizeof *fill * rep->nkids);
-    for (size_t i = 0; i < rep->nkids; i++)
+    memcpy(fill, start, sizeof *fill * nkr);
+    for (size_t i = 0; i < nkr; i++)
         order[fill[group[i]]++] = i;
-    for (size_t g = 0; g < rep->nkids; g++) {
+    for (size_t g = 0; g < nkr; g++) {
         if (group[g] != g)
             continue;
         char label[512];
         const size_t *mem = order + start[g];
         size_t o = 0, ni = start[g + 1] - start[g];
         for (size_t i = 0; i < ni; i++)
-            idx[i] = rep->kids[mem[i]]->index;
-        if (ni > 1)
+            idx[i] = tnode_index(t, rk[mem[i]]);
+        if (ni > 1) {
             fmt_indices(label, sizeof label, idx, ni);
-        else
-            snprintf(label, sizeof label, "%.*s", (int)rep->kids[g]->comp_len, rep->kids[g]->comp);
+        } else {
+            tcomp cg = tnode_comp(t, rk[g]);
+            snprintf(label, sizeof label, "%.*s", (int)cg.len, cg.s);
+        }
         o = strlen(label);
         size_t cap = npar * ni;
-        tnode **set = malloc(sizeof *set * (cap ? cap : 1));
+        uint32_t *set = malloc(sizeof *set * (cap ? cap : 1));
         if (!set)
             break;
-        size_t nset = expand(c->tab, par, npar, rep, mem, ni, set, cap);
+        size_t nset = expand(t, par, npar, rep, mem, ni, set, cap);
         /* fold chains into one dotted line: model.layers.{0..31} */
         for (;;) {
-            tnode *r = set[0];
-            size_t *g2 = malloc(sizeof *g2 * (r->nkids ? r->nkids : 1));
-            if (!g2 || r->nkids == 0 || !r->mod || !group_kids(r, g2))
+            uint32_t r = set[0];
+            size_t rn = tnkids(t, r);
+            const uint32_t *rkids = tkids(t, r);
+            size_t *g2 = malloc(sizeof *g2 * (rn ? rn : 1));
+            if (!g2 || rn == 0 || !tmod(t, r) || !group_kids(t, r, g2))
                 goto stop;
             size_t leaders = 0, members = 0;
-            for (size_t i = 0; i < r->nkids; i++) {
+            for (size_t i = 0; i < rn; i++) {
                 leaders += g2[i] == i;
                 members += g2[i] == 0;
             }
             /* one group covering all kids, holding every tensor of the node */
-            if (leaders != 1 || !r->kids[0]->mod ||
-                r->mod->total.tensors != r->kids[0]->mod->total.tensors * members)
+            if (leaders != 1 || !tmod(t, rkids[0]) ||
+                tmod(t, r)->total.tensors != tmod(t, rkids[0])->total.tensors * members)
                 goto stop;
             char part[400];
             if (members > 1) {
@@ -362,21 +566,22 @@ static void print_children(tctx *c, tnode **par, size_t npar, int depth)
                 if (!ix)
                     goto stop;
                 for (size_t i = 0; i < members; i++)
-                    ix[i] = r->kids[i]->index;
+                    ix[i] = tnode_index(t, rkids[i]);
                 fmt_indices(part, sizeof part, ix, members);
                 free(ix);
             } else {
-                snprintf(part, sizeof part, "%.*s", (int)r->kids[0]->comp_len, r->kids[0]->comp);
+                tcomp c0 = tnode_comp(t, rkids[0]);
+                snprintf(part, sizeof part, "%.*s", (int)c0.len, c0.s);
             }
             if (o + strlen(part) + 2 >= sizeof label)
                 goto stop;
             o += (size_t)snprintf(label + o, sizeof label - o, ".%s", part);
             size_t ncap = nset * members;
-            tnode **nset_arr = malloc(sizeof *nset_arr * (ncap ? ncap : 1));
+            uint32_t *nset_arr = malloc(sizeof *nset_arr * (ncap ? ncap : 1));
             if (!nset_arr)
                 goto stop;
             /* one group holding every kid: the members are kids 0..members) */
-            size_t nn = expand(c->tab, set, nset, r, NULL, members, nset_arr, ncap);
+            size_t nn = expand(t, set, nset, r, NULL, members, nset_arr, ncap);
             free(set);
             set = nset_arr;
             nset = nn;
@@ -400,40 +605,17 @@ out:
 
 /* Builds the tree of one root's modules (names relative to the root's top) and prints it.
  * Modules are sorted by root order: this root's are the run starting at *cursor. */
-void text_tree(tctx *c, const dta_report *rep, const dta_root_summary *rs,
-                       size_t *cursor)
+void text_tree(tctx *c, const dta_report *rep, const dta_root_summary *rs, size_t *cursor)
 {
-    tnode *top = tnode_new("", 0);
-    ttab tab = {NULL, 0, 0};
-    size_t rlen = strlen(rs->name);
-    if (!top)
-        return;
-    for (; *cursor < rep->nmodules; ++*cursor) {
-        const dta_module *m = &rep->modules[*cursor];
-        if (strcmp(m->root, rs->name) != 0)
-            break;
-        const char *name = m->name;
-        if (rlen && strncmp(name, rs->name, rlen) == 0 && name[rlen] == '.')
-            name += rlen + 1;
-        tnode *cur = top;
-        while (cur) {
-            const char *dot = strchr(name, '.');
-            size_t len = dot ? (size_t)(dot - name) : strlen(name);
-            cur = tnode_child(&tab, cur, name, len);
-            if (!dot)
-                break;
-            name = dot + 1;
-        }
-        if (cur)
-            cur->mod = m;
-    }
-    tnode_finish(top);
-    if (top->nkids) {
+    ttree t;
+    size_t lo = *cursor;
+    while (*cursor < rep->nmodules && strcmp(rep->modules[*cursor].root, rs->name) == 0)
+        ++*cursor;
+    if (tree_build(&t, rep, rs, lo, *cursor) && tnkids(&t, t.top)) {
         fprintf(c->out, "  %smodules%s\n", C(c->pal, BOLD), C(c->pal, RESET));
-        c->tab = &tab;
-        print_children(c, &top, 1, 0);
-        c->tab = NULL;
+        c->tree = &t;
+        print_children(c, &t.top, 1, 0);
+        c->tree = NULL;
     }
-    tnode_free(top);
-    free(tab.slot);
+    tree_free(&t);
 }
