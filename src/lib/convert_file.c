@@ -381,7 +381,7 @@ dta_status dtap_convert_file(dtap_job *j, const char *in, int fd, const char *pa
         *format = dta_format_name(DTA_FORMAT_SAFETENSORS);
     } else {
         torch_ctx c = {j, m, nd};
-        st = dtap_torchzip_write(tz, m, nd, fd, write_storage, &c, j->err);
+        st = dtap_torchzip_write_once(tz, m, nd, fd, write_storage, &c, j->err);
         *format = dta_format_name(DTA_FORMAT_TORCH_ZIP);
     }
 out:

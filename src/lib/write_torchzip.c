@@ -190,6 +190,7 @@ typedef struct {
     size_t nrecs, caprecs;
     size_t *rset;          /* rec index + 1 per slot, 0 empty */
     size_t rcap;
+    char *keys;            /* record keys copied when the input graph is released */
     unsigned depth;
     uint64_t unsafe_ops;
     dta_error *err;
@@ -316,7 +317,7 @@ static dta_status memo_put(emitter *e, const dtap_pnode *n)
 {
     if (e->next_memo == UINT32_MAX)
         return dta_error_set(e->err, DTA_E_LIMIT, 0, "data.pkl: more than %u memoised objects", UINT32_MAX - 1);
-    if ((e->mn + 1) * 2 > e->mcap) {
+    if ((e->mn + 1) * 4 > e->mcap * 3) { /* load at most 3/4: millions of objects */
         size_t nc = e->mcap ? e->mcap * 2 : 1024;
         const dtap_pnode **nk = calloc(nc, sizeof *nk);
         uint32_t *nv = malloc(nc * sizeof *nv);
@@ -956,20 +957,61 @@ static dta_status emit(emitter *e, const dtap_pnode *n)
     return st;
 }
 
-static void emitter_free(emitter *e)
+/* What only emitting needs: the memo, the synthetic nodes, the key map. */
+static void emitter_free_emitting(emitter *e)
 {
-    free(e->o);
     free(e->mk);
     free(e->mv);
+    e->mk = NULL;
+    e->mv = NULL;
+    e->mcap = e->mn = 0;
     while (e->arena) {
         syn_block *n = e->arena->next;
         free(e->arena);
         e->arena = n;
     }
     free(e->globals);
+    e->globals = NULL;
+    e->nglobals = e->capglobals = 0;
     free(e->kmap);
+    e->kmap = NULL;
+    e->kcap = 0;
+}
+
+static void emitter_free(emitter *e)
+{
+    emitter_free_emitting(e);
+    free(e->o);
     free(e->recs);
     free(e->rset);
+    free(e->keys);
+}
+
+/* Once the new pickle is made, the input's graph (and what emitting needed) goes before
+ * the new pickle is parsed back to check it: two graphs of a 200k-tensor checkpoint at
+ * once were the peak of a torch -> torch convert. The record keys, borrowed from the
+ * graph, move to the model's storage keys (the same bytes) or to a copy. */
+static dta_status release_graph(emitter *e, dtap_pickle **graph)
+{
+    size_t need = 1;
+    for (size_t i = 0; i < e->nrecs; i++)
+        if (e->recs[i].storage == SIZE_MAX) need += e->recs[i].klen;
+    if (!(e->keys = malloc(need))) return nomem(e);
+    char *p = e->keys;
+    for (size_t i = 0; i < e->nrecs; i++) {
+        outrec *r = &e->recs[i];
+        if (r->storage != SIZE_MAX) {
+            r->key = e->m->storages[r->storage].key;
+            continue;
+        }
+        memcpy(p, r->key, r->klen);
+        r->key = p;
+        p += r->klen;
+    }
+    emitter_free_emitting(e);
+    dtap_pickle_free(*graph);
+    *graph = NULL;
+    return DTA_OK;
 }
 
 /* ==== checking the new pickle (docs/formats.md 3.3) ====================================== */
@@ -1053,6 +1095,8 @@ static dta_status check_pickle(emitter *e)
         dta_error_prefix(e->err, "rewritten data.pkl");
         goto out;
     }
+    dtap_pickle_free(pk); /* the scratch model holds what is compared */
+    pk = NULL;
     /* same tensors, in the same walk order, with the new dtypes and the same views */
     const dta_model *m = e->m;
     size_t j = 0;
@@ -1162,8 +1206,10 @@ static dta_status write_small(dtap_zipw *z, const char *rel, const void *p, size
     return dtap_zipw_end(z, err);
 }
 
-dta_status dtap_torchzip_write(const dtap_torchzip *t, const dta_model *m, const dta_dtype *new_dtype,
-                               int fd, dtap_storage_writer write_data, void *ctx, dta_error *err)
+/* graph: &t->pk when the input's graph is to be freed once the new pickle is made. */
+static dta_status write_zip(const dtap_torchzip *t, dtap_pickle **graph, const dta_model *m,
+                            const dta_dtype *new_dtype, int fd, dtap_storage_writer write_data,
+                            void *ctx, dta_error *err)
 {
     if (!t || !m || !new_dtype || fd < 0 || m->nstorages < t->stor_hi)
         return dta_error_set(err, DTA_E_ARG, 0, "torch zip write: bad arguments");
@@ -1195,6 +1241,7 @@ dta_status dtap_torchzip_write(const dtap_torchzip *t, const dta_model *m, const
     if ((st = kmap_build(&e)) || (st = out(&e, head, 2)) || (st = emit(&e, dtap_pickle_root(t->pk))) ||
         (st = out1(&e, '.')))
         goto done;
+    if (graph && (st = release_graph(&e, graph))) goto done;
     if ((st = check_pickle(&e))) goto done;
     if ((st = version_bytes(t, &ver, &vn, err))) goto done;
 
@@ -1235,4 +1282,17 @@ done:
     free(ver);
     emitter_free(&e);
     return st;
+}
+
+dta_status dtap_torchzip_write(const dtap_torchzip *t, const dta_model *m, const dta_dtype *new_dtype,
+                               int fd, dtap_storage_writer write_data, void *ctx, dta_error *err)
+{
+    return write_zip(t, NULL, m, new_dtype, fd, write_data, ctx, err);
+}
+
+dta_status dtap_torchzip_write_once(dtap_torchzip *t, const dta_model *m, const dta_dtype *new_dtype,
+                                    int fd, dtap_storage_writer write_data, void *ctx,
+                                    dta_error *err)
+{
+    return write_zip(t, t ? &t->pk : NULL, m, new_dtype, fd, write_data, ctx, err);
 }

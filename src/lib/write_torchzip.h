@@ -79,6 +79,13 @@ typedef dta_status (*dtap_storage_writer)(void *ctx, size_t storage, dtap_zipw *
 dta_status dtap_torchzip_write(const dtap_torchzip *t, const dta_model *m, const dta_dtype *new_dtype,
                                int fd, dtap_storage_writer write_data, void *ctx, dta_error *err);
 
+/* dtap_torchzip_write that frees the input's data.pkl graph as soon as the new pickle is
+ * made, before that is parsed back and checked (the graph is most of a large checkpoint's
+ * memory): t is written once, and dtap_torchzip_pickle(t) is NULL after. */
+dta_status dtap_torchzip_write_once(dtap_torchzip *t, const dta_model *m, const dta_dtype *new_dtype,
+                                    int fd, dtap_storage_writer write_data, void *ctx,
+                                    dta_error *err);
+
 /* Test hook: the zip64 threshold dtap_torchzip_write gives its dtap_zipw (0: default). */
 void dtap_torchzip_set_zip64_threshold(dtap_torchzip *t, uint64_t threshold);
 
