@@ -21,7 +21,9 @@
 #include <string.h>
 
 #include "convert_bits.h"
+#include "dequant_dev.h"
 #include "cuda/convert_cuda.h"
+#include "cuda/dequant_cuda.h"
 #include "cuda/values_cuda.h"
 #include "dtaudit/backend.h"
 #include "dtaudit/values.h"
@@ -346,6 +348,7 @@ static pthread_mutex_t g_lock = PTHREAD_MUTEX_INITIALIZER;
 static dta_cuda_pipe *g_pipe;
 
 static void values_release(void);
+static void dq_release(void);
 
 void dta_cuda_release(void)
 {
@@ -354,6 +357,7 @@ void dta_cuda_release(void)
     g_pipe = NULL;
     pthread_mutex_unlock(&g_lock);
     values_release();
+    dq_release();
 }
 
 static bool overlaps(const void *a, size_t na, const void *b, size_t nb)
@@ -533,5 +537,46 @@ dta_status dta_values_count_cuda(const dta_values_plan *p, const void *src, size
         off += m;
     }
     pthread_mutex_unlock(&g_vlock);
+    return DTA_OK;
+}
+
+/* ---- convert --dequantize (dequant_dev.h dtap_dq_run_cuda; kernel in cuda/dequant.cu) ---- */
+
+static pthread_mutex_t g_dqlock = PTHREAD_MUTEX_INITIALIZER;
+static dtap_cu_dq *g_dq;
+
+static void dq_release(void)
+{
+    pthread_mutex_lock(&g_dqlock);
+    dtap_cu_dq_close(g_dq);
+    g_dq = NULL;
+    pthread_mutex_unlock(&g_dqlock);
+}
+
+dta_status dtap_dq_run_cuda(dtap_dq *d, size_t p, uint64_t first, size_t n, dta_dtype to,
+                            dta_overflow_mode mode, void *dst, dta_convert_stats *st,
+                            dta_error *err)
+{
+    char msg[256];
+    uint64_t cnt[5];
+    dqb_job j;
+    dta_status s;
+    if ((s = need_device(err)) != DTA_OK)
+        return s;
+    /* the operands, prepared on the host by dequant.c and the scheme modules */
+    if ((s = dtap_dq_job(d, p, first, n, to, mode, &j, err)) != DTA_OK || j.n == 0)
+        return s;
+    pthread_mutex_lock(&g_dqlock);
+    int rc = g_dq ? 0 : dtap_cu_dq_open(0, &g_dq, msg, sizeof msg);
+    if (rc == 0)
+        rc = dtap_cu_dq_run(g_dq, &j, dst, cnt, msg, sizeof msg);
+    if (rc != 0) {
+        dtap_cu_dq_close(g_dq); /* reopened on the next call */
+        g_dq = NULL;
+    }
+    pthread_mutex_unlock(&g_dqlock);
+    if (rc != 0)
+        return cu_error(err, msg);
+    dtap_dq_stats_add(st, n, cnt);
     return DTA_OK;
 }

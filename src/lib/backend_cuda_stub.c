@@ -3,6 +3,7 @@
  * "built without CUDA" (DTA_E_UNSUPPORTED). */
 #include <stdio.h>
 
+#include "dequant_dev.h"
 #include "dtaudit/backend.h"
 #include "dtaudit/values.h"
 
@@ -93,5 +94,13 @@ dta_status dta_values_count_cuda(const dta_values_plan *p, const void *src, size
                                  dta_values_counts *c, dta_error *err)
 {
     (void)p, (void)src, (void)n, (void)c;
+    return dta_error_set(err, DTA_E_UNSUPPORTED, 0, WHY);
+}
+
+dta_status dtap_dq_run_cuda(dtap_dq *d, size_t p, uint64_t first, size_t n, dta_dtype to,
+                            dta_overflow_mode mode, void *dst, dta_convert_stats *st,
+                            dta_error *err)
+{
+    (void)d, (void)p, (void)first, (void)n, (void)to, (void)mode, (void)dst, (void)st;
     return dta_error_set(err, DTA_E_UNSUPPORTED, 0, WHY);
 }

@@ -8,6 +8,7 @@
 
 #include "dtaudit/backend.h"
 #include "convert_job.h"
+#include "dequant_dev.h"
 #include "model_build.h"
 #include "src.h"
 
@@ -183,7 +184,9 @@ dta_status dtap_stream_dq(dtap_job *j, size_t p, dtap_sink_fn sink, void *sctx,
         if (cancelled(j))
             return cancel_error(j);
         size_t k = numel - e < per ? (size_t)(numel - e) : per;
-        dta_status s = dtap_dq_run(j->dq, p, e, k, j->o->to, j->o->overflow, j->out, st, j->err);
+        dta_status s = (j->cuda ? dtap_dq_run_cuda : dtap_dq_run)(j->dq, p, e, k, j->o->to,
+                                                                 j->o->overflow, j->out, st,
+                                                                 j->err);
         if (s == DTA_OK)
             s = sink(sctx, j->out, k * eo, j->err);
         if (s != DTA_OK)

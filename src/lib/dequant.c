@@ -25,6 +25,7 @@
 
 #include "convert_bits.h"
 #include "dequant.h"
+#include "dequant_dev.h"
 #include "dequant_scheme.h"
 #include "dtaudit/quant.h"
 #include "src.h"
@@ -515,33 +516,13 @@ static void build_lut(dtap_dq *d, dta_dtype code)
 static inline int is_nonfinite(uint32_t b) { return (b & 0x7F800000u) == 0x7F800000u; }
 
 /* One element: the target's bits of RNE_to(f32(code) * s) for the code's f32 bits xb, and
- * its class (*cls, DTAB_*) as dta_convert counts it. */
+ * its class (*cls, DTAB_*) as dta_convert counts it (dequant_bits.h, shared with the CUDA
+ * kernels). */
 static inline uint32_t one_value(uint32_t xb, float s, dta_dtype to, int sat, int *cls)
 {
-    uint32_t sb, pb, r;
-    float x, prod;
+    uint32_t sb;
     memcpy(&sb, &s, 4);
-    memcpy(&x, &xb, 4);
-    prod = x * s;
-    memcpy(&pb, &prod, 4);
-    uint32_t mx = to == DTA_F32 ? 0x7F7FFFFFu : to == DTA_BF16 ? 0x7F7Fu : 0x7BFFu;
-    uint32_t inf = to == DTA_F32 ? 0x7F800000u : to == DTA_BF16 ? 0x7F80u : 0x7C00u;
-    uint32_t sgn = to == DTA_F32 ? 0x80000000u : 0x8000u;
-    if (is_nonfinite(sb) || is_nonfinite(xb)) {
-        /* a non-finite code or scale: the product is NaN or inf */
-        *cls = (pb & 0x7FFFFFFFu) > 0x7F800000u ? DTAB_NAN : DTAB_INF;
-        r = dtab_encode(to, pb, 0, &(int){0});
-    } else if ((pb & 0x7FFFFFFFu) == 0x7F800000u) {
-        /* finite operands, product beyond f32 */
-        *cls = DTAB_OVF;
-        r = (pb & 0x80000000u ? sgn : 0) | (sat ? mx : inf);
-    } else {
-        r = dtab_encode(to, pb, sat, cls);
-        if (*cls == DTAB_FINE && !(pb & 0x7FFFFFFFu) && (sb & 0x7FFFFFFFu) &&
-            (xb & 0x7FFFFFFFu))
-            *cls = DTAB_UNF; /* the f32 product itself underflowed */
-    }
-    return r;
+    return dqb_one((int)to, DTA_BOOL, sat, xb, sb, cls);
 }
 
 /* The product table of column block c (scale s) for the grid row at entry row. NULL when
@@ -586,6 +567,18 @@ static const uint32_t *product_table(dtap_dq *d, size_t pi, uint64_t row, uint64
     return res;
 }
 
+/* The arguments of a run: elements [first, first + n) of p, at most DQ_MAX_ELEMS, to a
+ * target dtaudit dequantizes to. */
+static dta_status check_range(const dq_param *p, uint64_t first, size_t n, dta_dtype to,
+                              dta_error *err)
+{
+    if (n > DQ_MAX_ELEMS || first > p->numel || n > p->numel - first)
+        return dta_error_set(err, DTA_E_ARG, 0, "dequantize: range out of bounds");
+    if (to != DTA_F32 && to != DTA_F16 && to != DTA_BF16)
+        return dta_error_set(err, DTA_E_ARG, 0, "dequantize: target must be F32, F16 or BF16");
+    return DTA_OK;
+}
+
 dta_status dtap_dq_run(dtap_dq *d, size_t pi, uint64_t first, size_t n, dta_dtype to,
                        dta_overflow_mode mode, void *dst, dta_convert_stats *stats,
                        dta_error *err)
@@ -598,17 +591,12 @@ dta_status dtap_dq_run(dtap_dq *d, size_t pi, uint64_t first, size_t n, dta_dtyp
     unsigned eo = (unsigned)dta_dtype_elem_size(to);
     int sat = mode == DTA_OVERFLOW_SATURATE;
     uint64_t cnt[5] = {0};
-    if (n > DQ_MAX_ELEMS || first > p->numel || n > p->numel - first)
-        return dta_error_set(err, DTA_E_ARG, 0, "dequantize: range out of bounds");
-    if (to != DTA_F32 && to != DTA_F16 && to != DTA_BF16)
-        return dta_error_set(err, DTA_E_ARG, 0, "dequantize: target must be F32, F16 or BF16");
-    dta_status st = read_tensor(d, t, first, n, d->codes, err);
+    dta_status st = check_range(p, first, n, to, err);
+    if (st == DTA_OK)
+        st = read_tensor(d, t, first, n, d->codes, err);
     if (st != DTA_OK)
         return st;
     build_lut(d, p->code);
-    uint32_t mx = to == DTA_F32 ? 0x7F7FFFFFu : to == DTA_BF16 ? 0x7F7Fu : 0x7BFFu;
-    uint32_t inf = to == DTA_F32 ? 0x7F800000u : to == DTA_BF16 ? 0x7F80u : 0x7C00u;
-    uint32_t sgn = to == DTA_F32 ? 0x80000000u : 0x8000u;
     size_t k = 0;
     while (k < n) {
         uint64_t e = first + k, R = e / p->in, i = e % p->in;
@@ -688,25 +676,8 @@ dta_status dtap_dq_run(dtap_dq *d, size_t pi, uint64_t first, size_t n, dta_dtyp
             }
             for (uint64_t j = a; j < b; j++) {
                 size_t at = (size_t)(k + (j - i));
-                uint32_t xb = d->lut[d->codes[at]], pb, r16;
-                float x, prod;
                 int cls;
-                memcpy(&x, &xb, 4);
-                prod = x * s;
-                memcpy(&pb, &prod, 4);
-                if (!sfin || is_nonfinite(xb)) {
-                    /* a non-finite code or scale: the product is NaN or inf */
-                    cls = (pb & 0x7FFFFFFFu) > 0x7F800000u ? DTAB_NAN : DTAB_INF;
-                    r16 = dtab_encode(to, pb, 0, &(int){0});
-                } else if ((pb & 0x7FFFFFFFu) == 0x7F800000u) {
-                    /* finite operands, product beyond f32 */
-                    cls = DTAB_OVF;
-                    r16 = (pb & 0x80000000u ? sgn : 0) | (sat ? mx : inf);
-                } else {
-                    r16 = dtab_encode(to, pb, sat, &cls);
-                    if (cls == DTAB_FINE && !(pb & 0x7FFFFFFFu) && snz && (xb & 0x7FFFFFFFu))
-                        cls = DTAB_UNF; /* the f32 product itself underflowed */
-                }
+                uint32_t r16 = one_value(d->lut[d->codes[at]], s, to, sat, &cls);
                 cnt[cls]++;
                 unsigned char *q = o + at * eo;
                 if (eo == 4) {
@@ -722,13 +693,7 @@ dta_status dtap_dq_run(dtap_dq *d, size_t pi, uint64_t first, size_t n, dta_dtyp
         }
         k += (size_t)seg;
     }
-    if (stats) {
-        stats->elements += n;
-        stats->nan += cnt[DTAB_NAN];
-        stats->inf += cnt[DTAB_INF];
-        stats->overflow += cnt[DTAB_OVF];
-        stats->underflow += cnt[DTAB_UNF];
-    }
+    dtap_dq_stats_add(stats, n, cnt);
     return DTA_OK;
 }
 
@@ -837,16 +802,15 @@ static dta_status index_onames(dtap_dq *d, dta_error *err)
     return st;
 }
 
-/* p = x * s for every element, as dtap_dq_run's careful loop does for the FP8 path. */
-static dta_status run_ext(dtap_dq *d, size_t pi, uint64_t first, size_t n, dta_dtype to,
-                          dta_overflow_mode mode, void *dst, dta_convert_stats *stats,
-                          dta_error *err)
+/* The operands of elements [first, first + n) of a scheme module's parameter: x and s
+ * (ops->fill), or the f32 results and flags (ops->values), in xbuf and sbuf. */
+static dta_status ext_job(dtap_dq *d, size_t pi, uint64_t first, size_t n, dta_dtype to,
+                          dta_overflow_mode mode, dqb_job *j, dta_error *err)
 {
     const dq_param *p = &d->p[pi];
-    if (n > DQ_MAX_ELEMS || first > p->numel || n > p->numel - first)
-        return dta_error_set(err, DTA_E_ARG, 0, "dequantize: range out of bounds");
-    if (to != DTA_F32 && to != DTA_F16 && to != DTA_BF16)
-        return dta_error_set(err, DTA_E_ARG, 0, "dequantize: target must be F32, F16 or BF16");
+    dta_status st = check_range(p, first, n, to, err);
+    if (st != DTA_OK)
+        return st;
     if (!d->xbuf && !(d->xbuf = malloc(DQ_MAX_ELEMS * sizeof *d->xbuf)))
         return dta_error_set(err, DTA_E_NOMEM, ENOMEM, "out of memory");
     if (!d->sbuf && !(d->sbuf = malloc(DQ_MAX_ELEMS * sizeof *d->sbuf)))
@@ -855,62 +819,91 @@ static dta_status run_ext(dtap_dq *d, size_t pi, uint64_t first, size_t n, dta_d
         drop_xcache(d);
         d->xpar = pi;
     }
+    memset(j, 0, sizeof *j);
+    j->to = (int)to;
+    j->sat = mode == DTA_OVERFLOW_SATURATE;
+    j->mid = p->xp.mid == DTA_BF16 || p->xp.mid == DTA_F16 ? (int)p->xp.mid : DTA_BOOL;
     if (n == 0)
         return DTA_OK;
-    /* ops->values: the f32 results (in xbuf's bytes) and flags (in sbuf's) */
-    uint32_t *vb = (uint32_t *)(void *)d->xbuf;
-    uint8_t *fl = (uint8_t *)d->sbuf;
-    dta_status st = p->xp.values
-                        ? p->xp.values(d->src, &p->xp, &d->xcache, first, n, vb, fl, err)
-                        : p->ops->fill(d->src, &p->xp, &d->xcache, first, n, d->xbuf, d->sbuf,
-                                       err);
+    j->n = n;
+    if (p->xp.values) {
+        /* the f32 results (in xbuf's bytes) and flags (in sbuf's) */
+        _Static_assert((int)DQB_F_NONFINITE == (int)DTAP_DQF_NONFINITE &&
+                           (int)DQB_F_NONZERO == (int)DTAP_DQF_NONZERO, "flag values");
+        j->kind = DQB_VALUES;
+        j->v = (uint32_t *)(void *)d->xbuf;
+        j->fl = (uint8_t *)d->sbuf;
+        return p->xp.values(d->src, &p->xp, &d->xcache, first, n, (uint32_t *)(void *)d->xbuf,
+                            (uint8_t *)d->sbuf, err);
+    }
+    j->kind = DQB_XS;
+    j->x = d->xbuf;
+    j->s = d->sbuf;
+    return p->ops->fill(d->src, &p->xp, &d->xcache, first, n, d->xbuf, d->sbuf, err);
+}
+
+/* The operands of elements [first, first + n) of a built-in (grid) parameter: the codes,
+ * the lut and the decoded scale-grid rows the range touches. */
+static dta_status grid_job(dtap_dq *d, size_t pi, uint64_t first, size_t n, dta_dtype to,
+                           dta_overflow_mode mode, dqb_job *j, dta_error *err)
+{
+    const dq_param *p = &d->p[pi];
+    dta_status st = check_range(p, first, n, to, err);
     if (st != DTA_OK)
         return st;
-    dta_dtype mid = p->xp.mid == DTA_BF16 || p->xp.mid == DTA_F16 ? p->xp.mid : DTA_BOOL;
+    memset(j, 0, sizeof *j);
+    j->kind = DQB_GRID;
+    j->to = (int)to;
+    j->sat = mode == DTA_OVERFLOW_SATURATE;
+    j->mid = DTA_BOOL;
+    if (n == 0)
+        return DTA_OK;
+    if ((st = read_tensor(d, &d->w->tensors[p->weight], first, n, d->codes, err)) != DTA_OK)
+        return st;
+    build_lut(d, p->code);
+    uint64_t r0 = first / p->in, r1 = (first + n - 1) / p->in;
+    uint64_t g0 = r0 / p->out * p->gr + r0 % p->out / p->bm;
+    uint64_t g1 = r1 / p->out * p->gr + r1 % p->out / p->bm;
+    if ((st = load_scales(d, pi, g0 * p->gc, (g1 - g0 + 1) * p->gc, err)) != DTA_OK)
+        return st;
+    j->n = n;
+    j->first = first;
+    j->in = p->in;
+    j->out = p->out;
+    j->bm = p->bm;
+    j->bn = p->bn;
+    j->gr = p->gr;
+    j->gc = p->gc;
+    j->g0 = g0;
+    j->nscales = (g1 - g0 + 1) * p->gc;
+    j->codes = d->codes;
+    j->lut = d->lut;
+    j->scales = d->sdec + (g0 * p->gc - d->s0);
+    return DTA_OK;
+}
+
+dta_status dtap_dq_job(dtap_dq *d, size_t p, uint64_t first, size_t n, dta_dtype to,
+                       dta_overflow_mode mode, dqb_job *job, dta_error *err)
+{
+    return d->p[p].ops ? ext_job(d, p, first, n, to, mode, job, err)
+                       : grid_job(d, p, first, n, to, mode, job, err);
+}
+
+/* p = x * s for every element (dqb_elem, the CUDA kernels' element function). */
+static dta_status run_ext(dtap_dq *d, size_t pi, uint64_t first, size_t n, dta_dtype to,
+                          dta_overflow_mode mode, void *dst, dta_convert_stats *stats,
+                          dta_error *err)
+{
+    dqb_job j;
+    dta_status st = ext_job(d, pi, first, n, to, mode, &j, err);
+    if (st != DTA_OK || n == 0)
+        return st;
     unsigned char *o = dst;
     unsigned eo = (unsigned)dta_dtype_elem_size(to);
-    int sat = mode == DTA_OVERFLOW_SATURATE;
     uint64_t cnt[5] = {0};
-    uint32_t mx = to == DTA_F32 ? 0x7F7FFFFFu : to == DTA_BF16 ? 0x7F7Fu : 0x7BFFu;
-    uint32_t inf = to == DTA_F32 ? 0x7F800000u : to == DTA_BF16 ? 0x7F80u : 0x7C00u;
-    uint32_t sgn = to == DTA_F32 ? 0x80000000u : 0x8000u;
     for (size_t k = 0; k < n; k++) {
-        uint32_t pb, r;
-        int cls, nonfin, nonzero;
-        if (p->xp.values) {
-            pb = vb[k];
-            nonfin = (fl[k] & DTAP_DQF_NONFINITE) != 0;
-            nonzero = (fl[k] & DTAP_DQF_NONZERO) != 0;
-        } else {
-            float x = d->xbuf[k], s = d->sbuf[k], prod = x * s;
-            uint32_t xb, sb;
-            memcpy(&xb, &x, 4);
-            memcpy(&sb, &s, 4);
-            memcpy(&pb, &prod, 4);
-            nonfin = is_nonfinite(sb) || is_nonfinite(xb);
-            nonzero = (sb & 0x7FFFFFFFu) && (xb & 0x7FFFFFFFu);
-        }
-        if (nonfin) {
-            cls = (pb & 0x7FFFFFFFu) > 0x7F800000u ? DTAB_NAN : DTAB_INF;
-            r = dtab_encode(to, pb, 0, &(int){0});
-        } else if ((pb & 0x7FFFFFFFu) == 0x7F800000u) {
-            cls = DTAB_OVF;
-            r = (pb & 0x80000000u ? sgn : 0) | (sat ? mx : inf);
-        } else if (mid != DTA_BOOL) {
-            /* rounded to the reference's own dtype, then cast: an overflow in either step
-             * is an overflow */
-            int c2;
-            uint32_t m = dtab_encode(mid, pb, sat, &cls);
-            r = dtab_encode(to, dtab_decode(mid, m), sat, &c2);
-            if (cls == DTAB_FINE)
-                cls = c2 == DTAB_INF ? DTAB_OVF : c2;
-            if (cls == DTAB_FINE && !(pb & 0x7FFFFFFFu) && nonzero)
-                cls = DTAB_UNF;
-        } else {
-            r = dtab_encode(to, pb, sat, &cls);
-            if (cls == DTAB_FINE && !(pb & 0x7FFFFFFFu) && nonzero)
-                cls = DTAB_UNF;
-        }
+        int cls;
+        uint32_t r = dqb_elem(&j, k, &cls);
         cnt[cls]++;
         unsigned char *q = o + k * eo;
         q[0] = (unsigned char)r;
@@ -920,12 +913,6 @@ static dta_status run_ext(dtap_dq *d, size_t pi, uint64_t first, size_t n, dta_d
             q[3] = (unsigned char)(r >> 24);
         }
     }
-    if (stats) {
-        stats->elements += n;
-        stats->nan += cnt[DTAB_NAN];
-        stats->inf += cnt[DTAB_INF];
-        stats->overflow += cnt[DTAB_OVF];
-        stats->underflow += cnt[DTAB_UNF];
-    }
+    dtap_dq_stats_add(stats, n, cnt);
     return DTA_OK;
 }

@@ -14,24 +14,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cuda/common.cuh"
 #include "cuda/values_cuda.h"
 
 #define VTHREADS 256
 #define VBLOCKS_PER_SM 8
-
-static int vfail(char *msg, size_t n, const char *call, cudaError_t e)
-{
-    if (msg && n)
-        snprintf(msg, n, "%s: %s (%s)", call, cudaGetErrorString(e), cudaGetErrorName(e));
-    return -1;
-}
-
-#define VCK(call, what)                                                                     \
-    do {                                                                                    \
-        cudaError_t e_ = (call);                                                            \
-        if (e_ != cudaSuccess)                                                              \
-            return vfail(msg, msg_n, what, e_);                                             \
-    } while (0)
 
 /* The device copy of the counts: 7 sums, max |x|, ~min |x|. */
 struct VOut {
@@ -44,22 +31,6 @@ template <> struct VT<2> { typedef unsigned short T; };
 template <> struct VT<4> { typedef unsigned int T; };
 template <> struct VT<8> { typedef unsigned long long T; };
 
-__device__ __forceinline__ unsigned long long warp_sum(unsigned long long v)
-{
-    for (int o = 16; o > 0; o >>= 1)
-        v += __shfl_down_sync(0xFFFFFFFFu, v, o);
-    return v;
-}
-
-__device__ __forceinline__ unsigned long long warp_max(unsigned long long v)
-{
-    for (int o = 16; o > 0; o >>= 1) {
-        unsigned long long w = __shfl_down_sync(0xFFFFFFFFu, v, o);
-        v = w > v ? w : v;
-    }
-    return v;
-}
-
 /* c[0..6]: nan, pos_inf, neg_inf, zero, overflow, underflow, subnormal */
 __device__ __forceinline__ void flush(unsigned long long c[7], unsigned long long mx,
                                       unsigned long long mn_inv, VOut *out)
@@ -70,8 +41,8 @@ __device__ __forceinline__ void flush(unsigned long long c[7], unsigned long lon
         if ((threadIdx.x & 31) == 0 && s)
             atomicAdd(&out->sum[k], s);
     }
-    mx = warp_max(mx);
-    mn_inv = warp_max(mn_inv);
+    mx = warp_max_u(mx);
+    mn_inv = warp_max_u(mn_inv);
     if ((threadIdx.x & 31) == 0) {
         if (mx)
             atomicMax(&out->max_abs, mx);
@@ -195,13 +166,13 @@ extern "C" void dtap_cu_values_close(dtap_cu_vctx *x)
 
 static int vctx_init(dtap_cu_vctx *x, char *msg, size_t msg_n)
 {
-    VCK(cudaSetDevice(x->dev), "cudaSetDevice");
-    VCK(cudaStreamCreateWithFlags(&x->stream, cudaStreamNonBlocking), "cudaStreamCreateWithFlags");
-    VCK(cudaHostAlloc(&x->host, x->bytes, cudaHostAllocDefault), "cudaHostAlloc (values chunk)");
-    VCK(cudaHostAlloc(reinterpret_cast<void **>(&x->hout), sizeof *x->hout, cudaHostAllocDefault),
+    CK(cudaSetDevice(x->dev), "cudaSetDevice");
+    CK(cudaStreamCreateWithFlags(&x->stream, cudaStreamNonBlocking), "cudaStreamCreateWithFlags");
+    CK(cudaHostAlloc(&x->host, x->bytes, cudaHostAllocDefault), "cudaHostAlloc (values chunk)");
+    CK(cudaHostAlloc(reinterpret_cast<void **>(&x->hout), sizeof *x->hout, cudaHostAllocDefault),
         "cudaHostAlloc (value counts)");
-    VCK(cudaMalloc(&x->dev_buf, x->bytes), "cudaMalloc (values chunk)");
-    VCK(cudaMalloc(reinterpret_cast<void **>(&x->dout), sizeof *x->dout),
+    CK(cudaMalloc(&x->dev_buf, x->bytes), "cudaMalloc (values chunk)");
+    CK(cudaMalloc(reinterpret_cast<void **>(&x->dout), sizeof *x->dout),
         "cudaMalloc (value counts)");
     return 0;
 }
@@ -236,16 +207,16 @@ extern "C" int dtap_cu_values_run(dtap_cu_vctx *x, const dtap_cu_vplan *p, size_
                  n, p->width, x->bytes);
         return -1;
     }
-    VCK(cudaSetDevice(x->dev), "cudaSetDevice");
-    VCK(cudaMemcpyAsync(x->dev_buf, x->host, b, cudaMemcpyHostToDevice, x->stream),
+    CK(cudaSetDevice(x->dev), "cudaSetDevice");
+    CK(cudaMemcpyAsync(x->dev_buf, x->host, b, cudaMemcpyHostToDevice, x->stream),
         "cudaMemcpyAsync (values chunk, host to device)");
-    VCK(cudaMemsetAsync(x->dout, 0, sizeof *x->dout, x->stream), "cudaMemsetAsync (value counts)");
+    CK(cudaMemsetAsync(x->dout, 0, sizeof *x->dout, x->stream), "cudaMemsetAsync (value counts)");
     if (n)
-        VCK(vlaunch(p, x->dev_buf, n, x->dout, x->stream, x->sm), "k_values launch");
-    VCK(cudaMemcpyAsync(x->hout, x->dout, sizeof *x->dout, cudaMemcpyDeviceToHost, x->stream),
+        CK(vlaunch(p, x->dev_buf, n, x->dout, x->stream, x->sm), "k_values launch");
+    CK(cudaMemcpyAsync(x->hout, x->dout, sizeof *x->dout, cudaMemcpyDeviceToHost, x->stream),
         "cudaMemcpyAsync (value counts, device to host)");
     /* kernel faults surface here */
-    VCK(cudaStreamSynchronize(x->stream), "cudaStreamSynchronize (values chunk)");
+    CK(cudaStreamSynchronize(x->stream), "cudaStreamSynchronize (values chunk)");
     c->nan = x->hout->sum[0];
     c->pos_inf = x->hout->sum[1];
     c->neg_inf = x->hout->sum[2];

@@ -1,0 +1,96 @@
+#!/bin/sh
+# convert --dequantize and the CUDA back end.
+#  - Build (when CUDA is built in): every kernel object (src/lib/cuda/*.o) holds device
+#    code for sm_80 and sm_90 and PTX for compute_90 (so newer GPUs JIT it), read from
+#    the objects' .nv_fatbin sections; `dtaudit --version` lists cuda.
+#  - Without a usable device: `--device cuda --dequantize` exits 3 naming the reason and
+#    writes nothing (as plain conversion does); `--device auto` dequantizes on the CPU.
+#  - With a device: `--device cuda` equals `--device cpu` byte for byte on a committed
+#    fixture, then tests/interop/dequant_cuda_check.py compares the two devices on every
+#    case of the three reference tests (FP8, FP4, integer schemes; needs numpy/torch).
+. "$(dirname "$0")/lib.sh"
+builddir=$(cd "$(dirname "$DTAUDIT")/../.." && pwd)
+fix=tests/fixtures/quant/ct-fp8-block
+
+dta --version
+if grep -q cuda "$TMP/out"; then
+    cuda_built=1
+else
+    cuda_built=0
+fi
+
+# ---- the build: architectures of the kernel objects ------------------------------------
+if [ "$cuda_built" = 1 ] && command -v objcopy >/dev/null 2>&1 &&
+    [ -f "$builddir/src/lib/cuda/dequant.o" ]; then
+    for o in convert values dequant; do
+        obj=$builddir/src/lib/cuda/$o.o
+        if ! objcopy -O binary --only-section=.nv_fatbin "$obj" "$TMP/$o.fatbin"; then
+            fail "objcopy could not read .nv_fatbin from $obj"
+            continue
+        fi
+        got=$("$PYTHON" - "$TMP/$o.fatbin" <<'PY'
+import struct, sys
+b = open(sys.argv[1], "rb").read()
+off, seen = 0, set()
+while off + 16 <= len(b):
+    magic, _v, hs, size = struct.unpack_from("<IHHQ", b, off)
+    if magic != 0xBA55ED50:
+        break
+    p, end = off + hs, off + hs + size
+    while p < end:
+        kind, _v2, ehs, pad = struct.unpack_from("<HHII", b, p)
+        sm = struct.unpack_from("<I", b, p + 28)[0]
+        seen.add(("elf" if kind == 2 else "ptx" if kind == 1 else "kind%d" % kind) + str(sm))
+        p += ehs + pad
+    off = end
+print(" ".join(sorted(seen)))
+PY
+)
+        for want in elf80 elf90 ptx90; do
+            case " $got " in
+            *" $want "*) pass ;;
+            *) fail "$o.o: device code for '$got', no $want" ;;
+            esac
+        done
+    done
+else
+    echo "note: CUDA not built in (or objcopy missing): kernel architectures not checked"
+fi
+
+# ---- --device cuda / auto --------------------------------------------------------------
+dta convert --device cpu --to bf16 --dequantize "$fix" -o "$TMP/cpu"
+[ "$rc" = 0 ] && pass || fail "--device cpu --dequantize: exit $rc: $(cat "$TMP/err")"
+dta convert --device auto --to bf16 --dequantize "$fix" -o "$TMP/auto"
+[ "$rc" = 0 ] && diff -r "$TMP/cpu" "$TMP/auto" >/dev/null && pass ||
+    fail "--device auto --dequantize: exit $rc, or output differs from --device cpu"
+dta convert --device cuda --to bf16 --dequantize "$fix" -o "$TMP/cuda"
+device=0
+if [ "$rc" = 3 ]; then
+    if [ ! -e "$TMP/cuda" ] && grep -q -- '--device cuda' "$TMP/err" &&
+        { [ "$cuda_built" = 0 ] || grep -q 'CUDA' "$TMP/err"; }; then
+        pass
+    else
+        fail "--device cuda without a device: $(cat "$TMP/err"); output exists: $(ls "$TMP")"
+    fi
+    echo "note: no usable CUDA device ($(cat "$TMP/err")): the GPU comparisons did not run"
+elif [ "$rc" = 0 ]; then
+    device=1
+    diff -r "$TMP/cpu" "$TMP/cuda" >/dev/null && pass ||
+        fail "--device cuda --dequantize differs from --device cpu"
+else
+    fail "--device cuda --dequantize: exit $rc: $(cat "$TMP/err")"
+fi
+
+# ---- with a device: every reference case on both devices --------------------------------
+if [ "$device" = 1 ]; then
+    set +e
+    "$PYTHON" tests/interop/dequant_cuda_check.py "$DTAUDIT"
+    r=$?
+    set -e
+    case $r in
+    0) pass ;;
+    77) echo "note: tests/interop/dequant_cuda_check.py skipped (numpy/torch missing)" ;;
+    *) fail "tests/interop/dequant_cuda_check.py: exit $r" ;;
+    esac
+fi
+finish

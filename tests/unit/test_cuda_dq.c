@@ -1,0 +1,383 @@
+/* convert --dequantize on the GPU (dequant_dev.h, src/lib/cuda/dequant.cu).
+ *
+ * Host part (runs everywhere, GPU or not, CUDA built in or not): dqb_elem, the function
+ * the kernel runs per element, run on the host over the operands dtap_dq_job prepares,
+ * against dtap_dq_run (whose FP8 path has its own indexing, product tables and BF16 fast
+ * path) byte for byte and count for count: hostile block-FP8 grids written here (ragged
+ * blocks, stacked experts, zero / subnormal / NaN / inf / huge scales, F32, BF16, F16,
+ * F8_E8M0 and U8 E8M0 scales with 0 and 255, every code), per-tensor and per-row FP8,
+ * and every committed quantized fixture dtaudit dequantizes (bitsandbytes nf4/fp4 with
+ * double quantization and int8, compressed-tensors float / int / pack-quantized / NVFP4),
+ * every target and overflow mode, whole and in ragged ranges.
+ *
+ * Device part: dtap_dq_run_cuda against dtap_dq_run on the same parameters and ranges.
+ * Each device test skips ("no CUDA device") without one. Without a device (or CUDA),
+ * dtap_dq_run_cuda fails with the reason, as dta_convert_cuda does. */
+#define _POSIX_C_SOURCE 200809L
+#include "config.h"
+
+#include <criterion/criterion.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "dequant_dev.h"
+#include "dtaudit/backend.h"
+#include "dtaudit/model.h"
+
+static const dta_dtype TARGETS[] = {DTA_F32, DTA_F16, DTA_BF16};
+static const dta_overflow_mode MODES[] = {DTA_OVERFLOW_INF, DTA_OVERFLOW_SATURATE};
+#define COUNT(a) (sizeof(a) / sizeof((a)[0]))
+
+/* ---- hostile fixtures, written here ----------------------------------------------------- */
+
+typedef struct {
+    const char *name, *dtype;
+    int rank;
+    uint64_t dims[4];
+    const void *data;
+    size_t bytes;
+} tdesc;
+
+static void write_file(const char *path, const void *p, size_t n)
+{
+    FILE *f = fopen(path, "wb");
+    cr_assert(f, "%s", path);
+    cr_assert_eq(fwrite(p, 1, n, f), n);
+    cr_assert_eq(fclose(f), 0);
+}
+
+/* dir/model.safetensors with tensors t (data given), and dir/config.json with config. */
+static void write_model(const char *dir, const tdesc *t, size_t nt, const char *config)
+{
+    char json[8192], path[512];
+    size_t o = 0;
+    uint64_t off = 0;
+    o += (size_t)snprintf(json + o, sizeof json - o, "{\"__metadata__\":{\"format\":\"pt\"}");
+    for (size_t i = 0; i < nt; i++) {
+        o += (size_t)snprintf(json + o, sizeof json - o, ",\"%s\":{\"dtype\":\"%s\",\"shape\":[",
+                              t[i].name, t[i].dtype);
+        for (int k = 0; k < t[i].rank; k++)
+            o += (size_t)snprintf(json + o, sizeof json - o, "%s%llu", k ? "," : "",
+                                  (unsigned long long)t[i].dims[k]);
+        o += (size_t)snprintf(json + o, sizeof json - o, "],\"data_offsets\":[%llu,%llu]}",
+                              (unsigned long long)off, (unsigned long long)(off + t[i].bytes));
+        off += t[i].bytes;
+    }
+    json[o++] = '}';
+    while (o % 8)
+        json[o++] = ' ';
+    unsigned char *f = calloc(1, 8 + o + off);
+    cr_assert(f);
+    for (int k = 0; k < 8; k++)
+        f[k] = (unsigned char)((uint64_t)o >> (8 * k));
+    memcpy(f + 8, json, o);
+    off = 0;
+    for (size_t i = 0; i < nt; i++) {
+        memcpy(f + 8 + o + off, t[i].data, t[i].bytes);
+        off += t[i].bytes;
+    }
+    snprintf(path, sizeof path, "%s/model.safetensors", dir);
+    write_file(path, f, 8 + o + off);
+    free(f);
+    snprintf(path, sizeof path, "%s/config.json", dir);
+    write_file(path, config, strlen(config));
+}
+
+static uint64_t rng = 0x9E3779B97F4A7C15u;
+static uint32_t rnd32(void)
+{
+    rng ^= rng << 13;
+    rng ^= rng >> 7;
+    rng ^= rng << 17;
+    return (uint32_t)(rng >> 16);
+}
+
+/* n codes: every byte value in turn, then random ones. */
+static unsigned char *codes(size_t n)
+{
+    unsigned char *c = malloc(n);
+    cr_assert(c);
+    for (size_t i = 0; i < n; i++)
+        c[i] = (unsigned char)(i < 256 ? i : rnd32());
+    return c;
+}
+
+/* F32 scales with the hostile values first: 0, an f32 subnormal, 2^-126, a huge one that
+ * overflows F16 / BF16 / F32 in products, NaN, inf, a negative one, then ordinary ones. */
+static const uint32_t HOSTILE_F32[] = {0x00000000u, 0x00000001u, 0x0DA24260u, 0x00800000u,
+                                       0x72E0B000u, 0x7F000000u, 0x7FC00000u, 0x7F800000u,
+                                       0xBF800000u, 0x3B800000u, 0x3F800000u, 0x1C800000u};
+
+static void f32_scales(uint32_t *s, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        s[i] = i < COUNT(HOSTILE_F32) ? HOSTILE_F32[i] : 0x38000000u + (rnd32() & 0x03FFFFFFu);
+}
+
+static char *tmpdir(void)
+{
+    char *d = strdup("/tmp/dtaudit-cuda-dq-XXXXXX");
+    cr_assert(d && mkdtemp(d));
+    return d;
+}
+
+static void rmdir_all(const char *d)
+{
+    char cmd[600];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", d);
+    cr_assert_eq(system(cmd), 0);
+}
+
+#define BLOCK_CONFIG(bm, bn)                                                                  \
+    "{\"model_type\":\"deepseek_v3\",\"quantization_config\":{\"quant_method\":\"fp8\","     \
+    "\"activation_scheme\":\"dynamic\",\"fmt\":\"e4m3\",\"weight_block_size\":[" #bm "," #bn  \
+    "]}}"
+
+/* Block FP8, blocks of 4 x 3: a [2, 7, 10] expert stack (grid [2, 2, 4], ragged both
+ * ways) with F32 scales, and [9, 11] matrices (grid [3, 4]) with BF16, F16, F8_E8M0 and
+ * U8 E8M0 scales. */
+static char *block_dir(void)
+{
+    char *d = tmpdir();
+    unsigned char *c1 = codes(140), *c2 = codes(99), *c3 = codes(99), *c4 = codes(99),
+                  *c5 = codes(99);
+    uint32_t s1[16];
+    uint16_t s2[12], s3[12];
+    unsigned char s4[12] = {0, 1, 126, 127, 128, 254, 255, 100, 134, 140, 118, 127};
+    unsigned char s5[12] = {255, 0, 127, 254, 1, 129, 126, 90, 160, 127, 127, 200};
+    f32_scales(s1, 16);
+    for (int i = 0; i < 12; i++) {
+        s2[i] = (uint16_t)(s1[i] >> 16); /* BF16: the same hostile values, truncated */
+        s3[i] = (uint16_t[]){0x0000, 0x0001, 0x03FF, 0x0400, 0x7BFF, 0x7C00, 0x7E00, 0xFC00,
+                             0xBC00, 0x1400, 0x3C00, 0x2E66}[i];
+    }
+    tdesc t[] = {
+        {"model.layers.0.mlp.experts.w1.weight", "F8_E4M3", 3, {2, 7, 10}, c1, 140},
+        {"model.layers.0.mlp.experts.w1.weight_scale_inv", "F32", 3, {2, 2, 4}, s1, 64},
+        {"model.layers.0.mlp.down_proj.weight", "F8_E4M3", 2, {9, 11}, c2, 99},
+        {"model.layers.0.mlp.down_proj.weight_scale_inv", "BF16", 2, {3, 4}, s2, 24},
+        {"model.layers.0.mlp.up_proj.weight", "F8_E4M3", 2, {9, 11}, c3, 99},
+        {"model.layers.0.mlp.up_proj.weight_scale_inv", "F16", 2, {3, 4}, s3, 24},
+        {"model.layers.0.self_attn.o_proj.weight", "F8_E4M3", 2, {9, 11}, c4, 99},
+        {"model.layers.0.self_attn.o_proj.weight_scale_inv", "F8_E8M0", 2, {3, 4}, s4, 12},
+        {"model.layers.0.self_attn.q_proj.weight", "F8_E4M3", 2, {9, 11}, c5, 99},
+        {"model.layers.0.self_attn.q_proj.weight_scale_inv", "U8", 2, {3, 4}, s5, 12},
+    };
+    write_model(d, t, COUNT(t), BLOCK_CONFIG(4, 3));
+    free(c1), free(c2), free(c3), free(c4), free(c5);
+    return d;
+}
+
+/* Per-tensor FP8 (AutoFP8: an F32 [] scale) and E5M2 codes. */
+static char *per_tensor_dir(uint32_t scale, const char *code)
+{
+    char *d = tmpdir();
+    unsigned char *c = codes(300);
+    tdesc t[] = {
+        {"model.layers.0.mlp.gate_proj.weight", code, 2, {3, 100}, c, 300},
+        {"model.layers.0.mlp.gate_proj.weight_scale", "F32", 0, {0}, &scale, 4},
+    };
+    write_model(d, t, COUNT(t),
+                "{\"quantization_config\":{\"quant_method\":\"fp8\",\"activation_scheme\":"
+                "\"dynamic\"}}");
+    free(c);
+    return d;
+}
+
+/* Per-row FP8 (FBGEMM: F32 [out, 1]). */
+static char *per_row_dir(void)
+{
+    char *d = tmpdir();
+    unsigned char *c = codes(13 * 17);
+    uint32_t s[13];
+    f32_scales(s, 13);
+    tdesc t[] = {
+        {"model.layers.0.mlp.gate_proj.weight", "F8_E4M3", 2, {13, 17}, c, 13 * 17},
+        {"model.layers.0.mlp.gate_proj.weight_scale", "F32", 2, {13, 1}, s, 52},
+    };
+    write_model(d, t, COUNT(t),
+                "{\"quantization_config\":{\"quant_method\":\"fbgemm_fp8\","
+                "\"activation_scale_ub\":1200.0}}");
+    free(c);
+    return d;
+}
+
+/* ---- comparisons ------------------------------------------------------------------------- */
+
+typedef dta_status (*run_fn)(dtap_dq *, size_t, uint64_t, size_t, dta_dtype, dta_overflow_mode,
+                             void *, dta_convert_stats *, dta_error *);
+
+/* dtap_dq_run's way, on the host, with the kernel's element function. */
+static dta_status run_emulated(dtap_dq *d, size_t p, uint64_t first, size_t n, dta_dtype to,
+                               dta_overflow_mode mode, void *dst, dta_convert_stats *st,
+                               dta_error *err)
+{
+    dqb_job j;
+    dta_status s = dtap_dq_job(d, p, first, n, to, mode, &j, err);
+    if (s != DTA_OK)
+        return s;
+    cr_assert_eq(j.n, n);
+    unsigned char *o = dst;
+    unsigned eo = to == DTA_F32 ? 4 : 2;
+    for (size_t k = 0; k < n; k++) {
+        int cls;
+        uint32_t r = dqb_elem(&j, k, &cls);
+        memcpy(o + k * eo, &r, eo); /* little-endian host */
+        st->elements++;
+        st->nan += cls == DTAB_NAN;
+        st->inf += cls == DTAB_INF;
+        st->overflow += cls == DTAB_OVF;
+        st->underflow += cls == DTAB_UNF;
+    }
+    return DTA_OK;
+}
+
+/* Every parameter of the model at dir, every target and mode, whole and in ranges of
+ * `step` elements: fn against dtap_dq_run. Returns the parameters compared. */
+static size_t compare_dir(const char *dir, run_fn fn, const char *how)
+{
+    dta_model *m;
+    dtap_dq *d = NULL;
+    dta_error err;
+    size_t np = 0;
+    cr_assert_eq(dta_model_open(dir, &m, &err), DTA_OK, "%s: %s", dir, err.msg);
+    cr_assert_eq(dtap_dq_open(m, &d, &err), DTA_OK, "%s: %s", dir, err.msg);
+    cr_assert(d, "%s: nothing quantized", dir);
+    for (size_t i = 0; i < m->ntensors; i++) {
+        size_t p;
+        if (dtap_dq_role(d, m->tensors[i].name, &p) != DTAP_DQ_WEIGHT)
+            continue;
+        int rank;
+        const uint64_t *shape;
+        uint64_t numel;
+        dtap_dq_shape(d, p, &rank, &shape, &numel);
+        cr_assert(numel <= (1u << 22), "%s: fixture too large", dir);
+        unsigned char *want = malloc(numel * 4 + 1), *got = malloc(numel * 4 + 1);
+        cr_assert(want && got);
+        static const size_t STEPS[] = {0, 1, 7, 100, 4097};
+        for (size_t ti = 0; ti < COUNT(TARGETS); ti++)
+            for (size_t mi = 0; mi < COUNT(MODES); mi++)
+                for (size_t si = 0; si < COUNT(STEPS); si++) {
+                    if (STEPS[si] == 1 && numel > 2048)
+                        continue; /* one call per element: small parameters only */
+                    size_t step = STEPS[si] ? STEPS[si] : (size_t)numel;
+                    unsigned eo = TARGETS[ti] == DTA_F32 ? 4 : 2;
+                    dta_convert_stats sw = {0}, sg = {0};
+                    for (uint64_t e = 0; e < numel; e += step) {
+                        size_t k = numel - e < step ? (size_t)(numel - e) : step;
+                        cr_assert_eq(dtap_dq_run(d, p, e, k, TARGETS[ti], MODES[mi],
+                                                 want + e * eo, &sw, &err),
+                                     DTA_OK, "%s", err.msg);
+                        cr_assert_eq(fn(d, p, e, k, TARGETS[ti], MODES[mi], got + e * eo, &sg,
+                                        &err),
+                                     DTA_OK, "%s %s: %s", how, dir, err.msg);
+                    }
+                    for (uint64_t e = 0; e < numel; e++)
+                        cr_assert(!memcmp(want + e * eo, got + e * eo, eo),
+                                  "%s: %s '%s' -> %s mode %d step %zu: element %llu differs",
+                                  how, dir, dtap_dq_out_name(d, p), dta_dtype_name(TARGETS[ti]),
+                                  (int)MODES[mi], step, (unsigned long long)e);
+                    cr_assert(sw.elements == sg.elements && sw.nan == sg.nan &&
+                                  sw.inf == sg.inf && sw.overflow == sg.overflow &&
+                                  sw.underflow == sg.underflow,
+                              "%s: %s '%s' -> %s: statistics differ (nan %llu/%llu inf "
+                              "%llu/%llu ovf %llu/%llu unf %llu/%llu)",
+                              how, dir, dtap_dq_out_name(d, p), dta_dtype_name(TARGETS[ti]),
+                              (unsigned long long)sw.nan, (unsigned long long)sg.nan,
+                              (unsigned long long)sw.inf, (unsigned long long)sg.inf,
+                              (unsigned long long)sw.overflow, (unsigned long long)sg.overflow,
+                              (unsigned long long)sw.underflow,
+                              (unsigned long long)sg.underflow);
+                }
+        free(want);
+        free(got);
+        np++;
+    }
+    dtap_dq_free(d);
+    dta_model_free(m);
+    return np;
+}
+
+/* The committed quantized fixtures dtaudit dequantizes. */
+static const char *const FIXTURES[] = {
+    "tests/fixtures/quant/bnb-nf4-dq",   "tests/fixtures/quant/bnb-fp4",
+    "tests/fixtures/quant/bnb-int8",     "tests/fixtures/quant/ct-fp8-block",
+    "tests/fixtures/quant/ct-fp8-dynamic", "tests/fixtures/quant/ct-int8-w8a8",
+    "tests/fixtures/quant/ct-nvfp4a16",  "tests/fixtures/quant/ct-w4a16",
+    "tests/fixtures/quant/ct-w4a16-asym", "tests/dequant/ct/nvfp4",
+    "tests/dequant/ct/w4a16-channel",    "tests/dequant/ct/w4a16-group-asym",
+    "tests/dequant/ct/w8a16-group",
+};
+
+static void fixture_path(char *buf, size_t n, const char *rel)
+{
+    const char *src = getenv("srcdir");
+    snprintf(buf, n, "%s/%s", src ? src : ".", rel);
+}
+
+/* Every hostile directory written here and every fixture through fn; counts parameters. */
+static void compare_all(run_fn fn, const char *how)
+{
+    size_t np = 0;
+    char *dirs[] = {block_dir(), per_tensor_dir(0x3F800000u, "F8_E4M3"),
+                    per_tensor_dir(0x00000001u, "F8_E4M3"), per_tensor_dir(0x7F000000u, "F8_E5M2"),
+                    per_tensor_dir(0x7FC00000u, "F8_E4M3"), per_row_dir()};
+    for (size_t i = 0; i < COUNT(dirs); i++) {
+        np += compare_dir(dirs[i], fn, how);
+        rmdir_all(dirs[i]);
+        free(dirs[i]);
+    }
+    cr_assert_eq(np, 10, "hostile parameters compared: %zu", np);
+    for (size_t i = 0; i < COUNT(FIXTURES); i++) {
+        char path[1024];
+        fixture_path(path, sizeof path, FIXTURES[i]);
+        size_t k = compare_dir(path, fn, how);
+        cr_assert(k > 0, "%s: no parameter", path);
+        np += k;
+    }
+    cr_log_info("%s: %zu parameters equal dtap_dq_run\n", how, np);
+}
+
+Test(cuda_dq_host, kernel_element_function_equals_dtap_dq_run)
+{
+    compare_all(run_emulated, "dqb_elem on the host");
+}
+
+Test(cuda_dq_api, absence)
+{
+    char why[512], dir[1024];
+    dta_model *m;
+    dtap_dq *d = NULL;
+    dta_error err;
+    unsigned char out[64];
+    dta_convert_stats st = {0};
+    if (dta_cuda_available(why, sizeof why))
+        return; /* the device tests below cover it */
+    fixture_path(dir, sizeof dir, "tests/fixtures/quant/ct-fp8-block");
+    cr_assert_eq(dta_model_open(dir, &m, &err), DTA_OK, "%s", err.msg);
+    cr_assert_eq(dtap_dq_open(m, &d, &err), DTA_OK, "%s", err.msg);
+    dta_status s = dtap_dq_run_cuda(d, 0, 0, 8, DTA_BF16, DTA_OVERFLOW_ERROR, out, &st, &err);
+#ifdef DTA_HAVE_CUDA
+    cr_assert_eq(s, DTA_E_DEVICE, "%s", err.msg);
+    cr_assert_str_eq(err.msg, why);
+#else
+    cr_assert_eq(s, DTA_E_UNSUPPORTED);
+    cr_assert_str_eq(err.msg, "built without CUDA");
+#endif
+    cr_assert_eq(st.elements, 0, "nothing counted on failure");
+    dtap_dq_free(d);
+    dta_model_free(m);
+}
+
+/* ---- device ------------------------------------------------------------------------------ */
+
+Test(cuda_dq_gpu, kernels_equal_dtap_dq_run)
+{
+    if (!dta_cuda_available(NULL, 0))
+        cr_skip_test("no CUDA device");
+    compare_all(dtap_dq_run_cuda, "dtap_dq_run_cuda");
+    dta_cuda_release();
+}
