@@ -5,7 +5,8 @@
  * An output element is p = x * s: x the decoded code (zero point already subtracted),
  * s the scale, both exact f32; one f32 multiply rounded to nearest even (on the device
  * __fmul_rn, which nvcc never contracts into an FMA and which keeps subnormals unless
- * -ftz=true, which this build does not use); then p rounded once to the target (or, for
+ * -ftz=true, which this build does not use; NaN results fixed by dqb_mul, not by the
+ * hardware); then p rounded once to the target (or, for
  * a reference that returns a 16-bit dtype, first to that "mid" dtype and then cast) and
  * classified as dta_convert counts: NaN / inf from a non-finite operand, overflow of
  * finite operands (p beyond f32, or beyond the target), underflow (a nonzero product
@@ -67,9 +68,22 @@ DTAB_FN uint32_t dqb_fbits(float f)
 #endif
 }
 
-/* The f32 product of two f32 bit patterns, rounded to nearest even, as bits. */
+/* The f32 product of two f32 bit patterns, rounded to nearest even, as bits. A NaN
+ * result is fixed here rather than left to the hardware, so that it is the same on every
+ * CPU and on the GPU (a GPU multiply returns one canonical NaN): x86 SSE's rule, which the
+ * CPU path followed before, made explicit: a NaN operand, x first, is returned quieted
+ * (sign and payload kept); inf * 0 is the "indefinite" NaN 0xFFC00000. Any other product
+ * is one IEEE multiply (nothing fused; subnormals kept: no FTZ/DAZ here, no -ftz=true in
+ * the CUDA build). */
 DTAB_FN uint32_t dqb_mul(uint32_t xb, uint32_t sb)
 {
+    uint32_t xa = xb & 0x7FFFFFFFu, sa = sb & 0x7FFFFFFFu;
+    if (xa > 0x7F800000u)
+        return xb | 0x00400000u;
+    if (sa > 0x7F800000u)
+        return sb | 0x00400000u;
+    if ((xa == 0x7F800000u && sa == 0) || (sa == 0x7F800000u && xa == 0))
+        return 0xFFC00000u;
 #ifdef __CUDA_ARCH__
     return __float_as_uint(__fmul_rn(__uint_as_float(xb), __uint_as_float(sb)));
 #else

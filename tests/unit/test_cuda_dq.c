@@ -346,6 +346,42 @@ Test(cuda_dq_host, kernel_element_function_equals_dtap_dq_run)
     compare_all(run_emulated, "dqb_elem on the host");
 }
 
+/* dqb_mul fixes NaN results (the GPU's multiply returns one canonical NaN): x86 SSE's
+ * rule, explicit; other products are one IEEE multiply with subnormals. */
+Test(cuda_dq_host, products_and_their_nans)
+{
+    static const uint32_t T[][3] = {
+        {0xFFF00000u, 0x3F800000u, 0xFFF00000u}, /* E4M3 -NaN code x 1: its NaN */
+        {0x3F800000u, 0x7F800001u, 0x7FC00001u}, /* signalling NaN scale: quieted */
+        {0x7FC00001u, 0xFFC00002u, 0x7FC00001u}, /* two NaNs: the code's */
+        {0x7F800000u, 0x00000000u, 0xFFC00000u}, /* inf x 0: indefinite */
+        {0x80000000u, 0xFF800000u, 0xFFC00000u}, /* -0 x -inf: indefinite */
+        {0x7F800000u, 0xBF800000u, 0xFF800000u}, /* inf x -1 */
+        {0x00000001u, 0x3F000000u, 0x00000000u}, /* 2^-150: tie to even, 0 */
+        {0x00000003u, 0x3F000000u, 0x00000002u}, /* 1.5 ulp: tie to even, 2 */
+        {0x80000001u, 0x3F400000u, 0x80000001u}, /* -0.75 ulp: -1 ulp */
+        {0x7F7FFFFFu, 0x40000000u, 0x7F800000u}, /* beyond f32: inf */
+        {0x3F800001u, 0x3F800001u, 0x3F800002u}, /* (1 + 2^-23)^2: rounded */
+        {0x3FC00000u, 0x00400000u, 0x00600000u}, /* 1.5 x 2^-127 (E8M0 0): subnormal, exact */
+    };
+    for (size_t i = 0; i < COUNT(T); i++) {
+        cr_expect_eq(dqb_mul(T[i][0], T[i][1]), T[i][2], "%08x x %08x = %08x, want %08x",
+                     T[i][0], T[i][1], dqb_mul(T[i][0], T[i][1]), T[i][2]);
+#if defined(__x86_64__) || defined(__i386__)
+        if (i != 2) { /* the hardware agrees (two NaNs depend on the operand order) */
+            volatile float x, s;
+            float p;
+            uint32_t pb;
+            memcpy((void *)&x, &T[i][0], 4);
+            memcpy((void *)&s, &T[i][1], 4);
+            p = x * s;
+            memcpy(&pb, &p, 4);
+            cr_expect_eq(pb, T[i][2], "x86 %08x x %08x = %08x", T[i][0], T[i][1], pb);
+        }
+#endif
+    }
+}
+
 Test(cuda_dq_api, absence)
 {
     char why[512], dir[1024];
