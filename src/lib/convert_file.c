@@ -9,7 +9,7 @@
 #include <unistd.h>
 
 #include "convert_job.h"
-#include "convert_shards.h"
+#include "convert_pool.h"
 #include "format.h"
 #include "model_build.h"
 #include "src.h"
@@ -151,7 +151,7 @@ static dta_status write_tensor(dtap_job *j, const tensor_ctx *c, size_t i, dtap_
     return st;
 }
 
-/* dtap_items_run's item: tensor i written at its offset by a thread's own job */
+/* dtap_pool_run's item: tensor i written at its offset by a thread's own job */
 static dta_status write_at(void *ctx, dtap_job *wj, size_t i)
 {
     const tensor_ctx *c = ctx;
@@ -245,7 +245,7 @@ static dta_status write_safetensors(dtap_job *j, const dta_model *m, const dta_d
             st = dta_error_set(j->err, DTA_E_IO, errno, "%s: write failed: %s", path,
                                strerror(errno));
         if (st == DTA_OK)
-            st = dtap_items_run(j, n, threads, write_at, &tc);
+            st = dtap_pool_run(j, n, threads, write_at, &tc);
         if (st == DTA_OK && lseek(fd, (off_t)end, SEEK_SET) < 0)
             st = dta_error_set(j->err, DTA_E_IO, errno, "%s: seek failed: %s", path,
                                strerror(errno));

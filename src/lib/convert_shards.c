@@ -1,12 +1,8 @@
 /* The shard loop of a directory conversion: several shards at once (convert --jobs), and
  * one conversion spread over several processes (convert --part K/N) (convert_shards.h).
  *
- * Jobs: each thread has its own copy of the job (chunk buffers, result, --only hits, and
- * for --dequantize its own dequantization state over the whole checkpoint) and takes the
- * next shard from a shared counter. The first failure raises a stop flag that the other
- * threads poll between chunks (as a signal's cancel); the calling thread forwards the
- * caller's cancel flag and sums the threads' progress. Each shard has its own result, added
- * to the job's in shard order, so the summary does not depend on timing.
+ * Jobs: the shards are the items of the thread pool (convert_pool.c: a job copy per thread,
+ * the first failure stops the others, results added in shard order).
  *
  * Parts (docs/design.md "Parts"): every part works in one staging directory beside OUT,
  * ".BASE.dtaudit.parts". The first part writes there a plan (version, options, N, every
@@ -24,15 +20,14 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
 #include <sys/stat.h>
-#include <time.h>
 #include <unistd.h>
 
+#include "convert_pool.h"
 #include "convert_shards.h"
 #include "publish.h"
 #include "dtaudit/version.h"
@@ -149,103 +144,65 @@ static bool read_record(const char *stage, size_t i, uint64_t *bytes)
     return true;
 }
 
-/* ---- the thread pool ----------------------------------------------------------------------- */
-
-typedef struct shared shared;
+/* ---- the shard loop (on the thread pool, convert_pool.h) ---------------------------------- */
 
 typedef struct {
-    shared *sh;
-    unsigned id;
-    dtap_job j;
-    dta_convert_options o;      /* the caller's, with cancel and progress our own */
-    dta_error err;
-    uint64_t done, total;       /* its progress */
-    pthread_t th;
-    bool started;
-} worker;
-
-struct shared {
-    dtap_job *parent;
     const dta_model *m;
     const char *const *rel;
     const char *dir;
     dtap_shards_mode mode;
     const unsigned *part_of;
     uint64_t *bytes;
-    dta_convert_result *sres;   /* per shard */
-    worker *w;
     unsigned nw;
-    pthread_mutex_t mu;
-    size_t next;
-    unsigned running;
-    volatile int stop;          /* the first failure, or the caller's cancel */
-    bool failed;
-    dta_status st;              /* the first failure's */
-    dta_error err;
-};
+    unsigned part;
+} shards;
 
-static bool is_mine(const shared *sh, size_t i)
+static bool is_mine(const shards *sh, size_t i)
 {
-    return sh->mode != DTAP_SHARDS_STAGE || sh->part_of[i] == sh->parent->o->part;
+    return sh->mode != DTAP_SHARDS_STAGE || sh->part_of[i] == sh->part;
 }
 
-static void worker_progress(void *ctx, uint64_t done, uint64_t total)
+/* The pool's item: shard i converted with a thread's own job j into the output (CONVERT)
+ * or the staging dir, or linked in (LINK). Not this part's shards are skipped. */
+static dta_status do_shard(void *ctx, dtap_job *j, size_t i)
 {
-    worker *w = ctx;
-    shared *sh = w->sh;
-    const dta_convert_options *po = sh->parent->o;
-    pthread_mutex_lock(&sh->mu);
-    w->done = done;
-    w->total = total;
-    uint64_t d = 0, t = 0;
-    for (unsigned k = 0; k < sh->nw; k++) {
-        d += sh->w[k].done;
-        t += sh->w[k].total;
-    }
-    if (po->progress)
-        po->progress(po->progress_ctx, d, t);
-    pthread_mutex_unlock(&sh->mu);
-}
-
-/* Converts shard i with worker w's job into the output (CONVERT) or the staging dir. */
-static dta_status do_shard(worker *w, size_t i)
-{
-    shared *sh = w->sh;
-    dtap_job *j = &w->j;
+    const shards *sh = ctx;
     const char *in = sh->m->files[i].path, *rel = sh->rel[i];
     char path[PATH_MAX], fin[PATH_MAX];
     dta_status st = DTA_OK;
-    j->res = &sh->sres[i];
+    if (!is_mine(sh, i))
+        return DTA_OK;
+    j->sharing = sh->nw; /* the threads left over go inside the files (convert_file.c) */
     if (sh->mode == DTAP_SHARDS_LINK) {
         /* the staged shard, linked in: the staging directory keeps it until OUT is
          * published, so a publisher that dies leaves every shard staged */
         if (!dtap_fmt_path(fin, sizeof fin, "%s/%s", j->stage, rel) ||
             !dtap_fmt_path(path, sizeof path, "%s/%s", sh->dir, rel))
-            return dta_error_set(&w->err, DTA_E_ARG, 0, "%s: path too long", rel);
-        if ((st = mkdirs(sh->dir, rel, &w->err)) != DTA_OK)
+            return dta_error_set(j->err, DTA_E_ARG, 0, "%s: path too long", rel);
+        if ((st = mkdirs(sh->dir, rel, j->err)) != DTA_OK)
             return st;
         if (!read_record(j->stage, i, &sh->bytes[i]))
-            return dta_error_set(&w->err, DTA_E_IO, 0, "%s: the record of the staged shard "
+            return dta_error_set(j->err, DTA_E_IO, 0, "%s: the record of the staged shard "
                                  "'%s' is missing or unreadable", j->stage, rel);
         if (link(fin, path) != 0)
-            return dta_error_set(&w->err, DTA_E_IO, errno,
+            return dta_error_set(j->err, DTA_E_IO, errno,
                                  "%s: cannot link the staged shard into the output (the "
                                  "staging directory needs hard links): %s", fin,
                                  strerror(errno));
         return DTA_OK;
     }
     const char *top = sh->mode == DTAP_SHARDS_STAGE ? j->stage : sh->dir;
-    if ((st = mkdirs(top, rel, &w->err)) != DTA_OK)
+    if ((st = mkdirs(top, rel, j->err)) != DTA_OK)
         return st;
     if (!dtap_fmt_path(fin, sizeof fin, "%s/%s", top, rel))
-        return dta_error_set(&w->err, DTA_E_ARG, 0, "%s: path too long", rel);
+        return dta_error_set(j->err, DTA_E_ARG, 0, "%s: path too long", rel);
     int fd;
     if (sh->mode == DTAP_SHARDS_STAGE) {
         const char *b = strrchr(rel, '/');
         b = b ? b + 1 : rel;
         if (!dtap_fmt_path(path, sizeof path, "%s/%.*s.%s.dtaudit-part-XXXXXX", top,
                            (int)(b - rel), rel, b))
-            return dta_error_set(&w->err, DTA_E_ARG, 0, "%s: path too long", rel);
+            return dta_error_set(j->err, DTA_E_ARG, 0, "%s: path too long", rel);
         fd = mkostemp(path, O_CLOEXEC);
         if (fd >= 0) {
             mode_t mask = umask(0);
@@ -257,22 +214,24 @@ static dta_status do_shard(worker *w, size_t i)
         fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
     }
     if (fd < 0)
-        return dta_error_set(&w->err, DTA_E_IO, errno, "%s: cannot create: %s", path,
+        return dta_error_set(j->err, DTA_E_IO, errno, "%s: cannot create: %s", path,
                              strerror(errno));
     const char *f;
     st = j->convert_file(j, in, fd, path, &f);
     if (st == DTA_OK && fsync(fd) != 0)
-        st = dta_error_set(&w->err, DTA_E_IO, errno, "%s: fsync failed: %s", path,
+        st = dta_error_set(j->err, DTA_E_IO, errno, "%s: fsync failed: %s", path,
                            strerror(errno));
     close(fd);
-    if (st != DTA_OK && strncmp(w->err.msg, in, strlen(in)))
-        dta_error_prefix(&w->err, in);
-    sh->bytes[i] = sh->sres[i].bytes_out;
+    if (st != DTA_OK && strncmp(j->err->msg, in, strlen(in)))
+        dta_error_prefix(j->err, in);
+    dta_convert_result *r = j->res;
+    sh->bytes[i] = r->bytes_out;
+    r->shards_converted = r->tensors || r->bytes_out ? 1 : 0;
     if (sh->mode == DTAP_SHARDS_STAGE) {
         /* refused for overflow: not staged (the output is never published) */
-        bool refused = j->o->overflow == DTA_OVERFLOW_ERROR && sh->sres[i].stats.overflow;
+        bool refused = j->o->overflow == DTA_OVERFLOW_ERROR && r->stats.overflow;
         if (st == DTA_OK && !refused && rename(path, fin) != 0)
-            st = dta_error_set(&w->err, DTA_E_IO, errno, "%s: cannot rename: %s", fin,
+            st = dta_error_set(j->err, DTA_E_IO, errno, "%s: cannot rename: %s", fin,
                                strerror(errno));
         if (st != DTA_OK || refused)
             unlink(path);
@@ -280,97 +239,19 @@ static dta_status do_shard(worker *w, size_t i)
         snprintf(num, sizeof num, "%llu\n", (unsigned long long)sh->bytes[i]);
         if (st == DTA_OK && !refused) {
             if (!record_path(rec, sizeof rec, j->stage, i))
-                st = dta_error_set(&w->err, DTA_E_ARG, 0, "%s: path too long", j->stage);
+                st = dta_error_set(j->err, DTA_E_ARG, 0, "%s: path too long", j->stage);
             else
-                st = write_replace(rec, num, &w->err);
+                st = write_replace(rec, num, j->err);
         }
     }
     return st;
-}
-
-static void *worker_main(void *arg)
-{
-    worker *w = arg;
-    shared *sh = w->sh;
-    for (;;) {
-        pthread_mutex_lock(&sh->mu);
-        size_t i = sh->next;
-        while (i < sh->m->nfiles && !is_mine(sh, i))
-            i++;
-        sh->next = i + 1;
-        bool go = i < sh->m->nfiles && !sh->stop;
-        pthread_mutex_unlock(&sh->mu);
-        if (!go)
-            break;
-        dta_status st = do_shard(w, i);
-        if (st != DTA_OK) {
-            pthread_mutex_lock(&sh->mu);
-            /* the first failure; a shard that only saw the stop flag is not one */
-            if (!sh->failed && !(sh->stop && w->err.sys_errno == EINTR)) {
-                sh->failed = true;
-                sh->st = st;
-                sh->err = w->err;
-            }
-            sh->stop = 1;
-            pthread_mutex_unlock(&sh->mu);
-            break;
-        }
-    }
-    pthread_mutex_lock(&sh->mu);
-    sh->running--;
-    pthread_mutex_unlock(&sh->mu);
-    return NULL;
-}
-
-static void worker_free(worker *w)
-{
-    free(w->j.in);
-    free(w->j.out);
-    free(w->j.only_hit);
-    if (w->j.dq != w->sh->parent->dq)
-        dtap_dq_free(w->j.dq);
-}
-
-static dta_status worker_init(worker *w, shared *sh, unsigned id, dta_error *err)
-{
-    dtap_job *p = sh->parent;
-    w->sh = sh;
-    w->id = id;
-    w->j = *p;
-    w->o = *p->o;
-    w->o.progress = worker_progress;
-    w->o.progress_ctx = w;
-    w->o.cancel = &sh->stop;
-    w->j.o = &w->o;
-    w->j.err = &w->err;
-    w->j.done = w->j.total = 0;
-    w->j.in = malloc(p->chunk);
-    w->j.out = malloc(p->chunk * 2);
-    w->j.only_hit = calloc(p->o->nonly ? p->o->nonly : 1, sizeof *w->j.only_hit);
-    w->j.dq = NULL;
-    w->j.sharing = sh->nw; /* the threads left over go inside the files (convert_file.c) */
-    if (!w->j.in || !w->j.out || !w->j.only_hit)
-        return dta_error_set(err, DTA_E_NOMEM, ENOMEM, "out of memory");
-    /* --dequantize: the dequantization state (buffers, scale window, files) is per thread */
-    if (p->dq && p->dq_model)
-        return dtap_dq_open(p->dq_model, &w->j.dq, err);
-    return DTA_OK;
 }
 
 dta_status dtap_shards_run(dtap_job *j, const dta_model *m, const char *const *rel,
                            const char *dir, dtap_shards_mode mode, const unsigned *part_of,
                            uint64_t *bytes)
 {
-    shared sh;
-    dta_status st = DTA_OK;
-    memset(&sh, 0, sizeof sh);
-    sh.parent = j;
-    sh.m = m;
-    sh.rel = rel;
-    sh.dir = dir;
-    sh.mode = mode;
-    sh.part_of = part_of;
-    sh.bytes = bytes;
+    shards sh = {m, rel, dir, mode, part_of, bytes, 1, j->o->part};
     size_t todo = 0;
     for (size_t i = 0; i < m->nfiles; i++)
         todo += is_mine(&sh, i);
@@ -382,103 +263,8 @@ dta_status dtap_shards_run(dtap_job *j, const dta_model *m, const char *const *r
     if (nw > todo)
         nw = todo ? (unsigned)todo : 1;
     j->res->jobs = nw;
-    sh.sres = calloc(m->nfiles ? m->nfiles : 1, sizeof *sh.sres);
-    sh.w = calloc(nw, sizeof *sh.w);
-    if (!sh.sres || !sh.w) {
-        free(sh.sres);
-        free(sh.w);
-        return dta_error_set(j->err, DTA_E_NOMEM, ENOMEM, "out of memory");
-    }
     sh.nw = nw;
-    pthread_mutex_init(&sh.mu, NULL);
-    for (unsigned k = 0; k < nw && st == DTA_OK; k++)
-        st = worker_init(&sh.w[k], &sh, k, j->err);
-    if (st == DTA_OK && nw == 1) {
-        sh.running = 1;
-        /* one job: on this thread, the caller's cancel flag polled directly */
-        sh.w[0].o.cancel = j->o->cancel;
-        worker_main(&sh.w[0]);
-    } else if (st == DTA_OK) {
-        for (unsigned k = 0; k < nw; k++) {
-            pthread_mutex_lock(&sh.mu);
-            sh.running++;
-            pthread_mutex_unlock(&sh.mu);
-            if (pthread_create(&sh.w[k].th, NULL, worker_main, &sh.w[k]) != 0) {
-                pthread_mutex_lock(&sh.mu);
-                sh.running--;
-                if (k == 0) { /* not even one thread: run here */
-                    sh.running++;
-                    pthread_mutex_unlock(&sh.mu);
-                    sh.w[0].o.cancel = j->o->cancel;
-                    worker_main(&sh.w[0]);
-                    break;
-                }
-                pthread_mutex_unlock(&sh.mu);
-                break; /* fewer threads: those started take every shard */
-            }
-            sh.w[k].started = true;
-        }
-        /* forward the caller's cancel (a signal) while the threads run */
-        for (;;) {
-            pthread_mutex_lock(&sh.mu);
-            unsigned r = sh.running;
-            if (j->o->cancel && *j->o->cancel)
-                sh.stop = 1;
-            pthread_mutex_unlock(&sh.mu);
-            if (!r)
-                break;
-            nanosleep(&(struct timespec){0, 20 * 1000 * 1000}, NULL);
-        }
-        for (unsigned k = 0; k < nw; k++)
-            if (sh.w[k].started)
-                pthread_join(sh.w[k].th, NULL);
-    }
-    pthread_mutex_destroy(&sh.mu);
-    if (st == DTA_OK && sh.failed) {
-        st = sh.st;
-        *j->err = sh.err;
-    } else if (st == DTA_OK && sh.stop) {
-        st = dta_error_set(j->err, DTA_E_IO, EINTR, "cancelled");
-    }
-    /* results in shard order */
-    dta_convert_result *r = j->res;
-    for (size_t i = 0; i < m->nfiles; i++) {
-        dta_convert_result *s = &sh.sres[i];
-        r->tensors += s->tensors;
-        r->tensors_converted += s->tensors_converted;
-        r->storages_converted += s->storages_converted;
-        r->bytes_in += s->bytes_in;
-        r->bytes_out += s->bytes_out;
-        dtap_stats_add(&r->stats, &s->stats);
-        r->params_dequantized += s->params_dequantized;
-        r->companions_dropped += s->companions_dropped;
-        if (is_mine(&sh, i) && mode != DTAP_SHARDS_LINK)
-            r->shards_converted += s->tensors || s->bytes_out ? 1 : 0;
-        if (s->nissues) {
-            dta_convert_issue *v = realloc(r->issues, (r->nissues + s->nissues) * sizeof *v);
-            if (!v) {
-                for (size_t k = 0; k < s->nissues; k++)
-                    free(s->issues[k].name);
-                if (st == DTA_OK)
-                    st = dta_error_set(j->err, DTA_E_NOMEM, ENOMEM, "out of memory");
-            } else {
-                memcpy(v + r->nissues, s->issues, s->nissues * sizeof *v);
-                r->issues = v;
-                r->nissues += s->nissues;
-            }
-            free(s->issues);
-        }
-    }
-    for (unsigned k = 0; k < nw; k++) {
-        for (size_t g = 0; g < j->o->nonly && sh.w[k].j.only_hit; g++)
-            j->only_hit[g] = j->only_hit[g] || sh.w[k].j.only_hit[g];
-        j->done += sh.w[k].done;
-        j->total += sh.w[k].total;
-        worker_free(&sh.w[k]);
-    }
-    free(sh.w);
-    free(sh.sres);
-    return st;
+    return dtap_pool_run(j, m->nfiles, nw, do_shard, &sh);
 }
 
 /* ---- the staging directory ----------------------------------------------------------------- */

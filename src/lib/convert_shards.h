@@ -31,27 +31,12 @@ bool dtap_parts_assign(const uint64_t *sizes, const char *const *names, size_t n
  * rel[i] under dir. With mode STAGE only shards with part_of[i] == j->o->part are done
  * (staged under j->stage, records beside them); with LINK every staged shard is linked
  * from j->stage into dir. bytes[i] gets shard i's tensor data bytes (the index's
- * total_size). Up to j->o->jobs threads (0: the CPUs; 1 with CUDA or LINK); the first
- * failure stops the others and is returned; results are added to j->res in shard order. */
+ * total_size). Up to j->o->jobs threads of the pool (convert_pool.h; 0: the CPUs; 1 with
+ * CUDA or LINK); the first failure stops the others and is returned; results are added to
+ * j->res in shard order. */
 dta_status dtap_shards_run(dtap_job *j, const dta_model *m, const char *const *rel,
                            const char *dir, dtap_shards_mode mode, const unsigned *part_of,
                            uint64_t *bytes);
-
-/* ---- threads inside one file ---- */
-
-/* Writes item i (a tensor of one output file) with the thread's own job copy wj (its own
- * buffers, dequantization state and result wj->res, one per item). */
-typedef dta_status (*dtap_item_fn)(void *ctx, dtap_job *wj, size_t i);
-
-/* Runs fn for every i in [0, n) on up to `threads` threads that take the next item from a
- * shared counter; the first failure stops the others. Each item's result is added to
- * j->res in item order afterwards, so the summary does not depend on timing. */
-dta_status dtap_items_run(dtap_job *j, size_t n, unsigned threads, dtap_item_fn fn,
-                          void *ctx);
-
-/* The threads one file may use: j->o->jobs (0: the CPUs) shared by `files` files at once;
- * 1 with CUDA. */
-unsigned dtap_inner_threads(const dtap_job *j, unsigned files);
 
 /* ---- parts (convert --part K/N) ---- */
 
