@@ -107,6 +107,9 @@ static void path_uri(char *buf, size_t cap, const char *path)
     buf[o] = 0;
 }
 
+/* FNV-1a, spelt out here on purpose: the fingerprint is output that code scanning compares
+ * across runs and versions, so it must not follow the library's in-memory table hash
+ * (dtap_hash), which may change. */
 static uint64_t fnv(uint64_t h, const char *s)
 {
     for (const unsigned char *p = (const unsigned char *)s; *p; p++)

@@ -10,6 +10,7 @@
 
 #include "dtaudit/diff.h"
 #include "src.h"
+#include "util_strmap.h"
 
 /* Each kind of change is a rule of the catalogue (rules.c: name, default severity). */
 static const dta_rule change_rule[DTA_CHANGE_KINDS] = {
@@ -61,42 +62,16 @@ int dta_name_cmp(const char *a, const char *b)
     return (unsigned char)*a - (unsigned char)*b;
 }
 
-/* name -> first tensor index (slots hold index + 1) */
-typedef struct {
-    size_t *slot;
-    size_t cap;
-} ntab;
-
-static dta_status ntab_build(ntab *t, const dta_model *m, bool *dup, dta_error *err)
+/* t: name -> first tensor index of m; dup[i] marks a tensor whose name came earlier */
+static dta_status index_names(dtap_strmap *t, const dta_model *m, bool *dup, dta_error *err)
 {
-    t->cap = 16;
-    while (t->cap < m->ntensors * 2 + 2)
-        t->cap *= 2;
-    t->slot = calloc(t->cap, sizeof *t->slot);
-    if (!t->slot)
+    if (!dtap_strmap_init(t, m->ntensors))
         return dta_error_set(err, DTA_E_NOMEM, ENOMEM, "out of memory");
     for (size_t i = 0; i < m->ntensors; i++) {
         const char *n = m->tensors[i].name;
-        size_t h = (size_t)(dtap_hash(n, strlen(n), 0) & (t->cap - 1));
-        while (t->slot[h] && strcmp(m->tensors[t->slot[h] - 1].name, n) != 0)
-            h = (h + 1) & (t->cap - 1);
-        if (t->slot[h])
-            dup[i] = true;
-        else
-            t->slot[h] = i + 1;
+        dup[i] = dtap_strmap_puts(t, n, i) != i; /* sized for all: never fails */
     }
     return DTA_OK;
-}
-
-static size_t ntab_find(const ntab *t, const dta_model *m, const char *n)
-{
-    size_t h = (size_t)(dtap_hash(n, strlen(n), 0) & (t->cap - 1));
-    while (t->slot[h]) {
-        if (strcmp(m->tensors[t->slot[h] - 1].name, n) == 0)
-            return t->slot[h] - 1;
-        h = (h + 1) & (t->cap - 1);
-    }
-    return SIZE_MAX;
 }
 
 static bool same_shape(const dta_tensor *a, const dta_tensor *b)
@@ -253,7 +228,7 @@ dta_status dta_diff_build(const dta_model *old_model, const dta_model *new_model
                           const dta_diff_options *opt, dta_diff **out, dta_error *err)
 {
     dctx c = {NULL, opt, err, 0, 0};
-    ntab to = {NULL, 0}, tn = {NULL, 0};
+    dtap_strmap to = {0}, tn = {0};
     bool *dup_old = NULL, *dup_new = NULL;
     dta_status st = DTA_OK;
 
@@ -271,15 +246,15 @@ dta_status dta_diff_build(const dta_model *old_model, const dta_model *new_model
     c.d->new_model = new_model;
     if ((st = summarise(&c, old_model, false)) != DTA_OK ||
         (st = summarise(&c, new_model, true)) != DTA_OK ||
-        (st = ntab_build(&to, old_model, dup_old, err)) != DTA_OK ||
-        (st = ntab_build(&tn, new_model, dup_new, err)) != DTA_OK)
+        (st = index_names(&to, old_model, dup_old, err)) != DTA_OK ||
+        (st = index_names(&tn, new_model, dup_new, err)) != DTA_OK)
         goto out;
 
     for (size_t i = 0; i < old_model->ntensors && st == DTA_OK; i++) {
         const dta_tensor *a = &old_model->tensors[i];
         if (dup_old[i])
             continue;
-        size_t j = ntab_find(&tn, new_model, a->name);
+        size_t j = dtap_strmap_gets(&tn, a->name);
         if (j == SIZE_MAX) {
             st = add_change(&c, DTA_CHANGE_REMOVED, i, SIZE_MAX, a->root, a->name);
             continue;
@@ -297,7 +272,7 @@ dta_status dta_diff_build(const dta_model *old_model, const dta_model *new_model
     }
     for (size_t j = 0; j < new_model->ntensors && st == DTA_OK; j++) {
         const dta_tensor *b = &new_model->tensors[j];
-        if (!dup_new[j] && ntab_find(&to, old_model, b->name) == SIZE_MAX)
+        if (!dup_new[j] && dtap_strmap_gets(&to, b->name) == SIZE_MAX)
             st = add_change(&c, DTA_CHANGE_ADDED, SIZE_MAX, j, b->root, b->name);
     }
     if (st != DTA_OK)
@@ -309,8 +284,8 @@ dta_status dta_diff_build(const dta_model *old_model, const dta_model *new_model
             qsort(c.d->roots[r].moves, c.d->roots[r].nmoves, sizeof *c.d->roots[r].moves,
                   cmp_move);
 out:
-    free(to.slot);
-    free(tn.slot);
+    dtap_strmap_free(&to);
+    dtap_strmap_free(&tn);
     free(dup_old);
     free(dup_new);
     if (st != DTA_OK) {

@@ -21,6 +21,7 @@
 #include "format.h"
 #include "model_build.h"
 #include "pathsafe.h"
+#include "util_strmap.h"
 
 int dtap_index_bid(const unsigned char *head, size_t n, uint64_t size)
 {
@@ -73,56 +74,6 @@ static dta_status note(dta_model *m, const char *subject, dta_error *err, const 
     return dtap_model_add_note(m, DTA_RULE_INDEX_MISMATCH, subject, msg, err);
 }
 
-/* A string -> index map (open addressing, slots hold index + 1): shard names, weight_map
- * names and tensor names are each looked up once per entry, so the index costs O(n). */
-typedef struct {
-    const char **key;
-    size_t *val;
-    size_t cap;
-} strmap;
-
-static bool strmap_init(strmap *t, size_t n)
-{
-    for (t->cap = 16; t->cap < 2 * n + 2; t->cap *= 2)
-        ;
-    t->key = calloc(t->cap, sizeof *t->key);
-    t->val = calloc(t->cap, sizeof *t->val);
-    return t->key && t->val;
-}
-
-static void strmap_free(strmap *t)
-{
-    free(t->key);
-    free(t->val);
-}
-
-static size_t strmap_slot(const strmap *t, const char *k)
-{
-    size_t h = (size_t)dtap_hash(k, strlen(k), 0) & (t->cap - 1);
-    while (t->key[h] && strcmp(t->key[h], k) != 0)
-        h = (h + 1) & (t->cap - 1);
-    return h;
-}
-
-/* Value of k, or SIZE_MAX. */
-static size_t strmap_get(const strmap *t, const char *k)
-{
-    size_t h = strmap_slot(t, k);
-    return t->key[h] ? t->val[h] : SIZE_MAX;
-}
-
-/* Inserts k -> v unless present; returns the value now stored. The map never fills:
- * callers size it for every key they insert. */
-static size_t strmap_put(strmap *t, const char *k, size_t v)
-{
-    size_t h = strmap_slot(t, k);
-    if (!t->key[h]) {
-        t->key[h] = k;
-        t->val[h] = v;
-    }
-    return t->val[h];
-}
-
 dta_status dtap_index_read(const dtap_src *src, dta_model *m, dtap_read_fn read_shard,
                            dta_error *err)
 {
@@ -130,7 +81,7 @@ dta_status dtap_index_read(const dtap_src *src, dta_model *m, dtap_read_fn read_
     cJSON *doc = NULL;
     shard *shards = NULL;
     size_t nshards = 0;
-    strmap by_shard = {0}, mapped = {0}, found = {0};
+    dtap_strmap by_shard = {0}, mapped = {0}, found = {0};
     char dir[DTA_MAX_INDEX_PATH], path[DTA_MAX_INDEX_PATH * 2];
     dta_status st;
     bool safetensors_shards = true;
@@ -168,7 +119,7 @@ dta_status dtap_index_read(const dtap_src *src, dta_model *m, dtap_read_fn read_
         goto out;
     }
     shards = calloc(nentries ? nentries : 1, sizeof *shards);
-    if (!shards || !strmap_init(&by_shard, nentries) || !strmap_init(&mapped, nentries)) {
+    if (!shards || !dtap_strmap_init(&by_shard, nentries) || !dtap_strmap_init(&mapped, nentries)) {
         st = dta_error_set(err, DTA_E_NOMEM, ENOMEM, "out of memory");
         goto out;
     }
@@ -186,12 +137,12 @@ dta_status dtap_index_read(const dtap_src *src, dta_model *m, dtap_read_fn read_
             goto out;
         }
         /* cJSON keeps duplicate keys; the reference loaders would keep only one */
-        if (strmap_get(&mapped, e->string) != SIZE_MAX) {
+        if (dtap_strmap_gets(&mapped, e->string) != SIZE_MAX) {
             st = dta_error_set(err, DTA_E_FORMAT, 0, "weight_map lists '%.100s' twice", e->string);
             goto out;
         }
-        strmap_put(&mapped, e->string, 0);
-        size_t k = strmap_put(&by_shard, e->valuestring, nshards);
+        dtap_strmap_puts(&mapped, e->string, 0);
+        size_t k = dtap_strmap_puts(&by_shard, e->valuestring, nshards);
         if (k == nshards)
             shards[nshards++].name = e->valuestring;
         shards[k].listed++;
@@ -242,23 +193,23 @@ dta_status dtap_index_read(const dtap_src *src, dta_model *m, dtap_read_fn read_
     }
 
     /* index vs shards, both ways */
-    if (!strmap_init(&found, m->ntensors)) {
+    if (!dtap_strmap_init(&found, m->ntensors)) {
         st = dta_error_set(err, DTA_E_NOMEM, ENOMEM, "out of memory");
         goto out;
     }
     for (size_t i = 0; i < m->ntensors; i++)
-        strmap_put(&found, m->tensors[i].name, i);
+        dtap_strmap_puts(&found, m->tensors[i].name, i);
     for (size_t i = 0; i < m->ntensors; i++)
-        if (strmap_get(&mapped, m->tensors[i].name) == SIZE_MAX &&
+        if (dtap_strmap_gets(&mapped, m->tensors[i].name) == SIZE_MAX &&
             (st = note(m, m->tensors[i].name, err,
                        "tensor '%s' is in shard %s but not in the index's weight_map",
                        m->tensors[i].name, m->files[m->tensors[i].file].path)) != DTA_OK)
             goto out;
     for (cJSON *e = wm->child; e; e = e->next) {
-        const shard *sh = &shards[strmap_get(&by_shard, e->valuestring)];
+        const shard *sh = &shards[dtap_strmap_gets(&by_shard, e->valuestring)];
         if (!sh->present)
             continue;
-        size_t i = strmap_get(&found, e->string);
+        size_t i = dtap_strmap_gets(&found, e->string);
         if (i != SIZE_MAX && i >= sh->first_tensor && i < sh->first_tensor + sh->ntensors)
             continue;
         if ((st = note(m, e->string, err, "the index maps '%s' to %s, which does not hold it%s",
@@ -307,9 +258,9 @@ dta_status dtap_index_read(const dtap_src *src, dta_model *m, dtap_read_fn read_
     }
     st = DTA_OK;
 out:
-    strmap_free(&found);
-    strmap_free(&mapped);
-    strmap_free(&by_shard);
+    dtap_strmap_free(&found);
+    dtap_strmap_free(&mapped);
+    dtap_strmap_free(&by_shard);
     free(shards);
     cJSON_Delete(doc);
     free(text);

@@ -26,6 +26,7 @@
 #include "model_build.h"
 #include "pickle.h"
 #include "torch_graph.h"
+#include "util_strmap.h"
 #include "zipread.h"
 
 /* ---- zip storage resolver ---------------------------------------------------------- */
@@ -35,51 +36,9 @@ typedef struct {
     dta_model *m;
     size_t file;
     const char *dir;      /* "data" or "constants" */
-    /* key -> storage index, open addressing */
-    char **keys;
-    size_t *idx;
-    size_t cap, n;
+    dtap_strmap keys;     /* storage key -> storage index (the model's copy of the key) */
     bool deflated_noted;
 } zctx;
-
-static uint64_t hstr(const char *s, size_t n)
-{
-    uint64_t h = 1469598103934665603ull;
-    for (size_t i = 0; i < n; i++) h = (h ^ (unsigned char)s[i]) * 1099511628211ull;
-    return h;
-}
-
-static dta_status zc_grow(zctx *c, dta_error *err)
-{
-    size_t nc = c->cap ? c->cap * 2 : 256;
-    char **nk = calloc(nc, sizeof(*nk));
-    size_t *ni = calloc(nc, sizeof(*ni));
-    if (!nk || !ni) {
-        free(nk);
-        free(ni);
-        return dta_error_set(err, DTA_E_NOMEM, 0, "out of memory");
-    }
-    for (size_t i = 0; i < c->cap; i++)
-        if (c->keys[i]) {
-            size_t h = (size_t)(hstr(c->keys[i], strlen(c->keys[i])) % nc);
-            while (nk[h]) h = (h + 1) % nc;
-            nk[h] = c->keys[i];
-            ni[h] = c->idx[i];
-        }
-    free(c->keys);
-    free(c->idx);
-    c->keys = nk;
-    c->idx = ni;
-    c->cap = nc;
-    return DTA_OK;
-}
-
-static void zc_free(zctx *c)
-{
-    for (size_t i = 0; i < c->cap; i++) free(c->keys[i]);
-    free(c->keys);
-    free(c->idx);
-}
 
 static dta_status zip_resolve(void *vctx, const dtap_pnode *pid, dta_dtype dtype, const char *tensor,
                               size_t *storage, uint64_t *extra, dta_error *err)
@@ -100,22 +59,15 @@ static dta_status zip_resolve(void *vctx, const dtap_pnode *pid, dta_dtype dtype
         return dta_error_set(err, DTA_E_FORMAT, 0, "tensor '%s' has an unknown storage class", tensor);
 
     /* cached by key: tied weights and views share one storage */
-    if (c->n * 2 >= c->cap) {
-        dta_status st = zc_grow(c, err);
-        if (st) return st;
-    }
-    size_t h = (size_t)(hstr(key->s, key->len) % c->cap);
-    while (c->keys[h]) {
-        if (strlen(c->keys[h]) == key->len && !memcmp(c->keys[h], key->s, key->len)) {
-            const dta_storage *s = &c->m->storages[c->idx[h]];
-            if (s->dtype != dtype && dta_dtype_get(s->dtype)->bits != dta_dtype_get(dtype)->bits)
-                return dta_error_set(err, DTA_E_UNSUPPORTED, 0,
-                                     "tensor '%s' views storage '%s' (%s) as %s", tensor, c->keys[h],
-                                     dta_dtype_name(s->dtype), dta_dtype_name(dtype));
-            *storage = c->idx[h];
-            return DTA_OK;
-        }
-        h = (h + 1) % c->cap;
+    size_t hit = dtap_strmap_get(&c->keys, key->s, key->len);
+    if (hit != SIZE_MAX) {
+        const dta_storage *s = &c->m->storages[hit];
+        if (s->dtype != dtype && dta_dtype_get(s->dtype)->bits != dta_dtype_get(dtype)->bits)
+            return dta_error_set(err, DTA_E_UNSUPPORTED, 0,
+                                 "tensor '%s' views storage '%s' (%s) as %s", tensor, s->key,
+                                 dta_dtype_name(s->dtype), dta_dtype_name(dtype));
+        *storage = hit;
+        return DTA_OK;
     }
     char rel[300];
     snprintf(rel, sizeof rel, "%s/%.*s", c->dir, (int)key->len, key->s);
@@ -157,13 +109,10 @@ static dta_status zip_resolve(void *vctx, const dtap_pnode *pid, dta_dtype dtype
     kcopy[key->len] = 0;
     size_t idx;
     dta_status st = dtap_model_add_storage(c->m, c->file, kcopy, keep, n, off, &idx, err);
-    if (st) {
-        free(kcopy);
-        return st;
-    }
-    c->keys[h] = kcopy;
-    c->idx[h] = idx;
-    c->n++;
+    free(kcopy);
+    if (st) return st;
+    if (dtap_strmap_put(&c->keys, c->m->storages[idx].key, key->len, idx) == SIZE_MAX)
+        return dta_error_set(err, DTA_E_NOMEM, 0, "out of memory");
     *storage = idx;
     return DTA_OK;
 }
@@ -230,7 +179,7 @@ static dta_status scan_pickle(const dtap_zip *z, dta_model *m, size_t file, cons
     if (!st) st = dtap_torch_check_pids(pk, false, err);
     if (st && err) dta_error_prefix(err, e->name);
     if (!st) st = dtap_torch_walk(pk, m, file, name_prefix, zip_resolve, &c, err);
-    zc_free(&c);
+    dtap_strmap_free(&c.keys);
     if (keep && !st) *keep = pk;
     else dtap_pickle_free(pk);
     return st;

@@ -20,6 +20,7 @@
 #include <string.h>
 
 #include "dtaudit/dtype.h"
+#include "util_strmap.h"
 
 /* ---- arena ------------------------------------------------------------------------- */
 
@@ -37,8 +38,7 @@ struct dtap_pickle {
     int proto;
     char **unsafe;      /* distinct unsafe names, first-use order (malloc'd) */
     size_t nunsafe, capunsafe;
-    char **uhash;       /* open-addressing set over unsafe (borrowed pointers) */
-    size_t uhash_cap;
+    dtap_strmap uset;   /* unsafe as a set (borrowed pointers) */
     dtap_pnode **persids; /* PERSID nodes in stream order (malloc'd) */
     size_t npersids, cappersids;
     uint64_t ops;         /* opcodes executed */
@@ -83,7 +83,7 @@ void dtap_pickle_free(dtap_pickle *p)
     }
     for (size_t i = 0; i < p->nunsafe; i++) free(p->unsafe[i]);
     free(p->unsafe);
-    free(p->uhash);
+    dtap_strmap_free(&p->uset);
     free(p->persids);
     free(p);
 }
@@ -242,13 +242,6 @@ static dta_status rd_line(vm *v, const char **line, size_t *len)
 
 /* ---- unsafe globals ---------------------------------------------------------------- */
 
-static uint64_t hash_str(const char *s)
-{
-    uint64_t h = 1469598103934665603ull;
-    for (; *s; s++) h = (h ^ (unsigned char)*s) * 1099511628211ull;
-    return h;
-}
-
 static dta_status note_unsafe(vm *v, const char *a, const char *b)
 {
     dtap_pickle *pk = v->pk;
@@ -264,16 +257,7 @@ static dta_status note_unsafe(vm *v, const char *a, const char *b)
         o += lb;
     }
     buf[o] = 0;
-    if (!pk->uhash) {
-        pk->uhash_cap = 2 * DTA_MAX_PICKLE_UNSAFE;
-        pk->uhash = calloc(pk->uhash_cap, sizeof(*pk->uhash));
-        if (!pk->uhash) return nomem(v);
-    }
-    size_t h = (size_t)(hash_str(buf) % pk->uhash_cap);
-    while (pk->uhash[h]) {
-        if (!strcmp(pk->uhash[h], buf)) return DTA_OK;
-        h = (h + 1) % pk->uhash_cap;
-    }
+    if (dtap_strmap_get(&pk->uset, buf, o) != SIZE_MAX) return DTA_OK;
     if (pk->nunsafe >= DTA_MAX_PICKLE_UNSAFE) return DTA_OK; /* enough to flag the file */
     if (pk->nunsafe == pk->capunsafe) {
         size_t nc = pk->capunsafe ? pk->capunsafe * 2 : 8;
@@ -285,8 +269,11 @@ static dta_status note_unsafe(vm *v, const char *a, const char *b)
     char *d = malloc(o + 1);
     if (!d) return nomem(v);
     memcpy(d, buf, o + 1);
+    if (dtap_strmap_put(&pk->uset, d, o, pk->nunsafe) == SIZE_MAX) {
+        free(d);
+        return nomem(v);
+    }
     pk->unsafe[pk->nunsafe++] = d;
-    pk->uhash[h] = d;
     return DTA_OK;
 }
 
