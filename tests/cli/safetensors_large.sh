@@ -3,9 +3,10 @@
 # steps, and puts them back in header order): every tensor keeps its name, dtype, shape and
 # data, alone and as the second shard of an index (tensors already in the model).
 . "$(dirname "$0")/lib.sh"
+py_start # one Python process for the generator and every check below
 
-"$PYTHON" -c 'import numpy' 2>/dev/null || { echo "SKIP: numpy is not importable"; exit 77; }
-"$PYTHON" - "$TMP" <<'PY'
+py -c 'import numpy' 2>/dev/null || { echo "SKIP: numpy is not importable"; exit 77; }
+py - "$TMP" <<'PY'
 import json, os, random, struct, sys
 import numpy as np
 out = sys.argv[1]
@@ -83,7 +84,7 @@ PY
 for f in "$TMP/big.safetensors" "$TMP/idx"; do
     dta scan -v --format json "$f"
     [ "$rc" -eq 0 ] && pass || { fail "scan $f: exit $rc"; cat "$TMP/err"; }
-    "$PYTHON" - "$TMP/out" "$f" <<'PY' && pass || fail "scan $f: tensors differ from the header"
+    py - "$TMP/out" "$f" <<'PY' && pass || fail "scan $f: tensors differ from the header"
 import json, os, struct, sys
 d = json.load(open(sys.argv[1]))
 path = sys.argv[2]
@@ -100,12 +101,12 @@ done
 # convert to f32: the data of every tensor went to the right place
 dta convert --to f32 "$TMP/big.safetensors" -o "$TMP/big32.safetensors"
 [ "$rc" -eq 0 ] && pass || { fail "convert: exit $rc"; cat "$TMP/err"; }
-"$PYTHON" "$TMP/compare.py" "$TMP/big.safetensors" "$TMP/big32.safetensors" >/dev/null && pass ||
+py "$TMP/compare.py" "$TMP/big.safetensors" "$TMP/big32.safetensors" >/dev/null && pass ||
     fail "convert: tensors differ from the source"
 dta verify "$TMP/big.safetensors" "$TMP/big32.safetensors"
 [ "$rc" -eq 0 ] && pass || fail "verify: exit $rc"
 dta convert --to f32 "$TMP/idx" -o "$TMP/idx32"
 [ "$rc" -eq 0 ] && pass || { fail "convert index: exit $rc"; cat "$TMP/err"; }
-"$PYTHON" "$TMP/compare.py" "$TMP"/idx/model-0000*.safetensors "$TMP"/idx32/model-0000*.safetensors >/dev/null &&
+py "$TMP/compare.py" "$TMP"/idx/model-0000*.safetensors "$TMP"/idx32/model-0000*.safetensors >/dev/null &&
     pass || fail "convert index: tensors differ from the source"
 finish
