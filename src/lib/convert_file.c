@@ -174,7 +174,8 @@ static dta_status write_safetensors(dtap_job *j, const dta_model *m, const dta_d
         goto out;
     }
     for (size_t i = 0; i < m->nmetadata; i++)
-        meta[nmeta++] = m->metadata[i];
+        if (!j->dq || !dtap_dq_drops_metadata(m->metadata[i].key))
+            meta[nmeta++] = m->metadata[i];
     for (size_t i = 0; i < m->ntensors; i++) {
         const dta_tensor *t = &m->tensors[i];
         if (t->name_nul) {

@@ -129,6 +129,11 @@ bool dtap_dq_dropped(const dtap_dq *d, const char *name)
     return dtap_dq_role(d, name, NULL) == DTAP_DQ_DROP;
 }
 
+bool dtap_dq_drops_metadata(const char *key)
+{
+    return !strcmp(key, "_quantization_metadata");
+}
+
 void dtap_dq_shape(const dtap_dq *d, size_t p, int *rank, const uint64_t **shape,
                    uint64_t *numel)
 {
@@ -584,7 +589,7 @@ dta_status dtap_dq_run(dtap_dq *d, size_t pi, uint64_t first, size_t n, dta_dtyp
                        dta_error *err)
 {
     const dq_param *p = &d->p[pi];
-    if (p->ops)
+    if (p->ops && !p->xp.grid_in)
         return run_ext(d, pi, first, n, to, mode, dst, stats, err);
     const dta_tensor *t = &d->w->tensors[p->weight];
     unsigned char *o = dst;
@@ -755,6 +760,30 @@ static dta_status plan_ext(dtap_dq *d, const dta_quant *q, const dta_quant_param
             ops->release(xp.state);
         free(xp.oname);
         return st;
+    }
+    if (xp.grid_in) { /* codes times a scale grid: the block-FP8 path below */
+        const dta_tensor *t = &d->w->tensors[qp->weight], *s = &d->w->tensors[xp.scale];
+        uint64_t rows = t->numel / xp.grid_in;
+        bool f8 = t->dtype == DTA_F8_E4M3 || t->dtype == DTA_F8_E5M2;
+        if (!f8 || (s->dtype != DTA_F32 && s->dtype != DTA_BF16 && s->dtype != DTA_F16) ||
+            !xp.grid_bm || !xp.grid_bn || xp.numel != t->numel || t->numel % xp.grid_in ||
+            dtap_cdiv(rows, xp.grid_bm) * dtap_cdiv(xp.grid_in, xp.grid_bn) > s->numel ||
+            dtap_cdiv(xp.grid_in, xp.grid_bn) > DQ_MAX_SCALE_ROW) {
+            if (ops->release)
+                ops->release(xp.state);
+            free(xp.oname);
+            return dta_error_set(err, DTA_E_ARG, 0, "dequantize: bad grid plan for '%.200s'",
+                                 qp->name);
+        }
+        o->code = t->dtype;
+        o->sdt = s->dtype;
+        o->in = xp.grid_in;
+        o->out = rows;
+        o->mats = 1;
+        o->bm = xp.grid_bm;
+        o->bn = xp.grid_bn;
+        o->gr = dtap_cdiv(rows, o->bm);
+        o->gc = dtap_cdiv(o->in, o->bn);
     }
     o->ops = ops;
     o->xp = xp;

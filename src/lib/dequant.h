@@ -55,6 +55,10 @@ bool dtap_dq_find_out(const dtap_dq *d, const char *name, size_t *param);
  * rewriting): true when `name` is dropped. */
 bool dtap_dq_dropped(const dtap_dq *d, const char *name);
 
+/* Whether the safetensors __metadata__ entry `key` describes the quantization and is left
+ * out of a dequantized output (ComfyUI's _quantization_metadata, shared/quant.md 15.5). */
+bool dtap_dq_drops_metadata(const char *key);
+
 /* Plain values [first, first + n) (C order) of parameter p in dtype to (F32, F16, BF16)
  * into dst (n elements); counts into *st as dta_convert does (overflow: finite codes and
  * scales whose product the target cannot hold; NaN/inf: a non-finite code or scale). n is

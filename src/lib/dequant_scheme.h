@@ -63,6 +63,13 @@ typedef struct dtap_dq_plan {
      * elements [first, first + n) and a DTAP_DQF_* flag byte per element. */
     dta_status (*values)(dtap_dq_src *d, const struct dtap_dq_plan *p, void **cache,
                          uint64_t first, size_t n, uint32_t *v, uint8_t *fl, dta_error *err);
+    /* Optional, set by plan() and used instead of ops->fill / values: the parameter is
+     * float8 codes (its codes tensor, F8_E4M3 / F8_E5M2, in the output's shape and order)
+     * times a scale broadcast from a grid, which dequant.c computes on its block-FP8 path
+     * (x = the decoded code, s = the scale tensor `scale`'s entry, F32 / BF16 / F16):
+     * the codes seen as rows of grid_in elements, one scale entry per block of grid_bm
+     * rows x grid_bn elements, row-major. grid_in 0: not a grid. */
+    uint64_t grid_in, grid_bm, grid_bn;
 } dtap_dq_plan;
 
 /* Flags per element of ops->values (fl): */
@@ -93,6 +100,8 @@ extern const dtap_dq_ops dtap_dq_bnb8_ops;          /* dequant_bnb.c */
 extern const dtap_dq_ops dtap_dq_gptq_ops;          /* dequant_gptq.c */
 extern const dtap_dq_ops dtap_dq_awq_ops;           /* dequant_gptq.c */
 extern const dtap_dq_ops dtap_dq_ct_pack_ops;       /* dequant_pack.c */
+extern const dtap_dq_ops dtap_dq_comfy_fp8_ops;     /* dequant_comfy.c */
+extern const dtap_dq_ops dtap_dq_comfy_quant_ops;   /* dequant_comfy.c */
 
 /* The registry (dequant_schemes.c): the module of scheme s, NULL when none; the modules
  * in table order (i < dtap_dq_nops()). */

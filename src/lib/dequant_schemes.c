@@ -14,6 +14,8 @@ static const dtap_dq_ops *const scheme_ops[] = {
     &dtap_dq_gptq_ops,
     &dtap_dq_awq_ops,
     &dtap_dq_ct_pack_ops,
+    &dtap_dq_comfy_fp8_ops,
+    &dtap_dq_comfy_quant_ops,
 };
 
 #define NOPS (sizeof scheme_ops / sizeof scheme_ops[0])

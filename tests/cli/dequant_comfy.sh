@@ -1,0 +1,16 @@
+#!/bin/sh
+# convert --dequantize of ComfyUI scaled FP8: against an independent reference written
+# from the quantization brief (tests/interop/dequant_comfy_reference.py: legacy scaled_fp8
+# and comfy_quant files, every float8 code, per-tensor and per-row scales, three targets,
+# overflow, refusals; skips without numpy/torch), and against ComfyUI's own code on the
+# committed fixtures (tests/interop/dequant_comfy_real.py, tests/dequant/comfy: torch's
+# qdata.to(dtype) * scale bit for bit, comfy-kitchen's eager backend within one ulp).
+. "$(dirname "$0")/lib.sh"
+set +e
+"$PYTHON" tests/interop/dequant_comfy_real.py "$DTAUDIT" tests/dequant/comfy
+rc=$?
+[ "$rc" -eq 0 ] || exit "$rc"
+"$PYTHON" tests/interop/dequant_comfy_reference.py "$DTAUDIT"
+rc=$?
+[ "$rc" -eq 77 ] && { echo "note: the reference part skipped (no numpy/torch)"; exit 0; }
+exit "$rc"
