@@ -31,6 +31,7 @@
 
 #include "convert_bits.h"
 #include "dequant_scheme.h"
+#include "quant_dynamic.h"
 
 #define GQ_MAX_IN (1u << 24)   /* inputs of one weight we agree to handle */
 
@@ -145,6 +146,38 @@ static dta_status plan(dtap_dq_src *d, const dta_quant *q, const dta_quant_param
     cJSON_Delete(doc);
     if (why[0])
         return refuse(err, S, name, why);
+    /* GPTQModel's per-module overrides (quant_dynamic.h): this module's bits and group */
+    unsigned cbits = q->bits;
+    uint64_t cgroup = q->group;
+    if (!awq) {
+        dtap_qdyn *dyn;
+        long db, dg;
+        const char *pat;
+        dta_status st = dtap_qdyn_parse(w->quant_config, &dyn, err);
+        if (st != DTA_OK)
+            return st;
+        int r = dtap_qdyn_match(dyn, qp->module, &db, &dg, &pat);
+        if (r == DTAP_QDYN_SKIP)
+            snprintf(why, sizeof why, "holds GPTQ tensors but the config's dynamic rule "
+                     "'-:%.60s' says its module is not quantized", pat);
+        else if (r == DTAP_QDYN_UNKNOWN)
+            snprintf(why, sizeof why, "is under a GPTQModel dynamic pattern '%.60s' outside "
+                     "the regular expressions dtaudit evaluates", pat);
+        else if (r == DTAP_QDYN_OVERRIDE) {
+            if (db != DTAP_QDYN_ABSENT)
+                cbits = db > 0 && db <= 8 ? (unsigned)db : 99;
+            if (dg == -1)
+                cgroup = 0; /* one group */
+            else if (dg != DTAP_QDYN_ABSENT)
+                cgroup = dg > 0 ? (uint64_t)dg : UINT64_MAX;
+        }
+        dtap_qdyn_free(dyn);
+        if (why[0])
+            return refuse(err, S, name, why);
+        if (cgroup == UINT64_MAX)
+            return refuse(err, S, name, "has a GPTQModel dynamic group_size that is not a "
+                                        "positive number or -1");
+    }
     if (qz == SIZE_MAX || sc == SIZE_MAX)
         return refuse(err, S, name, "lacks its qzeros or scales");
     size_t ts[] = {qw, qz, sc, gi};
@@ -171,7 +204,7 @@ static dta_status plan(dtap_dq_src *d, const dta_quant *q, const dta_quant_param
     x->zcols = Z->shape[1];
     x->prows = W->shape[0];
     x->pcols = W->shape[1];
-    unsigned b = q->bits;
+    unsigned b = cbits;
     if (awq) {
         b = b ? b : 4;
         x->in = W->shape[0];
@@ -216,7 +249,7 @@ static dta_status plan(dtap_dq_src *d, const dta_quant *q, const dta_quant_param
     }
     /* group size: the config's (its groups must be the scales' rows), else what the scales
      * say; g_idx, when present, decides per input */
-    uint64_t gs = q->group;
+    uint64_t gs = cgroup;
     if (gi == SIZE_MAX) {
         if (gs && dtap_cdiv(x->in, gs) != x->G && !(x->G == 1 && gs >= x->in))
             snprintf(why, sizeof why, "has %llu scale rows, not ceil(%llu / group_size %llu)",

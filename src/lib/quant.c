@@ -23,6 +23,7 @@
 
 #include "dtaudit/quant.h"
 #include "model_build.h"
+#include "quant_dynamic.h"
 #include "src.h"
 
 static const char *const scheme_names[DTA_QS_COUNT] = {
@@ -236,6 +237,7 @@ typedef struct {
     bool comfy_scaled;   /* ComfyUI scaled FP8: a scaled_fp8 marker or scale_weight tensors */
     bool scaled_marker;  /* the scaled_fp8 marker tensor itself */
     uint32_t fit_bits;   /* bits every parameter fits when the config's do not (0: the config's) */
+    dtap_qdyn *dyn;      /* GPTQModel's per-module "dynamic" overrides, NULL: none */
 } qctx;
 
 /* Sizes a parameter is checked with; 0: the config's (or the scheme's default). */
@@ -956,10 +958,25 @@ static dta_quant_scheme param_scheme(qctx *c, dta_quant_param *p)
 
 /* Checks p against its scheme; appends quant-incomplete issues. block/group override the
  * config's (0: the config's or the scheme default). Returns the number of problems. */
+/* GPTQModel "dynamic": the bits / group (one group: UINT32_MAX) a rule gives p's module. */
+static void dyn_sizes(const qctx *c, const dta_quant_param *p, uint32_t *bits, uint32_t *group)
+{
+    long b, g;
+    if (!c->dyn || p->scheme != DTA_QS_GPTQ ||
+        dtap_qdyn_match(c->dyn, p->module, &b, &g, NULL) != DTAP_QDYN_OVERRIDE)
+        return;
+    if (b > 0 && b <= 32)
+        *bits = (uint32_t)b;
+    if (g == -1 || (g > 0 && g <= UINT32_MAX))
+        *group = g == -1 ? UINT32_MAX : (uint32_t)g;
+}
+
 static int check_param(qctx *c, dta_quant_param *p, const qsize *o, bool record)
 {
     uint32_t bm = o ? o->bm : 0, bn = o ? o->bn : 0, group = o ? o->group : 0;
     uint32_t obits = o ? o->bits : 0;
+    if (!o)
+        dyn_sizes(c, p, &obits, &group);
     const dta_model *m = c->m;
     dta_quant *q = c->q;
     const dta_tensor *w = p->weight != SIZE_MAX ? &m->tensors[p->weight] : NULL;
@@ -1355,7 +1372,9 @@ static void describe(qctx *c, dta_quant_param *p)
     if (!w)
         return;
     /* the bits the tensors fit when the config's do not (one quant-config said so) */
-    uint32_t qbits = c->fit_bits ? c->fit_bits : q->bits, bits = qbits ? qbits : 4;
+    uint32_t qbits = c->fit_bits ? c->fit_bits : q->bits, unused = 0;
+    dyn_sizes(c, p, &qbits, &unused);
+    uint32_t bits = qbits ? qbits : 4;
     p->rank = w->rank <= 4 ? w->rank : 0;
     for (int d = 0; d < p->rank; d++)
         p->shape[d] = w->shape[d];
@@ -1950,7 +1969,10 @@ dta_status dta_quant_analyse(const dta_model *m, dta_quant **out, dta_error *err
     for (size_t i = 0; st == DTA_OK && i < m->ntensors; i++)
         c.q->tensor_param[i] = -1;
     if (st == DTA_OK)
+        st = dtap_qdyn_parse(m->quant_config, &c.dyn, err);
+    if (st == DTA_OK)
         st = analyse(&c);
+    dtap_qdyn_free(c.dyn);
     if (st == DTA_OK && c.q->scheme != DTA_QS_NONE && !c.q->source)
         c.q->source = "tensors";
     for (size_t k = 0; c.re && k < c.q->nignore; k++)

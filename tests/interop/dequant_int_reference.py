@@ -555,6 +555,52 @@ def main():
         if rc == 0:
             check_out("gptq mislabelled v2", src, out,
                       int_ref(t, {"model.layers.0.mlp.gate_proj": (v, 4)}), "BF16")
+        # GPTQModel "dynamic": per-module bits / group_size by pattern (the first match at the
+        # start of the module name decides, "-:" leaves a module unquantized)
+        dyn = {r"-:.*lm_head": {},
+               r"+:model\.layers\.\d+\.mlp\.down_proj": {"bits": 8, "group_size": 64},
+               r"model\.layers\.[0-9]+\.mlp\.(?:up|gate)_pro.?j$": {"bits": 2, "group_size": -1},
+               r"+:.*k_proj": {"bits": 3}}
+        mods = [("model.layers.0.self_attn.q_proj", 128, 64, 4, 32, False),
+                ("model.layers.0.self_attn.k_proj", 128, 64, 3, 32, False),
+                ("model.layers.0.mlp.down_proj", 128, 64, 8, 64, False),
+                ("model.layers.0.mlp.up_proj", 96, 32, 2, -1, True),
+                ("model.layers.1.mlp.down_proj", 192, 32, 8, 64, True)]
+        ts, vals = [], {}
+        for prefix, inp, outn, b, gs, drop_gidx in mods:
+            t, v = gptq_param(rng, prefix, inp, outn, b, gs, "v1", False)
+            if drop_gidx:
+                t = [x for x in t if not x[0].endswith(".g_idx")]
+            ts += t
+            vals[prefix] = (v, b)
+        lm = R.bf16b(rng.standard_normal((8, 4)).astype(np.float32))
+        ts.append(("lm_head.weight", "BF16", (8, 4), lm))
+        src = os.path.join(tmp, "gptq-dynamic")
+        qc = {"quant_method": "gptq", "bits": 4, "group_size": 32, "sym": False,
+              "desc_act": False, "checkpoint_format": "gptq", "dynamic": dyn}
+        write_model(src, ts, qc)
+        rc, so, se = run("audit", src)
+        check(rc in (0, 1) and "quant-incomplete" not in so and "quant-config" not in so and
+              "INT8" in so and "INT2" in so,
+              "gptq dynamic: audit of the input: quantization findings %s" % so)
+        for target in ("f16", "bf16"):
+            out = src + "-" + target
+            rc, so, se = convert(src, out, target, "--verify")
+            check(rc == 0, "gptq dynamic -> %s: exit %d %s" % (target, rc, se.strip()))
+            if rc == 0:
+                check_out("gptq dynamic -> " + target, src, out, int_ref(ts, vals),
+                          target.upper())
+        # a module a "-:" rule leaves unquantized but holding GPTQ tensors; a pattern outside
+        # the evaluated subset (a lookbehind) before any match: refused, named
+        for label, rules, words in (
+                ("skip", {r"-:.*q_proj": {}}, ["q_proj", "-:.*q_proj", "not quantized"]),
+                ("lookbehind", {r"(?<=model)\.layers": {"bits": 4}},
+                 ["q_proj", "(?<=model)", "dynamic"])):
+            src = os.path.join(tmp, "gptq-dynamic-" + label)
+            t = [x for x in ts if x[0].startswith("model.layers.0.self_attn.q_proj.")]
+            write_model(src, t, dict(qc, dynamic=rules))
+            refused("gptq dynamic " + label, src, src + "-out", words)
+
         # refusals: a Marlin checkpoint_format; g_idx out of range (exit 2)
         t, v = gptq_param(rng, "model.layers.0.mlp.gate_proj", 64, 16, 4, 32, "v1", True)
         src = os.path.join(tmp, "gptq-marlin")
