@@ -105,12 +105,6 @@ dta_status dtap_stream_range(dtap_job *j, uint64_t off, uint64_t n, dta_dtype fr
                              dta_dtype to, dtap_sink_fn sink, void *sctx,
                              dta_convert_stats *st);
 
-/* The elements of strided view t of storage s (in the file open as fd, named path in
- * messages), read whole and gathered in C order into a new buffer of t->numel element-size
- * bytes (*out; the caller frees it). Sub-byte dtypes and storages above
- * DTA_MAX_GATHER_BYTES are refused. Shared by convert and verify. */
-dta_status dtap_gather_view(int fd, const char *path, const dta_tensor *t, const dta_storage *s,
-                            unsigned char **out, dta_error *err);
 /* Streams one tensor's elements, in C order, converted to `to`. */
 dta_status dtap_stream_tensor(dtap_job *j, const dta_model *m, const dta_tensor *t,
                               dta_dtype to, dtap_sink_fn sink, void *sctx,

@@ -65,49 +65,6 @@ dta_status dtap_stream_range(dtap_job *j, uint64_t off, uint64_t n, dta_dtype fr
     return DTA_OK;
 }
 
-dta_status dtap_gather_view(int fd, const char *path, const dta_tensor *t, const dta_storage *s,
-                            unsigned char **out, dta_error *err)
-{
-    unsigned es = elsize(s->dtype);
-    *out = NULL;
-    if (!es)
-        return dta_error_set(err, DTA_E_UNSUPPORTED, 0,
-                             "tensor '%.200s' is a strided view of %s values, which have no "
-                             "per-element address",
-                             t->name, dta_dtype_name(s->dtype));
-    if (s->nbytes > DTA_MAX_GATHER_BYTES || t->numel > DTA_MAX_GATHER_BYTES / es)
-        return dta_error_set(err, DTA_E_UNSUPPORTED, 0,
-                             "tensor '%.200s' is a non-contiguous view of a %llu-byte storage; "
-                             "views above %u bytes are not gathered",
-                             t->name, (unsigned long long)s->nbytes, DTA_MAX_GATHER_BYTES);
-    unsigned char *whole = malloc(s->nbytes ? s->nbytes : 1);
-    unsigned char *g = malloc(t->numel ? t->numel * es : 1);
-    dta_status r = whole && g ? DTA_OK : dta_error_set(err, DTA_E_NOMEM, ENOMEM, "out of memory");
-    if (r == DTA_OK)
-        r = dtap_pread_all(fd, whole, s->nbytes, s->offset, path, NULL, err);
-    if (r == DTA_OK) {
-        uint64_t idx[DTA_MAX_RANK] = {0};
-        for (uint64_t e = 0; e < t->numel; e++) {
-            uint64_t at = t->storage_offset;
-            for (int k = 0; k < t->rank; k++)
-                at += idx[k] * (uint64_t)t->stride[k]; /* bounded: checked when read */
-            memcpy(g + e * es, whole + at * es, es);
-            for (int k = t->rank - 1; k >= 0; k--) {
-                if (++idx[k] < t->shape[k])
-                    break;
-                idx[k] = 0;
-            }
-        }
-    }
-    free(whole);
-    if (r != DTA_OK) {
-        free(g);
-        return r;
-    }
-    *out = g;
-    return DTA_OK;
-}
-
 /* Streams one tensor's elements, in C order, converted to `to`. */
 dta_status dtap_stream_tensor(dtap_job *j, const dta_model *m, const dta_tensor *t,
                               dta_dtype to, dtap_sink_fn sink, void *sctx,
@@ -148,7 +105,8 @@ dta_status dtap_stream_tensor(dtap_job *j, const dta_model *m, const dta_tensor 
                              "per-element address",
                              t->name, dta_dtype_name(s->dtype));
     unsigned char *g = NULL, *o = NULL;
-    dta_status r = dtap_gather_view(j->fd, j->path, t, s, &g, j->err);
+    size_t gcap = 0;
+    dta_status r = dtap_gather_view(j->fd, j->path, NULL, t, s, &g, &gcap, j->err);
     if (r == DTA_OK && !(o = malloc(t->numel * elsize(to))))
         r = dta_error_set(j->err, DTA_E_NOMEM, ENOMEM, "out of memory");
     if (r == DTA_OK)

@@ -23,6 +23,7 @@ typedef struct {
     int *fds;                 /* per file, opened lazily */
     const char *cached;       /* name of the tensor whose gathered strided view is kept */
     unsigned char *gathered;
+    size_t gcap;
 } reader;
 
 /* Raw elements [first, first + n) of tensor t (a view of storage s) in C order into buf. */
@@ -48,15 +49,11 @@ static dta_status read_elems(reader *r, const dta_tensor *t, const dta_storage *
         return dtap_pread_all(r->fds[t->file], buf, (size_t)len, s->offset + off, path, NULL, err);
     }
     if (r->cached != t->name) { /* names are distinct pointers, one per tensor */
-        free(r->gathered);
-        r->gathered = NULL;
         r->cached = NULL;
-        dta_status st = dtap_gather_view(r->fds[t->file], path, t, s, &r->gathered, err);
-        if (st != DTA_OK) {
-            if (st == DTA_E_UNSUPPORTED)
-                dta_error_prefix(err, path);
+        dta_status st = dtap_gather_view(r->fds[t->file], path, NULL, t, s, &r->gathered,
+                                         &r->gcap, err);
+        if (st != DTA_OK)
             return st;
-        }
         r->cached = t->name;
     }
     unsigned es = elsize(s->dtype);
@@ -269,7 +266,7 @@ static void close_all(reader *r, size_t nfiles)
 
 static dta_status open_reader(reader *r, const dta_model *m, dta_error *err)
 {
-    *r = (reader){m, malloc(sizeof(int) * (m->nfiles ? m->nfiles : 1)), NULL, NULL};
+    *r = (reader){m, malloc(sizeof(int) * (m->nfiles ? m->nfiles : 1)), NULL, NULL, 0};
     if (!r->fds)
         return dta_error_set(err, DTA_E_NOMEM, ENOMEM, "out of memory");
     for (size_t i = 0; i < m->nfiles; i++)

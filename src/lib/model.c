@@ -376,3 +376,48 @@ bool dtap_contiguous_view(const dta_tensor *t, uint64_t *first)
     }
     return true;
 }
+
+dta_status dtap_gather_view(int fd, const char *path, const char *tensor, const dta_tensor *t,
+                            const dta_storage *s, unsigned char **buf, size_t *cap,
+                            dta_error *err)
+{
+    unsigned es = dta_dtype_elem_size(s->dtype);
+    if (!es)
+        return dta_error_set(err, DTA_E_UNSUPPORTED, 0,
+                             "%s: tensor '%.200s' is a strided view of %s values, which have no "
+                             "per-element address",
+                             path, t->name, dta_dtype_name(s->dtype));
+    if (s->nbytes > DTA_MAX_GATHER_BYTES || t->numel > DTA_MAX_GATHER_BYTES / es)
+        return dta_error_set(err, DTA_E_UNSUPPORTED, 0,
+                             "%s: tensor '%.200s' is a non-contiguous view of a %llu-byte "
+                             "storage; views above %u bytes are not gathered",
+                             path, t->name, (unsigned long long)s->nbytes, DTA_MAX_GATHER_BYTES);
+    size_t need = (size_t)t->numel * es;
+    if (need > *cap || !*buf) {
+        unsigned char *nb = realloc(*buf, need ? need : 1);
+        if (!nb)
+            return dta_error_set(err, DTA_E_NOMEM, ENOMEM, "out of memory");
+        *buf = nb;
+        *cap = need;
+    }
+    unsigned char *whole = malloc(s->nbytes ? s->nbytes : 1), *g = *buf;
+    if (!whole)
+        return dta_error_set(err, DTA_E_NOMEM, ENOMEM, "out of memory");
+    dta_status st = dtap_pread_all(fd, whole, s->nbytes, s->offset, path, tensor, err);
+    if (st == DTA_OK) {
+        uint64_t idx[DTA_MAX_RANK] = {0};
+        for (uint64_t e = 0; e < t->numel; e++) {
+            uint64_t at = t->storage_offset;
+            for (int k = 0; k < t->rank; k++)
+                at += idx[k] * (uint64_t)t->stride[k]; /* bounded: checked when read */
+            memcpy(g + e * es, whole + at * es, es);
+            for (int k = t->rank - 1; k >= 0; k--) {
+                if (++idx[k] < t->shape[k])
+                    break;
+                idx[k] = 0;
+            }
+        }
+    }
+    free(whole);
+    return st;
+}

@@ -75,4 +75,13 @@ void dtap_model_release_records(dta_model *m);
  * case), with *first its first element. Shared by convert and the values scan. */
 bool dtap_contiguous_view(const dta_tensor *t, uint64_t *first);
 
+/* The elements of a strided view t of storage s, gathered in C order into *buf (grown to
+ * t->numel element-size bytes when *cap is smaller; the caller frees it) from the storage
+ * read whole from fd (path names it in messages, and tensor too in a read error when not
+ * NULL). Sub-byte dtypes and storages above DTA_MAX_GATHER_BYTES are refused
+ * (DTA_E_UNSUPPORTED). The one gather of convert, verify and the values scan. */
+dta_status dtap_gather_view(int fd, const char *path, const char *tensor, const dta_tensor *t,
+                            const dta_storage *s, unsigned char **buf, size_t *cap,
+                            dta_error *err);
+
 #endif

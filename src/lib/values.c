@@ -38,7 +38,6 @@
 #include "values_audit.h"
 
 #define VCHUNK_DEFAULT (1u << 20) /* per worker; fits in L2, so the scan reads what pread just wrote */
-#define VGATHER_MAX (64u << 20) /* as convert: strided views up to this are gathered */
 #define VTHREADS_MAX 8u
 
 /* ---- what is scanned ---------------------------------------------------------------- */
@@ -277,43 +276,11 @@ static dta_status scan_item(vjob *j, unsigned wk, const vitem *it, unsigned char
         return st;
     }
     /* a strided view: gather it from its storage (bounded like convert) */
-    if (s->nbytes > VGATHER_MAX || t->numel > VGATHER_MAX / es)
-        return dta_error_set(err, DTA_E_UNSUPPORTED, 0,
-                             "%s: tensor '%.200s' is a non-contiguous view of a %llu-byte "
-                             "storage; views above %u bytes are not gathered",
-                             path, t->name, (unsigned long long)s->nbytes, VGATHER_MAX);
-    unsigned char *whole = malloc(s->nbytes ? s->nbytes : 1);
-    size_t need = (size_t)t->numel * es;
-    if (need > *cap) {
-        unsigned char *nb = realloc(*buf, need);
-        if (!nb) {
-            free(whole);
-            return dta_error_set(err, DTA_E_NOMEM, ENOMEM, "out of memory");
-        }
-        *buf = nb;
-        *cap = need;
-    }
-    if (!whole)
-        return dta_error_set(err, DTA_E_NOMEM, ENOMEM, "out of memory");
-    st = dtap_pread_all(fd, whole, s->nbytes, s->offset, path, t->name, err);
-    if (st == DTA_OK) {
-        uint64_t idx[DTA_MAX_RANK] = {0};
-        for (uint64_t e = 0; e < t->numel; e++) {
-            uint64_t at = t->storage_offset;
-            for (int k = 0; k < t->rank; k++)
-                at += idx[k] * (uint64_t)t->stride[k]; /* bounded: checked when read */
-            memcpy(*buf + e * es, whole + at * es, es);
-            for (int k = t->rank - 1; k >= 0; k--) {
-                if (++idx[k] < t->shape[k])
-                    break;
-                idx[k] = 0;
-            }
-        }
+    st = dtap_gather_view(fd, path, t->name, t, s, buf, cap, err);
+    if (st == DTA_OK)
         st = count(j, it->task->plan, *buf, (size_t)t->numel, c, err);
-        if (st == DTA_OK)
-            __atomic_add_fetch(&j->res->bytes_read, s->nbytes, __ATOMIC_RELAXED);
-    }
-    free(whole);
+    if (st == DTA_OK)
+        __atomic_add_fetch(&j->res->bytes_read, s->nbytes, __ATOMIC_RELAXED);
     return st;
 }
 
