@@ -6,12 +6,15 @@
 # 1. Kernel throughput (device buffers, no host copies), counting source + result bytes:
 #    f32 -> bf16 is 6 bytes per element; compared with the device's theoretical memory
 #    bandwidth and with a device-to-device cudaMemcpy of the same bytes. Target: f32 -> bf16
-#    >= 80% of the memory bandwidth.
+#    >= 80% of the memory bandwidth. Also convert --dequantize's kernel on block FP8 ->
+#    BF16 (3 bytes per element, scales not counted).
 # 2. End to end in memory: dta_convert_cuda / dta_verify_cuda (pageable host buffers,
 #    staged through the pinned pipe) against dta_convert / dta_verify on the CPU.
 # 3. End to end on a 4 GiB safetensors checkpoint: `dtaudit convert --device cuda` against
 #    `--device cpu` (when the CLI has --device), and torch `.cuda().to(torch.bfloat16)`
 #    when Python with a CUDA torch is available.
+# 4. End to end `convert --dequantize` of a 1.9 GiB block-FP8 checkpoint, --device cuda
+#    against --device cpu (outputs compared).
 # Environment: GPU_BENCH_N (elements for 1 and 2, default 268435456), GPU_BENCH_DIR (scratch
 # directory for the checkpoint, default a temporary directory), GPU_BENCH_SKIP_FILE=1.
 set -eu
@@ -27,7 +30,7 @@ cuda_libs=$(sed -n 's/^CUDA_LIBS = //p' "$build/Makefile")
 deps=$(pkg-config --libs libzip libcjson zlib)
 scratch=${GPU_BENCH_DIR:-$(mktemp -d)}
 mkdir -p "$scratch"
-trap 'rm -f "$scratch/gpu-bench" "$scratch/gpu-bench.c" "$scratch/ckpt.safetensors" "$scratch/out-"*.safetensors' EXIT
+trap 'rm -rf "$scratch/gpu-bench" "$scratch/gpu-bench.c" "$scratch/ckpt.safetensors" "$scratch/out-"*.safetensors "$scratch/fp8" "$scratch/out-dq-"*' EXIT
 
 cat >"$scratch/gpu-bench.c" <<'EOF'
 #define _POSIX_C_SOURCE 200809L
@@ -37,6 +40,7 @@ cat >"$scratch/gpu-bench.c" <<'EOF'
 #include <time.h>
 
 #include "cuda/convert_cuda.h"
+#include "cuda/dequant_cuda.h"
 #include "dtaudit/backend.h"
 #include "dtaudit/convert.h"
 
@@ -48,6 +52,18 @@ static double now(void)
 }
 
 static size_t esz(dta_dtype t) { return dta_dtype_get(t)->bits / 8; }
+
+/* closes the JSON header hdr (len bytes, room for 9 more), pads it to 8 bytes and writes
+ * its length and it to f */
+static void put_header(FILE *f, char *hdr, size_t len)
+{
+    hdr[len++] = '}';
+    while (len % 8)
+        hdr[len++] = ' ';
+    unsigned long long hl = len;
+    fwrite(&hl, 8, 1, f);
+    fwrite(hdr, 1, len, f);
+}
 
 /* writes a safetensors file of nt F32 tensors of n elements each */
 static int write_ckpt(const char *path, int nt, size_t n)
@@ -63,12 +79,7 @@ static int write_ckpt(const char *path, int nt, size_t n)
         len += (size_t)snprintf(hdr + len, sizeof hdr - len,
                                 "%s\"layer.%d.weight\":{\"dtype\":\"F32\",\"shape\":[%zu],"
                                 "\"data_offsets\":[%zu,%zu]}", t ? "," : "", t, n, off, off + n * 4);
-    len += (size_t)snprintf(hdr + len, sizeof hdr - len, "}");
-    while (len % 8)
-        hdr[len++] = ' ';
-    unsigned long long hl = len;
-    fwrite(&hl, 8, 1, f);
-    fwrite(hdr, 1, len, f);
+    put_header(f, hdr, len);
     unsigned s = 12345;
     for (int t = 0; t < nt; t++) {
         for (size_t i = 0; i < n; i++) {
@@ -82,6 +93,54 @@ static int write_ckpt(const char *path, int nt, size_t n)
     return fclose(f);
 }
 
+/* DIR/model.safetensors: nt block-FP8 weights [7168, 7168] (F8_E4M3 codes, never NaN)
+ * with F32 weight_scale_inv [56, 56], and DIR/config.json (DeepSeek-V3's quantization). */
+static int write_fp8(const char *dir, int nt)
+{
+    char path[4096], hdr[16384];
+    size_t len = 0, off = 0, n = (size_t)7168 * 7168, ns = 56 * 56;
+    snprintf(path, sizeof path, "%s/config.json", dir);
+    FILE *f = fopen(path, "w");
+    if (!f)
+        return -1;
+    fprintf(f, "{\"model_type\":\"deepseek_v3\",\"torch_dtype\":\"bfloat16\","
+               "\"quantization_config\":{\"quant_method\":\"fp8\",\"fmt\":\"e4m3\","
+               "\"activation_scheme\":\"dynamic\",\"weight_block_size\":[128,128]}}\n");
+    if (fclose(f))
+        return -1;
+    snprintf(path, sizeof path, "%s/model.safetensors", dir);
+    if (!(f = fopen(path, "wb")))
+        return -1;
+    len += (size_t)snprintf(hdr + len, sizeof hdr - len, "{");
+    for (int t = 0; t < nt; t++) {
+        len += (size_t)snprintf(hdr + len, sizeof hdr - len,
+                                "%s\"model.layers.%d.mlp.down_proj.weight\":{\"dtype\":\"F8_E4M3\","
+                                "\"shape\":[7168,7168],\"data_offsets\":[%zu,%zu]},"
+                                "\"model.layers.%d.mlp.down_proj.weight_scale_inv\":{\"dtype\":"
+                                "\"F32\",\"shape\":[56,56],\"data_offsets\":[%zu,%zu]}",
+                                t ? "," : "", t, off, off + n, t, off + n, off + n + ns * 4);
+        off += n + ns * 4;
+    }
+    put_header(f, hdr, len);
+    unsigned char *c = malloc(n);
+    float sc[56 * 56];
+    unsigned s = 777;
+    if (!c)
+        return -1;
+    for (int t = 0; t < nt; t++) {
+        for (size_t i = 0; i < n; i++) {
+            s = s * 1103515245u + 12345u;
+            c[i] = (unsigned char)((s >> 16) % 0x7F) | (unsigned char)(s >> 24 & 0x80);
+        }
+        for (size_t i = 0; i < ns; i++)
+            sc[i] = 1e-4f * (float)(1 + i % 97);
+        if (fwrite(c, 1, n, f) != n || fwrite(sc, 4, ns, f) != ns)
+            return -1;
+    }
+    free(c);
+    return fclose(f);
+}
+
 int main(int argc, char **argv)
 {
     char why[512], msg[256];
@@ -90,6 +149,8 @@ int main(int argc, char **argv)
     size_t N = argc > 1 ? strtoull(argv[1], NULL, 10) : (size_t)1 << 28;
     if (argc > 3 && strcmp(argv[2], "--write") == 0)
         return write_ckpt(argv[3], 16, (size_t)1 << 26) ? 1 : 0; /* 16 x 256 MiB = 4 GiB */
+    if (argc > 3 && strcmp(argv[2], "--write-fp8") == 0)
+        return write_fp8(argv[3], 40) ? 1 : 0; /* 40 x 49 MiB = 1.9 GiB of codes */
     if (!dta_cuda_available(why, sizeof why)) {
         fprintf(stderr, "gpu-bench: %s\n", why);
         return 3;
@@ -119,6 +180,19 @@ int main(int argc, char **argv)
         snprintf(name, sizeof name, "%s->%s", dta_dtype_name(a), dta_dtype_name(b));
         printf("   %-16s %10.3f %10.1f %7.1f%% %7.1f%%\n", name, kms, gbs,
                d.mem_bw_gbs > 0 ? 100 * gbs / d.mem_bw_gbs : 0, 100 * cms / kms);
+    }
+
+    {
+        /* convert --dequantize's kernel: block FP8 codes (1 byte) -> BF16 (2 bytes) */
+        double kms;
+        size_t ne;
+        if (dtap_cu_dq_bench(0, N, 20, &kms, &ne, msg, sizeof msg)) {
+            fprintf(stderr, "gpu-bench: %s\n", msg);
+            return 1;
+        }
+        double gbs = ne * 3.0 / kms / 1e6;
+        printf("   %-16s %10.3f %10.1f %7.1f%%   (dequantize: block F8_E4M3 x F32 scale, n = %zu)\n",
+               "dq F8blk->BF16", kms, gbs, d.mem_bw_gbs > 0 ? 100 * gbs / d.mem_bw_gbs : 0, ne);
     }
 
     printf("\n2. end to end in memory, F32 -> BF16, n = %zu (%.2f GiB in)\n", N, N * 4.0 / (1 << 30));
@@ -182,6 +256,15 @@ if "$dta" convert --help 2>&1 | grep -q -- '--device'; then
     t "dtaudit --device cuda" "$dta" convert --device cuda --to bf16 --force "$scratch/ckpt.safetensors" -o "$scratch/out-cuda.safetensors"
     cmp "$scratch/out-cpu.safetensors" "$scratch/out-cuda.safetensors" && echo "   outputs identical"
     t "dtaudit verify --device cuda" "$dta" verify --device cuda "$scratch/ckpt.safetensors" "$scratch/out-cuda.safetensors"
+    echo
+    echo "4. convert --dequantize of 40 block-FP8 [7168, 7168] weights (1.9 GiB) to BF16"
+    mkdir -p "$scratch/fp8"
+    "$scratch/gpu-bench" 0 --write-fp8 "$scratch/fp8"
+    cat "$scratch/fp8/model.safetensors" >/dev/null
+    t "dtaudit --device cpu " "$dta" convert -q --device cpu --to bf16 --dequantize "$scratch/fp8" -o "$scratch/out-dq-cpu"
+    t "dtaudit --device cuda" "$dta" convert -q --device cuda --to bf16 --dequantize "$scratch/fp8" -o "$scratch/out-dq-cuda"
+    diff -r "$scratch/out-dq-cpu" "$scratch/out-dq-cuda" >/dev/null && echo "   outputs identical" ||
+        echo "   OUTPUTS DIFFER"
 else
     echo "   (this dtaudit has no --device option yet)"
 fi

@@ -908,6 +908,7 @@ static dta_status grid_job(dtap_dq *d, size_t pi, uint64_t first, size_t n, dta_
     j->codes = d->codes;
     j->lut = d->lut;
     j->scales = d->sdec + (g0 * p->gc - d->s0);
+    dqb_grid_prepare(j);
     return DTA_OK;
 }
 

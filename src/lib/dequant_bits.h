@@ -45,6 +45,10 @@ typedef struct {
     /* DQB_GRID: element k is output element first + k of `mats` matrices of out x in;
      * its scale is scales[(g - g0) * gc + i / bn], g = mat * gr + r / bm the grid row. */
     uint64_t first, in, out, bm, bn, gr, gc, g0, nscales;
+    /* set by dqb_grid_prepare: where `first` is (element i0 of row rr0 of matrix mat0),
+     * and whether every index of the range fits 32-bit arithmetic (narrow) */
+    uint64_t i0, rr0, mat0;
+    int narrow;
     const uint8_t *codes;    /* n */
     const uint32_t *lut;     /* 256 f32 bits */
     const float *scales;     /* nscales */
@@ -139,13 +143,40 @@ DTAB_FN uint32_t dqb_one(int to, int mid, int sat, uint32_t xb, uint32_t sb, int
                       (sb & 0x7FFFFFFFu) && (xb & 0x7FFFFFFFu), cls);
 }
 
-/* The scale of element k of a DQB_GRID job, as f32 bits. */
+/* Completes a DQB_GRID job whose first, in, out, bm, bn, gr, gc and g0 are set. */
+static inline void dqb_grid_prepare(dqb_job *j)
+{
+    uint64_t R0 = j->first / j->in;
+    j->i0 = j->first % j->in;
+    j->mat0 = R0 / j->out;
+    j->rr0 = R0 % j->out;
+    /* i0 + k < in + 2^32 - in, rr0 + (i0 + k) / in < out + 2^31 - out */
+    j->narrow = j->in < (UINT64_C(1) << 31) && j->out < (UINT64_C(1) << 31) &&
+                j->n < (UINT64_C(1) << 31) - j->in && j->bm && j->bn &&
+                j->bm <= UINT32_MAX && j->bn <= UINT32_MAX;
+}
+
+/* The scale of element k of a DQB_GRID job, as f32 bits: element i of row r of matrix
+ * mat reads grid entry (mat * gr + r / bm, i / bn). Narrow jobs (every real one: a run is
+ * at most 2^20 elements) divide in 32 bits, from where the range starts; the others in
+ * 64 bits from the absolute index. */
 DTAB_FN uint32_t dqb_grid_scale(const dqb_job *j, uint64_t k)
 {
-    uint64_t e = j->first + k, R = e / j->in, i = e % j->in;
-    uint64_t mat = R / j->out, r = R % j->out;
-    uint64_t g = mat * j->gr + r / j->bm;
-    return dqb_fbits(j->scales[(g - j->g0) * j->gc + i / j->bn]);
+    uint64_t mat, rb, cb;
+    if (j->narrow) {
+        uint32_t in = (uint32_t)j->in, out = (uint32_t)j->out;
+        uint32_t t = (uint32_t)(j->i0 + k), dr = t / in, rr = (uint32_t)j->rr0 + dr;
+        uint32_t i = t - dr * in, r = rr % out;
+        mat = j->mat0 + rr / out;
+        rb = r / (uint32_t)j->bm;
+        cb = i / (uint32_t)j->bn;
+    } else {
+        uint64_t e = j->first + k, R = e / j->in;
+        mat = R / j->out;
+        rb = R % j->out / j->bm;
+        cb = e % j->in / j->bn;
+    }
+    return dqb_fbits(j->scales[(mat * j->gr + rb - j->g0) * j->gc + cb]);
 }
 
 /* Element k (< j->n) of a job: the target's bits, and its class in *cls. */

@@ -210,16 +210,21 @@ static char *per_row_dir(void)
 typedef dta_status (*run_fn)(dtap_dq *, size_t, uint64_t, size_t, dta_dtype, dta_overflow_mode,
                              void *, dta_convert_stats *, dta_error *);
 
-/* dtap_dq_run's way, on the host, with the kernel's element function. */
-static dta_status run_emulated(dtap_dq *d, size_t p, uint64_t first, size_t n, dta_dtype to,
-                               dta_overflow_mode mode, void *dst, dta_convert_stats *st,
-                               dta_error *err)
+/* dtap_dq_run's way, on the host, with the kernel's element function; wide: grid jobs
+ * index in 64 bits even where 32 suffice (the path of huge tensors). */
+static dta_status emulate(dtap_dq *d, size_t p, uint64_t first, size_t n, dta_dtype to,
+                          dta_overflow_mode mode, void *dst, dta_convert_stats *st,
+                          dta_error *err, int wide)
 {
     dqb_job j;
     dta_status s = dtap_dq_job(d, p, first, n, to, mode, &j, err);
     if (s != DTA_OK)
         return s;
     cr_assert_eq(j.n, n);
+    if (j.kind == DQB_GRID && n) {
+        cr_assert(j.narrow, "a run of %zu elements is narrow", n);
+        j.narrow = !wide;
+    }
     unsigned char *o = dst;
     unsigned eo = to == DTA_F32 ? 4 : 2;
     for (size_t k = 0; k < n; k++) {
@@ -233,6 +238,20 @@ static dta_status run_emulated(dtap_dq *d, size_t p, uint64_t first, size_t n, d
         st->underflow += cls == DTAB_UNF;
     }
     return DTA_OK;
+}
+
+static dta_status run_emulated(dtap_dq *d, size_t p, uint64_t first, size_t n, dta_dtype to,
+                               dta_overflow_mode mode, void *dst, dta_convert_stats *st,
+                               dta_error *err)
+{
+    return emulate(d, p, first, n, to, mode, dst, st, err, 0);
+}
+
+static dta_status run_emulated_wide(dtap_dq *d, size_t p, uint64_t first, size_t n,
+                                    dta_dtype to, dta_overflow_mode mode, void *dst,
+                                    dta_convert_stats *st, dta_error *err)
+{
+    return emulate(d, p, first, n, to, mode, dst, st, err, 1);
 }
 
 /* Every parameter of the model at dir, every target and mode, whole and in ranges of
@@ -344,6 +363,7 @@ static void compare_all(run_fn fn, const char *how)
 Test(cuda_dq_host, kernel_element_function_equals_dtap_dq_run)
 {
     compare_all(run_emulated, "dqb_elem on the host");
+    compare_all(run_emulated_wide, "dqb_elem on the host, 64-bit grid indexing");
 }
 
 /* dqb_mul fixes NaN results (the GPU's multiply returns one canonical NaN): x86 SSE's

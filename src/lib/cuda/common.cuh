@@ -1,5 +1,6 @@
-/* dtaudit: what the CUDA files share (convert.cu, dequant.cu): the error message of a
- * failed runtime call (CK), and the warp and block reductions of the kernels' counters.
+/* dtaudit: what the CUDA files share (convert.cu, values.cu, dequant.cu): the error message
+ * of a failed runtime call (CK), the buffers of the test and benchmark hooks, and the warp
+ * and block reductions of the kernels' counters.
  * Included by .cu files only. */
 #ifndef DTAUDIT_CUDA_COMMON_CUH
 #define DTAUDIT_CUDA_COMMON_CUH
@@ -24,6 +25,28 @@ static inline int fail(char *msg, size_t n, const char *call, cudaError_t e)
         if (e_ != cudaSuccess)                                                              \
             return fail(msg, msg_n, what, e_);                                              \
     } while (0)
+
+/* ---- test and benchmark hooks -------------------------------------------------------- */
+
+/* Device buffers and events of a hook, freed by hook_free whatever happened. */
+struct Hook {
+    void *a, *b, *c, *s, *x;
+    cudaEvent_t e0, e1;
+};
+
+static inline void hook_free(Hook *h)
+{
+    cudaFree(h->a);
+    cudaFree(h->b);
+    cudaFree(h->c);
+    cudaFree(h->s);
+    cudaFree(h->x);
+    if (h->e0)
+        cudaEventDestroy(h->e0);
+    if (h->e1)
+        cudaEventDestroy(h->e1);
+    (void)cudaGetLastError();
+}
 
 /* ---- reductions ----------------------------------------------------------------------- */
 

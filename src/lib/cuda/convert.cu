@@ -480,25 +480,6 @@ extern "C" int dtap_cu_lane_wait(dtap_cu_lane *l, dtap_cu_counts *c, char *msg, 
 
 /* ---- test and benchmark hooks ------------------------------------------------------------- */
 
-/* Device buffers of a hook, freed by hook_free whatever happened. */
-struct Hook {
-    void *a, *b, *c, *s;
-    cudaEvent_t e0, e1;
-};
-
-static void hook_free(Hook *h)
-{
-    cudaFree(h->a);
-    cudaFree(h->b);
-    cudaFree(h->c);
-    cudaFree(h->s);
-    if (h->e0)
-        cudaEventDestroy(h->e0);
-    if (h->e1)
-        cudaEventDestroy(h->e1);
-    (void)cudaGetLastError();
-}
-
 static int dev_run(Hook *h, int dev, int job, int from, int to, int mode, const void *src,
                    size_t src_off, void *dst, size_t dst_off, size_t n, dtap_cu_counts *c,
                    char *msg, size_t msg_n)

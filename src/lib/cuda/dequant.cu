@@ -218,3 +218,76 @@ extern "C" int dtap_cu_dq_run(dtap_cu_dq *c, const dqb_job *j, void *dst, uint64
     cnt[DTAB_FINE] = n - cnt[DTAB_NAN] - cnt[DTAB_INF] - cnt[DTAB_OVF] - cnt[DTAB_UNF];
     return 0;
 }
+
+/* ---- benchmark hook ---------------------------------------------------------------------- */
+
+static int bench(Hook *b, int dev, size_t n, int iters, double *kernel_ms, size_t *elems,
+                 char *msg, size_t msg_n)
+{
+    const uint64_t in = 7168, blk = 128;
+    uint64_t rows = n / in ? n / in : 1, gr = (rows + blk - 1) / blk, gc = (in + blk - 1) / blk;
+    uint32_t lut[256];
+    int sm = 16;
+    float ms = 0;
+    dqb_job j;
+    memset(&j, 0, sizeof j);
+    j.kind = DQB_GRID;
+    j.to = DTA_BF16;
+    j.mid = DTA_BOOL;
+    j.n = rows * in;
+    j.in = in;
+    j.out = rows;
+    j.bm = blk;
+    j.bn = blk;
+    j.gr = gr;
+    j.gc = gc;
+    j.nscales = gr * gc;
+    dqb_grid_prepare(&j);
+    for (unsigned c = 0; c < 256; c++)
+        lut[c] = dtab_f8_to_f32(DTA_F8_E4M3, (uint8_t)c);
+    CK(cudaSetDevice(dev), "cudaSetDevice");
+    if (cudaDeviceGetAttribute(&sm, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess)
+        sm = 16;
+    /* a: codes, b: scales, c: code table, s: result, x: counts */
+    CK(cudaMalloc(&b->a, j.n), "cudaMalloc (codes)");
+    CK(cudaMalloc(&b->b, j.nscales * 4), "cudaMalloc (scales)");
+    CK(cudaMalloc(&b->c, sizeof lut), "cudaMalloc (code table)");
+    CK(cudaMalloc(&b->s, j.n * 2), "cudaMalloc (result)");
+    CK(cudaMalloc(&b->x, 4 * sizeof(unsigned long long)), "cudaMalloc (counts)");
+    CK(cudaMemset(b->a, 0x3A, j.n), "cudaMemset (codes)");           /* E4M3 1.25 */
+    CK(cudaMemset(b->b, 0x3A, j.nscales * 4), "cudaMemset (scales)"); /* ~7.1e-4 */
+    CK(cudaMemset(b->x, 0, 4 * sizeof(unsigned long long)), "cudaMemset (counts)");
+    CK(cudaMemcpy(b->c, lut, sizeof lut, cudaMemcpyHostToDevice), "cudaMemcpy (code table)");
+    j.codes = static_cast<const uint8_t *>(b->a);
+    j.scales = static_cast<const float *>(b->b);
+    j.lut = static_cast<const uint32_t *>(b->c);
+    unsigned long long *cnt = static_cast<unsigned long long *>(b->x);
+    size_t blocks = (j.n + DTAP_CU_THREADS - 1) / DTAP_CU_THREADS,
+           cap = (size_t)sm * DQ_BLOCKS_PER_SM;
+    unsigned nb = (unsigned)(blocks > cap ? cap : blocks);
+    unsigned char *o = static_cast<unsigned char *>(b->s);
+    CK(cudaEventCreate(&b->e0), "cudaEventCreate");
+    CK(cudaEventCreate(&b->e1), "cudaEventCreate");
+    k_dequant<2><<<nb, DTAP_CU_THREADS>>>(j, o, cnt); /* warm-up */
+    CK(cudaGetLastError(), "k_dequant launch (warm-up)");
+    CK(cudaEventRecord(b->e0, 0), "cudaEventRecord");
+    for (int i = 0; i < iters; i++)
+        k_dequant<2><<<nb, DTAP_CU_THREADS>>>(j, o, cnt);
+    CK(cudaGetLastError(), "k_dequant launch");
+    CK(cudaEventRecord(b->e1, 0), "cudaEventRecord");
+    CK(cudaEventSynchronize(b->e1), "cudaEventSynchronize (kernels)");
+    CK(cudaEventElapsedTime(&ms, b->e0, b->e1), "cudaEventElapsedTime");
+    *kernel_ms = ms / iters;
+    *elems = (size_t)j.n;
+    return 0;
+}
+
+extern "C" int dtap_cu_dq_bench(int dev, size_t n, int iters, double *kernel_ms, size_t *elems,
+                                char *msg, size_t msg_n)
+{
+    Hook b;
+    memset(&b, 0, sizeof b);
+    int rc = bench(&b, dev, n, iters < 1 ? 1 : iters, kernel_ms, elems, msg, msg_n);
+    hook_free(&b);
+    return rc;
+}

@@ -28,6 +28,13 @@ void dtap_cu_dq_close(dtap_cu_dq *c);
 int dtap_cu_dq_run(dtap_cu_dq *c, const dqb_job *j, void *dst, uint64_t cnt[5], char *msg,
                    size_t msg_n);
 
+/* Benchmark hook (scripts/gpu-bench.sh): the kernel alone on a DeepSeek-shaped block-FP8
+ * job (rows of 7168 F8_E4M3 codes, 128 x 128 blocks of F32 scales, about n elements) to
+ * BF16 between device buffers, iters times; *kernel_ms the mean time of one run, *elems
+ * the elements of a run (n rounded down to whole rows, at least one). */
+int dtap_cu_dq_bench(int dev, size_t n, int iters, double *kernel_ms, size_t *elems,
+                     char *msg, size_t msg_n);
+
 #ifdef __cplusplus
 }
 #endif
