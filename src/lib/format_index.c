@@ -16,8 +16,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <cjson/cJSON.h>
-
 #include "format.h"
 #include "model_build.h"
 #include "pathsafe.h"
@@ -74,27 +72,348 @@ static dta_status note(dta_model *m, const char *subject, dta_error *err, const 
     return dtap_model_add_note(m, DTA_RULE_INDEX_MISMATCH, subject, msg, err);
 }
 
+/* The index is read straight into the weight_map's entries, without a JSON tree (a
+ * 90,000-entry index was 300 M instructions of cJSON parse and free). The grammar and its
+ * leniencies are cJSON 1.7's, which read it before, so the same files are accepted: a UTF-8
+ * BOM, any byte <= 0x20 as whitespace, numbers as strtod reads them from a run of
+ * [0-9+-.eE] that starts with '-' or a digit, the \u escapes as cJSON decodes them, nesting
+ * to 1000, and anything after the top-level value ignored. Strings are decoded in place
+ * (never longer than their source) and end at their first NUL as cJSON's did. Keys repeat
+ * as in cJSON: the first "weight_map", "metadata" and "total_size" are the ones read. */
+#define INDEX_NESTING 1000 /* CJSON_NESTING_LIMIT */
+
+typedef struct {
+    char *name;   /* the entry's key */
+    char *shard;  /* its value, NULL when the value is not a string */
+    size_t tensor; /* the first model tensor of that name, SIZE_MAX when none */
+} wm_entry;
+
+typedef struct {
+    unsigned char *p, *end;
+    unsigned depth;
+    wm_entry *ents;
+    size_t nents, capents;
+    bool have_wm, wm_object, have_md, have_ts, ts_number;
+    double total_size;
+    bool nomem;
+} ixp;
+
+static void ix_ws(ixp *x)
+{
+    while (x->p < x->end && *x->p <= 32)
+        x->p++;
+}
+
+static unsigned ix_hex4(const unsigned char *s) /* 0 for a bad digit, as cJSON's parse_hex4 */
+{
+    unsigned v = 0;
+    for (int i = 0; i < 4; i++) {
+        unsigned c = s[i], d;
+        if (c >= '0' && c <= '9') d = c - '0';
+        else if (c >= 'a' && c <= 'f') d = c - 'a' + 10;
+        else if (c >= 'A' && c <= 'F') d = c - 'A' + 10;
+        else return 0;
+        v = v * 16 + d;
+    }
+    return v;
+}
+
+/* A string at x->p ('"'), decoded in place; *out (NUL-terminated) may be NULL to skip. */
+static bool ix_string(ixp *x, char **out)
+{
+    if (x->p >= x->end || *x->p != '"')
+        return false;
+    unsigned char *in = x->p + 1, *e = memchr(in, '"', (size_t)(x->end - in));
+    if (e && !memchr(in, '\\', (size_t)(e - in))) { /* the common case: nothing to decode */
+        *e = 0;
+        if (out)
+            *out = (char *)in;
+        x->p = e + 1;
+        return true;
+    }
+    e = in;
+    while (e < x->end && *e != '"') {
+        if (*e == '\\') {
+            if (e + 1 >= x->end)
+                return false;
+            e++;
+        }
+        e++;
+    }
+    if (e >= x->end)
+        return false;
+    unsigned char *o = in;
+    while (in < e) {
+        if (*in != '\\') {
+            *o++ = *in++;
+            continue;
+        }
+        size_t seq = 2;
+        unsigned cp;
+        switch (in[1]) {
+        case 'b': *o++ = '\b'; break;
+        case 'f': *o++ = '\f'; break;
+        case 'n': *o++ = '\n'; break;
+        case 'r': *o++ = '\r'; break;
+        case 't': *o++ = '\t'; break;
+        case '"': case '\\': case '/': *o++ = in[1]; break;
+        case 'u':
+            if (e - in < 6)
+                return false;
+            cp = ix_hex4(in + 2);
+            if (cp >= 0xDC00 && cp <= 0xDFFF)
+                return false;
+            seq = 6;
+            if (cp >= 0xD800 && cp <= 0xDBFF) {
+                const unsigned char *s2 = in + 6;
+                if (e - s2 < 6 || s2[0] != '\\' || s2[1] != 'u')
+                    return false;
+                unsigned lo = ix_hex4(s2 + 2);
+                if (lo < 0xDC00 || lo > 0xDFFF)
+                    return false;
+                cp = 0x10000 + (((cp & 0x3FF) << 10) | (lo & 0x3FF));
+                seq = 12;
+            }
+            /* never longer than the escape: 6 bytes give at most 3, 12 give 4 */
+            if (cp < 0x80) {
+                *o++ = (unsigned char)cp;
+            } else if (cp < 0x800) {
+                *o++ = (unsigned char)(0xC0 | (cp >> 6));
+                *o++ = (unsigned char)(0x80 | (cp & 0x3F));
+            } else if (cp < 0x10000) {
+                *o++ = (unsigned char)(0xE0 | (cp >> 12));
+                *o++ = (unsigned char)(0x80 | ((cp >> 6) & 0x3F));
+                *o++ = (unsigned char)(0x80 | (cp & 0x3F));
+            } else {
+                *o++ = (unsigned char)(0xF0 | (cp >> 18));
+                *o++ = (unsigned char)(0x80 | ((cp >> 12) & 0x3F));
+                *o++ = (unsigned char)(0x80 | ((cp >> 6) & 0x3F));
+                *o++ = (unsigned char)(0x80 | (cp & 0x3F));
+            }
+            break;
+        default:
+            return false;
+        }
+        in += seq;
+    }
+    *o = 0; /* o <= e: the closing quote is the last byte it may take */
+    if (out)
+        *out = (char *)(x->p + 1);
+    x->p = e + 1;
+    return true;
+}
+
+static bool num_char(unsigned c)
+{
+    return (c >= '0' && c <= '9') || c == '+' || c == '-' || c == '.' || c == 'e' || c == 'E';
+}
+
+/* A number as cJSON reads it: strtod over the whole run of number characters, which must
+ * take all of it (what it leaves cannot follow a value). */
+static bool ix_number(ixp *x, double *out)
+{
+    char small[64], *buf = small;
+    size_t n = 0;
+    while (x->p + n < x->end && num_char(x->p[n]))
+        n++;
+    if (n >= sizeof small && !(buf = malloc(n + 1))) {
+        x->nomem = true;
+        return false;
+    }
+    memcpy(buf, x->p, n);
+    buf[n] = 0;
+    char *stop;
+    double v = strtod(buf, &stop);
+    bool ok = stop != buf && (size_t)(stop - buf) == n;
+    if (buf != small)
+        free(buf);
+    if (!ok)
+        return false;
+    x->p += n;
+    if (out)
+        *out = v;
+    return true;
+}
+
+typedef enum { IX_TOP, IX_WEIGHT_MAP, IX_METADATA, IX_OTHER } ix_ctx;
+
+static bool ix_value(ixp *x, ix_ctx what);
+
+static bool ix_literal(ixp *x, const char *lit, size_t n)
+{
+    if ((size_t)(x->end - x->p) < n || memcmp(x->p, lit, n) != 0)
+        return false;
+    x->p += n;
+    return true;
+}
+
+static bool ix_add_entry(ixp *x, char *name, char *shard)
+{
+    if (x->nents > DTA_MAX_TENSORS) { /* refused after the parse: only counted */
+        x->nents++;
+        return true;
+    }
+    if (x->nents == x->capents) {
+        size_t ncap = x->capents ? x->capents * 2 : 1024;
+        wm_entry *p = realloc(x->ents, ncap * sizeof *p);
+        if (!p) {
+            x->nomem = true;
+            return false;
+        }
+        x->ents = p;
+        x->capents = ncap;
+    }
+    x->ents[x->nents++] = (wm_entry){name, shard, SIZE_MAX};
+    return true;
+}
+
+/* An object's members; what says which object it is (the top level, the first
+ * weight_map, the first metadata, or any other). */
+static bool ix_object(ixp *x, ix_ctx what)
+{
+    x->p++;
+    ix_ws(x);
+    if (x->p < x->end && *x->p == '}') {
+        x->p++;
+        return true;
+    }
+    for (;;) {
+        char *key;
+        ix_ws(x);
+        if (!ix_string(x, &key))
+            return false;
+        ix_ws(x);
+        if (x->p >= x->end || *x->p != ':')
+            return false;
+        x->p++;
+        ix_ws(x);
+        if (what == IX_WEIGHT_MAP) {
+            char *shard = NULL;
+            if (x->p < x->end && *x->p == '"') {
+                if (!ix_string(x, &shard))
+                    return false;
+            } else if (!ix_value(x, IX_OTHER)) {
+                return false;
+            }
+            if (!ix_add_entry(x, key, shard))
+                return false;
+        } else if (what == IX_TOP && !x->have_wm && strcmp(key, "weight_map") == 0) {
+            x->have_wm = true;
+            x->wm_object = x->p < x->end && *x->p == '{';
+            if (!ix_value(x, x->wm_object ? IX_WEIGHT_MAP : IX_OTHER))
+                return false;
+        } else if (what == IX_TOP && !x->have_md && strcmp(key, "metadata") == 0) {
+            x->have_md = true;
+            if (!ix_value(x, IX_METADATA))
+                return false;
+        } else if (what == IX_METADATA && !x->have_ts && strcmp(key, "total_size") == 0) {
+            x->have_ts = true;
+            if (x->p < x->end && (*x->p == '-' || (*x->p >= '0' && *x->p <= '9'))) {
+                x->ts_number = true;
+                if (!ix_number(x, &x->total_size))
+                    return false;
+            } else if (!ix_value(x, IX_OTHER)) {
+                return false;
+            }
+        } else if (!ix_value(x, IX_OTHER)) {
+            return false;
+        }
+        ix_ws(x);
+        if (x->p >= x->end)
+            return false;
+        if (*x->p == ',') {
+            x->p++;
+            continue;
+        }
+        if (*x->p != '}')
+            return false;
+        x->p++;
+        return true;
+    }
+}
+
+static bool ix_array(ixp *x)
+{
+    x->p++;
+    ix_ws(x);
+    if (x->p < x->end && *x->p == ']') {
+        x->p++;
+        return true;
+    }
+    for (;;) {
+        ix_ws(x);
+        if (!ix_value(x, IX_OTHER))
+            return false;
+        ix_ws(x);
+        if (x->p >= x->end)
+            return false;
+        if (*x->p == ',') {
+            x->p++;
+            continue;
+        }
+        if (*x->p != ']')
+            return false;
+        x->p++;
+        return true;
+    }
+}
+
+/* A value at x->p (whitespace skipped); an object or array counts towards the nesting
+ * limit. A metadata or weight_map that is not an object is read as any other value. */
+static bool ix_value(ixp *x, ix_ctx what)
+{
+    if (x->p >= x->end)
+        return false;
+    switch (*x->p) {
+    case 'n': return ix_literal(x, "null", 4);
+    case 'f': return ix_literal(x, "false", 5);
+    case 't': return ix_literal(x, "true", 4);
+    case '"': return ix_string(x, NULL);
+    case '[':
+    case '{': {
+        if (x->depth >= INDEX_NESTING)
+            return false;
+        x->depth++;
+        bool ok = *x->p == '[' ? ix_array(x) : ix_object(x, what);
+        x->depth--;
+        return ok;
+    }
+    default:
+        if (*x->p == '-' || (*x->p >= '0' && *x->p <= '9'))
+            return ix_number(x, NULL);
+        return false;
+    }
+}
+
 dta_status dtap_index_read(const dtap_src *src, dta_model *m, dtap_read_fn read_shard,
                            dta_error *err)
 {
     unsigned char *text = NULL;
-    cJSON *doc = NULL;
+    ixp x = {0};
     shard *shards = NULL;
     size_t nshards = 0;
-    dtap_strmap by_shard = {0}, mapped = {0}, found = {0};
+    dtap_strmap by_shard = {0}, mapped = {0};
     char dir[DTA_MAX_INDEX_PATH], path[DTA_MAX_INDEX_PATH * 2];
     dta_status st;
     bool safetensors_shards = true;
 
     if ((st = dtap_src_alloc_read(src, 0, src->size, DTA_MAX_JSON_BYTES, &text, err)) != DTA_OK)
         return st;
-    doc = cJSON_ParseWithLength((const char *)text, (size_t)src->size);
-    if (!doc || !cJSON_IsObject(doc)) {
+    x.p = text;
+    x.end = text + src->size;
+    if (src->size >= 3 && memcmp(text, "\xEF\xBB\xBF", 3) == 0)
+        x.p += 3;
+    ix_ws(&x);
+    bool parsed = x.p < x.end && *x.p == '{' && ix_value(&x, IX_TOP);
+    if (x.nomem) {
+        st = dta_error_set(err, DTA_E_NOMEM, ENOMEM, "out of memory");
+        goto out;
+    }
+    if (!parsed) {
         st = dta_error_set(err, DTA_E_FORMAT, 0, "index is not a JSON object");
         goto out;
     }
-    cJSON *wm = cJSON_GetObjectItemCaseSensitive(doc, "weight_map");
-    if (!cJSON_IsObject(wm)) {
+    if (!x.wm_object) {
         st = dta_error_set(err, DTA_E_UNSUPPORTED, 0,
                            "a JSON file without a weight_map object, not a checkpoint index");
         goto out;
@@ -112,7 +431,8 @@ dta_status dtap_index_read(const dtap_src *src, dta_model *m, dtap_read_fn read_
         dir[0] = 0;
 
     /* shards in order of first appearance, with how many tensors each is said to hold */
-    size_t nentries = (size_t)cJSON_GetArraySize(wm);
+    size_t nentries = x.nents;
+    wm_entry *ents = x.ents;
     if (nentries > DTA_MAX_TENSORS) {
         st = dta_error_set(err, DTA_E_LIMIT, 0, "weight_map has more than %u entries",
                            DTA_MAX_TENSORS);
@@ -123,29 +443,46 @@ dta_status dtap_index_read(const dtap_src *src, dta_model *m, dtap_read_fn read_
         st = dta_error_set(err, DTA_E_NOMEM, ENOMEM, "out of memory");
         goto out;
     }
-    for (cJSON *e = wm->child; e; e = e->next) {
-        if (!cJSON_IsString(e) || !e->string) {
+    size_t *ent_shard = (size_t *)calloc(nentries ? nentries : 1, sizeof *ent_shard);
+    if (!ent_shard) {
+        st = dta_error_set(err, DTA_E_NOMEM, ENOMEM, "out of memory");
+        goto out;
+    }
+    for (size_t i = 0; i < nentries; i++) {
+        wm_entry *e = &ents[i];
+        if (!e->shard) {
             st = dta_error_set(err, DTA_E_FORMAT, 0, "weight_map entry '%.100s' is not a string",
-                               e->string ? e->string : "?");
-            goto out;
+                               e->name);
+            break;
         }
-        if (!shard_name_ok(e->valuestring)) {
+        /* entries of one shard mostly follow each other: its name is checked once */
+        bool same = i && strcmp(e->shard, ents[i - 1].shard) == 0;
+        if (!same && !shard_name_ok(e->shard)) {
             st = dta_error_set(err, DTA_E_FORMAT, 0,
                                "weight_map entry '%.100s' names shard '%.100s' outside the "
                                "index's directory",
-                               e->string, e->valuestring);
-            goto out;
+                               e->name, e->shard);
+            break;
         }
-        /* cJSON keeps duplicate keys; the reference loaders would keep only one */
-        if (dtap_strmap_gets(&mapped, e->string) != SIZE_MAX) {
-            st = dta_error_set(err, DTA_E_FORMAT, 0, "weight_map lists '%.100s' twice", e->string);
-            goto out;
+        /* the reference loaders would keep only one of a name listed twice */
+        size_t put = dtap_strmap_puts(&mapped, e->name, i);
+        size_t k = same ? ent_shard[i - 1] : dtap_strmap_puts(&by_shard, e->shard, nshards);
+        if (put == SIZE_MAX || k == SIZE_MAX) { /* the maps are sized for every entry */
+            st = dta_error_set(err, DTA_E_NOMEM, ENOMEM, "out of memory");
+            break;
         }
-        dtap_strmap_puts(&mapped, e->string, 0);
-        size_t k = dtap_strmap_puts(&by_shard, e->valuestring, nshards);
+        if (put != i) {
+            st = dta_error_set(err, DTA_E_FORMAT, 0, "weight_map lists '%.100s' twice", e->name);
+            break;
+        }
         if (k == nshards)
-            shards[nshards++].name = e->valuestring;
+            shards[nshards++].name = e->shard;
         shards[k].listed++;
+        ent_shard[i] = k;
+    }
+    if (st != DTA_OK) {
+        free(ent_shard);
+        goto out;
     }
     /* shards are read only inside the index's folder: a link (or a linked folder) that
      * leads out of it is refused, except into a hub cache's blobs (pathsafe.h) */
@@ -153,6 +490,7 @@ dta_status dtap_index_read(const dtap_src *src, dta_model *m, dtap_read_fn read_
     if (nshards && !dtap_realpath(dir[0] ? dir : ".", root)) {
         st = dta_error_set(err, DTA_E_IO, errno, "cannot resolve the index's folder: %s",
                            strerror(errno));
+        free(ent_shard);
         goto out;
     }
     for (size_t k = 0; k < nshards; k++) {
@@ -166,65 +504,68 @@ dta_status dtap_index_read(const dtap_src *src, dta_model *m, dtap_read_fn read_
                                "shard '%.200s' leads to %.300s, outside the index's folder; "
                                "not read",
                                shards[k].name, where);
-            goto out;
+            break;
         }
         if (dtap_src_open_file(&ss, path, &serr) != DTA_OK) {
             if (serr.sys_errno != ENOENT) {
                 st = dta_error_set(err, serr.code, serr.sys_errno, "shard %s: %s", path, serr.msg);
-                goto out;
+                break;
             }
             if ((st = note(m, shards[k].name, err,
                            "shard '%s' is missing: the %zu tensors the index maps to it were "
                            "not read",
                            shards[k].name, shards[k].listed)) != DTA_OK)
-                goto out;
+                break;
             continue;
         }
         st = read_shard(&ss, m, &serr);
         dtap_src_close(&ss);
         if (st != DTA_OK) {
             st = dta_error_set(err, serr.code, serr.sys_errno, "shard %s: %s", path, serr.msg);
-            goto out;
+            break;
         }
         if (m->files[m->nfiles - 1].format_id != DTA_FORMAT_SAFETENSORS)
             safetensors_shards = false;
         shards[k].present = true;
         shards[k].ntensors = m->ntensors - shards[k].first_tensor;
     }
-
-    /* index vs shards, both ways */
-    if (!dtap_strmap_init(&found, m->ntensors)) {
-        st = dta_error_set(err, DTA_E_NOMEM, ENOMEM, "out of memory");
+    if (st != DTA_OK) {
+        free(ent_shard);
         goto out;
     }
-    for (size_t i = 0; i < m->ntensors; i++)
-        dtap_strmap_puts(&found, m->tensors[i].name, i);
-    for (size_t i = 0; i < m->ntensors; i++)
-        if (dtap_strmap_gets(&mapped, m->tensors[i].name) == SIZE_MAX &&
-            (st = note(m, m->tensors[i].name, err,
-                       "tensor '%s' is in shard %s but not in the index's weight_map",
-                       m->tensors[i].name, m->files[m->tensors[i].file].path)) != DTA_OK)
-            goto out;
-    for (cJSON *e = wm->child; e; e = e->next) {
-        const shard *sh = &shards[dtap_strmap_gets(&by_shard, e->valuestring)];
+
+    /* index vs shards, both ways: each tensor finds its entry (the first tensor of a name
+     * is the one an entry checks), then each entry its tensor */
+    for (size_t i = 0; i < m->ntensors; i++) {
+        size_t k = dtap_strmap_gets(&mapped, m->tensors[i].name);
+        if (k != SIZE_MAX) {
+            if (ents[k].tensor == SIZE_MAX)
+                ents[k].tensor = i;
+        } else if ((st = note(m, m->tensors[i].name, err,
+                              "tensor '%s' is in shard %s but not in the index's weight_map",
+                              m->tensors[i].name, m->files[m->tensors[i].file].path)) != DTA_OK) {
+            break;
+        }
+    }
+    for (size_t e = 0; e < nentries && st == DTA_OK; e++) {
+        const shard *sh = &shards[ent_shard[e]];
         if (!sh->present)
             continue;
-        size_t i = dtap_strmap_gets(&found, e->string);
+        size_t i = ents[e].tensor;
         if (i != SIZE_MAX && i >= sh->first_tensor && i < sh->first_tensor + sh->ntensors)
             continue;
-        if ((st = note(m, e->string, err, "the index maps '%s' to %s, which does not hold it%s",
-                       e->string, e->valuestring,
-                       i != SIZE_MAX ? " (another shard does)" : "")) != DTA_OK)
-            goto out;
+        st = note(m, ents[e].name, err, "the index maps '%s' to %s, which does not hold it%s",
+                  ents[e].name, ents[e].shard, i != SIZE_MAX ? " (another shard does)" : "");
     }
+    free(ent_shard);
+    if (st != DTA_OK)
+        goto out;
 
     /* metadata.total_size: sum of tensor bytes, each storage once (docs/formats.md 1.6) */
-    cJSON *md = cJSON_GetObjectItemCaseSensitive(doc, "metadata");
-    cJSON *ts = cJSON_IsObject(md) ? cJSON_GetObjectItemCaseSensitive(md, "total_size") : NULL;
     bool all_present = true;
     for (size_t k = 0; k < nshards; k++)
         all_present &= shards[k].present;
-    if (cJSON_IsNumber(ts) && all_present) {
+    if (x.ts_number && all_present) {
         uint64_t total = 0;
         bool *seen = calloc(m->nstorages ? m->nstorages : 1, sizeof *seen);
         if (!seen) {
@@ -241,11 +582,11 @@ dta_status dtap_index_read(const dtap_src *src, dta_model *m, dtap_read_fn read_
         }
         free(seen);
         /* JSON numbers are doubles here: exact up to 2^53 bytes (8 PiB) */
-        if (ts->valuedouble < 0 || (double)total != ts->valuedouble) {
+        if (x.total_size < 0 || (double)total != x.total_size) {
             if ((st = note(m, "metadata.total_size", err,
                            "index metadata.total_size is %.0f but the shards' tensors hold %llu "
                            "bytes",
-                           ts->valuedouble, (unsigned long long)total)) != DTA_OK)
+                           x.total_size, (unsigned long long)total)) != DTA_OK)
                 goto out;
         }
     }
@@ -258,11 +599,10 @@ dta_status dtap_index_read(const dtap_src *src, dta_model *m, dtap_read_fn read_
     }
     st = DTA_OK;
 out:
-    dtap_strmap_free(&found);
     dtap_strmap_free(&mapped);
     dtap_strmap_free(&by_shard);
     free(shards);
-    cJSON_Delete(doc);
+    free(x.ents);
     free(text);
     return st;
 }
