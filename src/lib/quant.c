@@ -1509,20 +1509,18 @@ static long ignored_by(qctx *c, const char *module)
     return -1;
 }
 
-/* name with every all-digit component replaced by '#' */
+/* name with every all-digit component replaced by '#' (a component is found with strchr
+ * and tested up to its first non-digit) */
 static void pattern_of(char *buf, size_t cap, const char *name)
 {
     size_t o = 0;
     const char *p = name;
     while (*p && o + 2 < cap) {
-        const char *e = p;
-        bool num = true;
-        for (; *e && *e != '.'; e++)
-            num &= *e >= '0' && *e <= '9';
-        size_t len = (size_t)(e - p);
-        num = num && len > 0;
-        if (!*e)
-            e = NULL;
+        const char *e = strchr(p, '.');
+        size_t len = e ? (size_t)(e - p) : strlen(p);
+        bool num = len > 0;
+        for (size_t i = 0; i < len && num; i++)
+            num = p[i] >= '0' && p[i] <= '9';
         if (num)
             buf[o++] = '#';
         else {
