@@ -538,6 +538,97 @@ static dta_status parse_entry(jp *j, st_entry *e, uint64_t *shape)
     return DTA_OK;
 }
 
+/* Digits of a u64 at *pp for entry_fast: false on no digit, a leading zero or overflow
+ * (the general parser then says which). */
+static bool fast_u64(const unsigned char **pp, const unsigned char *end, uint64_t *out)
+{
+    const unsigned char *p = *pp;
+    uint64_t v = 0;
+    if (p >= end || (unsigned)(*p - '0') > 9 || (*p == '0' && p + 1 < end && (unsigned)(p[1] - '0') <= 9))
+        return false;
+    for (; p < end && (unsigned)(*p - '0') <= 9; p++) {
+        unsigned d = (unsigned)(*p - '0');
+        if (v >= UINT64_MAX / 10 && (v > UINT64_MAX / 10 || d > UINT64_MAX % 10))
+            return false;
+        v = v * 10 + d;
+    }
+    *pp = p;
+    *out = v;
+    return true;
+}
+
+/* An entry written as the reference writer writes it, {"dtype":"X","shape":[...],
+ * "data_offsets":[B,E]} with no whitespace and a known dtype, read in one pass without
+ * the tokenizer's calls. Anything else (another order, spaces, escapes, an unknown dtype,
+ * a number it would refuse) returns false with j unchanged, and parse_entry reads the
+ * entry: its result and its errors are the same for what this accepts. */
+static bool entry_fast(jp *j, st_entry *e, uint64_t *shape)
+{
+    static const char k1[] = "{\"dtype\":\"", k2[] = ",\"shape\":[",
+                      k3[] = ",\"data_offsets\":[";
+    const unsigned char *p = j->p, *end = j->end;
+    if ((size_t)(end - p) < sizeof k1 - 1 || memcmp(p, k1, sizeof k1 - 1) != 0)
+        return false;
+    p += sizeof k1 - 1;
+    const unsigned char *d = p;
+    while (p < end && *p != '"' && *p != '\\' && *p >= 0x20 && p - d < 32)
+        p++;
+    if (p >= end || *p != '"')
+        return false;
+    size_t dn = (size_t)(p - d);
+    int8_t dt = DTA_DTYPE_NONE;
+    for (unsigned k = 0; k < 4 && dt == DTA_DTYPE_NONE; k++)
+        if (j->dt_text[k] && dn == j->dt_len[k] && memcmp(d, j->dt_text[k], dn) == 0)
+            dt = j->dt_val[k];
+    if (dt == DTA_DTYPE_NONE) {
+        dt = (int8_t)dta_dtype_from_safetensors((const char *)d, dn);
+        if (dt == DTA_DTYPE_NONE)
+            return false;
+        unsigned k = j->dt_next++ % 4;
+        j->dt_text[k] = d;
+        j->dt_len[k] = (uint8_t)dn;
+        j->dt_val[k] = dt;
+    }
+    p++;
+    if ((size_t)(end - p) < sizeof k2 - 1 || memcmp(p, k2, sizeof k2 - 1) != 0)
+        return false;
+    p += sizeof k2 - 1;
+    int rank = 0;
+    if (p < end && *p == ']') {
+        p++;
+    } else {
+        for (;;) {
+            if (rank >= DTA_MAX_RANK || !fast_u64(&p, end, &shape[rank]))
+                return false;
+            rank++;
+            if (p < end && *p == ',') {
+                p++;
+                continue;
+            }
+            if (p < end && *p == ']') {
+                p++;
+                break;
+            }
+            return false;
+        }
+    }
+    if ((size_t)(end - p) < sizeof k3 - 1 || memcmp(p, k3, sizeof k3 - 1) != 0)
+        return false;
+    p += sizeof k3 - 1;
+    uint64_t b, en;
+    if (!fast_u64(&p, end, &b) || p >= end || *p != ',')
+        return false;
+    p++;
+    if (!fast_u64(&p, end, &en) || end - p < 2 || p[0] != ']' || p[1] != '}')
+        return false;
+    e->dtype = dt;
+    e->rank = (uint8_t)rank;
+    e->begin = b;
+    e->end = en;
+    j->p = p + 2;
+    return true;
+}
+
 static dta_status parse_metadata(jp *j, dta_model *m)
 {
     dta_status st;
@@ -953,7 +1044,7 @@ dta_status dtap_safetensors_open(const dtap_src *src, dta_model *m, dta_error *e
                 e->name = key;
                 e->name_len = (uint32_t)klen; /* klen < hlen <= the header cap */
                 e->dtype = DTA_DTYPE_NONE;
-                if ((st = parse_entry(&j, e, scratch)) != DTA_OK)
+                if (!entry_fast(&j, e, scratch) && (st = parse_entry(&j, e, scratch)) != DTA_OK)
                     goto out;
                 /* allocated with the first entry even when every tensor is a scalar:
                  * `pool + shape_at` with pool NULL is undefined (fuzz finding F2) */
