@@ -269,14 +269,39 @@ static bool ix_add_entry(ixp *x, char *name, char *shard)
 
 /* An object's members; what says which object it is (the top level, the first
  * weight_map, the first metadata, or any other). */
-static bool ix_object(ixp *x, ix_ctx what)
+/* Takes a container's opening; true when it is empty (its close taken as well). */
+static bool ix_open_empty(ixp *x, unsigned char close)
 {
     x->p++;
     ix_ws(x);
-    if (x->p < x->end && *x->p == '}') {
+    if (x->p < x->end && *x->p == close) {
         x->p++;
         return true;
     }
+    return false;
+}
+
+/* After a member or an item: 1 when another follows (the ',' taken), 0 when the container
+ * ends (its close taken), -1 on anything else. */
+static int ix_next(ixp *x, unsigned char close)
+{
+    ix_ws(x);
+    if (x->p >= x->end)
+        return -1;
+    if (*x->p == ',') {
+        x->p++;
+        return 1;
+    }
+    if (*x->p != close)
+        return -1;
+    x->p++;
+    return 0;
+}
+
+static bool ix_object(ixp *x, ix_ctx what)
+{
+    if (ix_open_empty(x, '}'))
+        return true;
     for (;;) {
         char *key;
         ix_ws(x);
@@ -318,43 +343,23 @@ static bool ix_object(ixp *x, ix_ctx what)
         } else if (!ix_value(x, IX_OTHER)) {
             return false;
         }
-        ix_ws(x);
-        if (x->p >= x->end)
-            return false;
-        if (*x->p == ',') {
-            x->p++;
-            continue;
-        }
-        if (*x->p != '}')
-            return false;
-        x->p++;
-        return true;
+        int next = ix_next(x, '}');
+        if (next <= 0)
+            return next == 0;
     }
 }
 
 static bool ix_array(ixp *x)
 {
-    x->p++;
-    ix_ws(x);
-    if (x->p < x->end && *x->p == ']') {
-        x->p++;
+    if (ix_open_empty(x, ']'))
         return true;
-    }
     for (;;) {
         ix_ws(x);
         if (!ix_value(x, IX_OTHER))
             return false;
-        ix_ws(x);
-        if (x->p >= x->end)
-            return false;
-        if (*x->p == ',') {
-            x->p++;
-            continue;
-        }
-        if (*x->p != ']')
-            return false;
-        x->p++;
-        return true;
+        int next = ix_next(x, ']');
+        if (next <= 0)
+            return next == 0;
     }
 }
 
