@@ -1556,16 +1556,59 @@ static bool compatible(dta_quant_scheme cfg, dta_quant_scheme t)
     }
 }
 
+/* The layers ComfyUI's __metadata__._quantization_metadata lists ({"layers": {name:
+ * {"format": ...}}}, quant.md §10.2): *doc holds them (NULL when the file has none). */
+static const cJSON *comfy_meta_layers(const dta_model *m, cJSON **doc)
+{
+    *doc = NULL;
+    for (size_t i = 0; i < m->nmetadata; i++)
+        if (!strcmp(m->metadata[i].key, "_quantization_metadata") && m->metadata[i].value) {
+            *doc = cJSON_Parse(m->metadata[i].value);
+            const cJSON *l = *doc ? cJSON_GetObjectItemCaseSensitive(*doc, "layers") : NULL;
+            if (cJSON_IsObject(l))
+                return l;
+            cJSON_Delete(*doc);
+            *doc = NULL;
+            return NULL;
+        }
+    return NULL;
+}
+
 /* ComfyUI keeps its quantization config in the file: the scaled_fp8 marker tensor for
  * scale_weight layers (without it the scaled ops are not used and the scales are unexpected
- * keys: the F8 codes are read unscaled), and a comfy_quant marker per layer (a layer
- * without one, among layers that have it, is built as a plain layer). */
+ * keys: the F8 codes are read unscaled), and a comfy_quant marker per layer, or the layers
+ * of __metadata__._quantization_metadata, which ComfyUI turns into those markers (a layer
+ * without one, among layers that have it, is built as a plain layer; a listed layer whose
+ * weight is stored in high precision is built as a quantized one). */
 static dta_status comfy_markers(qctx *c)
 {
     const dta_model *m = c->m;
     dta_quant *q = c->q;
     dta_status st = DTA_OK;
     size_t nscaled = 0, nmarked = 0, first = SIZE_MAX;
+    cJSON *meta;
+    const cJSON *layers = comfy_meta_layers(m, &meta);
+    strtab listed = {0}; /* the layers' names, looked up once per parameter */
+    size_t nlayers = 0;
+    for (const cJSON *l = layers ? layers->child : NULL; l; l = l->next)
+        nlayers++;
+    if (nlayers) {
+        listed.cap = pow2_at_least(nlayers);
+        listed.slot = calloc(listed.cap, sizeof *listed.slot);
+        listed.keys = malloc(nlayers * sizeof *listed.keys);
+        if (!listed.slot || !listed.keys) {
+            free(listed.slot);
+            free(listed.keys);
+            cJSON_Delete(meta);
+            return nomem(c);
+        }
+        size_t k = 0;
+        for (const cJSON *l = layers->child; l; l = l->next, k++) {
+            listed.keys[k] = l->string ? l->string : "";
+            tab_put(&listed, k);
+        }
+    }
+#define LISTED(p) (nlayers && tab_find(&listed, (p)->module, strlen((p)->module)) != SIZE_MAX)
     for (size_t i = 0; i < q->nparams; i++) {
         const dta_quant_param *p = &q->params[i];
         if (p->weight == SIZE_MAX || p->cast)
@@ -1575,7 +1618,7 @@ static dta_status comfy_markers(qctx *c)
             if (first == SIZE_MAX)
                 first = i;
         }
-        nmarked += comp(c, p, DTA_QR_MARKER) != SIZE_MAX;
+        nmarked += comp(c, p, DTA_QR_MARKER) != SIZE_MAX || LISTED(p);
     }
     if (nscaled && !c->scaled_marker && !q->source)
         st = add_issue(c, DTA_RULE_QUANT_CONFIG, "scaled_fp8", &q->params[first].weight, 1,
@@ -1586,15 +1629,53 @@ static dta_status comfy_markers(qctx *c)
     for (size_t i = 0; nmarked && i < q->nparams && st == DTA_OK; i++) {
         const dta_quant_param *p = &q->params[i];
         if (p->weight == SIZE_MAX || p->cast || comp(c, p, DTA_QR_MARKER) != SIZE_MAX ||
-            is_wide_float(m->tensors[p->weight].dtype))
+            LISTED(p) || is_wide_float(m->tensors[p->weight].dtype))
             continue;
-        st = add_issue(c, DTA_RULE_QUANT_CONFIG, p->module, p->tensors, p->ntensors,
-                       "'%s' is quantized (%s, %s) but has no comfy_quant marker while %zu "
-                       "other layers have one: ComfyUI builds it as a plain layer and reads the "
-                       "raw codes",
-                       p->name, dta_quant_scheme_name(p->scheme),
-                       dta_dtype_name(m->tensors[p->weight].dtype), nmarked);
+        if (layers)
+            st = add_issue(c, DTA_RULE_QUANT_CONFIG, p->module, p->tensors, p->ntensors,
+                           "'%s' is quantized (%s, %s) but __metadata__._quantization_metadata "
+                           "does not list it while it lists %zu other layers: ComfyUI builds it "
+                           "as a plain layer and reads the raw codes",
+                           p->name, dta_quant_scheme_name(p->scheme),
+                           dta_dtype_name(m->tensors[p->weight].dtype), nmarked);
+        else
+            st = add_issue(c, DTA_RULE_QUANT_CONFIG, p->module, p->tensors, p->ntensors,
+                           "'%s' is quantized (%s, %s) but has no comfy_quant marker while %zu "
+                           "other layers have one: ComfyUI builds it as a plain layer and reads "
+                           "the raw codes",
+                           p->name, dta_quant_scheme_name(p->scheme),
+                           dta_dtype_name(m->tensors[p->weight].dtype), nmarked);
     }
+    /* a listed layer whose weight is stored in high precision, or is codes alone */
+    char wname[DTA_MAX_NAME_LEN + 16];
+    size_t k = 0;
+    for (const cJSON *l = layers ? layers->child : NULL; l && st == DTA_OK; l = l->next, k++) {
+        if (!l->string || strlen(l->string) > DTA_MAX_NAME_LEN ||
+            tab_find(&listed, l->string, strlen(l->string)) != k) /* a repeated key: once */
+            continue;
+        size_t n = (size_t)snprintf(wname, sizeof wname, "%s.weight", l->string);
+        size_t ti = find_tensor(c, wname, n);
+        if (ti == SIZE_MAX || q->tensor_role[ti] != DTA_QR_NONE)
+            continue;
+        const char *fmt = cJSON_IsObject(l) ? jstr(l, "format") : NULL;
+        dta_dtype wd = m->tensors[ti].dtype;
+        if (is_wide_float(wd))
+            st = add_issue(c, DTA_RULE_QUANT_COVERAGE, l->string, &ti, 1,
+                           "layer '%s' is listed in __metadata__._quantization_metadata (format "
+                           "%s) but its weight is stored %s: ComfyUI turns the listing into a "
+                           "comfy_quant marker and builds a quantized layer for a %s weight",
+                           l->string, fmt ? fmt : "?", dta_dtype_name(wd), dta_dtype_name(wd));
+        else
+            st = add_issue(c, DTA_RULE_QUANT_INCOMPLETE, l->string, &ti, 1,
+                           "layer '%s' is listed in __metadata__._quantization_metadata (format "
+                           "%s) but its %s weight has no scale beside it: its codes cannot be "
+                           "dequantized",
+                           l->string, fmt ? fmt : "?", dta_dtype_name(wd));
+    }
+#undef LISTED
+    free(listed.slot);
+    free(listed.keys);
+    cJSON_Delete(meta);
     return st;
 }
 

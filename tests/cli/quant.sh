@@ -54,7 +54,7 @@ rules >"$TMP/rules"
 # exactly its rule naming the module. ComfyUI files are bare .safetensors (no config):
 # the file is audited, not the directory.
 target() { case $1 in comfy*) echo "$TMP/q/$1"/*.safetensors ;; *) echo "$TMP/q/$1" ;; esac; }
-for l in torchao hqq quanto comfy-fp8 comfy-nvfp4; do
+for l in torchao hqq quanto comfy-fp8 comfy-nvfp4 comfy-nvfp4-meta; do
     gen "$l"
     dta audit --format json $(target "$l")
     got=$(rules)
@@ -82,7 +82,10 @@ for v in "torchao+missing-companion@$L.1.self_attn.k_proj quant-incomplete" \
          "comfy-fp8+wrong-grid@model.diffusion_model.single_blocks.0.linear2 quant-incomplete" \
          "comfy-nvfp4+missing-companion@model.diffusion_model.double_blocks.0.txt_mlp.0 quant-incomplete" \
          "comfy-nvfp4+wrong-grid@model.diffusion_model.single_blocks.1.linear1 quant-incomplete" \
-         "comfy-nvfp4+missing-marker@model.diffusion_model.double_blocks.1.img_attn.proj quant-config"; do
+         "comfy-nvfp4+missing-marker@model.diffusion_model.double_blocks.1.img_attn.proj quant-config" \
+         "comfy-nvfp4-meta+missing-marker@model.diffusion_model.double_blocks.1.img_attn.proj quant-config" \
+         "comfy-nvfp4-meta+unquantized-module@model.diffusion_model.single_blocks.0.linear2 quant-coverage" \
+         "comfy-nvfp4-meta+missing-companion@model.diffusion_model.double_blocks.0.txt_mlp.0 quant-incomplete"; do
     set -- $v
     expect2 "$1" "$2 ${1#*@}"
 done
@@ -95,6 +98,14 @@ for v in torchao+stale-config torchao+missing-config hqq+stale-config hqq+missin
 done
 expect2 quanto+bits-mismatch "quant-config quanto_qmap.json"
 expect2 comfy-fp8+missing-marker "quant-config scaled_fp8"
+# ComfyUI's layers listed in __metadata__._quantization_metadata instead of comfy_quant
+# markers: recognised from the file alone, every listed layer a parameter
+dta scan --format json $(target comfy-nvfp4-meta)
+"$PYTHON" -c '
+import json, sys
+q = json.load(open(sys.argv[1]))["inputs"][0]["quantization"]
+print(q["scheme"], q["source"], len(q["parameters"]))' "$TMP/out" >"$TMP/p"
+[ "$(cat "$TMP/p")" = "comfy-quant __metadata__ 26" ] && pass || fail "comfy metadata: $(cat "$TMP/p")"
 dta audit $(target hqq+group-mismatch)
 grep -q "declares group_size 128 but every parameter's scales fit groups of 64" "$TMP/out" && pass || fail "group message: $(grep why "$TMP/out")"
 dta audit $(target gptq+bits-mismatch)

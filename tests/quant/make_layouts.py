@@ -439,7 +439,31 @@ def layout_comfy_nvfp4(d):
     write_st(os.path.join(d, "flux1-dev-nvfp4.safetensors"), flux(lin), {"format": "pt"})
 
 
-PLAIN_LAYOUTS = {"torchao", "hqq", "quanto", "comfy-fp8", "comfy-nvfp4"}
+def layout_comfy_nvfp4_meta(d):
+    """comfy-nvfp4 with its layers listed in the file's __metadata__._quantization_metadata
+    ({"layers": {layer: {"format": ...}}}, which ComfyUI turns into comfy_quant markers)
+    instead of marker tensors; a plain (unquantized-module) layer stays listed."""
+    layers = {}
+
+    def lin(n, o, i):
+        fmt = "float8_e4m3fn" if n.endswith(".lin") else "nvfp4"
+        layers[n] = {"format": fmt}
+        if plain(n):
+            return bf16_lin(n, o, i) + [(n + ".bias", "BF16", [o])]
+        if fmt == "float8_e4m3fn":
+            return [(n + ".weight", "F8_E4M3", [o, i]), (n + ".bias", "BF16", [o]),
+                    (n + ".weight_scale", "F32", [])]
+        return [(n + ".weight", "U8", [o, i // 2]), (n + ".bias", "BF16", [o]),
+                (n + ".weight_scale", "F8_E4M3", [cdiv(o, 128) * 128, cdiv(i // 16, 4) * 4]),
+                (n + ".weight_scale_2", "F32", []), (n + ".input_scale", "F32", [])]
+    t = flux(lin)
+    meta = {"format": "pt",
+            "_quantization_metadata": json.dumps({"format_version": "1.0", "layers": layers})}
+    os.makedirs(d, exist_ok=True)
+    write_st(os.path.join(d, "flux1-dev-nvfp4-meta.safetensors"), t, meta)
+
+
+PLAIN_LAYOUTS = {"torchao", "hqq", "quanto", "comfy-fp8", "comfy-nvfp4", "comfy-nvfp4-meta"}
 IGNORE_KEY = {"hqq": "skip_modules"}
 
 LAYOUTS = {"deepseek-v3": layout_deepseek_v3,
@@ -447,7 +471,8 @@ LAYOUTS = {"deepseek-v3": layout_deepseek_v3,
            "llama-fp8-ct": layout_llama_fp8_ct, "gpt-oss": layout_gpt_oss, "nvfp4": layout_nvfp4,
            "bnb-nf4": layout_bnb_nf4, "gptq": layout_gptq, "awq": layout_awq,
            "torchao": layout_torchao, "hqq": layout_hqq, "quanto": layout_quanto,
-           "comfy-fp8": layout_comfy_fp8, "comfy-nvfp4": layout_comfy_nvfp4}
+           "comfy-fp8": layout_comfy_fp8, "comfy-nvfp4": layout_comfy_nvfp4,
+           "comfy-nvfp4-meta": layout_comfy_nvfp4_meta}
 
 
 # ---- broken variants ----------------------------------------------------------------------
@@ -511,6 +536,14 @@ def variant(d, base, name, target):
             sc = next(target + s for s in SCALES if target + s in names)
             return [(n, dt, ([s[0] + 1] + s[1:] if s else [2]) if n == sc else s) for n, dt, s in t]
         rewrite(d, f)
+    elif name == "missing-marker" and base == "comfy-nvfp4-meta":
+        # target left out of __metadata__._quantization_metadata's layers
+        for f in os.listdir(d):
+            t, meta = read_header(os.path.join(d, f))
+            q = json.loads(meta["_quantization_metadata"])
+            del q["layers"][target]
+            meta["_quantization_metadata"] = json.dumps(q)
+            write_st(os.path.join(d, f), t, meta)
     elif name == "missing-marker":
         # ComfyUI: the scaled_fp8 marker (no target) or target's comfy_quant marker
         gone = target + ".comfy_quant" if target else None
