@@ -238,6 +238,8 @@ typedef struct {
     bool scaled_marker;  /* the scaled_fp8 marker tensor itself */
     uint32_t fit_bits;   /* bits every parameter fits when the config's do not (0: the config's) */
     dtap_qdyn *dyn;      /* GPTQModel's per-module "dynamic" overrides, NULL: none */
+    strtab meta;         /* __metadata__ keys (torchao's per-name descriptions), made when needed */
+    bool meta_made;
 } qctx;
 
 /* Sizes a parameter is checked with; 0: the config's (or the scheme's default). */
@@ -834,6 +836,64 @@ static bool same_shape(const dta_tensor *a, const dta_tensor *b)
     return true;
 }
 
+static void dims_str(char *buf, size_t cap, const uint64_t *shape, int rank)
+{
+    size_t o = (size_t)snprintf(buf, cap, "[");
+    for (int d = 0; d < rank && o < cap; d++)
+        o += (size_t)snprintf(buf + o, cap - o, "%s%llu", d ? ", " : "",
+                              (unsigned long long)shape[d]);
+    if (o < cap)
+        snprintf(buf + o, cap - o, "]");
+}
+
+/* A torchao Int4Tensor's description in __metadata__ (quant.md §12.1: {"_type": "Int4Tensor",
+ * "_data": {"block_size": [1, G], "shape": [N, K]}}, as torchao's flatten_tensor_state_dict
+ * writes it under the original name): its logical shape (rank 2, or 3 with a batch) and the
+ * group (block_size's last, 0 when absent). False when name has no such description. */
+static bool torchao_int4(qctx *c, const char *name, int *rank, uint64_t *shape, uint64_t *group)
+{
+    const dta_model *m = c->m;
+    if (!c->meta_made) { /* one lookup table of the keys for every parameter */
+        c->meta_made = true;
+        c->meta.cap = pow2_at_least(m->nmetadata);
+        c->meta.slot = calloc(c->meta.cap, sizeof *c->meta.slot);
+        c->meta.keys = malloc((m->nmetadata ? m->nmetadata : 1) * sizeof *c->meta.keys);
+        if (!c->meta.slot || !c->meta.keys) {
+            free(c->meta.slot);
+            free(c->meta.keys);
+            memset(&c->meta, 0, sizeof c->meta); /* tab_find says none: the check is skipped */
+        } else
+            for (size_t i = 0; i < m->nmetadata; i++) {
+                c->meta.keys[i] = m->metadata[i].key;
+                tab_put(&c->meta, i);
+            }
+    }
+    size_t i = tab_find(&c->meta, name, strlen(name));
+    if (i == SIZE_MAX || !m->metadata[i].value || !strstr(m->metadata[i].value, "Int4Tensor"))
+        return false;
+    cJSON *doc = cJSON_Parse(m->metadata[i].value);
+    const char *type = doc ? jstr(doc, "_type") : NULL;
+    const cJSON *data = doc ? cJSON_GetObjectItemCaseSensitive(doc, "_data") : NULL;
+    const cJSON *sh = cJSON_GetObjectItemCaseSensitive(data, "shape");
+    const cJSON *bs = cJSON_GetObjectItemCaseSensitive(data, "block_size");
+    int n = cJSON_GetArraySize(sh);
+    bool ok = type && !strcmp(type, "Int4Tensor") && cJSON_IsArray(sh) && (n == 2 || n == 3);
+    for (int d = 0; ok && d < n; d++) {
+        const cJSON *v = cJSON_GetArrayItem(sh, d);
+        ok = cJSON_IsNumber(v) && v->valuedouble >= 0 && v->valuedouble < 9007199254740992.0 &&
+             v->valuedouble == (double)(uint64_t)v->valuedouble;
+        if (ok)
+            shape[d] = (uint64_t)v->valuedouble;
+    }
+    *group = 0;
+    const cJSON *g = cJSON_IsArray(bs) ? cJSON_GetArrayItem(bs, cJSON_GetArraySize(bs) - 1) : NULL;
+    if (ok && cJSON_IsNumber(g) && g->valuedouble >= 1 && g->valuedouble < 4294967296.0)
+        *group = (uint64_t)g->valuedouble;
+    *rank = n;
+    cJSON_Delete(doc);
+    return ok;
+}
+
 static void shape_str(char *buf, size_t cap, const dta_tensor *t)
 {
     size_t o = (size_t)snprintf(buf, cap, "[");
@@ -1240,16 +1300,57 @@ static int check_param(qctx *c, dta_quant_param *p, const qsize *o, bool record)
     case DTA_QS_TORCHAO: {
         /* Float8Tensor / Int8Tensor / IntxUnpackedToInt8Tensor: qdata [N, K] (one byte a
          * code), scale [N, 1] per row, one value per tensor, or [N, ceil(K / group)];
-         * zero_point shaped like the scale. Packed int4 layouts (U8) are not checked here. */
+         * zero_point shaped like the scale. Int4Tensor (U8, two codes a byte) against the
+         * logical shape its __metadata__ description gives. */
         uint32_t bits = obits ? obits : q->bits, g = group ? group : q->group;
         size_t zi = comp(c, p, DTA_QR_ZERO_POINT);
         bool bytes = is_fp8(w->dtype) || w->dtype == DTA_I8;
+        int lr;
+        uint64_t ls[3], lg;
         NEED(DTA_QR_SCALE, "_weight_scale");
         if (bits && bits != 4 && bits != 8)
             bits = 0;
         if (bits && (bits == 8) != bytes)
             BAD("its qdata are %s, not %u-bit codes", dta_dtype_name(w->dtype), bits);
-        else if (S && w->rank == 2 && bytes) {
+        else if (w->dtype == DTA_U8 && torchao_int4(c, p->name, &lr, ls, &lg)) {
+            /* Int4Tensor: qdata [(B,) N, K/2], two codes a byte; scale and zero_point
+             * [(B,) K/G, N] (int4_tensor.py), checked against the logical [(B,) N, K] */
+            uint64_t n = ls[lr - 2], k = ls[lr - 1], want[3];
+            bool ok = w->rank == lr && k % 2 == 0;
+            for (int d = 0; d < lr; d++)
+                want[d] = d == lr - 1 ? k / 2 : ls[d];
+            for (int d = 0; ok && d < lr; d++)
+                ok = w->shape[d] == want[d];
+            if (!ok) {
+                shape_str(s1, sizeof s1, w);
+                dims_str(s2, sizeof s2, ls, lr);
+                if (k % 2)
+                    BAD("its logical shape %s has an odd last dim: Int4Tensor packs two 4-bit "
+                        "codes a byte", s2);
+                else {
+                    char s3[128];
+                    dims_str(s3, sizeof s3, want, lr);
+                    BAD("its packed qdata %s does not hold the logical shape %s its "
+                        "__metadata__ gives (two 4-bit codes a byte: expected %s)", s1, s2, s3);
+                }
+            } else if (S && (lg || g)) {
+                uint64_t G = lg ? lg : g;
+                for (int d = 0; d < lr; d++)
+                    want[d] = d == lr - 2 ? cdiv(k, G) : d == lr - 1 ? n : ls[d];
+                ok = S->rank == lr;
+                for (int d = 0; ok && d < lr; d++)
+                    ok = S->shape[d] == want[d];
+                if (!ok) {
+                    char s3[128];
+                    shape_str(s1, sizeof s1, S);
+                    dims_str(s2, sizeof s2, ls, lr);
+                    dims_str(s3, sizeof s3, want, lr);
+                    BAD("its scale %s does not fit the logical shape %s in groups of %llu "
+                        "(expected %s: groups along K first, then N)", s1, s2,
+                        (unsigned long long)G, s3);
+                }
+            }
+        } else if (S && w->rank == 2 && bytes) {
             uint64_t n = w->shape[0], k = w->shape[1];
             bool ok = S->numel == 1 ||
                       (S->rank == 2 && S->shape[0] == n &&
@@ -1421,12 +1522,20 @@ static void describe(qctx *c, dta_quant_param *p)
                   : qbits == 1 ? "INT1" : "INT4";
         p->rank = 0; /* the logical shape is the 'shape' meta tensor's values, not in the header */
         break;
-    case DTA_QS_QUANTO: case DTA_QS_TORCHAO:
+    case DTA_QS_QUANTO: case DTA_QS_TORCHAO: {
+        int lr;
+        uint64_t ls[3], lg;
         if (w->dtype == DTA_U8 || w->dtype == DTA_I8)
             p->format = w->dtype == DTA_I8 ? "INT8" : "INT4";
-        if (w->dtype == DTA_U8)
+        if (w->dtype == DTA_U8 && p->scheme == DTA_QS_TORCHAO &&
+            torchao_int4(c, p->name, &lr, ls, &lg)) { /* the logical shape its description gives */
+            p->rank = lr;
+            for (int d = 0; d < lr; d++)
+                p->shape[d] = ls[d];
+        } else if (w->dtype == DTA_U8)
             p->rank = 0;
         break;
+    }
     default:
         break;
     }
@@ -1469,6 +1578,10 @@ void dta_quant_param_label(const dta_quant *q, const dta_quant_param *p, char *b
         if (q->block[0] && q->block[1])
             snprintf(gran, sizeof gran, " block %ux%u", q->block[0], q->block[1]);
         else if (q->group)
+            snprintf(gran, sizeof gran, " group %u", q->group);
+        break;
+    case DTA_QS_TORCHAO: /* Int4Tensor: groups of the config's group_size */
+        if (q->group && !strcmp(p->format, "INT4"))
             snprintf(gran, sizeof gran, " group %u", q->group);
         break;
     default:
@@ -2063,6 +2176,8 @@ dta_status dta_quant_analyse(const dta_model *m, dta_quant **out, dta_error *err
     free(c.names.keys);
     free(c.pnames.slot);
     free(c.pkeys);
+    free(c.meta.slot);
+    free(c.meta.keys);
     free(c.orphan);
     free(c.ct_strategy);
     if (st != DTA_OK) {

@@ -54,7 +54,7 @@ rules >"$TMP/rules"
 # exactly its rule naming the module. ComfyUI files are bare .safetensors (no config):
 # the file is audited, not the directory.
 target() { case $1 in comfy*) echo "$TMP/q/$1"/*.safetensors ;; *) echo "$TMP/q/$1" ;; esac; }
-for l in torchao hqq quanto comfy-fp8 comfy-nvfp4 comfy-nvfp4-meta; do
+for l in torchao torchao-int4 hqq quanto comfy-fp8 comfy-nvfp4 comfy-nvfp4-meta; do
     gen "$l"
     dta audit --format json $(target "$l")
     got=$(rules)
@@ -71,6 +71,10 @@ for v in "torchao+missing-companion@$L.1.self_attn.k_proj quant-incomplete" \
          "torchao+wrong-grid@$L.0.mlp.up_proj quant-incomplete" \
          "torchao+unquantized-module@$L.1.mlp.down_proj quant-coverage" \
          "torchao+quantized-ignored@$L.0.self_attn.o_proj quant-coverage" \
+         "torchao-int4+wrong-grid@$L.0.mlp.up_proj quant-incomplete" \
+         "torchao-int4+unpacked-qdata@$L.1.self_attn.o_proj quant-incomplete" \
+         "torchao-int4+missing-companion@$L.1.mlp.down_proj quant-incomplete" \
+         "torchao-int4+unquantized-module@$L.0.mlp.gate_proj quant-coverage" \
          "hqq+missing-companion@$L.0.mlp.gate_proj quant-incomplete" \
          "hqq+wrong-grid@$L.1.self_attn.v_proj quant-incomplete" \
          "hqq+unquantized-module@$L.1.self_attn.q_proj quant-coverage" \
@@ -98,6 +102,18 @@ for v in torchao+stale-config torchao+missing-config hqq+stale-config hqq+missin
 done
 expect2 quanto+bits-mismatch "quant-config quanto_qmap.json"
 expect2 comfy-fp8+missing-marker "quant-config scaled_fp8"
+# torchao Int4Tensor: the logical shape is its __metadata__ description's, and the packed
+# qdata and the transposed group scales are checked against it
+dta scan --format json $(target torchao-int4)
+"$PYTHON" -c '
+import json, sys
+q = json.load(open(sys.argv[1]))["inputs"][0]["quantization"]
+p = [x for x in q["parameters"] if x["name"] == "model.layers.0.mlp.down_proj.weight"][0]
+print(q["scheme"], p["shape"], p["label"])' "$TMP/out" >"$TMP/p"
+[ "$(cat "$TMP/p")" = "torchao [512, 1536] INT4 group 128 -> BF16" ] && pass || fail "torchao int4: $(cat "$TMP/p")"
+dta audit $(target "torchao-int4+unpacked-qdata@$L.1.self_attn.o_proj")
+grep -q "its packed qdata \[512, 512\] does not hold the logical shape \[512, 512\] its __metadata__ gives (two 4-bit codes a byte: expected \[512, 256\])" "$TMP/out" \
+    && pass || fail "int4 message: $(grep why "$TMP/out")"
 # ComfyUI's layers listed in __metadata__._quantization_metadata instead of comfy_quant
 # markers: recognised from the file alone, every listed layer a parameter
 dta scan --format json $(target comfy-nvfp4-meta)

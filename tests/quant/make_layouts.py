@@ -332,6 +332,45 @@ def layout_torchao(d):
     write_model(d, t, cfg, metadata=meta)
 
 
+def layout_torchao_int4(d):
+    """torchao Int4WeightOnlyConfig (Int4Tensor, plain packing, group 128): qdata U8
+    [N, K/2] (two codes a byte), scale and zero_point BF16 [K/128, N]; the __metadata__
+    description of each weight as torchao 0.18.0's flatten_tensor_state_dict writes it (its
+    logical shape [N, K] and block_size), the config as TorchAoConfig.to_dict() gives it."""
+    G = 128
+
+    def lin(n, o, i):
+        if plain(n):
+            return bf16_lin(n, o, i)
+        return [(n + "._weight_qdata", "U8", [o, i // 2]), (n + "._weight_scale", "BF16", [i // G, o]),
+                (n + "._weight_zero_point", "BF16", [i // G, o])]
+    t = llama_layers(512, 1536, 2, lin)
+    meta, names = {"format": "pt"}, []
+    for n, dt, s in t:
+        if n.endswith("._weight_qdata"):
+            base = n[:-len("._weight_qdata")] + ".weight"
+            meta[base] = json.dumps({"_type": "Int4Tensor", "_data": {
+                "activation_dtype": {"_type": "torch.dtype", "_data": "bfloat16"},
+                "block_size": [1, G], "shape": [s[0], s[1] * 2]},
+                "_tensor_data_names": ["qdata", "scale", "zero_point"]})
+            names.append(base)
+        elif not n.endswith(("._weight_scale", "._weight_zero_point")):
+            meta[n] = json.dumps({"_type": "Tensor"})
+            names.append(n)
+    meta["tensor_names"] = json.dumps(names)
+    cfg = {"architectures": ["LlamaForCausalLM"], "model_type": "llama", "dtype": "bfloat16",
+           "quantization_config": {
+               "quant_method": "torchao", "modules_to_not_convert": None,
+               "include_input_output_embeddings": False, "untie_embedding_weights": False,
+               "quant_type": {"default": {"_type": "Int4WeightOnlyConfig", "_version": 2, "_data": {
+                   "group_size": G, "set_inductor_config": True,
+                   "int4_packing_format": {"_type": "Int4PackingFormat", "_data": "PLAIN"},
+                   "int4_choose_qparams_algorithm": {"_type": "Int4ChooseQParamsAlgorithm",
+                                                     "_data": "TINYGEMM"},
+                   "int4_tile_packed_ntile": 8}}}}}
+    write_model(d, t, cfg, metadata=meta)
+
+
 # ---- HQQ 4-bit, group 64, axis 1 (quant.md §13: HQQLinear's encoded state dict) ------------
 
 HQQ_META = [("nbits", "I32", []), ("group_size", "I32", []), ("axis", "I32", []),
@@ -463,14 +502,14 @@ def layout_comfy_nvfp4_meta(d):
     write_st(os.path.join(d, "flux1-dev-nvfp4-meta.safetensors"), t, meta)
 
 
-PLAIN_LAYOUTS = {"torchao", "hqq", "quanto", "comfy-fp8", "comfy-nvfp4", "comfy-nvfp4-meta"}
+PLAIN_LAYOUTS = {"torchao", "torchao-int4", "hqq", "quanto", "comfy-fp8", "comfy-nvfp4", "comfy-nvfp4-meta"}
 IGNORE_KEY = {"hqq": "skip_modules"}
 
 LAYOUTS = {"deepseek-v3": layout_deepseek_v3,
            "deepseek-v3-tiny": lambda d: layout_deepseek_v3(d, DSV3_TINY, shards=2), "qwen3-fp8": layout_qwen3_fp8,
            "llama-fp8-ct": layout_llama_fp8_ct, "gpt-oss": layout_gpt_oss, "nvfp4": layout_nvfp4,
            "bnb-nf4": layout_bnb_nf4, "gptq": layout_gptq, "awq": layout_awq,
-           "torchao": layout_torchao, "hqq": layout_hqq, "quanto": layout_quanto,
+           "torchao": layout_torchao, "torchao-int4": layout_torchao_int4, "hqq": layout_hqq, "quanto": layout_quanto,
            "comfy-fp8": layout_comfy_fp8, "comfy-nvfp4": layout_comfy_nvfp4,
            "comfy-nvfp4-meta": layout_comfy_nvfp4_meta}
 
@@ -536,6 +575,11 @@ def variant(d, base, name, target):
             sc = next(target + s for s in SCALES if target + s in names)
             return [(n, dt, ([s[0] + 1] + s[1:] if s else [2]) if n == sc else s) for n, dt, s in t]
         rewrite(d, f)
+    elif name == "unpacked-qdata":
+        # target's Int4Tensor qdata stored one code a byte: [N, K] where its logical shape
+        # says [N, K/2]
+        rewrite(d, lambda t: [(n, dt, [s[0], s[1] * 2]) if n == target + "._weight_qdata" else (n, dt, s)
+                              for n, dt, s in t])
     elif name == "missing-marker" and base == "comfy-nvfp4-meta":
         # target left out of __metadata__._quantization_metadata's layers
         for f in os.listdir(d):
