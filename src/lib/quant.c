@@ -1744,20 +1744,14 @@ static dta_status comfy_markers(qctx *c)
         if (p->weight == SIZE_MAX || p->cast || comp(c, p, DTA_QR_MARKER) != SIZE_MAX ||
             LISTED(p) || is_wide_float(m->tensors[p->weight].dtype))
             continue;
-        if (layers)
-            st = add_issue(c, DTA_RULE_QUANT_CONFIG, p->module, p->tensors, p->ntensors,
-                           "'%s' is quantized (%s, %s) but __metadata__._quantization_metadata "
-                           "does not list it while it lists %zu other layers: ComfyUI builds it "
-                           "as a plain layer and reads the raw codes",
-                           p->name, dta_quant_scheme_name(p->scheme),
-                           dta_dtype_name(m->tensors[p->weight].dtype), nmarked);
-        else
-            st = add_issue(c, DTA_RULE_QUANT_CONFIG, p->module, p->tensors, p->ntensors,
-                           "'%s' is quantized (%s, %s) but has no comfy_quant marker while %zu "
-                           "other layers have one: ComfyUI builds it as a plain layer and reads "
-                           "the raw codes",
-                           p->name, dta_quant_scheme_name(p->scheme),
-                           dta_dtype_name(m->tensors[p->weight].dtype), nmarked);
+        st = add_issue(c, DTA_RULE_QUANT_CONFIG, p->module, p->tensors, p->ntensors,
+                       "'%s' is quantized (%s, %s) but %s while %zu other layers %s: ComfyUI "
+                       "builds it as a plain layer and reads the raw codes",
+                       p->name, dta_quant_scheme_name(p->scheme),
+                       dta_dtype_name(m->tensors[p->weight].dtype),
+                       layers ? "is not listed in __metadata__._quantization_metadata"
+                              : "has no comfy_quant marker",
+                       nmarked, layers ? "are" : "have one");
     }
     /* a listed layer whose weight is stored in high precision, or is codes alone */
     char wname[DTA_MAX_NAME_LEN + 16];

@@ -299,28 +299,33 @@ def bf16_lin(n, o, i):
 
 # ---- torchao safetensors, Float8 weight-only per row (quant.md §12.1) ---------------------
 
+def torchao_metadata(t, describe):
+    """__metadata__ as torchao's flatten_tensor_state_dict writes it: every original name,
+    and one JSON description per name (describe(qdata shape) for a quantized weight)."""
+    meta, names = {"format": "pt"}, []
+    for n, dt, s in t:
+        if n.endswith("._weight_qdata"):
+            base = n[:-len("._weight_qdata")] + ".weight"
+            meta[base] = json.dumps(describe(s))
+            names.append(base)
+        elif not n.endswith(("._weight_scale", "._weight_zero_point")):
+            meta[n] = json.dumps({"_type": "Tensor"})
+            names.append(n)
+    meta["tensor_names"] = json.dumps(names)
+    return meta
+
+
 def layout_torchao(d):
     def lin(n, o, i):
         if plain(n):
             return bf16_lin(n, o, i)
         return [(n + "._weight_qdata", "F8_E4M3", [o, i]), (n + "._weight_scale", "F32", [o, 1])]
     t = llama_layers(512, 1536, 2, lin)
-    # __metadata__ as torchao's flatten_tensor_state_dict writes it: every original name, and
-    # one JSON description per name
-    meta, names = {"format": "pt"}, []
-    for n, dt, s in t:
-        if n.endswith("._weight_qdata"):
-            base = n[:-len("._weight_qdata")] + ".weight"
-            meta[base] = json.dumps({"_type": "Float8Tensor", "_data": {
-                "block_size": [1, s[1]], "mm_config": None, "act_quant_kwargs": None,
-                "kernel_preference": {"_type": "KernelPreference", "_data": "AUTO"},
-                "dtype": {"_type": "torch.dtype", "_data": "bfloat16"}},
-                "_tensor_data_names": ["qdata", "scale"]})
-            names.append(base)
-        elif not n.endswith("._weight_scale"):
-            meta[n] = json.dumps({"_type": "Tensor"})
-            names.append(n)
-    meta["tensor_names"] = json.dumps(names)
+    meta = torchao_metadata(t, lambda s: {"_type": "Float8Tensor", "_data": {
+        "block_size": [1, s[1]], "mm_config": None, "act_quant_kwargs": None,
+        "kernel_preference": {"_type": "KernelPreference", "_data": "AUTO"},
+        "dtype": {"_type": "torch.dtype", "_data": "bfloat16"}},
+        "_tensor_data_names": ["qdata", "scale"]})
     cfg = {"architectures": ["LlamaForCausalLM"], "model_type": "llama", "dtype": "bfloat16",
            "quantization_config": {
                "quant_method": "torchao", "include_input_output_embeddings": False,
@@ -345,19 +350,10 @@ def layout_torchao_int4(d):
         return [(n + "._weight_qdata", "U8", [o, i // 2]), (n + "._weight_scale", "BF16", [i // G, o]),
                 (n + "._weight_zero_point", "BF16", [i // G, o])]
     t = llama_layers(512, 1536, 2, lin)
-    meta, names = {"format": "pt"}, []
-    for n, dt, s in t:
-        if n.endswith("._weight_qdata"):
-            base = n[:-len("._weight_qdata")] + ".weight"
-            meta[base] = json.dumps({"_type": "Int4Tensor", "_data": {
-                "activation_dtype": {"_type": "torch.dtype", "_data": "bfloat16"},
-                "block_size": [1, G], "shape": [s[0], s[1] * 2]},
-                "_tensor_data_names": ["qdata", "scale", "zero_point"]})
-            names.append(base)
-        elif not n.endswith(("._weight_scale", "._weight_zero_point")):
-            meta[n] = json.dumps({"_type": "Tensor"})
-            names.append(n)
-    meta["tensor_names"] = json.dumps(names)
+    meta = torchao_metadata(t, lambda s: {"_type": "Int4Tensor", "_data": {
+        "activation_dtype": {"_type": "torch.dtype", "_data": "bfloat16"},
+        "block_size": [1, G], "shape": [s[0], s[1] * 2]},
+        "_tensor_data_names": ["qdata", "scale", "zero_point"]})
     cfg = {"architectures": ["LlamaForCausalLM"], "model_type": "llama", "dtype": "bfloat16",
            "quantization_config": {
                "quant_method": "torchao", "modules_to_not_convert": None,
