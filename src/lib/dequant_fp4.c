@@ -23,7 +23,15 @@
  * [out, ceil(in/2)] (low nibble even, rows padded to whole bytes), weight_scale F8_E4M3
  * [out, ceil(in/16)], weight_global_scale F32 [1], optional weight_shape [out, in]: the
  * global scale divides, s = f32(bs) / global (f32 division), y = f32(E2M1 * s). Written
- * under "<p>.weight". An asymmetric variant (weight_zero_point) is refused. */
+ * under "<p>.weight". An asymmetric variant (weight_zero_point) is refused.
+ *
+ * compressed-tensors mxfp4-pack-quantized (compressed-tensors 0.20.1
+ * compressors/mxfp4/base.py, read in source): weight_packed U8 [out, in/2] as NVFP4,
+ * weight_scale U8 (or F8_E8M0) [out, ceil(in/32)] E8M0 exponents, no global scale:
+ * decompress_mx_scale gives 2^(u - 127) (u = 255: 2^128 = inf, as that code computes it;
+ * u = 0: 2^-127), y = f32(E2M1 * s), exact unless it leaves f32 (the library's BF16
+ * product is the same value). A weight_shape other than [out, 2 * packed columns] (the
+ * library does not crop) is refused. */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -210,8 +218,11 @@ const dtap_dq_ops dtap_dq_mxfp4_ops = {
 
 /* ---- NVFP4 (ModelOpt, compressed-tensors) ----------------------------------------------- */
 
+enum { NV_MODELOPT, NV_CT, NV_CT_MX };
+
 typedef struct {
     bool ct;             /* compressed-tensors: the global scale divides */
+    bool mx;             /* compressed-tensors MXFP4: E8M0 scales per 32, no global */
     size_t codes, scales;
     uint64_t out, in, cols, gc;
     float global;
@@ -253,12 +264,15 @@ static dta_status read_shape2(dtap_dq_src *d, size_t ti, uint64_t v[2], dta_erro
 }
 
 static dta_status nv_plan_common(dtap_dq_src *d, const dta_quant *q, const dta_quant_param *qp,
-                                 dtap_dq_plan *o, bool ct, dta_error *err)
+                                 dtap_dq_plan *o, int kind, dta_error *err)
 {
     const dta_model *w = dtap_dq_model(d);
     const dta_tensor *c = &w->tensors[qp->weight];
     size_t si = dtap_dq_comp(q, qp, DTA_QR_SCALE), gi = dtap_dq_comp(q, qp, DTA_QR_GLOBAL_SCALE);
+    bool ct = kind != NV_MODELOPT, mx = kind == NV_CT_MX;
     const char *gname = ct ? "weight_global_scale" : "weight_scale_2";
+    const char *fp4 = mx ? "MXFP4" : "NVFP4";
+    char why[160];
     for (size_t k = 0; k < qp->ntensors; k++) {
         const char *nm = w->tensors[qp->tensors[k]].name;
         size_t l = strlen(nm);
@@ -271,26 +285,37 @@ static dta_status nv_plan_common(dtap_dq_src *d, const dta_quant *q, const dta_q
         return refuse(err, qp->name, "NVFP4_AWQ checkpoints (pre_quant_scale) are not "
                                      "supported");
     if (dtap_dq_comp(q, qp, DTA_QR_ZERO_POINT) != SIZE_MAX ||
-        dtap_dq_comp(q, qp, DTA_QR_G_IDX) != SIZE_MAX)
-        return refuse(err, qp->name, "NVFP4 with a zero point or g_idx is not supported");
-    if (si == SIZE_MAX || gi == SIZE_MAX)
-        return refuse(err, qp->name, ct ? "NVFP4 without weight_scale and weight_global_scale"
-                                        : "NVFP4 without weight_scale and weight_scale_2");
-    const dta_tensor *s = &w->tensors[si], *g = &w->tensors[gi];
-    if (c->dtype != DTA_U8 || c->rank != 2)
-        return refuse(err, qp->name, "NVFP4 codes other than U8 [out, in/2] (expert stacks "
-                                     "and other ranks are not supported)");
-    if (s->dtype != DTA_F8_E4M3)
+        dtap_dq_comp(q, qp, DTA_QR_G_IDX) != SIZE_MAX) {
+        snprintf(why, sizeof why, "%s with a zero point or g_idx is not supported", fp4);
+        return refuse(err, qp->name, why);
+    }
+    if (mx && gi != SIZE_MAX)
+        return refuse(err, qp->name, "compressed-tensors MXFP4 with a global scale (the "
+                                     "mxfp4-pack-quantized format has none) is not supported");
+    if (si == SIZE_MAX || (!mx && gi == SIZE_MAX))
+        return refuse(err, qp->name, mx ? "MXFP4 without weight_scale"
+                                     : ct ? "NVFP4 without weight_scale and weight_global_scale"
+                                          : "NVFP4 without weight_scale and weight_scale_2");
+    const dta_tensor *s = &w->tensors[si], *g = mx ? NULL : &w->tensors[gi];
+    if (c->dtype != DTA_U8 || c->rank != 2) {
+        snprintf(why, sizeof why, "%s codes other than U8 [out, in/2] (expert stacks and other "
+                 "ranks are not supported)", fp4);
+        return refuse(err, qp->name, why);
+    }
+    if (!mx && s->dtype != DTA_F8_E4M3)
         return refuse(err, qp->name, "NVFP4 block scales that are not F8_E4M3");
-    if (g->dtype != DTA_F32 || g->numel != 1) {
-        char why[128];
+    if (mx && s->dtype != DTA_U8 && s->dtype != DTA_F8_E8M0)
+        return refuse(err, qp->name, "MXFP4 block scales that are not U8 or F8_E8M0 exponents");
+    if (g && (g->dtype != DTA_F32 || g->numel != 1)) {
         snprintf(why, sizeof why, "an NVFP4 %s that is not one F32 value", gname);
         return refuse(err, qp->name, why);
     }
     if (!dtap_dq_stored_plain(d, qp->weight) || !dtap_dq_stored_plain(d, si) ||
-        !dtap_dq_stored_plain(d, gi))
-        return refuse(err, qp->name, "NVFP4 tensors not stored plainly (a safetensors input "
-                                     "is needed)");
+        (g && !dtap_dq_stored_plain(d, gi))) {
+        snprintf(why, sizeof why, "%s tensors not stored plainly (a safetensors input is "
+                 "needed)", fp4);
+        return refuse(err, qp->name, why);
+    }
     uint64_t out = c->shape[0], cols = c->shape[1], in = cols * 2;
     size_t shi = dtap_dq_comp(q, qp, DTA_QR_SHAPE);
     if (shi != SIZE_MAX) {
@@ -300,16 +325,22 @@ static dta_status nv_plan_common(dtap_dq_src *d, const dta_quant *q, const dta_q
             return st;
         if (v[0] != out || dtap_cdiv(v[1], 2) != cols)
             return refuse(err, qp->name, "its weight_shape does not fit the packed codes");
+        if (mx && v[1] != in)
+            return refuse(err, qp->name, "MXFP4 with an odd weight_shape (compressed-tensors' "
+                                         "decompressor does not crop the packed width)");
         in = v[1];
     }
-    uint64_t gc = dtap_cdiv(in, 16);
-    if (s->rank != 2 || s->shape[0] != out || s->shape[1] != gc)
-        return refuse(err, qp->name, "NVFP4 block scales that are not [out, ceil(in/16)]");
+    uint64_t gc = dtap_cdiv(in, mx ? 32 : 16);
+    if (s->rank != 2 || s->shape[0] != out || s->shape[1] != gc) {
+        snprintf(why, sizeof why, "%s block scales that are not [out, ceil(in/%d)]", fp4,
+                 mx ? 32 : 16);
+        return refuse(err, qp->name, why);
+    }
     nv_state *st = malloc(sizeof *st);
     if (!st)
         return nomem(err);
-    *st = (nv_state){ct, qp->weight, si, out, in, cols, gc, 0.0f};
-    dta_status r = read_f32_scalar(d, gi, &st->global, err);
+    *st = (nv_state){ct, mx, qp->weight, si, out, in, cols, gc, 1.0f};
+    dta_status r = mx ? DTA_OK : read_f32_scalar(d, gi, &st->global, err);
     if (r == DTA_OK && strcmp(qp->name, c->name) && !(o->oname = dup_name(qp->name)))
         r = nomem(err);
     if (r != DTA_OK) {
@@ -328,13 +359,19 @@ static dta_status nv_plan_common(dtap_dq_src *d, const dta_quant *q, const dta_q
 static dta_status modelopt_plan(dtap_dq_src *d, const dta_quant *q, const dta_quant_param *qp,
                                 dtap_dq_plan *o, dta_error *err)
 {
-    return nv_plan_common(d, q, qp, o, false, err);
+    return nv_plan_common(d, q, qp, o, NV_MODELOPT, err);
 }
 
 static dta_status ct_plan(dtap_dq_src *d, const dta_quant *q, const dta_quant_param *qp,
                           dtap_dq_plan *o, dta_error *err)
 {
-    return nv_plan_common(d, q, qp, o, true, err);
+    return nv_plan_common(d, q, qp, o, NV_CT, err);
+}
+
+static dta_status ct_mx_plan(dtap_dq_src *d, const dta_quant *q, const dta_quant_param *qp,
+                             dtap_dq_plan *o, dta_error *err)
+{
+    return nv_plan_common(d, q, qp, o, NV_CT_MX, err);
 }
 
 typedef struct {
@@ -362,7 +399,8 @@ static dta_status nv_fill(dtap_dq_src *d, const dtap_dq_plan *p, void **cache, u
     uint64_t last = first + n - 1;
     uint64_t r0 = first / m->in, r1 = last / m->in;
     uint64_t cb0 = r0 * m->cols + (first % m->in) / 2, cb1 = r1 * m->cols + (last % m->in) / 2;
-    uint64_t sb0 = r0 * m->gc + (first % m->in) / 16, sb1 = r1 * m->gc + (last % m->in) / 16;
+    unsigned bl = m->mx ? 32 : 16;
+    uint64_t sb0 = r0 * m->gc + (first % m->in) / bl, sb1 = r1 * m->gc + (last % m->in) / bl;
     size_t nc = (size_t)(cb1 - cb0 + 1), ns = (size_t)(sb1 - sb0 + 1);
     unsigned char *buf = cache_bytes(cache, nc + ns);
     if (!buf)
@@ -377,12 +415,17 @@ static dta_status nv_fill(dtap_dq_src *d, const dtap_dq_plan *p, void **cache, u
     float sc = 0.0f;
     uint64_t sc_at = UINT64_MAX;
     for (size_t k = 0; k < n; k++) {
-        uint64_t cb = r * m->cols + i / 2 - cb0, sb = r * m->gc + i / 16 - sb0;
+        uint64_t cb = r * m->cols + i / 2 - cb0, sb = r * m->gc + i / bl - sb0;
         unsigned char byte = buf[cb];
         x[k] = e2m1[i & 1 ? byte >> 4 : byte & 15];
         if (sb != sc_at) {
-            float bs = dtap_f32_of(dtab_f8_to_f32(DTA_F8_E4M3, buf[nc + sb]));
-            sc = m->ct ? bs / m->global : bs * m->global;
+            unsigned char u = buf[nc + sb];
+            if (m->mx) /* 2^(u - 127) as compressed-tensors computes it: 255 is inf */
+                sc = dtap_f32_of(u == 255 ? 0x7F800000u : u ? (uint32_t)u << 23 : 0x00400000u);
+            else {
+                float bs = dtap_f32_of(dtab_f8_to_f32(DTA_F8_E4M3, u));
+                sc = m->ct ? bs / m->global : bs * m->global;
+            }
             sc_at = sb;
         }
         s[k] = sc;
@@ -398,3 +441,5 @@ const dtap_dq_ops dtap_dq_modelopt_nvfp4_ops = {
     .scheme = DTA_QS_MODELOPT_NVFP4, .plan = modelopt_plan, .fill = nv_fill, .release = free};
 const dtap_dq_ops dtap_dq_ct_nvfp4_ops = {
     .scheme = DTA_QS_CT_NVFP4, .plan = ct_plan, .fill = nv_fill, .release = free};
+const dtap_dq_ops dtap_dq_ct_mxfp4_ops = {
+    .scheme = DTA_QS_CT_MXFP4, .plan = ct_mx_plan, .fill = nv_fill, .release = free};

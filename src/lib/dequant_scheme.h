@@ -95,6 +95,7 @@ typedef struct dtap_dq_ops {
 extern const dtap_dq_ops dtap_dq_mxfp4_ops;         /* dequant_fp4.c */
 extern const dtap_dq_ops dtap_dq_modelopt_nvfp4_ops; /* dequant_fp4.c */
 extern const dtap_dq_ops dtap_dq_ct_nvfp4_ops;      /* dequant_fp4.c */
+extern const dtap_dq_ops dtap_dq_ct_mxfp4_ops;      /* dequant_fp4.c */
 extern const dtap_dq_ops dtap_dq_bnb4_ops;          /* dequant_bnb.c */
 extern const dtap_dq_ops dtap_dq_bnb8_ops;          /* dequant_bnb.c */
 extern const dtap_dq_ops dtap_dq_gptq_ops;          /* dequant_gptq.c */

@@ -9,6 +9,7 @@ static const dtap_dq_ops *const scheme_ops[] = {
     &dtap_dq_mxfp4_ops,
     &dtap_dq_modelopt_nvfp4_ops,
     &dtap_dq_ct_nvfp4_ops,
+    &dtap_dq_ct_mxfp4_ops,
     &dtap_dq_bnb4_ops,
     &dtap_dq_bnb8_ops,
     &dtap_dq_gptq_ops,

@@ -8,8 +8,10 @@ run this):
 
 Each case directory holds config.json and model.safetensors (the compressed tensors: codes
 packed by compressed-tensors' own pack_to_int32, random BF16 scales, packed zero points,
-random FP4 codes and F8_E4M3 block scales) and expected.safetensors: every parameter as
-PackedQuantizationCompressor.decompress / NVFP4PackedCompressor.decompress return it
+random FP4 codes and F8_E4M3 block scales; MXFP4: E8M0 exponent scales, 0, 1, 252
+and 255 among them) and expected.safetensors: every parameter as
+PackedQuantizationCompressor / NVFP4PackedCompressor / MXFP4PackedCompressor.decompress
+return it
 (BF16), under the plain weight name. VERSIONS records the library versions used."""
 import json
 import os
@@ -20,6 +22,7 @@ import torch
 from safetensors.torch import save_file
 
 import compressed_tensors
+from compressed_tensors.compressors.mxfp4.base import MXFP4PackedCompressor
 from compressed_tensors.compressors.nvfp4.base import NVFP4PackedCompressor
 from compressed_tensors.compressors.pack_quantized.base import PackedQuantizationCompressor
 from compressed_tensors.compressors.pack_quantized.helpers import pack_to_int32
@@ -72,11 +75,29 @@ def nvfp4_case(o, n):
     return sd, out["weight"], w, "nvfp4-pack-quantized"
 
 
+def mxfp4_case(o, n):
+    args = QuantizationArgs(num_bits=4, type="float", symmetric=True, strategy="group",
+                            group_size=32)
+    scheme = QuantizationScheme(targets=["Linear"], weights=args)
+    packed = torch.randint(0, 256, (o, n // 2), generator=g, dtype=torch.uint8)
+    packed.view(-1)[:256] = torch.arange(256, dtype=torch.uint8)
+    # E8M0 exponents: 0 (2^-127), 1, 252 (the largest whose products stay finite) and 255
+    # (2^128 = inf in the library), the rest around 2^0
+    e = torch.randint(112, 140, (o, n // 32), generator=g, dtype=torch.uint8)
+    e.view(-1)[:4] = torch.tensor([0, 1, 252, 255], dtype=torch.uint8)
+    sd = {"weight_packed": packed, "weight_scale": e}
+    out = MXFP4PackedCompressor.decompress(dict(sd), scheme)
+    w = {"num_bits": 4, "type": "float", "symmetric": True, "strategy": "group",
+         "group_size": 32, "scale_dtype": "torch.uint8"}
+    return sd, out["weight"], w, "mxfp4-pack-quantized"
+
+
 CASES = {
     "w4a16-group-asym": lambda: pack_case(24, 128, 4, 32, False),
     "w4a16-channel": lambda: pack_case(16, 96, 4, None, True),
     "w8a16-group": lambda: pack_case(12, 64, 8, 32, True),
     "nvfp4": lambda: nvfp4_case(32, 64),
+    "mxfp4": lambda: mxfp4_case(24, 128),
 }
 
 

@@ -324,6 +324,59 @@ def test_nvfp4(tmp, rng):
             check_out("ct nvfp4 -> " + target, src, out, want, target.upper())
 
 
+def test_ct_mxfp4(tmp, rng):
+    # compressed-tensors mxfp4-pack-quantized: E8M0 exponent scales per 32 (U8 or F8_E8M0),
+    # no global scale, a short last group; 255 is 2^128 = inf as the library computes it
+    qc = {"quant_method": "compressed-tensors", "format": "mxfp4-pack-quantized",
+          "quantization_status": "compressed",
+          "config_groups": {"group_0": {"targets": ["Linear"],
+                                        "weights": {"num_bits": 4, "type": "float",
+                                                    "strategy": "group", "group_size": 32,
+                                                    "symmetric": True}}}}
+    src = os.path.join(tmp, "mx-ct")
+    ts, want = [], {}
+    for i, (o, n, sdt) in enumerate(((20, 96, "U8"), (7, 80, "F8_E8M0"))):
+        name = "model.layers.%d.mlp.up_proj" % i
+        cols, gc = n // 2, -(-n // 32)
+        packed = R.rnd(rng, o * cols).reshape(o, cols)
+        packed.reshape(-1)[:256] = np.arange(256, dtype=np.uint8)[:o * cols]
+        u = rng.integers(100, 150, (o, gc)).astype(np.uint8)
+        u.reshape(-1)[:4] = [0, 1, 252, 255]
+        sc = np.exp2(u.astype(np.float64) - 127.0)
+        sc[u == 255] = np.inf
+        x = E2M1[unpack_low_first(packed, n)]
+        y = mul(x, np.repeat(sc.astype(np.float32), 32, axis=-1)[:, :n])
+        ts += [(name + ".weight_packed", "U8", packed.shape, packed.tobytes()),
+               (name + ".weight_scale", sdt, u.shape, u.tobytes())]
+        want[name + ".weight"] = (y.shape, y)
+    write_dir(src, ts, {"model_type": "llama", "torch_dtype": "bfloat16",
+                        "quantization_config": qc})
+    for target in ("bf16", "f16", "f32"):
+        out = src + "-" + target
+        extra = ("--on-overflow", "inf") if target == "f16" else ()
+        rc, so, se = convert(src, out, target, "--verify", *extra)
+        check(rc == 0, "ct mxfp4 -> %s: exit %d %s" % (target, rc, se))
+        if rc == 0:
+            check_out("ct mxfp4 -> " + target, src, out, want, target.upper())
+    # 6 x 2^127 leaves f32: an overflow, refused by default
+    src2 = os.path.join(tmp, "mx-ct-ovf")
+    t = [(k, d, sh, np.full(sh, 254, np.uint8).tobytes() if k.endswith("scale") else r)
+         for k, d, sh, r in ts[:2]]
+    write_dir(src2, t, {"model_type": "llama", "quantization_config": qc})
+    out = src2 + "-out"
+    rc, so, se = convert(src2, out)
+    check(rc == 1 and not os.path.exists(out), "ct mxfp4 overflow refused: exit %d %s" % (rc, se))
+    # a global scale (not part of the format; the tensors then read as NVFP4 with U8 block
+    # scales, incomplete) is refused
+    src3 = os.path.join(tmp, "mx-ct-global")
+    write_dir(src3, ts[:2] + [(ts[0][0].replace("weight_packed", "weight_global_scale"), "F32",
+                               (1,), R.f32b([1.0]))],
+              {"model_type": "llama", "quantization_config": qc})
+    rc, so, se = convert(src3, src3 + "-out")
+    check(rc == 1 and "up_proj" in se and not os.path.exists(src3 + "-out"),
+          "ct mxfp4 with a global scale refused: exit %d %s" % (rc, se))
+
+
 # ---- compressed-tensors pack-quantized ----------------------------------------------------------
 
 def pack_rows(u, b):
@@ -434,6 +487,7 @@ def main():
     try:
         test_mxfp4(tmp, rng)
         test_nvfp4(tmp, rng)
+        test_ct_mxfp4(tmp, rng)
         test_ct_pack(tmp, rng)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
