@@ -915,8 +915,9 @@ static dta_status grid_job(dtap_dq *d, size_t pi, uint64_t first, size_t n, dta_
 dta_status dtap_dq_job(dtap_dq *d, size_t p, uint64_t first, size_t n, dta_dtype to,
                        dta_overflow_mode mode, dqb_job *job, dta_error *err)
 {
-    return d->p[p].ops ? ext_job(d, p, first, n, to, mode, job, err)
-                       : grid_job(d, p, first, n, to, mode, job, err);
+    /* a module's grid parameter (plan grid_in: ComfyUI FP8) is a grid one here too */
+    return d->p[p].ops && !d->p[p].xp.grid_in ? ext_job(d, p, first, n, to, mode, job, err)
+                                               : grid_job(d, p, first, n, to, mode, job, err);
 }
 
 /* p = x * s for every element (dqb_elem, the CUDA kernels' element function). */
