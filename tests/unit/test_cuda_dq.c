@@ -7,7 +7,8 @@
  * blocks, stacked experts, zero / subnormal / NaN / inf / huge scales, F32, BF16, F16,
  * F8_E8M0 and U8 E8M0 scales with 0 and 255, every code), per-tensor and per-row FP8,
  * and every committed quantized fixture dtaudit dequantizes (bitsandbytes nf4/fp4 with
- * double quantization and int8, compressed-tensors float / int / pack-quantized / NVFP4),
+ * double quantization and int8, compressed-tensors float / int / pack-quantized / NVFP4 /
+ * MXFP4, ComfyUI scaled FP8 and comfy_quant),
  * every target and overflow mode, whole and in ragged ranges.
  *
  * Device part: dtap_dq_run_cuda against dtap_dq_run on the same parameters and ranges.
@@ -328,7 +329,8 @@ static const char *const FIXTURES[] = {
     "tests/fixtures/quant/ct-nvfp4a16",  "tests/fixtures/quant/ct-w4a16",
     "tests/fixtures/quant/ct-w4a16-asym", "tests/dequant/ct/nvfp4",
     "tests/dequant/ct/w4a16-channel",    "tests/dequant/ct/w4a16-group-asym",
-    "tests/dequant/ct/w8a16-group",
+    "tests/dequant/ct/w8a16-group",      "tests/dequant/ct/mxfp4",
+    "tests/dequant/comfy/scaled.safetensors", "tests/dequant/comfy/mixed.safetensors",
 };
 
 static void fixture_path(char *buf, size_t n, const char *rel)
