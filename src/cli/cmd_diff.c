@@ -30,10 +30,9 @@ int cmd_diff(cli_options *o)
     }
     if (status == 0) {
         status = report_diff(stdout, o, in, d);
-        if (status == 0 && o->fail_on != DTA_SEV_NEVER)
-            for (size_t i = 0; i < d->nchanges; i++)
-                if (d->changes[i].severity >= o->fail_on)
-                    status = 1;
+        for (size_t i = 0; status == 0 && i < d->nchanges; i++)
+            if (cmd_fails_on(o, d->changes[i].severity))
+                status = 1;
     }
     dta_diff_free(d);
     for (int i = 0; i < 2; i++)

@@ -105,10 +105,10 @@ int cmd_inspect(cli_options *o)
     } else {
         report_text(stdout, o, in, o->npaths, cli_use_color(o));
     }
-    if (status == 0 && o->command == CMD_AUDIT && o->fail_on != DTA_SEV_NEVER)
+    if (status == 0 && o->command == CMD_AUDIT)
         for (size_t i = 0; i < o->npaths; i++)
             for (size_t k = 0; in[i].report && k < in[i].report->nfindings; k++)
-                if (in[i].report->findings[k].severity >= o->fail_on)
+                if (cmd_fails_on(o, in[i].report->findings[k].severity))
                     status = 1;
     for (size_t i = 0; i < o->npaths; i++) {
         dta_report_free(in[i].report);

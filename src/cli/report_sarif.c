@@ -117,6 +117,36 @@ static uint64_t fnv(uint64_t h, const char *s)
     return (h ^ 0xff) * 1099511628211ull; /* field separator */
 }
 
+/* "locations": the file at uri, and with a finding about a module its logical location
+ * (results and tool notifications both say where this way). */
+static void locations(jw *w, const char *uri, const dta_finding *f)
+{
+    jw_key(w, "locations");
+    jw_arr(w);
+    jw_item(w, true);
+    jw_obj(w);
+    jw_key(w, "physicalLocation");
+    jw_obj(w);
+    jw_key(w, "artifactLocation");
+    jw_obj(w);
+    jw_kv_str(w, "uri", uri);
+    jw_obj_end(w);
+    jw_obj_end(w);
+    if (f && f->module[0]) {
+        jw_key(w, "logicalLocations");
+        jw_arr(w);
+        jw_item(w, true);
+        jw_obj(w);
+        jw_kv_str(w, "fullyQualifiedName", f->module);
+        jw_kv_str(w, "kind", f->ntensors == 1 && !strcmp(f->tensors[0], f->module) ? "member"
+                                                                                      : "module");
+        jw_obj_end(w);
+        jw_arr_end(w);
+    }
+    jw_obj_end(w);
+    jw_arr_end(w);
+}
+
 static void fingerprint(char *buf, size_t cap, const input_result *in, const dta_finding *f)
 {
     uint64_t h = 1469598103934665603ull;
@@ -205,30 +235,7 @@ static void result_json(jw *w, const cli_options *o, const input_result *in, con
         jw_kv_u64(w, "ruleIndex", rule_index);
     jw_kv_str(w, "level", sarif_level(f->severity));
     text_obj(w, "message", f->message[0] ? f->message : f->rule);
-    jw_key(w, "locations");
-    jw_arr(w);
-    jw_item(w, true);
-    jw_obj(w);
-    jw_key(w, "physicalLocation");
-    jw_obj(w);
-    jw_key(w, "artifactLocation");
-    jw_obj(w);
-    jw_kv_str(w, "uri", uri);
-    jw_obj_end(w);
-    jw_obj_end(w);
-    if (f->module[0]) {
-        jw_key(w, "logicalLocations");
-        jw_arr(w);
-        jw_item(w, true);
-        jw_obj(w);
-        jw_kv_str(w, "fullyQualifiedName", f->module);
-        jw_kv_str(w, "kind", f->ntensors == 1 && !strcmp(f->tensors[0], f->module) ? "member"
-                                                                                      : "module");
-        jw_obj_end(w);
-        jw_arr_end(w);
-    }
-    jw_obj_end(w);
-    jw_arr_end(w);
+    locations(w, uri, f);
     jw_key(w, "partialFingerprints");
     jw_obj(w);
     jw_kv_str(w, "dtauditFinding/v1", fp);
@@ -347,19 +354,7 @@ int report_sarif(FILE *out, const cli_options *o, const input_result *in, size_t
             jw_obj(w);
             jw_kv_str(w, "level", "error");
             text_obj(w, "message", in[i].err.msg);
-            jw_key(w, "locations");
-            jw_arr(w);
-            jw_item(w, true);
-            jw_obj(w);
-            jw_key(w, "physicalLocation");
-            jw_obj(w);
-            jw_key(w, "artifactLocation");
-            jw_obj(w);
-            jw_kv_str(w, "uri", uri);
-            jw_obj_end(w);
-            jw_obj_end(w);
-            jw_obj_end(w);
-            jw_arr_end(w);
+            locations(w, uri, NULL);
             jw_obj_end(w);
         }
         jw_arr_end(w);

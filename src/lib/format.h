@@ -68,7 +68,8 @@ dta_status dtap_read_json(const char *path, const char *shown, struct cJSON **ou
 dta_status dtap_quant_read_config(const char *dir, dta_model *m, dta_error *err);
 
 /* A model directory (format_hfdir.c): its weights (an index first, safetensors before
- * .bin), config.json, adapter_config.json and quantization config. */
+ * .bin), config.json, adapter_config.json and quantization config. Every error names the
+ * weights file it is about, else dir. */
 dta_status dtap_read_directory(const char *dir, dta_model *m, dta_error *err);
 
 /* Reads one source into m: dtap_detect, then dtap_read_as. */

@@ -196,8 +196,20 @@ static dta_status read_adapter_config(const char *dir, dta_model *m, dta_error *
     return DTA_OK;
 }
 
-/* Picks the weights of a model directory: an index first, safetensors before .bin. */
-dta_status dtap_read_directory(const char *dir, dta_model *m, dta_error *err)
+/* Reads one weights file of the directory; its errors name the file (*named set). */
+static dta_status read_weights(const char *path, dta_model *m, bool *named, dta_error *err)
+{
+    dta_status st = read_file(path, m, err);
+    if (st != DTA_OK) {
+        dta_error_prefix(err, path);
+        *named = true;
+    }
+    return st;
+}
+
+/* Picks the weights of a model directory: an index first, safetensors before .bin. Errors
+ * of a weights file name the file (read_weights), others are named by the caller. */
+static dta_status read_directory(const char *dir, dta_model *m, bool *named, dta_error *err)
 {
     static const char *preferred[] = {
         "model.safetensors.index.json", "model.safetensors", "pytorch_model.bin.index.json",
@@ -227,17 +239,13 @@ dta_status dtap_read_directory(const char *dir, dta_model *m, dta_error *err)
         }
     }
     if (chosen[0]) {
-        st = read_file(chosen, m, err);
-        if (st != DTA_OK && err)
-            dta_error_prefix(err, chosen);
+        st = read_weights(chosen, m, named, err);
     } else {
         /* unindexed weights: every safetensors file, else the single torch file */
         n = list_suffix(dir, ".safetensors", &v);
         for (size_t i = 0; i < n && st == DTA_OK; i++) {
             snprintf(path, sizeof path, "%s/%s", dir, v[i]);
-            st = read_file(path, m, err);
-            if (st != DTA_OK && err)
-                dta_error_prefix(err, path);
+            st = read_weights(path, m, named, err);
         }
         free_list(v, n);
         if (n == 0) {
@@ -252,9 +260,7 @@ dta_status dtap_read_directory(const char *dir, dta_model *m, dta_error *err)
                 return dta_error_set(err, DTA_E_UNSUPPORTED, 0,
                                      "directory holds no checkpoint (no index, *.safetensors, "
                                      "*.bin, *.pt, *.pth or *.ckpt)");
-            st = read_file(chosen, m, err);
-            if (st != DTA_OK && err)
-                dta_error_prefix(err, chosen);
+            st = read_weights(chosen, m, named, err);
         }
     }
     if (st == DTA_OK)
@@ -277,5 +283,14 @@ dta_status dtap_read_directory(const char *dir, dta_model *m, dta_error *err)
                                      err);
     }
     dtap_model_set_format(m, DTA_FORMAT_DIRECTORY);
+    return st;
+}
+
+dta_status dtap_read_directory(const char *dir, dta_model *m, dta_error *err)
+{
+    bool named = false;
+    dta_status st = read_directory(dir, m, &named, err);
+    if (st != DTA_OK && !named)
+        dta_error_prefix(err, dir);
     return st;
 }

@@ -33,10 +33,8 @@ dta_status dta_model_open(const char *path, dta_model **out, dta_error *err)
         return DTA_E_NOMEM;
     }
     if (stat(path, &sb) == 0 && S_ISDIR(sb.st_mode)) {
-        st = dtap_read_directory(path, m, err);
+        st = dtap_read_directory(path, m, err); /* its errors name their file */
         if (st != DTA_OK) {
-            if (err && strncmp(err->msg, path, strlen(path)) != 0)
-                dta_error_prefix(err, path);
             dta_model_free(m);
             return st;
         }
