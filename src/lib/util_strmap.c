@@ -77,6 +77,14 @@ static bool grow(dtap_strmap *t)
     return true;
 }
 
+bool dtap_strmap_reserve(dtap_strmap *t, size_t n)
+{
+    while (2 * n > t->cap)
+        if (!grow(t))
+            return false;
+    return true;
+}
+
 size_t dtap_strmap_put(dtap_strmap *t, const char *k, size_t len, size_t v)
 {
     if (2 * (t->n + 1) > t->cap && !grow(t))

@@ -21,6 +21,10 @@ typedef struct {
 bool dtap_strmap_init(dtap_strmap *t, size_t n);
 void dtap_strmap_free(dtap_strmap *t);
 
+/* Room for n keys in all, so that puts up to n keys cannot fail; false when out of
+ * memory (the map is unchanged). */
+bool dtap_strmap_reserve(dtap_strmap *t, size_t n);
+
 /* The value of the len bytes at k, or SIZE_MAX when absent. */
 size_t dtap_strmap_get(const dtap_strmap *t, const char *k, size_t len);
 

@@ -26,6 +26,7 @@
 
 #include "dtaudit/limits.h"
 #include "src.h"
+#include "util_strmap.h"
 #include "zip_write.h"
 
 #define IO_CHUNK (1024u * 1024u) /* read/write chunk; a multiple of 64 */
@@ -40,7 +41,6 @@ bool dtap_zipw_valid_prefix(const char *p)
 typedef struct {
     char *name;
     uint64_t size, local;
-    uint64_t hash; /* of the name after the prefix, for the duplicate check */
     uint32_t crc;
 } zw_ent;
 
@@ -52,10 +52,9 @@ struct dtap_zipw {
     size_t blen;
     zw_ent *ents;
     size_t n, cap;
-    size_t *htab, hcap; /* entry index + 1 by name hash, open addressing */
+    dtap_strmap names; /* record name after the prefix -> entry index (duplicates) */
     bool in_rec, failed, finished;
     uint64_t rsize, rdone, rlocal;
-    uint64_t rhash;
     uint32_t rcrc;
     char *rname;
 };
@@ -133,29 +132,8 @@ void dtap_zipw_free(dtap_zipw *z)
     free(z->rname);
     free(z->prefix);
     free(z->buf);
-    free(z->htab);
+    dtap_strmap_free(&z->names);
     free(z);
-}
-
-/* Room for one more name in the duplicate table (load at most 1/2). */
-static dta_status zw_names_grow(dtap_zipw *z, dta_error *err)
-{
-    if (2 * (z->n + 1) <= z->hcap)
-        return DTA_OK;
-    size_t nc = z->hcap ? 2 * z->hcap : 64;
-    size_t *nt = calloc(nc, sizeof *nt);
-    if (!nt)
-        return dta_error_set(err, DTA_E_NOMEM, ENOMEM, "out of memory");
-    for (size_t i = 0; i < z->n; i++) {
-        size_t k = (size_t)z->ents[i].hash & (nc - 1);
-        while (nt[k])
-            k = (k + 1) & (nc - 1);
-        nt[k] = i + 1;
-    }
-    free(z->htab);
-    z->htab = nt;
-    z->hcap = nc;
-    return DTA_OK;
 }
 
 static dta_status zw_state(dtap_zipw *z, bool want_rec, dta_error *err)
@@ -179,16 +157,10 @@ dta_status dtap_zipw_begin(dtap_zipw *z, const char *rel, uint64_t size, dta_err
     size_t pl = strlen(z->prefix), rl = strlen(rel);
     /* torch refuses duplicate names ("serialize file twice"): a hash of the names written,
      * not a scan of them per record (200k records were quadratic) */
-    if ((st = zw_names_grow(z, err)) != DTA_OK)
-        return st;
-    uint64_t rh = dtap_hash(rel, rl, 0);
-    size_t slot = (size_t)rh & (z->hcap - 1);
-    for (; z->htab[slot]; slot = (slot + 1) & (z->hcap - 1)) {
-        const zw_ent *o = &z->ents[z->htab[slot] - 1];
-        if (o->hash == rh && !strcmp(o->name + pl + 1, rel))
-            return dta_error_set(err, DTA_E_ARG, 0, "zip: record '%s' written twice", rel);
-    }
-    z->rhash = rh;
+    if (!dtap_strmap_reserve(&z->names, z->n + 1)) /* room for the name, added at its end */
+        return dta_error_set(err, DTA_E_NOMEM, ENOMEM, "out of memory");
+    if (dtap_strmap_get(&z->names, rel, rl) != SIZE_MAX)
+        return dta_error_set(err, DTA_E_ARG, 0, "zip: record '%s' written twice", rel);
     if (pl + 1 + rl > 65535) return dta_error_set(err, DTA_E_LIMIT, 0, "zip: record name longer than 65535 bytes");
     if (z->n == z->cap) {
         size_t nc = z->cap ? z->cap * 2 : 16;
@@ -305,11 +277,8 @@ dta_status dtap_zipw_end(dtap_zipw *z, dta_error *err)
     e->size = z->rsize;
     e->local = z->rlocal;
     e->crc = z->rcrc;
-    e->hash = z->rhash;
-    size_t slot = (size_t)e->hash & (z->hcap - 1); /* room made by dtap_zipw_begin */
-    while (z->htab[slot])
-        slot = (slot + 1) & (z->hcap - 1);
-    z->htab[slot] = z->n;
+    /* room reserved by dtap_zipw_begin: cannot fail */
+    dtap_strmap_puts(&z->names, e->name + strlen(z->prefix) + 1, z->n - 1);
     z->rname = NULL;
     z->in_rec = false;
     return DTA_OK;

@@ -62,3 +62,20 @@ Test(strmap, grows_from_empty)
     dtap_strmap_free(&t);
     free(keys);
 }
+
+Test(strmap, reserve_then_puts_do_not_grow)
+{
+    static char keys[100][8];
+    dtap_strmap t = {0};
+    cr_assert(dtap_strmap_reserve(&t, 100));
+    size_t cap = t.cap;
+    cr_assert_geq(cap, 200);
+    for (size_t i = 0; i < 100; i++) {
+        snprintf(keys[i], sizeof keys[i], "k%zu", i);
+        cr_assert_eq(dtap_strmap_puts(&t, keys[i], i), i);
+    }
+    cr_assert_eq(t.cap, cap, "reserved room: no growth");
+    cr_assert(dtap_strmap_reserve(&t, 50), "less than held: nothing to do");
+    cr_assert_eq(t.cap, cap);
+    dtap_strmap_free(&t);
+}

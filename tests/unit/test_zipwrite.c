@@ -129,3 +129,30 @@ Test(zipwrite, refusals)
     close(fd);
     unlink(path);
 }
+
+/* torch refuses an archive with a record name twice, so the writer does: among 300 names
+ * (the name table grows while records are written), the repeat of an early and of the
+ * last one, and not a name that only shares a prefix */
+Test(zipwrite, duplicate_names_refused)
+{
+    char path[] = "/tmp/dtaudit-zipw-XXXXXX";
+    int fd = mkstemp(path);
+    cr_assert(fd >= 0);
+    dtap_zipw *z = NULL;
+    dta_error err = {0};
+    char rel[32];
+    cr_assert_eq(dtap_zipw_open(fd, "archive", &z, &err), DTA_OK, "%s", err.msg);
+    for (int i = 0; i < 300; i++) {
+        snprintf(rel, sizeof rel, "data/%d", i);
+        cr_assert_eq(dtap_zipw_begin(z, rel, 1, &err), DTA_OK, "%s: %s", rel, err.msg);
+        cr_assert_eq(dtap_zipw_write(z, "x", 1, &err), DTA_OK, "%s", err.msg);
+        cr_assert_eq(dtap_zipw_end(z, &err), DTA_OK, "%s", err.msg);
+    }
+    cr_assert_neq(dtap_zipw_begin(z, "data/7", 1, &err), DTA_OK, "data/7 written twice");
+    cr_assert(strstr(err.msg, "twice") != NULL, "%s", err.msg);
+    cr_assert_neq(dtap_zipw_begin(z, "data/299", 1, &err), DTA_OK, "data/299 written twice");
+    cr_assert_eq(dtap_zipw_begin(z, "data/2999", 1, &err), DTA_OK, "%s", err.msg);
+    dtap_zipw_free(z);
+    close(fd);
+    unlink(path);
+}
