@@ -1,4 +1,5 @@
 /* The string map (util_strmap.h). */
+#define _POSIX_C_SOURCE 200809L /* strnlen */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -41,11 +42,18 @@ void dtap_strmap_free(dtap_strmap *t)
     memset(t, 0, sizeof *t);
 }
 
+/* Whether the stored key s is the len bytes at k. Reads s only up to its NUL: memcmp may
+ * read all len bytes of a shorter s (ASan: heap-buffer-overflow). */
+static bool key_is(const char *s, const char *k, size_t len)
+{
+    return strncmp(s, k, len) == 0 && strnlen(s, len + 1) == len;
+}
+
 /* The slot of k, or the empty slot where it would go. */
 static size_t slot_of(const dtap_strmap *t, const char *k, size_t len)
 {
     size_t h = (size_t)dtap_hash(k, len, 0) & (t->cap - 1);
-    while (t->key[h] && !(memcmp(t->key[h], k, len) == 0 && t->key[h][len] == 0))
+    while (t->key[h] && !key_is(t->key[h], k, len))
         h = (h + 1) & (t->cap - 1);
     return h;
 }
