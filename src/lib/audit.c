@@ -330,6 +330,8 @@ static dta_status build_tree(ctx *c)
     dta_status st = DTA_OK;
     if (!counted)
         return nomem(c);
+    const dta_tensor *prev = NULL; /* the previous tensor, its root, top and module */
+    size_t prev_root = 0, prev_toplen = 0, prev_mlen = 0, prev_module = 0;
 
     for (size_t i = 0; i < m->ntensors && st == DTA_OK; i++) {
         const dta_tensor *t = &m->tensors[i];
@@ -355,17 +357,26 @@ static dta_status build_tree(ctx *c)
         const dta_quant_param *qp = dta_quant_tensor_param(c->r->quant, i);
         dta_dtype shown = qp && !qp->cast && qp->dequant != DTA_DTYPE_NONE ? qp->dequant : t->dtype;
 
-        size_t top;
-        if ((st = get_node(c, r, t->name, toplen, true, &top)) != DTA_OK)
-            break;
         /* module = name without its last component (never shorter than the top) */
         size_t mlen = before_last_dot(t->name, nlen);
         if (mlen < toplen)
             mlen = toplen;
         size_t child = SIZE_MAX, cur;
         size_t len = mlen;
-        if ((st = get_node(c, r, t->name, len, len == toplen, &cur)) != DTA_OK)
-            break;
+        if (prev && r == prev_root && toplen == prev_toplen && mlen == prev_mlen &&
+            memcmp(t->name, prev->name, mlen) == 0) {
+            cur = prev_module; /* the previous tensor's module (a weight, then its scale) */
+        } else {
+            size_t top;
+            if ((st = get_node(c, r, t->name, toplen, true, &top)) != DTA_OK ||
+                (st = get_node(c, r, t->name, len, len == toplen, &cur)) != DTA_OK)
+                break;
+        }
+        prev = t;
+        prev_root = r;
+        prev_toplen = toplen;
+        prev_mlen = mlen;
+        prev_module = cur;
         c->tensor_module[i] = (uint32_t)cur;
         for (;;) {
             if ((st = node_count(c, cur, shown, t->numel, bytes)) != DTA_OK)
