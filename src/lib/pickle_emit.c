@@ -44,8 +44,11 @@ struct dtap_pemit {
     uint32_t *mv;
     size_t mcap, mn;
     uint32_t next_memo;
-    /* synthetic nodes */
-    syn_block *arena;
+    /* synthetic nodes: globals (kept to the end, shared) in arena; the nodes a hook makes
+     * for one call in tmp, a stack released when the call is written (each is written
+     * once, so they are given memo indices but not kept in the memo table, whose
+     * pointers must not outlive what they point to) */
+    syn_block *arena, *tmp;
     iglobal *globals;
     size_t nglobals, capglobals;
     unsigned depth;
@@ -55,18 +58,19 @@ struct dtap_pemit {
 
 /* ---- small utilities ---- */
 
-static void *syn_alloc(dtap_pemit *e, size_t size)
+static void *syn_alloc(dtap_pemit *e, size_t size, bool keep)
 {
+    syn_block **head = keep ? &e->arena : &e->tmp;
     size = (size + 15u) & ~(size_t)15u;
-    syn_block *b = e->arena;
+    syn_block *b = *head;
     if (!b || b->cap - b->used < size) {
         size_t cap = size > 64 * 1024 ? size : 64 * 1024;
         b = malloc(sizeof *b + cap);
         if (!b) return NULL;
-        b->next = e->arena;
+        b->next = *head;
         b->used = 0;
         b->cap = cap;
-        e->arena = b;
+        *head = b;
     }
     void *p = b->data + b->used;
     b->used += size;
@@ -74,21 +78,56 @@ static void *syn_alloc(dtap_pemit *e, size_t size)
     return p;
 }
 
+typedef struct {
+    syn_block *b;
+    size_t used;
+} syn_mark;
+
+static syn_mark tmp_mark(const dtap_pemit *e) { return (syn_mark){e->tmp, e->tmp ? e->tmp->used : 0}; }
+
+static void tmp_release(dtap_pemit *e, syn_mark m)
+{
+    while (e->tmp && e->tmp != m.b) {
+        syn_block *n = e->tmp->next;
+        free(e->tmp);
+        e->tmp = n;
+    }
+    if (e->tmp) e->tmp->used = m.used;
+}
+
+static bool is_tmp(const dtap_pemit *e, const void *p)
+{
+    for (const syn_block *b = e->tmp; b; b = b->next)
+        if ((const unsigned char *)p >= b->data && (const unsigned char *)p < b->data + b->cap) return true;
+    return false;
+}
+
+static void free_blocks(syn_block **head)
+{
+    while (*head) {
+        syn_block *n = (*head)->next;
+        free(*head);
+        *head = n;
+    }
+}
+
 static dta_status nomem(dtap_pemit *e) { return dta_error_set(e->err, DTA_E_NOMEM, ENOMEM, "out of memory"); }
 
 /* A synthetic node (op 0: never produced by the VM). */
-dtap_pnode *dtap_pemit_node(dtap_pemit *e, dtap_pkind kind)
+static dtap_pnode *syn_node(dtap_pemit *e, dtap_pkind kind, bool keep)
 {
-    dtap_pnode *n = syn_alloc(e, sizeof *n);
+    dtap_pnode *n = syn_alloc(e, sizeof *n, keep);
     if (n) n->kind = kind;
     return n;
 }
+
+dtap_pnode *dtap_pemit_node(dtap_pemit *e, dtap_pkind kind) { return syn_node(e, kind, false); }
 
 dtap_pnode *dtap_pemit_tuple(dtap_pemit *e, size_t cap)
 {
     dtap_pnode *n = dtap_pemit_node(e, DTAP_PK_TUPLE);
     if (!n) return NULL;
-    n->seq.v = syn_alloc(e, (cap ? cap : 1) * sizeof *n->seq.v);
+    n->seq.v = syn_alloc(e, (cap ? cap : 1) * sizeof *n->seq.v, false);
     if (!n->seq.v) return NULL;
     n->seq.cap = cap;
     return n;
@@ -110,7 +149,7 @@ dtap_pnode *dtap_pemit_global(dtap_pemit *e, const char *mod, const char *name)
         e->globals = ng;
         e->capglobals = nc;
     }
-    dtap_pnode *g = dtap_pemit_node(e, DTAP_PK_GLOBAL);
+    dtap_pnode *g = syn_node(e, DTAP_PK_GLOBAL, true);
     if (!g) return NULL;
     g->s = (char *)mod; /* static strings */
     g->len = strlen(mod);
@@ -170,10 +209,21 @@ static bool memo_find(const dtap_pemit *e, const dtap_pnode *n, uint32_t *idx)
     }
 }
 
+static dta_status put_index(dtap_pemit *e, uint32_t idx)
+{
+    if (idx < 256) {
+        unsigned char b[2] = {DTAP_OP_BINPUT, (unsigned char)idx};
+        return out(e, b, 2);
+    }
+    return out_u32op(e, DTAP_OP_LONG_BINPUT, idx);
+}
+
 static dta_status memo_put(dtap_pemit *e, const dtap_pnode *n)
 {
     if (e->next_memo == UINT32_MAX)
         return dta_error_set(e->err, DTA_E_LIMIT, 0, "data.pkl: more than %u memoised objects", UINT32_MAX - 1);
+    if (is_tmp(e, n)) /* written once: an index, no entry */
+        return put_index(e, e->next_memo++);
     if ((e->mn + 1) * 4 > e->mcap * 3) { /* load at most 3/4: millions of objects */
         size_t nc = e->mcap ? e->mcap * 2 : 1024;
         const dtap_pnode **nk = calloc(nc, sizeof *nk);
@@ -202,11 +252,7 @@ static dta_status memo_put(dtap_pemit *e, const dtap_pnode *n)
     uint32_t idx = e->next_memo++;
     e->mv[h] = idx;
     e->mn++;
-    if (idx < 256) {
-        unsigned char b[2] = {DTAP_OP_BINPUT, (unsigned char)idx};
-        return out(e, b, 2);
-    }
-    return out_u32op(e, DTAP_OP_LONG_BINPUT, idx);
+    return put_index(e, idx);
 }
 
 static dta_status memo_get(dtap_pemit *e, uint32_t idx)
@@ -414,6 +460,30 @@ static dta_status finish_made(dtap_pemit *e, const dtap_pnode *n, unsigned char 
     return st ? st : memo_get(e, idx);
 }
 
+/* A call fn(args) (REDUCE, NEWOBJ), which the call hook may rewrite. */
+static dta_status emit_call(dtap_pemit *e, const dtap_pnode *n)
+{
+    dta_status st;
+    bool was;
+    const dtap_pnode *fn = n->fn, *args = n->args;
+    if (e->hooks && e->hooks->call && (st = e->hooks->call(e->hooks->ctx, e, &fn, &args)))
+        return st;
+    if (!fn || !args) return dta_error_set(e->err, DTA_E_FORMAT, 0, "data.pkl: call without a callable");
+    if ((st = emit(e, fn)) || (st = emit(e, args))) return st;
+    if (n->kind == DTAP_PK_NEWOBJ && n->kwargs) {
+        if ((st = emit(e, n->kwargs))) return st;
+        if ((st = finish_made(e, n, DTAP_OP_POP, 3, &was))) return st;
+        if (was) return DTA_OK;
+        if ((st = out1(e, DTAP_OP_NEWOBJ_EX))) return st;
+    } else {
+        if ((st = finish_made(e, n, DTAP_OP_POP, 2, &was))) return st;
+        if (was) return DTA_OK;
+        if ((st = out1(e, n->kind == DTAP_PK_NEWOBJ ? DTAP_OP_NEWOBJ : DTAP_OP_REDUCE))) return st;
+    }
+    if ((st = memo_put(e, n))) return st;
+    return emit_extras(e, n);
+}
+
 static dta_status emit_node(dtap_pemit *e, const dtap_pnode *n)
 {
     dta_status st;
@@ -500,23 +570,10 @@ static dta_status emit_node(dtap_pemit *e, const dtap_pnode *n)
     }
     case DTAP_PK_REDUCE:
     case DTAP_PK_NEWOBJ: {
-        const dtap_pnode *fn = n->fn, *args = n->args;
-        if (e->hooks && e->hooks->call && (st = e->hooks->call(e->hooks->ctx, e, &fn, &args)))
-            return st;
-        if (!fn || !args) return dta_error_set(e->err, DTA_E_FORMAT, 0, "data.pkl: call without a callable");
-        if ((st = emit(e, fn)) || (st = emit(e, args))) return st;
-        if (n->kind == DTAP_PK_NEWOBJ && n->kwargs) {
-            if ((st = emit(e, n->kwargs))) return st;
-            if ((st = finish_made(e, n, DTAP_OP_POP, 3, &was))) return st;
-            if (was) return DTA_OK;
-            if ((st = out1(e, DTAP_OP_NEWOBJ_EX))) return st;
-        } else {
-            if ((st = finish_made(e, n, DTAP_OP_POP, 2, &was))) return st;
-            if (was) return DTA_OK;
-            if ((st = out1(e, n->kind == DTAP_PK_NEWOBJ ? DTAP_OP_NEWOBJ : DTAP_OP_REDUCE))) return st;
-        }
-        if ((st = memo_put(e, n))) return st;
-        return emit_extras(e, n);
+        syn_mark mark = tmp_mark(e); /* the hook's nodes live while this call is written */
+        st = emit_call(e, n);
+        tmp_release(e, mark);
+        return st;
     }
     case DTAP_PK_PERSID: {
         if (!n->args) return dta_error_set(e->err, DTA_E_FORMAT, 0, "data.pkl: persistent id without a value");
@@ -573,11 +630,8 @@ static void pemit_free(dtap_pemit *e)
     free(e->o);
     free(e->mk);
     free(e->mv);
-    while (e->arena) {
-        syn_block *n = e->arena->next;
-        free(e->arena);
-        e->arena = n;
-    }
+    free_blocks(&e->arena);
+    free_blocks(&e->tmp);
     free(e->globals);
 }
 
