@@ -10,7 +10,8 @@
  * set/frozenset builtins.set/frozenset(list), protocol-0 strings BINUNICODE.
  *
  * The torch writer (write_torchzip.c) rewrites tensor rebuilds through the hooks, with
- * synthetic nodes made here; they live until the emission ends. */
+ * synthetic nodes made here: a call's own live until the call is written (each is
+ * written once: it gets a memo index but no memo-table entry), globals to the end. */
 #define _POSIX_C_SOURCE 200809L
 #include "pickle_emit.h"
 

@@ -13,7 +13,7 @@ typedef struct dtap_pemit dtap_pemit;
 /* Called while emitting; a status other than DTA_OK ends the emission with it. */
 typedef struct {
     /* A call fn(args) (REDUCE, NEWOBJ) about to be written: may replace *fn and *args,
-     * with nodes from dtap_pemit_node/_tuple/_global. */
+     * with nodes from dtap_pemit_node/_tuple/_global (each of the first two used once). */
     dta_status (*call)(void *ctx, dtap_pemit *pe, const dtap_pnode **fn, const dtap_pnode **args);
     /* A persistent id about to be written (n->args, its value, is not NULL). */
     dta_status (*persid)(void *ctx, dtap_pemit *pe, const dtap_pnode *n);
@@ -26,9 +26,10 @@ typedef struct {
 dta_status dtap_pickle_emit(const dtap_pnode *root, const dtap_pemit_hooks *hooks,
                             unsigned char **out, size_t *n, dta_error *err);
 
-/* Synthetic nodes for the hooks (NULL when out of memory), valid until the emission ends:
- * a node of a kind, a tuple with room for cap items (dtap_pemit_push appends while there
- * is room), a global (one node per module and name; mod and name must be static). */
+/* Synthetic nodes for the call hook (NULL when out of memory): a node of a kind and a
+ * tuple with room for cap items (dtap_pemit_push appends while there is room) live until
+ * the call they were made for is written, and each may be written once; a global (one
+ * node per module and name; mod and name must be static) lives to the end. */
 dtap_pnode *dtap_pemit_node(dtap_pemit *pe, dtap_pkind kind);
 dtap_pnode *dtap_pemit_tuple(dtap_pemit *pe, size_t cap);
 void dtap_pemit_push(dtap_pnode *tuple, const dtap_pnode *x);
