@@ -7,7 +7,7 @@
 #    writes nothing (as plain conversion does); `--device auto` dequantizes on the CPU.
 #  - With a device: `--device cuda` equals `--device cpu` byte for byte on a committed
 #    fixture, then tests/interop/dequant_cuda_check.py compares the two devices on every
-#    case of the three reference tests (FP8, FP4, integer schemes; needs numpy/torch).
+#    case of the four reference tests (FP8, FP4, integer, ComfyUI schemes; numpy/torch).
 . "$(dirname "$0")/lib.sh"
 builddir=$(cd "$(dirname "$DTAUDIT")/../.." && pwd)
 fix=tests/fixtures/quant/ct-fp8-block

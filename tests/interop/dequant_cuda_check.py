@@ -1,8 +1,9 @@
 """convert --dequantize on the GPU equals the CPU, on every hostile case of the reference tests.
 
-Runs the three independent-reference scripts (dequant_reference.py: block / per-tensor /
+Runs the four independent-reference scripts (dequant_reference.py: block / per-tensor /
 per-row FP8, compressed-tensors; dequant_fp4_reference.py: MXFP4, NVFP4, pack-quantized;
-dequant_int_reference.py: bitsandbytes, GPTQ, AWQ) with their `run` wrapped: each
+dequant_int_reference.py: bitsandbytes, GPTQ, AWQ; dequant_comfy_reference.py: ComfyUI
+scaled FP8) with their `run` wrapped: each
 `convert --dequantize` they make is run twice, `--device cuda` into a twin of the output
 and `--device cpu` into the output itself. The exit codes must match and, on success, the
 two output trees must be equal file for file, byte for byte. The references then check
@@ -114,10 +115,11 @@ def run(*args):
 R.run = run
 import dequant_fp4_reference as F  # noqa: E402  (binds R.run, now the wrapper)
 import dequant_int_reference as I  # noqa: E402
+import dequant_comfy_reference as C  # noqa: E402
 
 
 def main():
-    for mod in (R, F, I):
+    for mod in (R, F, I, C):
         try:
             mod.main()
         except SystemExit:
