@@ -39,6 +39,19 @@ static bool is_index_file(const char *path)
 }
 
 
+/* Frees what one conversion holds but its result (j->res): buffers, plans, the
+ * dequantization state and the whole input model (NULL when not opened). */
+static void job_release(dtap_job *j, dtap_auto *ap, dtap_qnames *qn, dta_model *whole)
+{
+    free(j->only_hit);
+    free(j->in);
+    free(j->out);
+    dtap_auto_free(ap);
+    dtap_qnames_free(qn);
+    dtap_dq_free(j->dq);
+    dta_model_free(whole);
+}
+
 dta_status dta_convert_checkpoint(const char *in, const char *out, const dta_convert_options *o,
                                   dta_convert_result **res, dta_error *err)
 {
@@ -69,8 +82,11 @@ dta_status dta_convert_checkpoint(const char *in, const char *out, const dta_con
         dtap_qnames_free(&qn);
         return st;
     }
-    if (stat(in, &sb) != 0)
+    if (stat(in, &sb) != 0) {
+        dtap_auto_free(&ap);
+        dtap_qnames_free(&qn);
         return dta_error_set(err, DTA_E_IO, errno, "%s: cannot open: %s", in, strerror(errno));
+    }
     bool tree = S_ISDIR(sb.st_mode) || is_index_file(in);
 
     memset(&j, 0, sizeof j);
@@ -88,12 +104,8 @@ dta_status dta_convert_checkpoint(const char *in, const char *out, const dta_con
     j.ap = &ap;
     j.quantized = &qn;
     if (!j.res || !j.in || !j.out || !j.only_hit) {
-        free(j.only_hit);
-        free(j.in);
-        free(j.out);
+        job_release(&j, &ap, &qn, NULL);
         free(j.res);
-        dtap_auto_free(&ap);
-        dtap_qnames_free(&qn);
         return dta_error_set(err, DTA_E_NOMEM, ENOMEM, "out of memory");
     }
     j.res->kept_intended = ap.kept_intended;
@@ -104,14 +116,8 @@ dta_status dta_convert_checkpoint(const char *in, const char *out, const dta_con
         if (st == DTA_OK)
             st = dtap_dq_open(whole, &j.dq, err);
         if (st != DTA_OK) {
-            dtap_dq_free(j.dq);
-            dta_model_free(whole);
-            free(j.only_hit);
-            free(j.in);
-            free(j.out);
+            job_release(&j, &ap, &qn, whole);
             free(j.res);
-            dtap_auto_free(&ap);
-            dtap_qnames_free(&qn);
             return st;
         }
     }
@@ -126,13 +132,7 @@ dta_status dta_convert_checkpoint(const char *in, const char *out, const dta_con
              : o->force ? dta_error_set(err, DTA_E_ARG, 0, "--part and --force exclude each "
                                         "other")
                         : dtap_convert_parts(&j, in, out, !S_ISDIR(sb.st_mode), &pfmt);
-        free(j.in);
-        free(j.out);
-        free(j.only_hit);
-        dtap_auto_free(&ap);
-        dtap_qnames_free(&qn);
-        dtap_dq_free(j.dq);
-        dta_model_free(whole);
+        job_release(&j, &ap, &qn, whole);
         if (st != DTA_OK) {
             dta_convert_result_free(j.res);
             return st;
@@ -159,23 +159,10 @@ dta_status dta_convert_checkpoint(const char *in, const char *out, const dta_con
     if (st == DTA_OK && o->overflow == DTA_OVERFLOW_ERROR && j.res->stats.overflow > 0)
         j.res->refused = true;
     if (st == DTA_OK && !j.res->refused && o->verify) {
-        dta_verify_result vr;
         if (!tree && fsync(t.fd) != 0)
             st = dta_error_set(err, DTA_E_IO, errno, "%s: fsync failed", t.tmp);
         if (st == DTA_OK)
-            st = dta_verify_checkpoints(in, t.tmp, o->overflow,
-                                        j.cuda ? DTA_DEVICE_CUDA : DTA_DEVICE_CPU, &vr, err);
-        if (st == DTA_OK) {
-            j.res->verify = vr.total;
-            if (vr.tensors_bad || vr.missing || vr.extra || vr.shape_changed)
-                st = dta_error_set(err, DTA_E_FORMAT, 0,
-                                   "%s: verification failed before publishing: %zu tensors "
-                                   "differ (first: %.200s), %zu missing, %zu extra",
-                                   out, vr.tensors_bad, vr.first_bad ? vr.first_bad : "-",
-                                   vr.missing, vr.extra);
-            free(vr.first_bad);
-            free(vr.first_missing);
-        }
+            st = dtap_verify_unpublished(&j, in, t.tmp, out);
     }
     if (st == DTA_OK && !j.res->refused)
         st = dtap_target_publish(&t, err);
@@ -183,13 +170,7 @@ dta_status dta_convert_checkpoint(const char *in, const char *out, const dta_con
         dtap_target_abort(&t);
     if (st != DTA_OK)
         dtap_target_name_final(&t, tmpname, err);
-    free(j.in);
-    free(j.out);
-    free(j.only_hit);
-    dtap_auto_free(&ap);
-    dtap_qnames_free(&qn);
-    dtap_dq_free(j.dq);
-    dta_model_free(whole);
+    job_release(&j, &ap, &qn, whole);
     if (st != DTA_OK) {
         dta_convert_result_free(j.res);
         return st;

@@ -128,4 +128,10 @@ dta_status dtap_convert_file(dtap_job *j, const char *in, int fd, const char *pa
 dta_status dtap_convert_tree(dtap_job *j, const char *in, const char *tmp,
                              const char **format);
 
+/* --verify before publishing (convert_verify.c): the conversion written to tmp is read
+ * back and compared with in; its totals go to j->res->verify, and any difference is an
+ * error naming out (the temporary is never shown). */
+dta_status dtap_verify_unpublished(dtap_job *j, const char *in, const char *tmp,
+                                   const char *out);
+
 #endif

@@ -546,22 +546,8 @@ dta_status dtap_convert_parts(dtap_job *j, const char *in, const char *out, bool
     size_t conv = j->res->shards_converted;
     st = j->convert_tree(j, in, t.tmp, format);
     j->res->shards_converted = conv;
-    if (st == DTA_OK && j->o->verify) {
-        dta_verify_result vr;
-        st = dta_verify_checkpoints(in, t.tmp, j->o->overflow,
-                                    j->cuda ? DTA_DEVICE_CUDA : DTA_DEVICE_CPU, &vr, j->err);
-        if (st == DTA_OK) {
-            j->res->verify = vr.total;
-            if (vr.tensors_bad || vr.missing || vr.extra || vr.shape_changed)
-                st = dta_error_set(j->err, DTA_E_FORMAT, 0,
-                                   "%s: verification failed before publishing: %zu tensors "
-                                   "differ (first: %.200s), %zu missing, %zu extra",
-                                   out, vr.tensors_bad, vr.first_bad ? vr.first_bad : "-",
-                                   vr.missing, vr.extra);
-            free(vr.first_bad);
-            free(vr.first_missing);
-        }
-    }
+    if (st == DTA_OK && j->o->verify)
+        st = dtap_verify_unpublished(j, in, t.tmp, out);
     if (st == DTA_OK)
         st = dtap_target_publish(&t, j->err);
     else

@@ -423,3 +423,23 @@ out:
     dta_model_free(b);
     return st;
 }
+
+dta_status dtap_verify_unpublished(dtap_job *j, const char *in, const char *tmp,
+                                   const char *out)
+{
+    dta_verify_result vr;
+    dta_status st = dta_verify_checkpoints(in, tmp, j->o->overflow,
+                                           j->cuda ? DTA_DEVICE_CUDA : DTA_DEVICE_CPU, &vr,
+                                           j->err);
+    if (st != DTA_OK)
+        return st;
+    j->res->verify = vr.total;
+    if (vr.tensors_bad || vr.missing || vr.extra || vr.shape_changed)
+        st = dta_error_set(j->err, DTA_E_FORMAT, 0,
+                           "%s: verification failed before publishing: %zu tensors differ "
+                           "(first: %.200s), %zu missing, %zu extra", out, vr.tensors_bad,
+                           vr.first_bad ? vr.first_bad : "-", vr.missing, vr.extra);
+    free(vr.first_bad);
+    free(vr.first_missing);
+    return st;
+}
