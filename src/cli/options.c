@@ -36,7 +36,7 @@ const cli_option cli_option_table[] = {
     {"on-overflow", 0, "MODE", CMD_CONVERT | CMD_VERIFY, "values the target cannot hold: error (default: refuse, write nothing), inf (as torch's .to()), saturate"},
     {"force", 0, NULL, CMD_CONVERT, "replace an existing OUT"},
     {"keep-quantized", 0, NULL, CMD_CONVERT, "quantized input: convert only the unquantized tensors, keep quantized parameters and their scales byte-identical"},
-    {"dequantize", 0, NULL, CMD_CONVERT, "make quantized parameters plain --to tensors (FP8, NVFP4/MXFP4, bitsandbytes, GPTQ/AWQ, compressed-tensors, ComfyUI scaled FP8; see the man page); other schemes refused"},
+    {"dequantize", 0, NULL, CMD_CONVERT, "make quantized parameters plain --to tensors (FP8, NVFP4/MXFP4, bitsandbytes, GPTQ/AWQ, compressed-tensors, ComfyUI scaled FP8 and nvfp4/mxfp8/int8; see the man page); other schemes refused"},
     {"verify", 0, NULL, CMD_CONVERT, "check the written data against the source before publishing it"},
     {"jobs", 'j', "N", CMD_CONVERT, "threads: shards converted at once, the rest sharing the tensors of a file (default: the number of CPUs; 1: one after the other)"},
     {"part", 0, "K/N", CMD_CONVERT, "convert only the K-th of N disjoint sets of shards into a staging directory beside OUT; the last part to finish publishes OUT (one process per part, e.g. a Slurm array)"},

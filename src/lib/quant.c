@@ -1410,7 +1410,9 @@ static int check_param(qctx *c, dta_quant_param *p, const qsize *o, bool record)
     case DTA_QS_COMFY: {
         /* comfy_quant layers: float8 (weight F8 + weight_scale, one value or one per row) or
          * nvfp4 (weight U8 [out, in/2], F8 weight_scale in cuBLAS' 128x4-swizzled layout
-         * [roundup(out, 128), roundup(in/16, 4)] or plain [out, in/16], and weight_scale_2) */
+         * [roundup(out, 128), roundup(in/16, 4)] or plain [out, in/16], and weight_scale_2)
+         * or mxfp8 (weight F8_E4M3, E8M0 weight_scale [roundup(out, 128), roundup(in/32, 4)]
+         * swizzled the same way) */
         NEED(DTA_QR_SCALE, "weight_scale");
         if (w->dtype == DTA_U8) {
             NEED(DTA_QR_GLOBAL_SCALE, "weight_scale_2");
@@ -1427,6 +1429,18 @@ static int check_param(qctx *c, dta_quant_param *p, const qsize *o, bool record)
                         (unsigned long long)nbk, (unsigned long long)(cdiv(o, 128) * 128),
                         (unsigned long long)(cdiv(nbk, 4) * 4));
                 }
+            }
+        } else if (S && w->rank == 2 && is_fp8(w->dtype) &&
+                   (S->dtype == DTA_U8 || S->dtype == DTA_F8_E8M0)) {
+            /* mxfp8: E8M0 block scales per 32, swizzled as nvfp4's */
+            uint64_t o = w->shape[0], nbk = cdiv(w->shape[1], 32);
+            if (!(S->rank == 2 && S->shape[0] == cdiv(o, 128) * 128 &&
+                  S->shape[1] == cdiv(nbk, 4) * 4)) {
+                shape_str(s1, sizeof s1, S);
+                shape_str(s2, sizeof s2, w);
+                BAD("its E8M0 block scale %s does not fit the %s weight (expected [%llu, %llu] "
+                    "swizzled)", s1, s2, (unsigned long long)(cdiv(o, 128) * 128),
+                    (unsigned long long)(cdiv(nbk, 4) * 4));
             }
         } else if (S && w->rank == 2 && !(S->numel == 1 || (S->rank >= 1 && S->shape[0] == w->shape[0]))) {
             shape_str(s1, sizeof s1, S);

@@ -21,7 +21,10 @@ product in f32, rounded once; the [out, 1] layer: qdata.to(float32) * scale, the
 .to(target)); the
 plain tensor as Tensor.to(target). kitchen.<target>.safetensors: the per-tensor layers
 through comfy-kitchen's own dequantize_per_tensor_fp8 (the backend it picks on the CPU:
-eager, which rounds the scale to the target first). VERSIONS records the versions."""
+eager, which rounds the scale to the target first). nvfp4 / mxfp8 / int8 (.safetensors,
+.expected.*, .kitchen.*) and nvfp4_padded.safetensors: comfy_quant block formats quantized
+by comfy-kitchen itself (block_formats() below). VERSIONS records the versions."""
+import dataclasses
 import importlib.metadata
 import json
 import os
@@ -32,6 +35,8 @@ import torch
 from safetensors.torch import save_file
 
 import comfy_kitchen as ck
+from comfy_kitchen.float_utils import e8m0_to_f32, from_blocked
+from comfy_kitchen.tensor import QuantizedTensor
 
 OUT = sys.argv[1]
 rng = np.random.default_rng(2027)
@@ -112,6 +117,7 @@ def main():
                 exp[plain] = sd[plain].to(tdt)
             save_file(exp, os.path.join(OUT, "%s.expected.%s.safetensors" % (f, tname)))
             save_file(kit, os.path.join(OUT, "%s.kitchen.%s.safetensors" % (f, tname)))
+    block_formats(diffs)
     with open(os.path.join(OUT, "kitchen_diffs.json"), "w") as fh:
         json.dump(diffs, fh, indent=1, sort_keys=True)
         fh.write("\n")
@@ -122,6 +128,132 @@ def main():
                  importlib.metadata.version("comfy-kitchen"))
         fh.write("torch %s\nsafetensors %s\nnumpy %s\n" % (
             torch.__version__, safetensors.__version__, np.__version__))
+
+
+def ulps(dt, a, b):
+    """(elements that differ, the largest distance in units in the last place) of two
+    tensors of dtype dt, a NaN matching any NaN"""
+    w = {torch.float32: torch.int32, torch.float16: torch.int16,
+         torch.bfloat16: torch.int16}[dt]
+    x = a.contiguous().view(w).to(torch.int64).view(-1)
+    y = b.contiguous().view(w).to(torch.int64).view(-1)
+    bits = 32 if dt == torch.float32 else 16
+    sign = 1 << (bits - 1)
+    # monotone integer order of the floats: negative values mirrored below zero
+    mx = torch.where(x & sign != 0, -(x & (sign - 1)), x & (sign - 1))
+    my = torch.where(y & sign != 0, -(y & (sign - 1)), y & (sign - 1))
+    nan = torch.isnan(a.view(-1)) & torch.isnan(b.view(-1))
+    d = torch.where(nan, torch.zeros_like(mx), (mx - my).abs())
+    return int((d != 0).sum()), int(d.max()) if d.numel() else 0
+
+
+def layer_sd(qt, name, extra):
+    sd = {k: v for k, v in qt.state_dict(name + ".weight").items()}
+    mk = json.dumps(extra).encode()
+    sd[name + ".comfy_quant"] = torch.tensor(list(mk), dtype=torch.uint8)
+    return sd
+
+
+def block_formats(diffs):
+    """comfy_quant nvfp4, mxfp8 and int8_tensorwise layers quantized by comfy-kitchen itself
+    (QuantizedTensor.from_float, its CPU backend: eager), one file per format.
+
+    <f>.kitchen.<target>: comfy-kitchen's own dequantization (QuantizedTensor.dequantize(),
+    the eager backend on the CPU, cropped to the original shape as ComfyUI crops it).
+    <f>.expected.<target>: what dtaudit computes, written here with torch in f32: nvfp4
+    f32(f32(block) x weight_scale_2) x E2M1 rounded once to the target (the order of
+    comfy-kitchen's CUDA kernel dequantize_nvfp4_kernel, read in source, and of its eager
+    backend for F32); mxfp8 f32(E4M3) x 2^(u-127) (u = 0: 0, as comfy-kitchen's
+    e8m0_to_f32), rounded once; int8 f32(q) x scale rounded once (the eager backend's
+    q.float() * scale, then .to(target)). kitchen_diffs.json records per weight and target
+    how many elements comfy-kitchen's eager output differs in and by how many ulps at most.
+    """
+    rng2 = np.random.default_rng(4242)
+    torch.manual_seed(4242)
+
+    def data(shape, zero_block=None, tiny_rows=0):
+        x = torch.from_numpy(rng2.standard_normal(shape).astype(np.float32) * 0.05)
+        if zero_block is not None:
+            r, c0, c1 = zero_block
+            x[r, c0:c1] = 0.0
+        if tiny_rows:  # rows whose block scales are E4M3 subnormals
+            x[-tiny_rows:] *= 1e-4
+        return x.to(torch.bfloat16)
+
+    files = {"nvfp4": {}, "mxfp8": {}, "int8": {}, "nvfp4_padded": {}}
+    layers = []  # (file, name, qt, orig shape)
+    P = "diffusion_model.blocks.0."
+    for f, name, layout, shape, kw, extra in (
+            # rows > 128 (two swizzle tiles), in/16 = 3 (not a multiple of 4), a zero block,
+            # subnormal block scales
+            ("nvfp4", P + "attn.to_q", "TensorCoreNVFP4Layout", (136, 48),
+             dict(zero_block=(5, 16, 32), tiny_rows=3), {"format": "nvfp4"}),
+            ("nvfp4", P + "attn.to_k", "TensorCoreNVFP4Layout", (32, 64), {},
+             {"format": "nvfp4"}),
+            # 20 rows padded to 32: ComfyUI crops to out_features, the bias's length (to_q's
+            # 136 rows are padded to 144 the same way; to_k has no bias: its last row shows
+            # it is not padding)
+            ("nvfp4", P + "attn.to_v", "TensorCoreNVFP4Layout", (20, 48), {},
+             {"format": "nvfp4"}),
+            # 40 columns padded to 48: the original width is not in the file (refused)
+            ("nvfp4_padded", P + "attn.to_out", "TensorCoreNVFP4Layout", (32, 40), {},
+             {"format": "nvfp4"}),
+            # in/32 = 2 scale columns (not a multiple of 4), rows > 128, a zero block
+            ("mxfp8", P + "ff.net.0.proj", "TensorCoreMXFP8Layout", (136, 64),
+             dict(zero_block=(7, 32, 64)), {"format": "mxfp8"}),
+            ("mxfp8", P + "ff.net.2", "TensorCoreMXFP8Layout", (32, 96), {},
+             {"format": "mxfp8"}),
+            ("int8", P + "proj_in", "TensorWiseINT8Layout", (48, 64), {},
+             {"format": "int8_tensorwise"}),
+            ("int8", P + "proj_out", "TensorWiseINT8Layout", (40, 64), {"per_channel": True},
+             {"format": "int8_tensorwise"})):
+        dkw = {k: v for k, v in kw.items() if k in ("zero_block", "tiny_rows")}
+        qkw = {k: v for k, v in kw.items() if k not in dkw}
+        x = data(shape, **dkw)
+        qt = QuantizedTensor.from_float(x, layout, **qkw)
+        files[f].update(layer_sd(qt, name, extra))
+        if name.endswith(("to_q", "to_v", "net.0.proj")):  # out_features not padded
+            files[f][name + ".bias"] = torch.from_numpy(
+                rng2.standard_normal(shape[0]).astype(np.float32)).to(torch.bfloat16)
+        layers.append((f, name, qt, shape))
+    for f, sd in files.items():
+        save_file(sd, os.path.join(OUT, f + ".safetensors"), metadata={"format": "pt"})
+    lut = torch.tensor([0.0, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0,
+                        -0.0, -0.5, -1.0, -1.5, -2.0, -3.0, -4.0, -6.0])
+    for tname, tdt in TARGETS.items():
+        for f in ("nvfp4", "mxfp8", "int8"):
+            exp, kit = {}, {}
+            for lf, name, qt, shape in layers:
+                if lf != f:
+                    continue
+                w = name + ".weight"
+                p = qt._params
+                q = qt._qdata
+                if f == "nvfp4":
+                    codes = torch.stack([q >> 4, q & 15], -1).view(q.shape[0], -1).long()
+                    rows, cols = codes.shape
+                    bs = from_blocked(p.block_scale, rows, cols // 16).to(torch.float32)
+                    s = bs * p.scale.to(torch.float32)  # f32(block x global)
+                    y = lut[codes] * s.repeat_interleave(16, 1)
+                elif f == "mxfp8":
+                    rows, cols = q.shape
+                    u = from_blocked(p.scale.view(torch.uint8), rows, cols // 32)
+                    s = e8m0_to_f32(u)
+                    y = q.to(torch.float32) * s.repeat_interleave(32, 1)
+                else:
+                    y = q.to(torch.float32) * p.scale.to(torch.float32)
+                exp[w] = y[:shape[0], :shape[1]].to(tdt).contiguous()
+                qk = QuantizedTensor(q, qt._layout_cls, dataclasses.replace(p, orig_dtype=tdt))
+                with ck.use_backend("eager"):
+                    kit[w] = qk.dequantize().contiguous()
+                assert kit[w].dtype == tdt and tuple(kit[w].shape) == shape
+                n, m = ulps(tdt, exp[w], kit[w])
+                diffs.setdefault(f, {}).setdefault(tname, {})[w] = {"differ": n, "max_ulp": m}
+            for k, v in files[f].items():  # the biases: Tensor.to(target)
+                if k.endswith(".bias"):
+                    exp[k] = v.to(tdt)
+            save_file(exp, os.path.join(OUT, "%s.expected.%s.safetensors" % (f, tname)))
+            save_file(kit, os.path.join(OUT, "%s.kitchen.%s.safetensors" % (f, tname)))
 
 
 if __name__ == "__main__":
