@@ -59,6 +59,8 @@ typedef struct {
     const char *data[3];
     const char *param;
     bool weak;
+    bool stack; /* a ModelOpt NVFP4 expert stack's companion: only beside U8 [E, a, b]
+                 * codes named by the stack itself (nvfp4_stack) */
 } sfx;
 
 static const sfx suffixes[] = {
@@ -120,6 +122,12 @@ static const sfx suffixes[] = {
     {".channel_wise", DTA_QR_META, {".W_q"}, ".weight", true},
     {".optimize", DTA_QR_META, {".W_q"}, ".weight", true},
     {".round_zero", DTA_QR_META, {".W_q"}, ".weight", true},
+    /* ModelOpt's bmm expert stacks (Llama4TextExperts, GptOssExperts): the companions of
+     * "experts.gate_up_proj" are "experts.gate_up_proj_weight_scale" etc.
+     * (quantizer_attr_names); last, so that every suffix above wins */
+    {"_weight_scale_2", DTA_QR_GLOBAL_SCALE, {""}, "", true, true},
+    {"_weight_scale", DTA_QR_SCALE, {""}, "", true, true},
+    {"_input_scale", DTA_QR_INPUT_SCALE, {""}, "", true, true},
 };
 #define NSUFFIXES (sizeof suffixes / sizeof suffixes[0])
 
@@ -699,6 +707,22 @@ static bool fp8_family(dta_quant_scheme s)
            s == DTA_QS_CT_FLOAT || s == DTA_QS_COMFY_FP8 || s == DTA_QS_FP8_BLOCK;
 }
 
+/* Whether tensor data, the codes name[0..pl) of a companion with an expert-stack suffix,
+ * is a ModelOpt NVFP4 expert stack: U8 [E, a, b] beside an F8_E4M3 "<stack>_weight_scale",
+ * or under a ModelOpt NVFP4 config (then a missing block scale is its finding). */
+static bool nvfp4_stack(qctx *c, size_t data, const char *name, size_t pl)
+{
+    const dta_tensor *t = &c->m->tensors[data];
+    if (t->dtype != DTA_U8 || t->rank != 3)
+        return false;
+    if (c->q->scheme == DTA_QS_MODELOPT_NVFP4)
+        return true;
+    char buf[DTA_MAX_NAME_LEN + 64];
+    size_t k = join(buf, sizeof buf, name, pl, "_weight_scale"), s;
+    return k && (s = find_tensor(c, buf, k)) != SIZE_MAX &&
+           c->m->tensors[s].dtype == DTA_F8_E4M3;
+}
+
 static dta_status group_tensors(qctx *c)
 {
     const dta_model *m = c->m;
@@ -751,6 +775,8 @@ static dta_status group_tensors(qctx *c)
             if (k)
                 data = find_tensor(c, buf, k);
         }
+        if (s->stack && (data == SIZE_MAX || !nvfp4_stack(c, data, name, pl)))
+            continue;
         if (data != SIZE_MAX && q->tensor_param[data] >= 0) {
             st = param_add_tensor(c, (size_t)q->tensor_param[data], i, s->role);
             continue;
@@ -1016,6 +1042,19 @@ static dta_quant_scheme param_scheme(qctx *c, dta_quant_param *p)
     return DTA_QS_FP8;
 }
 
+/* A ModelOpt NVFP4 expert stack's orientation from its block scale S: 1 when the codes
+ * are [E, in/2, out] and S [E, ceil(in/16), out] (ModelOpt's bmm experts, quantized
+ * transposed and stored transposed back), 0 when they are [E, out, in/2] and S
+ * [E, out, ceil(in/16)], -1 when S fits neither or both (a degenerate [E, 1, 1]). */
+static int nvfp4_stack_in_major(const dta_tensor *w, const dta_tensor *S)
+{
+    if (!S || w->rank != 3 || S->rank != 3 || S->shape[0] != w->shape[0])
+        return -1;
+    bool im = S->shape[1] == cdiv(w->shape[1] * 2, 16) && S->shape[2] == w->shape[2];
+    bool om = S->shape[1] == w->shape[1] && S->shape[2] == cdiv(w->shape[2] * 2, 16);
+    return im == om ? -1 : im;
+}
+
 /* Checks p against its scheme; appends quant-incomplete issues. block/group override the
  * config's (0: the config's or the scheme default). Returns the number of problems. */
 /* GPTQModel "dynamic": the bits / group (one group: UINT32_MAX) a rule gives p's module. */
@@ -1142,6 +1181,16 @@ static int check_param(qctx *c, dta_quant_param *p, const qsize *o, bool record)
                     "one scale per %u elements)", s1, s2, (unsigned long long)o,
                     (unsigned long long)cdiv(in, g), g);
             }
+        }
+        if (S && w->rank == 3 && !ct && nvfp4_stack_in_major(w, S) < 0) {
+            shape_str(s1, sizeof s1, S);
+            shape_str(s2, sizeof s2, w);
+            BAD("its block scale %s does not fit the packed %s expert stack (expected "
+                "[%llu, %llu, %llu] for codes [E, in/2, out], or [%llu, %llu, %llu] for "
+                "[E, out, in/2]: one scale per 16 elements)", s1, s2,
+                (unsigned long long)w->shape[0], (unsigned long long)cdiv(w->shape[1] * 2, 16),
+                (unsigned long long)w->shape[2], (unsigned long long)w->shape[0],
+                (unsigned long long)w->shape[1], (unsigned long long)cdiv(w->shape[2] * 2, 16));
         }
         break;
     }
@@ -1496,7 +1545,11 @@ static void describe(qctx *c, dta_quant_param *p)
     switch (p->scheme) {
     case DTA_QS_MODELOPT_NVFP4: case DTA_QS_CT_NVFP4: case DTA_QS_CT_MXFP4: case DTA_QS_COMFY:
         if (w->dtype == DTA_U8 && p->rank >= 1) {
-            p->shape[p->rank - 1] *= 2;
+            /* an expert stack [E, in/2, out] is packed along its middle dim */
+            size_t sc = comp(c, p, DTA_QR_SCALE);
+            bool mid = p->scheme == DTA_QS_MODELOPT_NVFP4 && sc != SIZE_MAX &&
+                       nvfp4_stack_in_major(w, &m->tensors[sc]) == 1;
+            p->shape[mid ? 1 : p->rank - 1] *= 2;
             p->format = p->scheme == DTA_QS_CT_MXFP4 ? "MXFP4" : "NVFP4";
         }
         break;

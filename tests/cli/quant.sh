@@ -17,7 +17,7 @@ for f in d["findings"]:
     print(f["rule"], f["module"])' "$TMP/out"
 }
 
-for l in deepseek-v3 qwen3-fp8 llama-fp8-ct gpt-oss nvfp4 bnb-nf4 gptq awq; do
+for l in deepseek-v3 qwen3-fp8 llama-fp8-ct gpt-oss nvfp4 llama4-nvfp4 bnb-nf4 gptq awq; do
     gen "$l"
     dta audit --format json "$TMP/q/$l"
     got=$(rules)
@@ -41,6 +41,9 @@ m=model.layers.1.mlp.experts.3.up_proj
 expect "deepseek-v3+unquantized-module@$m" "quant-coverage $m"
 m=model.layers.1.mlp.down_proj
 expect "qwen3-fp8+quantized-ignored@$m" "quant-coverage $m"
+# a ModelOpt NVFP4 expert stack ([E, in/2, out] codes, "_weight_scale_2" companions)
+m=language_model.model.layers.1.feed_forward.experts
+expect "llama4-nvfp4+missing-global@$m.down_proj" "quant-incomplete $m"
 expect "deepseek-v3+stale-config" "quant-config config.json"
 expect "deepseek-v3+missing-config" "quant-config config.json"
 m=model.layers.1.mlp.experts.3.up_proj

@@ -230,6 +230,51 @@ def layout_nvfp4(d):
     write_model(d, llama_layers(512, 1536, 2, lin), cfg, sidecars=side)
 
 
+def layout_llama4_nvfp4(d):
+    """Llama-4-Scout (H 5120, expert dim 8192, 16 experts) through ModelOpt's NVFP4 export:
+    Linear layers as in layout_nvfp4; the bmm expert stacks (Llama4TextExperts, in memory
+    [E, in, out]) are quantized transposed and transposed back
+    (unified_export_hf._export_quantized_weight, maybe_transpose_expert_weight_dimensions),
+    so on disk the codes are [E, in/2, out] and the block scales [E, in/16, out], named
+    after the stack with quantizer_attr_names' '_' suffixes; one weight quantizer per stack:
+    weight_scale_2 and input_scale are scalars."""
+    H, I, E, V = 5120, 8192, 16, 2048
+
+    def lin(n, o, i):
+        return [(n + ".weight", "U8", [o, i // 2]), (n + ".weight_scale", "F8_E4M3", [o, i // 16]),
+                (n + ".weight_scale_2", "F32", []), (n + ".input_scale", "F32", [])]
+
+    def stack(n, i, o):
+        return [(n, "U8", [E, i // 2, o]), (n + "_weight_scale", "F8_E4M3", [E, i // 16, o]),
+                (n + "_weight_scale_2", "F32", []), (n + "_input_scale", "F32", [])]
+    t = [("language_model.model.embed_tokens.weight", "BF16", [V, H])]
+    for L in range(2):
+        p = "language_model.model.layers.%d." % L
+        t += [(p + "input_layernorm.weight", "BF16", [H]),
+              (p + "post_attention_layernorm.weight", "BF16", [H])]
+        for m, o, i in (("q_proj", 5120, H), ("k_proj", 1024, H), ("v_proj", 1024, H), ("o_proj", H, 5120)):
+            t += lin(p + "self_attn." + m, o, i)
+        f = p + "feed_forward."
+        t += [(f + "router.weight", "BF16", [E, H])]
+        t += stack(f + "experts.gate_up_proj", H, 2 * I) + stack(f + "experts.down_proj", I, H)
+        for m, o, i in (("gate_proj", I, H), ("up_proj", I, H), ("down_proj", H, I)):
+            t += lin(f + "shared_expert." + m, o, i)
+    t += [("language_model.model.norm.weight", "BF16", [H]), ("language_model.lm_head.weight", "BF16", [V, H])]
+    excl = ["language_model.lm_head", "language_model.model.layers.*.feed_forward.router"]
+    cfg = {"architectures": ["Llama4ForConditionalGeneration"], "model_type": "llama4",
+           "text_config": {"model_type": "llama4_text", "hidden_size": H, "intermediate_size": I,
+                           "num_local_experts": E, "torch_dtype": "bfloat16"},
+           "torch_dtype": "bfloat16",
+           "quantization_config": {"quant_method": "modelopt", "quant_algo": "NVFP4",
+                                   "producer": {"name": "modelopt", "version": "0.35.0"}, "ignore": excl,
+                                   "config_groups": {"group_0": {"targets": ["Linear"], "weights": {
+                                       "num_bits": 4, "type": "float", "group_size": 16}}}}}
+    side = {"hf_quant_config.json": {"producer": {"name": "modelopt", "version": "0.35.0"},
+                                     "quantization": {"quant_algo": "NVFP4", "kv_cache_quant_algo": None,
+                                                      "group_size": 16, "exclude_modules": excl}}}
+    write_model(d, t, cfg, shards=2, sidecars=side)
+
+
 # ---- bitsandbytes 4-bit NF4, double quantization (quant.md §5.1) --------------------------
 
 def layout_bnb_nf4(d):
@@ -504,6 +549,7 @@ IGNORE_KEY = {"hqq": "skip_modules"}
 LAYOUTS = {"deepseek-v3": layout_deepseek_v3,
            "deepseek-v3-tiny": lambda d: layout_deepseek_v3(d, DSV3_TINY, shards=2), "qwen3-fp8": layout_qwen3_fp8,
            "llama-fp8-ct": layout_llama_fp8_ct, "gpt-oss": layout_gpt_oss, "nvfp4": layout_nvfp4,
+           "llama4-nvfp4": layout_llama4_nvfp4,
            "bnb-nf4": layout_bnb_nf4, "gptq": layout_gptq, "awq": layout_awq,
            "torchao": layout_torchao, "torchao-int4": layout_torchao_int4, "hqq": layout_hqq, "quanto": layout_quanto,
            "comfy-fp8": layout_comfy_fp8, "comfy-nvfp4": layout_comfy_nvfp4,
@@ -605,6 +651,10 @@ def variant(d, base, name, target):
             edit_config(d, lambda c: c["quantization_config"].__setitem__("group_size", 64))
     elif name == "block-mismatch":
         edit_config(d, lambda c: c["quantization_config"].__setitem__("weight_block_size", [64, 64]))
+    elif name == "missing-global":
+        # target's NVFP4 global scale goes (a Linear's ".weight_scale_2", an expert stack's
+        # "_weight_scale_2")
+        rewrite(d, lambda t: [x for x in t if x[0] not in (target + ".weight_scale_2", target + "_weight_scale_2")])
     elif name == "missing-weight":
         rewrite(d, lambda t: [x for x in t if x[0] not in (target + ".weight", target + ".qweight")])
     elif name == "wrong-grid":
