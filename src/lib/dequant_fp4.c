@@ -19,6 +19,20 @@
  * with pre_quant_scale (NVFP4_AWQ) is refused: its dense weight is not the dequantized
  * one.
  *
+ * ModelOpt NVFP4 expert stacks (the bmm experts Llama4TextExperts and GptOssExperts, held
+ * [E, in, out] in memory): the exporter transposes each stack to [E, out, in], quantizes
+ * it and transposes the codes and block scales back (Model-Optimizer
+ * modelopt/torch/export/unified_export_hf.py _export_quantized_weight and
+ * quant_utils.py maybe_transpose_expert_weight_dimensions), under quantizer_attr_names'
+ * names: "<p>" U8 [E, in/2, out] (byte (e, j, o) holds input 2j in its low nibble, 2j + 1
+ * in its high one), "<p>_weight_scale" F8_E4M3 [E, in/16, out], "<p>_weight_scale_2" F32,
+ * one value (one weight quantizer per stack) or one per expert, "<p>_input_scale" dropped.
+ * vLLM's llama4.py and TensorRT-LLM's fused-MoE loader read them so (transpose(-1, -2)).
+ * The value of input i, output o of expert e is the element (e, o, i) of the transposed
+ * quantized tensor: s = f32(f32(bs[e][i/16][o]) * g[e]), y = f32(E2M1 * s); written under
+ * "<p>" in the stored (and the unquantized model's) layout [E, in, out]. A stack stored
+ * [E, out, in/2] (no ModelOpt export writes one; its plain layout is unknown) is refused.
+ *
  * compressed-tensors nvfp4-pack-quantized (shared/quant.md 3.5): weight_packed U8
  * [out, ceil(in/2)] (low nibble even, rows padded to whole bytes), weight_scale F8_E4M3
  * [out, ceil(in/16)], weight_global_scale F32 [1], optional weight_shape [out, in]: the
@@ -220,13 +234,44 @@ const dtap_dq_ops dtap_dq_mxfp4_ops = {
 
 enum { NV_MODELOPT, NV_CT, NV_CT_MX };
 
+#define NV_SLAB (8u << 20)        /* bytes of an expert stack's codes + scales read at once */
+#define NV_MAX_COLS (1u << 20)    /* an expert stack's out: 9 rows of it fit the slab */
+#define NV_MAX_EXPERTS (1u << 20) /* per-expert global scales kept */
+
 typedef struct {
     bool ct;             /* compressed-tensors: the global scale divides */
     bool mx;             /* compressed-tensors MXFP4: E8M0 scales per 32, no global */
+    bool stack;          /* a ModelOpt expert stack: codes [E, in/2, out], scales [E, gc, out] */
     size_t codes, scales;
-    uint64_t out, in, cols, gc;
+    uint64_t out, in, cols, gc, mats;
     float global;
+    float *globals;      /* stack: one per expert, NULL: global for all */
 } nv_state;
+
+static void nv_release(void *state)
+{
+    nv_state *st = state;
+    if (st)
+        free(st->globals);
+    free(st);
+}
+
+/* F32 values of tensor ti, n of them (n * 4 bytes read). */
+static dta_status read_f32s(dtap_dq_src *d, size_t ti, uint64_t n, float *v, dta_error *err)
+{
+    unsigned char b[256];
+    for (uint64_t k = 0; k < n;) {
+        size_t m = n - k < 64 ? (size_t)(n - k) : 64;
+        dta_status st = dtap_dq_read(d, ti, k * 4, m * 4, b, err);
+        if (st != DTA_OK)
+            return st;
+        for (size_t j = 0; j < m; j++)
+            v[k + j] = dtap_f32_of((uint32_t)b[4 * j] | (uint32_t)b[4 * j + 1] << 8 |
+                                   (uint32_t)b[4 * j + 2] << 16 | (uint32_t)b[4 * j + 3] << 24);
+        k += m;
+    }
+    return DTA_OK;
+}
 
 /* Reads one F32 scalar tensor. */
 static dta_status read_f32_scalar(dtap_dq_src *d, size_t ti, float *v, dta_error *err)
@@ -263,6 +308,67 @@ static dta_status read_shape2(dtap_dq_src *d, size_t ti, uint64_t v[2], dta_erro
     return st;
 }
 
+/* The plan of a ModelOpt NVFP4 expert stack (c U8 rank 3, its block scale s F8_E4M3, its
+ * global scale g F32), all three stored plainly. */
+static dta_status stack_plan(dtap_dq_src *d, const dta_quant_param *qp, const dta_tensor *c,
+                             size_t si, size_t gi, dtap_dq_plan *o, dta_error *err)
+{
+    const dta_model *w = dtap_dq_model(d);
+    const dta_tensor *s = &w->tensors[si], *g = &w->tensors[gi];
+    uint64_t E = c->shape[0], C = c->shape[1], out = c->shape[2];
+    if (C > UINT64_MAX / 2 || c->numel > UINT64_MAX / 2)
+        return refuse(err, qp->name, "an NVFP4 expert stack too large to count");
+    if (s->rank != 3 || s->shape[0] != E)
+        return refuse(err, qp->name, "an NVFP4 expert stack whose block scale is not "
+                                     "[E, in/16, out]");
+    uint64_t in = C * 2, gc = dtap_cdiv(in, 16);
+    bool im = s->shape[1] == gc && s->shape[2] == out;
+    bool om = s->shape[1] == C && s->shape[2] == dtap_cdiv(out * 2, 16);
+    if (im && om)
+        return refuse(err, qp->name, "an NVFP4 expert stack whose orientation its shapes do "
+                                     "not tell ([E, 1, 1])");
+    if (om)
+        return refuse(err, qp->name, "an NVFP4 expert stack stored [E, out, in/2] (ModelOpt "
+                                     "writes its bmm experts [E, in/2, out]; the unquantized "
+                                     "layout of this one is not known)");
+    if (!im)
+        return refuse(err, qp->name, "an NVFP4 expert stack whose block scale is not "
+                                     "[E, in/16, out]");
+    if (g->numel != 1 && g->numel != E)
+        return refuse(err, qp->name, "an NVFP4 expert stack whose weight_scale_2 is neither "
+                                     "one value nor one per expert");
+    if (out > NV_MAX_COLS || (g->numel != 1 && E > NV_MAX_EXPERTS))
+        return refuse(err, qp->name, "an NVFP4 expert stack of more than 1048576 outputs or "
+                                     "experts");
+    nv_state *st = calloc(1, sizeof *st);
+    if (!st || (g->numel != 1 && !(st->globals = malloc((size_t)E * sizeof *st->globals)))) {
+        free(st);
+        return nomem(err);
+    }
+    st->stack = true;
+    st->codes = qp->weight;
+    st->scales = si;
+    st->out = out;
+    st->in = in;
+    st->cols = C;
+    st->gc = gc;
+    st->mats = E;
+    dta_status r = st->globals ? read_f32s(d, gi, E, st->globals, err)
+                               : read_f32_scalar(d, gi, &st->global, err);
+    if (r != DTA_OK) {
+        nv_release(st);
+        return r;
+    }
+    o->state = st;
+    o->scale = si;
+    o->rank = 3;
+    o->shape[0] = E;
+    o->shape[1] = in; /* the stored layout, the unquantized model's: [E, in, out] */
+    o->shape[2] = out;
+    o->numel = c->numel * 2;
+    return DTA_OK;
+}
+
 static dta_status nv_plan_common(dtap_dq_src *d, const dta_quant *q, const dta_quant_param *qp,
                                  dtap_dq_plan *o, int kind, dta_error *err)
 {
@@ -297,16 +403,23 @@ static dta_status nv_plan_common(dtap_dq_src *d, const dta_quant *q, const dta_q
                                      : ct ? "NVFP4 without weight_scale and weight_global_scale"
                                           : "NVFP4 without weight_scale and weight_scale_2");
     const dta_tensor *s = &w->tensors[si], *g = mx ? NULL : &w->tensors[gi];
-    if (c->dtype != DTA_U8 || c->rank != 2) {
-        snprintf(why, sizeof why, "%s codes other than U8 [out, in/2] (expert stacks and other "
-                 "ranks are not supported)", fp4);
+    bool stack = c->dtype == DTA_U8 && c->rank == 3;
+    if (stack && ct) {
+        snprintf(why, sizeof why, "compressed-tensors %s expert stacks (3-D weight_packed): "
+                 "compressed-tensors 0.20.1 packs 2-D Linear weights only, so their layout is "
+                 "not known", fp4);
+        return refuse(err, qp->name, why);
+    }
+    if (c->dtype != DTA_U8 || (c->rank != 2 && !stack)) {
+        snprintf(why, sizeof why, "%s codes other than U8 [out, in/2] or expert stacks "
+                 "[E, in/2, out]", fp4);
         return refuse(err, qp->name, why);
     }
     if (!mx && s->dtype != DTA_F8_E4M3)
         return refuse(err, qp->name, "NVFP4 block scales that are not F8_E4M3");
     if (mx && s->dtype != DTA_U8 && s->dtype != DTA_F8_E8M0)
         return refuse(err, qp->name, "MXFP4 block scales that are not U8 or F8_E8M0 exponents");
-    if (g && (g->dtype != DTA_F32 || g->numel != 1)) {
+    if (g && (g->dtype != DTA_F32 || (g->numel != 1 && !stack))) {
         snprintf(why, sizeof why, "an NVFP4 %s that is not one F32 value", gname);
         return refuse(err, qp->name, why);
     }
@@ -316,6 +429,8 @@ static dta_status nv_plan_common(dtap_dq_src *d, const dta_quant *q, const dta_q
                  "needed)", fp4);
         return refuse(err, qp->name, why);
     }
+    if (stack)
+        return stack_plan(d, qp, c, si, gi, o, err);
     uint64_t out = c->shape[0], cols = c->shape[1], in = cols * 2;
     size_t shi = dtap_dq_comp(q, qp, DTA_QR_SHAPE);
     if (shi != SIZE_MAX) {
@@ -339,7 +454,8 @@ static dta_status nv_plan_common(dtap_dq_src *d, const dta_quant *q, const dta_q
     nv_state *st = malloc(sizeof *st);
     if (!st)
         return nomem(err);
-    *st = (nv_state){ct, mx, qp->weight, si, out, in, cols, gc, 1.0f};
+    *st = (nv_state){.ct = ct, .mx = mx, .codes = qp->weight, .scales = si, .out = out, .in = in,
+                     .cols = cols, .gc = gc, .global = 1.0f};
     dta_status r = mx ? DTA_OK : read_f32_scalar(d, gi, &st->global, err);
     if (r == DTA_OK && strcmp(qp->name, c->name) && !(o->oname = dup_name(qp->name)))
         r = nomem(err);
@@ -392,10 +508,91 @@ static unsigned char *cache_bytes(void **cache, size_t need)
     return c->data;
 }
 
+/* An expert stack's cache: the codes rows [8 g0, min(8 (g0 + ng), cols)) and the block
+ * scale rows [g0, g0 + ng) of expert mat, whole rows (out bytes each). */
+typedef struct {
+    uint64_t mat, g0, ng; /* ng 0: nothing loaded */
+    size_t cap;
+    unsigned char data[];
+} stack_cache;
+
+static dta_status stack_load(dtap_dq_src *d, const nv_state *m, void **cache, uint64_t mat,
+                             uint64_t g0, dta_error *err)
+{
+    uint64_t per = NV_SLAB / (9 * m->out); /* scale rows a load holds; out <= NV_MAX_COLS */
+    uint64_t ng = per ? per : 1;
+    if (ng > m->gc - g0)
+        ng = m->gc - g0;
+    uint64_t r0 = g0 * 8, r1 = (g0 + ng) * 8 < m->cols ? (g0 + ng) * 8 : m->cols;
+    size_t nc = (size_t)((r1 - r0) * m->out), ns = (size_t)(ng * m->out);
+    stack_cache *c = *cache;
+    if (!c || c->cap < nc + ns) {
+        stack_cache *n = realloc(c, sizeof *c + nc + ns);
+        if (!n)
+            return nomem(err);
+        *cache = c = n;
+        c->cap = nc + ns;
+    }
+    c->ng = 0; /* invalid until loaded */
+    dta_status st = dtap_dq_read(d, m->codes, (mat * m->cols + r0) * m->out, nc, c->data, err);
+    if (st == DTA_OK)
+        st = dtap_dq_read(d, m->scales, (mat * m->gc + g0) * m->out, ns, c->data + nc, err);
+    if (st == DTA_OK) {
+        c->mat = mat;
+        c->g0 = g0;
+        c->ng = ng;
+    }
+    return st;
+}
+
+static dta_status stack_fill(dtap_dq_src *d, const nv_state *m, void **cache, uint64_t first,
+                             size_t n, float *x, float *s, dta_error *err)
+{
+    uint64_t M = m->in * m->out;
+    if (!n || !M)
+        return DTA_OK;
+    uint64_t mat = first / M, i = first % M / m->out, o = first % m->out;
+    for (size_t k = 0; k < n;) {
+        stack_cache *c = *cache;
+        uint64_t g = i / 16;
+        if (!c || c->ng == 0 || c->mat != mat || g < c->g0 || g >= c->g0 + c->ng) {
+            dta_status st = stack_load(d, m, cache, mat, g, err);
+            if (st != DTA_OK)
+                return st;
+            c = *cache;
+        }
+        uint64_t r0 = c->g0 * 8, r1 = (c->g0 + c->ng) * 8;
+        if (r1 > m->cols)
+            r1 = m->cols;
+        const unsigned char *codes = c->data, *sc = c->data + (r1 - r0) * m->out;
+        float gl = m->globals ? m->globals[mat] : m->global;
+        /* the rest of row i of matrix mat, or of the range */
+        size_t seg = m->out - o < n - k ? (size_t)(m->out - o) : n - k;
+        const unsigned char *crow = codes + (i / 2 - r0) * m->out, *srow = sc + (g - c->g0) * m->out;
+        unsigned shift = i & 1 ? 4 : 0;
+        for (size_t j = 0; j < seg; j++) {
+            x[k + j] = e2m1[(crow[o + j] >> shift) & 15];
+            s[k + j] = dtap_f32_of(dtab_f8_to_f32(DTA_F8_E4M3, srow[o + j])) * gl;
+        }
+        k += seg;
+        o += seg;
+        if (o == m->out) {
+            o = 0;
+            if (++i == m->in) {
+                i = 0;
+                mat++;
+            }
+        }
+    }
+    return DTA_OK;
+}
+
 static dta_status nv_fill(dtap_dq_src *d, const dtap_dq_plan *p, void **cache, uint64_t first,
                           size_t n, float *x, float *s, dta_error *err)
 {
     const nv_state *m = p->state;
+    if (m->stack)
+        return stack_fill(d, m, cache, first, n, x, s, err);
     uint64_t last = first + n - 1;
     uint64_t r0 = first / m->in, r1 = last / m->in;
     uint64_t cb0 = r0 * m->cols + (first % m->in) / 2, cb1 = r1 * m->cols + (last % m->in) / 2;
@@ -438,8 +635,8 @@ static dta_status nv_fill(dtap_dq_src *d, const dtap_dq_plan *p, void **cache, u
 }
 
 const dtap_dq_ops dtap_dq_modelopt_nvfp4_ops = {
-    .scheme = DTA_QS_MODELOPT_NVFP4, .plan = modelopt_plan, .fill = nv_fill, .release = free};
+    .scheme = DTA_QS_MODELOPT_NVFP4, .plan = modelopt_plan, .fill = nv_fill, .release = nv_release};
 const dtap_dq_ops dtap_dq_ct_nvfp4_ops = {
-    .scheme = DTA_QS_CT_NVFP4, .plan = ct_plan, .fill = nv_fill, .release = free};
+    .scheme = DTA_QS_CT_NVFP4, .plan = ct_plan, .fill = nv_fill, .release = nv_release};
 const dtap_dq_ops dtap_dq_ct_mxfp4_ops = {
-    .scheme = DTA_QS_CT_MXFP4, .plan = ct_mx_plan, .fill = nv_fill, .release = free};
+    .scheme = DTA_QS_CT_MXFP4, .plan = ct_mx_plan, .fill = nv_fill, .release = nv_release};

@@ -6,8 +6,11 @@ BF16/F16 done by torch's Tensor.to(). Fixtures are generated at test time and sm
 
 Schemes: gpt-oss MXFP4 expert stacks (every E2M1 code, E8M0 scale bytes 0, 1, 254 and
 255, the [E, out, in] -> [E, in, out] transpose, a matrix larger than dtaudit's column
-slab), ModelOpt NVFP4, compressed-tensors nvfp4-pack-quantized (odd logical width,
-zero / subnormal block scales), and refusals of what is not supported.
+slab), ModelOpt NVFP4 (Linear weights, and Llama-4 / gpt-oss expert stacks built the way
+ModelOpt's exporter stores them: quantized as [E, out, in], codes and block scales stored
+transposed back, one global scale or one per expert), compressed-tensors
+nvfp4-pack-quantized (odd logical width, zero / subnormal block scales), and refusals of
+what is not supported.
 
 Usage: dequant_fp4_reference.py DTAUDIT. Exit 0 pass, 1 fail, 77 skip (no numpy/torch)."""
 import json
@@ -324,6 +327,189 @@ def test_nvfp4(tmp, rng):
             check_out("ct nvfp4 -> " + target, src, out, want, target.upper())
 
 
+# ---- ModelOpt NVFP4 expert stacks (Llama4TextExperts / GptOssExperts) --------------------------
+
+def nvfp4_stack_case(rng, E, n_in, out, per_expert=False):
+    """A bmm expert stack as ModelOpt's exporter writes it: the [E, in, out] weight is
+    quantized transposed, [E, out, in] (codes packed along in, block scales per 16 of in),
+    and the codes and block scales are stored transposed back: [E, in/2, out] and
+    [E, in/16, out]. Returns the stored tensors and the values in the stored layout
+    [E, in, out]: y[e, i, o] = f32(E2M1 * f32(bs * g[e])) of the transposed element."""
+    cols, gc = n_in // 2, (n_in + 15) // 16
+    q = R.rnd(rng, E * out * cols).reshape(E, out, cols)  # [E, out, in/2]
+    k = min(256, q.size)
+    q.reshape(-1)[:k] = np.arange(k, dtype=np.uint8)      # every pair of codes
+    bs = R.rnd(rng, E * out * gc).reshape(E, out, gc)
+    bs[bs & 0x7F == 0x7F] = 0x38                          # no NaN block scales
+    bs.reshape(-1)[:4] = [0x00, 0x01, 0x80, 0x08]         # zero, subnormal, -0, min normal
+    g = (np.linspace(0.5, 3.7, E) / (448.0 * 6.0)).astype(np.float32) if per_expert \
+        else np.full(E, 3.7 / (448.0 * 6.0), np.float32)
+    x = E2M1[unpack_low_first(q, n_in)]                   # [E, out, in]
+    b = np.repeat(E4M3[bs], 16, axis=-1)[..., :n_in]
+    s = (b * g[:, None, None]).astype(np.float32)
+    y = mul(x, s).transpose(0, 2, 1)                      # [E, in, out]
+    codes = np.ascontiguousarray(q.transpose(0, 2, 1))    # [E, in/2, out]
+    scales = np.ascontiguousarray(bs.transpose(0, 2, 1))  # [E, in/16, out]
+    gt = (("F32", (E,), R.f32b(g)) if per_expert else ("F32", (), R.f32b(g[:1])))
+    return codes, scales, gt, y
+
+
+def stack_tensors(name, codes, scales, gt):
+    return [(name, "U8", codes.shape, codes.tobytes()),
+            (name + "_weight_scale", "F8_E4M3", scales.shape, scales.tobytes()),
+            (name + "_weight_scale_2",) + gt,
+            (name + "_input_scale", "F32", (), R.f32b([0.25]))]
+
+
+NV_STACK_QC = {"quant_method": "modelopt", "quant_algo": "NVFP4",
+               "ignore": ["lm_head", "model.layers.*.mlp.router"],
+               "config_groups": {"group_0": {"weights": {"num_bits": 4, "type": "float",
+                                                         "group_size": 16}}}}
+NV_STACK_SIDE = {"hf_quant_config.json": {
+    "producer": {"name": "modelopt", "version": "0.37"},
+    "quantization": {"quant_algo": "NVFP4", "group_size": 16,
+                     "exclude_modules": ["lm_head", "model.layers.*.mlp.router"]}}}
+
+
+def audit_findings(path):
+    """(exit code, [rule module] of the warnings and errors) of dtaudit audit PATH."""
+    rc, so, se = run("audit", "--format", "json", path)
+    try:
+        doc = json.loads(so)
+    except ValueError:
+        return rc, ["unparsable: " + se]
+    return rc, ["%s %s" % (f["rule"], f["module"]) for f in doc["findings"]
+                if f["severity"] != "info"]
+
+
+def test_nvfp4_stacks(tmp, rng):
+    # gpt-oss-shaped: gate_up_proj (in 64, out 2 x 24) with one global scale, down_proj
+    # (in 24: a ragged last block of 8) with one global scale per expert; BF16 biases and
+    # router beside them
+    E, H, I = 3, 64, 24
+    P = "model.layers.0.mlp.experts."
+    src = os.path.join(tmp, "nv-stack")
+    gc, gs, gg, gy = nvfp4_stack_case(rng, E, H, 2 * I)
+    dc, ds, dg, dy = nvfp4_stack_case(rng, E, I, H, per_expert=True)
+    ts = stack_tensors(P + "gate_up_proj", gc, gs, gg) + stack_tensors(P + "down_proj", dc, ds, dg)
+    want = {P + "gate_up_proj": (gy.shape, gy), P + "down_proj": (dy.shape, dy)}
+    check(gy.shape == (E, H, 2 * I) and dy.shape == (E, I, H),
+          "nvfp4 stack reference shapes %s %s" % (gy.shape, dy.shape))
+    for name, shape in ((P + "gate_up_proj_bias", (E, 2 * I)), (P + "down_proj_bias", (E, H)),
+                        ("model.layers.0.mlp.router.weight", (E, H)), ("lm_head.weight", (8, H))):
+        raw = R.bf16b(rng.standard_normal(shape).astype(np.float32))
+        ts.append((name, "BF16", shape, raw))
+        want[name] = plain(raw, shape)
+    write_dir(src, ts, {"model_type": "gpt_oss", "torch_dtype": "bfloat16",
+                        "quantization_config": NV_STACK_QC}, NV_STACK_SIDE)
+    rc, got = audit_findings(src)
+    check(rc == 0 and not got, "nvfp4 stack: audit of the input exit %d %s" % (rc, got))
+    rc, so, se = run("scan", "--format", "json", src)
+    params = {}
+    if rc == 0:
+        for p in json.loads(so)["inputs"][0]["quantization"]["parameters"]:
+            params[p["name"]] = p
+    check(params.get(P + "gate_up_proj", {}).get("shape") == [E, H, 2 * I] and
+          params.get(P + "down_proj", {}).get("shape") == [E, I, H] and
+          len(params.get(P + "down_proj", {}).get("tensors", {})) == 4,
+          "nvfp4 stack: scan parameters %r" % sorted(params))
+    for target in ("bf16", "f16", "f32"):
+        out = src + "-" + target
+        rc, so, se = convert(src, out, target, "--verify")
+        check(rc == 0, "nvfp4 stack -> %s: exit %d %s" % (target, rc, se))
+        if rc == 0:
+            check_out("nvfp4 stack -> " + target, src, out, want, target.upper(),
+                      ("hf_quant_config.json",))
+
+    # sharded: each stack's codes in one shard, its block scales in the other
+    src = os.path.join(tmp, "nv-stack-sharded")
+    os.makedirs(src)
+    a, b = stack_tensors(P + "gate_up_proj", gc, gs, gg), stack_tensors(P + "down_proj", dc, ds, dg)
+    shards = {"model-00001-of-00002.safetensors": [a[0], a[2], b[1], b[3]],
+              "model-00002-of-00002.safetensors": [a[1], a[3], b[0], b[2]]}
+    wm = {}
+    for fn, tl in shards.items():
+        write_st(os.path.join(src, fn), tl, {"format": "pt"})
+        wm.update({t[0]: fn for t in tl})
+    with open(os.path.join(src, "model.safetensors.index.json"), "w") as f:
+        json.dump({"metadata": {"total_size": 1}, "weight_map": wm}, f)
+    with open(os.path.join(src, "config.json"), "w") as f:
+        json.dump({"model_type": "gpt_oss", "quantization_config": NV_STACK_QC}, f)
+    out = src + "-out"
+    rc, so, se = convert(src, out, "bf16", "--verify")
+    check(rc == 0, "nvfp4 stack sharded: exit %d %s" % (rc, se))
+    if rc == 0:
+        got, _ = R.load_dir(out)
+        idx = json.load(open(os.path.join(out, "model.safetensors.index.json")))
+        check(idx["weight_map"] == {P + "gate_up_proj": "model-00001-of-00002.safetensors",
+                                    P + "down_proj": "model-00002-of-00002.safetensors"},
+              "nvfp4 stack sharded: weight_map %r" % idx["weight_map"])
+        check(idx["metadata"]["total_size"] == (gy.size + dy.size) * 2,
+              "nvfp4 stack sharded: total_size %r" % idx["metadata"])
+        for name, y in ((P + "gate_up_proj", gy), (P + "down_proj", dy)):
+            check(name in got and got[name][1] == y.shape and
+                  R.same_values(got[name][2], R.to_target(y.reshape(-1), "BF16"), "BF16"),
+                  "nvfp4 stack sharded: %s" % name)
+        rc, so, se = run("verify", src, out)
+        check(rc == 0, "nvfp4 stack sharded: verify exit %d %s" % (rc, so))
+        rc, got = audit_findings(out)
+        check(rc == 0 and not got, "nvfp4 stack sharded: audit OUT exit %d %s" % (rc, got))
+
+    # a stack past dtaudit's 8 MiB slab: one expert's 912 rows of block scales (14592 inputs,
+    # 9 x 1024 bytes a row) take two loads, and the second expert starts inside the run
+    src = os.path.join(tmp, "nv-stack-big")
+    c, sc, g, y = nvfp4_stack_case(rng, 2, 14592, 1024, per_expert=True)
+    write_dir(src, stack_tensors(P + "down_proj", c, sc, g),
+              {"model_type": "gpt_oss", "quantization_config": NV_STACK_QC})
+    out = src + "-bf16"
+    rc, so, se = convert(src, out, "bf16")
+    check(rc == 0, "nvfp4 stack big: exit %d %s" % (rc, se))
+    if rc == 0:
+        check_out("nvfp4 stack big", src, out, {P + "down_proj": (y.shape, y)})
+
+    # broken: a stack without its weight_scale_2: quant-incomplete naming the module, and
+    # convert --dequantize refuses it, nothing written
+    src = os.path.join(tmp, "nv-stack-noglobal")
+    write_dir(src, [t for t in ts if t[0] != P + "down_proj_weight_scale_2"],
+              {"model_type": "gpt_oss", "quantization_config": NV_STACK_QC})
+    rc, got = audit_findings(src)
+    check(rc == 1 and got == ["quant-incomplete model.layers.0.mlp.experts"],
+          "nvfp4 stack without weight_scale_2: audit exit %d %s" % (rc, got))
+    out = src + "-out"
+    rc, so, se = convert(src, out)
+    check(rc == 1 and "down_proj" in se and not os.path.exists(out),
+          "nvfp4 stack without weight_scale_2 refused: exit %d %s" % (rc, se))
+
+    # refused by name: a stack stored [E, out, in/2] (no ModelOpt export writes one; its
+    # unquantized layout is unknown), and a compressed-tensors 3-D weight_packed
+    src = os.path.join(tmp, "nv-stack-outmajor")
+    oc = np.ascontiguousarray(dc.transpose(0, 2, 1))
+    osc = np.ascontiguousarray(ds.transpose(0, 2, 1))
+    write_dir(src, stack_tensors(P + "down_proj", oc, osc, dg),
+              {"model_type": "gpt_oss", "quantization_config": NV_STACK_QC})
+    rc, got = audit_findings(src)
+    check(rc == 0 and not got, "nvfp4 [E, out, in/2] stack: audit exit %d %s" % (rc, got))
+    out = src + "-out"
+    rc, so, se = convert(src, out)
+    check(rc == 1 and "down_proj" in se and "[E, out, in/2]" in se and not os.path.exists(out),
+          "nvfp4 [E, out, in/2] stack refused: exit %d %s" % (rc, se))
+    src = os.path.join(tmp, "ct-stack")
+    qc = {"quant_method": "compressed-tensors", "format": "nvfp4-pack-quantized",
+          "quantization_status": "compressed",
+          "config_groups": {"group_0": {"targets": ["Linear"],
+                                        "weights": {"num_bits": 4, "type": "float",
+                                                    "strategy": "tensor_group",
+                                                    "group_size": 16, "symmetric": True}}}}
+    write_dir(src, [(P + "down_proj.weight_packed", "U8", oc.shape, oc.tobytes()),
+                    (P + "down_proj.weight_scale", "F8_E4M3", osc.shape, osc.tobytes()),
+                    (P + "down_proj.weight_global_scale", "F32", (1,), R.f32b([1.0]))],
+              {"model_type": "gpt_oss", "quantization_config": qc})
+    out = src + "-out"
+    rc, so, se = convert(src, out)
+    check(rc == 1 and "down_proj" in se and "compressed-tensors" in se and not os.path.exists(out),
+          "ct nvfp4 3-D weight_packed refused: exit %d %s" % (rc, se))
+
+
 def test_ct_mxfp4(tmp, rng):
     # compressed-tensors mxfp4-pack-quantized: E8M0 exponent scales per 32 (U8 or F8_E8M0),
     # no global scale, a short last group; 255 is 2^128 = inf as the library computes it
@@ -487,6 +673,7 @@ def main():
     try:
         test_mxfp4(tmp, rng)
         test_nvfp4(tmp, rng)
+        test_nvfp4_stacks(tmp, rng)
         test_ct_mxfp4(tmp, rng)
         test_ct_pack(tmp, rng)
     finally:
