@@ -558,25 +558,35 @@ dta_status dtap_dq_run_cuda(dtap_dq *d, size_t p, uint64_t first, size_t n, dta_
                             dta_error *err)
 {
     char msg[256];
-    uint64_t cnt[5];
+    uint64_t cnt[5], tot[5] = {0, 0, 0, 0, 0};
+    size_t done = 0, os = to == DTA_F32 ? 4 : 2;
     dqb_job j;
     dta_status s;
     if ((s = need_device(err)) != DTA_OK)
         return s;
-    /* the operands, prepared on the host by dequant.c and the scheme modules */
-    if ((s = dtap_dq_job(d, p, first, n, to, mode, &j, err)) != DTA_OK || j.n == 0)
-        return s;
-    pthread_mutex_lock(&g_dqlock);
-    int rc = g_dq ? 0 : dtap_cu_dq_open(0, &g_dq, msg, sizeof msg);
-    if (rc == 0)
-        rc = dtap_cu_dq_run(g_dq, &j, dst, cnt, msg, sizeof msg);
-    if (rc != 0) {
-        dtap_cu_dq_close(g_dq); /* reopened on the next call */
-        g_dq = NULL;
+    while (done < n) {
+        /* the operands, as stored for a packed scheme (a prefix of the range at a time),
+         * else prepared on the host by dequant.c and the scheme module */
+        if ((s = dtap_dq_job_dev(d, p, first + done, n - done, to, mode, &j, err)) != DTA_OK)
+            return s;
+        if (j.n == 0 || j.n > n - done)
+            return dta_error_set(err, DTA_E_ARG, 0, "dequantize: empty or oversized job");
+        pthread_mutex_lock(&g_dqlock);
+        int rc = g_dq ? 0 : dtap_cu_dq_open(0, &g_dq, msg, sizeof msg);
+        if (rc == 0)
+            rc = dtap_cu_dq_run(g_dq, &j, (unsigned char *)dst + done * os, cnt, msg,
+                                sizeof msg);
+        if (rc != 0) {
+            dtap_cu_dq_close(g_dq); /* reopened on the next call */
+            g_dq = NULL;
+        }
+        pthread_mutex_unlock(&g_dqlock);
+        if (rc != 0)
+            return cu_error(err, msg);
+        for (int k = 0; k < 5; k++)
+            tot[k] += cnt[k];
+        done += (size_t)j.n;
     }
-    pthread_mutex_unlock(&g_dqlock);
-    if (rc != 0)
-        return cu_error(err, msg);
-    dtap_dq_stats_add(st, n, cnt);
+    dtap_dq_stats_add(st, n, tot); /* counted only when the whole range succeeded */
     return DTA_OK;
 }

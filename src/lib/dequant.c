@@ -77,6 +77,7 @@ struct dtap_dq {
     float *xbuf, *sbuf;        /* x and s of a run, DQ_MAX_ELEMS each, allocated on use */
     size_t xpar;               /* parameter owning xcache, SIZE_MAX none */
     void *xcache;
+    void *pkcache;             /* dequant_packed.c's gathered bytes (device jobs) */
     dq_name *onames;           /* renamed outputs (xp.oname), sorted by name */
     size_t nonames;
     /* Product tables (block and per-tensor scales, where a scale covers many rows): per
@@ -165,6 +166,7 @@ void dtap_dq_free(dtap_dq *d)
     free(d->xbuf);
     free(d->sbuf);
     drop_xcache(d);
+    dtap_dq_packed_free(d->pkcache);
     free(d->onames);
     dtap_dq_src_free(d->src);
     free(d->p);
@@ -918,6 +920,25 @@ dta_status dtap_dq_job(dtap_dq *d, size_t p, uint64_t first, size_t n, dta_dtype
     /* a module's grid parameter (plan grid_in: ComfyUI FP8) is a grid one here too */
     return d->p[p].ops && !d->p[p].xp.grid_in ? ext_job(d, p, first, n, to, mode, job, err)
                                                : grid_job(d, p, first, n, to, mode, job, err);
+}
+
+dta_status dtap_dq_job_dev(dtap_dq *d, size_t pi, uint64_t first, size_t n, dta_dtype to,
+                           dta_overflow_mode mode, dqb_job *j, dta_error *err)
+{
+    const dq_param *p = &d->p[pi];
+    if (!p->ops || p->xp.grid_in || !p->xp.packed.kind)
+        return dtap_dq_job(d, pi, first, n, to, mode, j, err);
+    dta_status st = check_range(p, first, n, to, err);
+    if (st != DTA_OK)
+        return st;
+    memset(j, 0, sizeof *j);
+    j->kind = DQB_PACKED;
+    j->to = (int)to;
+    j->sat = mode == DTA_OVERFLOW_SATURATE;
+    j->mid = p->xp.mid == DTA_BF16 || p->xp.mid == DTA_F16 ? (int)p->xp.mid : DTA_BOOL;
+    if (n == 0)
+        return DTA_OK;
+    return dtap_dq_packed_job(d->src, &p->xp.packed, pi, &d->pkcache, first, n, j, err);
 }
 
 /* p = x * s for every element (dqb_elem, the CUDA kernels' element function). */

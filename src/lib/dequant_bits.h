@@ -20,6 +20,11 @@
  *   DQB_XS      x and s per element (the scheme modules' fill()).
  *   DQB_VALUES  the f32 result per element and a DTAP_DQF_* flag byte (a reference that
  *               is not one product, e.g. bitsandbytes int8).
+ *   DQB_PACKED  a packed scheme's stored bytes (codes, scales, zero points, absmax, g_idx)
+ *               for the range, as dequant_packed.c gathers them for the device: dqp_xs /
+ *               dqp_values unpack and decode element k with dequant_unpack.h's functions,
+ *               the ones the CPU modules' fill() / values() call (MXFP4, NVFP4,
+ *               bitsandbytes, GPTQ, AWQ, pack-quantized).
  * dqb_elem computes element k of a job; the kernels run it per thread, the host tests run
  * it in a loop against dtap_dq_run.
  *
@@ -30,11 +35,9 @@
 #include <stdint.h>
 
 #include "convert_bits.h"
+#include "dequant_unpack.h"
 
-enum { DQB_GRID = 1, DQB_XS = 2, DQB_VALUES = 3 };
-
-/* Flags of DQB_VALUES (the values of dequant_scheme.h's DTAP_DQF_*). */
-enum { DQB_F_NONFINITE = 1, DQB_F_NONZERO = 2 };
+enum { DQB_GRID = 1, DQB_XS = 2, DQB_VALUES = 3, DQB_PACKED = 4 };
 
 typedef struct {
     int kind;                /* DQB_* */
@@ -57,49 +60,36 @@ typedef struct {
     /* DQB_VALUES */
     const uint32_t *v;       /* n f32 bits */
     const uint8_t *fl;       /* n DQB_F_* */
+    /* DQB_PACKED: a packed scheme's stored bytes for the range (raw[0..3], gathered by
+     * dequant_packed.c), decoded per element by dqp_xs / dqp_values with the functions of
+     * dequant_unpack.h. Element k is output element e = first + k. Per family (pk):
+     *  MXFP4   raw0 codes [R][wid0 blocks][16] and raw1 E8M0 scales [R][wid0] of rows
+     *          o = lo .. lo + R - 1 and blocks base0 .. of one matrix; rem0 = e's index in
+     *          that matrix for k = 0 (i = rem / pout, o = rem % pout).
+     *  FP4     raw0 code bytes from byte base0 (row r at r * cols), raw1 scale bytes
+     *          from entry base1 (row r at r * ng, one per grp elements); gbits the global.
+     *  BNB4    raw0 code bytes from base0; raw1 absmax (sdt, or U8 when DQP_F_NESTED) from
+     *          block base1 (blocks of grp); raw2 nested absmax F32 from base2 (blocks of
+     *          ngrp blocks), raw3 the nested map F32 [256], gbits the offset; lut16 codes.
+     *  BNB8    raw0 the I8 codes of the range, raw1 SCB (sdt) from row base1.
+     *  GPTQ    raw0 qweight words [rows][wid0] of packed rows lo .. and columns base0 ..,
+ *          raw1 scales (sdt)
+     *  AWQ     [ng][wid1] of columns base1 .., raw2 qzeros words [ng][wid2] of columns
+     *          base2 .., raw3 g_idx (gdt, I32 / I64, checked) from base3 when DQP_F_GIDX,
+     *          else group i / grp. AWQ's word columns hold 8 outputs.
+     *  CTPACK  raw0 code words from word base0 (row R at R * cols), raw1 scales (sdt)
+     *          from entry base1 (row R at R * ng), raw2 zero-point words from base2
+     *          (I32 [(E,) zrows, ng]) when nraw[2], raw3 g_idx I32 from base3 when
+     *          DQP_F_GIDX. */
+    int pk, pf, sdt, gdt;    /* DQP_*, DQP_F_*, dtypes of raw1 and raw3 */
+    unsigned bits;
+    uint64_t pin, pout, cols, ng, grp, ngrp, zrows, lo, rem0;
+    uint64_t base[4], wid[4];
+    uint32_t gbits;
+    uint32_t lut16[16];
+    const uint8_t *raw[4];
+    uint64_t nraw[4];        /* bytes of raw[k] (what goes to the device) */
 } dqb_job;
-
-DTAB_FN int dqb_nonfinite(uint32_t b) { return (b & 0x7F800000u) == 0x7F800000u; }
-
-DTAB_FN uint32_t dqb_fbits(float f)
-{
-#ifdef __CUDA_ARCH__
-    return __float_as_uint(f);
-#else
-    uint32_t b;
-    memcpy(&b, &f, 4);
-    return b;
-#endif
-}
-
-/* The f32 product of two f32 bit patterns, rounded to nearest even, as bits. A NaN
- * result is fixed here rather than left to the hardware, so that it is the same on every
- * CPU and on the GPU (a GPU multiply returns one canonical NaN): x86 SSE's rule, which the
- * CPU path followed before, made explicit: a NaN operand, x first, is returned quieted
- * (sign and payload kept); inf * 0 is the "indefinite" NaN 0xFFC00000. Any other product
- * is one IEEE multiply (nothing fused; subnormals kept: no FTZ/DAZ here, no -ftz=true in
- * the CUDA build). */
-DTAB_FN uint32_t dqb_mul(uint32_t xb, uint32_t sb)
-{
-    uint32_t xa = xb & 0x7FFFFFFFu, sa = sb & 0x7FFFFFFFu;
-    if (xa > 0x7F800000u)
-        return xb | 0x00400000u;
-    if (sa > 0x7F800000u)
-        return sb | 0x00400000u;
-    if ((xa == 0x7F800000u && sa == 0) || (sa == 0x7F800000u && xa == 0))
-        return 0xFFC00000u;
-#ifdef __CUDA_ARCH__
-    return __float_as_uint(__fmul_rn(__uint_as_float(xb), __uint_as_float(sb)));
-#else
-    float x, s, p;
-    uint32_t pb;
-    memcpy(&x, &xb, 4);
-    memcpy(&s, &sb, 4);
-    p = x * s; /* one multiply: nothing to contract; FLT_EVAL_METHOD 0 (dequant.c checks) */
-    memcpy(&pb, &p, 4);
-    return pb;
-#endif
-}
 
 /* The target's bits of the f32 result pb (and its class, DTAB_*): nonfin when an operand
  * is NaN or inf, nonzero when every operand is nonzero. */
@@ -179,6 +169,96 @@ DTAB_FN uint32_t dqb_grid_scale(const dqb_job *j, uint64_t k)
     return dqb_fbits(j->scales[(mat * j->gr + rb - j->g0) * j->gc + cb]);
 }
 
+/* g_idx entry k of raw (I32 or I64, checked on the host: in [0, groups)). */
+DTAB_FN uint64_t dqp_gidx(int gdt, const uint8_t *raw, uint64_t k)
+{
+    return dqp_le32(raw + (gdt == DTA_I64 ? 8 : 4) * k);
+}
+
+/* x and s (f32 bits) of element k of a DQB_PACKED job (every family but BNB8). */
+DTAB_FN void dqp_xs(const dqb_job *j, uint64_t k, uint32_t *xb, uint32_t *sb)
+{
+    const uint8_t *r0 = j->raw[0], *r1 = j->raw[1], *r2 = j->raw[2], *r3 = j->raw[3];
+    uint64_t e = j->first + k;
+    switch (j->pk) {
+    case DQP_MXFP4: {
+        uint64_t rem = j->rem0 + k, i = rem / j->pout, row = rem % j->pout - j->lo;
+        uint64_t at = row * j->wid[0] + (i / 32 - j->base[0]);
+        *xb = dqp_e2m1(dqp_nib_lo_first(r0[at * 16 + (i % 32) / 2], i));
+        *sb = dqp_e8m0(r1[at], 0);
+        return;
+    }
+    case DQP_FP4: {
+        uint64_t r = e / j->pin, i = e % j->pin;
+        uint8_t u = r1[r * j->ng + i / j->grp - j->base[1]];
+        *xb = dqp_e2m1(dqp_nib_lo_first(r0[r * j->cols + i / 2 - j->base[0]], i));
+        *sb = j->pf & DQP_F_E8M0 ? dqp_e8m0(u, 1)
+                                 : dqp_nvfp4_scale(u, j->gbits, (j->pf & DQP_F_DIVIDE) != 0);
+        return;
+    }
+    case DQP_BNB4: {
+        uint64_t b = e / j->grp;
+        *xb = j->lut16[dqp_bnb_nib(r0[e / 2 - j->base[0]], e)];
+        if (j->pf & DQP_F_NESTED)
+            *sb = dqp_bnb_absmax(dqp_load(DTA_F32, r3, r1[b - j->base[1]]),
+                                 dqp_load(DTA_F32, r2, b / j->ngrp - j->base[2]), j->gbits);
+        else
+            *sb = dqp_load(j->sdt, r1, b - j->base[1]);
+        return;
+    }
+    case DQP_GPTQ:
+    case DQP_AWQ: {
+        uint64_t o = e / j->pin, i = e % j->pin;
+        uint64_t g = j->pf & DQP_F_GIDX ? dqp_gidx(j->gdt, r3, i - j->base[3]) : i / j->grp;
+        unsigned b = j->bits, q, z;
+        if (j->pk == DQP_AWQ) {
+            q = dqp_awq_nib(dqp_le32(r0 + ((i - j->lo) * j->wid[0] + o / 8 - j->base[0]) * 4),
+                            o);
+            z = dqp_awq_nib(dqp_le32(r2 + (g * j->wid[2] + o / 8 - j->base[2]) * 4), o);
+        } else {
+            /* column o's stream along the input; the zero row's along the output */
+            uint64_t pos = i * b, w = pos / 32 - j->lo, c = o - j->base[0];
+            unsigned sh = (unsigned)(pos % 32);
+            uint32_t hi = sh + b > 32 ? dqp_le32(r0 + ((w + 1) * j->wid[0] + c) * 4) : 0;
+            q = dqp_bits2(dqp_le32(r0 + (w * j->wid[0] + c) * 4), hi, sh, b);
+            uint64_t zp = o * b - j->base[2] * 32, zw = zp / 32;
+            unsigned zs = (unsigned)(zp % 32);
+            const uint8_t *zr = r2 + (g * j->wid[2] + zw) * 4;
+            z = dqp_gptq_zero(dqp_bits2(dqp_le32(zr), zs + b > 32 ? dqp_le32(zr + 4) : 0, zs, b),
+                              (j->pf & DQP_F_V1) != 0, b);
+        }
+        *xb = dqp_qz((int)q, (int)z);
+        *sb = dqp_load(j->sdt, r1, g * j->wid[1] + o - j->base[1]);
+        return;
+    }
+    default: { /* DQP_CTPACK */
+        uint64_t R = e / j->pin, i = e % j->pin, bit = i * j->bits;
+        unsigned b = j->bits, mask = (1u << b) - 1, off = 1u << (b - 1);
+        int q = (int)((dqp_le32(r0 + (R * j->cols + bit / 32 - j->base[0]) * 4) >> (bit % 32)) &
+                      mask) - (int)off, z = 0;
+        uint64_t g = j->pf & DQP_F_PER_TENSOR ? 0
+                     : j->pf & DQP_F_GIDX     ? dqp_gidx(DTA_I32, r3, i - j->base[3])
+                                              : i / j->grp;
+        if (j->nraw[2]) {
+            uint64_t r = R % j->pout, zbit = r * b;
+            uint64_t zw = ((R / j->pout) * j->zrows + zbit / 32) * j->ng + g - j->base[2];
+            z = (int)((dqp_le32(r2 + zw * 4) >> (zbit % 32)) & mask) - (int)off;
+        }
+        *xb = dqp_qz(q, z);
+        *sb = dqp_load(j->sdt, r1, j->pf & DQP_F_PER_TENSOR ? 0 : R * j->ng + g - j->base[1]);
+        return;
+    }
+    }
+}
+
+/* The f32 result and DQB_F_* flags of element k of a BNB8 job. */
+DTAB_FN uint32_t dqp_values(const dqb_job *j, uint64_t k, uint8_t *fl)
+{
+    uint64_t e = j->first + k;
+    return dqp_bnb8((int)(int8_t)j->raw[0][k],
+                    dqp_load(j->sdt, j->raw[1], e / j->pin - j->base[1]), fl);
+}
+
 /* Element k (< j->n) of a job: the target's bits, and its class in *cls. */
 DTAB_FN uint32_t dqb_elem(const dqb_job *j, uint64_t k, int *cls)
 {
@@ -187,9 +267,20 @@ DTAB_FN uint32_t dqb_elem(const dqb_job *j, uint64_t k, int *cls)
         return dqb_one(j->to, j->mid, j->sat, j->lut[j->codes[k]], dqb_grid_scale(j, k), cls);
     case DQB_XS:
         return dqb_one(j->to, j->mid, j->sat, dqb_fbits(j->x[k]), dqb_fbits(j->s[k]), cls);
-    default:
+    case DQB_VALUES:
         return dqb_finish(j->to, j->mid, j->sat, j->v[k], (j->fl[k] & DQB_F_NONFINITE) != 0,
                           (j->fl[k] & DQB_F_NONZERO) != 0, cls);
+    default: { /* DQB_PACKED */
+        uint32_t xb, sb;
+        if (j->pk == DQP_BNB8) {
+            uint8_t fl;
+            uint32_t v = dqp_values(j, k, &fl);
+            return dqb_finish(j->to, j->mid, j->sat, v, (fl & DQB_F_NONFINITE) != 0,
+                              (fl & DQB_F_NONZERO) != 0, cls);
+        }
+        dqp_xs(j, k, &xb, &sb);
+        return dqb_one(j->to, j->mid, j->sat, xb, sb, cls);
+    }
     }
 }
 

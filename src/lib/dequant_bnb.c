@@ -297,6 +297,12 @@ static dta_status bnb4_plan(dtap_dq_src *d, const dta_quant *q, const dta_quant_
     if (pl->mid == DTA_F32)
         pl->mid = DTA_BOOL; /* no intermediate rounding */
     pl->scale = ai;
+    pl->packed = (dtap_dq_packed){.kind = DQP_BNB4, .flags = x->nested ? DQP_F_NESTED : 0,
+                                  .t = {qp->weight, ai, x->nested ? x->nabs : SIZE_MAX,
+                                        x->nested ? x->nmap : SIZE_MAX},
+                                  .in = x->numel, .group = x->bs, .nested_bs = x->nbs,
+                                  .gbits = dtap_bits_of(x->offset)}; /* the device path */
+    memcpy(pl->packed.lut, x->lut, sizeof pl->packed.lut);
     return DTA_OK;
 }
 
@@ -331,14 +337,15 @@ static dta_status bnb4_fill(dtap_dq_src *d, const dtap_dq_plan *pl, void **cache
             return st;
         for (size_t k = 0; k < nb; k++) {
             /* two f32 roundings, never fused: the product, then the offset added */
-            volatile float p = nm[u[k]] * na[(b0 + k) / x->nbs - n0];
-            am[k] = p + x->offset;
+            am[k] = dtap_f32_of(dqp_bnb_absmax(dtap_bits_of(nm[u[k]]),
+                                               dtap_bits_of(na[(b0 + k) / x->nbs - n0]),
+                                               dtap_bits_of(x->offset)));
         }
     }
     for (size_t j = 0; j < n; j++) {
         uint64_t e = first + j;
         unsigned char byte = codes[e / 2 - first / 2];
-        xv[j] = x->lut[e & 1 ? byte & 0xFu : byte >> 4];
+        xv[j] = x->lut[dqp_bnb_nib(byte, e)];
         sv[j] = am[e / x->bs - b0];
     }
     return DTA_OK;
@@ -410,6 +417,8 @@ static dta_status bnb8_plan(dtap_dq_src *d, const dta_quant *q, const dta_quant_
     pl->shape[1] = W->shape[1];
     pl->numel = W->numel;
     pl->scale = si;
+    pl->packed = (dtap_dq_packed){.kind = DQP_BNB8, .t = {qp->weight, si, SIZE_MAX, SIZE_MAX},
+                                  .out = x->out, .in = x->in}; /* the device path */
     return DTA_OK;
 }
 
@@ -432,13 +441,10 @@ static dta_status bnb8_values(dtap_dq_src *d, const dtap_dq_plan *pl, void **cac
         st = read_f32s(d, x->scb, r0, nr, scb, err);
     if (st != DTA_OK)
         return st;
-    const float inv127 = (float)(1.0 / 127.0); /* 0.007874015718698502f */
     for (size_t j = 0; j < n; j++) {
-        float s = scb[(first + j) / x->in - r0], q = (float)codes[j];
-        volatile float p = q * s; /* two f32 roundings: q * SCB, then * f32(1/127) */
-        v[j] = dtap_bits_of(p * inv127);
-        fl[j] = (uint8_t)(((dtap_bits_of(s) & 0x7F800000u) == 0x7F800000u ? DTAP_DQF_NONFINITE : 0) |
-                          (q != 0.0f && s != 0.0f ? DTAP_DQF_NONZERO : 0));
+        /* two f32 roundings: q * SCB, then * f32(1/127) (dequant_unpack.h, also the
+         * CUDA kernel's) */
+        v[j] = dqp_bnb8(codes[j], dtap_bits_of(scb[(first + j) / x->in - r0]), &fl[j]);
     }
     return DTA_OK;
 }

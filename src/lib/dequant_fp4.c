@@ -54,14 +54,8 @@
 #include "convert_bits.h"
 #include "dequant_scheme.h"
 
-static const float e2m1[16] = {0.0f,  0.5f,  1.0f,  1.5f,  2.0f,  3.0f,  4.0f,  6.0f,
-                               -0.0f, -0.5f, -1.0f, -1.5f, -2.0f, -3.0f, -4.0f, -6.0f};
-
-/* 2^(u - 127) exactly; 255 is NaN */
-static float e8m0(uint8_t u)
-{
-    return dtap_f32_of(u == 255 ? 0x7FC00000u : u ? (uint32_t)u << 23 : 0x00400000u);
-}
+/* The element decoding (E2M1 codes, E8M0 and NVFP4 block scales) is dequant_unpack.h's,
+ * which the CUDA kernel runs too. */
 
 static dta_status refuse(dta_error *err, const char *name, const char *why)
 {
@@ -142,6 +136,9 @@ static dta_status mx_plan(dtap_dq_src *d, const dta_quant *q, const dta_quant_pa
     o->shape[1] = st->in;  /* HF layout: [E, in, out] */
     o->shape[2] = st->out;
     o->numel = st->mats * st->in * st->out;
+    o->packed = (dtap_dq_packed){.kind = DQP_MXFP4, .t = {qp->weight, si, SIZE_MAX, SIZE_MAX},
+                                 .mats = st->mats, .out = st->out, .in = st->in,
+                                 .cols = st->nb}; /* the device path (dequant_packed.c) */
     return DTA_OK;
 }
 
@@ -215,8 +212,8 @@ static dta_status mx_fill(dtap_dq_src *d, const dtap_dq_plan *p, void **cache, u
         for (uint64_t j = 0; j < seg; j++) {
             uint64_t blk = i / 32 - c->b0;
             unsigned char byte = codes[o * rw + blk * 16 + (i % 32) / 2];
-            x[k + j] = e2m1[i & 1 ? byte >> 4 : byte & 15];
-            s[k + j] = e8m0(sc[o * c->w + blk]);
+            x[k + j] = dtap_f32_of(dqp_e2m1(dqp_nib_lo_first(byte, i)));
+            s[k + j] = dtap_f32_of(dqp_e8m0(sc[o * c->w + blk], 0));
             if (++o == m->out) {
                 o = 0;
                 i++;
@@ -469,6 +466,10 @@ static dta_status nv_plan_common(dtap_dq_src *d, const dta_quant *q, const dta_q
     o->shape[0] = out;
     o->shape[1] = in;
     o->numel = out * in;
+    o->packed = (dtap_dq_packed){.kind = DQP_FP4, .flags = mx ? DQP_F_E8M0 : ct ? DQP_F_DIVIDE : 0,
+                                 .t = {qp->weight, si, SIZE_MAX, SIZE_MAX}, .out = out,
+                                 .in = in, .cols = cols, .groups = gc, .group = mx ? 32 : 16,
+                                 .gbits = dtap_bits_of(st->global)}; /* the device path */
     return DTA_OK;
 }
 
@@ -614,15 +615,13 @@ static dta_status nv_fill(dtap_dq_src *d, const dtap_dq_plan *p, void **cache, u
     for (size_t k = 0; k < n; k++) {
         uint64_t cb = r * m->cols + i / 2 - cb0, sb = r * m->gc + i / bl - sb0;
         unsigned char byte = buf[cb];
-        x[k] = e2m1[i & 1 ? byte >> 4 : byte & 15];
+        x[k] = dtap_f32_of(dqp_e2m1(dqp_nib_lo_first(byte, i)));
         if (sb != sc_at) {
             unsigned char u = buf[nc + sb];
             if (m->mx) /* 2^(u - 127) as compressed-tensors computes it: 255 is inf */
-                sc = dtap_f32_of(u == 255 ? 0x7F800000u : u ? (uint32_t)u << 23 : 0x00400000u);
-            else {
-                float bs = dtap_f32_of(dtab_f8_to_f32(DTA_F8_E4M3, u));
-                sc = m->ct ? bs / m->global : bs * m->global;
-            }
+                sc = dtap_f32_of(dqp_e8m0(u, 1));
+            else /* one f32 multiply (ModelOpt) or division (compressed-tensors) */
+                sc = dtap_f32_of(dqp_nvfp4_scale(u, dtap_bits_of(m->global), m->ct));
             sc_at = sb;
         }
         s[k] = sc;

@@ -52,8 +52,6 @@ typedef struct {
 
 static size_t al16(size_t n) { return (n + 15) & ~(size_t)15; }
 
-static const unsigned AWQ_SLOT[8] = {0, 4, 1, 5, 2, 6, 3, 7};
-
 static dta_status refuse(dta_error *err, const char *scheme, const char *name, const char *why)
 {
     return dta_error_set(err, DTA_E_REFUSED, 0, "dequantize: '%.200s' (%s) %s; nothing written",
@@ -293,6 +291,11 @@ static dta_status plan(dtap_dq_src *d, const dta_quant *q, const dta_quant_param
     pl->shape[1] = x->in;
     pl->numel = x->out * x->in;
     pl->scale = sc;
+    pl->packed = (dtap_dq_packed){.kind = awq ? DQP_AWQ : DQP_GPTQ, .flags = x->v1 ? DQP_F_V1 : 0,
+                                  .bits = x->bits, .t = {qw, sc, qz, gi}, .out = x->out,
+                                  .in = x->in, .groups = x->G, .group = x->gs,
+                                  .rows = x->prows, .cols = x->pcols,
+                                  .zcols = x->zcols}; /* the device path */
     return DTA_OK;
 }
 
@@ -393,38 +396,29 @@ static dta_status fill(dtap_dq_src *d, const dtap_dq_plan *pl, void **cache, uin
     }
     if (st != DTA_OK)
         return st;
-    unsigned mask = (1u << b) - 1;
     uint64_t o = o0, i = first - o0 * x->in;
     for (size_t j = 0; j < n; j++) {
+        /* the fields, zero points and scales decode with dequant_unpack.h (the CUDA
+         * kernel's functions) */
         uint64_t g = x->gi != SIZE_MAX ? gidx[i] : i / x->gs, oc = o - o0;
         unsigned qv, zv;
         if (x->awq) {
-            unsigned sh = 4 * AWQ_SLOT[o % 8];
-            qv = (le32(wq + (i * wn + (o / 8 - wc0)) * 4) >> sh) & 0xFu;
-            zv = (le32(zq + (g * zn + (o / 8 - zc0)) * 4) >> sh) & 0xFu;
+            qv = dqp_awq_nib(le32(wq + (i * wn + (o / 8 - wc0)) * 4), o);
+            zv = dqp_awq_nib(le32(zq + (g * zn + (o / 8 - zc0)) * 4), o);
         } else {
             /* column oc's stream: word r of it is at wq[r][oc] */
             uint64_t pos = i * b, r = pos / 32;
             unsigned sh = (unsigned)(pos % 32);
-            uint64_t v = le32(wq + (r * wn + oc) * 4) >> sh;
-            if (sh + b > 32)
-                v |= (uint64_t)le32(wq + ((r + 1) * wn + oc) * 4) << (32 - sh);
-            qv = (unsigned)(v & mask);
-            {
-                uint64_t zp = o * b - zc0 * 32, zw = zp / 32;
-                unsigned zs = (unsigned)(zp % 32);
-                uint64_t zz = le32(zq + (g * zn + zw) * 4) >> zs;
-                if (zs + b > 32)
-                    zz |= (uint64_t)le32(zq + (g * zn + zw + 1) * 4) << (32 - zs);
-                zv = (unsigned)(zz & mask);
-            }
-            if (x->v1)
-                zv = (zv + 1) & mask;
+            qv = dqp_bits2(le32(wq + (r * wn + oc) * 4),
+                           sh + b > 32 ? le32(wq + ((r + 1) * wn + oc) * 4) : 0, sh, b);
+            uint64_t zp = o * b - zc0 * 32, zw = zp / 32;
+            unsigned zs = (unsigned)(zp % 32);
+            const unsigned char *zr = zq + (g * zn + zw) * 4;
+            zv = dqp_gptq_zero(dqp_bits2(le32(zr), zs + b > 32 ? le32(zr + 4) : 0, zs, b), x->v1,
+                               b);
         }
-        const unsigned char *sp = sq + (g * C + oc) * es;
-        uint32_t sb = es == 4 ? le32(sp) : dtab_decode(x->sdt, (uint32_t)sp[0] | (uint32_t)sp[1] << 8);
-        xv[j] = (float)((int)qv - (int)zv);
-        memcpy(&sv[j], &sb, 4);
+        xv[j] = dtap_f32_of(dqp_qz((int)qv, (int)zv));
+        sv[j] = dtap_f32_of(dqp_load(x->sdt, sq, g * C + oc));
         if (++i == x->in) {
             i = 0;
             o++;

@@ -205,6 +205,11 @@ static dta_status pk_plan(dtap_dq_src *d, const dta_quant *q, const dta_quant_pa
     o->shape[c->rank - 2] = m->out;
     o->shape[c->rank - 1] = m->in;
     o->numel = m->mats * m->out * m->in;
+    o->packed = (dtap_dq_packed){.kind = DQP_CTPACK,
+                                 .flags = m->per_tensor ? DQP_F_PER_TENSOR : 0, .bits = b,
+                                 .t = {qp->weight, si, zi, gi}, .mats = m->mats, .out = m->out,
+                                 .in = m->in, .cols = m->cols, .groups = m->groups,
+                                 .group = m->group, .zrows = m->zrows}; /* the device path */
     return DTA_OK;
 }
 
@@ -256,7 +261,7 @@ static dta_status pk_batch(dtap_dq_src *d, const pk_state *m, void **cache, uint
                            uint64_t r0, uint64_t ia, uint64_t r1, uint64_t ib, float *x,
                            float *s, dta_error *err)
 {
-    const unsigned b = m->bits, mask = (1u << b) - 1, off = 1u << (b - 1);
+    const unsigned b = m->bits, off = 1u << (b - 1);
     uint64_t R0 = mat * m->out + r0, R1 = mat * m->out + r1;
     /* codes: one contiguous span of words */
     uint64_t w0 = R0 * m->cols + ia * b / 32, w1 = R1 * m->cols + ib * b / 32;
@@ -284,8 +289,7 @@ static dta_status pk_batch(dtap_dq_src *d, const pk_state *m, void **cache, uint
     if ((st = dtap_dq_read(d, m->scale, s0 * es, ns * es, sraw, err)) != DTA_OK)
         return st;
     for (size_t k = 0; k < ns; k++) {
-        const unsigned char *p = sraw + k * es;
-        uint32_t bits = es == 4 ? le32(p) : dtab_decode(m->sdt, (uint32_t)p[0] | (uint32_t)p[1] << 8);
+        uint32_t bits = dqp_load(m->sdt, sraw, k); /* dequant_unpack.h, as the CUDA kernel */
         memcpy(&sdec[k], &bits, 4);
     }
     if (nz) {
@@ -304,12 +308,13 @@ static dta_status pk_batch(dtap_dq_src *d, const pk_state *m, void **cache, uint
         unsigned zshift = (unsigned)(zbit % 32);
         for (uint64_t i = i0; i <= i1; i++, k++) {
             uint64_t bit = i * b;
-            int q = (int)((words[wrow + bit / 32] >> (bit % 32)) & mask) - (int)off;
+            /* the fields decode with dequant_unpack.h (the CUDA kernel's functions) */
+            int q = (int)dqp_bits2(words[wrow + bit / 32], 0, (unsigned)(bit % 32), b) - (int)off;
             uint64_t g = m->per_tensor ? 0 : gmap ? (uint64_t)gmap[i] : i / m->group;
             int z = 0;
             if (nz)
-                z = (int)((zws[zword * m->groups + g] >> zshift) & mask) - (int)off;
-            x[k] = (float)(q - z);
+                z = (int)dqp_bits2(zws[zword * m->groups + g], 0, zshift, b) - (int)off;
+            x[k] = dtap_f32_of(dqp_qz(q, z));
             s[k] = srow[m->per_tensor ? 0 : g];
         }
     }

@@ -24,6 +24,7 @@
 #include <string.h>
 
 #include "dequant.h"
+#include "dequant_unpack.h"
 #include "dtaudit/quant.h"
 
 /* Small helpers every scheme module uses. */
@@ -45,6 +46,31 @@ static inline uint32_t dtap_bits_of(float f)
 
 /* The checkpoint's tensors as the modules read them (dequant_src.c). */
 typedef struct dtap_dq_src dtap_dq_src;
+
+/* Optional, filled by plan() for the device path: the stored tensors and the layout of a
+ * packed parameter, so that dequant_packed.c can send its stored bytes to the GPU as they
+ * are and the kernel decodes them with dequant_unpack.h, the functions fill() / values()
+ * call. kind 0: none (the device then gets fill()'s x and s). Tensor indices t[]: codes,
+ * scales, zeros (bitsandbytes: nested absmax), g_idx (bitsandbytes: nested map); SIZE_MAX
+ * when absent. The other fields as the module's own state names them:
+ *   DQP_MXFP4   mats, out, in (nb * 32), cols = nb
+ *   DQP_FP4     out, in, cols (packed bytes per row), groups (scales per row), group (16
+ *               or 32), gbits (the global scale), flags DQP_F_DIVIDE / DQP_F_E8M0
+ *   DQP_BNB4    in = numel, group = blocksize, nested_bs, gbits = offset, lut, DQP_F_NESTED
+ *   DQP_BNB8    out, in
+ *   DQP_GPTQ/AWQ bits, out, in, groups (G), group (group size), rows (packed rows), cols
+ *               (packed columns), zcols, DQP_F_V1, DQP_F_GIDX
+ *   DQP_CTPACK  bits, mats, out, in, cols (words per row), groups, group, zrows,
+ *               DQP_F_PER_TENSOR, DQP_F_GIDX */
+typedef struct dtap_dq_packed {
+    int kind;                     /* DQP_* */
+    int flags;                    /* DQP_F_* */
+    unsigned bits;
+    size_t t[4];
+    uint64_t mats, out, in, cols, rows, zcols, zrows, groups, group, nested_bs;
+    uint32_t gbits;
+    uint32_t lut[16];
+} dtap_dq_packed;
 
 /* What plan() fills in for one parameter. */
 typedef struct dtap_dq_plan {
@@ -70,6 +96,7 @@ typedef struct dtap_dq_plan {
      * the codes seen as rows of grid_in elements, one scale entry per block of grid_bm
      * rows x grid_bn elements, row-major. grid_in 0: not a grid. */
     uint64_t grid_in, grid_bm, grid_bn;
+    dtap_dq_packed packed;        /* optional, above */
 } dtap_dq_plan;
 
 /* Flags per element of ops->values (fl): */

@@ -9,10 +9,14 @@
  * counted per thread, summed per warp and block (common.cuh) and added with one atomicAdd
  * per counter and block. For a grid job the 256-entry table is first copied to shared
  * memory. The scale grid rows, x and s, or the values and flags of the job are copied
- * to the device as dequant.c prepared them, so a packed scheme's codes are unpacked and
- * decoded on the host by its own module (dequant_*.c) and only the arithmetic, rounding
- * and counting run here; FP8 / int8 codes and their scale grid go to the device as
- * stored (one byte per element) and are decoded there.
+ * to the device as dequant.c prepared them. FP8 / int8 codes and their scale grid go to
+ * the device as stored (one byte per element) and are decoded there; so do the packed
+ * schemes (DQB_PACKED: MXFP4, NVFP4, bitsandbytes, GPTQ, AWQ, pack-quantized): their
+ * stored codes, scales, zero points, absmax and g_idx bytes for the range, as
+ * dequant_packed.c gathers them, are unpacked and decoded per element by dqp_xs /
+ * dqp_values (dequant_bits.h) with dequant_unpack.h's functions, the ones the CPU
+ * modules call. Only a module without a packed description (ComfyUI comfy_quant)
+ * still sends the x and s its fill() decoded on the host (DQB_XS).
  *
  * Launch: 256 threads per block, at most 8 blocks per SM. */
 #include <cuda_runtime.h>
@@ -65,7 +69,7 @@ struct Buf {
 struct dtap_cu_dq {
     int dev, sm;
     cudaStream_t stream;
-    Buf a, b, lut, out;
+    Buf a, b, lut, out, c, d;
     unsigned long long *dcnt;
 };
 
@@ -92,6 +96,8 @@ extern "C" void dtap_cu_dq_close(dtap_cu_dq *c)
     cudaFree(c->b.p);
     cudaFree(c->lut.p);
     cudaFree(c->out.p);
+    cudaFree(c->c.p);
+    cudaFree(c->d.p);
     cudaFree(c->dcnt);
     if (c->stream)
         cudaStreamDestroy(c->stream);
@@ -187,6 +193,20 @@ extern "C" int dtap_cu_dq_run(dtap_cu_dq *c, const dqb_job *j, void *dst, uint64
             return -1;
         dj.fl = static_cast<const uint8_t *>(p);
         break;
+    case DQB_PACKED: {
+        /* a packed scheme's stored bytes (dequant_packed.c), decoded by the kernel */
+        static const char *const what[4] = {
+            "cudaMemcpyAsync (packed codes)", "cudaMemcpyAsync (packed scales)",
+            "cudaMemcpyAsync (packed zero points / nested absmax)",
+            "cudaMemcpyAsync (packed g_idx / nested map)"};
+        Buf *bufs[4] = {&c->a, &c->b, &c->c, &c->d};
+        for (int k = 0; k < 4; k++) {
+            if (put(c, bufs[k], j->raw[k], (size_t)j->nraw[k], what[k], &p, msg, msg_n) != 0)
+                return -1;
+            dj.raw[k] = static_cast<const uint8_t *>(p);
+        }
+        break;
+    }
     default:
         snprintf(msg, msg_n, "dequantization job of unknown kind %d", j->kind);
         return -1;
