@@ -8,6 +8,11 @@
 #  - With a device: `--device cuda` equals `--device cpu` byte for byte on a committed
 #    fixture, then tests/interop/dequant_cuda_check.py compares the two devices on every
 #    case of the four reference tests (FP8, FP4, integer, ComfyUI schemes; numpy/torch).
+#  - Always (no GPU, no CUDA needed; numpy/torch and tests/unit/dq_emulate_tool): every
+#    source model of those four reference tests through dq_emulate_tool, which runs the
+#    device's jobs (packed schemes' stored bytes, as dequant_packed.c gathers them for the
+#    GPU) and the kernel's per-element function on the host against the CPU path
+#    (dequant_cuda_check.py with DTAUDIT_GPU_CHECK_DEVICE=emulate).
 . "$(dirname "$0")/lib.sh"
 builddir=$(cd "$(dirname "$DTAUDIT")/../.." && pwd)
 fix=tests/fixtures/quant/ct-fp8-block
@@ -79,6 +84,22 @@ elif [ "$rc" = 0 ]; then
         fail "--device cuda --dequantize differs from --device cpu"
 else
     fail "--device cuda --dequantize: exit $rc: $(cat "$TMP/err")"
+fi
+
+# ---- everywhere: the kernel's code emulated on every reference case ----------------------
+if [ -n "${DTAUDIT_DQ_EMULATE:-}" ] && [ -x "$DTAUDIT_DQ_EMULATE" ]; then
+    set +e
+    DTAUDIT_GPU_CHECK_DEVICE=emulate "$PYTHON" tests/interop/dequant_cuda_check.py "$DTAUDIT" \
+        >"$TMP/emulate.log" 2>&1
+    r=$?
+    set -e
+    case $r in
+    0) pass; grep '^GPU check' "$TMP/emulate.log" || true ;;
+    77) echo "note: emulated GPU check skipped: $(tail -1 "$TMP/emulate.log")" ;;
+    *) fail "emulated GPU check (dequant_cuda_check.py, emulate): exit $r: $(grep -E 'FAIL|differ' "$TMP/emulate.log" | head -5)" ;;
+    esac
+else
+    echo "note: DTAUDIT_DQ_EMULATE not set: the emulated GPU check did not run"
 fi
 
 # ---- with a device: every reference case on both devices --------------------------------

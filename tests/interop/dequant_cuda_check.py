@@ -13,7 +13,16 @@ refusals and saturation) is compared on the device.
 
 Usage: dequant_cuda_check.py DTAUDIT. Exit 0 pass, 1 fail, 77 skip (no numpy/torch, CUDA
 not built in, or no usable device). DTAUDIT_GPU_CHECK_DEVICE=cpu puts `--device cpu` on
-the "GPU" side too: a self-test of this harness on a machine without a GPU."""
+the "GPU" side too: a self-test of this harness on a machine without a GPU.
+
+DTAUDIT_GPU_CHECK_DEVICE=emulate (needs DTAUDIT_DQ_EMULATE, the path of
+tests/unit/dq_emulate_tool; no GPU, no CUDA needed): instead of a second conversion, every
+source model a reference converts goes once through that tool, which runs the device's
+jobs (the packed schemes' stored bytes as dequant_packed.c gathers them for the GPU) and
+the kernel's per-element function dqb_elem on the host against the CPU path, to every
+target and overflow mode, whole and in ranges; each model must compare equal (or be one
+dtaudit refuses). So every hostile case of the references is checked against the kernel's
+code on any machine."""
 import os
 import shutil
 import subprocess
@@ -46,6 +55,11 @@ def probe():
     return None
 
 
+EMULATE = os.environ.get("DTAUDIT_DQ_EMULATE", "")
+if DEVICE == "emulate" and not (EMULATE and os.access(EMULATE, os.X_OK)):
+    print("skip: DTAUDIT_GPU_CHECK_DEVICE=emulate needs DTAUDIT_DQ_EMULATE (dq_emulate_tool)")
+    sys.exit(77)
+
 if DEVICE == "cuda":
     why = probe()
     if why:
@@ -55,7 +69,42 @@ if DEVICE == "cuda":
 import dequant_reference as R  # noqa: E402  (exits 77 itself without numpy/torch)
 
 ORIG_RUN = R.run
-COUNTS = {"compared": 0, "outputs": 0}
+COUNTS = {"compared": 0, "outputs": 0, "models": 0}
+SEEN = set()
+
+
+def model_key(src):
+    """A source model's identity: its path and every file's size and mtime."""
+    if os.path.isfile(src):
+        st = os.stat(src)
+        return (src, st.st_size, st.st_mtime_ns)
+    files = []
+    for root, _dirs, names in os.walk(src):
+        for fn in names:
+            st = os.stat(os.path.join(root, fn))
+            files.append((os.path.relpath(os.path.join(root, fn), src), st.st_size,
+                          st.st_mtime_ns))
+    return (src, tuple(sorted(files)))
+
+
+def emulate(args):
+    """The model a `convert` call reads, through dq_emulate_tool (once per version)."""
+    a = list(args[1:])
+    k = a.index("-o")
+    srcs = [x for x in a[:k] + a[k + 2:] if not x.startswith("-") and os.path.exists(x)]
+    if not srcs:
+        return
+    src = srcs[-1]
+    key = model_key(src)
+    if key in SEEN:
+        return
+    SEEN.add(key)
+    p = subprocess.run([EMULATE, src], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    text = p.stdout.decode(errors="replace").strip()
+    COUNTS["compared"] += 1
+    if "skipped" not in text:
+        COUNTS["outputs"] += 1
+    R.check(p.returncode == 0, "dq_emulate_tool %s: exit %d: %s" % (src, p.returncode, text))
 
 
 def tree(path):
@@ -82,6 +131,9 @@ def remove(path):
 def run(*args):
     if not (args and args[0] == "convert" and "--dequantize" in args and "-o" in args and
             "--device" not in args and "--part" not in args):
+        return ORIG_RUN(*args)
+    if DEVICE == "emulate":
+        emulate(args)
         return ORIG_RUN(*args)
     a = list(args[1:])
     k = a.index("-o")
@@ -124,8 +176,12 @@ def main():
             mod.main()
         except SystemExit:
             pass
-    print("GPU check (--device %s): %d conversions compared with --device cpu, %d with "
-          "output" % (DEVICE, COUNTS["compared"], COUNTS["outputs"]))
+    if DEVICE == "emulate":
+        print("GPU check (emulated on the host): %d source models through dq_emulate_tool, "
+              "%d dequantized and compared" % (COUNTS["compared"], COUNTS["outputs"]))
+    else:
+        print("GPU check (--device %s): %d conversions compared with --device cpu, %d with "
+              "output" % (DEVICE, COUNTS["compared"], COUNTS["outputs"]))
     if COUNTS["outputs"] == 0:
         R.check(False, "no conversion compared")
     print("%d passed, %d failed" % (R.PASSES[0], len(R.FAILS)))

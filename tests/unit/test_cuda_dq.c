@@ -1,7 +1,9 @@
 /* convert --dequantize on the GPU (dequant_dev.h, src/lib/cuda/dequant.cu).
  *
  * Host part (runs everywhere, GPU or not, CUDA built in or not): dqb_elem, the function
- * the kernel runs per element, run on the host over the operands dtap_dq_job prepares,
+ * the kernel runs per element, run on the host over the jobs dtap_dq_job_dev prepares for
+ * the device (for the packed schemes, their stored bytes as dequant_packed.c gathers them:
+ * the kernel's unpacking and decoding, dqp_xs / dqp_values, runs here too),
  * against dtap_dq_run (whose FP8 path has its own indexing, product tables and BF16 fast
  * path) byte for byte and count for count: hostile block-FP8 grids written here (ragged
  * blocks, stacked experts, zero / subnormal / NaN / inf / huge scales, F32, BF16, F16,
@@ -9,7 +11,11 @@
  * and every committed quantized fixture dtaudit dequantizes (bitsandbytes nf4/fp4 with
  * double quantization and int8, compressed-tensors float / int / pack-quantized / NVFP4 /
  * MXFP4, ComfyUI scaled FP8 and comfy_quant),
- * every target and overflow mode, whole and in ragged ranges.
+ * hostile packed parameters written here (gpt-oss MXFP4 with E8M0 0 / 255, ModelOpt NVFP4
+ * with underflowing and overflowing global scales and NaN block scales, compressed-tensors
+ * NVFP4 with a zero, NaN or tiny global scale and an odd width, GPTQ 3-bit act-order v1,
+ * AWQ, F16 scales 0 / subnormal / inf / NaN), every target and overflow mode, whole and in
+ * ragged ranges.
  *
  * Device part: dtap_dq_run_cuda against dtap_dq_run on the same parameters and ranges.
  * Each device test skips ("no CUDA device") without one. Without a device (or CUDA),
@@ -206,10 +212,149 @@ static char *per_row_dir(void)
     return d;
 }
 
+/* ---- hostile packed schemes (the device decodes their stored bytes) --------------------- */
+
+/* n random bytes, every byte value first. */
+static unsigned char *rbytes(size_t n) { return codes(n); }
+
+/* gpt-oss MXFP4 expert stacks: [2, 7, 3, 16] blocks with E8M0 scales 0, 1, 127, 254, 255
+ * and random ones (U8), and [3, 5, 1, 16] with F8_E8M0 scales. */
+static char *mxfp4_dir(void)
+{
+    char *d = tmpdir();
+    unsigned char *b1 = rbytes(2 * 7 * 3 * 16), *b2 = rbytes(3 * 5 * 16), s1[42], s2[15];
+    for (size_t i = 0; i < sizeof s1; i++)
+        s1[i] = (unsigned char)(i < 5 ? (unsigned char[]){0, 1, 127, 254, 255}[i]
+                                      : 110 + rnd32() % 30);
+    for (size_t i = 0; i < sizeof s2; i++)
+        s2[i] = (unsigned char)(i == 3 ? 255 : i == 4 ? 0 : 120 + rnd32() % 15);
+    tdesc t[] = {
+        {"model.layers.0.mlp.experts.gate_up_proj_blocks", "U8", 4, {2, 7, 3, 16}, b1, 672},
+        {"model.layers.0.mlp.experts.gate_up_proj_scales", "U8", 3, {2, 7, 3}, s1, 42},
+        {"model.layers.0.mlp.experts.down_proj_blocks", "U8", 4, {3, 5, 1, 16}, b2, 240},
+        {"model.layers.0.mlp.experts.down_proj_scales", "F8_E8M0", 3, {3, 5, 1}, s2, 15},
+    };
+    write_model(d, t, COUNT(t),
+                "{\"model_type\":\"gpt_oss\",\"quantization_config\":{\"quant_method\":"
+                "\"mxfp4\"}}");
+    free(b1), free(b2);
+    return d;
+}
+
+/* ModelOpt NVFP4: every E4M3 block-scale byte (NaN ones included), global scales that
+ * underflow (the smallest subnormal) and overflow (3e38) the products. */
+static char *modelopt_dir(void)
+{
+    char *d = tmpdir();
+    unsigned char *c1 = rbytes(16 * 32), *c2 = rbytes(5 * 24), *s1 = rbytes(16 * 4),
+                  *s2 = rbytes(5 * 3);
+    uint32_t g1 = 0x00000001u, g2 = 0x7E61E0CBu, one = 0x3F800000u;
+    tdesc t[] = {
+        {"model.layers.0.mlp.down_proj.weight", "U8", 2, {16, 32}, c1, 512},
+        {"model.layers.0.mlp.down_proj.weight_scale", "F8_E4M3", 2, {16, 4}, s1, 64},
+        {"model.layers.0.mlp.down_proj.weight_scale_2", "F32", 0, {0}, &g1, 4},
+        {"model.layers.0.mlp.down_proj.input_scale", "F32", 0, {0}, &one, 4},
+        {"model.layers.1.mlp.down_proj.weight", "U8", 2, {5, 24}, c2, 120},
+        {"model.layers.1.mlp.down_proj.weight_scale", "F8_E4M3", 2, {5, 3}, s2, 15},
+        {"model.layers.1.mlp.down_proj.weight_scale_2", "F32", 0, {0}, &g2, 4},
+        {"model.layers.1.mlp.down_proj.input_scale", "F32", 0, {0}, &one, 4},
+    };
+    write_model(d, t, COUNT(t),
+                "{\"model_type\":\"llama\",\"quantization_config\":{\"quant_method\":"
+                "\"modelopt\",\"quant_algo\":\"NVFP4\",\"config_groups\":{\"group_0\":{"
+                "\"weights\":{\"num_bits\":4,\"type\":\"float\",\"group_size\":16}}}}}");
+    free(c1), free(c2), free(s1), free(s2);
+    return d;
+}
+
+#define CT_NVFP4_CONFIG                                                                       \
+    "{\"model_type\":\"llama\",\"quantization_config\":{\"quant_method\":"                  \
+    "\"compressed-tensors\",\"format\":\"nvfp4-pack-quantized\",\"quantization_status\":"     \
+    "\"compressed\",\"config_groups\":{\"group_0\":{\"targets\":[\"Linear\"],\"weights\":{"   \
+    "\"num_bits\":4,\"type\":\"float\",\"strategy\":\"tensor_group\",\"group_size\":16,"     \
+    "\"symmetric\":true}}}}}"
+
+/* compressed-tensors NVFP4 with a global scale of 0 (every block scale divided by zero:
+ * inf, and NaN for zero block scales) and an odd logical width (weight_shape [9, 37]). */
+static char *ct_nvfp4_dir(uint32_t global)
+{
+    char *d = tmpdir();
+    unsigned char *c = rbytes(9 * 19), *s = rbytes(9 * 3);
+    int64_t shape[2] = {9, 37};
+    uint32_t one = 0x3F800000u;
+    tdesc t[] = {
+        {"model.layers.0.self_attn.o_proj.weight_packed", "U8", 2, {9, 19}, c, 171},
+        {"model.layers.0.self_attn.o_proj.weight_scale", "F8_E4M3", 2, {9, 3}, s, 27},
+        {"model.layers.0.self_attn.o_proj.weight_global_scale", "F32", 1, {1}, &global, 4},
+        {"model.layers.0.self_attn.o_proj.input_global_scale", "F32", 1, {1}, &one, 4},
+        {"model.layers.0.self_attn.o_proj.weight_shape", "I64", 1, {2}, shape, 16},
+    };
+    write_model(d, t, COUNT(t), CT_NVFP4_CONFIG);
+    free(c), free(s);
+    return d;
+}
+
+/* F16 scales with the hostile values first: 0, subnormals, the largest finite, inf, NaN,
+ * a negative, then ordinary ones. */
+static void f16_scales(uint16_t *s, size_t n)
+{
+    static const uint16_t H[] = {0x0000, 0x0001, 0x03FF, 0x7BFF, 0x7C00, 0x7E00, 0xBC00};
+    for (size_t i = 0; i < n; i++)
+        s[i] = i < COUNT(H) ? H[i] : (uint16_t)(0x1C00 + rnd32() % 0x0800);
+}
+
+/* GPTQ: 3 bits (fields across words), act-order g_idx, asymmetric v1 zero points, F16
+ * scales: qweight [in*3/32, out] and qzeros [G, ceil(out*3/32)] of random words. */
+static char *gptq_dir(void)
+{
+    char *d = tmpdir();
+    enum { IN = 96, OUT = 40, G = 3, ZC = 4 };
+    unsigned char *qw = rbytes(IN * 3 / 32 * OUT * 4), *qz = rbytes(G * ZC * 4);
+    uint16_t sc[G * OUT];
+    int32_t gi[IN];
+    f16_scales(sc, G * OUT);
+    for (int i = 0; i < IN; i++)
+        gi[i] = (int32_t)((i * 7 + 5) % IN / 32); /* a permutation's groups */
+    tdesc t[] = {
+        {"model.layers.0.mlp.gate_proj.qweight", "I32", 2, {IN * 3 / 32, OUT}, qw,
+         IN * 3 / 32 * OUT * 4},
+        {"model.layers.0.mlp.gate_proj.qzeros", "I32", 2, {G, ZC}, qz, G * ZC * 4},
+        {"model.layers.0.mlp.gate_proj.scales", "F16", 2, {G, OUT}, sc, sizeof sc},
+        {"model.layers.0.mlp.gate_proj.g_idx", "I32", 1, {IN}, gi, sizeof gi},
+    };
+    write_model(d, t, COUNT(t),
+                "{\"model_type\":\"llama\",\"quantization_config\":{\"quant_method\":\"gptq\","
+                "\"bits\":3,\"group_size\":32,\"desc_act\":true,\"sym\":false}}");
+    free(qw), free(qz);
+    return d;
+}
+
+/* AWQ GEMM: 4 bits, group 32, F16 scales with hostile values, random words. */
+static char *awq_dir(void)
+{
+    char *d = tmpdir();
+    enum { IN = 64, OUT = 24, G = 2 };
+    unsigned char *qw = rbytes(IN * OUT / 8 * 4), *qz = rbytes(G * OUT / 8 * 4);
+    uint16_t sc[G * OUT];
+    f16_scales(sc, G * OUT);
+    tdesc t[] = {
+        {"model.layers.0.mlp.up_proj.qweight", "I32", 2, {IN, OUT / 8}, qw, IN * OUT / 8 * 4},
+        {"model.layers.0.mlp.up_proj.qzeros", "I32", 2, {G, OUT / 8}, qz, G * OUT / 8 * 4},
+        {"model.layers.0.mlp.up_proj.scales", "F16", 2, {G, OUT}, sc, sizeof sc},
+    };
+    write_model(d, t, COUNT(t),
+                "{\"model_type\":\"llama\",\"quantization_config\":{\"quant_method\":\"awq\","
+                "\"bits\":4,\"group_size\":32,\"zero_point\":true,\"version\":\"gemm\"}}");
+    free(qw), free(qz);
+    return d;
+}
+
 /* ---- comparisons ------------------------------------------------------------------------- */
 
 typedef dta_status (*run_fn)(dtap_dq *, size_t, uint64_t, size_t, dta_dtype, dta_overflow_mode,
                              void *, dta_convert_stats *, dta_error *);
+
+static size_t packed_jobs; /* DQB_PACKED jobs emulated */
 
 /* dtap_dq_run's way, on the host, with the kernel's element function; wide: grid jobs
  * index in 64 bits even where 32 suffice (the path of huge tensors). */
@@ -217,26 +362,35 @@ static dta_status emulate(dtap_dq *d, size_t p, uint64_t first, size_t n, dta_dt
                           dta_overflow_mode mode, void *dst, dta_convert_stats *st,
                           dta_error *err, int wide)
 {
-    dqb_job j;
-    dta_status s = dtap_dq_job(d, p, first, n, to, mode, &j, err);
-    if (s != DTA_OK)
-        return s;
-    cr_assert_eq(j.n, n);
-    if (j.kind == DQB_GRID && n) {
-        cr_assert(j.narrow, "a run of %zu elements is narrow", n);
-        j.narrow = !wide;
-    }
     unsigned char *o = dst;
     unsigned eo = to == DTA_F32 ? 4 : 2;
-    for (size_t k = 0; k < n; k++) {
-        int cls;
-        uint32_t r = dqb_elem(&j, k, &cls);
-        memcpy(o + k * eo, &r, eo); /* little-endian host */
-        st->elements++;
-        st->nan += cls == DTAB_NAN;
-        st->inf += cls == DTAB_INF;
-        st->overflow += cls == DTAB_OVF;
-        st->underflow += cls == DTAB_UNF;
+    size_t done = 0;
+    while (done < n) {
+        /* the device's job: a packed scheme's stored bytes (a prefix of the range at a
+         * time), else the operands dtap_dq_job prepares */
+        dqb_job j;
+        dta_status s = dtap_dq_job_dev(d, p, first + done, n - done, to, mode, &j, err);
+        if (s != DTA_OK)
+            return s;
+        cr_assert(j.n > 0 && j.n <= n - done, "job of %llu elements for %zu",
+                  (unsigned long long)j.n, n - done);
+        if (j.kind == DQB_GRID) {
+            cr_assert(j.narrow, "a run of %zu elements is narrow", n);
+            j.narrow = !wide;
+        }
+        if (j.kind == DQB_PACKED)
+            packed_jobs++;
+        for (size_t k = 0; k < j.n; k++) {
+            int cls;
+            uint32_t r = dqb_elem(&j, k, &cls);
+            memcpy(o + (done + k) * eo, &r, eo); /* little-endian host */
+            st->elements++;
+            st->nan += cls == DTAB_NAN;
+            st->inf += cls == DTAB_INF;
+            st->overflow += cls == DTAB_OVF;
+            st->underflow += cls == DTAB_UNF;
+        }
+        done += (size_t)j.n;
     }
     return DTA_OK;
 }
@@ -327,6 +481,7 @@ static const char *const FIXTURES[] = {
     "tests/fixtures/quant/bnb-int8",     "tests/fixtures/quant/ct-fp8-block",
     "tests/fixtures/quant/ct-fp8-dynamic", "tests/fixtures/quant/ct-int8-w8a8",
     "tests/fixtures/quant/ct-nvfp4a16",  "tests/fixtures/quant/ct-w4a16",
+    "tests/fixtures/quant/ct-mxfp4a16",
     "tests/fixtures/quant/ct-w4a16-asym", "tests/dequant/ct/nvfp4",
     "tests/dequant/ct/w4a16-channel",    "tests/dequant/ct/w4a16-group-asym",
     "tests/dequant/ct/w8a16-group",      "tests/dequant/ct/mxfp4",
@@ -345,13 +500,16 @@ static void compare_all(run_fn fn, const char *how)
     size_t np = 0;
     char *dirs[] = {block_dir(), per_tensor_dir(0x3F800000u, "F8_E4M3"),
                     per_tensor_dir(0x00000001u, "F8_E4M3"), per_tensor_dir(0x7F000000u, "F8_E5M2"),
-                    per_tensor_dir(0x7FC00000u, "F8_E4M3"), per_row_dir()};
+                    per_tensor_dir(0x7FC00000u, "F8_E4M3"), per_row_dir(),
+                    mxfp4_dir(), modelopt_dir(), ct_nvfp4_dir(0x00000000u),
+                    ct_nvfp4_dir(0x7FC00001u), ct_nvfp4_dir(0x00800000u), gptq_dir(),
+                    awq_dir()};
     for (size_t i = 0; i < COUNT(dirs); i++) {
         np += compare_dir(dirs[i], fn, how);
         rmdir_all(dirs[i]);
         free(dirs[i]);
     }
-    cr_assert_eq(np, 10, "hostile parameters compared: %zu", np);
+    cr_assert_eq(np, 19, "hostile parameters compared: %zu", np);
     for (size_t i = 0; i < COUNT(FIXTURES); i++) {
         char path[1024];
         fixture_path(path, sizeof path, FIXTURES[i]);
@@ -359,7 +517,10 @@ static void compare_all(run_fn fn, const char *how)
         cr_assert(k > 0, "%s: no parameter", path);
         np += k;
     }
-    cr_log_info("%s: %zu parameters equal dtap_dq_run\n", how, np);
+    if (fn != dtap_dq_run_cuda)
+        cr_assert(packed_jobs > 0, "%s: no packed scheme went through DQB_PACKED", how);
+    cr_log_info("%s: %zu parameters equal dtap_dq_run (%zu packed jobs)\n", how, np,
+                packed_jobs);
 }
 
 Test(cuda_dq_host, kernel_element_function_equals_dtap_dq_run)
