@@ -572,8 +572,8 @@ static dta_status stack_fill(dtap_dq_src *d, const nv_state *m, void **cache, ui
         const unsigned char *crow = codes + (i / 2 - r0) * m->out, *srow = sc + (g - c->g0) * m->out;
         unsigned shift = i & 1 ? 4 : 0;
         for (size_t j = 0; j < seg; j++) {
-            x[k + j] = e2m1[(crow[o + j] >> shift) & 15];
-            s[k + j] = dtap_f32_of(dtab_f8_to_f32(DTA_F8_E4M3, srow[o + j])) * gl;
+            x[k + j] = dtap_f32_of(dqp_e2m1((crow[o + j] >> shift) & 15));
+            s[k + j] = dtap_f32_of(dqp_nvfp4_scale(srow[o + j], dtap_bits_of(gl), 0));
         }
         k += seg;
         o += seg;
