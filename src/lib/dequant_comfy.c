@@ -156,6 +156,7 @@ typedef struct {
     float global;           /* nvfp4: weight_scale_2; int8 per tensor: weight_scale */
     bool per_row;           /* int8: weight_scale [R, 1] */
     dta_dtype sdt;          /* int8: the scale's dtype */
+    float lut[256];         /* the decoded code (nvfp4: of a nibble, 16 entries) */
 } cq_state;
 
 typedef struct {
@@ -396,6 +397,10 @@ static dta_status cq_plan(dtap_dq_src *d, const dta_quant *q, const dta_quant_pa
         if ((st = logical_shape(d, qp, &m, kind == CQ_NVFP4 ? 16 : 32, fmt, err)) != DTA_OK)
             return st;
     }
+    for (unsigned k = 0; k < 256; k++)
+        m.lut[k] = kind == CQ_NVFP4 ? e2m1_of(k & 15)
+                 : kind == CQ_MXFP8 ? dtap_f32_of(dtab_f8_to_f32(DTA_F8_E4M3, (uint8_t)k))
+                                    : (float)((int)k - (k & 0x80 ? 256 : 0));
     cq_state *ms = malloc(sizeof *ms);
     if (!ms)
         return nomem(err);
@@ -446,12 +451,7 @@ static dta_status cq_fill(dtap_dq_src *d, const dtap_dq_plan *p, void **cache, u
     float sc = m->global;
     for (size_t k = 0; k < n; k++) {
         unsigned char byte = codes[r * m->rowbytes + (nv ? i / 2 : i) - cb0];
-        if (nv)
-            x[k] = e2m1_of(i & 1 ? byte & 15u : (unsigned)byte >> 4); /* hi_first */
-        else if (m->kind == CQ_MXFP8)
-            x[k] = dtap_f32_of(dtab_f8_to_f32(DTA_F8_E4M3, byte));
-        else
-            x[k] = (float)((int)byte - (byte & 0x80 ? 256 : 0));
+        x[k] = m->lut[!nv ? byte : i & 1 ? byte & 15u : (unsigned)byte >> 4]; /* hi_first */
         if (m->per_row && key != r) {
             sc = scalar_of(m->sdt, rs + (r - r0) * es);
             key = r;

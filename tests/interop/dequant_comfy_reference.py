@@ -5,10 +5,14 @@ E5M2 under their own markers, every code, per-tensor F32 / BF16 / F16 scale_weig
 per-row [out, 1] scale with zero and subnormal rows, a conv weight, scale_input dropped;
 NaN and inf codes stay NaN and inf, as convert keeps them)
 and comfy_quant files (a U8 JSON marker, __metadata__._quantization_metadata, which the
-output drops), to bf16, f16 and f32 with --verify, then verify SRC OUT and an audit of the
-output; overflow refused and saturated; refusals naming what is unsupported (nvfp4,
-int8_tensorwise, convrot, a format over the other float8 codes, codes under another
-format's marker, a 1-D scale, pre_quant_scale, a layer without its scale), nothing written.
+output drops), and comfy_quant nvfp4 / mxfp8 / int8_tensorwise layers built here from the
+brief (high-nibble-first E2M1, the cuBLAS 128x4 swizzle by its offset formula, E4M3 and
+E8M0 block scales, weight_scale_2, per-row int8 scales), to bf16, f16 and f32 with
+--verify, then verify SRC OUT and an audit of the output; overflow refused and saturated;
+refusals naming what is unsupported (a weight that may be padding, a bias that does not
+fit, unswizzled scales, group_size, a 3-D bank, mxfp8 over E5M2, int8 convrot, the w4
+formats, a format over the other float8 codes, codes under another format's marker, a 1-D
+scale, pre_quant_scale, a layer without its scale), nothing written.
 
 Usage: dequant_comfy_reference.py DTAUDIT. Exit 0 pass, 1 fail, 77 skip (no numpy/torch)."""
 import json
@@ -251,7 +255,8 @@ def block_formats(tmp, rng):
     """nvfp4 (rows > 128 over two swizzle bands, in/16 = 5 and 3 (not multiples of 4), a
     BF16 weight_scale_2, rows cropped to the bias, a height that cannot be padded), mxfp8
     (E8M0 0, 1 and 255, in/32 = 3), int8_tensorwise (per tensor, per row with zero and
-    subnormal scales), to bf16, f16 and f32."""
+    subnormal scales; an nvfp4 and an int8 layer listed in __metadata__ instead of marked),
+    to bf16, f16 and f32."""
     P = "diffusion_model.double_blocks.0."
     ts, want = [], {}
 
@@ -280,8 +285,16 @@ def block_formats(tmp, rng):
     add(lt, y, (20, 16), P + "txt_mlp.2")
     lt, y = int8_layer(rng, P + "modulation.lin", 12, 16, "BF16", False)
     add(lt, y, (12, 16), P + "modulation.lin")
+    # two layers listed in __metadata__._quantization_metadata instead of a marker
+    lt, y = nvfp4_layer(rng, P + "txt_mod.lin", 32, 32, 2e-4)
+    add([t for t in lt if not t[0].endswith(".comfy_quant")], y, (32, 32), P + "txt_mod.lin")
+    lt, y = int8_layer(rng, P + "img_mod.lin", 16, 32, "F32", True)
+    add([t for t in lt if not t[0].endswith(".comfy_quant")], y, (16, 32), P + "img_mod.lin")
+    meta = {"format": "pt", "_quantization_metadata": json.dumps(
+        {"format_version": "1.0", "layers": {P + "txt_mod.lin": {"format": "nvfp4"},
+                                             P + "img_mod.lin": {"format": "int8_tensorwise"}}})}
     src = os.path.join(tmp, "comfy-block.safetensors")
-    R.write_st(src, ts, {"format": "pt"})
+    R.write_st(src, ts, meta)
     rc, so, se = run("audit", src)
     check(rc == 0, "block formats: audit of the input exit %d %s %s" % (rc, so, se))
     for target in ("BF16", "F16", "F32"):
