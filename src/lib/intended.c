@@ -102,23 +102,87 @@ static bool glob_n(const char *p, size_t pn, const char *s, size_t sn)
     return pi == pn;
 }
 
-bool dta_intended_pattern_matches(const char *pattern, const char *name)
+/* A pattern made ready for many names: its first component copied out when it is literal
+ * (most patterns), so that only the places a name holds it as a whole component are tried
+ * (strstr finds them); ncomp is its number of components. */
+typedef struct {
+    const char *pattern;
+    size_t ncomp;
+    size_t p0;  /* bytes of the first component */
+    bool lit0;  /* the first component has no '*' or '?' */
+    char *first; /* its NUL-terminated copy when lit0: DTA_INTENDED_MAX_PATTERN + 1 bytes */
+    uint16_t coff[MAX_COMPONENTS + 1]; /* component k: [coff[k], coff[k + 1] - 1) */
+    uint32_t lit;     /* bit k: component k has no '*' or '?' */
+    bool fits;        /* coff and lit hold the whole pattern */
+} cpattern;
+
+/* first: room for the copy of the first component (DTA_INTENDED_MAX_PATTERN + 1 bytes) */
+static bool cpattern_init(cpattern *cp, const char *pattern, char *first)
 {
-    if (!pattern || !name || !*pattern)
+    if (!pattern || !*pattern)
         return false;
-    /* a literal first component (most patterns): only the places the name holds it as a
-     * whole component are tried (strstr finds them) */
     const char *pe0 = strchr(pattern, '.');
-    size_t p0 = pe0 ? (size_t)(pe0 - pattern) : strlen(pattern);
-    char first[DTA_INTENDED_MAX_PATTERN + 1];
-    bool lit0 = p0 <= DTA_INTENDED_MAX_PATTERN && !memchr(pattern, '*', p0) && !memchr(pattern, '?', p0);
-    if (lit0) {
-        memcpy(first, pattern, p0);
-        first[p0] = 0;
+    cp->pattern = pattern;
+    cp->p0 = pe0 ? (size_t)(pe0 - pattern) : strlen(pattern);
+    cp->lit0 = cp->p0 <= DTA_INTENDED_MAX_PATTERN && !memchr(pattern, '*', cp->p0) &&
+               !memchr(pattern, '?', cp->p0);
+    cp->first = first;
+    if (cp->lit0) {
+        memcpy(first, pattern, cp->p0);
+        first[cp->p0] = 0;
     }
-    /* every start component of the name */
-    for (const char *start = name;;) {
-        if (lit0) {
+    /* the components, for has_tensor_scan (a table's patterns have at most MAX_COMPONENTS
+     * of at most DTA_INTENDED_MAX_PATTERN bytes in all; longer ones never get here) */
+    size_t n = strlen(pattern), k = 0;
+    cp->ncomp = 0;
+    cp->lit = 0;
+    cp->fits = false;
+    if (n > DTA_INTENDED_MAX_PATTERN)
+        return true;
+    cp->coff[0] = 0;
+    for (size_t i = 0; i <= n; i++)
+        if (i == n || pattern[i] == '.') {
+            if (k == MAX_COMPONENTS)
+                return true;
+            if (!memchr(pattern + cp->coff[k], '*', i - cp->coff[k]) &&
+                !memchr(pattern + cp->coff[k], '?', i - cp->coff[k]))
+                cp->lit |= 1u << k;
+            cp->coff[++k] = (uint16_t)(i + 1);
+        }
+    cp->ncomp = k;
+    cp->fits = true;
+    return true;
+}
+
+/* Whether the pattern matches the run of name's components that starts at s (just after a
+ * dot of name, or name itself). */
+static bool match_at(const char *pattern, const char *s)
+{
+    const char *p = pattern;
+    for (;;) {
+        const char *pe = strchr(p, '.'), *se = strchr(s, '.');
+        size_t pn = pe ? (size_t)(pe - p) : strlen(p);
+        size_t sn = se ? (size_t)(se - s) : strlen(s);
+        if (!glob_n(p, pn, s, sn))
+            return false;
+        if (!pe)
+            return true;
+        if (!se)
+            return false;
+        p = pe + 1;
+        s = se + 1;
+    }
+}
+
+/* Whether the pattern matches a run of name's components that starts at from or after it
+ * (from is name or just after one of its dots). */
+static bool cpattern_match_from(const cpattern *cp, const char *name, const char *from)
+{
+    const char *first = cp->first;
+    size_t p0 = cp->p0;
+    /* every start component of the name from `from` on */
+    for (const char *start = from;;) {
+        if (cp->lit0) {
             const char *f = start;
             while ((f = strstr(f, first)) != NULL &&
                    !((f == name || f[-1] == '.') && (f[p0] == '.' || !f[p0])))
@@ -127,32 +191,22 @@ bool dta_intended_pattern_matches(const char *pattern, const char *name)
                 return false;
             start = f;
         }
-        const char *p = pattern, *s = start;
-        bool ok = true;
-        for (;;) {
-            const char *pe = strchr(p, '.'), *se = strchr(s, '.');
-            size_t pn = pe ? (size_t)(pe - p) : strlen(p);
-            size_t sn = se ? (size_t)(se - s) : strlen(s);
-            if (!glob_n(p, pn, s, sn)) {
-                ok = false;
-                break;
-            }
-            if (!pe)
-                break;
-            if (!se) {
-                ok = false;
-                break;
-            }
-            p = pe + 1;
-            s = se + 1;
-        }
-        if (ok)
+        if (match_at(cp->pattern, start))
             return true;
         start = strchr(start, '.');
         if (!start)
             return false;
         start++;
     }
+}
+
+bool dta_intended_pattern_matches(const char *pattern, const char *name)
+{
+    cpattern cp;
+    char first[DTA_INTENDED_MAX_PATTERN + 1];
+    if (!name || !cpattern_init(&cp, pattern, first))
+        return false;
+    return cpattern_match_from(&cp, name, name);
 }
 
 /* ---- parsing ------------------------------------------------------------------------------ */
@@ -553,19 +607,9 @@ static bool in_list(const char *const *l, size_t n, char *const *have, size_t nh
     return false;
 }
 
-static bool has_tensor(const dta_model *m, const char *pattern)
+/* Whether the config keys (model_type, architectures, class_name) select rule r. */
+static bool config_selects(const dta_intended_rule *r, const dta_model *m)
 {
-    for (size_t i = 0; i < m->ntensors; i++)
-        if (dta_intended_pattern_matches(pattern, m->tensors[i].name))
-            return true;
-    return false;
-}
-
-static bool applies(const dta_intended_rule *r, const dta_model *m)
-{
-    bool keyed = r->nmodel_type || r->narchitectures || r->nclass_name || r->nhas_tensor;
-    if (!keyed)
-        return true;
     if (in_list(r->model_type, r->nmodel_type, m->model_types, m->nmodel_types) ||
         in_list(r->architectures, r->narchitectures, m->architectures, m->narchitectures))
         return true;
@@ -573,13 +617,165 @@ static bool applies(const dta_intended_rule *r, const dta_model *m)
         for (size_t i = 0; i < r->nclass_name; i++)
             if (strcmp(r->class_name[i], m->class_name) == 0)
                 return true;
-    if (r->nhas_tensor) {
-        for (size_t i = 0; i < r->nhas_tensor; i++)
-            if (!has_tensor(m, r->has_tensor[i]))
+    return false;
+}
+
+static bool keyed(const dta_intended_rule *r)
+{
+    return r->nmodel_type || r->narchitectures || r->nclass_name || r->nhas_tensor;
+}
+
+#define SCAN_BATCH 64u /* has_tensor patterns tried in one pass over the names */
+
+/* Whether the pattern matches the run of name's components that ends with [cs, ce), compared
+ * from its last component back. */
+static bool run_ends_at(const cpattern *cp, const char *name, size_t cs, size_t ce)
+{
+    for (size_t k = cp->ncomp; k-- > 0;) {
+        const char *p = cp->pattern + cp->coff[k];
+        size_t pn = (size_t)(cp->coff[k + 1] - cp->coff[k]) - 1;
+        if ((cp->lit >> k) & 1) {
+            if (pn != ce - cs || memcmp(p, name + cs, pn) != 0)
                 return false;
-        return true;
+        } else if (!glob_n(p, pn, name + cs, ce - cs)) {
+            return false;
+        }
+        if (k == 0)
+            return true;
+        if (cs == 0)
+            return false; /* the name has fewer components before this one */
+        ce = cs - 1; /* the dot before it */
+        cs = ce;
+        while (cs > 0 && name[cs - 1] != '.')
+            cs--;
     }
     return false;
+}
+
+/* found[j] = whether pattern pats[j] matches some tensor name, for n <= SCAN_BATCH patterns,
+ * in one pass. Tensors come grouped by module: a name is tried only on the runs of
+ * components that end past what it shares with the name before it (a run inside the
+ * shared components was tried on that name already), and a run only when its last
+ * component has the length of the pattern's last one (when literal). firsts: n *
+ * (MAX_PATTERN + 1) bytes. */
+static void has_tensor_scan(const dta_model *m, const char *const *pats, size_t n, bool *found,
+                            cpattern *cps, char *firsts)
+{
+    uint64_t active = 0, bylen[64] = {0}; /* bit j: pattern j; by its last component's length */
+    for (size_t j = 0; j < n; j++) {
+        found[j] = false;
+        if (!cpattern_init(&cps[j], pats[j], firsts + j * (DTA_INTENDED_MAX_PATTERN + 1)))
+            continue; /* an empty pattern matches nothing */
+        if (!cps[j].fits) { /* not from a table (valid_pattern): tried on every name */
+            for (size_t i = 0; i < m->ntensors && !found[j]; i++)
+                found[j] = cpattern_match_from(&cps[j], m->tensors[i].name, m->tensors[i].name);
+            continue;
+        }
+        size_t k = cps[j].ncomp;
+        size_t ln = (size_t)(cps[j].coff[k] - cps[j].coff[k - 1]) - 1;
+        active |= 1ull << j;
+        if ((cps[j].lit >> (k - 1)) & 1)
+            bylen[ln < 63 ? ln : 63] |= 1ull << j;
+        else
+            for (size_t l = 0; l < 64; l++)
+                bylen[l] |= 1ull << j;
+    }
+    const char *prev = NULL;
+    size_t plen = 0;
+    for (size_t i = 0; i < m->ntensors && active; i++) {
+        const char *name = m->tensors[i].name;
+        size_t len = strlen(name), lim = len < plen ? len : plen, d = 0;
+        if (prev) {
+            while (d + 8 <= lim) {
+                uint64_t a, b;
+                memcpy(&a, name + d, 8);
+                memcpy(&b, prev + d, 8);
+                if (a != b) {
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+                    d += (size_t)(__builtin_ctzll(a ^ b) >> 3); /* the first byte off */
+                    lim = d;
+#endif
+                    break;
+                }
+                d += 8;
+            }
+            while (d < lim && name[d] == prev[d])
+                d++;
+        }
+        prev = name;
+        plen = len;
+        /* the first component not shared: the one holding the first difference */
+        size_t cs = d;
+        while (cs > 0 && name[cs - 1] != '.')
+            cs--;
+        /* each component [cs, ce) from there on ends the runs to try */
+        for (;;) {
+            const char *dot = memchr(name + cs, '.', len - cs);
+            size_t ce = dot ? (size_t)(dot - name) : len;
+            uint64_t want = bylen[ce - cs < 63 ? ce - cs : 63] & active;
+            while (want) {
+                size_t j = (size_t)__builtin_ctzll(want);
+                want &= want - 1;
+                if (run_ends_at(&cps[j], name, cs, ce)) {
+                    found[j] = true;
+                    active &= ~(1ull << j);
+                }
+            }
+            if (!dot)
+                break;
+            cs = ce + 1;
+        }
+    }
+}
+
+/* Whether each rule applies to the model: unkeyed, selected by the config keys, or every
+ * has_tensor key matching a tensor (keyed rules list has_tensor to need them all). */
+static dta_status select_rules(const dta_intended *t, const dta_model *m, bool *applies,
+                               dta_error *err)
+{
+    size_t nkeys = 0;
+    for (size_t k = 0; k < t->nrules; k++) {
+        const dta_intended_rule *r = &t->rules[k];
+        applies[k] = !keyed(r) || config_selects(r, m);
+        if (!applies[k])
+            nkeys += r->nhas_tensor;
+    }
+    if (!nkeys)
+        return DTA_OK;
+    const char **pats = malloc(nkeys * sizeof *pats);
+    bool *found = malloc(nkeys * sizeof *found);
+    cpattern *cps = malloc(SCAN_BATCH * sizeof *cps);
+    char *firsts = malloc(SCAN_BATCH * (DTA_INTENDED_MAX_PATTERN + 1));
+    if (!pats || !found || !cps || !firsts) {
+        free(pats);
+        free(found);
+        free(cps);
+        free(firsts);
+        return nomem(err);
+    }
+    size_t o = 0;
+    for (size_t k = 0; k < t->nrules; k++)
+        if (!applies[k])
+            for (size_t j = 0; j < t->rules[k].nhas_tensor; j++)
+                pats[o++] = t->rules[k].has_tensor[j];
+    for (size_t b = 0; b < nkeys; b += SCAN_BATCH)
+        has_tensor_scan(m, pats + b, nkeys - b < SCAN_BATCH ? nkeys - b : SCAN_BATCH,
+                        found + b, cps, firsts);
+    o = 0;
+    for (size_t k = 0; k < t->nrules; k++) {
+        if (applies[k] || !t->rules[k].nhas_tensor)
+            continue;
+        bool all = true;
+        for (size_t j = 0; j < t->rules[k].nhas_tensor; j++)
+            all = all && found[o + j];
+        o += t->rules[k].nhas_tensor;
+        applies[k] = all;
+    }
+    free(pats);
+    free(found);
+    free(cps);
+    free(firsts);
+    return DTA_OK;
 }
 
 static bool when_ok(dta_intended_when w, dta_dtype dom)
@@ -613,6 +809,13 @@ static bool sibling_exists(const char *const *sorted, size_t n, const char *name
     return found;
 }
 
+/* A tensor the rules are tried on: floating, off its root's compute dtype. */
+static bool candidate(const dta_tensor *tn, dta_dtype dom)
+{
+    return dta_dtype_is_float(tn->dtype) && dom != DTA_DTYPE_NONE && tn->dtype != dom &&
+           (int)tn->dtype < 64;
+}
+
 dta_status dta_intended_mark(const dta_intended *t, const dta_model *m,
                              const dta_dtype *tensor_dominant, const dta_intended_rule **out,
                              dta_error *err)
@@ -621,20 +824,31 @@ dta_status dta_intended_mark(const dta_intended *t, const dta_model *m,
         out[i] = NULL;
     if (!t || t->nrules == 0 || m->ntensors == 0)
         return DTA_OK;
+    /* nothing to excuse: no floating tensor off its root's compute dtype */
+    size_t i0 = 0;
+    while (i0 < m->ntensors && !candidate(&m->tensors[i0], tensor_dominant[i0]))
+        i0++;
+    if (i0 == m->ntensors)
+        return DTA_OK;
     const dta_intended_rule **sel = malloc(t->nrules * sizeof *sel);
+    bool *applies = malloc(t->nrules * sizeof *applies);
     size_t nsel = 0;
-    if (!sel)
-        return nomem(err);
+    dta_status st = sel && applies ? select_rules(t, m, applies, err) : nomem(err);
+    if (st != DTA_OK) {
+        free(sel);
+        free(applies);
+        return st;
+    }
     for (size_t k = 0; k < t->nrules; k++)
-        if (applies(&t->rules[k], m))
+        if (applies[k])
             sel[nsel++] = &t->rules[k];
+    free(applies);
     /* the sorted names for sibling rules, made when a tensor first needs them */
     const char **sorted = NULL;
-    for (size_t i = 0; i < m->ntensors && nsel; i++) {
+    for (size_t i = i0; i < m->ntensors && nsel; i++) {
         const dta_tensor *tn = &m->tensors[i];
         dta_dtype dom = tensor_dominant[i];
-        if (!dta_dtype_is_float(tn->dtype) || dom == DTA_DTYPE_NONE || tn->dtype == dom ||
-            (int)tn->dtype >= 64)
+        if (!candidate(tn, dom))
             continue;
         for (size_t k = 0; k < nsel && !out[i]; k++) {
             const dta_intended_rule *r = sel[k];
