@@ -54,8 +54,12 @@ typedef struct {
     node_side *side;
     uint32_t *noderoot;
     uint8_t *kind;
+    uint32_t *nlen;        /* per node: its name's length (freed before export) */
     size_t nnodes, capnodes;
-    htab nodetab;
+    htab nodetab;          /* (parent, segment) -> node; top nodes are in tops */
+    uint32_t *tops;        /* per root: the top node of toplen 0, then of toplen = the root's */
+    uint32_t *order;       /* the non-top nodes in module order (tree_order), NULL: qsort */
+    bool unsorted;         /* a name byte below '.', or two tops in a root: qsort the modules */
     size_t *tensor_root;   /* root index per tensor */
     uint32_t *tensor_module; /* module node per tensor */
     bool *allowed;         /* --allow, an intended island, or part of a quantized parameter */
@@ -90,6 +94,15 @@ static dta_status nomem(ctx *c)
     return dta_error_set(c->err, DTA_E_NOMEM, ENOMEM, "out of memory");
 }
 
+/* A node's key in nodetab: its parent and its name past the parent's ("layers.0" under
+ * "model": ".0"; the first component under a top of toplen 0: "model"). */
+static uint64_t node_hash(const ctx *c, size_t k)
+{
+    uint32_t p = c->side[k].parent;
+    size_t pl = c->nlen[p];
+    return hash(p, c->mods[k].name + pl, c->nlen[k] - pl);
+}
+
 static dta_status htab_grow(ctx *c, htab *t, size_t count)
 {
     if (count * 2 < t->cap)
@@ -101,9 +114,7 @@ static dta_status htab_grow(ctx *c, htab *t, size_t count)
     for (size_t i = 0; i < t->cap; i++) {
         if (!t->slot[i])
             continue;
-        size_t k = t->slot[i] - 1; /* the hash is computed again: 8 bytes a node less */
-        const char *name = c->mods[k].name;
-        size_t h = (size_t)(hash(c->noderoot[k], name, strlen(name)) & (ncap - 1));
+        size_t h = (size_t)(node_hash(c, t->slot[i] - 1) & (ncap - 1));
         while (ns[h])
             h = (h + 1) & (ncap - 1);
         ns[h] = t->slot[i];
@@ -114,7 +125,6 @@ static dta_status htab_grow(ctx *c, htab *t, size_t count)
     return DTA_OK;
 }
 
-/* Finds or creates the node (root, name[0..len)). */
 /* Grows every per-node array to hold one node more. */
 static dta_status grow_nodes(ctx *c)
 {
@@ -138,29 +148,19 @@ static dta_status grow_nodes(ctx *c)
     if (!(p = realloc(c->kind, ncap * sizeof *c->kind)))
         return nomem(c);
     c->kind = p;
+    if (!(p = realloc(c->nlen, ncap * sizeof *c->nlen)))
+        return nomem(c);
+    c->nlen = p;
     c->capnodes = ncap;
     return DTA_OK;
 }
 
-/* Finds or creates the node (root, name[0..len)); name holds no NUL in its len bytes. */
-static dta_status get_node(ctx *c, size_t root, const char *name, size_t len, bool top,
+/* A new node named name[0..len) (no NUL in it), child of parent (NO_NODE: a top). */
+static dta_status new_node(ctx *c, size_t root, uint32_t parent, const char *name, size_t len,
                            size_t *out)
 {
-    dta_status st = htab_grow(c, &c->nodetab, c->nnodes + 1);
+    dta_status st = grow_nodes(c);
     if (st != DTA_OK)
-        return st;
-    size_t mask = c->nodetab.cap - 1;
-    size_t h = (size_t)(hash(root, name, len) & mask);
-    while (c->nodetab.slot[h]) {
-        size_t k = c->nodetab.slot[h] - 1;
-        const char *kn = c->mods[k].name;
-        if (c->noderoot[k] == root && strncmp(kn, name, len) == 0 && kn[len] == 0) {
-            *out = k;
-            return DTA_OK;
-        }
-        h = (h + 1) & mask;
-    }
-    if ((st = grow_nodes(c)) != DTA_OK)
         return st;
     size_t k = c->nnodes;
     dta_module *md = &c->mods[k];
@@ -171,11 +171,59 @@ static dta_status get_node(ctx *c, size_t root, const char *name, size_t len, bo
     memcpy(md->name, name, len);
     md->name[len] = 0;
     memset(&c->side[k], 0, sizeof c->side[k]);
-    c->side[k].parent = NO_NODE;
+    c->side[k].parent = parent;
     c->noderoot[k] = (uint32_t)root; /* roots <= tensors <= DTA_MAX_TENSORS */
-    c->kind[k] = top ? NODE_TOP : 0;
-    c->nodetab.slot[h] = (uint32_t)++c->nnodes;
+    c->kind[k] = parent == NO_NODE ? NODE_TOP : 0;
+    c->nlen[k] = (uint32_t)len; /* < DTA_MAX_NAME_LEN */
+    /* the modules come out sorted by a walk of the tree when no name byte sorts below the
+     * '.' that separates components (export_modules) */
+    size_t from = parent == NO_NODE ? len /* a top: dropped at export */
+                  : c->nlen[parent] == 0 ? 0 : c->nlen[parent] + 1 /* past the '.' */;
+    for (size_t i = from; i < len && !c->unsorted; i++)
+        c->unsorted = (unsigned char)name[i] <= '.';
+    c->nnodes++;
     *out = k;
+    return DTA_OK;
+}
+
+/* The top node of root r for toplen (0, or the root name's length). */
+static dta_status get_top(ctx *c, size_t r, const char *name, size_t toplen, size_t *out)
+{
+    uint32_t *slot = &c->tops[2 * r + (toplen != 0)];
+    if (*slot != NO_NODE) {
+        *out = *slot;
+        return DTA_OK;
+    }
+    if (c->tops[2 * r + (toplen == 0)] != NO_NODE)
+        c->unsorted = true; /* two tops in a root: their subtrees interleave by name */
+    dta_status st = new_node(c, r, NO_NODE, name, toplen, out);
+    if (st == DTA_OK)
+        *slot = (uint32_t)*out;
+    return st;
+}
+
+/* Finds or creates the child of parent named name[0..len) (name[0..nlen[parent]) is the
+ * parent's name; no NUL in len bytes). */
+static dta_status get_child(ctx *c, size_t parent, const char *name, size_t len, size_t *out)
+{
+    dta_status st = htab_grow(c, &c->nodetab, c->nnodes + 1);
+    if (st != DTA_OK)
+        return st;
+    size_t pl = c->nlen[parent], sl = len - pl, mask = c->nodetab.cap - 1;
+    const char *seg = name + pl;
+    size_t h = (size_t)(hash(parent, seg, sl) & mask);
+    while (c->nodetab.slot[h]) {
+        size_t k = c->nodetab.slot[h] - 1;
+        if (c->side[k].parent == parent && c->nlen[k] == len &&
+            memcmp(c->mods[k].name + pl, seg, sl) == 0) {
+            *out = k;
+            return DTA_OK;
+        }
+        h = (h + 1) & mask;
+    }
+    if ((st = new_node(c, c->noderoot[parent], (uint32_t)parent, name, len, out)) != DTA_OK)
+        return st;
+    c->nodetab.slot[h] = (uint32_t)(*out + 1);
     return DTA_OK;
 }
 
@@ -193,9 +241,16 @@ static void count_add(dta_count *c, uint64_t numel, uint64_t nbytes)
     c->nbytes += nbytes;
 }
 
+static void count_sum(dta_count *c, const dta_count *d)
+{
+    c->tensors += d->tensors;
+    c->numel += d->numel;
+    c->nbytes += d->nbytes;
+}
+
 /* Adds to node n's count for dtype t, keeping its dtypes sorted. Called before the tensor
  * is added to the node's total: while the node holds one dtype, that total is its count. */
-static dta_status node_count(ctx *c, size_t n, dta_dtype t, uint64_t numel, uint64_t bytes)
+static dta_status node_count(ctx *c, size_t n, dta_dtype t, const dta_count *d)
 {
     dta_module *md = &c->mods[n];
     if (md->ndtypes == 0 || (!md->dtypes && (dta_dtype)(c->kind[n] & ~NODE_TOP) == t)) {
@@ -224,7 +279,7 @@ static dta_status node_count(ctx *c, size_t n, dta_dtype t, uint64_t numel, uint
         md->dtypes = p;
         md->ndtypes++;
     }
-    count_add(&md->dtypes[i].count, numel, bytes);
+    count_sum(&md->dtypes[i].count, d);
     return DTA_OK;
 }
 
@@ -322,22 +377,140 @@ static dta_status count_roots(ctx *c)
     return DTA_OK;
 }
 
-/* Builds the chain of nodes for every tensor and accumulates the counts and masks. */
+/* Tensors of one module with the same shown dtype and mask bit, added up the chain at once
+ * (a weight and its scales). */
+typedef struct {
+    size_t node;
+    dta_dtype shown;
+    uint64_t bit;
+    dta_count count;
+    size_t quantized;
+} pending;
+
+/* Adds the pending tensors to their module's own counts (add_up carries them up). */
+static dta_status flush(ctx *c, pending *p)
+{
+    if (!p->count.tensors)
+        return DTA_OK;
+    dta_status st = node_count(c, p->node, p->shown, &p->count);
+    if (st != DTA_OK)
+        return st;
+    dta_module *md = &c->mods[p->node];
+    count_sum(&md->total, &p->count);
+    md->quantized += p->quantized;
+    c->side[p->node].mask_sub |= p->bit;
+    c->side[p->node].mask_own |= p->bit;
+    memset(&p->count, 0, sizeof p->count);
+    p->quantized = 0;
+    return DTA_OK;
+}
+
+/* Every node's counts and mask over its subtree: a node is made after its parent, so
+ * going down the indices adds each subtree to its parent complete. */
+static dta_status add_up(ctx *c)
+{
+    dta_status st = DTA_OK;
+    for (size_t k = c->nnodes; k-- > 0 && st == DTA_OK;) {
+        if (node_top(c, k))
+            continue;
+        size_t p = c->side[k].parent;
+        const dta_module *md = &c->mods[k];
+        dta_module *pm = &c->mods[p];
+        if (!md->dtypes) {
+            if (md->ndtypes && (st = node_count(c, p, (dta_dtype)(c->kind[k] & ~NODE_TOP),
+                                                &md->total)) == DTA_OK)
+                count_sum(&pm->total, &md->total);
+        } else {
+            /* one dtype at a time: node_count reads the total of those added before */
+            for (size_t j = 0; j < md->ndtypes && st == DTA_OK; j++)
+                if ((st = node_count(c, p, md->dtypes[j].dtype, &md->dtypes[j].count)) == DTA_OK)
+                    count_sum(&pm->total, &md->dtypes[j].count);
+        }
+        pm->quantized += md->quantized;
+        c->side[p].mask_sub |= c->side[k].mask_sub;
+    }
+    return st;
+}
+
+/* The chain of the previous tensor's module, top first: chain[k] is a node, clen[k] its
+ * name's length. */
+typedef struct {
+    uint32_t *node, *len;
+    size_t n, cap;
+} chain;
+
+static dta_status chain_push(ctx *c, chain *ch, size_t node, size_t len)
+{
+    if (ch->n == ch->cap) {
+        size_t ncap = ch->cap ? ch->cap * 2 : 32;
+        uint32_t *a = realloc(ch->node, ncap * sizeof *a);
+        if (!a)
+            return nomem(c);
+        ch->node = a;
+        if (!(a = realloc(ch->len, ncap * sizeof *a)))
+            return nomem(c);
+        ch->len = a;
+        ch->cap = ncap;
+    }
+    ch->node[ch->n] = (uint32_t)node;
+    ch->len[ch->n++] = (uint32_t)len;
+    return DTA_OK;
+}
+
+/* Length of the common prefix of a[0..n) and b[0..n). */
+static size_t common_prefix(const char *a, const char *b, size_t n)
+{
+    size_t d = 0;
+    while (d + 8 <= n) {
+        uint64_t x, y;
+        memcpy(&x, a + d, 8);
+        memcpy(&y, b + d, 8);
+        if (x != y) {
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+            return d + (size_t)(__builtin_ctzll(x ^ y) >> 3);
+#else
+            break;
+#endif
+        }
+        d += 8;
+    }
+    while (d < n && a[d] == b[d])
+        d++;
+    return d;
+}
+
+/* Builds the chain of nodes for every tensor and accumulates the counts and masks. A
+ * module's chain is its top, then every prefix of its name ending before a '.' past the
+ * top, then the module itself. Tensors come grouped by module: the part of the chain a
+ * module shares with the previous tensor's is taken from that chain, the rest found or
+ * made through (parent, segment) lookups; tensors of the same module are added up the
+ * chain together. */
 static dta_status build_tree(ctx *c)
 {
     const dta_model *m = c->m;
     bool *counted = calloc(m->nstorages ? m->nstorages : 1, sizeof *counted);
+    size_t *rootlen = malloc((c->r->nroots ? c->r->nroots : 1) * sizeof *rootlen);
+    c->tops = malloc((c->r->nroots ? c->r->nroots : 1) * 2 * sizeof *c->tops);
     dta_status st = DTA_OK;
-    if (!counted)
+    chain ch = {0};
+    pending pd = {0};
+    if (!counted || !rootlen || !c->tops) {
+        free(counted);
+        free(rootlen);
         return nomem(c);
+    }
+    for (size_t r = 0; r < c->r->nroots; r++) {
+        rootlen[r] = strlen(c->r->roots[r].name);
+        c->tops[2 * r] = c->tops[2 * r + 1] = NO_NODE;
+    }
     const dta_tensor *prev = NULL; /* the previous tensor, its root, top and module */
-    size_t prev_root = 0, prev_toplen = 0, prev_mlen = 0, prev_module = 0;
+    size_t prev_root = 0, prev_toplen = 0, prev_mlen = 0;
 
     for (size_t i = 0; i < m->ntensors && st == DTA_OK; i++) {
         const dta_tensor *t = &m->tensors[i];
         size_t r = c->tensor_root[i];
         const char *rname = c->r->roots[r].name;
-        size_t rlen = strlen(rname), nlen = strlen(t->name);
+        size_t rlen = rootlen[r], nlen = strlen(t->name);
         size_t toplen = 0;
         uint64_t bytes = t->nbytes;
         if (rlen && nlen > rlen && strncmp(t->name, rname, rlen) == 0 && t->name[rlen] == '.')
@@ -348,7 +521,6 @@ static dta_status build_tree(ctx *c)
                 bytes = 0;
             counted[t->storage] = true;
         }
-
 
         bool flt = dta_dtype_is_float(t->dtype) && !c->allowed[i];
         uint64_t bit = flt ? 1ull << t->dtype : 0;
@@ -361,49 +533,59 @@ static dta_status build_tree(ctx *c)
         size_t mlen = before_last_dot(t->name, nlen);
         if (mlen < toplen)
             mlen = toplen;
-        size_t child = SIZE_MAX, cur;
-        size_t len = mlen;
-        if (prev && r == prev_root && toplen == prev_toplen && mlen == prev_mlen &&
-            memcmp(t->name, prev->name, mlen) == 0) {
-            cur = prev_module; /* the previous tensor's module (a weight, then its scale) */
+        bool same_top = prev && r == prev_root && toplen == prev_toplen;
+        if (same_top && mlen == prev_mlen && memcmp(t->name, prev->name, mlen) == 0) {
+            /* the previous tensor's module (a weight, then its scale) */
         } else {
-            size_t top;
-            if ((st = get_node(c, r, t->name, toplen, true, &top)) != DTA_OK ||
-                (st = get_node(c, r, t->name, len, len == toplen, &cur)) != DTA_OK)
+            size_t k = 0, node;
+            if (same_top) {
+                /* the deepest node of the previous chain that is a prefix of this module */
+                size_t lim = mlen < prev_mlen ? mlen : prev_mlen;
+                size_t d = common_prefix(t->name, prev->name, lim);
+                k = ch.n - 1;
+                while (k > 0 && !(ch.len[k] <= d && (ch.len[k] == mlen || t->name[ch.len[k]] == '.')))
+                    k--;
+                ch.n = k + 1;
+            } else {
+                ch.n = 0;
+                if ((st = get_top(c, r, t->name, toplen, &node)) != DTA_OK ||
+                    (st = chain_push(c, &ch, node, toplen)) != DTA_OK)
+                    break;
+            }
+            /* the rest of the chain: each '.' past the last node found, then the module */
+            for (size_t pos = ch.len[ch.n - 1] + 1; st == DTA_OK && ch.len[ch.n - 1] < mlen;) {
+                const char *dot = pos < mlen ? memchr(t->name + pos, '.', mlen - pos) : NULL;
+                size_t end = dot ? (size_t)(dot - t->name) : mlen;
+                if ((st = get_child(c, ch.node[ch.n - 1], t->name, end, &node)) == DTA_OK)
+                    st = chain_push(c, &ch, node, end);
+                pos = end + 1;
+            }
+            if (st != DTA_OK)
                 break;
         }
+        size_t cur = ch.node[ch.n - 1];
         prev = t;
         prev_root = r;
         prev_toplen = toplen;
         prev_mlen = mlen;
-        prev_module = cur;
         c->tensor_module[i] = (uint32_t)cur;
-        for (;;) {
-            if ((st = node_count(c, cur, shown, t->numel, bytes)) != DTA_OK)
-                break;
-            dta_module *md = &c->mods[cur];
-            node_side *sd = &c->side[cur];
-            count_add(&md->total, t->numel, bytes);
-            md->quantized += quant;
-            sd->mask_sub |= bit;
-            if (child == SIZE_MAX)
-                sd->mask_own |= bit;
-            if (node_top(c, cur))
-                break;
-            child = cur;
-            if (sd->parent != NO_NODE) { /* known chain: follow it, no hashing */
-                cur = sd->parent;
-                continue;
-            }
-            len = before_last_dot(t->name, strlen(md->name));
-            if (len < toplen)
-                len = toplen;
-            if ((st = get_node(c, r, t->name, len, len == toplen, &cur)) != DTA_OK)
-                break;
-            c->side[child].parent = (uint32_t)cur;
-        }
+        if (pd.count.tensors && (pd.node != cur || pd.shown != shown || pd.bit != bit) &&
+            (st = flush(c, &pd)) != DTA_OK)
+            break;
+        pd.node = cur;
+        pd.shown = shown;
+        pd.bit = bit;
+        count_add(&pd.count, t->numel, bytes);
+        pd.quantized += quant;
     }
+    if (st == DTA_OK)
+        st = flush(c, &pd);
+    if (st == DTA_OK)
+        st = add_up(c);
+    free(ch.node);
+    free(ch.len);
     free(counted);
+    free(rootlen);
     return st;
 }
 
@@ -860,6 +1042,114 @@ static int cmp_finding(const void *a, const void *b)
     return strcmp(x->module, y->module);
 }
 
+typedef struct {
+    const char *seg;
+    uint32_t node;
+} kid;
+
+static int cmp_kid(const void *a, const void *b)
+{
+    return strcmp(((const kid *)a)->seg, ((const kid *)b)->seg);
+}
+
+/* The non-top nodes in the modules' order, (root, name), by a walk of each root's tree with
+ * every node's children sorted by their name past the parent's: a node's subtree is a
+ * block in name order when no name byte sorts below the '.' after the node's name
+ * (c->unsorted, else the modules are sorted with qsort). */
+static dta_status tree_order(ctx *c)
+{
+    size_t n = c->nnodes;
+    if (c->unsorted || n == 0)
+        return DTA_OK;
+    uint32_t *start = calloc(n + 1, sizeof *start), *kids = malloc(n * sizeof *kids);
+    uint32_t *stack = malloc(n * sizeof *stack), *order = malloc(n * sizeof *order);
+    kid *tmp = NULL;
+    size_t captmp = 0;
+    dta_status st = DTA_OK;
+    if (!start || !kids || !stack || !order) {
+        st = nomem(c);
+        goto out;
+    }
+    /* children by parent (start[p] .. start[p + 1]), in creation order */
+    for (size_t k = 0; k < n; k++)
+        if (!node_top(c, k))
+            start[c->side[k].parent + 1]++;
+    for (size_t k = 0; k < n; k++)
+        start[k + 1] += start[k];
+    for (size_t k = 0; k < n; k++)
+        if (!node_top(c, k))
+            kids[start[c->side[k].parent]++] = (uint32_t)k;
+    for (size_t k = n; k > 0; k--) /* start[p] moved to the end of p's children: back */
+        start[k] = start[k - 1];
+    start[0] = 0;
+    for (size_t p = 0; p < n; p++) {
+        uint32_t *g = kids + start[p];
+        size_t cnt = start[p + 1] - start[p], pl = c->nlen[p];
+        size_t j = 1;
+        while (j < cnt && strcmp(c->mods[g[j - 1]].name + pl, c->mods[g[j]].name + pl) < 0)
+            j++;
+        if (j >= cnt)
+            continue; /* sorted already */
+        if (cnt <= 16) { /* insertion sort */
+            for (; j < cnt; j++) {
+                uint32_t x = g[j];
+                const char *xs = c->mods[x].name + pl;
+                size_t i = j;
+                while (i > 0 && strcmp(c->mods[g[i - 1]].name + pl, xs) > 0) {
+                    g[i] = g[i - 1];
+                    i--;
+                }
+                g[i] = x;
+            }
+            continue;
+        }
+        if (cnt > captmp) {
+            kid *t2 = realloc(tmp, cnt * sizeof *t2);
+            if (!t2) {
+                st = nomem(c);
+                goto out;
+            }
+            tmp = t2;
+            captmp = cnt;
+        }
+        for (size_t i = 0; i < cnt; i++)
+            tmp[i] = (kid){c->mods[g[i]].name + pl, g[i]};
+        qsort(tmp, cnt, sizeof *tmp, cmp_kid);
+        for (size_t i = 0; i < cnt; i++)
+            g[i] = tmp[i].node;
+    }
+    /* each root's top, in root order; a node before its children */
+    size_t no = 0;
+    for (size_t r = 0; r < c->r->nroots; r++)
+        for (int w = 0; w < 2; w++) {
+            if (c->tops[2 * r + w] == NO_NODE)
+                continue;
+            size_t sp = 0;
+            stack[sp++] = c->tops[2 * r + w];
+            while (sp) {
+                uint32_t x = stack[--sp];
+                if (!node_top(c, x))
+                    order[no++] = x;
+                for (size_t i = start[x + 1]; i > start[x]; i--)
+                    stack[sp++] = kids[i - 1];
+            }
+        }
+    size_t nmod = 0;
+    for (size_t k = 0; k < n; k++)
+        nmod += !node_top(c, k);
+    if (no == nmod) { /* every node under a top (else: qsort) */
+        c->order = order;
+        order = NULL;
+    }
+out:
+    free(start);
+    free(kids);
+    free(stack);
+    free(order);
+    free(tmp);
+    return st;
+}
+
 /* The nodes become the report's modules in place: top nodes dropped, the one-dtype counts
  * written out (one array for all of them), sorted by (root order, name). */
 static dta_status export_modules(ctx *c)
@@ -875,6 +1165,32 @@ static dta_status export_modules(ctx *c)
     if (nsingle && !(single = dtap_arena_alloc(&r->arena, nsingle * sizeof *single,
                                                _Alignof(dta_dtype_count))))
         return nomem(c);
+    if (c->order && n) { /* in order already (tree_order) */
+        dta_module *out = malloc(n * sizeof *out);
+        if (!out)
+            return nomem(c);
+        for (size_t j = 0; j < n; j++) {
+            size_t i = c->order[j];
+            dta_module md = c->mods[i];
+            if (!md.dtypes && md.ndtypes) {
+                single->dtype = (dta_dtype)(c->kind[i] & ~NODE_TOP);
+                single->count = md.total;
+                md.dtypes = single++;
+            }
+            md.root = r->roots[c->noderoot[i]].name; /* shared with the root, not a copy */
+            out[j] = md;
+        }
+        free(c->mods);
+        free(c->noderoot);
+        free(c->kind);
+        c->noderoot = NULL;
+        c->kind = NULL;
+        r->modules = out;
+        r->nmodules = n;
+        c->mods = NULL;
+        c->nnodes = c->capnodes = 0;
+        return DTA_OK;
+    }
     size_t k = 0;
     for (size_t i = 0; i < c->nnodes; i++) {
         if (node_top(c, i))
@@ -989,8 +1305,14 @@ dta_status dta_report_build(const dta_model *m, const dta_audit_options *opt, dt
         if (st == DTA_OK && opt->nseverity)
             apply_severity(c.r, opt);
     }
+    if (st == DTA_OK)
+        st = tree_order(&c);
     /* the lookup tables and the rules' per-node data are done with: free them before the
      * modules are exported (a header near the safetensors cap has a million modules) */
+    free(c.nlen);
+    c.nlen = NULL;
+    free(c.tops);
+    c.tops = NULL;
     free(c.nodetab.slot);
     c.nodetab.slot = NULL;
     free(c.tensor_module);
@@ -1006,6 +1328,9 @@ dta_status dta_report_build(const dta_model *m, const dta_audit_options *opt, dt
             qsort(c.r->findings, c.r->nfindings, sizeof *c.r->findings, cmp_finding);
     }
 out:
+    free(c.order);
+    free(c.nlen);
+    free(c.tops);
     free(c.mods); /* node names and dtype arrays are in the report's arena */
     free(c.side);
     free(c.noderoot);
