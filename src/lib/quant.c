@@ -22,6 +22,7 @@
 #include <cjson/cJSON.h>
 
 #include "dtaudit/quant.h"
+#include "arena.h"
 #include "model_build.h"
 #include "quant_dynamic.h"
 #include "src.h"
@@ -140,9 +141,22 @@ static bool ends_with(const char *s, size_t n, const char *suffix)
 /* The suffixes by their last character, in table order (the first match wins). */
 typedef struct {
     size_t len[NSUFFIXES];
+    uint64_t tail[NSUFFIXES]; /* the suffix's last 8 bytes (all, when shorter) */
+    uint64_t mask[NSUFFIXES]; /* the bytes of tail that count, for the name's last 8 */
     uint8_t idx[256][NSUFFIXES];
     uint8_t n[256];
 } sfx_index;
+
+/* The last min(n, 8) bytes of s[0..n) as the low bytes of a word read from s + n - 8. */
+static uint64_t last8(const char *s, size_t n)
+{
+    unsigned char b[8] = {0};
+    size_t k = n < 8 ? n : 8;
+    memcpy(b + 8 - k, s + n - k, k);
+    uint64_t w;
+    memcpy(&w, b, 8);
+    return w;
+}
 
 static void sfx_index_init(sfx_index *x)
 {
@@ -151,19 +165,27 @@ static void sfx_index_init(sfx_index *x)
         x->len[i] = strlen(suffixes[i].suffix);
         unsigned char last = (unsigned char)suffixes[i].suffix[x->len[i] - 1];
         x->idx[last][x->n[last]++] = (uint8_t)i;
+        unsigned char ones[8] = {0};
+        size_t k = x->len[i] < 8 ? x->len[i] : 8;
+        memset(ones + 8 - k, 0xff, k);
+        memcpy(&x->mask[i], ones, 8);
+        x->tail[i] = last8(suffixes[i].suffix, x->len[i]);
     }
 }
 
 /* The suffix entry a name matches, -1 when none: only the suffixes ending in the name's
- * last character are compared (none ends in "weight", most names' end). */
+ * last character are compared (none ends in "weight", most names' end), their last 8
+ * bytes first. */
 static int match_suffix(const char *name, size_t n, const sfx_index *x)
 {
     if (!n)
         return -1;
     unsigned char last = (unsigned char)name[n - 1];
+    uint64_t w = last8(name, n);
     for (size_t j = 0; j < x->n[last]; j++) {
         size_t i = x->idx[last][j], k = x->len[i];
-        if (n > k && memcmp(name + n - k, suffixes[i].suffix, k) == 0)
+        if (n > k && (w & x->mask[i]) == x->tail[i] &&
+            (k <= 8 || memcmp(name + n - k, suffixes[i].suffix, k - 8) == 0))
             return (int)i;
     }
     return -1;
@@ -186,7 +208,13 @@ typedef struct {
     size_t *slot; /* index + 1 */
     size_t cap;
     const char **keys; /* borrowed, per index */
+    const uint32_t *lens; /* borrowed, per index: strlen(keys[i]); NULL: computed */
 } strtab;
+
+static size_t key_len(const strtab *t, size_t idx)
+{
+    return t->lens ? t->lens[idx] : strlen(t->keys[idx]);
+}
 
 static size_t tab_find(const strtab *t, const char *s, size_t n)
 {
@@ -194,9 +222,9 @@ static size_t tab_find(const strtab *t, const char *s, size_t n)
         return SIZE_MAX;
     size_t h = (size_t)(dtap_hash(s, n, 7) & (t->cap - 1));
     while (t->slot[h]) {
-        const char *k = t->keys[t->slot[h] - 1];
-        if (strlen(k) == n && memcmp(k, s, n) == 0)
-            return t->slot[h] - 1;
+        size_t idx = t->slot[h] - 1;
+        if (key_len(t, idx) == n && memcmp(t->keys[idx], s, n) == 0)
+            return idx;
         h = (h + 1) & (t->cap - 1);
     }
     return SIZE_MAX;
@@ -206,11 +234,11 @@ static size_t tab_find(const strtab *t, const char *s, size_t n)
 static void tab_put(strtab *t, size_t idx)
 {
     const char *k = t->keys[idx];
-    size_t n = strlen(k);
+    size_t n = key_len(t, idx);
     size_t h = (size_t)(dtap_hash(k, n, 7) & (t->cap - 1));
     while (t->slot[h]) {
-        const char *o = t->keys[t->slot[h] - 1];
-        if (strcmp(o, k) == 0)
+        size_t o = t->slot[h] - 1;
+        if (key_len(t, o) == n && memcmp(t->keys[o], k, n) == 0)
             return;
         h = (h + 1) & (t->cap - 1);
     }
@@ -232,6 +260,7 @@ typedef struct {
     dta_quant *q;
     dta_error *err;
     strtab names;        /* tensor names */
+    uint32_t *nlens;     /* per tensor: strlen of its name */
     strtab pnames;       /* parameter names */
     const char **pkeys;  /* parameter names (owned by params) */
     bool *orphan;        /* per parameter: made from an orphan companion (in pnames) */
@@ -256,6 +285,18 @@ typedef struct {
     uint32_t group;
     uint32_t bits;
 } qsize;
+
+/* A dta_quant with the arena of its parameters' names and tensor lists (one block each
+ * would cost a malloc and a free per parameter: 45k of each for DeepSeek-V3). */
+typedef struct {
+    dta_quant q; /* first: a dta_quant * is a quant_impl * */
+    void *arena;
+} quant_impl;
+
+static void **qarena(dta_quant *q)
+{
+    return &((quant_impl *)(void *)q)->arena;
+}
 
 static dta_status nomem(qctx *c)
 {
@@ -627,7 +668,7 @@ static dta_status get_param(qctx *c, const char *name, size_t n, bool lookup, si
     while (ml > 0 && name[ml - 1] != '.')
         ml--;
     ml = ml ? ml - 1 : n;
-    p->name = malloc(n + 1 + ml + 1);
+    p->name = dtap_arena_alloc(qarena(q), n + 1 + ml + 1, 1);
     if (!p->name)
         return nomem(c);
     memcpy(p->name, name, n);
@@ -660,8 +701,10 @@ static dta_status param_add_tensor(qctx *c, size_t pi, size_t ti, dta_quant_role
     /* capacity: 4, then doubled at each power of two */
     if (p->ntensors == 0 || (p->ntensors >= 4 && !(p->ntensors & (p->ntensors - 1)))) {
         size_t cap = p->ntensors ? p->ntensors * 2 : 4;
-        if (!(t = realloc(p->tensors, cap * sizeof *t)))
+        if (!(t = dtap_arena_alloc(qarena(c->q), cap * sizeof *t, _Alignof(size_t))))
             return nomem(c);
+        if (p->ntensors) /* the old list stays in the arena */
+            memcpy(t, p->tensors, p->ntensors * sizeof *t);
         p->tensors = t;
     }
     if (role == DTA_QR_WEIGHT) {
@@ -742,7 +785,7 @@ static dta_status group_tensors(qctx *c)
     /* the codes named by their own suffix */
     for (size_t i = 0; i < m->ntensors && st == DTA_OK; i++) {
         const char *name = m->tensors[i].name;
-        size_t n = strlen(name);
+        size_t n = c->nlens[i];
         match[i] = match_suffix(name, n, sx);
         if (match[i] < 0 || suffixes[match[i]].role != DTA_QR_WEIGHT)
             continue;
@@ -758,7 +801,7 @@ static dta_status group_tensors(qctx *c)
     for (size_t i = 0; i < m->ntensors && st == DTA_OK; i++) {
         if (match[i] < 0) {
             const char *name = m->tensors[i].name;
-            size_t n = strlen(name);
+            size_t n = c->nlens[i];
             if (ends_with(name, n, "scaled_fp8") && (n == 10 || name[n - 11] == '.'))
                 c->comfy_scaled = c->scaled_marker = true;
         }
@@ -768,7 +811,7 @@ static dta_status group_tensors(qctx *c)
             c->comfy_scaled = true;
         const sfx *s = &suffixes[match[i]];
         const char *name = m->tensors[i].name;
-        size_t n = strlen(name), pl = n - lens[match[i]];
+        size_t n = c->nlens[i], pl = n - lens[match[i]];
         size_t data = SIZE_MAX;
         for (int d = 0; d < 3 && s->data[d] && data == SIZE_MAX; d++) {
             size_t k = join(buf, sizeof buf, name, pl, s->data[d]);
@@ -814,7 +857,7 @@ static dta_status group_tensors(qctx *c)
     /* bare codes in a scheme that needs scales: an F8 / I8 weight with no companion */
     for (size_t i = 0; i < m->ntensors && st == DTA_OK; i++) {
         const dta_tensor *t = &m->tensors[i];
-        size_t n = strlen(t->name);
+        size_t n = c->nlens[i];
         if (q->tensor_param[i] >= 0 || !ends_with(t->name, n, ".weight") || t->rank < 2)
             continue;
         /* ComfyUI's scaled ops give a layer without scale_weight a scale of 1.0: its F8
@@ -831,7 +874,7 @@ static dta_status group_tensors(qctx *c)
     if (q->nparams || q->scheme != DTA_QS_NONE)
         for (size_t i = 0; i < m->ntensors; i++) {
             const char *name = m->tensors[i].name;
-            size_t n = strlen(name);
+            size_t n = c->nlens[i];
             if (q->tensor_role[i] != DTA_QR_NONE)
                 continue;
             if (ends_with(name, n, ".k_scale") || ends_with(name, n, ".v_scale") ||
@@ -1079,7 +1122,8 @@ static int check_param(qctx *c, dta_quant_param *p, const qsize *o, bool record)
     const dta_model *m = c->m;
     dta_quant *q = c->q;
     const dta_tensor *w = p->weight != SIZE_MAX ? &m->tensors[p->weight] : NULL;
-    char need[256] = "", bad[512] = "";
+    char need[256], bad[512];
+    need[0] = bad[0] = 0;
     size_t nn = 0, nb = 0;
 #define NEED(role_, what)                                                                       \
     do {                                                                                        \
@@ -1716,6 +1760,15 @@ static void pattern_of(char *buf, size_t cap, const char *name)
     buf[o] = 0;
 }
 
+/* The pattern (pattern_of) of name[0..n)'s last two components. */
+static void tail_pattern(char *buf, size_t cap, const char *name, size_t n)
+{
+    size_t k = n, dots = 0;
+    while (k > 0 && !(name[k - 1] == '.' && ++dots == 2))
+        k--;
+    pattern_of(buf, cap, name + k);
+}
+
 static bool compatible(dta_quant_scheme cfg, dta_quant_scheme t)
 {
     if (cfg == t)
@@ -1875,8 +1928,44 @@ static dta_status config_checks(qctx *c)
                            "layer and read the raw codes",
                            p->module, dta_quant_scheme_name(p->scheme), q->ignore[k]);
     }
-    /* a high-precision module among quantized siblings */
+    /* a high-precision module among quantized siblings: the patterns of the parameters
+     * whose last two components have the pattern of a candidate's (a wide float outside
+     * every parameter) */
+    strtab tails = {0};
+    char **tkeys = NULL;
+    size_t ntail = 0;
     if (from_config && q->nparams && st == DTA_OK) {
+        for (size_t i = 0; i < m->ntensors && st == DTA_OK; i++) {
+            const dta_tensor *t = &m->tensors[i];
+            if (q->tensor_role[i] != DTA_QR_NONE || !is_wide_float(t->dtype) || t->rank < 2)
+                continue;
+            tail_pattern(pat, sizeof pat, t->name, c->nlens[i]);
+            if (ntail && tab_find(&tails, pat, strlen(pat)) != SIZE_MAX)
+                continue;
+            if (ntail == tails.cap / 4) { /* room for ntail + 1 at a quarter load */
+                size_t ncap = tails.cap ? tails.cap * 2 : 16, *slot;
+                char **k = realloc(tkeys, ncap / 4 * sizeof *k);
+                if (k)
+                    tkeys = k;
+                if (!k || !(slot = calloc(ncap, sizeof *slot))) {
+                    st = nomem(c);
+                    break;
+                }
+                free(tails.slot);
+                tails.slot = slot;
+                tails.cap = ncap;
+                tails.keys = (const char **)tkeys;
+                for (size_t k2 = 0; k2 < ntail; k2++)
+                    tab_put(&tails, k2);
+            }
+            if (!(tkeys[ntail] = strdup(pat))) {
+                st = nomem(c);
+                break;
+            }
+            tab_put(&tails, ntail++);
+        }
+    }
+    if (ntail && st == DTA_OK) {
         strtab pats = {0};
         char **keys = calloc(q->nparams, sizeof *keys);
         size_t npat = 0;
@@ -1888,6 +1977,13 @@ static dta_status config_checks(qctx *c)
         for (size_t i = 0; i < q->nparams && st == DTA_OK; i++) {
             if (q->params[i].weight == SIZE_MAX || q->params[i].cast)
                 continue;
+            const char *pn = q->params[i].name;
+            size_t pnl = strlen(pn);
+            if (pnl + 2 < sizeof pat) { /* else: a pattern cut at sizeof pat, kept as before */
+                tail_pattern(pat, sizeof pat, pn, pnl);
+                if (tab_find(&tails, pat, strlen(pat)) == SIZE_MAX)
+                    continue;
+            }
             pattern_of(pat, sizeof pat, q->params[i].name);
             if (tab_find(&pats, pat, strlen(pat)) != SIZE_MAX)
                 continue;
@@ -1924,6 +2020,10 @@ static dta_status config_checks(qctx *c)
         free(keys);
         free(pats.slot);
     }
+    for (size_t k = 0; k < ntail; k++)
+        free(tkeys[k]);
+    free(tkeys);
+    free(tails.slot);
     if (st != DTA_OK)
         return st;
 
@@ -2114,10 +2214,13 @@ static dta_status analyse(qctx *c)
     c->names.cap = pow2_at_least(m->ntensors);
     c->names.slot = calloc(c->names.cap, sizeof *c->names.slot);
     c->names.keys = malloc((m->ntensors ? m->ntensors : 1) * sizeof *c->names.keys);
-    if (!c->names.slot || !c->names.keys)
+    c->nlens = malloc((m->ntensors ? m->ntensors : 1) * sizeof *c->nlens);
+    if (!c->names.slot || !c->names.keys || !c->nlens)
         return nomem(c);
+    c->names.lens = c->nlens;
     for (size_t i = 0; i < m->ntensors; i++) {
         c->names.keys[i] = m->tensors[i].name;
+        c->nlens[i] = (uint32_t)strlen(m->tensors[i].name); /* < DTA_MAX_NAME_LEN */
         tab_put(&c->names, i);
     }
     if ((st = group_tensors(c)) != DTA_OK)
@@ -2210,9 +2313,10 @@ dta_status dta_quant_analyse(const dta_model *m, dta_quant **out, dta_error *err
     *out = NULL;
     c.m = m;
     c.err = err;
-    c.q = calloc(1, sizeof *c.q);
-    if (!c.q)
+    quant_impl *qi = calloc(1, sizeof *qi);
+    if (!qi)
         return nomem(&c);
+    c.q = &qi->q;
     c.q->ntensors = m->ntensors;
     c.q->tensor_param = malloc((m->ntensors ? m->ntensors : 1) * sizeof *c.q->tensor_param);
     c.q->tensor_role = calloc(m->ntensors ? m->ntensors : 1, 1);
@@ -2235,6 +2339,7 @@ dta_status dta_quant_analyse(const dta_model *m, dta_quant **out, dta_error *err
     free(c.re_ok);
     free(c.names.slot);
     free(c.names.keys);
+    free(c.nlens);
     free(c.pnames.slot);
     free(c.pkeys);
     free(c.meta.slot);
@@ -2253,10 +2358,7 @@ void dta_quant_free(dta_quant *q)
 {
     if (!q)
         return;
-    for (size_t i = 0; i < q->nparams; i++) {
-        free(q->params[i].name); /* the module is in the same block */
-        free(q->params[i].tensors);
-    }
+    dtap_arena_free(qarena(q)); /* the parameters' names, modules and tensor lists */
     for (size_t i = 0; i < q->nissues; i++) {
         free(q->issues[i].module);
         free(q->issues[i].tensors);
