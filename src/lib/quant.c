@@ -259,7 +259,8 @@ typedef struct {
     const dta_model *m;
     dta_quant *q;
     dta_error *err;
-    strtab names;        /* tensor names */
+    strtab names;        /* tensor names, made at the first find_tensor */
+    bool names_failed;   /* out of memory making it */
     uint32_t *nlens;     /* per tensor: strlen of its name */
     strtab pnames;       /* parameter names */
     const char **pkeys;  /* parameter names (owned by params) */
@@ -616,8 +617,30 @@ out:
 
 /* ---- step 2: grouping ---------------------------------------------------------------- */
 
+/* The first tensor named s[0..n), SIZE_MAX when none; the names table is made at the
+ * first look-up (a plain checkpoint has no companion to look up codes for). */
 static size_t find_tensor(qctx *c, const char *s, size_t n)
 {
+    const dta_model *m = c->m;
+    if (!c->names.cap && m->ntensors) {
+        size_t cap = pow2_at_least(m->ntensors);
+        c->names.slot = calloc(cap, sizeof *c->names.slot);
+        c->names.keys = malloc(m->ntensors * sizeof *c->names.keys);
+        if (!c->names.slot || !c->names.keys) {
+            free(c->names.slot);
+            free(c->names.keys);
+            c->names.slot = NULL;
+            c->names.keys = NULL;
+            c->names_failed = true;
+            return SIZE_MAX;
+        }
+        c->names.cap = cap;
+        c->names.lens = c->nlens;
+        for (size_t i = 0; i < m->ntensors; i++) {
+            c->names.keys[i] = m->tensors[i].name;
+            tab_put(&c->names, i);
+        }
+    }
     return tab_find(&c->names, s, n);
 }
 
@@ -2211,20 +2234,15 @@ static dta_status analyse(qctx *c)
             }
     }
     /* name table */
-    c->names.cap = pow2_at_least(m->ntensors);
-    c->names.slot = calloc(c->names.cap, sizeof *c->names.slot);
-    c->names.keys = malloc((m->ntensors ? m->ntensors : 1) * sizeof *c->names.keys);
     c->nlens = malloc((m->ntensors ? m->ntensors : 1) * sizeof *c->nlens);
-    if (!c->names.slot || !c->names.keys || !c->nlens)
+    if (!c->nlens)
         return nomem(c);
-    c->names.lens = c->nlens;
-    for (size_t i = 0; i < m->ntensors; i++) {
-        c->names.keys[i] = m->tensors[i].name;
+    for (size_t i = 0; i < m->ntensors; i++)
         c->nlens[i] = (uint32_t)strlen(m->tensors[i].name); /* < DTA_MAX_NAME_LEN */
-        tab_put(&c->names, i);
-    }
     if ((st = group_tensors(c)) != DTA_OK)
         return st;
+    if (c->names_failed)
+        return nomem(c);
 
     /* schemes per parameter; blind casts */
     size_t counts[DTA_QS_COUNT] = {0};
@@ -2303,6 +2321,8 @@ static dta_status analyse(qctx *c)
     }
     if (st == DTA_OK)
         st = config_checks(c);
+    if (st == DTA_OK && c->names_failed) /* a look-up after group_tensors (comfy_markers) */
+        st = nomem(c);
     return st;
 }
 
