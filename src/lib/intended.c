@@ -728,53 +728,46 @@ static void has_tensor_scan(const dta_model *m, const char *const *pats, size_t 
     }
 }
 
-/* Whether each rule applies to the model: unkeyed, selected by the config keys, or every
- * has_tensor key matching a tensor (keyed rules list has_tensor to need them all). */
-static dta_status select_rules(const dta_intended *t, const dta_model *m, bool *applies,
-                               dta_error *err)
+/* Whether a rule applies to the model: unkeyed, selected by the config keys, or every
+ * has_tensor key matching a tensor (keyed rules list has_tensor to need them all). The
+ * has_tensor keys cost a pass over the names: they are tried only for a rule whose
+ * patterns, dtypes and "when" fit a tensor (rule_applies), at most once per rule. */
+enum { APPLIES_NO, APPLIES_YES, APPLIES_UNKNOWN };
+
+typedef struct {
+    uint8_t *state;  /* per rule: APPLIES_* */
+    cpattern *cps;   /* has_tensor_scan's scratch, made when first needed */
+    char *firsts;
+} selection;
+
+static void select_rules(const dta_intended *t, const dta_model *m, uint8_t *state)
 {
-    size_t nkeys = 0;
     for (size_t k = 0; k < t->nrules; k++) {
         const dta_intended_rule *r = &t->rules[k];
-        applies[k] = !keyed(r) || config_selects(r, m);
-        if (!applies[k])
-            nkeys += r->nhas_tensor;
+        state[k] = !keyed(r) || config_selects(r, m) ? APPLIES_YES
+                   : r->nhas_tensor                  ? APPLIES_UNKNOWN
+                                                     : APPLIES_NO;
     }
-    if (!nkeys)
-        return DTA_OK;
-    const char **pats = malloc(nkeys * sizeof *pats);
-    bool *found = malloc(nkeys * sizeof *found);
-    cpattern *cps = malloc(SCAN_BATCH * sizeof *cps);
-    char *firsts = malloc(SCAN_BATCH * (DTA_INTENDED_MAX_PATTERN + 1));
-    if (!pats || !found || !cps || !firsts) {
-        free(pats);
-        free(found);
-        free(cps);
-        free(firsts);
-        return nomem(err);
+}
+
+static dta_status rule_applies(const dta_intended *t, const dta_model *m, size_t k,
+                               selection *sl, bool *out, dta_error *err)
+{
+    const dta_intended_rule *r = &t->rules[k];
+    if (sl->state[k] == APPLIES_UNKNOWN) {
+        if (!sl->cps && (!(sl->cps = malloc(SCAN_BATCH * sizeof *sl->cps)) ||
+                         !(sl->firsts = malloc(SCAN_BATCH * (DTA_INTENDED_MAX_PATTERN + 1)))))
+            return nomem(err);
+        bool found[SCAN_BATCH], all = true;
+        for (size_t b = 0; b < r->nhas_tensor && all; b += SCAN_BATCH) {
+            size_t n = r->nhas_tensor - b < SCAN_BATCH ? r->nhas_tensor - b : SCAN_BATCH;
+            has_tensor_scan(m, r->has_tensor + b, n, found, sl->cps, sl->firsts);
+            for (size_t j = 0; j < n; j++)
+                all = all && found[j];
+        }
+        sl->state[k] = all ? APPLIES_YES : APPLIES_NO;
     }
-    size_t o = 0;
-    for (size_t k = 0; k < t->nrules; k++)
-        if (!applies[k])
-            for (size_t j = 0; j < t->rules[k].nhas_tensor; j++)
-                pats[o++] = t->rules[k].has_tensor[j];
-    for (size_t b = 0; b < nkeys; b += SCAN_BATCH)
-        has_tensor_scan(m, pats + b, nkeys - b < SCAN_BATCH ? nkeys - b : SCAN_BATCH,
-                        found + b, cps, firsts);
-    o = 0;
-    for (size_t k = 0; k < t->nrules; k++) {
-        if (applies[k] || !t->rules[k].nhas_tensor)
-            continue;
-        bool all = true;
-        for (size_t j = 0; j < t->rules[k].nhas_tensor; j++)
-            all = all && found[o + j];
-        o += t->rules[k].nhas_tensor;
-        applies[k] = all;
-    }
-    free(pats);
-    free(found);
-    free(cps);
-    free(firsts);
+    *out = sl->state[k] == APPLIES_YES;
     return DTA_OK;
 }
 
@@ -831,26 +824,30 @@ dta_status dta_intended_mark(const dta_intended *t, const dta_model *m,
     if (i0 == m->ntensors)
         return DTA_OK;
     const dta_intended_rule **sel = malloc(t->nrules * sizeof *sel);
-    bool *applies = malloc(t->nrules * sizeof *applies);
+    size_t *selk = malloc(t->nrules * sizeof *selk);
+    selection sl = {malloc(t->nrules), NULL, NULL};
     size_t nsel = 0;
-    dta_status st = sel && applies ? select_rules(t, m, applies, err) : nomem(err);
-    if (st != DTA_OK) {
+    dta_status st = DTA_OK;
+    if (!sel || !selk || !sl.state) {
         free(sel);
-        free(applies);
-        return st;
+        free(selk);
+        free(sl.state);
+        return nomem(err);
     }
+    select_rules(t, m, sl.state);
     for (size_t k = 0; k < t->nrules; k++)
-        if (applies[k])
+        if (sl.state[k] != APPLIES_NO) {
+            selk[nsel] = k;
             sel[nsel++] = &t->rules[k];
-    free(applies);
+        }
     /* the sorted names for sibling rules, made when a tensor first needs them */
     const char **sorted = NULL;
-    for (size_t i = i0; i < m->ntensors && nsel; i++) {
+    for (size_t i = i0; i < m->ntensors && nsel && st == DTA_OK; i++) {
         const dta_tensor *tn = &m->tensors[i];
         dta_dtype dom = tensor_dominant[i];
         if (!candidate(tn, dom))
             continue;
-        for (size_t k = 0; k < nsel && !out[i]; k++) {
+        for (size_t k = 0; k < nsel && !out[i] && st == DTA_OK; k++) {
             const dta_intended_rule *r = sel[k];
             if (!(r->dtypes & (1ull << tn->dtype)) || !when_ok(r->when, dom))
                 continue;
@@ -859,8 +856,8 @@ dta_status dta_intended_mark(const dta_intended *t, const dta_model *m,
                 hit = dta_intended_pattern_matches(r->patterns[p], tn->name);
             if (hit && r->sibling && !sorted) {
                 if (!(sorted = malloc(m->ntensors * sizeof *sorted))) {
-                    free(sel);
-                    return nomem(err);
+                    st = nomem(err);
+                    break;
                 }
                 for (size_t k2 = 0; k2 < m->ntensors; k2++)
                     sorted[k2] = m->tensors[k2].name;
@@ -869,10 +866,16 @@ dta_status dta_intended_mark(const dta_intended *t, const dta_model *m,
             if (hit && r->sibling)
                 hit = sibling_exists(sorted, m->ntensors, tn->name, r->sibling);
             if (hit)
+                st = rule_applies(t, m, selk[k], &sl, &hit, err);
+            if (hit && st == DTA_OK)
                 out[i] = r;
         }
     }
     free(sorted);
     free(sel);
-    return DTA_OK;
+    free(selk);
+    free(sl.state);
+    free(sl.cps);
+    free(sl.firsts);
+    return st;
 }
