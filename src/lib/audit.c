@@ -229,6 +229,13 @@ static dta_status get_child(ctx *c, size_t parent, const char *name, size_t len,
 
 static bool node_top(const ctx *c, size_t n) { return (c->kind[n] & NODE_TOP) != 0; }
 
+/* dta_quant_tensor_is_quantized, without a call per tensor */
+static bool quantized(const ctx *c, size_t i)
+{
+    const dta_quant *q = c->r->quant;
+    return q && i < q->ntensors && q->tensor_role[i] != DTA_QR_NONE;
+}
+
 static bool is_optimizer_root(const char *name)
 {
     return strncmp(name, "optimizer", 9) == 0;
@@ -303,8 +310,14 @@ static dta_status assign_roots(ctx *c)
     dta_status st = DTA_OK;
     if (!tab)
         return nomem(c);
+    const char *prev = NULL; /* the previous tensor's root name (readers share one string) */
     for (size_t i = 0; i < m->ntensors && st == DTA_OK; i++) {
         const char *rn = m->tensors[i].root;
+        if (prev && (rn == prev || strcmp(rn, prev) == 0)) {
+            c->tensor_root[i] = c->tensor_root[i - 1];
+            continue;
+        }
+        prev = rn;
         size_t len = strlen(rn);
         if (c->r->nroots * 2 >= cap) {
             size_t ncap = cap * 2, *nt = calloc(ncap, sizeof *nt);
@@ -368,7 +381,7 @@ static dta_status count_roots(ctx *c)
         dta_root_summary *rs = &c->r->roots[c->tensor_root[i]];
         count_add(&rs->total, t->numel, bytes);
         count_add(&rs->by_dtype[t->dtype], t->numel, bytes);
-        if (!dta_quant_tensor_is_quantized(c->r->quant, i))
+        if (!quantized(c, i))
             count_add(&c->compute[c->tensor_root[i] * DTA_DTYPE_COUNT + (size_t)t->dtype],
                       t->numel, bytes);
         count_add(&c->r->total, t->numel, bytes);
@@ -525,8 +538,10 @@ static dta_status build_tree(ctx *c)
         bool flt = dta_dtype_is_float(t->dtype) && !c->allowed[i];
         uint64_t bit = flt ? 1ull << t->dtype : 0;
         /* the module tree shows a quantized parameter by its logical (dequantized) dtype */
-        bool quant = dta_quant_tensor_is_quantized(c->r->quant, i);
-        const dta_quant_param *qp = dta_quant_tensor_param(c->r->quant, i);
+        bool quant = quantized(c, i);
+        const dta_quant *q = c->r->quant;
+        const dta_quant_param *qp = q && i < q->ntensors && q->tensor_param[i] >= 0
+                                        ? &q->params[q->tensor_param[i]] : NULL;
         dta_dtype shown = qp && !qp->cast && qp->dequant != DTA_DTYPE_NONE ? qp->dequant : t->dtype;
 
         /* module = name without its last component (never shorter than the top) */
@@ -899,7 +914,7 @@ static dta_status intended_mark(ctx *c)
     for (size_t i = 0; i < m->ntensors; i++) {
         const dta_root_summary *rs = &c->r->roots[c->tensor_root[i]];
         /* quantized parameters are allowed already: no pattern is tried on them */
-        dom[i] = rs->analysed && !dta_quant_tensor_is_quantized(c->r->quant, i) ? rs->dominant
+        dom[i] = rs->analysed && !quantized(c, i) ? rs->dominant
                                                                                 : DTA_DTYPE_NONE;
     }
     dta_status st = dta_intended_mark(c->opt->intended, m, dom, c->intended, c->err);
@@ -1260,7 +1275,7 @@ dta_status dta_report_build(const dta_model *m, const dta_audit_options *opt, dt
         goto out;
     for (size_t i = 0; i < m->ntensors; i++)
         c.allowed[i] = dtap_tensor_allowed(opt, &m->tensors[i]) ||
-                       dta_quant_tensor_is_quantized(c.r->quant, i);
+                       quantized(&c, i);
 
     if ((st = assign_roots(&c)) != DTA_OK)
         goto out;
