@@ -1792,6 +1792,71 @@ static void tail_pattern(char *buf, size_t cap, const char *name, size_t n)
     pattern_of(buf, cap, name + k);
 }
 
+/* A tail_pattern split into its (at most two) components, last first. */
+typedef struct {
+    const char *comp[2];
+    size_t len[2];
+    bool hash[2];   /* the component is "#" */
+    size_t n;
+    bool same_last; /* comp[0] is the previous tailpat's */
+} tailpat;
+
+static void tailpat_init(tailpat *tp, const char *s, const tailpat *prev)
+{
+    const char *dot = strrchr(s, '.');
+    tp->n = dot ? 2 : 1;
+    tp->comp[0] = dot ? dot + 1 : s;
+    tp->len[0] = strlen(tp->comp[0]);
+    tp->comp[1] = s;
+    tp->len[1] = dot ? (size_t)(dot - s) : 0;
+    for (int k = 0; k < 2; k++)
+        tp->hash[k] = tp->len[k] == 1 && tp->comp[k][0] == '#';
+    tp->same_last = prev && prev->len[0] == tp->len[0] &&
+                    memcmp(prev->comp[0], tp->comp[0], tp->len[0]) == 0;
+}
+
+/* Whether name[.. e) ends with a whole component whose pattern is component k of tp;
+ * *start: where it starts. A literal pattern component has no all-digit form (pattern_of
+ * made it '#'), so a byte match is the answer. */
+static bool comp_is(const tailpat *tp, int k, const char *name, size_t e, size_t *start)
+{
+    size_t len = tp->len[k];
+    if (tp->hash[k]) { /* digits, or a literal '#' */
+        size_t s = e;
+        while (s > 0 && name[s - 1] >= '0' && name[s - 1] <= '9')
+            s--;
+        if (s == e)
+            s = e > 0 && name[e - 1] == '#' ? e - 1 : e + 1;
+        if (s > e || (s > 0 && name[s - 1] != '.'))
+            return false;
+        *start = s;
+        return true;
+    }
+    if (e < len || (e > len && name[e - len - 1] != '.') ||
+        memcmp(name + e - len, tp->comp[k], len) != 0)
+        return false;
+    *start = e - len;
+    return true;
+}
+
+/* Whether tail_pattern(name[0..n)) is one of tps[0..ntp), compared from the end without
+ * writing it. */
+static bool tail_in(const tailpat *tps, size_t ntp, const char *name, size_t n)
+{
+    bool last = false;
+    size_t s = 0;
+    for (size_t k = 0; k < ntp; k++) {
+        if (!tps[k].same_last)
+            last = comp_is(&tps[k], 0, name, n, &s);
+        if (!last)
+            continue;
+        size_t s1;
+        if (tps[k].n == 1 ? s == 0 : s > 0 && comp_is(&tps[k], 1, name, s - 1, &s1))
+            return true;
+    }
+    return false;
+}
+
 static bool compatible(dta_quant_scheme cfg, dta_quant_scheme t)
 {
     if (cfg == t)
@@ -1988,6 +2053,9 @@ static dta_status config_checks(qctx *c)
             tab_put(&tails, ntail++);
         }
     }
+    tailpat tps[8];
+    for (size_t k = 0; k < ntail && k < 8; k++)
+        tailpat_init(&tps[k], tkeys[k], k ? &tps[k - 1] : NULL);
     if (ntail && st == DTA_OK) {
         strtab pats = {0};
         char **keys = calloc(q->nparams, sizeof *keys);
@@ -2003,8 +2071,14 @@ static dta_status config_checks(qctx *c)
             const char *pn = q->params[i].name;
             size_t pnl = strlen(pn);
             if (pnl + 2 < sizeof pat) { /* else: a pattern cut at sizeof pat, kept as before */
-                tail_pattern(pat, sizeof pat, pn, pnl);
-                if (tab_find(&tails, pat, strlen(pat)) == SIZE_MAX)
+                bool in;
+                if (ntail <= 8) {
+                    in = tail_in(tps, ntail, pn, pnl);
+                } else {
+                    tail_pattern(pat, sizeof pat, pn, pnl);
+                    in = tab_find(&tails, pat, strlen(pat)) != SIZE_MAX;
+                }
+                if (!in)
                     continue;
             }
             pattern_of(pat, sizeof pat, q->params[i].name);
