@@ -76,12 +76,43 @@ typedef struct {
     size_t tensor;
 } hit;
 
-/* Length of s[0..n) up to its last '.', 0 when there is none. */
+#define ONES 0x0101010101010101ull
+#define HIGHS 0x8080808080808080ull
+
+/* Length of s[0..n) up to its last '.', 0 when there is none (8 bytes at a time: names
+ * end in long components, "weight_scale_inv"). */
 static size_t before_last_dot(const char *s, size_t n)
 {
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+    while (n >= 8) {
+        uint64_t w, x;
+        memcpy(&w, s + n - 8, 8);
+        x = w ^ (ONES * '.');                                   /* '.' bytes -> 0 */
+        x = ~(((x & ~HIGHS) + ~HIGHS) | x) & HIGHS;             /* exactly the 0 bytes */
+        if (x)
+            return n - 8 + (size_t)((63 - __builtin_clzll(x)) >> 3);
+        n -= 8;
+    }
+#endif
     while (n > 0 && s[n - 1] != '.')
         n--;
     return n ? n - 1 : 0;
+}
+
+/* Whether a byte of s[0..n) sorts at or below '.' (8 bytes at a time). */
+static bool has_byte_upto_dot(const unsigned char *s, size_t n)
+{
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        uint64_t w;
+        memcpy(&w, s + i, 8);
+        if (((w - ONES * ('.' + 1)) & ~w & HIGHS) != 0) /* some byte < '.' + 1 */
+            return true;
+    }
+    for (; i < n; i++)
+        if (s[i] <= '.')
+            return true;
+    return false;
 }
 
 static uint64_t hash(size_t root, const char *s, size_t n)
@@ -179,8 +210,8 @@ static dta_status new_node(ctx *c, size_t root, uint32_t parent, const char *nam
      * '.' that separates components (export_modules) */
     size_t from = parent == NO_NODE ? len /* a top: dropped at export */
                   : c->nlen[parent] == 0 ? 0 : c->nlen[parent] + 1 /* past the '.' */;
-    for (size_t i = from; i < len && !c->unsorted; i++)
-        c->unsorted = (unsigned char)name[i] <= '.';
+    if (!c->unsorted && from < len)
+        c->unsorted = has_byte_upto_dot((const unsigned char *)name + from, len - from);
     c->nnodes++;
     *out = k;
     return DTA_OK;
