@@ -1183,7 +1183,10 @@ static dta_status tree_order(ctx *c)
     size_t nmod = 0;
     for (size_t k = 0; k < n; k++)
         nmod += !node_top(c, k);
-    if (no == nmod) { /* every node under a top (else: qsort) */
+    if (no == nmod) { /* every node under a top (else: qsort); then the tops: a permutation */
+        for (size_t k = 0; k < n; k++)
+            if (node_top(c, k))
+                order[no++] = (uint32_t)k;
         c->order = order;
         order = NULL;
     }
@@ -1211,27 +1214,46 @@ static dta_status export_modules(ctx *c)
     if (nsingle && !(single = dtap_arena_alloc(&r->arena, nsingle * sizeof *single,
                                                _Alignof(dta_dtype_count))))
         return nomem(c);
-    if (c->order && n) { /* in order already (tree_order) */
-        dta_module *out = malloc(n * sizeof *out);
-        if (!out)
+    if (c->order && n) { /* tree_order: moved into that order in place */
+        size_t nn = c->nnodes;
+        uint8_t *done = calloc((nn + 7) / 8, 1);
+        if (!done)
             return nomem(c);
-        for (size_t j = 0; j < n; j++) {
-            size_t i = c->order[j];
-            dta_module md = c->mods[i];
-            if (!md.dtypes && md.ndtypes) {
+        for (size_t i = 0; i < nn; i++) {
+            if (node_top(c, i))
+                continue;
+            dta_module *md = &c->mods[i];
+            if (!md->dtypes && md->ndtypes) {
                 single->dtype = (dta_dtype)(c->kind[i] & ~NODE_TOP);
-                single->count = md.total;
-                md.dtypes = single++;
+                single->count = md->total;
+                md->dtypes = single++;
             }
-            md.root = r->roots[c->noderoot[i]].name; /* shared with the root, not a copy */
-            out[j] = md;
+            md->root = r->roots[c->noderoot[i]].name; /* shared with the root, not a copy */
         }
-        free(c->mods);
+        /* order is a permutation of all the nodes (the tops last): follow its cycles */
+        for (size_t j = 0; j < nn; j++) {
+            if (done[j / 8] & (1u << (j % 8)))
+                continue;
+            dta_module tmp = c->mods[j];
+            size_t k = j;
+            for (;;) {
+                size_t src = c->order[k];
+                done[k / 8] |= (uint8_t)(1u << (k % 8));
+                if (src == j) {
+                    c->mods[k] = tmp;
+                    break;
+                }
+                c->mods[k] = c->mods[src];
+                k = src;
+            }
+        }
+        free(done);
         free(c->noderoot);
         free(c->kind);
         c->noderoot = NULL;
         c->kind = NULL;
-        r->modules = out;
+        dta_module *p = realloc(c->mods, n * sizeof *p);
+        r->modules = p ? p : c->mods; /* shrinking failed: keep the larger block */
         r->nmodules = n;
         c->mods = NULL;
         c->nnodes = c->capnodes = 0;
@@ -1351,22 +1373,22 @@ dta_status dta_report_build(const dta_model *m, const dta_audit_options *opt, dt
         if (st == DTA_OK && opt->nseverity)
             apply_severity(c.r, opt);
     }
-    if (st == DTA_OK)
-        st = tree_order(&c);
     /* the lookup tables and the rules' per-node data are done with: free them before the
      * modules are exported (a header near the safetensors cap has a million modules) */
-    free(c.nlen);
-    c.nlen = NULL;
-    free(c.tops);
-    c.tops = NULL;
     free(c.nodetab.slot);
     c.nodetab.slot = NULL;
     free(c.tensor_module);
     c.tensor_module = NULL;
-    free(c.side);
-    c.side = NULL;
     free(c.allowed);
     c.allowed = NULL;
+    if (st == DTA_OK)
+        st = tree_order(&c);
+    free(c.nlen);
+    c.nlen = NULL;
+    free(c.tops);
+    c.tops = NULL;
+    free(c.side);
+    c.side = NULL;
     if (st == DTA_OK)
         st = export_modules(&c);
     if (st == DTA_OK) {
