@@ -28,6 +28,7 @@ typedef struct {
                          * entry, not a DTA_MAX_RANK array each) */
     int8_t dtype;       /* dta_dtype, DTA_DTYPE_NONE until read */
     uint8_t rank;
+    bool name_nul;      /* the name's bytes hold a NUL (only from a \u0000 escape) */
 } st_entry;
 
 typedef struct {
@@ -38,6 +39,11 @@ typedef struct {
     uint8_t dt_len[4];
     int8_t dt_val[4];
     unsigned dt_next;
+    /* entry_fast's dtypes: the code and its closing quote as the first bytes of a word */
+    uint64_t dw_word[4], dw_mask[4];
+    uint8_t dw_len[4];
+    int8_t dw_val[4];
+    unsigned dw_n;
 } jp;
 
 static dta_status jerr(jp *j, dta_status code, const char *what)
@@ -56,17 +62,18 @@ static inline void ws(jp *j)
 
 /* Length of s[0..) before its first '"', '\\' or control character (or end - s): eight
  * bytes a step (a byte-at-a-time scan of the names was a fifth of the header's cost). */
-static size_t plain_len(const unsigned char *s, const unsigned char *end)
+static inline size_t plain_len(const unsigned char *s, const unsigned char *end)
 {
     const uint64_t ones = 0x0101010101010101ull, high = 0x8080808080808080ull;
     size_t i = 0, n = (size_t)(end - s);
     for (; n - i >= 8; i += 8) {
-        uint64_t w, q, b;
-        memcpy(&w, s + i, 8);
+        uint64_t w = dtap_word_le(s + i), q, b, hit;
         q = w ^ (ones * '"');
         b = w ^ (ones * '\\');
-        if (((w - ones * 0x20) & ~w & high) | ((q - ones) & ~q & high) | ((b - ones) & ~b & high))
-            break;
+        /* the lowest flagged byte is exact (a borrow only flags bytes above it) */
+        hit = ((w - ones * 0x20) & ~w & high) | ((q - ones) & ~q & high) | ((b - ones) & ~b & high);
+        if (hit)
+            return i + (size_t)(dtap_ctz64(hit) >> 3);
     }
     while (i < n && s[i] != '"' && s[i] != '\\' && s[i] >= 0x20)
         i++;
@@ -538,12 +545,56 @@ static dta_status parse_entry(jp *j, st_entry *e, uint64_t *shape)
     return DTA_OK;
 }
 
-/* Digits of a u64 at *pp for entry_fast: false on no digit, a leading zero or overflow
- * (the general parser then says which). */
-static bool fast_u64(const unsigned char **pp, const unsigned char *end, uint64_t *out)
+/* How many of the eight bytes of w (dtap_word_le: the first byte lowest) are ASCII digits
+ * before the first that is not. Each byte is tested on its own (no carry crosses bytes). */
+static inline unsigned digit_run(uint64_t w)
 {
+    const uint64_t lo7 = 0x7F7F7F7F7F7F7F7Full;
+    uint64_t nd = ((w & 0xF0F0F0F0F0F0F0F0ull) ^ 0x3030303030303030ull) |
+                  (((w & 0x0F0F0F0F0F0F0F0Full) + 0x0606060606060606ull) & 0xF0F0F0F0F0F0F0F0ull);
+    nd = (((nd & lo7) + lo7) | nd) & ~lo7; /* the high bit of each byte that is not a digit */
+    return nd ? dtap_ctz64(nd) >> 3 : 8;
+}
+
+/* The value of the first k (1 to 8) digits of w: the word is shifted so that they end it,
+ * the bytes before them count as leading zeros, and three multiplies sum the digits. */
+static inline uint64_t digits_value(uint64_t w, unsigned k)
+{
+    w = (w << (8 * (8 - k))) & 0x0F0F0F0F0F0F0F0Full;
+    w = (w * 2561) >> 8;
+    w = ((w & 0x00FF00FF00FF00FFull) * 6553601) >> 16;
+    return ((w & 0x0000FFFF0000FFFFull) * 42949672960001ull) >> 32;
+}
+
+/* Digits of a u64 at *pp for entry_fast: false on no digit, a leading zero or overflow
+ * (the general parser then says which). Up to 15 digits are read eight at a time; longer
+ * numbers (and the last bytes of the header) digit by digit with the overflow check. */
+static inline bool fast_u64(const unsigned char **pp, const unsigned char *end, uint64_t *out)
+{
+    static const uint64_t pow10[8] = {1, 10, 100, 1000, 10000, 100000, 1000000, 10000000};
     const unsigned char *p = *pp;
     uint64_t v = 0;
+    if (end - p >= 16) {
+        uint64_t w = dtap_word_le(p);
+        unsigned k = digit_run(w);
+        if (k == 0 || (k > 1 && *p == '0'))
+            return false;
+        if (k < 8) {
+            *out = digits_value(w, k);
+            *pp = p + k;
+            return true;
+        }
+        uint64_t w2 = dtap_word_le(p + 8);
+        unsigned k2 = digit_run(w2);
+        if (k2 < 8) { /* at most 15 digits: below 10^15, no overflow */
+            v = digits_value(w, 8);
+            if (k2)
+                v = v * pow10[k2] + digits_value(w2, k2);
+            *out = v;
+            *pp = p + 8 + k2;
+            return true;
+        }
+    }
     if (p >= end || (unsigned)(*p - '0') > 9 || (*p == '0' && p + 1 < end && (unsigned)(p[1] - '0') <= 9))
         return false;
     for (; p < end && (unsigned)(*p - '0') <= 9; p++) {
@@ -557,6 +608,15 @@ static bool fast_u64(const unsigned char **pp, const unsigned char *end, uint64_
     return true;
 }
 
+/* Whether the eight bytes at p are those of lit (one compare of two loads). */
+static inline bool eq8(const unsigned char *p, const char *lit)
+{
+    uint64_t a, b;
+    memcpy(&a, p, 8);
+    memcpy(&b, lit, 8);
+    return a == b;
+}
+
 /* An entry written as the reference writer writes it, {"dtype":"X","shape":[...],
  * "data_offsets":[B,E]} with no whitespace and a known dtype, read in one pass without
  * the tokenizer's calls. Anything else (another order, spaces, escapes, an unknown dtype,
@@ -564,35 +624,46 @@ static bool fast_u64(const unsigned char **pp, const unsigned char *end, uint64_
  * entry: its result and its errors are the same for what this accepts. */
 static bool entry_fast(jp *j, st_entry *e, uint64_t *shape)
 {
-    static const char k1[] = "{\"dtype\":\"", k2[] = ",\"shape\":[",
-                      k3[] = ",\"data_offsets\":[";
     const unsigned char *p = j->p, *end = j->end;
-    if ((size_t)(end - p) < sizeof k1 - 1 || memcmp(p, k1, sizeof k1 - 1) != 0)
+    /* {"dtype":" */
+    if (end - p < 10 + 8 || !eq8(p, "{\"dtype\"") || p[8] != ':' || p[9] != '"')
         return false;
-    p += sizeof k1 - 1;
+    p += 10;
     const unsigned char *d = p;
-    while (p < end && *p != '"' && *p != '\\' && *p >= 0x20 && p - d < 32)
-        p++;
-    if (p >= end || *p != '"')
-        return false;
-    size_t dn = (size_t)(p - d);
+    uint64_t w;
+    memcpy(&w, d, 8); /* compared as stored: the byte order does not matter */
     int8_t dt = DTA_DTYPE_NONE;
-    for (unsigned k = 0; k < 4 && dt == DTA_DTYPE_NONE; k++)
-        if (j->dt_text[k] && dn == j->dt_len[k] && memcmp(d, j->dt_text[k], dn) == 0)
-            dt = j->dt_val[k];
+    size_t dn = 0;
+    for (unsigned k = 0; k < j->dw_n; k++)
+        if ((w & j->dw_mask[k]) == j->dw_word[k]) { /* the code and its closing quote */
+            dt = j->dw_val[k];
+            dn = j->dw_len[k];
+            break;
+        }
     if (dt == DTA_DTYPE_NONE) {
+        while (p < end && *p != '"' && *p != '\\' && *p >= 0x20 && p - d < 32)
+            p++;
+        if (p >= end || *p != '"')
+            return false;
+        dn = (size_t)(p - d);
         dt = (int8_t)dta_dtype_from_safetensors((const char *)d, dn);
         if (dt == DTA_DTYPE_NONE)
             return false;
-        unsigned k = j->dt_next++ % 4;
-        j->dt_text[k] = d;
-        j->dt_len[k] = (uint8_t)dn;
-        j->dt_val[k] = dt;
+        if (dn < 8) { /* every known code is short: remembered as a word */
+            unsigned char m[8] = {0};
+            memset(m, 0xFF, dn + 1);
+            unsigned k = j->dw_n < 4 ? j->dw_n++ : 3;
+            memcpy(&j->dw_mask[k], m, 8);
+            j->dw_word[k] = w & j->dw_mask[k];
+            j->dw_len[k] = (uint8_t)dn;
+            j->dw_val[k] = dt;
+        }
     }
-    p++;
-    if ((size_t)(end - p) < sizeof k2 - 1 || memcmp(p, k2, sizeof k2 - 1) != 0)
+    p = d + dn + 1;
+    /* ,"shape":[ */
+    if (end - p < 10 || !eq8(p, ",\"shape\"") || p[8] != ':' || p[9] != '[')
         return false;
-    p += sizeof k2 - 1;
+    p += 10;
     int rank = 0;
     if (p < end && *p == ']') {
         p++;
@@ -612,9 +683,10 @@ static bool entry_fast(jp *j, st_entry *e, uint64_t *shape)
             return false;
         }
     }
-    if ((size_t)(end - p) < sizeof k3 - 1 || memcmp(p, k3, sizeof k3 - 1) != 0)
+    /* ,"data_offsets":[ */
+    if (end - p < 17 || !eq8(p, ",\"data_o") || !eq8(p + 8, "ffsets\":") || p[16] != '[')
         return false;
-    p += sizeof k3 - 1;
+    p += 17;
     uint64_t b, en;
     if (!fast_u64(&p, end, &b) || p >= end || *p != ',')
         return false;
@@ -681,10 +753,13 @@ static size_t utf8_invalid_at(const unsigned char *s, size_t n)
         size_t k;
         unsigned cp;
         if (c < 0x80) {
-            uint64_t w;
+            const uint64_t high = 0x8080808080808080ull;
+            uint64_t w[4];
             i++;
-            while (n - i >= 8 && (memcpy(&w, s + i, 8), (w & 0x8080808080808080ull) == 0))
-                i += 8; /* ASCII, eight bytes a step */
+            while (n - i >= 32 && (memcpy(w, s + i, 32), ((w[0] | w[1] | w[2] | w[3]) & high) == 0))
+                i += 32; /* ASCII, 32 bytes a step */
+            while (n - i >= 8 && (memcpy(w, s + i, 8), (w[0] & high) == 0))
+                i += 8;
             continue;
         }
         if (c >= 0xC2 && c <= 0xDF) { k = 1; cp = c & 0x1F; }
@@ -803,7 +878,12 @@ static dta_status add_entries(dta_model *m, size_t file, st_entry **entsp, uint6
         uint64_t numel = 1;
         for (int d = 0; d < e->rank; d++)
             numel *= shape_e[d]; /* checked */
-        if ((st = dtap_model_add_storage(m, file, NULL, (dta_dtype)e->dtype, numel,
+        if (e->name_len <= DTA_MAX_NAME_LEN) { /* all checked: both records in one step */
+            if ((st = dtap_model_add_whole(m, file, e->name, e->name_nul,
+                                           (dta_dtype)e->dtype, e->rank, shape_e, numel,
+                                           e->end - e->begin, data0 + e->begin, err)) != DTA_OK)
+                return st;
+        } else if ((st = dtap_model_add_storage(m, file, NULL, (dta_dtype)e->dtype, numel,
                                          data0 + e->begin, &sidx, err)) != DTA_OK ||
             (st = dtap_model_add_tensor_owned(m, e->name, e->name_len, "", (dta_dtype)e->dtype,
                                               e->rank, shape_e, NULL, 0, sidx, file, err)) !=
@@ -1010,12 +1090,29 @@ dta_status dtap_safetensors_open(const dtap_src *src, dta_model *m, dta_error *e
         for (;;) {
             char *key;
             size_t klen;
-            /* straight into the model's string storage: most keys are tensor names */
-            if ((st = string_to(&j, &key, &klen, m)) != DTA_OK)
-                goto out;
+            bool key_nul = false;
+            /* straight into the model's string storage: most keys are tensor names. A key
+             * with no escape and no control character is copied as it stands (no NUL then) */
+            const unsigned char *ks = NULL;
+            size_t kn = 0;
+            if (j.p < j.end && *j.p == '"' &&
+                (ks = j.p + 1, kn = plain_len(ks, j.end), ks + kn < j.end && ks[kn] == '"')) {
+                if (!(key = dtap_model_alloc_str(m, kn + 1))) {
+                    st = dta_error_set(err, DTA_E_NOMEM, ENOMEM, "out of memory");
+                    goto out;
+                }
+                memcpy(key, ks, kn);
+                key[kn] = 0;
+                klen = kn;
+                j.p = ks + kn + 1;
+            } else {
+                if ((st = string_to(&j, &key, &klen, m)) != DTA_OK)
+                    goto out;
+                key_nul = memchr(key, 0, klen) != NULL;
+            }
             if ((st = expect(&j, ':')) != DTA_OK)
                 goto out;
-            if (strcmp(key, "__metadata__") == 0 && klen == 12) {
+            if (klen == 12 && memcmp(key, "__metadata__", 12) == 0) {
                 if (have_meta) {
                     st = dta_error_set(err, DTA_E_FORMAT, 0, "duplicate __metadata__");
                     goto out;
@@ -1043,6 +1140,7 @@ dta_status dtap_safetensors_open(const dtap_src *src, dta_model *m, dta_error *e
                 memset(e, 0, sizeof *e);
                 e->name = key;
                 e->name_len = (uint32_t)klen; /* klen < hlen <= the header cap */
+                e->name_nul = key_nul;
                 e->dtype = DTA_DTYPE_NONE;
                 if (!entry_fast(&j, e, scratch) && (st = parse_entry(&j, e, scratch)) != DTA_OK)
                     goto out;

@@ -245,6 +245,38 @@ dta_status dtap_model_add_tensor_owned(dta_model *m, char *name, size_t name_len
                       storage_offset, storage, file, err);
 }
 
+dta_status dtap_model_add_whole(dta_model *m, size_t file, char *name,
+                                bool name_nul, dta_dtype dtype, int rank, const uint64_t *shape,
+                                uint64_t numel, uint64_t nbytes, uint64_t offset, dta_error *err)
+{
+    model_impl *mi = impl(m);
+    dta_status st;
+    /* the same limits and messages as add_storage then add_tensor */
+    if (m->nstorages >= mi->cap_storages &&
+        (st = grow((void **)&m->storages, &mi->cap_storages, m->nstorages, sizeof *m->storages,
+                   DTA_MAX_TENSORS, err)) != DTA_OK)
+        return st;
+    if (m->ntensors >= mi->cap_tensors &&
+        (st = grow((void **)&m->tensors, &mi->cap_tensors, m->ntensors, sizeof *m->tensors,
+                   DTA_MAX_TENSORS, err)) != DTA_OK)
+        return st;
+    if (!mi->last_root || mi->last_root[0] != 0)
+        mi->last_root = arena_dupn(m, "", 0);
+    uint64_t *sh = arena_alloc(m, sizeof(uint64_t) * (size_t)(rank ? rank : 1), sizeof(uint64_t));
+    if (!mi->last_root || !sh)
+        return dta_error_set(err, DTA_E_NOMEM, ENOMEM, "out of memory");
+    for (int k = 0; k < rank; k++)
+        sh[k] = shape[k];
+    size_t sidx = m->nstorages++;
+    m->storages[sidx] = (dta_storage){.file = file, .dtype = dtype, .numel = numel,
+                                      .nbytes = nbytes, .offset = offset, .ntensors = 1};
+    m->tensors[m->ntensors++] = (dta_tensor){.name = name, .root = (char *)mi->last_root,
+                                             .name_nul = name_nul, .shape = sh, .dtype = dtype,
+                                             .rank = rank, .numel = numel, .nbytes = nbytes,
+                                             .storage = sidx, .file = file};
+    return DTA_OK;
+}
+
 dta_status dtap_model_add_note(dta_model *m, dta_rule rule, const char *subject,
                                const char *message, dta_error *err)
 {

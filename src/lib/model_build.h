@@ -47,6 +47,16 @@ dta_status dtap_model_add_tensor_owned(dta_model *m, char *name, size_t name_len
                                        uint64_t storage_offset, size_t storage, size_t file,
                                        dta_error *err);
 
+/* For a reader that has checked what dtap_model_add_storage and dtap_model_add_tensor
+ * check (name length, rank, dtype, numel = the shape's product without overflow, nbytes its
+ * byte count): a tensor of root "" that is the whole of a storage of its own at offset,
+ * both added in one step. name is the model's (dtap_model_alloc_str), NUL-terminated after
+ * its length; name_nul says whether its bytes hold a NUL. Fails only as those two
+ * fail at their limits (more than DTA_MAX_TENSORS) or out of memory. */
+dta_status dtap_model_add_whole(dta_model *m, size_t file, char *name,
+                                bool name_nul, dta_dtype dtype, int rank, const uint64_t *shape,
+                                uint64_t numel, uint64_t nbytes, uint64_t offset, dta_error *err);
+
 /* A note raised while reading; its severity is the catalogue's default for rule. */
 dta_status dtap_model_add_note(dta_model *m, dta_rule rule, const char *subject,
                                const char *message, dta_error *err);

@@ -84,6 +84,19 @@ static inline uint64_t dtap_le64(const unsigned char *p)
     return (uint64_t)dtap_le32(p) | ((uint64_t)dtap_le32(p + 4) << 32);
 }
 
+/* Eight bytes at p as a little-endian word (one load): the first byte is the lowest, so
+ * dtap_ctz64 of a per-byte flag mask gives the first flagged byte. For the scanners. */
+static inline uint64_t dtap_word_le(const void *p)
+{
+    uint64_t w;
+    memcpy(&w, p, 8);
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+    w = __builtin_bswap64(w);
+#endif
+    return w;
+}
+static inline unsigned dtap_ctz64(uint64_t x) { return (unsigned)__builtin_ctzll(x); } /* x != 0 */
+
 static inline void dtap_put_le16(unsigned char *p, uint16_t v)
 {
     p[0] = (unsigned char)v;
