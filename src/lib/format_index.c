@@ -86,6 +86,7 @@ typedef struct {
     char *name;   /* the entry's key */
     char *shard;  /* its value, NULL when the value is not a string */
     size_t tensor; /* the first model tensor of that name, SIZE_MAX when none */
+    size_t name_len, shard_len; /* strlen of each (the text before a NUL) */
 } wm_entry;
 
 typedef struct {
@@ -118,16 +119,30 @@ static unsigned ix_hex4(const unsigned char *s) /* 0 for a bad digit, as cJSON's
     return v;
 }
 
-/* A string at x->p ('"'), decoded in place; *out (NUL-terminated) may be NULL to skip. */
-static bool ix_string(ixp *x, char **out)
+/* A string at x->p ('"'), decoded in place; *out (NUL-terminated) may be NULL to skip, and
+ * *len (when not NULL) is its strlen. */
+static bool ix_string(ixp *x, char **out, size_t *len)
 {
     if (x->p >= x->end || *x->p != '"')
         return false;
-    unsigned char *in = x->p + 1, *e = memchr(in, '"', (size_t)(x->end - in));
+    unsigned char *in = x->p + 1;
+    size_t n = dtap_json_plain_len(in, x->end, 1); /* up to '"', '\\' or a NUL */
+    if (n < (size_t)(x->end - in) && in[n] == '"') { /* nothing to decode, no NUL */
+        in[n] = 0;
+        if (out)
+            *out = (char *)in;
+        if (len)
+            *len = n;
+        x->p = in + n + 1;
+        return true;
+    }
+    unsigned char *e = memchr(in, '"', (size_t)(x->end - in));
     if (e && !memchr(in, '\\', (size_t)(e - in))) { /* the common case: nothing to decode */
         *e = 0;
         if (out)
             *out = (char *)in;
+        if (len)
+            *len = strlen((char *)in);
         x->p = e + 1;
         return true;
     }
@@ -199,6 +214,8 @@ static bool ix_string(ixp *x, char **out)
     *o = 0; /* o <= e: the closing quote is the last byte it may take */
     if (out)
         *out = (char *)(x->p + 1);
+    if (len)
+        *len = strlen((char *)(x->p + 1));
     x->p = e + 1;
     return true;
 }
@@ -235,6 +252,41 @@ static bool ix_number(ixp *x, double *out)
     return true;
 }
 
+/* The weight_map's names as a hash set of entry indexes (entry + 1 in a slot, 0 empty),
+ * at most half full: the entries hold the names and their lengths, so a probe compares a
+ * length before any byte and nothing is measured twice. */
+typedef struct {
+    uint32_t *slot;
+    size_t mask;
+} wm_set;
+
+static bool wm_set_init(wm_set *t, size_t n)
+{
+    size_t cap = 16;
+    while (cap < 2 * n) /* n <= DTA_MAX_TENSORS: no overflow */
+        cap *= 2;
+    t->slot = calloc(cap, sizeof *t->slot);
+    t->mask = cap - 1;
+    return t->slot != NULL;
+}
+
+/* The entry named by the len bytes at name, or SIZE_MAX; *at is the slot where it is or
+ * would go. */
+static size_t wm_find(const wm_set *t, const wm_entry *ents, const char *name, size_t len,
+                      size_t *at)
+{
+    size_t h = (size_t)dtap_hash(name, len, 0) & t->mask;
+    for (; t->slot[h]; h = (h + 1) & t->mask) {
+        const wm_entry *o = &ents[t->slot[h] - 1];
+        if (o->name_len == len && memcmp(o->name, name, len) == 0) {
+            *at = h;
+            return t->slot[h] - 1;
+        }
+    }
+    *at = h;
+    return SIZE_MAX;
+}
+
 typedef enum { IX_TOP, IX_WEIGHT_MAP, IX_METADATA, IX_OTHER } ix_ctx;
 
 static bool ix_value(ixp *x, ix_ctx what);
@@ -247,7 +299,7 @@ static bool ix_literal(ixp *x, const char *lit, size_t n)
     return true;
 }
 
-static bool ix_add_entry(ixp *x, char *name, char *shard)
+static bool ix_add_entry(ixp *x, char *name, size_t name_len, char *shard, size_t shard_len)
 {
     if (x->nents > DTA_MAX_TENSORS) { /* refused after the parse: only counted */
         x->nents++;
@@ -263,7 +315,7 @@ static bool ix_add_entry(ixp *x, char *name, char *shard)
         x->ents = p;
         x->capents = ncap;
     }
-    x->ents[x->nents++] = (wm_entry){name, shard, SIZE_MAX};
+    x->ents[x->nents++] = (wm_entry){name, shard, SIZE_MAX, name_len, shard_len};
     return true;
 }
 
@@ -304,8 +356,9 @@ static bool ix_object(ixp *x, ix_ctx what)
         return true;
     for (;;) {
         char *key;
+        size_t key_len;
         ix_ws(x);
-        if (!ix_string(x, &key))
+        if (!ix_string(x, &key, &key_len))
             return false;
         ix_ws(x);
         if (x->p >= x->end || *x->p != ':')
@@ -314,13 +367,14 @@ static bool ix_object(ixp *x, ix_ctx what)
         ix_ws(x);
         if (what == IX_WEIGHT_MAP) {
             char *shard = NULL;
+            size_t shard_len = 0;
             if (x->p < x->end && *x->p == '"') {
-                if (!ix_string(x, &shard))
+                if (!ix_string(x, &shard, &shard_len))
                     return false;
             } else if (!ix_value(x, IX_OTHER)) {
                 return false;
             }
-            if (!ix_add_entry(x, key, shard))
+            if (!ix_add_entry(x, key, key_len, shard, shard_len))
                 return false;
         } else if (what == IX_TOP && !x->have_wm && strcmp(key, "weight_map") == 0) {
             x->have_wm = true;
@@ -373,7 +427,7 @@ static bool ix_value(ixp *x, ix_ctx what)
     case 'n': return ix_literal(x, "null", 4);
     case 'f': return ix_literal(x, "false", 5);
     case 't': return ix_literal(x, "true", 4);
-    case '"': return ix_string(x, NULL);
+    case '"': return ix_string(x, NULL, NULL);
     case '[':
     case '{': {
         if (x->depth >= INDEX_NESTING)
@@ -397,7 +451,8 @@ dta_status dtap_index_read(const dtap_src *src, dta_model *m, dtap_read_fn read_
     ixp x = {0};
     shard *shards = NULL;
     size_t nshards = 0;
-    dtap_strmap by_shard = {0}, mapped = {0};
+    dtap_strmap by_shard = {0};
+    wm_set mapped = {0};
     char dir[DTA_MAX_INDEX_PATH], path[DTA_MAX_INDEX_PATH * 2];
     dta_status st;
     bool safetensors_shards = true;
@@ -444,7 +499,7 @@ dta_status dtap_index_read(const dtap_src *src, dta_model *m, dtap_read_fn read_
         goto out;
     }
     shards = calloc(nentries ? nentries : 1, sizeof *shards);
-    if (!shards || !dtap_strmap_init(&by_shard, nentries) || !dtap_strmap_init(&mapped, nentries)) {
+    if (!shards || !dtap_strmap_init(&by_shard, nentries) || !wm_set_init(&mapped, nentries)) {
         st = dta_error_set(err, DTA_E_NOMEM, ENOMEM, "out of memory");
         goto out;
     }
@@ -461,7 +516,8 @@ dta_status dtap_index_read(const dtap_src *src, dta_model *m, dtap_read_fn read_
             break;
         }
         /* entries of one shard mostly follow each other: its name is checked once */
-        bool same = i && strcmp(e->shard, ents[i - 1].shard) == 0;
+        bool same = i && e->shard_len == ents[i - 1].shard_len &&
+                    memcmp(e->shard, ents[i - 1].shard, e->shard_len) == 0;
         if (!same && !shard_name_ok(e->shard)) {
             st = dta_error_set(err, DTA_E_FORMAT, 0,
                                "weight_map entry '%.100s' names shard '%.100s' outside the "
@@ -470,9 +526,14 @@ dta_status dtap_index_read(const dtap_src *src, dta_model *m, dtap_read_fn read_
             break;
         }
         /* the reference loaders would keep only one of a name listed twice */
-        size_t put = dtap_strmap_puts(&mapped, e->name, i);
-        size_t k = same ? ent_shard[i - 1] : dtap_strmap_puts(&by_shard, e->shard, nshards);
-        if (put == SIZE_MAX || k == SIZE_MAX) { /* the maps are sized for every entry */
+        size_t at, put = wm_find(&mapped, ents, e->name, e->name_len, &at);
+        if (put == SIZE_MAX) {
+            mapped.slot[at] = (uint32_t)(i + 1); /* sized for every entry */
+            put = i;
+        }
+        size_t k = same ? ent_shard[i - 1]
+                        : dtap_strmap_put(&by_shard, e->shard, e->shard_len, nshards);
+        if (k == SIZE_MAX) { /* the map is sized for every entry */
             st = dta_error_set(err, DTA_E_NOMEM, ENOMEM, "out of memory");
             break;
         }
@@ -542,7 +603,7 @@ dta_status dtap_index_read(const dtap_src *src, dta_model *m, dtap_read_fn read_
     /* index vs shards, both ways: each tensor finds its entry (the first tensor of a name
      * is the one an entry checks), then each entry its tensor */
     for (size_t i = 0; i < m->ntensors; i++) {
-        size_t k = dtap_strmap_gets(&mapped, m->tensors[i].name);
+        size_t at, k = wm_find(&mapped, ents, m->tensors[i].name, strlen(m->tensors[i].name), &at);
         if (k != SIZE_MAX) {
             if (ents[k].tensor == SIZE_MAX)
                 ents[k].tensor = i;
@@ -604,7 +665,7 @@ dta_status dtap_index_read(const dtap_src *src, dta_model *m, dtap_read_fn read_
     }
     st = DTA_OK;
 out:
-    dtap_strmap_free(&mapped);
+    free(mapped.slot);
     dtap_strmap_free(&by_shard);
     free(shards);
     free(x.ents);
