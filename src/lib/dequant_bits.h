@@ -68,6 +68,9 @@ typedef struct {
      *          that matrix for k = 0 (i = rem / pout, o = rem % pout).
      *  FP4     raw0 code bytes from byte base0 (row r at r * cols), raw1 scale bytes
      *          from entry base1 (row r at r * ng, one per grp elements); gbits the global.
+     *          DQP_F_STACK (ModelOpt expert stacks): raw0 codes [E][cols][pout] from byte
+     *          base0, raw1 block scales [E][ng][pout] from base1, raw2 the F32 global
+     *          scales from expert base2 (one for all unless DQP_F_PER_EXPERT).
      *  BNB4    raw0 code bytes from base0; raw1 absmax (sdt, or U8 when DQP_F_NESTED) from
      *          block base1 (blocks of grp); raw2 nested absmax F32 from base2 (blocks of
      *          ngrp blocks), raw3 the nested map F32 [256], gbits the offset; lut16 codes.
@@ -189,6 +192,17 @@ DTAB_FN void dqp_xs(const dqb_job *j, uint64_t k, uint32_t *xb, uint32_t *sb)
         return;
     }
     case DQP_FP4: {
+        if (j->pf & DQP_F_STACK) {
+            /* expert mat, input i, output o of [E, in, out]; codes row i / 2 (even i in
+             * the low nibble), block-scale row i / 16, both [.., out] */
+            uint64_t M = j->pin * j->pout, mat = e / M, rem = e % M;
+            uint64_t i = rem / j->pout, o = rem % j->pout;
+            uint32_t g = dqp_load(DTA_F32, r2, j->pf & DQP_F_PER_EXPERT ? mat - j->base[2] : 0);
+            *xb = dqp_e2m1(dqp_nib_lo_first(r0[(mat * j->cols + i / 2) * j->pout + o - j->base[0]],
+                                            i));
+            *sb = dqp_nvfp4_scale(r1[(mat * j->ng + i / 16) * j->pout + o - j->base[1]], g, 0);
+            return;
+        }
         uint64_t r = e / j->pin, i = e % j->pin;
         uint8_t u = r1[r * j->ng + i / j->grp - j->base[1]];
         *xb = dqp_e2m1(dqp_nib_lo_first(r0[r * j->cols + i / 2 - j->base[0]], i));

@@ -363,6 +363,11 @@ static dta_status stack_plan(dtap_dq_src *d, const dta_quant_param *qp, const dt
     o->shape[1] = in; /* the stored layout, the unquantized model's: [E, in, out] */
     o->shape[2] = out;
     o->numel = c->numel * 2;
+    o->packed = (dtap_dq_packed){.kind = DQP_FP4,
+                                 .flags = DQP_F_STACK | (st->globals ? DQP_F_PER_EXPERT : 0),
+                                 .t = {qp->weight, si, gi, SIZE_MAX}, .mats = E, .out = out,
+                                 .in = in, .cols = C, .groups = gc,
+                                 .group = 16}; /* the device path (dequant_packed.c) */
     return DTA_OK;
 }
 

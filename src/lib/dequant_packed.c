@@ -206,9 +206,44 @@ static dta_status job_mxfp4(dtap_dq_src *d, const dtap_dq_packed *pd, size_t pi,
     return DTA_OK;
 }
 
+/* A ModelOpt NVFP4 expert stack: codes [E, cols, out] and block scales [E, groups, out]
+ * read in the output's order [E, in, out]: the rows the range touches are one span each
+ * (about n / 2 and n / 16 bytes plus two rows); the global scales of the experts it
+ * touches (or the one). */
+static dta_status job_fp4_stack(dtap_dq_src *d, const dtap_dq_packed *pd, pk_cache *c,
+                                uint64_t first, size_t n, dqb_job *j, dta_error *err)
+{
+    uint64_t last = first + n - 1, out = pd->out, M = pd->in * out;
+    uint64_t m0 = first / M, m1 = last / M, i0 = first % M / out, i1 = last % M / out;
+    /* a codes row serves two inputs and a scale row 16: whole rows unless the range
+     * stays within one input's row */
+    bool one = m0 == m1 && i0 == i1;
+    uint64_t o0 = one ? first % out : 0, o1 = one ? last % out : out - 1;
+    uint64_t c0 = (m0 * pd->cols + i0 / 2) * out + o0, c1 = (m1 * pd->cols + i1 / 2) * out + o1;
+    uint64_t s0 = (m0 * pd->groups + i0 / 16) * out + o0;
+    uint64_t s1 = (m1 * pd->groups + i1 / 16) * out + o1;
+    bool per = pd->flags & DQP_F_PER_EXPERT;
+    dta_status st = gather(d, c, 0, pd->t[0], c0, c1 - c0 + 1, "FP4 stack codes", j, err);
+    if (st == DTA_OK)
+        st = gather(d, c, 1, pd->t[1], s0, s1 - s0 + 1, "FP4 stack scales", j, err);
+    if (st == DTA_OK)
+        st = gather(d, c, 2, pd->t[2], per ? m0 * 4 : 0, per ? (m1 - m0 + 1) * 4 : 4,
+                    "global scales", j, err);
+    j->pin = pd->in;
+    j->pout = out;
+    j->cols = pd->cols;
+    j->ng = pd->groups;
+    j->base[0] = c0;
+    j->base[1] = s0;
+    j->base[2] = per ? m0 : 0;
+    return st;
+}
+
 static dta_status job_fp4(dtap_dq_src *d, const dtap_dq_packed *pd, pk_cache *c,
                           uint64_t first, size_t n, dqb_job *j, dta_error *err)
 {
+    if (pd->flags & DQP_F_STACK)
+        return job_fp4_stack(d, pd, c, first, n, j, err);
     uint64_t last = first + n - 1, in = pd->in, r0 = first / in, r1 = last / in;
     uint64_t cb0 = r0 * pd->cols + first % in / 2, cb1 = r1 * pd->cols + last % in / 2;
     uint64_t sb0 = r0 * pd->groups + first % in / pd->group;
@@ -395,7 +430,7 @@ dta_status dtap_dq_packed_job(dtap_dq_src *d, const dtap_dq_packed *pd, size_t p
     case DQP_MXFP4:
         return job_mxfp4(d, pd, pi, c, first, n, j, err);
     case DQP_FP4:
-        j->pf = pd->flags & (DQP_F_DIVIDE | DQP_F_E8M0);
+        j->pf = pd->flags & (DQP_F_DIVIDE | DQP_F_E8M0 | DQP_F_STACK | DQP_F_PER_EXPERT);
         return job_fp4(d, pd, c, first, n, j, err);
     case DQP_BNB4:
         j->pf = pd->flags & DQP_F_NESTED;

@@ -39,7 +39,10 @@ enum {
     DQP_F_NESTED = 4,     /* BNB4: U8 absmax, double quantization */
     DQP_F_V1 = 8,         /* GPTQ: zero points stored as z - 1 */
     DQP_F_GIDX = 16,      /* GPTQ / CTPACK: groups from g_idx (in a job: the map is used) */
-    DQP_F_PER_TENSOR = 32 /* CTPACK: one scale */
+    DQP_F_PER_TENSOR = 32, /* CTPACK: one scale */
+    DQP_F_STACK = 64,      /* FP4: a ModelOpt expert stack, codes [E, in/2, out], block
+                            * scales [E, in/16, out], output [E, in, out] */
+    DQP_F_PER_EXPERT = 128 /* FP4 stack: one global scale per expert */
 };
 
 /* ---- f32 arithmetic with fixed NaNs ------------------------------------------------------ */
@@ -93,10 +96,8 @@ DTAB_FN uint32_t dqb_mul(uint32_t xb, uint32_t sb)
 #ifdef __CUDA_ARCH__
     return __float_as_uint(__fmul_rn(__uint_as_float(xb), __uint_as_float(sb)));
 #else
-    {
-        volatile float p = dqb_bitsf(xb) * dqb_bitsf(sb); /* one multiply, stored as f32 */
-        return dqb_fbits(p);
-    }
+    /* one multiply; the one add after a product (dqp_bnb_absmax) stores it first: no FMA */
+    return dqb_fbits(dqb_bitsf(xb) * dqb_bitsf(sb));
 #endif
 }
 
@@ -111,10 +112,7 @@ DTAB_FN uint32_t dqb_add(uint32_t ab, uint32_t bb)
 #ifdef __CUDA_ARCH__
     return __float_as_uint(__fadd_rn(__uint_as_float(ab), __uint_as_float(bb)));
 #else
-    {
-        volatile float p = dqb_bitsf(ab) + dqb_bitsf(bb);
-        return dqb_fbits(p);
-    }
+    return dqb_fbits(dqb_bitsf(ab) + dqb_bitsf(bb)); /* one operation: nothing to contract */
 #endif
 }
 
@@ -129,10 +127,7 @@ DTAB_FN uint32_t dqb_div(uint32_t ab, uint32_t bb)
 #ifdef __CUDA_ARCH__
     return __float_as_uint(__fdiv_rn(__uint_as_float(ab), __uint_as_float(bb)));
 #else
-    {
-        volatile float p = dqb_bitsf(ab) / dqb_bitsf(bb);
-        return dqb_fbits(p);
-    }
+    return dqb_fbits(dqb_bitsf(ab) / dqb_bitsf(bb)); /* one operation: nothing to contract */
 #endif
 }
 
@@ -206,7 +201,13 @@ DTAB_FN unsigned dqp_bnb_nib(uint8_t byte, uint64_t e)
 /* A double-quantized absmax: f32(f32(map[u] * nested_absmax) + offset), two roundings. */
 DTAB_FN uint32_t dqp_bnb_absmax(uint32_t map, uint32_t nabs, uint32_t offset)
 {
-    return dqb_add(dqb_mul(map, nabs), offset);
+#ifdef __CUDA_ARCH__
+    return dqb_add(dqb_mul(map, nabs), offset); /* __fmul_rn / __fadd_rn: never fused */
+#else
+    volatile uint32_t p = dqb_mul(map, nabs); /* stored: the compiler cannot fuse it with
+                                               * the add into an FMA */
+    return dqb_add(p, offset);
+#endif
 }
 
 /* Flags of an element computed whole (dequant_scheme.h's DTAP_DQF_*). */

@@ -12,7 +12,8 @@
  * double quantization and int8, compressed-tensors float / int / pack-quantized / NVFP4 /
  * MXFP4, ComfyUI scaled FP8 and comfy_quant),
  * hostile packed parameters written here (gpt-oss MXFP4 with E8M0 0 / 255, ModelOpt NVFP4
- * with underflowing and overflowing global scales and NaN block scales, compressed-tensors
+ * with underflowing and overflowing global scales and NaN block scales, ModelOpt NVFP4
+ * expert stacks with one and per-expert global scales (NaN among them), compressed-tensors
  * NVFP4 with a zero, NaN or tiny global scale and an odd width, GPTQ 3-bit act-order v1,
  * AWQ, F16 scales 0 / subnormal / inf / NaN), every target and overflow mode, whole and in
  * ragged ranges.
@@ -267,6 +268,35 @@ static char *modelopt_dir(void)
     return d;
 }
 
+/* ModelOpt NVFP4 expert stacks (codes [E, in/2, out], block scales [E, in/16, out]):
+ * one global scale, and one per expert (the smallest subnormal, 3e38, NaN), a ragged
+ * last block (in 24), every E4M3 block-scale byte. */
+static char *modelopt_stack_dir(void)
+{
+    char *d = tmpdir();
+    unsigned char *c1 = rbytes(2 * 12 * 5), *s1 = rbytes(2 * 2 * 5), *c2 = rbytes(3 * 16 * 7),
+                  *s2 = rbytes(3 * 2 * 7);
+    uint32_t g1 = 0x3B000000u, g2[3] = {0x00000001u, 0x7E61E0CBu, 0x7FC00000u};
+    uint32_t one = 0x3F800000u;
+    tdesc t[] = {
+        {"model.layers.0.mlp.experts.gate_up_proj", "U8", 3, {2, 12, 5}, c1, 120},
+        {"model.layers.0.mlp.experts.gate_up_proj_weight_scale", "F8_E4M3", 3, {2, 2, 5}, s1,
+         20},
+        {"model.layers.0.mlp.experts.gate_up_proj_weight_scale_2", "F32", 0, {0}, &g1, 4},
+        {"model.layers.0.mlp.experts.gate_up_proj_input_scale", "F32", 0, {0}, &one, 4},
+        {"model.layers.0.mlp.experts.down_proj", "U8", 3, {3, 16, 7}, c2, 336},
+        {"model.layers.0.mlp.experts.down_proj_weight_scale", "F8_E4M3", 3, {3, 2, 7}, s2, 42},
+        {"model.layers.0.mlp.experts.down_proj_weight_scale_2", "F32", 1, {3}, g2, 12},
+        {"model.layers.0.mlp.experts.down_proj_input_scale", "F32", 0, {0}, &one, 4},
+    };
+    write_model(d, t, COUNT(t),
+                "{\"model_type\":\"gpt_oss\",\"quantization_config\":{\"quant_method\":"
+                "\"modelopt\",\"quant_algo\":\"NVFP4\",\"config_groups\":{\"group_0\":{"
+                "\"weights\":{\"num_bits\":4,\"type\":\"float\",\"group_size\":16}}}}}");
+    free(c1), free(c2), free(s1), free(s2);
+    return d;
+}
+
 #define CT_NVFP4_CONFIG                                                                       \
     "{\"model_type\":\"llama\",\"quantization_config\":{\"quant_method\":"                  \
     "\"compressed-tensors\",\"format\":\"nvfp4-pack-quantized\",\"quantization_status\":"     \
@@ -501,7 +531,7 @@ static void compare_all(run_fn fn, const char *how)
     char *dirs[] = {block_dir(), per_tensor_dir(0x3F800000u, "F8_E4M3"),
                     per_tensor_dir(0x00000001u, "F8_E4M3"), per_tensor_dir(0x7F000000u, "F8_E5M2"),
                     per_tensor_dir(0x7FC00000u, "F8_E4M3"), per_row_dir(),
-                    mxfp4_dir(), modelopt_dir(), ct_nvfp4_dir(0x00000000u),
+                    mxfp4_dir(), modelopt_dir(), modelopt_stack_dir(), ct_nvfp4_dir(0x00000000u),
                     ct_nvfp4_dir(0x7FC00001u), ct_nvfp4_dir(0x00800000u), gptq_dir(),
                     awq_dir()};
     for (size_t i = 0; i < COUNT(dirs); i++) {
@@ -509,7 +539,7 @@ static void compare_all(run_fn fn, const char *how)
         rmdir_all(dirs[i]);
         free(dirs[i]);
     }
-    cr_assert_eq(np, 19, "hostile parameters compared: %zu", np);
+    cr_assert_eq(np, 21, "hostile parameters compared: %zu", np);
     for (size_t i = 0; i < COUNT(FIXTURES); i++) {
         char path[1024];
         fixture_path(path, sizeof path, FIXTURES[i]);
