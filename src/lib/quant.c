@@ -260,6 +260,7 @@ typedef struct {
     dta_quant *q;
     dta_error *err;
     strtab names;        /* tensor names, made at the first find_tensor */
+    strtab codes;        /* the names ending in a codes suffix, made at the first find_codes */
     bool names_failed;   /* out of memory making it */
     uint32_t *nlens;     /* per tensor: strlen of its name */
     strtab pnames;       /* parameter names */
@@ -619,29 +620,89 @@ out:
 
 /* The first tensor named s[0..n), SIZE_MAX when none; the names table is made at the
  * first look-up (a plain checkpoint has no companion to look up codes for). */
+/* The tensor names by index, the keys of the names and codes tables. */
+static bool find_tensor_keys(qctx *c)
+{
+    const dta_model *m = c->m;
+    if (c->names.keys)
+        return true;
+    if (!(c->names.keys = malloc(m->ntensors * sizeof *c->names.keys)))
+        return false;
+    for (size_t i = 0; i < m->ntensors; i++)
+        c->names.keys[i] = m->tensors[i].name;
+    return true;
+}
+
 static size_t find_tensor(qctx *c, const char *s, size_t n)
 {
     const dta_model *m = c->m;
-    if (!c->names.cap && m->ntensors) {
+    if (!c->names.cap && m->ntensors && !c->names_failed) {
         size_t cap = pow2_at_least(m->ntensors);
         c->names.slot = calloc(cap, sizeof *c->names.slot);
-        c->names.keys = malloc(m->ntensors * sizeof *c->names.keys);
-        if (!c->names.slot || !c->names.keys) {
+        if (!c->names.slot || !find_tensor_keys(c)) {
             free(c->names.slot);
-            free(c->names.keys);
             c->names.slot = NULL;
-            c->names.keys = NULL;
             c->names_failed = true;
             return SIZE_MAX;
         }
         c->names.cap = cap;
         c->names.lens = c->nlens;
-        for (size_t i = 0; i < m->ntensors; i++) {
-            c->names.keys[i] = m->tensors[i].name;
+        for (size_t i = 0; i < m->ntensors; i++)
             tab_put(&c->names, i);
-        }
     }
     return tab_find(&c->names, s, n);
+}
+
+/* find_tensor for a name ending in a non-empty codes suffix of the table (a companion's
+ * data[]: ".weight", ".qweight", ...): its table holds only the names that end in one, half
+ * of an FP8 checkpoint's. A name ending in one is in it with all its namesakes, so the
+ * answer is find_tensor's. */
+static size_t find_codes(qctx *c, const char *s, size_t n)
+{
+    const dta_model *m = c->m;
+    if (!c->codes.cap && m->ntensors && !c->names_failed) {
+        /* the codes suffixes, by last byte as in sfx_index */
+        const char *sfx[3 * NSUFFIXES];
+        size_t ns = 0, sl[3 * NSUFFIXES];
+        for (size_t i = 0; i < NSUFFIXES; i++)
+            for (int d = 0; d < 3 && suffixes[i].data[d]; d++) {
+                const char *x = suffixes[i].data[d];
+                bool seen = !x[0];
+                for (size_t k = 0; k < ns && !seen; k++)
+                    seen = strcmp(sfx[k], x) == 0;
+                if (!seen) {
+                    sl[ns] = strlen(x);
+                    sfx[ns++] = x;
+                }
+            }
+        size_t cap = pow2_at_least(m->ntensors);
+        c->codes.slot = calloc(cap, sizeof *c->codes.slot);
+        if (!c->codes.slot || !find_tensor_keys(c)) {
+            free(c->codes.slot);
+            c->codes.slot = NULL;
+            c->names_failed = true;
+            return SIZE_MAX;
+        }
+        c->codes.cap = cap;
+        c->codes.keys = c->names.keys;
+        c->codes.lens = c->nlens;
+        bool lastb[256] = {false}; /* the suffixes' last bytes */
+        for (size_t k = 0; k < ns; k++)
+            lastb[(unsigned char)sfx[k][sl[k] - 1]] = true;
+        for (size_t i = 0; i < m->ntensors; i++) {
+            const char *name = m->tensors[i].name;
+            size_t len = c->nlens[i];
+            if (!len || !lastb[(unsigned char)name[len - 1]])
+                continue;
+            for (size_t k = 0; k < ns; k++)
+                if (sfx[k][sl[k] - 1] == name[len - 1] && len >= sl[k] &&
+                    memcmp(name + len - sl[k], sfx[k], sl[k]) == 0) {
+                    tab_put(&c->codes, i);
+                    break;
+                }
+        }
+    }
+    return tab_find(&c->codes, s, n);
 }
 
 /* A new parameter named name[0..n). Parameters made from their codes are unique by
@@ -839,7 +900,7 @@ static dta_status group_tensors(qctx *c)
         for (int d = 0; d < 3 && s->data[d] && data == SIZE_MAX; d++) {
             size_t k = join(buf, sizeof buf, name, pl, s->data[d]);
             if (k)
-                data = find_tensor(c, buf, k);
+                data = s->data[d][0] ? find_codes(c, buf, k) : find_tensor(c, buf, k);
         }
         if (s->stack && (data == SIZE_MAX || !nvfp4_stack(c, data, name, pl)))
             continue;
@@ -2433,6 +2494,7 @@ dta_status dta_quant_analyse(const dta_model *m, dta_quant **out, dta_error *err
     free(c.re_ok);
     free(c.names.slot);
     free(c.names.keys);
+    free(c.codes.slot);
     free(c.nlens);
     free(c.pnames.slot);
     free(c.pkeys);
