@@ -145,6 +145,8 @@ typedef struct {
     uint64_t mask[NSUFFIXES]; /* the bytes of tail that count, for the name's last 8 */
     uint8_t idx[256][NSUFFIXES];
     uint8_t n[256];
+    bool weight_free; /* no suffix ends in ".weight" or ends it: such names match none */
+    uint64_t weight_tail, weight_mask; /* ".weight" as last8 gives it */
 } sfx_index;
 
 /* The last min(n, 8) bytes of s[0..n) as the low bytes of a word read from s + n - 8. */
@@ -171,6 +173,20 @@ static void sfx_index_init(sfx_index *x)
         memcpy(&x->mask[i], ones, 8);
         x->tail[i] = last8(suffixes[i].suffix, x->len[i]);
     }
+    /* most names end in ".weight": when no suffix can match one, it is not compared */
+    static const char w[] = ".weight";
+    size_t wl = sizeof w - 1;
+    x->weight_free = true;
+    for (size_t i = 0; i < NSUFFIXES; i++) {
+        size_t k = x->len[i];
+        if ((k <= wl && memcmp(w + wl - k, suffixes[i].suffix, k) == 0) ||
+            (k > wl && memcmp(suffixes[i].suffix + k - wl, w, wl) == 0))
+            x->weight_free = false;
+    }
+    unsigned char ones[8] = {0};
+    memset(ones + 8 - wl, 0xff, wl);
+    memcpy(&x->weight_mask, ones, 8);
+    x->weight_tail = last8(w, wl);
 }
 
 /* The suffix entry a name matches, -1 when none: only the suffixes ending in the name's
@@ -182,6 +198,8 @@ static int match_suffix(const char *name, size_t n, const sfx_index *x)
         return -1;
     unsigned char last = (unsigned char)name[n - 1];
     uint64_t w = last8(name, n);
+    if (x->weight_free && n >= 7 && (w & x->weight_mask) == x->weight_tail)
+        return -1;
     for (size_t j = 0; j < x->n[last]; j++) {
         size_t i = x->idx[last][j], k = x->len[i];
         if (n > k && (w & x->mask[i]) == x->tail[i] &&
