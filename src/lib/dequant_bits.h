@@ -273,29 +273,39 @@ DTAB_FN uint32_t dqp_values(const dqb_job *j, uint64_t k, uint8_t *fl)
                     dqp_load(j->sdt, j->raw[1], e / j->pin - j->base[1]), fl);
 }
 
-/* Element k (< j->n) of a job: the target's bits, and its class in *cls. */
-DTAB_FN uint32_t dqb_elem(const dqb_job *j, uint64_t k, int *cls)
+/* Element k of a DQB_PACKED job (the CUDA back end runs it in its own kernel, so that the
+ * grid kernel keeps its few registers). */
+DTAB_FN uint32_t dqb_elem_packed(const dqb_job *j, uint64_t k, int *cls)
+{
+    uint32_t xb, sb;
+    if (j->pk == DQP_BNB8) {
+        uint8_t fl;
+        uint32_t v = dqp_values(j, k, &fl);
+        return dqb_finish(j->to, j->mid, j->sat, v, (fl & DQB_F_NONFINITE) != 0,
+                          (fl & DQB_F_NONZERO) != 0, cls);
+    }
+    dqp_xs(j, k, &xb, &sb);
+    return dqb_one(j->to, j->mid, j->sat, xb, sb, cls);
+}
+
+/* Element k of a DQB_GRID, DQB_XS or DQB_VALUES job. */
+DTAB_FN uint32_t dqb_elem_plain(const dqb_job *j, uint64_t k, int *cls)
 {
     switch (j->kind) {
     case DQB_GRID:
         return dqb_one(j->to, j->mid, j->sat, j->lut[j->codes[k]], dqb_grid_scale(j, k), cls);
     case DQB_XS:
         return dqb_one(j->to, j->mid, j->sat, dqb_fbits(j->x[k]), dqb_fbits(j->s[k]), cls);
-    case DQB_VALUES:
+    default: /* DQB_VALUES */
         return dqb_finish(j->to, j->mid, j->sat, j->v[k], (j->fl[k] & DQB_F_NONFINITE) != 0,
                           (j->fl[k] & DQB_F_NONZERO) != 0, cls);
-    default: { /* DQB_PACKED */
-        uint32_t xb, sb;
-        if (j->pk == DQP_BNB8) {
-            uint8_t fl;
-            uint32_t v = dqp_values(j, k, &fl);
-            return dqb_finish(j->to, j->mid, j->sat, v, (fl & DQB_F_NONFINITE) != 0,
-                              (fl & DQB_F_NONZERO) != 0, cls);
-        }
-        dqp_xs(j, k, &xb, &sb);
-        return dqb_one(j->to, j->mid, j->sat, xb, sb, cls);
     }
-    }
+}
+
+/* Element k (< j->n) of a job: the target's bits, and its class in *cls. */
+DTAB_FN uint32_t dqb_elem(const dqb_job *j, uint64_t k, int *cls)
+{
+    return j->kind == DQB_PACKED ? dqb_elem_packed(j, k, cls) : dqb_elem_plain(j, k, cls);
 }
 
 #endif

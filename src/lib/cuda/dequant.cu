@@ -31,6 +31,28 @@
 
 #define DQ_BLOCKS_PER_SM 8
 
+/* DQB_PACKED jobs: a kernel of their own, so that the FP8 grid kernel below keeps its
+ * registers and occupancy (the packed decoding needs many more). */
+template <int OS>
+__global__ void __launch_bounds__(DTAP_CU_THREADS)
+k_dequant_packed(const dqb_job j, unsigned char *__restrict__ dst, unsigned long long *cnt)
+{
+    unsigned long long c[4] = {0, 0, 0, 0};
+    size_t tid = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+    size_t stride = (size_t)gridDim.x * blockDim.x;
+    for (size_t k = tid; k < j.n; k += stride) {
+        int cls;
+        uint32_t r = dqb_elem_packed(&j, k, &cls);
+        if (OS == 4)
+            reinterpret_cast<uint32_t *>(dst)[k] = r;
+        else
+            reinterpret_cast<uint16_t *>(dst)[k] = (uint16_t)r;
+        if (cls != DTAB_FINE)
+            c[cls - 1]++; /* DTAB_NAN .. DTAB_UNF are 1 .. 4 */
+    }
+    block_add<4>(c, cnt);
+}
+
 template <int OS>
 __global__ void __launch_bounds__(DTAP_CU_THREADS)
 k_dequant(dqb_job j, unsigned char *__restrict__ dst, unsigned long long *cnt)
@@ -47,7 +69,7 @@ k_dequant(dqb_job j, unsigned char *__restrict__ dst, unsigned long long *cnt)
     size_t stride = (size_t)gridDim.x * blockDim.x;
     for (size_t k = tid; k < j.n; k += stride) {
         int cls;
-        uint32_t r = dqb_elem(&j, k, &cls);
+        uint32_t r = dqb_elem_plain(&j, k, &cls);
         if (OS == 4)
             reinterpret_cast<uint32_t *>(dst)[k] = r;
         else
@@ -111,6 +133,7 @@ static int dq_init(dtap_cu_dq *c, char *msg, size_t msg_n)
     CK(cudaSetDevice(c->dev), "cudaSetDevice");
     /* cudaErrorNoKernelImageForDevice when the fat binary has nothing this device runs */
     CK(cudaFuncGetAttributes(&fa, k_dequant<2>), "cudaFuncGetAttributes (dequantization kernel image for this device)");
+    CK(cudaFuncGetAttributes(&fa, k_dequant_packed<2>), "cudaFuncGetAttributes (packed dequantization kernel image for this device)");
     CK(cudaStreamCreateWithFlags(&c->stream, cudaStreamNonBlocking), "cudaStreamCreateWithFlags");
     CK(cudaMalloc(reinterpret_cast<void **>(&c->dcnt), 4 * sizeof *c->dcnt),
        "cudaMalloc (dequantization counts)");
@@ -220,7 +243,11 @@ extern "C" int dtap_cu_dq_run(dtap_cu_dq *c, const dqb_job *j, void *dst, uint64
     if (blocks > cap)
         blocks = cap;
     unsigned char *o = static_cast<unsigned char *>(c->out.p);
-    if (os == 4)
+    if (j->kind == DQB_PACKED && os == 4)
+        k_dequant_packed<4><<<(unsigned)blocks, DTAP_CU_THREADS, 0, c->stream>>>(dj, o, c->dcnt);
+    else if (j->kind == DQB_PACKED)
+        k_dequant_packed<2><<<(unsigned)blocks, DTAP_CU_THREADS, 0, c->stream>>>(dj, o, c->dcnt);
+    else if (os == 4)
         k_dequant<4><<<(unsigned)blocks, DTAP_CU_THREADS, 0, c->stream>>>(dj, o, c->dcnt);
     else
         k_dequant<2><<<(unsigned)blocks, DTAP_CU_THREADS, 0, c->stream>>>(dj, o, c->dcnt);
