@@ -87,6 +87,8 @@ typedef struct {
     char *shard;  /* its value, NULL when the value is not a string */
     size_t tensor; /* the first model tensor of that name, SIZE_MAX when none */
     size_t name_len, shard_len; /* strlen of each (the text before a NUL) */
+    bool shard_plain; /* the shard's text had nothing to decode and no NUL */
+    bool shard_same;  /* the same text as the entry before's shard (plain both) */
 } wm_entry;
 
 typedef struct {
@@ -119,9 +121,33 @@ static unsigned ix_hex4(const unsigned char *s) /* 0 for a bad digit, as cJSON's
     return v;
 }
 
+static bool ix_string(ixp *x, char **out, size_t *len, bool *plain);
+
+/* ix_string's common case inline (a plain string: NUL-terminated where it stands, true
+ * with *plain), and the call for the rest. */
+__attribute__((always_inline)) static inline bool ix_string_in(ixp *x, char **out, size_t *len,
+                                                               bool *plain)
+{
+    if (x->p < x->end && *x->p == '"') {
+        unsigned char *in = x->p + 1;
+        size_t n = dtap_json_plain_len(in, x->end, 1);
+        if (n < (size_t)(x->end - in) && in[n] == '"') {
+            in[n] = 0;
+            *out = (char *)in;
+            *len = n;
+            if (plain)
+                *plain = true;
+            x->p = in + n + 1;
+            return true;
+        }
+    }
+    return ix_string(x, out, len, plain);
+}
+
 /* A string at x->p ('"'), decoded in place; *out (NUL-terminated) may be NULL to skip, and
- * *len (when not NULL) is its strlen. */
-static bool ix_string(ixp *x, char **out, size_t *len)
+ * *len (when not NULL) is its strlen, *plain (when not NULL) whether its text had nothing
+ * to decode and no NUL. */
+static bool ix_string(ixp *x, char **out, size_t *len, bool *plain)
 {
     if (x->p >= x->end || *x->p != '"')
         return false;
@@ -133,9 +159,13 @@ static bool ix_string(ixp *x, char **out, size_t *len)
             *out = (char *)in;
         if (len)
             *len = n;
+        if (plain)
+            *plain = true;
         x->p = in + n + 1;
         return true;
     }
+    if (plain)
+        *plain = false;
     unsigned char *e = memchr(in, '"', (size_t)(x->end - in));
     if (e && !memchr(in, '\\', (size_t)(e - in))) { /* the common case: nothing to decode */
         *e = 0;
@@ -272,8 +302,9 @@ static bool wm_set_init(wm_set *t, size_t n)
 
 /* The entry named by the len bytes at name, or SIZE_MAX; *at is the slot where it is or
  * would go. */
-static size_t wm_find(const wm_set *t, const wm_entry *ents, const char *name, size_t len,
-                      size_t *at)
+__attribute__((always_inline)) static inline size_t wm_find(const wm_set *t, const wm_entry *ents,
+                                                            const char *name, size_t len,
+                                                            size_t *at)
 {
     size_t h = (size_t)dtap_hash(name, len, 0) & t->mask;
     for (; t->slot[h]; h = (h + 1) & t->mask) {
@@ -299,7 +330,28 @@ static bool ix_literal(ixp *x, const char *lit, size_t n)
     return true;
 }
 
-static bool ix_add_entry(ixp *x, char *name, size_t name_len, char *shard, size_t shard_len)
+/* memcmp(a, b, n) == 0 for n bytes of a and b readable (shard names, about 32 bytes):
+ * sixteen bytes a compare, the last sixteen overlapping */
+__attribute__((always_inline)) static inline bool same_text(const unsigned char *a,
+                                                            const unsigned char *b, size_t n)
+{
+#ifdef __SSE2__
+    if (n >= 16 && n <= 64) {
+        for (size_t i = 0;; i += 16) {
+            size_t at = i + 16 <= n ? i : n - 16;
+            __m128i va = _mm_loadu_si128((const __m128i *)(const void *)(a + at));
+            __m128i vb = _mm_loadu_si128((const __m128i *)(const void *)(b + at));
+            if (_mm_movemask_epi8(_mm_cmpeq_epi8(va, vb)) != 0xFFFF)
+                return false;
+            if (at + 16 >= n)
+                return true;
+        }
+    }
+#endif
+    return memcmp(a, b, n) == 0;
+}
+
+__attribute__((always_inline)) static inline bool ix_add_entry(ixp *x, const wm_entry *e)
 {
     if (x->nents > DTA_MAX_TENSORS) { /* refused after the parse: only counted */
         x->nents++;
@@ -315,7 +367,7 @@ static bool ix_add_entry(ixp *x, char *name, size_t name_len, char *shard, size_
         x->ents = p;
         x->capents = ncap;
     }
-    x->ents[x->nents++] = (wm_entry){name, shard, SIZE_MAX, name_len, shard_len};
+    x->ents[x->nents++] = *e;
     return true;
 }
 
@@ -358,7 +410,7 @@ static bool ix_object(ixp *x, ix_ctx what)
         char *key;
         size_t key_len;
         ix_ws(x);
-        if (!ix_string(x, &key, &key_len))
+        if (!ix_string_in(x, &key, &key_len, NULL))
             return false;
         ix_ws(x);
         if (x->p >= x->end || *x->p != ':')
@@ -366,15 +418,29 @@ static bool ix_object(ixp *x, ix_ctx what)
         x->p++;
         ix_ws(x);
         if (what == IX_WEIGHT_MAP) {
-            char *shard = NULL;
-            size_t shard_len = 0;
+            wm_entry e = {.name = key, .tensor = SIZE_MAX, .name_len = key_len};
+            /* the entry before's, when it is stored (see ix_add_entry) */
+            const wm_entry *prev = x->nents && x->nents - 1 <= DTA_MAX_TENSORS
+                                       ? &x->ents[x->nents - 1] : NULL;
             if (x->p < x->end && *x->p == '"') {
-                if (!ix_string(x, &shard, &shard_len))
+                /* a shard's entries follow each other: the text of the one before, then
+                 * '"', is this string as it stands (that text holds no '"', '\\' or NUL) */
+                unsigned char *in = x->p + 1;
+                size_t pl = prev && prev->shard_plain ? prev->shard_len : 0;
+                if (prev && prev->shard_plain && (size_t)(x->end - in) > pl && in[pl] == '"' &&
+                    same_text(in, (const unsigned char *)prev->shard, pl)) {
+                    in[pl] = 0;
+                    e.shard = (char *)in;
+                    e.shard_len = pl;
+                    e.shard_plain = e.shard_same = true;
+                    x->p = in + pl + 1;
+                } else if (!ix_string_in(x, &e.shard, &e.shard_len, &e.shard_plain)) {
                     return false;
+                }
             } else if (!ix_value(x, IX_OTHER)) {
                 return false;
             }
-            if (!ix_add_entry(x, key, key_len, shard, shard_len))
+            if (!ix_add_entry(x, &e))
                 return false;
         } else if (what == IX_TOP && !x->have_wm && strcmp(key, "weight_map") == 0) {
             x->have_wm = true;
@@ -427,7 +493,7 @@ static bool ix_value(ixp *x, ix_ctx what)
     case 'n': return ix_literal(x, "null", 4);
     case 'f': return ix_literal(x, "false", 5);
     case 't': return ix_literal(x, "true", 4);
-    case '"': return ix_string(x, NULL, NULL);
+    case '"': return ix_string(x, NULL, NULL, NULL);
     case '[':
     case '{': {
         if (x->depth >= INDEX_NESTING)
@@ -516,8 +582,8 @@ dta_status dtap_index_read(const dtap_src *src, dta_model *m, dtap_read_fn read_
             break;
         }
         /* entries of one shard mostly follow each other: its name is checked once */
-        bool same = i && e->shard_len == ents[i - 1].shard_len &&
-                    memcmp(e->shard, ents[i - 1].shard, e->shard_len) == 0;
+        bool same = i && (e->shard_same || (e->shard_len == ents[i - 1].shard_len &&
+                                            memcmp(e->shard, ents[i - 1].shard, e->shard_len) == 0));
         if (!same && !shard_name_ok(e->shard)) {
             st = dta_error_set(err, DTA_E_FORMAT, 0,
                                "weight_map entry '%.100s' names shard '%.100s' outside the "

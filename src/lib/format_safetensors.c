@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "arena.h"
 #include "format.h"
 #include "model_build.h"
 
@@ -44,6 +45,10 @@ typedef struct {
     uint8_t dw_len[4];
     int8_t dw_val[4];
     unsigned dw_n;
+    /* the text of the last end offset entry_fast read (1 to 15 digits, as two words and
+     * their masks) and its value: the next entry's begin is most often the same text */
+    uint64_t pe_w[2], pe_m[2], pe_val;
+    unsigned pe_len; /* 0: none */
 } jp;
 
 static dta_status jerr(jp *j, dta_status code, const char *what)
@@ -536,10 +541,11 @@ static dta_status parse_entry(jp *j, st_entry *e, uint64_t *shape)
  * before the first that is not. Each byte is tested on its own (no carry crosses bytes). */
 __attribute__((always_inline)) static inline unsigned digit_run(uint64_t w)
 {
-    const uint64_t lo7 = 0x7F7F7F7F7F7F7F7Full;
-    uint64_t nd = ((w & 0xF0F0F0F0F0F0F0F0ull) ^ 0x3030303030303030ull) |
-                  (((w & 0x0F0F0F0F0F0F0F0Full) + 0x0606060606060606ull) & 0xF0F0F0F0F0F0F0F0ull);
-    nd = (((nd & lo7) + lo7) | nd) & ~lo7; /* the high bit of each byte that is not a digit */
+    /* t = byte - '0', then t + 0x76 reaches the high bit when t >= 10: flags every byte
+     * that is not a digit. A borrow or a carry only moves upwards, out of a flagged byte,
+     * so the lowest flag is exact, and only it is used. */
+    uint64_t t = w - 0x3030303030303030ull;
+    uint64_t nd = ((t + 0x7676767676767676ull) | t) & 0x8080808080808080ull;
     return nd ? dtap_ctz64(nd) >> 3 : 8;
 }
 
@@ -676,11 +682,29 @@ static bool entry_fast(jp *j, st_entry *e, uint64_t *shape)
         return false;
     p += 17;
     uint64_t b, en;
-    if (!fast_u64(&p, end, &b) || p >= end || *p != ',')
+    unsigned pl = j->pe_len;
+    if (pl && end - p >= 16 && p[pl] == ',' && (dtap_word_le(p) & j->pe_m[0]) == j->pe_w[0] &&
+        (dtap_word_le(p + 8) & j->pe_m[1]) == j->pe_w[1]) {
+        b = j->pe_val; /* the digits the last end had, then ',': the same number */
+        p += pl;
+    } else if (!fast_u64(&p, end, &b) || p >= end || *p != ',') {
         return false;
+    }
     p++;
+    const unsigned char *et = p;
     if (!fast_u64(&p, end, &en) || end - p < 2 || p[0] != ']' || p[1] != '}')
         return false;
+    size_t el = (size_t)(p - et);
+    if (el <= 15 && end - et >= 16) {
+        j->pe_m[0] = el >= 8 ? ~0ull : ~0ull >> (64 - 8 * el); /* el >= 1 */
+        j->pe_m[1] = el > 8 ? ~0ull >> (64 - 8 * (el - 8)) : 0;
+        j->pe_w[0] = dtap_word_le(et) & j->pe_m[0];
+        j->pe_w[1] = dtap_word_le(et + 8) & j->pe_m[1];
+        j->pe_val = en;
+        j->pe_len = (unsigned)el;
+    } else {
+        j->pe_len = 0;
+    }
     e->dtype = dt;
     e->rank = (uint8_t)rank;
     e->begin = b;
@@ -862,10 +886,62 @@ static dta_status add_entries(dta_model *m, size_t file, st_entry **entsp, uint6
 {
     dta_status st = DTA_OK;
     bool long_name = false; /* dtap_model_add_tensor refuses it: keep the first one's error */
-    for (size_t i = 0; i < n && !long_name; i++)
-        long_name = (*entsp)[i].name_len > DTA_MAX_NAME_LEN;
+    size_t dims = 0;        /* <= n * DTA_MAX_RANK */
+    for (size_t i = 0; i < n; i++) {
+        long_name |= (*entsp)[i].name_len > DTA_MAX_NAME_LEN;
+        dims += (*entsp)[i].rank ? (*entsp)[i].rank : 1;
+    }
     bool last_first = !long_name && n > ADD_STEP;
     size_t t0 = m->ntensors, s0 = m->nstorages;
+    if (!long_name && !last_first) { /* the common case: the records filled here, in one go */
+        const st_entry *ents = *entsp;
+        const uint64_t *pool = *poolp;
+        const char *root;
+        uint64_t *sh;
+        if (!n)
+            return DTA_OK;
+        if ((st = dtap_model_reserve(m, n, err)) != DTA_OK)
+            return st;
+        if (!(root = dtap_model_root_none(m)) ||
+            !(sh = dtap_model_alloc(m, dims * sizeof *sh, sizeof *sh)))
+            return dta_error_set(err, DTA_E_NOMEM, ENOMEM, "out of memory");
+        for (size_t i = 0; i < n; i++) {
+            const st_entry *e = &ents[i];
+            const uint64_t *d = pool + e->shape_at;
+            uint64_t numel = 1;
+            for (int k = 0; k < e->rank; k++) {
+                sh[k] = d[k];
+                numel *= d[k]; /* checked */
+            }
+            /* every field set, one store each (a compound literal was built, then copied) */
+            size_t si = m->nstorages++;
+            dta_storage *s = &m->storages[si];
+            s->file = file;
+            s->key = NULL;
+            s->dtype = (dta_dtype)e->dtype;
+            s->numel = numel;
+            s->nbytes = e->end - e->begin;
+            s->offset = data0 + e->begin;
+            s->ntensors = 1;
+            dta_tensor *t = &m->tensors[m->ntensors++];
+            t->name = e->name;
+            t->root = (char *)root;
+            t->dtype = (dta_dtype)e->dtype;
+            t->rank = e->rank;
+            t->shape = sh;
+            t->stride = NULL;
+            t->numel = numel;
+            t->nbytes = e->end - e->begin;
+            t->storage_offset = 0;
+            t->storage = si;
+            t->file = file;
+            t->meta = false;
+            t->shared = false;
+            t->name_nul = e->name_nul;
+            sh += e->rank ? e->rank : 1;
+        }
+        return DTA_OK;
+    }
     for (size_t i = 0; i < n; i++) {
         size_t k = last_first ? n - 1 - i : i;
         const st_entry *e = &(*entsp)[k];
@@ -947,6 +1023,11 @@ static dta_status validate_and_add(const dtap_src *src, dta_model *m, st_entry *
             }
     }
 
+    /* per dtype of one element per byte-size unit: the largest element count whose size
+     * (in bits too) fits 64 bits; 0 when not yet known or not such a dtype, where
+     * dta_dtype_nbytes decides */
+    uint64_t elem_size[DTA_DTYPE_COUNT] = {0}, max_numel[DTA_DTYPE_COUNT] = {0};
+    bool elem_known[DTA_DTYPE_COUNT] = {false};
     bool by_offset = true;
     for (size_t i = 1; i < n && by_offset; i++)
         by_offset = cmp_offsets(&v[i - 1], &v[i]) < 0;
@@ -986,7 +1067,18 @@ static dta_status validate_and_add(const dtap_src *src, dta_model *m, st_entry *
                                    "tensor '%.100s' shape %s overflows 64 bits", e->name, shape);
                 goto out;
             }
-        if (!dta_dtype_nbytes((dta_dtype)e->dtype, numel, &nbytes)) {
+        int dt = e->dtype; /* a known dtype: 0 <= dt < DTA_DTYPE_COUNT */
+        if (!elem_known[dt]) {
+            unsigned be, bb;
+            elem_known[dt] = true;
+            if (dta_dtype_block((dta_dtype)dt, &be, &bb) && be == 1 && bb) {
+                elem_size[dt] = bb;
+                max_numel[dt] = UINT64_MAX / 8 / bb; /* numel * bb * 8 fits */
+            }
+        }
+        if (elem_size[dt] && numel <= max_numel[dt])
+            nbytes = numel * elem_size[dt]; /* what dta_dtype_nbytes gives */
+        else if (!dta_dtype_nbytes((dta_dtype)e->dtype, numel, &nbytes)) {
             unsigned bits = dta_dtype_get((dta_dtype)e->dtype)->bits, be = 1, bb = 1;
             dta_dtype_block((dta_dtype)e->dtype, &be, &bb);
             fmt_shape(shape, sizeof shape, e, pool);
@@ -1042,7 +1134,8 @@ dta_status dtap_safetensors_open(const dtap_src *src, dta_model *m, dta_error *e
     unsigned char lenbuf[8], *hdr = NULL;
     st_entry *ents = NULL;
     size_t n = 0, cap = 0;
-    uint64_t scratch[DTA_MAX_RANK], *pool = NULL;
+    uint64_t *pool = NULL;
+    void **arena = dtap_model_arena(m); /* the model's string storage */
     size_t npool = 0, cappool = 0;
     bool have_meta = false;
     dta_status st;
@@ -1093,7 +1186,7 @@ dta_status dtap_safetensors_open(const dtap_src *src, dta_model *m, dta_error *e
             size_t kn = 0;
             if (j.p < j.end && *j.p == '"' &&
                 (ks = j.p + 1, kn = plain_len(ks, j.end), ks + kn < j.end && ks[kn] == '"')) {
-                if (!(key = dtap_model_alloc_str(m, kn + 1))) {
+                if (!(key = dtap_arena_alloc(arena, kn + 1, 1))) {
                     st = dta_error_set(err, DTA_E_NOMEM, ENOMEM, "out of memory");
                     goto out;
                 }
@@ -1106,7 +1199,9 @@ dta_status dtap_safetensors_open(const dtap_src *src, dta_model *m, dta_error *e
                     goto out;
                 key_nul = memchr(key, 0, klen) != NULL;
             }
-            if ((st = expect(&j, ':')) != DTA_OK)
+            if (j.p < j.end && *j.p == ':') /* what expect() takes first */
+                j.p++;
+            else if ((st = expect(&j, ':')) != DTA_OK)
                 goto out;
             if (klen == 12 && memcmp(key, "__metadata__", 12) == 0) {
                 if (have_meta) {
@@ -1123,7 +1218,12 @@ dta_status dtap_safetensors_open(const dtap_src *src, dta_model *m, dta_error *e
                     goto out;
                 }
                 if (n == cap) {
-                    size_t ncap = cap ? cap * 2 : 64;
+                    /* first room for the entries the header's size suggests (a compact
+                     * entry takes about 100 bytes), at most ADD_STEP: no regrowth then */
+                    size_t guess = (size_t)hlen / 96;
+                    size_t ncap = cap    ? cap * 2
+                                  : guess < 64 ? 64
+                                  : guess > ADD_STEP ? ADD_STEP : guess;
                     st_entry *p = realloc(ents, ncap * sizeof *p);
                     if (!p) {
                         st = dta_error_set(err, DTA_E_NOMEM, ENOMEM, "out of memory");
@@ -1138,13 +1238,12 @@ dta_status dtap_safetensors_open(const dtap_src *src, dta_model *m, dta_error *e
                 e->name_len = (uint32_t)klen; /* klen < hlen <= the header cap */
                 e->name_nul = key_nul;
                 e->dtype = DTA_DTYPE_NONE;
-                if (!entry_fast(&j, e, scratch) && (st = parse_entry(&j, e, scratch)) != DTA_OK)
-                    goto out;
-                /* allocated with the first entry even when every tensor is a scalar:
-                 * `pool + shape_at` with pool NULL is undefined (fuzz finding F2) */
-                if (!pool || cappool - npool < (size_t)e->rank) {
-                    size_t ncap = cappool ? cappool * 2 : 256;
-                    while (ncap - npool < (size_t)e->rank)
+                /* room for DTA_MAX_RANK dims, read straight into the pool. Allocated
+                 * with the first entry even when every tensor is a scalar: `pool +
+                 * shape_at` with pool NULL is undefined (fuzz finding F2) */
+                if (!pool || cappool - npool < DTA_MAX_RANK) {
+                    size_t ncap = cappool ? cappool * 2 : cap * 2 > 256 ? cap * 2 : 256;
+                    while (ncap - npool < DTA_MAX_RANK)
                         ncap *= 2;
                     uint64_t *p = realloc(pool, ncap * sizeof *p);
                     if (!p) {
@@ -1154,8 +1253,9 @@ dta_status dtap_safetensors_open(const dtap_src *src, dta_model *m, dta_error *e
                     pool = p;
                     cappool = ncap;
                 }
-                if (e->rank)
-                    memcpy(pool + npool, scratch, sizeof *pool * (size_t)e->rank);
+                if (!entry_fast(&j, e, pool + npool) &&
+                    (st = parse_entry(&j, e, pool + npool)) != DTA_OK)
+                    goto out;
                 e->shape_at = (uint32_t)npool; /* < hlen: every dim takes a byte */
                 npool += (size_t)e->rank;
             }

@@ -146,6 +146,11 @@ static dta_status check_extent(const dta_model *m, const char *raw, size_t raw_l
     return DTA_OK;
 }
 
+void **dtap_model_arena(dta_model *m)
+{
+    return &impl(m)->arena;
+}
+
 char *dtap_model_alloc_str(dta_model *m, size_t n)
 {
     return arena_alloc(m, n, 1);
@@ -243,6 +248,43 @@ dta_status dtap_model_add_tensor_owned(dta_model *m, char *name, size_t name_len
 {
     return add_tensor(m, name, name_len, true, root, dtype, rank, shape, stride,
                       storage_offset, storage, file, err);
+}
+
+dta_status dtap_model_reserve(dta_model *m, size_t n, dta_error *err)
+{
+    model_impl *mi = impl(m);
+    size_t *caps[2] = {&mi->cap_storages, &mi->cap_tensors}, counts[2] = {m->nstorages, m->ntensors};
+    void **arrs[2] = {(void **)&m->storages, (void **)&m->tensors};
+    size_t elems[2] = {sizeof *m->storages, sizeof *m->tensors};
+    for (int k = 0; k < 2; k++) {
+        if (n > DTA_MAX_TENSORS - counts[k]) /* counts[k] <= DTA_MAX_TENSORS */
+            return dta_error_set(err, DTA_E_LIMIT, 0, "more than %zu entries",
+                                 (size_t)DTA_MAX_TENSORS);
+        size_t need = counts[k] + n, ncap = *caps[k] ? *caps[k] : 16;
+        if (need <= *caps[k])
+            continue;
+        while (ncap < need)
+            ncap = ncap > DTA_MAX_TENSORS / 2 ? DTA_MAX_TENSORS : ncap * 2;
+        void *p = realloc(*arrs[k], ncap * elems[k]);
+        if (!p)
+            return dta_error_set(err, DTA_E_NOMEM, ENOMEM, "out of memory");
+        *arrs[k] = p;
+        *caps[k] = ncap;
+    }
+    return DTA_OK;
+}
+
+void *dtap_model_alloc(dta_model *m, size_t n, size_t align)
+{
+    return arena_alloc(m, n, align);
+}
+
+const char *dtap_model_root_none(dta_model *m)
+{
+    model_impl *mi = impl(m);
+    if (!mi->last_root || mi->last_root[0] != 0)
+        mi->last_root = arena_dupn(m, "", 0);
+    return mi->last_root;
 }
 
 dta_status dtap_model_add_whole(dta_model *m, size_t file, char *name,

@@ -38,6 +38,9 @@ dta_status dtap_model_add_tensor(dta_model *m, const char *name, size_t name_len
  * dtap_model_add_tensor_owned instead of copying each one (a header of a million names
  * then holds each name once, not once in the reader and once in the model). */
 char *dtap_model_alloc_str(dta_model *m, size_t n);
+/* The arena (arena.h) behind dtap_model_alloc_str, for a reader that allocates from it
+ * inline, one name after another. */
+void **dtap_model_arena(dta_model *m);
 
 /* dtap_model_add_tensor for a name from dtap_model_alloc_str (NUL-terminated after
  * name_len bytes), kept as it is instead of copied. */
@@ -56,6 +59,16 @@ dta_status dtap_model_add_tensor_owned(dta_model *m, char *name, size_t name_len
 dta_status dtap_model_add_whole(dta_model *m, size_t file, char *name,
                                 bool name_nul, dta_dtype dtype, int rank, const uint64_t *shape,
                                 uint64_t numel, uint64_t nbytes, uint64_t offset, dta_error *err);
+
+/* For a reader that fills the records itself (safetensors, add_entries): room for n more
+ * tensors and n more storages, with the limit and the message of adding them one by one
+ * ("more than DTA_MAX_TENSORS entries"), or out of memory. The records past ntensors and
+ * nstorages are the caller's to fill (every field) before it counts them. */
+dta_status dtap_model_reserve(dta_model *m, size_t n, dta_error *err);
+/* n bytes aligned to align (a power of two) in the model's own storage, NULL when out of
+ * memory; the shared "" root of a flat state dict, NULL when out of memory. */
+void *dtap_model_alloc(dta_model *m, size_t n, size_t align);
+const char *dtap_model_root_none(dta_model *m);
 
 /* A note raised while reading; its severity is the catalogue's default for rule. */
 dta_status dtap_model_add_note(dta_model *m, dta_rule rule, const char *subject,
