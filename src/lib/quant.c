@@ -145,6 +145,8 @@ typedef struct {
     uint64_t mask[NSUFFIXES]; /* the bytes of tail that count, for the name's last 8 */
     uint8_t idx[256][NSUFFIXES];
     uint8_t n[256];
+    size_t plen[NSUFFIXES];    /* strlen(param) */
+    size_t dlen[NSUFFIXES][3]; /* strlen(data[d]) */
     bool weight_free; /* no suffix ends in ".weight" or ends it: such names match none */
     uint64_t weight_tail, weight_mask; /* ".weight" as last8 gives it */
 } sfx_index;
@@ -172,6 +174,9 @@ static void sfx_index_init(sfx_index *x)
         memset(ones + 8 - k, 0xff, k);
         memcpy(&x->mask[i], ones, 8);
         x->tail[i] = last8(suffixes[i].suffix, x->len[i]);
+        x->plen[i] = strlen(suffixes[i].param);
+        for (int d = 0; d < 3; d++)
+            x->dlen[i][d] = suffixes[i].data[d] ? strlen(suffixes[i].data[d]) : 0;
     }
     /* most names end in ".weight": when no suffix can match one, it is not compared */
     static const char w[] = ".weight";
@@ -209,15 +214,20 @@ static int match_suffix(const char *name, size_t n, const sfx_index *x)
     return -1;
 }
 
-/* buf = name[0..pl) + tail; its length, 0 when it does not fit cap */
-static size_t join(char *buf, size_t cap, const char *name, size_t pl, const char *tail)
+/* buf = name[0..pl) + tail[0..tl); its length, 0 when it does not fit cap */
+static size_t join_n(char *buf, size_t cap, const char *name, size_t pl, const char *tail, size_t tl)
 {
-    size_t tl = strlen(tail);
     if (pl + tl >= cap)
         return 0;
     memcpy(buf, name, pl);
-    memcpy(buf + pl, tail, tl + 1);
+    memcpy(buf + pl, tail, tl);
+    buf[pl + tl] = 0;
     return pl + tl;
+}
+
+static size_t join(char *buf, size_t cap, const char *name, size_t pl, const char *tail)
+{
+    return join_n(buf, cap, name, pl, tail, strlen(tail));
 }
 
 /* ---- a string -> index hash table ---------------------------------------------------- */
@@ -723,10 +733,12 @@ static size_t find_codes(qctx *c, const char *s, size_t n)
     return tab_find(&c->codes, s, n);
 }
 
-/* A new parameter named name[0..n). Parameters made from their codes are unique by
+/* A new parameter named name[0..n); ml: the length of its module when the caller knows it
+ * (the name is the module + ".weight"), SIZE_MAX to find it. Parameters made from their codes are unique by
  * construction (one per codes tensor); orphan companions (lookup) share one parameter per
  * name through a table that holds only them. */
-static dta_status get_param(qctx *c, const char *name, size_t n, bool lookup, size_t *out)
+static dta_status get_param(qctx *c, const char *name, size_t n, size_t ml, bool lookup,
+                            size_t *out)
 {
     dta_quant *q = c->q;
     size_t i = lookup ? tab_find(&c->pnames, name, n) : SIZE_MAX;
@@ -766,10 +778,12 @@ static dta_status get_param(qctx *c, const char *name, size_t n, bool lookup, si
     p->dequant = DTA_DTYPE_NONE;
     /* module: the name without its last component (".weight"), or the name itself for
      * fused expert stacks ("mlp.experts.gate_up_proj"); one allocation holds both */
-    size_t ml = n;
-    while (ml > 0 && name[ml - 1] != '.')
-        ml--;
-    ml = ml ? ml - 1 : n;
+    if (ml == SIZE_MAX) {
+        ml = n;
+        while (ml > 0 && name[ml - 1] != '.')
+            ml--;
+        ml = ml ? ml - 1 : n;
+    }
     p->name = dtap_arena_alloc(qarena(q), n + 1 + ml + 1, 1);
     if (!p->name)
         return nomem(c);
@@ -792,6 +806,12 @@ static dta_status get_param(qctx *c, const char *name, size_t n, bool lookup, si
     }
     *out = q->nparams++;
     return DTA_OK;
+}
+
+/* strlen(p->name): its module follows it in the same allocation (get_param) */
+static size_t pname_len(const dta_quant_param *p)
+{
+    return (size_t)(p->module - p->name) - 1;
 }
 
 static dta_status param_add_tensor(qctx *c, size_t pi, size_t ti, dta_quant_role role)
@@ -868,6 +888,14 @@ static bool nvfp4_stack(qctx *c, size_t data, const char *name, size_t pl)
            c->m->tensors[s].dtype == DTA_F8_E4M3;
 }
 
+/* The module length of the parameter named name[0..pl) + suffixes[i].param: pl when the
+ * param tail is one component (".weight"), else SIZE_MAX (get_param finds it). */
+static size_t pmod(const sfx_index *x, int i, size_t pl)
+{
+    const char *t = suffixes[i].param;
+    return x->plen[i] > 1 && t[0] == '.' && !memchr(t + 1, '.', x->plen[i] - 1) ? pl : SIZE_MAX;
+}
+
 static dta_status group_tensors(qctx *c)
 {
     const dta_model *m = c->m;
@@ -895,8 +923,8 @@ static dta_status group_tensors(qctx *c)
         size_t pl = n - lens[match[i]];
         if (!strcmp(s->suffix, "_blocks") && m->tensors[i].dtype != DTA_U8)
             continue;
-        size_t k = join(buf, sizeof buf, name, pl, s->param), pi;
-        if (k && (st = get_param(c, buf, k, false, &pi)) == DTA_OK)
+        size_t k = join_n(buf, sizeof buf, name, pl, s->param, sx->plen[match[i]]), pi;
+        if (k && (st = get_param(c, buf, k, pmod(sx, match[i], pl), false, &pi)) == DTA_OK)
             st = param_add_tensor(c, pi, i, DTA_QR_WEIGHT);
     }
     /* companions: attached to their codes; a strong one without codes is an orphan */
@@ -916,7 +944,7 @@ static dta_status group_tensors(qctx *c)
         size_t n = c->nlens[i], pl = n - lens[match[i]];
         size_t data = SIZE_MAX;
         for (int d = 0; d < 3 && s->data[d] && data == SIZE_MAX; d++) {
-            size_t k = join(buf, sizeof buf, name, pl, s->data[d]);
+            size_t k = join_n(buf, sizeof buf, name, pl, s->data[d], sx->dlen[match[i]][d]);
             if (k)
                 data = s->data[d][0] ? find_codes(c, buf, k) : find_tensor(c, buf, k);
         }
@@ -936,10 +964,10 @@ static dta_status group_tensors(qctx *c)
                 continue;
             size_t pi;
             /* parameter name: the prefix plus s->param */
-            size_t k = join(buf, sizeof buf, name, pl, s->param);
+            size_t k = join_n(buf, sizeof buf, name, pl, s->param, sx->plen[match[i]]);
             if (!k)
                 continue;
-            if ((st = get_param(c, buf, k, false, &pi)) == DTA_OK &&
+            if ((st = get_param(c, buf, k, pmod(sx, match[i], pl), false, &pi)) == DTA_OK &&
                 (st = param_add_tensor(c, pi, data, DTA_QR_WEIGHT)) == DTA_OK)
                 st = param_add_tensor(c, pi, i, s->role);
             continue;
@@ -947,8 +975,8 @@ static dta_status group_tensors(qctx *c)
         if (s->weak)
             continue;
         /* an orphan: a companion with no codes */
-        size_t k = join(buf, sizeof buf, name, pl, s->param), pi;
-        if (k && (st = get_param(c, buf, k, true, &pi)) == DTA_OK)
+        size_t k = join_n(buf, sizeof buf, name, pl, s->param, sx->plen[match[i]]), pi;
+        if (k && (st = get_param(c, buf, k, pmod(sx, match[i], pl), true, &pi)) == DTA_OK)
             st = param_add_tensor(c, pi, i, s->role);
     }
     free(match);
@@ -969,7 +997,7 @@ static dta_status group_tensors(qctx *c)
         if (!want)
             continue;
         size_t pi;
-        if ((st = get_param(c, t->name, n, false, &pi)) == DTA_OK)
+        if ((st = get_param(c, t->name, n, n - 7, false, &pi)) == DTA_OK) /* ".weight" */
             st = param_add_tensor(c, pi, i, DTA_QR_WEIGHT);
     }
     /* model-level companions: kv-cache scales, the scaled_fp8 marker */
@@ -1116,7 +1144,7 @@ static dta_quant_scheme param_scheme(qctx *c, dta_quant_param *p)
     dta_quant_scheme cfg = c->q->scheme;
     const dta_tensor *w = p->weight != SIZE_MAX ? &m->tensors[p->weight] : NULL;
     const char *wn = w ? w->name : "";
-    size_t wl = strlen(wn);
+    size_t wl = w ? c->nlens[p->weight] : 0;
     if (has_comp(c, p, DTA_QR_SCALE_INV))
         return DTA_QS_FP8_BLOCK;
     if (has_comp(c, p, DTA_QR_ABSMAX) || has_comp(c, p, DTA_QR_QUANT_MAP) ||
@@ -1126,7 +1154,7 @@ static dta_quant_scheme param_scheme(qctx *c, dta_quant_param *p)
         return DTA_QS_BNB_8BIT;
     for (size_t i = 0; i < p->ntensors; i++) {
         const char *n = m->tensors[p->tensors[i]].name;
-        size_t l = strlen(n);
+        size_t l = c->nlens[p->tensors[i]];
         if (ends_with(n, l, ".SCB"))
             return DTA_QS_BNB_8BIT;
         if (ends_with(n, l, ".comfy_quant"))
@@ -2148,7 +2176,7 @@ static dta_status config_checks(qctx *c)
             if (q->params[i].weight == SIZE_MAX || q->params[i].cast)
                 continue;
             const char *pn = q->params[i].name;
-            size_t pnl = strlen(pn);
+            size_t pnl = pname_len(&q->params[i]);
             if (pnl + 2 < sizeof pat) { /* else: a pattern cut at sizeof pat, kept as before */
                 bool in;
                 if (ntail <= 8) {
