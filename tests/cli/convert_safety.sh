@@ -117,6 +117,9 @@ for attempt in range(5):
     d, b = os.path.split(out)
     while p.poll() is None and not glob.glob(os.path.join(d, "." + b + ".dtaudit-*")):
         time.sleep(0.0005)
+    if p.poll() is not None:  # it ended before we saw its temporary (a loaded machine): again
+        subprocess.run(["rm", "-rf", out])
+        continue
     os.kill(p.pid, signal.SIGSTOP)
     try:
         if kind == "file":
