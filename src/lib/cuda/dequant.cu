@@ -31,18 +31,18 @@
 
 #define DQ_BLOCKS_PER_SM 8
 
-/* DQB_PACKED jobs: a kernel of their own, so that the FP8 grid kernel below keeps its
- * registers and occupancy (the packed decoding needs many more). */
-template <int OS>
-__global__ void __launch_bounds__(DTAP_CU_THREADS)
-k_dequant_packed(const dqb_job j, unsigned char *__restrict__ dst, unsigned long long *cnt)
+/* One grid-stride loop for both kernels: each element's bits and class, the class counts
+ * summed per block. */
+template <int OS, bool PACKED>
+__device__ __forceinline__ void dequant_loop(const dqb_job *j, unsigned char *__restrict__ dst,
+                                             unsigned long long *cnt)
 {
     unsigned long long c[4] = {0, 0, 0, 0};
     size_t tid = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
     size_t stride = (size_t)gridDim.x * blockDim.x;
-    for (size_t k = tid; k < j.n; k += stride) {
+    for (size_t k = tid; k < j->n; k += stride) {
         int cls;
-        uint32_t r = dqb_elem_packed(&j, k, &cls);
+        uint32_t r = PACKED ? dqb_elem_packed(j, k, &cls) : dqb_elem_plain(j, k, &cls);
         if (OS == 4)
             reinterpret_cast<uint32_t *>(dst)[k] = r;
         else
@@ -51,6 +51,15 @@ k_dequant_packed(const dqb_job j, unsigned char *__restrict__ dst, unsigned long
             c[cls - 1]++; /* DTAB_NAN .. DTAB_UNF are 1 .. 4 */
     }
     block_add<4>(c, cnt);
+}
+
+/* DQB_PACKED jobs: a kernel of their own, so that the FP8 grid kernel below keeps its
+ * registers and occupancy (the packed decoding needs many more). */
+template <int OS>
+__global__ void __launch_bounds__(DTAP_CU_THREADS)
+k_dequant_packed(const dqb_job j, unsigned char *__restrict__ dst, unsigned long long *cnt)
+{
+    dequant_loop<OS, true>(&j, dst, cnt);
 }
 
 template <int OS>
@@ -64,20 +73,7 @@ k_dequant(dqb_job j, unsigned char *__restrict__ dst, unsigned long long *cnt)
         __syncthreads();
         j.lut = lut;
     }
-    unsigned long long c[4] = {0, 0, 0, 0};
-    size_t tid = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
-    size_t stride = (size_t)gridDim.x * blockDim.x;
-    for (size_t k = tid; k < j.n; k += stride) {
-        int cls;
-        uint32_t r = dqb_elem_plain(&j, k, &cls);
-        if (OS == 4)
-            reinterpret_cast<uint32_t *>(dst)[k] = r;
-        else
-            reinterpret_cast<uint16_t *>(dst)[k] = (uint16_t)r;
-        if (cls != DTAB_FINE)
-            c[cls - 1]++; /* DTAB_NAN .. DTAB_UNF are 1 .. 4 */
-    }
-    block_add<4>(c, cnt);
+    dequant_loop<OS, false>(&j, dst, cnt);
 }
 
 /* ---- host layer ------------------------------------------------------------------------- */
