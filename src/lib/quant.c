@@ -147,6 +147,8 @@ typedef struct {
     uint8_t n[256];
     size_t plen[NSUFFIXES];    /* strlen(param) */
     size_t dlen[NSUFFIXES][3]; /* strlen(data[d]) */
+    bool same[NSUFFIXES][3];   /* data[d] is param */
+    bool pmod[NSUFFIXES];      /* param is one component (".weight"): pmod */
     bool weight_free; /* no suffix ends in ".weight" or ends it: such names match none */
     uint64_t weight_tail, weight_mask; /* ".weight" as last8 gives it */
 } sfx_index;
@@ -154,10 +156,13 @@ typedef struct {
 /* The last min(n, 8) bytes of s[0..n) as the low bytes of a word read from s + n - 8. */
 static uint64_t last8(const char *s, size_t n)
 {
-    unsigned char b[8] = {0};
-    size_t k = n < 8 ? n : 8;
-    memcpy(b + 8 - k, s + n - k, k);
     uint64_t w;
+    if (n >= 8) {
+        memcpy(&w, s + n - 8, 8);
+        return w;
+    }
+    unsigned char b[8] = {0};
+    memcpy(b + 8 - n, s, n);
     memcpy(&w, b, 8);
     return w;
 }
@@ -175,8 +180,13 @@ static void sfx_index_init(sfx_index *x)
         memcpy(&x->mask[i], ones, 8);
         x->tail[i] = last8(suffixes[i].suffix, x->len[i]);
         x->plen[i] = strlen(suffixes[i].param);
-        for (int d = 0; d < 3; d++)
+        x->pmod[i] = x->plen[i] > 1 && suffixes[i].param[0] == '.' &&
+                     !memchr(suffixes[i].param + 1, '.', x->plen[i] - 1);
+        for (int d = 0; d < 3; d++) {
             x->dlen[i][d] = suffixes[i].data[d] ? strlen(suffixes[i].data[d]) : 0;
+            x->same[i][d] =
+                suffixes[i].data[d] && !strcmp(suffixes[i].data[d], suffixes[i].param);
+        }
     }
     /* most names end in ".weight": when no suffix can match one, it is not compared */
     static const char w[] = ".weight";
@@ -244,11 +254,31 @@ static size_t key_len(const strtab *t, size_t idx)
     return t->lens ? t->lens[idx] : strlen(t->keys[idx]);
 }
 
+static uint64_t tab_hash(const char *s, size_t n)
+{
+    return dtap_hash(s, n, 7);
+}
+
+/* tab_find of s[0..n), keys[self] (one of its namesakes) or SIZE_MAX, with its hash */
+static size_t tab_find_h(const strtab *t, const char *s, size_t n, uint64_t hash, size_t self)
+{
+    if (!t->cap)
+        return SIZE_MAX;
+    size_t h = (size_t)(hash & (t->cap - 1));
+    while (t->slot[h]) {
+        size_t idx = t->slot[h] - 1;
+        if (idx == self || (key_len(t, idx) == n && memcmp(t->keys[idx], s, n) == 0))
+            return idx;
+        h = (h + 1) & (t->cap - 1);
+    }
+    return SIZE_MAX;
+}
+
 static size_t tab_find(const strtab *t, const char *s, size_t n)
 {
     if (!t->cap)
         return SIZE_MAX;
-    size_t h = (size_t)(dtap_hash(s, n, 7) & (t->cap - 1));
+    size_t h = (size_t)(tab_hash(s, n) & (t->cap - 1));
     while (t->slot[h]) {
         size_t idx = t->slot[h] - 1;
         if (key_len(t, idx) == n && memcmp(t->keys[idx], s, n) == 0)
@@ -259,11 +289,11 @@ static size_t tab_find(const strtab *t, const char *s, size_t n)
 }
 
 /* Inserts key index idx (keys[idx] must be set); a duplicate key keeps the first. */
-static void tab_put(strtab *t, size_t idx)
+static void tab_put_h(strtab *t, size_t idx, uint64_t hash)
 {
     const char *k = t->keys[idx];
     size_t n = key_len(t, idx);
-    size_t h = (size_t)(dtap_hash(k, n, 7) & (t->cap - 1));
+    size_t h = (size_t)(hash & (t->cap - 1));
     while (t->slot[h]) {
         size_t o = t->slot[h] - 1;
         if (key_len(t, o) == n && memcmp(t->keys[o], k, n) == 0)
@@ -271,6 +301,11 @@ static void tab_put(strtab *t, size_t idx)
         h = (h + 1) & (t->cap - 1);
     }
     t->slot[h] = idx + 1;
+}
+
+static void tab_put(strtab *t, size_t idx)
+{
+    tab_put_h(t, idx, tab_hash(t->keys[idx], key_len(t, idx)));
 }
 
 static size_t pow2_at_least(size_t n)
@@ -289,6 +324,7 @@ typedef struct {
     dta_error *err;
     strtab names;        /* tensor names, made at the first find_tensor */
     strtab codes;        /* the names ending in a codes suffix, made at the first find_codes */
+    uint64_t *chash;     /* per tensor in codes: the hash of its name (tab_hash) */
     bool names_failed;   /* out of memory making it */
     uint32_t *nlens;     /* per tensor: strlen of its name */
     strtab pnames;       /* parameter names */
@@ -685,7 +721,7 @@ static size_t find_tensor(qctx *c, const char *s, size_t n)
  * data[]: ".weight", ".qweight", ...): its table holds only the names that end in one, half
  * of an FP8 checkpoint's. A name ending in one is in it with all its namesakes, so the
  * answer is find_tensor's. */
-static size_t find_codes(qctx *c, const char *s, size_t n)
+static bool codes_made(qctx *c)
 {
     const dta_model *m = c->m;
     if (!c->codes.cap && m->ntensors && !c->names_failed) {
@@ -705,11 +741,12 @@ static size_t find_codes(qctx *c, const char *s, size_t n)
             }
         size_t cap = pow2_at_least(m->ntensors);
         c->codes.slot = calloc(cap, sizeof *c->codes.slot);
-        if (!c->codes.slot || !find_tensor_keys(c)) {
+        c->chash = malloc(m->ntensors * sizeof *c->chash);
+        if (!c->codes.slot || !c->chash || !find_tensor_keys(c)) {
             free(c->codes.slot);
             c->codes.slot = NULL;
             c->names_failed = true;
-            return SIZE_MAX;
+            return false;
         }
         c->codes.cap = cap;
         c->codes.keys = c->names.keys;
@@ -725,17 +762,46 @@ static size_t find_codes(qctx *c, const char *s, size_t n)
             for (size_t k = 0; k < ns; k++)
                 if (sfx[k][sl[k] - 1] == name[len - 1] && len >= sl[k] &&
                     memcmp(name + len - sl[k], sfx[k], sl[k]) == 0) {
-                    tab_put(&c->codes, i);
+                    c->chash[i] = tab_hash(name, len);
+                    tab_put_h(&c->codes, i, c->chash[i]);
                     break;
                 }
         }
     }
-    return tab_find(&c->codes, s, n);
+    return c->codes.cap != 0;
+}
+
+static size_t find_codes(qctx *c, const char *s, size_t n)
+{
+    return codes_made(c) ? tab_find(&c->codes, s, n) : SIZE_MAX;
+}
+
+/* find_codes of name[0..pl) + tail[0..tl) (tail a non-empty codes suffix) when a tensor
+ * beside tensor i (the companion named name) has that name: its hash is known (chash) and
+ * the table is probed for its first namesake; SIZE_MAX when neither neighbour has it. */
+static size_t codes_beside(qctx *c, size_t i, const char *name, size_t pl, const char *tail,
+                           size_t tl)
+{
+    const dta_model *m = c->m;
+    if (!codes_made(c))
+        return SIZE_MAX;
+    for (int side = 0; side < 2; side++) {
+        if (side ? i + 1 >= m->ntensors : i == 0)
+            continue;
+        size_t j = side ? i + 1 : i - 1;
+        const char *nj = m->tensors[j].name;
+        if (c->nlens[j] != pl + tl || memcmp(nj + pl, tail, tl) != 0 || memcmp(nj, name, pl) != 0)
+            continue;
+        /* nj ends in tail, a codes suffix: the table was offered it and holds it or a
+         * namesake before it */
+        return tab_find_h(&c->codes, nj, pl + tl, c->chash[j], j);
+    }
+    return SIZE_MAX;
 }
 
 /* A new parameter named name[0..n); ml: the length of its module when the caller knows it
- * (the name is the module + ".weight"), SIZE_MAX to find it. Parameters made from their codes are unique by
- * construction (one per codes tensor); orphan companions (lookup) share one parameter per
+ * (the name is the module + ".weight"), SIZE_MAX to find it. Parameters made from their
+ * codes are unique by construction (one per codes tensor); orphan companions (lookup) share one parameter per
  * name through a table that holds only them. */
 static dta_status get_param(qctx *c, const char *name, size_t n, size_t ml, bool lookup,
                             size_t *out)
@@ -830,7 +896,8 @@ static dta_status param_add_tensor(qctx *c, size_t pi, size_t ti, dta_quant_role
         p->tensors = t;
     }
     if (role == DTA_QR_WEIGHT) {
-        memmove(t + 1, t, p->ntensors * sizeof *t);
+        if (p->ntensors)
+            memmove(t + 1, t, p->ntensors * sizeof *t);
         t[0] = ti;
         p->weight = ti;
         p->storage = c->m->tensors[ti].dtype;
@@ -892,8 +959,7 @@ static bool nvfp4_stack(qctx *c, size_t data, const char *name, size_t pl)
  * param tail is one component (".weight"), else SIZE_MAX (get_param finds it). */
 static size_t pmod(const sfx_index *x, int i, size_t pl)
 {
-    const char *t = suffixes[i].param;
-    return x->plen[i] > 1 && t[0] == '.' && !memchr(t + 1, '.', x->plen[i] - 1) ? pl : SIZE_MAX;
+    return x->pmod[i] ? pl : SIZE_MAX;
 }
 
 static dta_status group_tensors(qctx *c)
@@ -943,10 +1009,18 @@ static dta_status group_tensors(qctx *c)
         const char *name = m->tensors[i].name;
         size_t n = c->nlens[i], pl = n - lens[match[i]];
         size_t data = SIZE_MAX;
+        int dm = -1; /* the data[] tail that found it */
         for (int d = 0; d < 3 && s->data[d] && data == SIZE_MAX; d++) {
-            size_t k = join_n(buf, sizeof buf, name, pl, s->data[d], sx->dlen[match[i]][d]);
+            size_t dl = sx->dlen[match[i]][d];
+            if (s->data[d][0] && pl + dl < sizeof buf &&
+                (data = codes_beside(c, i, name, pl, s->data[d], dl)) != SIZE_MAX) {
+                dm = d;
+                break;
+            }
+            size_t k = join_n(buf, sizeof buf, name, pl, s->data[d], dl);
             if (k)
                 data = s->data[d][0] ? find_codes(c, buf, k) : find_tensor(c, buf, k);
+            dm = d;
         }
         if (s->stack && (data == SIZE_MAX || !nvfp4_stack(c, data, name, pl)))
             continue;
@@ -963,11 +1037,16 @@ static dta_status group_tensors(qctx *c)
             if (s->weak && !strcmp(s->suffix, "_scales"))
                 continue;
             size_t pi;
-            /* parameter name: the prefix plus s->param */
-            size_t k = join_n(buf, sizeof buf, name, pl, s->param, sx->plen[match[i]]);
-            if (!k)
+            /* parameter name: the prefix plus s->param, the codes' name when that is its
+             * data[] tail */
+            const char *pn = buf;
+            size_t k;
+            if (dm >= 0 && sx->same[match[i]][dm]) {
+                pn = m->tensors[data].name;
+                k = c->nlens[data];
+            } else if (!(k = join_n(buf, sizeof buf, name, pl, s->param, sx->plen[match[i]])))
                 continue;
-            if ((st = get_param(c, buf, k, pmod(sx, match[i], pl), false, &pi)) == DTA_OK &&
+            if ((st = get_param(c, pn, k, pmod(sx, match[i], pl), false, &pi)) == DTA_OK &&
                 (st = param_add_tensor(c, pi, data, DTA_QR_WEIGHT)) == DTA_OK)
                 st = param_add_tensor(c, pi, i, s->role);
             continue;
@@ -1957,8 +2036,19 @@ static bool tail_in(const tailpat *tps, size_t ntp, const char *name, size_t n)
             last = comp_is(&tps[k], 0, name, n, &s);
         if (!last)
             continue;
-        size_t s1;
-        if (tps[k].n == 1 ? s == 0 : s > 0 && comp_is(&tps[k], 1, name, s - 1, &s1))
+        if (tps[k].n == 1) {
+            if (s == 0)
+                return true;
+            continue;
+        }
+        if (s == 0)
+            continue;
+        /* comp_is(&tps[k], 1, name, s - 1), a literal component's first byte tried first */
+        size_t e = s - 1, len = tps[k].len[1], s1;
+        if (tps[k].hash[1] ? comp_is(&tps[k], 1, name, e, &s1)
+                           : e >= len && (e == len || name[e - len - 1] == '.') &&
+                                 (len == 0 || (name[e - len] == tps[k].comp[1][0] &&
+                                               memcmp(name + e - len, tps[k].comp[1], len) == 0)))
             return true;
     }
     return false;
@@ -2541,6 +2631,7 @@ dta_status dta_quant_analyse(const dta_model *m, dta_quant **out, dta_error *err
     free(c.names.slot);
     free(c.names.keys);
     free(c.codes.slot);
+    free(c.chash);
     free(c.nlens);
     free(c.pnames.slot);
     free(c.pkeys);
