@@ -338,15 +338,7 @@ static dta_status fill(dtap_dq_src *d, const dtap_dq_plan *pl, void **cache, uin
     unsigned b = x->bits, es = (unsigned)dta_dtype_elem_size(x->sdt);
     /* words per packed row and per zero row covering columns o0..o1 */
     uint64_t wc0, wc1, zc0, zc1;
-    if (x->awq) {
-        wc0 = zc0 = o0 / 8;
-        wc1 = zc1 = o1 / 8;
-    } else {
-        wc0 = o0;
-        wc1 = o1;
-        zc0 = o0 * b / 32;
-        zc1 = ((o1 + 1) * b - 1) / 32;
-    }
+    dqp_gptq_cols(x->awq, b, o0, o1, &wc0, &wc1, &zc0, &zc1);
     uint64_t wn = wc1 - wc0 + 1, zn = zc1 - zc0 + 1;
     size_t gbytes = x->gi != SIZE_MAX ? al16((size_t)x->in * 4) : 0;
     size_t codes = al16((size_t)(x->prows * wn * 4)), zr = al16((size_t)(x->G * zn * 4)),

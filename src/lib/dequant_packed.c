@@ -314,15 +314,7 @@ static dta_status job_gptq(dtap_dq_src *d, const dtap_dq_packed *pd, size_t pi, 
     unsigned es = (unsigned)dta_dtype_elem_size(S->dtype);
     uint64_t in = pd->in, o0 = first / in, o1 = (first + n - 1) / in, C = o1 - o0 + 1;
     uint64_t wc0, wc1, zc0, zc1;
-    if (awq) {
-        wc0 = zc0 = o0 / 8;
-        wc1 = zc1 = o1 / 8;
-    } else {
-        wc0 = o0;
-        wc1 = o1;
-        zc0 = o0 * b / 32;
-        zc1 = ((o1 + 1) * b - 1) / 32;
-    }
+    dqp_gptq_cols(awq, b, o0, o1, &wc0, &wc1, &zc0, &zc1);
     uint64_t wn = wc1 - wc0 + 1, zn = zc1 - zc0 + 1;
     dta_status st = DTA_OK;
     if (pd->t[3] != SIZE_MAX && (st = check_gidx(d, pd, pi, c, err)) != DTA_OK)

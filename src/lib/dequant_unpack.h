@@ -241,6 +241,23 @@ DTAB_FN unsigned dqp_awq_nib(uint32_t word, uint64_t o)
     return (word >> (4 * slot)) & 0xFu;
 }
 
+/* The words of a packed row (w) and of a zero row (z) that hold output columns o0..o1:
+ * AWQ packs eight columns a word in both; GPTQ keeps a column per qweight word and packs
+ * qzeros b bits a column, a field possibly straddling two words. */
+DTAB_FN void dqp_gptq_cols(int awq, unsigned b, uint64_t o0, uint64_t o1, uint64_t *wc0,
+                           uint64_t *wc1, uint64_t *zc0, uint64_t *zc1)
+{
+    if (awq) {
+        *wc0 = *zc0 = o0 / 8;
+        *wc1 = *zc1 = o1 / 8;
+    } else {
+        *wc0 = o0;
+        *wc1 = o1;
+        *zc0 = o0 * b / 32;
+        *zc1 = ((o1 + 1) * b - 1) / 32;
+    }
+}
+
 /* A GPTQ zero point from its field: v1 stores z - 1. */
 DTAB_FN unsigned dqp_gptq_zero(unsigned field, int v1, unsigned b)
 {
