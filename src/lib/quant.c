@@ -148,6 +148,7 @@ typedef struct {
     size_t plen[NSUFFIXES];    /* strlen(param) */
     size_t dlen[NSUFFIXES][3]; /* strlen(data[d]) */
     bool same[NSUFFIXES][3];   /* data[d] is param */
+    uint64_t dtail[NSUFFIXES][3], dmask[NSUFFIXES][3]; /* data[d] as tail and mask */
     bool pmod[NSUFFIXES];      /* param is one component (".weight"): pmod */
     bool weight_free; /* no suffix ends in ".weight" or ends it: such names match none */
     uint64_t weight_tail, weight_mask; /* ".weight" as last8 gives it */
@@ -184,6 +185,11 @@ static void sfx_index_init(sfx_index *x)
                      !memchr(suffixes[i].param + 1, '.', x->plen[i] - 1);
         for (int d = 0; d < 3; d++) {
             x->dlen[i][d] = suffixes[i].data[d] ? strlen(suffixes[i].data[d]) : 0;
+            x->dtail[i][d] = suffixes[i].data[d] ? last8(suffixes[i].data[d], x->dlen[i][d]) : 0;
+            unsigned char dones[8] = {0};
+            size_t dk = x->dlen[i][d] < 8 ? x->dlen[i][d] : 8;
+            memset(dones + 8 - dk, 0xff, dk);
+            memcpy(&x->dmask[i][d], dones, 8);
             x->same[i][d] =
                 suffixes[i].data[d] && !strcmp(suffixes[i].data[d], suffixes[i].param);
         }
@@ -752,13 +758,23 @@ static bool codes_made(qctx *c)
         c->codes.keys = c->names.keys;
         c->codes.lens = c->nlens;
         bool lastb[256] = {false}; /* the suffixes' last bytes */
-        for (size_t k = 0; k < ns; k++)
+        bool weight = false;       /* ".weight" is one: a name ending in it is put at once */
+        for (size_t k = 0; k < ns; k++) {
             lastb[(unsigned char)sfx[k][sl[k] - 1]] = true;
+            weight |= !strcmp(sfx[k], ".weight");
+        }
+        const uint64_t wtail = last8(".weight", 7);
+        const uint64_t wmask = last8("\xff\xff\xff\xff\xff\xff\xff", 7);
         for (size_t i = 0; i < m->ntensors; i++) {
             const char *name = m->tensors[i].name;
             size_t len = c->nlens[i];
             if (!len || !lastb[(unsigned char)name[len - 1]])
                 continue;
+            if (weight && len >= 7 && (last8(name, len) & wmask) == wtail) {
+                c->chash[i] = tab_hash(name, len);
+                tab_put_h(&c->codes, i, c->chash[i]);
+                continue;
+            }
             for (size_t k = 0; k < ns; k++)
                 if (sfx[k][sl[k] - 1] == name[len - 1] && len >= sl[k] &&
                     memcmp(name + len - sl[k], sfx[k], sl[k]) == 0) {
@@ -780,7 +796,7 @@ static size_t find_codes(qctx *c, const char *s, size_t n)
  * beside tensor i (the companion named name) has that name: its hash is known (chash) and
  * the table is probed for its first namesake; SIZE_MAX when neither neighbour has it. */
 static size_t codes_beside(qctx *c, size_t i, const char *name, size_t pl, const char *tail,
-                           size_t tl)
+                           size_t tl, uint64_t tailw, uint64_t mask)
 {
     const dta_model *m = c->m;
     if (!codes_made(c))
@@ -790,7 +806,9 @@ static size_t codes_beside(qctx *c, size_t i, const char *name, size_t pl, const
             continue;
         size_t j = side ? i + 1 : i - 1;
         const char *nj = m->tensors[j].name;
-        if (c->nlens[j] != pl + tl || memcmp(nj + pl, tail, tl) != 0 || memcmp(nj, name, pl) != 0)
+        /* tailw, mask: tail's last 8 bytes as last8 gives them */
+        if (c->nlens[j] != pl + tl || (last8(nj, pl + tl) & mask) != tailw ||
+            (tl > 8 && memcmp(nj + pl, tail, tl - 8) != 0) || memcmp(nj, name, pl) != 0)
             continue;
         /* nj ends in tail, a codes suffix: the table was offered it and holds it or a
          * namesake before it */
@@ -1013,7 +1031,8 @@ static dta_status group_tensors(qctx *c)
         for (int d = 0; d < 3 && s->data[d] && data == SIZE_MAX; d++) {
             size_t dl = sx->dlen[match[i]][d];
             if (s->data[d][0] && pl + dl < sizeof buf &&
-                (data = codes_beside(c, i, name, pl, s->data[d], dl)) != SIZE_MAX) {
+                (data = codes_beside(c, i, name, pl, s->data[d], dl, sx->dtail[match[i]][d],
+                                     sx->dmask[match[i]][d])) != SIZE_MAX) {
                 dm = d;
                 break;
             }
