@@ -248,36 +248,37 @@ static size_t join(char *buf, size_t cap, const char *name, size_t pl, const cha
 
 /* ---- a string -> index hash table ---------------------------------------------------- */
 
+/* Open addressing over borrowed keys, read by index from an array of strings, from a
+ * model's tensors (their names: no copy of 90k pointers) or from the parameters being
+ * built (through the dta_quant's params pointer, which moves as the array grows). */
 typedef struct {
-    size_t *slot; /* index + 1 */
+    uint32_t *slot; /* index + 1, 0: empty (indices stay below 2 * DTA_MAX_TENSORS) */
     size_t cap;
-    const char **keys; /* borrowed, per index */
-    const uint32_t *lens; /* borrowed, per index: strlen(keys[i]); NULL: computed */
+    const char **keys;              /* per index, or: */
+    const dta_tensor *tensors;      /* per index: tensors[idx].name, or: */
+    dta_quant_param *const *params; /* per index: (*params)[idx].name */
+    const uint32_t *lens; /* borrowed, per index: the key's length; NULL: computed */
 } strtab;
+
+/* strlen(p->name): its module follows it in the same allocation (get_param) */
+static size_t pname_len(const dta_quant_param *p)
+{
+    return (size_t)(p->module - p->name) - 1;
+}
+
+static const char *key_at(const strtab *t, size_t idx)
+{
+    return t->tensors ? t->tensors[idx].name : t->params ? (*t->params)[idx].name : t->keys[idx];
+}
 
 static size_t key_len(const strtab *t, size_t idx)
 {
-    return t->lens ? t->lens[idx] : strlen(t->keys[idx]);
+    return t->lens ? t->lens[idx] : t->params ? pname_len(&(*t->params)[idx]) : strlen(key_at(t, idx));
 }
 
 static uint64_t tab_hash(const char *s, size_t n)
 {
     return dtap_hash(s, n, 7);
-}
-
-/* tab_find of s[0..n), keys[self] (one of its namesakes) or SIZE_MAX, with its hash */
-static size_t tab_find_h(const strtab *t, const char *s, size_t n, uint64_t hash, size_t self)
-{
-    if (!t->cap)
-        return SIZE_MAX;
-    size_t h = (size_t)(hash & (t->cap - 1));
-    while (t->slot[h]) {
-        size_t idx = t->slot[h] - 1;
-        if (idx == self || (key_len(t, idx) == n && memcmp(t->keys[idx], s, n) == 0))
-            return idx;
-        h = (h + 1) & (t->cap - 1);
-    }
-    return SIZE_MAX;
 }
 
 static size_t tab_find(const strtab *t, const char *s, size_t n)
@@ -287,31 +288,33 @@ static size_t tab_find(const strtab *t, const char *s, size_t n)
     size_t h = (size_t)(tab_hash(s, n) & (t->cap - 1));
     while (t->slot[h]) {
         size_t idx = t->slot[h] - 1;
-        if (key_len(t, idx) == n && memcmp(t->keys[idx], s, n) == 0)
+        if (key_len(t, idx) == n && memcmp(key_at(t, idx), s, n) == 0)
             return idx;
         h = (h + 1) & (t->cap - 1);
     }
     return SIZE_MAX;
 }
 
-/* Inserts key index idx (keys[idx] must be set); a duplicate key keeps the first. */
-static void tab_put_h(strtab *t, size_t idx, uint64_t hash)
+/* Inserts key index idx with its hash; a duplicate key keeps the first. Returns the index
+ * the table holds for the key: idx, or its first namesake's. */
+static size_t tab_put_h(strtab *t, size_t idx, uint64_t hash)
 {
-    const char *k = t->keys[idx];
+    const char *k = key_at(t, idx);
     size_t n = key_len(t, idx);
     size_t h = (size_t)(hash & (t->cap - 1));
     while (t->slot[h]) {
         size_t o = t->slot[h] - 1;
-        if (key_len(t, o) == n && memcmp(t->keys[o], k, n) == 0)
-            return;
+        if (key_len(t, o) == n && memcmp(key_at(t, o), k, n) == 0)
+            return o;
         h = (h + 1) & (t->cap - 1);
     }
-    t->slot[h] = idx + 1;
+    t->slot[h] = (uint32_t)(idx + 1);
+    return idx;
 }
 
-static void tab_put(strtab *t, size_t idx)
+static size_t tab_put(strtab *t, size_t idx)
 {
-    tab_put_h(t, idx, tab_hash(t->keys[idx], key_len(t, idx)));
+    return tab_put_h(t, idx, tab_hash(key_at(t, idx), key_len(t, idx)));
 }
 
 static size_t pow2_at_least(size_t n)
@@ -330,11 +333,11 @@ typedef struct {
     dta_error *err;
     strtab names;        /* tensor names, made at the first find_tensor */
     strtab codes;        /* the names ending in a codes suffix, made at the first find_codes */
-    uint64_t *chash;     /* per tensor in codes: the hash of its name (tab_hash) */
+    uint8_t *later;      /* per tensor: its name ends in a codes suffix and a namesake comes
+                          * before it (the codes table holds the first), made with codes */
     bool names_failed;   /* out of memory making it */
     uint32_t *nlens;     /* per tensor: strlen of its name */
-    strtab pnames;       /* parameter names */
-    const char **pkeys;  /* parameter names (owned by params) */
+    strtab pnames;       /* the names of the parameters made from orphans (orphan) */
     bool *orphan;        /* per parameter: made from an orphan companion (in pnames) */
     size_t norphan;
     size_t capparams;
@@ -690,32 +693,17 @@ out:
 
 /* The first tensor named s[0..n), SIZE_MAX when none; the names table is made at the
  * first look-up (a plain checkpoint has no companion to look up codes for). */
-/* The tensor names by index, the keys of the names and codes tables. */
-static bool find_tensor_keys(qctx *c)
-{
-    const dta_model *m = c->m;
-    if (c->names.keys)
-        return true;
-    if (!(c->names.keys = malloc(m->ntensors * sizeof *c->names.keys)))
-        return false;
-    for (size_t i = 0; i < m->ntensors; i++)
-        c->names.keys[i] = m->tensors[i].name;
-    return true;
-}
-
 static size_t find_tensor(qctx *c, const char *s, size_t n)
 {
     const dta_model *m = c->m;
     if (!c->names.cap && m->ntensors && !c->names_failed) {
         size_t cap = pow2_at_least(m->ntensors);
-        c->names.slot = calloc(cap, sizeof *c->names.slot);
-        if (!c->names.slot || !find_tensor_keys(c)) {
-            free(c->names.slot);
-            c->names.slot = NULL;
+        if (!(c->names.slot = calloc(cap, sizeof *c->names.slot))) {
             c->names_failed = true;
             return SIZE_MAX;
         }
         c->names.cap = cap;
+        c->names.tensors = m->tensors;
         c->names.lens = c->nlens;
         for (size_t i = 0; i < m->ntensors; i++)
             tab_put(&c->names, i);
@@ -745,44 +733,43 @@ static bool codes_made(qctx *c)
                     sfx[ns++] = x;
                 }
             }
-        size_t cap = pow2_at_least(m->ntensors);
-        c->codes.slot = calloc(cap, sizeof *c->codes.slot);
-        c->chash = malloc(m->ntensors * sizeof *c->chash);
-        if (!c->codes.slot || !c->chash || !find_tensor_keys(c)) {
-            free(c->codes.slot);
-            c->codes.slot = NULL;
-            c->names_failed = true;
-            return false;
-        }
-        c->codes.cap = cap;
-        c->codes.keys = c->names.keys;
-        c->codes.lens = c->nlens;
         bool lastb[256] = {false}; /* the suffixes' last bytes */
-        bool weight = false;       /* ".weight" is one: a name ending in it is put at once */
+        bool weight = false;       /* ".weight" is one: a name ending in it is in at once */
         for (size_t k = 0; k < ns; k++) {
             lastb[(unsigned char)sfx[k][sl[k] - 1]] = true;
             weight |= !strcmp(sfx[k], ".weight");
         }
         const uint64_t wtail = last8(".weight", 7);
         const uint64_t wmask = last8("\xff\xff\xff\xff\xff\xff\xff", 7);
+        /* first mark the names that go in (later[i] = 1), to size the table by their count */
+        if (!(c->later = calloc(m->ntensors, 1))) {
+            c->names_failed = true;
+            return false;
+        }
+        size_t count = 0;
         for (size_t i = 0; i < m->ntensors; i++) {
             const char *name = m->tensors[i].name;
             size_t len = c->nlens[i];
             if (!len || !lastb[(unsigned char)name[len - 1]])
                 continue;
-            if (weight && len >= 7 && (last8(name, len) & wmask) == wtail) {
-                c->chash[i] = tab_hash(name, len);
-                tab_put_h(&c->codes, i, c->chash[i]);
-                continue;
-            }
-            for (size_t k = 0; k < ns; k++)
-                if (sfx[k][sl[k] - 1] == name[len - 1] && len >= sl[k] &&
-                    memcmp(name + len - sl[k], sfx[k], sl[k]) == 0) {
-                    c->chash[i] = tab_hash(name, len);
-                    tab_put_h(&c->codes, i, c->chash[i]);
-                    break;
-                }
+            bool in = weight && len >= 7 && (last8(name, len) & wmask) == wtail;
+            for (size_t k = 0; k < ns && !in; k++)
+                in = sfx[k][sl[k] - 1] == name[len - 1] && len >= sl[k] &&
+                     memcmp(name + len - sl[k], sfx[k], sl[k]) == 0;
+            c->later[i] = in;
+            count += in;
         }
+        size_t cap = pow2_at_least(count);
+        if (!(c->codes.slot = calloc(cap, sizeof *c->codes.slot))) {
+            c->names_failed = true;
+            return false;
+        }
+        c->codes.cap = cap;
+        c->codes.tensors = m->tensors;
+        c->codes.lens = c->nlens;
+        for (size_t i = 0; i < m->ntensors; i++)
+            if (c->later[i])
+                c->later[i] = tab_put(&c->codes, i) != i;
     }
     return c->codes.cap != 0;
 }
@@ -793,8 +780,8 @@ static size_t find_codes(qctx *c, const char *s, size_t n)
 }
 
 /* find_codes of name[0..pl) + tail[0..tl) (tail a non-empty codes suffix) when a tensor
- * beside tensor i (the companion named name) has that name: its hash is known (chash) and
- * the table is probed for its first namesake; SIZE_MAX when neither neighbour has it. */
+ * beside tensor i (the companion named name) has that name: that tensor, or its first
+ * namesake when one comes before it; SIZE_MAX when neither neighbour has the name. */
 static size_t codes_beside(qctx *c, size_t i, const char *name, size_t pl, const char *tail,
                            size_t tl, uint64_t tailw, uint64_t mask)
 {
@@ -810,9 +797,8 @@ static size_t codes_beside(qctx *c, size_t i, const char *name, size_t pl, const
         if (c->nlens[j] != pl + tl || (last8(nj, pl + tl) & mask) != tailw ||
             (tl > 8 && memcmp(nj + pl, tail, tl - 8) != 0) || memcmp(nj, name, pl) != 0)
             continue;
-        /* nj ends in tail, a codes suffix: the table was offered it and holds it or a
-         * namesake before it */
-        return tab_find_h(&c->codes, nj, pl + tl, c->chash[j], j);
+        /* nj ends in tail, a codes suffix: the table was offered it */
+        return c->later[j] ? tab_find(&c->codes, nj, pl + tl) : j;
     }
     return SIZE_MAX;
 }
@@ -831,26 +817,26 @@ static dta_status get_param(qctx *c, const char *name, size_t n, size_t ml, bool
         return DTA_OK;
     }
     if (q->nparams == c->capparams) {
-        size_t ncap = c->capparams ? c->capparams * 2 : 64;
-        dta_quant_param *p = realloc(q->params, ncap * sizeof *p);
+        /* room for one parameter per tensor at first, the most any but contrived names
+         * make: the array is then never copied, and its pages past the last parameter are
+         * never touched; doubled when contrived names make more */
+        size_t ncap = c->capparams ? c->capparams * 2 : c->m->ntensors > 64 ? c->m->ntensors : 64;
+        dta_quant_param *p = ncap <= SIZE_MAX / 2 / sizeof *p ? realloc(q->params, ncap * sizeof *p)
+                                                             : NULL;
         if (!p)
             return nomem(c);
         q->params = p;
-        const char **k = realloc(c->pkeys, ncap * sizeof *k);
-        if (!k)
-            return nomem(c);
-        c->pkeys = k;
         c->capparams = ncap;
     }
     if (lookup && c->pnames.cap < pow2_at_least(q->nparams + 1)) {
         size_t ncap = pow2_at_least(q->nparams + 1) * 2;
-        size_t *slot = calloc(ncap, sizeof *slot);
+        uint32_t *slot = calloc(ncap, sizeof *slot);
         if (!slot)
             return nomem(c);
         free(c->pnames.slot);
         c->pnames.slot = slot;
         c->pnames.cap = ncap;
-        c->pnames.keys = c->pkeys;
+        c->pnames.params = &q->params;
         for (size_t k = 0; k < q->nparams; k++)
             if (k < c->norphan && c->orphan[k])
                 tab_put(&c->pnames, k);
@@ -876,8 +862,6 @@ static dta_status get_param(qctx *c, const char *name, size_t n, size_t ml, bool
     p->module = p->name + n + 1;
     memcpy(p->module, name, ml);
     p->module[ml] = 0;
-    c->pkeys[q->nparams] = p->name;
-    c->pnames.keys = c->pkeys;
     if (lookup) {
         bool *o = realloc(c->orphan, c->capparams * sizeof *o);
         if (!o)
@@ -892,21 +876,16 @@ static dta_status get_param(qctx *c, const char *name, size_t n, size_t ml, bool
     return DTA_OK;
 }
 
-/* strlen(p->name): its module follows it in the same allocation (get_param) */
-static size_t pname_len(const dta_quant_param *p)
-{
-    return (size_t)(p->module - p->name) - 1;
-}
-
 static dta_status param_add_tensor(qctx *c, size_t pi, size_t ti, dta_quant_role role)
 {
     dta_quant_param *p = &c->q->params[pi];
     if (c->q->tensor_param[ti] >= 0)
         return DTA_OK;
     size_t *t = p->tensors;
-    /* capacity: 4, then doubled at each power of two */
-    if (p->ntensors == 0 || (p->ntensors >= 4 && !(p->ntensors & (p->ntensors - 1)))) {
-        size_t cap = p->ntensors ? p->ntensors * 2 : 4;
+    /* capacity: 2 (the codes and one companion, most parameters), then doubled at each
+     * power of two */
+    if (p->ntensors == 0 || (p->ntensors >= 2 && !(p->ntensors & (p->ntensors - 1)))) {
+        size_t cap = p->ntensors ? p->ntensors * 2 : 2;
         if (!(t = dtap_arena_alloc(qarena(c->q), cap * sizeof *t, _Alignof(size_t))))
             return nomem(c);
         if (p->ntensors) /* the old list stays in the arena */
@@ -2247,7 +2226,8 @@ static dta_status config_checks(qctx *c)
             if (ntail && tab_find(&tails, pat, strlen(pat)) != SIZE_MAX)
                 continue;
             if (ntail == tails.cap / 4) { /* room for ntail + 1 at a quarter load */
-                size_t ncap = tails.cap ? tails.cap * 2 : 16, *slot;
+                size_t ncap = tails.cap ? tails.cap * 2 : 16;
+                uint32_t *slot;
                 char **k = realloc(tkeys, ncap / 4 * sizeof *k);
                 if (k)
                     tkeys = k;
@@ -2648,12 +2628,10 @@ dta_status dta_quant_analyse(const dta_model *m, dta_quant **out, dta_error *err
     free(c.re);
     free(c.re_ok);
     free(c.names.slot);
-    free(c.names.keys);
     free(c.codes.slot);
-    free(c.chash);
+    free(c.later);
     free(c.nlens);
     free(c.pnames.slot);
-    free(c.pkeys);
     free(c.meta.slot);
     free(c.meta.keys);
     free(c.orphan);
