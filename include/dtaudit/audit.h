@@ -110,8 +110,9 @@ typedef struct dta_report {
     size_t nfindings;
     dta_count total;         /* tensors sharing a storage count their bytes once */
     size_t *tensor_root;     /* per model tensor: its index into roots */
-    /* per model tensor: the intended rule that matched it (NULL: none, or strict, or no
-     * table given, or allowed by the user) */
+    /* per model tensor: the intended rule that matched it (NULL: none, or allowed by the
+     * user); the array itself is NULL when no tensor matched, under strict, or without a
+     * table */
     const dta_intended_rule **intended;
     /* Quantization (quant.h): the scheme, logical parameters and the role of each tensor;
      * owned by the report. Quantized parameters and their companions are left out of the

@@ -19,6 +19,7 @@
 #include "dtaudit/audit.h"
 #include "dtaudit/quant.h"
 #include "arena.h"
+#include "intended_mark.h"
 #include "model_build.h"
 #include "src.h"
 #include "values_audit.h"
@@ -63,6 +64,8 @@ typedef struct {
     size_t *tensor_root;   /* root index per tensor */
     uint32_t *tensor_module; /* module node per tensor */
     bool *allowed;         /* --allow, an intended island, or part of a quantized parameter */
+    uint32_t *checked;     /* the floating tensors outside --allow and quantized parameters, */
+    size_t nchecked;       /* in order: all that the dtype rules and intended islands look at */
     dta_count *compute;    /* per root x dtype: tensors outside quantized parameters */
     const dta_intended_rule **intended; /* per tensor, NULL when not an intended island */
     dta_error *err;
@@ -330,6 +333,23 @@ static uint64_t node_numel(const ctx *c, size_t n, dta_dtype t)
         if (md->dtypes[i].dtype == t)
             return md->dtypes[i].count.numel;
     return 0;
+}
+
+/* allowed[] and checked[]: a quantized checkpoint's codes and scales are most of its
+ * tensors, and the rules' loops then go over the few others only. */
+static dta_status list_checked(ctx *c)
+{
+    const dta_model *m = c->m;
+    /* as many entries as tensors: the pages past the list are never touched */
+    c->checked = malloc((m->ntensors ? m->ntensors : 1) * sizeof *c->checked);
+    if (!c->checked)
+        return nomem(c);
+    for (size_t i = 0; i < m->ntensors; i++) {
+        c->allowed[i] = dtap_tensor_allowed(c->opt, &m->tensors[i]) || quantized(c, i);
+        if (!c->allowed[i] && dta_dtype_is_float(m->tensors[i].dtype))
+            c->checked[c->nchecked++] = (uint32_t)i; /* i < DTA_MAX_TENSORS */
+    }
+    return DTA_OK;
 }
 
 /* Roots in first-seen order, via a hash of root names to stay linear on hostile input. */
@@ -765,10 +785,10 @@ static dta_status cover_root(ctx *c, size_t r, dta_rule rule, dta_dtype good)
     size_t nh = 0, caph = 0;
     dta_status st = DTA_OK;
 
-    for (size_t i = 0; i < m->ntensors && st == DTA_OK; i++) {
+    for (size_t j = 0; j < c->nchecked && st == DTA_OK; j++) {
+        size_t i = c->checked[j];
         const dta_tensor *t = &m->tensors[i];
-        if (c->tensor_root[i] != r || c->allowed[i] || !dta_dtype_is_float(t->dtype) ||
-            t->dtype == good)
+        if (c->tensor_root[i] != r || c->allowed[i] || t->dtype == good)
             continue;
         /* highest node of the chain whose subtree is this one bad dtype */
         size_t best = SIZE_MAX, mod = c->tensor_module[i];
@@ -827,11 +847,12 @@ static dta_status mixed_modules(ctx *c, size_t r)
     size_t nh = 0, caph = 0;
     dta_status st = DTA_OK;
 
-    for (size_t i = 0; i < m->ntensors && st == DTA_OK; i++) {
+    for (size_t j = 0; j < c->nchecked && st == DTA_OK; j++) {
+        size_t i = c->checked[j];
         const dta_tensor *t = &m->tensors[i];
         size_t mod = c->tensor_module[i];
-        if (c->tensor_root[i] != r || c->allowed[i] || !dta_dtype_is_float(t->dtype) ||
-            node_top(c, mod) || single_dtype(c->side[mod].mask_own) >= 0)
+        if (c->tensor_root[i] != r || c->allowed[i] || node_top(c, mod) ||
+            single_dtype(c->side[mod].mask_own) >= 0)
             continue;
         /* list the tensors to fix: those off the dominant dtype, or all if it is absent */
         if (t->dtype == dom)
@@ -930,32 +951,47 @@ static dta_status adapter_mismatch(ctx *c)
 }
 
 /* Intended islands (intended.h): matched tensors count as allowed for the dtype rules,
- * unless the user asked for --strict or already allowed them. */
+ * unless the user asked for --strict or already allowed them. The rules are tried on the
+ * checked tensors off their root's compute dtype (quantized parameters are allowed already);
+ * c->intended stays NULL when none is an island. */
 static dta_status intended_mark(ctx *c)
 {
-    const dta_model *m = c->m;
-    if (!c->opt->intended || c->opt->strict || m->ntensors == 0)
+    if (!c->opt->intended || c->opt->strict || c->nchecked == 0)
         return DTA_OK;
-    dta_dtype *dom = malloc(m->ntensors * sizeof *dom);
-    c->intended = calloc(m->ntensors, sizeof *c->intended);
-    if (!dom || !c->intended) {
-        free(dom);
-        return nomem(c);
+    /* as many entries as checked tensors; only the first n are touched */
+    uint32_t *idx = malloc(c->nchecked * sizeof *idx);
+    dta_dtype *dom = malloc(c->nchecked * sizeof *dom);
+    const dta_intended_rule **hit = malloc(c->nchecked * sizeof *hit);
+    size_t n = 0;
+    dta_status st = DTA_OK;
+    if (!idx || !dom || !hit) {
+        st = nomem(c);
+        goto out;
     }
-    for (size_t i = 0; i < m->ntensors; i++) {
+    for (size_t j = 0; j < c->nchecked; j++) {
+        size_t i = c->checked[j];
         const dta_root_summary *rs = &c->r->roots[c->tensor_root[i]];
-        /* quantized parameters are allowed already: no pattern is tried on them */
-        dom[i] = rs->analysed && !quantized(c, i) ? rs->dominant
-                                                                                : DTA_DTYPE_NONE;
+        if (rs->analysed && rs->dominant != DTA_DTYPE_NONE &&
+            c->m->tensors[i].dtype != rs->dominant) {
+            idx[n] = (uint32_t)i;
+            dom[n++] = rs->dominant;
+        }
     }
-    dta_status st = dta_intended_mark(c->opt->intended, m, dom, c->intended, c->err);
+    st = dtap_intended_mark_some(c->opt->intended, c->m, idx, n, dom, hit, c->err);
+    for (size_t j = 0; j < n && st == DTA_OK; j++) {
+        if (!hit[j])
+            continue;
+        if (!c->intended && !(c->intended = calloc(c->m->ntensors, sizeof *c->intended))) {
+            st = nomem(c);
+            break;
+        }
+        c->intended[idx[j]] = hit[j];
+        c->allowed[idx[j]] = true;
+    }
+out:
+    free(idx);
     free(dom);
-    for (size_t i = 0; st == DTA_OK && i < m->ntensors; i++) {
-        if (c->allowed[i])
-            c->intended[i] = NULL;
-        else if (c->intended[i])
-            c->allowed[i] = true;
-    }
+    free(hit);
     return st;
 }
 
@@ -967,7 +1003,8 @@ static dta_status intended_findings(ctx *c)
     dta_status st = DTA_OK;
     if (!c->intended)
         return DTA_OK;
-    for (size_t i = 0; i < m->ntensors && st == DTA_OK; i++) {
+    for (size_t j = 0; j < c->nchecked && st == DTA_OK; j++) {
+        size_t i = c->checked[j];
         const dta_intended_rule *ir = c->intended[i];
         if (!ir)
             continue;
@@ -1326,11 +1363,7 @@ dta_status dta_report_build(const dta_model *m, const dta_audit_options *opt, dt
     c.r->model = m;
     if ((st = dta_quant_analyse(m, &c.r->quant, err)) != DTA_OK)
         goto out;
-    for (size_t i = 0; i < m->ntensors; i++)
-        c.allowed[i] = dtap_tensor_allowed(opt, &m->tensors[i]) ||
-                       quantized(&c, i);
-
-    if ((st = assign_roots(&c)) != DTA_OK)
+    if ((st = list_checked(&c)) != DTA_OK || (st = assign_roots(&c)) != DTA_OK)
         goto out;
     c.compute = calloc((c.r->nroots ? c.r->nroots : 1) * DTA_DTYPE_COUNT, sizeof *c.compute);
     if (!c.compute) {
@@ -1381,6 +1414,8 @@ dta_status dta_report_build(const dta_model *m, const dta_audit_options *opt, dt
     c.tensor_module = NULL;
     free(c.allowed);
     c.allowed = NULL;
+    free(c.checked);
+    c.checked = NULL;
     if (st == DTA_OK)
         st = tree_order(&c);
     free(c.nlen);
@@ -1406,6 +1441,7 @@ out:
     free(c.nodetab.slot);
     free(c.tensor_module);
     free(c.allowed);
+    free(c.checked);
     free(c.compute);
     if (c.r) {
         c.r->tensor_root = c.tensor_root; /* ownership moves to the report */

@@ -18,6 +18,7 @@
 #include <cjson/cJSON.h>
 
 #include "dtaudit/intended.h"
+#include "intended_mark.h"
 #include "src.h"
 
 /* scripts/embed-text.sh data/intended.json -> intended_data.c (built, not committed) */
@@ -813,15 +814,22 @@ dta_status dta_intended_mark(const dta_intended *t, const dta_model *m,
                              const dta_dtype *tensor_dominant, const dta_intended_rule **out,
                              dta_error *err)
 {
-    for (size_t i = 0; i < m->ntensors; i++)
-        out[i] = NULL;
-    if (!t || t->nrules == 0 || m->ntensors == 0)
+    return dtap_intended_mark_some(t, m, NULL, m->ntensors, tensor_dominant, out, err);
+}
+
+dta_status dtap_intended_mark_some(const dta_intended *t, const dta_model *m,
+                                   const uint32_t *idx, size_t n, const dta_dtype *dom_of,
+                                   const dta_intended_rule **out, dta_error *err)
+{
+    for (size_t j = 0; j < n; j++)
+        out[j] = NULL;
+    if (!t || t->nrules == 0 || n == 0)
         return DTA_OK;
     /* nothing to excuse: no floating tensor off its root's compute dtype */
-    size_t i0 = 0;
-    while (i0 < m->ntensors && !candidate(&m->tensors[i0], tensor_dominant[i0]))
-        i0++;
-    if (i0 == m->ntensors)
+    size_t j0 = 0;
+    while (j0 < n && !candidate(&m->tensors[idx ? idx[j0] : j0], dom_of[j0]))
+        j0++;
+    if (j0 == n)
         return DTA_OK;
     const dta_intended_rule **sel = malloc(t->nrules * sizeof *sel);
     size_t *selk = malloc(t->nrules * sizeof *selk);
@@ -842,12 +850,12 @@ dta_status dta_intended_mark(const dta_intended *t, const dta_model *m,
         }
     /* the sorted names for sibling rules, made when a tensor first needs them */
     const char **sorted = NULL;
-    for (size_t i = i0; i < m->ntensors && nsel && st == DTA_OK; i++) {
-        const dta_tensor *tn = &m->tensors[i];
-        dta_dtype dom = tensor_dominant[i];
+    for (size_t j = j0; j < n && nsel && st == DTA_OK; j++) {
+        const dta_tensor *tn = &m->tensors[idx ? idx[j] : j];
+        dta_dtype dom = dom_of[j];
         if (!candidate(tn, dom))
             continue;
-        for (size_t k = 0; k < nsel && !out[i] && st == DTA_OK; k++) {
+        for (size_t k = 0; k < nsel && !out[j] && st == DTA_OK; k++) {
             const dta_intended_rule *r = sel[k];
             if (!(r->dtypes & (1ull << tn->dtype)) || !when_ok(r->when, dom))
                 continue;
@@ -868,7 +876,7 @@ dta_status dta_intended_mark(const dta_intended *t, const dta_model *m,
             if (hit)
                 st = rule_applies(t, m, selk[k], &sl, &hit, err);
             if (hit && st == DTA_OK)
-                out[i] = r;
+                out[j] = r;
         }
     }
     free(sorted);
