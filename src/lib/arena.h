@@ -53,6 +53,25 @@ static inline char *dtap_arena_strndup(void **head, const char *s, size_t n)
     return p;
 }
 
+/* Moves the chunks of *from into *into (behind its first chunk, which stays the one being
+ * filled); *from is left empty. */
+static inline void dtap_arena_splice(void **into, void **from)
+{
+    dtap_arena_chunk *fc = *from, *ic = *into;
+    if (!fc)
+        return;
+    if (!ic) {
+        *into = fc;
+    } else {
+        dtap_arena_chunk *tail = fc;
+        while (tail->next)
+            tail = tail->next;
+        tail->next = ic->next;
+        ic->next = fc;
+    }
+    *from = NULL;
+}
+
 static inline void dtap_arena_free(void **head)
 {
     for (dtap_arena_chunk *c = *head, *next; c; c = next) {

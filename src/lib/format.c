@@ -75,25 +75,35 @@ static dta_status zip_or_safetensors(const dtap_src *src, dta_format *fmt, dta_e
     return DTA_OK;
 }
 
+/* The highest bidder on the n bytes at head (DTA_FORMAT_UNKNOWN when none bids); *st_bids
+ * whether the safetensors reader bid at all. */
+static dta_format best_bid(const unsigned char *head, size_t n, uint64_t size,
+                           bool standalone_only, bool *st_bids)
+{
+    int best = DTAP_BID_NONE;
+    dta_format fmt = DTA_FORMAT_UNKNOWN;
+    *st_bids = false;
+    for (size_t i = 0; i < sizeof readers / sizeof readers[0]; i++) {
+        if (standalone_only && !readers[i].standalone)
+            continue;
+        int b = readers[i].bid(head, n, size);
+        if (readers[i].id == DTA_FORMAT_SAFETENSORS)
+            *st_bids = b > DTAP_BID_NONE;
+        if (b > best) {
+            best = b;
+            fmt = readers[i].id;
+        }
+    }
+    return fmt;
+}
+
 dta_status dtap_detect(const dtap_src *src, bool standalone_only, dta_format *fmt,
                        dta_error *err)
 {
     unsigned char head[DTAP_BID_BYTES];
     size_t n = dtap_src_peek(src, 0, head, sizeof head);
-    int best = DTAP_BID_NONE;
-    bool st_bids = false;
-    *fmt = DTA_FORMAT_UNKNOWN;
-    for (size_t i = 0; i < sizeof readers / sizeof readers[0]; i++) {
-        if (standalone_only && !readers[i].standalone)
-            continue;
-        int b = readers[i].bid(head, n, src->size);
-        if (readers[i].id == DTA_FORMAT_SAFETENSORS)
-            st_bids = b > DTAP_BID_NONE;
-        if (b > best) {
-            best = b;
-            *fmt = readers[i].id;
-        }
-    }
+    bool st_bids;
+    *fmt = best_bid(head, n, src->size, standalone_only, &st_bids);
     if (*fmt == DTA_FORMAT_TORCH_ZIP && st_bids)
         return zip_or_safetensors(src, fmt, err);
     if (*fmt == DTA_FORMAT_UNKNOWN)
@@ -128,7 +138,16 @@ dta_status dtap_read_weights(const dtap_src *src, dta_model *m, dta_error *err)
     return read_with(src, m, true, err);
 }
 
+bool dtap_weights_threadsafe(const dtap_src *src)
+{
+    unsigned char head[DTAP_BID_BYTES];
+    size_t n = dtap_src_peek(src, 0, head, sizeof head);
+    bool st_bids;
+    /* the safetensors reader wins only where no zip bids: no polyglot check then */
+    return best_bid(head, n, src->size, true, &st_bids) == DTA_FORMAT_SAFETENSORS;
+}
+
 dta_status dtap_index_open(const dtap_src *src, dta_model *m, dta_error *err)
 {
-    return dtap_index_read(src, m, dtap_read_weights, err);
+    return dtap_index_read(src, m, dtap_read_weights, dtap_weights_threadsafe, err);
 }

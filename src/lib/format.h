@@ -51,10 +51,12 @@ dta_status dtap_torchlegacy_open(const dtap_src *src, dta_model *m, dta_error *e
 int dtap_index_bid(const unsigned char *head, size_t n, uint64_t size);
 /* The index reader (format_index.c) reads each shard with read_shard; dtap_index_open
  * (format.c) passes dtap_read_weights, so the reader table and the index reader do not
- * depend on each other. */
+ * depend on each other. A shard for which threadsafe (which may be NULL) is true may be
+ * read by read_shard on another thread, into a model of its own. */
 typedef dta_status (*dtap_read_fn)(const dtap_src *src, dta_model *m, dta_error *err);
+typedef bool (*dtap_threadsafe_fn)(const dtap_src *src);
 dta_status dtap_index_read(const dtap_src *src, dta_model *m, dtap_read_fn read_shard,
-                           dta_error *err);
+                           dtap_threadsafe_fn threadsafe, dta_error *err);
 dta_status dtap_index_open(const dtap_src *src, dta_model *m, dta_error *err);
 
 /* Reads a JSON object file (config.json, adapter_config.json, an index) whole; shown names
@@ -76,5 +78,9 @@ dta_status dtap_read_directory(const char *dir, dta_model *m, dta_error *err);
 dta_status dtap_read_src(const dtap_src *src, dta_model *m, dta_error *err);
 /* The same, for a weights file only (a shard): standalone readers only. */
 dta_status dtap_read_weights(const dtap_src *src, dta_model *m, dta_error *err);
+/* Whether dtap_read_weights reads src with the safetensors reader alone, the one reader
+ * that may run on several threads at once (each into a model of its own): it touches
+ * nothing but its source, its model and its error. */
+bool dtap_weights_threadsafe(const dtap_src *src);
 
 #endif

@@ -11,11 +11,14 @@
 #define _POSIX_C_SOURCE 200809L
 #include <errno.h>
 #include <limits.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
+#include "arena.h"
 #include "format.h"
 #include "model_build.h"
 #include "pathsafe.h"
@@ -510,8 +513,242 @@ static bool ix_value(ixp *x, ix_ctx what)
     }
 }
 
+/* Reading the shards. They are read in index order into the model, and a model read
+ * from an index is the same whether its shards were read one after the other or on
+ * several threads: the same tensors, files, storages and notes in the same order, and the
+ * first failing shard's error. Threads read safetensors shards only (dtap_threadsafe_fn),
+ * each into a model of its own, and the calling thread appends those to the model in index
+ * order. Anything a thread did not read (a torch shard, a missing or failing one, one that
+ * would pass a cap of the whole model) is read again by the calling thread in its turn,
+ * as without threads: errors and notes come from that one code path. */
+typedef struct {
+    const char *dir, *root;
+    shard *shards;
+    size_t nshards;
+    dtap_read_fn read_shard;
+    dtap_threadsafe_fn threadsafe;
+    bool safetensors_shards; /* every shard read was a safetensors file */
+} shard_reader;
+
+#define INDEX_THREADS_MAX 8        /* reading threads; the calling thread merges */
+#define INDEX_THREADS_MIN_SHARDS 4 /* fewer shards are read by the calling thread alone */
+#define INDEX_WINDOW_PER_THREAD 2  /* shards read ahead of the merge, per thread */
+
+/* Shard k into m in the calling thread (the reading without threads). */
+static dta_status read_one(shard_reader *r, size_t k, dta_model *m, dta_error *err)
+{
+    dtap_src ss;
+    dta_error serr;
+    char path[DTA_MAX_INDEX_PATH * 2], where[PATH_MAX];
+    shard *sh = &r->shards[k];
+    dta_status st;
+    snprintf(path, sizeof path, "%s%s", r->dir, sh->name);
+    sh->first_tensor = m->ntensors;
+    if (dtap_resolves_inside(r->root, path, where, sizeof where) == 0)
+        return dta_error_set(err, DTA_E_FORMAT, 0,
+                             "shard '%.200s' leads to %.300s, outside the index's folder; "
+                             "not read",
+                             sh->name, where);
+    if (dtap_src_open_file(&ss, path, &serr) != DTA_OK) {
+        if (serr.sys_errno != ENOENT)
+            return dta_error_set(err, serr.code, serr.sys_errno, "shard %s: %s", path, serr.msg);
+        return note(m, sh->name, err,
+                    "shard '%s' is missing: the %zu tensors the index maps to it were not read",
+                    sh->name, sh->listed);
+    }
+    st = r->read_shard(&ss, m, &serr);
+    dtap_src_close(&ss);
+    if (st != DTA_OK)
+        return dta_error_set(err, serr.code, serr.sys_errno, "shard %s: %s", path, serr.msg);
+    if (m->files[m->nfiles - 1].format_id != DTA_FORMAT_SAFETENSORS)
+        r->safetensors_shards = false;
+    sh->present = true;
+    sh->ntensors = m->ntensors - sh->first_tensor;
+    return DTA_OK;
+}
+
+/* Shards read ahead by the threads: shard k goes to slot k % window, which is free again
+ * once shard k - window is merged. Each thread reads into models it reuses once merged
+ * (their arrays stay warm; a model freed by another thread gave its memory back to the
+ * kernel, to be faulted in again) and puts the names and shapes in an arena of its own,
+ * which the model takes at the end. */
+typedef struct {
+    dta_model *part; /* the shard read whole, NULL when it is left to read_one */
+    unsigned owner;  /* the thread that read it */
+    bool done;
+} ahead_slot;
+
+typedef struct {
+    void *arena;       /* names and shapes of the shards it read (arena.h) */
+    dta_model **spare; /* models merged, emptied, to read into again (window of them) */
+    size_t nspare;
+} ahead_worker;
+
+typedef struct {
+    shard_reader *r;
+    ahead_slot *slots;
+    ahead_worker *w; /* [0] is the calling thread's, when no thread starts */
+    size_t window;
+    size_t next;   /* the next shard to read ahead */
+    size_t merged; /* shards merged into the model so far */
+    bool stop;
+    pthread_mutex_t mu;
+    pthread_cond_t cv; /* a slot done, room in the window, or stop */
+} ahead;
+
+typedef struct {
+    ahead *a;
+    unsigned id;
+} ahead_arg;
+
+/* Reads shard k into part when it is inside the folder, there, and a safetensors file
+ * that reads without error (true); false leaves it to read_one. */
+static bool read_ahead(const shard_reader *r, size_t k, dta_model *part, void **arena)
+{
+    dtap_src ss;
+    dta_error serr;
+    char path[DTA_MAX_INDEX_PATH * 2], where[PATH_MAX];
+    snprintf(path, sizeof path, "%s%s", r->dir, r->shards[k].name);
+    if (dtap_resolves_inside(r->root, path, where, sizeof where) != 1 ||
+        dtap_src_open_file(&ss, path, &serr) != DTA_OK)
+        return false;
+    bool ok = false;
+    if (r->threadsafe(&ss)) {
+        void **pa = dtap_model_arena(part);
+        *pa = *arena; /* the thread's arena, lent for the read */
+        ok = r->read_shard(&ss, part, &serr) == DTA_OK;
+        *arena = *pa;
+        *pa = NULL;
+    }
+    dtap_src_close(&ss);
+    return ok;
+}
+
+/* With a->mu held: thread id reads the next shard inside the window (the lock dropped
+ * meanwhile); false when there is none to read now. */
+static bool take_one(ahead *a, unsigned id)
+{
+    if (a->stop || a->next >= a->r->nshards || a->next >= a->merged + a->window)
+        return false;
+    size_t k = a->next++;
+    ahead_worker *w = &a->w[id];
+    dta_model *part = w->nspare ? w->spare[--w->nspare] : NULL;
+    pthread_mutex_unlock(&a->mu);
+    if (!part)
+        part = dtap_model_new("", NULL);
+    if (part && !read_ahead(a->r, k, part, &w->arena)) {
+        dta_model_free(part); /* what a failed read left: not reused */
+        part = NULL;
+    }
+    pthread_mutex_lock(&a->mu);
+    a->slots[k % a->window] = (ahead_slot){.part = part, .owner = id, .done = true};
+    pthread_cond_broadcast(&a->cv);
+    return true;
+}
+
+static void *ahead_thread(void *arg)
+{
+    ahead *a = ((ahead_arg *)arg)->a;
+    unsigned id = ((ahead_arg *)arg)->id;
+    pthread_mutex_lock(&a->mu);
+    while (!a->stop && a->next < a->r->nshards)
+        if (!take_one(a, id))
+            pthread_cond_wait(&a->cv, &a->mu);
+    pthread_mutex_unlock(&a->mu);
+    return NULL;
+}
+
+static unsigned read_threads(size_t nshards)
+{
+    long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+    if (nshards < INDEX_THREADS_MIN_SHARDS || cpus < 2)
+        return 1;
+    return cpus > INDEX_THREADS_MAX ? INDEX_THREADS_MAX : (unsigned)cpus;
+}
+
+/* Every shard into m, in order; the first failure's error. */
+static dta_status read_shards(shard_reader *r, dta_model *m, dta_error *err)
+{
+    dta_status st = DTA_OK;
+    unsigned nthreads = r->threadsafe ? read_threads(r->nshards) : 1;
+    ahead a = {.r = r, .window = (size_t)nthreads * INDEX_WINDOW_PER_THREAD};
+    pthread_t th[INDEX_THREADS_MAX];
+    ahead_arg args[INDEX_THREADS_MAX];
+    dta_model **spares = NULL;
+    unsigned started = 0;
+
+    if (nthreads > 1 && (!(a.slots = calloc(a.window, sizeof *a.slots)) ||
+                         !(a.w = calloc(nthreads + 1, sizeof *a.w)) ||
+                         !(spares = calloc((nthreads + 1) * a.window, sizeof *spares)))) {
+        free(a.slots);
+        free(a.w);
+        nthreads = 1; /* no room to read ahead: one thread */
+    }
+    if (nthreads == 1) {
+        for (size_t k = 0; k < r->nshards && st == DTA_OK; k++)
+            st = read_one(r, k, m, err);
+        return st;
+    }
+    for (unsigned t = 0; t <= nthreads; t++)
+        a.w[t].spare = spares + (size_t)t * a.window;
+    pthread_mutex_init(&a.mu, NULL);
+    pthread_cond_init(&a.cv, NULL);
+    /* the calling thread (0) merges, and reads ahead only when no thread starts */
+    for (; started < nthreads; started++) {
+        args[started] = (ahead_arg){.a = &a, .id = started + 1};
+        if (pthread_create(&th[started], NULL, ahead_thread, &args[started]) != 0)
+            break;
+    }
+    for (size_t k = 0; k < r->nshards && st == DTA_OK; k++) {
+        ahead_slot *s = &a.slots[k % a.window];
+        pthread_mutex_lock(&a.mu);
+        while (!s->done)
+            if (started || !take_one(&a, 0))
+                pthread_cond_wait(&a.cv, &a.mu);
+        ahead_slot got = *s;
+        *s = (ahead_slot){0};
+        pthread_mutex_unlock(&a.mu);
+        shard *sh = &r->shards[k];
+        sh->first_tensor = m->ntensors;
+        if (got.part && dtap_model_append(m, got.part, NULL) == DTA_OK) {
+            sh->present = true;
+            sh->ntensors = m->ntensors - sh->first_tensor;
+        } else {
+            st = read_one(r, k, m, err);
+        }
+        pthread_mutex_lock(&a.mu);
+        if (got.part && !got.part->ntensors && !got.part->nfiles) /* emptied: back to its thread */
+            a.w[got.owner].spare[a.w[got.owner].nspare++] = got.part;
+        else
+            dta_model_free(got.part);
+        a.merged = k + 1;
+        pthread_cond_broadcast(&a.cv);
+        pthread_mutex_unlock(&a.mu);
+    }
+    pthread_mutex_lock(&a.mu);
+    a.stop = true;
+    pthread_cond_broadcast(&a.cv);
+    pthread_mutex_unlock(&a.mu);
+    for (unsigned t = 0; t < started; t++)
+        pthread_join(th[t], NULL);
+    for (size_t i = 0; i < a.window; i++) /* read ahead of a failure */
+        dta_model_free(a.slots[i].part);
+    for (unsigned t = 0; t <= nthreads; t++) {
+        /* the model's tensors name what the threads' arenas hold */
+        dtap_arena_splice(dtap_model_arena(m), &a.w[t].arena);
+        for (size_t i = 0; i < a.w[t].nspare; i++)
+            dta_model_free(a.w[t].spare[i]);
+    }
+    free(spares);
+    free(a.w);
+    free(a.slots);
+    pthread_mutex_destroy(&a.mu);
+    pthread_cond_destroy(&a.cv);
+    return st;
+}
+
 dta_status dtap_index_read(const dtap_src *src, dta_model *m, dtap_read_fn read_shard,
-                           dta_error *err)
+                           dtap_threadsafe_fn threadsafe, dta_error *err)
 {
     unsigned char *text = NULL;
     ixp x = {0};
@@ -519,7 +756,7 @@ dta_status dtap_index_read(const dtap_src *src, dta_model *m, dtap_read_fn read_
     size_t nshards = 0;
     dtap_strmap by_shard = {0};
     wm_set mapped = {0};
-    char dir[DTA_MAX_INDEX_PATH], path[DTA_MAX_INDEX_PATH * 2];
+    char dir[DTA_MAX_INDEX_PATH];
     dta_status st;
     bool safetensors_shards = true;
 
@@ -625,42 +862,11 @@ dta_status dtap_index_read(const dtap_src *src, dta_model *m, dtap_read_fn read_
         free(ent_shard);
         goto out;
     }
-    for (size_t k = 0; k < nshards; k++) {
-        dtap_src ss;
-        dta_error serr;
-        char where[PATH_MAX];
-        snprintf(path, sizeof path, "%s%s", dir, shards[k].name);
-        shards[k].first_tensor = m->ntensors;
-        if (dtap_resolves_inside(root, path, where, sizeof where) == 0) {
-            st = dta_error_set(err, DTA_E_FORMAT, 0,
-                               "shard '%.200s' leads to %.300s, outside the index's folder; "
-                               "not read",
-                               shards[k].name, where);
-            break;
-        }
-        if (dtap_src_open_file(&ss, path, &serr) != DTA_OK) {
-            if (serr.sys_errno != ENOENT) {
-                st = dta_error_set(err, serr.code, serr.sys_errno, "shard %s: %s", path, serr.msg);
-                break;
-            }
-            if ((st = note(m, shards[k].name, err,
-                           "shard '%s' is missing: the %zu tensors the index maps to it were "
-                           "not read",
-                           shards[k].name, shards[k].listed)) != DTA_OK)
-                break;
-            continue;
-        }
-        st = read_shard(&ss, m, &serr);
-        dtap_src_close(&ss);
-        if (st != DTA_OK) {
-            st = dta_error_set(err, serr.code, serr.sys_errno, "shard %s: %s", path, serr.msg);
-            break;
-        }
-        if (m->files[m->nfiles - 1].format_id != DTA_FORMAT_SAFETENSORS)
-            safetensors_shards = false;
-        shards[k].present = true;
-        shards[k].ntensors = m->ntensors - shards[k].first_tensor;
-    }
+    shard_reader r = {.dir = dir, .root = root, .shards = shards, .nshards = nshards,
+                      .read_shard = read_shard, .threadsafe = threadsafe,
+                      .safetensors_shards = true};
+    st = read_shards(&r, m, err);
+    safetensors_shards = r.safetensors_shards;
     if (st != DTA_OK) {
         free(ent_shard);
         goto out;

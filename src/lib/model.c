@@ -319,6 +319,72 @@ dta_status dtap_model_add_whole(dta_model *m, size_t file, char *name,
     return DTA_OK;
 }
 
+/* Room in *arr (of elem bytes, *cap slots) for need items, doubling; need <= the caller's
+ * cap on them. */
+static dta_status reserve_n(void **arr, size_t *cap, size_t need, size_t elem, dta_error *err)
+{
+    if (need <= *cap)
+        return DTA_OK;
+    size_t ncap = *cap ? *cap : 16;
+    while (ncap < need)
+        ncap *= 2; /* need <= DTA_MAX_TENSORS or DTA_MAX_FILES: no overflow */
+    void *p = realloc(*arr, ncap * elem);
+    if (!p)
+        return dta_error_set(err, DTA_E_NOMEM, ENOMEM, "out of memory");
+    *arr = p;
+    *cap = ncap;
+    return DTA_OK;
+}
+
+dta_status dtap_model_append(dta_model *m, dta_model *part, dta_error *err)
+{
+    model_impl *mi = impl(m);
+    dta_status st;
+    /* the caps that adding them one by one checks (every count is within its cap) */
+    if (part->nfiles > DTA_MAX_FILES - m->nfiles || part->ntensors > DTA_MAX_TENSORS - m->ntensors ||
+        part->nstorages > DTA_MAX_TENSORS - m->nstorages ||
+        part->nnotes > DTA_MAX_TENSORS - m->nnotes ||
+        part->nmetadata > DTA_MAX_TENSORS - m->nmetadata)
+        return dta_error_set(err, DTA_E_LIMIT, 0, "more than %zu entries",
+                             (size_t)DTA_MAX_TENSORS);
+    if ((st = reserve_n((void **)&m->files, &mi->cap_files, m->nfiles + part->nfiles,
+                        sizeof *m->files, err)) != DTA_OK ||
+        (st = reserve_n((void **)&m->storages, &mi->cap_storages, m->nstorages + part->nstorages,
+                        sizeof *m->storages, err)) != DTA_OK ||
+        (st = reserve_n((void **)&m->tensors, &mi->cap_tensors, m->ntensors + part->ntensors,
+                        sizeof *m->tensors, err)) != DTA_OK ||
+        (st = reserve_n((void **)&m->notes, &mi->cap_notes, m->nnotes + part->nnotes,
+                        sizeof *m->notes, err)) != DTA_OK ||
+        (st = reserve_n((void **)&m->metadata, &mi->cap_metadata, m->nmetadata + part->nmetadata,
+                        sizeof *m->metadata, err)) != DTA_OK)
+        return st;
+    size_t f0 = m->nfiles, s0 = m->nstorages;
+    for (size_t i = 0; i < part->nfiles; i++)
+        m->files[m->nfiles++] = part->files[i];
+    for (size_t i = 0; i < part->nstorages; i++) {
+        dta_storage *s = &m->storages[m->nstorages++];
+        *s = part->storages[i];
+        s->file += f0;
+    }
+    for (size_t i = 0; i < part->ntensors; i++) {
+        dta_tensor *t = &m->tensors[m->ntensors++];
+        *t = part->tensors[i];
+        t->file += f0;
+        if (t->storage != SIZE_MAX)
+            t->storage += s0;
+    }
+    if (part->nnotes)
+        memcpy(m->notes + m->nnotes, part->notes, part->nnotes * sizeof *m->notes);
+    m->nnotes += part->nnotes;
+    if (part->nmetadata)
+        memcpy(m->metadata + m->nmetadata, part->metadata, part->nmetadata * sizeof *m->metadata);
+    m->nmetadata += part->nmetadata;
+    dtap_arena_splice(&mi->arena, &impl(part)->arena);
+    impl(part)->last_root = NULL;
+    part->nfiles = part->nstorages = part->ntensors = part->nnotes = part->nmetadata = 0;
+    return DTA_OK;
+}
+
 dta_status dtap_model_add_note(dta_model *m, dta_rule rule, const char *subject,
                                const char *message, dta_error *err)
 {

@@ -74,6 +74,13 @@ const char *dtap_model_root_none(dta_model *m);
 dta_status dtap_model_add_note(dta_model *m, dta_rule rule, const char *subject,
                                const char *message, dta_error *err);
 
+/* Moves part's files, storages, tensors, notes and metadata to the end of m, in their
+ * order (the file and storage indexes they hold shifted to m's), and part's string storage
+ * into m's; part is left empty, its arrays kept to read another file into. For a reader
+ * that reads files into models of their own on other threads (format_index.c). DTA_E_LIMIT, m unchanged, when m
+ * cannot take them under the caps that adding them one by one checks. */
+dta_status dtap_model_append(dta_model *m, dta_model *part, dta_error *err);
+
 dta_status dtap_model_add_metadata(dta_model *m, const char *key, const char *value,
                                    dta_error *err);
 

@@ -131,3 +131,148 @@ Test(index, not_an_index, .init = setup, .fini = teardown)
     cr_assert_neq(dta_model_open(path, &m, &err), DTA_OK);
     cr_assert_null(m);
 }
+
+/* Enough shards to be read on several threads (format_index.c reads four or more that
+ * way when there are CPUs for it): the model must be the one that reading them one after
+ * the other gives, every time, and a failure the first failing shard's. Shard k holds
+ * k % 3 + 1 tensors "l<k>.w<j>"; the shards listed in `missing` are not written, and
+ * `broken` ones hold a bad header (odd k: a header length of 0; even k: not a checkpoint). */
+#define MANY 12
+
+static void write_many(const bool *missing, const bool *broken)
+{
+    char map[8192], path[256];
+    size_t o = 0;
+    unsigned long long total = 0;
+    for (int k = 0; k < MANY; k++) {
+        char shard[32], names[3][16];
+        st_tensor t[3];
+        int nt = k % 3 + 1;
+        snprintf(shard, sizeof shard, "s-%02d.safetensors", k);
+        for (int j = 0; j < nt; j++) {
+            snprintf(names[j], sizeof names[j], "l%d.w%d", k, j);
+            t[j] = (st_tensor){names[j], j ? "BF16" : "F32", 2, {2, (uint64_t)k + 1}};
+            total += (unsigned long long)(2 * (k + 1) * (j ? 2 : 4));
+            o += (size_t)snprintf(map + o, sizeof map - o, "%s\"%s\": \"%s\"", o ? ", " : "",
+                                  names[j], shard);
+        }
+        if (missing[k])
+            continue;
+        if (!broken[k]) {
+            cr_assert_eq(st_write(dir, shard, t, (size_t)nt), 0);
+            continue;
+        }
+        snprintf(path, sizeof path, "%s/%s", dir, shard);
+        FILE *f = fopen(path, "wb");
+        cr_assert_not_null(f);
+        if (k % 2)
+            fwrite("\0\0\0\0\0\0\0\0{}", 1, 10, f);
+        else
+            fputs("this is not a checkpoint at all", f);
+        fclose(f);
+    }
+    snprintf(path, sizeof path, "%s/model.safetensors.index.json", dir);
+    FILE *f = fopen(path, "w");
+    cr_assert_not_null(f);
+    fprintf(f, "{\"metadata\": {\"total_size\": %llu}, \"weight_map\": {%s}}", total, map);
+    fclose(f);
+}
+
+static dta_status open_many(dta_model **m, dta_error *err)
+{
+    char path[256];
+    snprintf(path, sizeof path, "%s/model.safetensors.index.json", dir);
+    memset(err, 0, sizeof *err);
+    return dta_model_open(path, m, err);
+}
+
+Test(index, many_shards_read_in_order, .init = setup, .fini = teardown)
+{
+    bool none[MANY] = {false};
+    write_many(none, none);
+    for (int round = 0; round < 40; round++) {
+        dta_model *m;
+        dta_error err;
+        cr_assert_eq(open_many(&m, &err), DTA_OK, "%s", err.msg);
+        cr_assert_eq(m->nfiles, (size_t)MANY);
+        cr_assert_eq(m->nnotes, 0u, "%s", m->nnotes ? m->notes[0].message : "");
+        cr_assert_eq(m->nmetadata, (size_t)MANY); /* each shard's {"format": "pt"}, in order */
+        size_t i = 0;
+        for (int k = 0; k < MANY; k++) {
+            char want[32];
+            snprintf(want, sizeof want, "/s-%02d.safetensors", k);
+            const char *p = m->files[k].path;
+            cr_assert(strlen(p) > strlen(want) && !strcmp(p + strlen(p) - strlen(want), want),
+                      "file %d is %s", k, p);
+            for (int j = 0; j < k % 3 + 1; j++, i++) {
+                char name[16];
+                snprintf(name, sizeof name, "l%d.w%d", k, j);
+                cr_assert_lt(i, m->ntensors);
+                const dta_tensor *t = &m->tensors[i];
+                cr_assert_str_eq(t->name, name, "round %d: tensor %zu", round, i);
+                cr_assert_eq(t->file, (size_t)k);
+                cr_assert_eq(t->storage, i);
+                cr_assert_eq(m->storages[i].file, (size_t)k);
+                cr_assert_eq(t->shape[1], (uint64_t)k + 1);
+            }
+        }
+        cr_assert_eq(m->ntensors, i);
+        dta_model_free(m);
+    }
+}
+
+Test(index, many_shards_the_first_failure_is_reported, .init = setup, .fini = teardown)
+{
+    /* shard 1 missing (a note), 3 and 7 broken: the error names shard 3, every time */
+    bool missing[MANY] = {false}, broken[MANY] = {false};
+    missing[1] = broken[3] = broken[7] = true;
+    write_many(missing, broken);
+    char first[sizeof ((dta_error *)0)->msg] = "";
+    for (int round = 0; round < 40; round++) {
+        dta_model *m;
+        dta_error err;
+        cr_assert_neq(open_many(&m, &err), DTA_OK);
+        cr_assert_null(m);
+        cr_assert(strstr(err.msg, "s-03.safetensors") && !strstr(err.msg, "s-07"), "%s", err.msg);
+        cr_assert(strstr(err.msg, "header length is 0"), "%s", err.msg);
+        if (!round)
+            snprintf(first, sizeof first, "%s", err.msg);
+        cr_assert_str_eq(err.msg, first, "round %d", round);
+    }
+}
+
+Test(index, many_shards_a_later_failure_is_reported, .init = setup, .fini = teardown)
+{
+    bool missing[MANY] = {false}, broken[MANY] = {false};
+    broken[10] = true;
+    write_many(missing, broken);
+    for (int round = 0; round < 40; round++) {
+        dta_model *m;
+        dta_error err;
+        cr_assert_neq(open_many(&m, &err), DTA_OK);
+        cr_assert(strstr(err.msg, "s-10.safetensors") && strstr(err.msg, "not a recognised"),
+                  "%s", err.msg);
+    }
+}
+
+Test(index, many_shards_missing_ones_are_noted_in_order, .init = setup, .fini = teardown)
+{
+    bool missing[MANY] = {false}, broken[MANY] = {false};
+    missing[2] = missing[5] = missing[11] = true;
+    write_many(missing, broken);
+    for (int round = 0; round < 40; round++) {
+        dta_model *m;
+        dta_error err;
+        cr_assert_eq(open_many(&m, &err), DTA_OK, "%s", err.msg);
+        cr_assert_eq(m->nfiles, (size_t)MANY - 3);
+        cr_assert_eq(m->nnotes, 3u);
+        cr_assert_str_eq(m->notes[0].subject, "s-02.safetensors");
+        cr_assert_str_eq(m->notes[1].subject, "s-05.safetensors");
+        cr_assert_str_eq(m->notes[2].subject, "s-11.safetensors");
+        /* the files present, in order, and the tensors' file indexes follow them */
+        for (size_t i = 1; i < m->ntensors; i++)
+            cr_assert_geq(m->tensors[i].file, m->tensors[i - 1].file);
+        cr_assert_eq(m->tensors[m->ntensors - 1].file, (size_t)MANY - 4);
+        dta_model_free(m);
+    }
+}
