@@ -86,6 +86,7 @@ typedef struct {
     dta_dtype storage;     /* dtype of the codes (DTA_DTYPE_NONE when missing) */
     const char *format;    /* static element format: "F8_E4M3", "NF4", "INT4", "MXFP4", ... */
     int rank;              /* logical shape, 0 when the header does not tell */
+    uint32_t roles;        /* bit 1u << r set: a tensor of role r is among tensors */
     uint64_t shape[4];
     uint64_t numel;        /* logical elements (for bnb 4-bit: twice the packed bytes) */
     dta_dtype dequant;     /* the dtype it dequantizes to */

@@ -152,6 +152,11 @@ typedef struct {
     bool pmod[NSUFFIXES];      /* param is one component (".weight"): pmod */
     bool weight_free; /* no suffix ends in ".weight" or ends it: such names match none */
     uint64_t weight_tail, weight_mask; /* ".weight" as last8 gives it */
+    /* the codes suffixes: the distinct non-empty data[] tails (".weight", ".qweight", ...) */
+    const char *codes[3 * NSUFFIXES];
+    size_t ncodes, clen[3 * NSUFFIXES];
+    bool clast[256];   /* the codes suffixes' last bytes */
+    bool weight_codes; /* ".weight" is one */
 } sfx_index;
 
 /* The last min(n, 8) bytes of s[0..n) as the low bytes of a word read from s + n - 8. */
@@ -208,17 +213,45 @@ static void sfx_index_init(sfx_index *x)
     memset(ones + 8 - wl, 0xff, wl);
     memcpy(&x->weight_mask, ones, 8);
     x->weight_tail = last8(w, wl);
+    x->ncodes = 0;
+    x->weight_codes = false;
+    memset(x->clast, 0, sizeof x->clast);
+    for (size_t i = 0; i < NSUFFIXES; i++)
+        for (int d = 0; d < 3 && suffixes[i].data[d]; d++) {
+            const char *t = suffixes[i].data[d];
+            bool seen = !t[0];
+            for (size_t k = 0; k < x->ncodes && !seen; k++)
+                seen = strcmp(x->codes[k], t) == 0;
+            if (seen)
+                continue;
+            x->clen[x->ncodes] = strlen(t);
+            x->codes[x->ncodes++] = t;
+            x->clast[(unsigned char)t[strlen(t) - 1]] = true;
+            x->weight_codes |= !strcmp(t, w);
+        }
 }
 
-/* The suffix entry a name matches, -1 when none: only the suffixes ending in the name's
+/* Whether name[0..n) (last8 gives w) ends in a codes suffix: it goes in the codes table. */
+static bool codes_named(const sfx_index *x, const char *name, size_t n, uint64_t w)
+{
+    if (!n || !x->clast[(unsigned char)name[n - 1]])
+        return false;
+    if (x->weight_codes && n >= 7 && (w & x->weight_mask) == x->weight_tail)
+        return true;
+    for (size_t k = 0; k < x->ncodes; k++)
+        if (n >= x->clen[k] && x->codes[k][x->clen[k] - 1] == name[n - 1] && memcmp(name + n - x->clen[k], x->codes[k], x->clen[k]) == 0)
+            return true;
+    return false;
+}
+
+/* The suffix entry a name matches (w: last8 of it), -1 when none: only the suffixes ending in the name's
  * last character are compared (none ends in "weight", most names' end), their last 8
  * bytes first. */
-static int match_suffix(const char *name, size_t n, const sfx_index *x)
+static int match_suffix(const char *name, size_t n, uint64_t w, const sfx_index *x)
 {
     if (!n)
         return -1;
     unsigned char last = (unsigned char)name[n - 1];
-    uint64_t w = last8(name, n);
     if (x->weight_free && n >= 7 && (w & x->weight_mask) == x->weight_tail)
         return -1;
     for (size_t j = 0; j < x->n[last]; j++) {
@@ -333,8 +366,8 @@ typedef struct {
     dta_error *err;
     strtab names;        /* tensor names, made at the first find_tensor */
     strtab codes;        /* the names ending in a codes suffix, made at the first find_codes */
-    uint8_t *later;      /* per tensor: its name ends in a codes suffix and a namesake comes
-                          * before it (the codes table holds the first), made with codes */
+    uint8_t *tflag;      /* per tensor: TF_CODES, TF_LATER (group_tensors) */
+    size_t ncodes;       /* tensors marked TF_CODES */
     bool names_failed;   /* out of memory making it */
     uint32_t *nlens;     /* per tensor: strlen of its name */
     strtab pnames;       /* the names of the parameters made from orphans (orphan) */
@@ -711,55 +744,21 @@ static size_t find_tensor(qctx *c, const char *s, size_t n)
     return tab_find(&c->names, s, n);
 }
 
+/* Per tensor, in qctx.tflag: */
+enum {
+    TF_CODES = 1, /* its name ends in a codes suffix (codes_named; group_tensors' first pass) */
+    TF_LATER = 2, /* ... and a namesake comes before it: the codes table holds that one */
+};
+
 /* find_tensor for a name ending in a non-empty codes suffix of the table (a companion's
  * data[]: ".weight", ".qweight", ...): its table holds only the names that end in one, half
- * of an FP8 checkpoint's. A name ending in one is in it with all its namesakes, so the
- * answer is find_tensor's. */
+ * of an FP8 checkpoint's, marked TF_CODES by group_tensors' first pass. A name ending in one
+ * is in it with all its namesakes, so the answer is find_tensor's. */
 static bool codes_made(qctx *c)
 {
     const dta_model *m = c->m;
     if (!c->codes.cap && m->ntensors && !c->names_failed) {
-        /* the codes suffixes, by last byte as in sfx_index */
-        const char *sfx[3 * NSUFFIXES];
-        size_t ns = 0, sl[3 * NSUFFIXES];
-        for (size_t i = 0; i < NSUFFIXES; i++)
-            for (int d = 0; d < 3 && suffixes[i].data[d]; d++) {
-                const char *x = suffixes[i].data[d];
-                bool seen = !x[0];
-                for (size_t k = 0; k < ns && !seen; k++)
-                    seen = strcmp(sfx[k], x) == 0;
-                if (!seen) {
-                    sl[ns] = strlen(x);
-                    sfx[ns++] = x;
-                }
-            }
-        bool lastb[256] = {false}; /* the suffixes' last bytes */
-        bool weight = false;       /* ".weight" is one: a name ending in it is in at once */
-        for (size_t k = 0; k < ns; k++) {
-            lastb[(unsigned char)sfx[k][sl[k] - 1]] = true;
-            weight |= !strcmp(sfx[k], ".weight");
-        }
-        const uint64_t wtail = last8(".weight", 7);
-        const uint64_t wmask = last8("\xff\xff\xff\xff\xff\xff\xff", 7);
-        /* first mark the names that go in (later[i] = 1), to size the table by their count */
-        if (!(c->later = calloc(m->ntensors, 1))) {
-            c->names_failed = true;
-            return false;
-        }
-        size_t count = 0;
-        for (size_t i = 0; i < m->ntensors; i++) {
-            const char *name = m->tensors[i].name;
-            size_t len = c->nlens[i];
-            if (!len || !lastb[(unsigned char)name[len - 1]])
-                continue;
-            bool in = weight && len >= 7 && (last8(name, len) & wmask) == wtail;
-            for (size_t k = 0; k < ns && !in; k++)
-                in = sfx[k][sl[k] - 1] == name[len - 1] && len >= sl[k] &&
-                     memcmp(name + len - sl[k], sfx[k], sl[k]) == 0;
-            c->later[i] = in;
-            count += in;
-        }
-        size_t cap = pow2_at_least(count);
+        size_t cap = pow2_at_least(c->ncodes);
         if (!(c->codes.slot = calloc(cap, sizeof *c->codes.slot))) {
             c->names_failed = true;
             return false;
@@ -768,8 +767,8 @@ static bool codes_made(qctx *c)
         c->codes.tensors = m->tensors;
         c->codes.lens = c->nlens;
         for (size_t i = 0; i < m->ntensors; i++)
-            if (c->later[i])
-                c->later[i] = tab_put(&c->codes, i) != i;
+            if ((c->tflag[i] & TF_CODES) && tab_put(&c->codes, i) != i)
+                c->tflag[i] |= TF_LATER;
     }
     return c->codes.cap != 0;
 }
@@ -798,7 +797,7 @@ static size_t codes_beside(qctx *c, size_t i, const char *name, size_t pl, const
             (tl > 8 && memcmp(nj + pl, tail, tl - 8) != 0) || memcmp(nj, name, pl) != 0)
             continue;
         /* nj ends in tail, a codes suffix: the table was offered it */
-        return c->later[j] ? tab_find(&c->codes, nj, pl + tl) : j;
+        return c->tflag[j] & TF_LATER ? tab_find(&c->codes, nj, pl + tl) : j;
     }
     return SIZE_MAX;
 }
@@ -841,27 +840,27 @@ static dta_status get_param(qctx *c, const char *name, size_t n, size_t ml, bool
             if (k < c->norphan && c->orphan[k])
                 tab_put(&c->pnames, k);
     }
-    dta_quant_param *p = &q->params[q->nparams];
-    memset(p, 0, sizeof *p);
-    p->weight = SIZE_MAX;
-    p->storage = DTA_DTYPE_NONE;
-    p->dequant = DTA_DTYPE_NONE;
     /* module: the name without its last component (".weight"), or the name itself for
-     * fused expert stacks ("mlp.experts.gate_up_proj"); one allocation holds both */
+     * fused expert stacks ("mlp.experts.gate_up_proj") */
     if (ml == SIZE_MAX) {
         ml = n;
         while (ml > 0 && name[ml - 1] != '.')
             ml--;
         ml = ml ? ml - 1 : n;
     }
-    p->name = dtap_arena_alloc(qarena(q), n + 1 + ml + 1, 1);
-    if (!p->name)
+    /* one arena block holds the tensor list (room for two: the codes and one companion,
+     * most parameters; param_add_tensor moves a longer one), the name and the module */
+    size_t *t = dtap_arena_alloc(qarena(q), 2 * sizeof *t + n + 1 + ml + 1, _Alignof(size_t));
+    if (!t)
         return nomem(c);
-    memcpy(p->name, name, n);
-    p->name[n] = 0;
-    p->module = p->name + n + 1;
-    memcpy(p->module, name, ml);
-    p->module[ml] = 0;
+    char *pn = (char *)(t + 2);
+    memcpy(pn, name, n);
+    pn[n] = 0;
+    memcpy(pn + n + 1, name, ml);
+    pn[n + 1 + ml] = 0;
+    dta_quant_param *p = &q->params[q->nparams];
+    *p = (dta_quant_param){.name = pn, .module = pn + n + 1, .weight = SIZE_MAX, .tensors = t,
+                           .storage = DTA_DTYPE_NONE, .dequant = DTA_DTYPE_NONE};
     if (lookup) {
         bool *o = realloc(c->orphan, c->capparams * sizeof *o);
         if (!o)
@@ -878,18 +877,16 @@ static dta_status get_param(qctx *c, const char *name, size_t n, size_t ml, bool
 
 static dta_status param_add_tensor(qctx *c, size_t pi, size_t ti, dta_quant_role role)
 {
-    dta_quant_param *p = &c->q->params[pi];
-    if (c->q->tensor_param[ti] >= 0)
+    dta_quant *q = c->q;
+    if (q->tensor_param[ti] >= 0)
         return DTA_OK;
+    dta_quant_param *p = &q->params[pi];
     size_t *t = p->tensors;
-    /* capacity: 2 (the codes and one companion, most parameters), then doubled at each
-     * power of two */
-    if (p->ntensors == 0 || (p->ntensors >= 2 && !(p->ntensors & (p->ntensors - 1)))) {
-        size_t cap = p->ntensors ? p->ntensors * 2 : 2;
-        if (!(t = dtap_arena_alloc(qarena(c->q), cap * sizeof *t, _Alignof(size_t))))
+    /* capacity: 2 (get_param), then doubled at each power of two */
+    if (p->ntensors >= 2 && !(p->ntensors & (p->ntensors - 1))) {
+        if (!(t = dtap_arena_alloc(qarena(q), 2 * p->ntensors * sizeof *t, _Alignof(size_t))))
             return nomem(c);
-        if (p->ntensors) /* the old list stays in the arena */
-            memcpy(t, p->tensors, p->ntensors * sizeof *t);
+        memcpy(t, p->tensors, p->ntensors * sizeof *t); /* the old list stays in the arena */
         p->tensors = t;
     }
     if (role == DTA_QR_WEIGHT) {
@@ -901,14 +898,19 @@ static dta_status param_add_tensor(qctx *c, size_t pi, size_t ti, dta_quant_role
     } else
         t[p->ntensors] = ti;
     p->ntensors++;
-    c->q->tensor_param[ti] = (int32_t)pi;
-    c->q->tensor_role[ti] = (uint8_t)role;
+    p->roles |= 1u << role;
+    q->tensor_param[ti] = (int32_t)pi;
+    q->tensor_role[ti] = (uint8_t)role;
     return DTA_OK;
 }
+
+_Static_assert(DTA_QR_COUNT <= 32, "a parameter's roles fit its 32-bit mask");
 
 /* The companion of role r of parameter p (tensor index), SIZE_MAX when absent. */
 static size_t comp(const qctx *c, const dta_quant_param *p, dta_quant_role r)
 {
+    if (!(p->roles & 1u << r))
+        return SIZE_MAX;
     for (size_t i = 0; i < p->ntensors; i++)
         if (c->q->tensor_role[p->tensors[i]] == r)
             return p->tensors[i];
@@ -917,7 +919,8 @@ static size_t comp(const qctx *c, const dta_quant_param *p, dta_quant_role r)
 
 static bool has_comp(const qctx *c, const dta_quant_param *p, dta_quant_role r)
 {
-    return comp(c, p, r) != SIZE_MAX;
+    (void)c;
+    return p->roles & 1u << r;
 }
 
 static bool is_fp8(dta_dtype t)
@@ -964,10 +967,13 @@ static dta_status group_tensors(qctx *c)
     const dta_model *m = c->m;
     dta_quant *q = c->q;
     dta_status st = DTA_OK;
-    int *match = malloc((m->ntensors ? m->ntensors : 1) * sizeof *match);
+    /* per tensor: the suffix entry its name matches, -1 when none */
+    _Static_assert(NSUFFIXES <= INT8_MAX, "suffix entries fit an int8_t");
+    int8_t *match = malloc(m->ntensors ? m->ntensors : 1);
     char buf[DTA_MAX_NAME_LEN + 64];
     sfx_index *sx = malloc(sizeof *sx);
-    if (!match || !sx) {
+    c->tflag = calloc(m->ntensors ? m->ntensors : 1, 1);
+    if (!match || !sx || !c->tflag) {
         free(match);
         free(sx);
         return nomem(c);
@@ -975,12 +981,25 @@ static dta_status group_tensors(qctx *c)
     sfx_index_init(sx);
     const size_t *lens = sx->len;
 
-    /* the codes named by their own suffix */
+    /* one pass over the names: their lengths, suffix entries and codes marks; the codes
+     * named by their own suffix become parameters */
     for (size_t i = 0; i < m->ntensors && st == DTA_OK; i++) {
         const char *name = m->tensors[i].name;
-        size_t n = c->nlens[i];
-        match[i] = match_suffix(name, n, sx);
-        if (match[i] < 0 || suffixes[match[i]].role != DTA_QR_WEIGHT)
+        size_t n = strlen(name); /* < DTA_MAX_NAME_LEN */
+        c->nlens[i] = (uint32_t)n;
+        uint64_t w = last8(name, n);
+        if (codes_named(sx, name, n, w)) {
+            c->tflag[i] = TF_CODES;
+            c->ncodes++;
+        }
+        match[i] = (int8_t)match_suffix(name, n, w, sx);
+        if (match[i] < 0) {
+            if (n >= 10 && name[n - 1] == '8' && ends_with(name, n, "scaled_fp8") &&
+                (n == 10 || name[n - 11] == '.'))
+                c->comfy_scaled = c->scaled_marker = true;
+            continue;
+        }
+        if (suffixes[match[i]].role != DTA_QR_WEIGHT)
             continue;
         const sfx *s = &suffixes[match[i]];
         size_t pl = n - lens[match[i]];
@@ -992,12 +1011,6 @@ static dta_status group_tensors(qctx *c)
     }
     /* companions: attached to their codes; a strong one without codes is an orphan */
     for (size_t i = 0; i < m->ntensors && st == DTA_OK; i++) {
-        if (match[i] < 0) {
-            const char *name = m->tensors[i].name;
-            size_t n = c->nlens[i];
-            if (ends_with(name, n, "scaled_fp8") && (n == 10 || name[n - 11] == '.'))
-                c->comfy_scaled = c->scaled_marker = true;
-        }
         if (match[i] < 0 || suffixes[match[i]].role == DTA_QR_WEIGHT)
             continue;
         if (suffixes[match[i]].role == DTA_QR_SCALE && !strcmp(suffixes[match[i]].suffix, ".scale_weight"))
@@ -1983,6 +1996,8 @@ typedef struct {
     bool hash[2];   /* the component is "#" */
     size_t n;
     bool same_last; /* comp[0] is the previous tailpat's */
+    bool lit8;      /* the pattern's last 8 bytes hold no '#': they are t8 (as last8 reads) */
+    uint64_t t8;
 } tailpat;
 
 static void tailpat_init(tailpat *tp, const char *s, const tailpat *prev)
@@ -1997,6 +2012,9 @@ static void tailpat_init(tailpat *tp, const char *s, const tailpat *prev)
         tp->hash[k] = tp->len[k] == 1 && tp->comp[k][0] == '#';
     tp->same_last = prev && prev->len[0] == tp->len[0] &&
                     memcmp(prev->comp[0], tp->comp[0], tp->len[0]) == 0;
+    size_t sl = strlen(s);
+    tp->lit8 = sl >= 8 && !memchr(s + sl - 8, '#', 8);
+    tp->t8 = tp->lit8 ? last8(s, sl) : 0;
 }
 
 /* Whether name[.. e) ends with a whole component whose pattern is component k of tp;
@@ -2027,6 +2045,15 @@ static bool comp_is(const tailpat *tp, int k, const char *name, size_t e, size_t
  * writing it. */
 static bool tail_in(const tailpat *tps, size_t ntp, const char *name, size_t n)
 {
+    /* a quick no for most names: pattern_of copies literal components as they are, so a
+     * pattern whose last 8 bytes hold no '#' is only the tail pattern of names ending in
+     * those 8 bytes (a pattern is never longer than its name) */
+    uint64_t w = n >= 8 ? last8(name, n) : 0;
+    bool maybe = false;
+    for (size_t k = 0; k < ntp && !maybe; k++)
+        maybe = !tps[k].lit8 || (n >= 8 && w == tps[k].t8);
+    if (!maybe)
+        return false;
     bool last = false;
     size_t s = 0;
     for (size_t k = 0; k < ntp; k++) {
@@ -2199,7 +2226,7 @@ static dta_status config_checks(qctx *c)
                        strcmp(q->source, "__metadata__") != 0;
 
     /* a quantized module on the ignore list */
-    for (size_t i = 0; i < q->nparams && st == DTA_OK; i++) {
+    for (size_t i = 0; q->nignore && i < q->nparams && st == DTA_OK; i++) {
         dta_quant_param *p = &q->params[i];
         if (p->weight == SIZE_MAX || p->cast)
             continue;
@@ -2503,12 +2530,10 @@ static dta_status analyse(qctx *c)
                 free(anch);
             }
     }
-    /* name table */
+    /* the names' lengths, filled by group_tensors' first pass */
     c->nlens = malloc((m->ntensors ? m->ntensors : 1) * sizeof *c->nlens);
     if (!c->nlens)
         return nomem(c);
-    for (size_t i = 0; i < m->ntensors; i++)
-        c->nlens[i] = (uint32_t)strlen(m->tensors[i].name); /* < DTA_MAX_NAME_LEN */
     if ((st = group_tensors(c)) != DTA_OK)
         return st;
     if (c->names_failed)
@@ -2524,12 +2549,9 @@ static dta_status analyse(qctx *c)
             const dta_tensor *w = &m->tensors[p->weight];
             bool packed_bnb = p->scheme == DTA_QS_BNB_4BIT && w->rank == 2 &&
                               (w->shape[1] == 1 || w->shape[0] == 1);
-            bool weight_side = false;
-            for (size_t k = 0; k < p->ntensors; k++) {
-                dta_quant_role r = (dta_quant_role)q->tensor_role[p->tensors[k]];
-                weight_side |= r != DTA_QR_WEIGHT && r != DTA_QR_INPUT_SCALE &&
-                               r != DTA_QR_KV_SCALE && r != DTA_QR_MARKER;
-            }
+            /* a companion of the weight's own (not an input, kv or marker one) */
+            bool weight_side = p->roles & ~(1u << DTA_QR_WEIGHT | 1u << DTA_QR_INPUT_SCALE |
+                                            1u << DTA_QR_KV_SCALE | 1u << DTA_QR_MARKER);
             if (is_wide_float(w->dtype) && !packed_bnb && weight_side &&
                 p->scheme != DTA_QS_HQQ)
                 p->cast = true;
@@ -2629,7 +2651,7 @@ dta_status dta_quant_analyse(const dta_model *m, dta_quant **out, dta_error *err
     free(c.re_ok);
     free(c.names.slot);
     free(c.codes.slot);
-    free(c.later);
+    free(c.tflag);
     free(c.nlens);
     free(c.pnames.slot);
     free(c.meta.slot);
