@@ -94,14 +94,14 @@ static dta_status read_f32s(dtap_dq_src *d, size_t ti, uint64_t first, size_t n,
     if (st != DTA_OK || es == 4) {
         for (size_t k = 0; st == DTA_OK && k < n; k++) {
             const unsigned char *b = raw + 4 * k;
-            out[k] = dtap_f32_of((uint32_t)b[0] | (uint32_t)b[1] << 8 | (uint32_t)b[2] << 16 |
+            out[k] = dqb_bitsf((uint32_t)b[0] | (uint32_t)b[1] << 8 | (uint32_t)b[2] << 16 |
                             (uint32_t)b[3] << 24);
         }
         return st;
     }
     for (size_t k = n; k-- > 0;) {
         uint32_t c = (uint32_t)raw[2 * k] | (uint32_t)raw[2 * k + 1] << 8;
-        out[k] = dtap_f32_of(dtab_decode(t->dtype, c));
+        out[k] = dqb_bitsf(dtab_decode(t->dtype, c));
     }
     return DTA_OK;
 }
@@ -285,14 +285,14 @@ static dta_status bnb4_plan(dtap_dq_src *d, const dta_quant *q, const dta_quant_
         return st;
     const uint32_t *tab = x->fp4 ? FP4 : NF4;
     for (int c = 0; c < 16; c++) {
-        uint32_t b = dtap_bits_of(qm[c]);
+        uint32_t b = dqb_fbits(qm[c]);
         bool zero = (tab[c] & 0x7FFFFFFFu) == 0;
         if (b != tab[c] && !(zero && (b & 0x7FFFFFFFu) == 0))
             return refuse(err, name, x->fp4 ? "has a quant_map that is not bitsandbytes' fp4 "
                                               "table"
                                             : "has a quant_map that is not bitsandbytes' nf4 "
                                               "table");
-        x->lut[c] = dtap_f32_of(tab[c]);
+        x->lut[c] = dqb_bitsf(tab[c]);
     }
     if (pl->mid == DTA_F32)
         pl->mid = DTA_BOOL; /* no intermediate rounding */
@@ -301,7 +301,7 @@ static dta_status bnb4_plan(dtap_dq_src *d, const dta_quant *q, const dta_quant_
                                   .t = {qp->weight, ai, x->nested ? x->nabs : SIZE_MAX,
                                         x->nested ? x->nmap : SIZE_MAX},
                                   .in = x->numel, .group = x->bs, .nested_bs = x->nbs,
-                                  .gbits = dtap_bits_of(x->offset)}; /* the device path */
+                                  .gbits = dqb_fbits(x->offset)}; /* the device path */
     memcpy(pl->packed.lut, x->lut, sizeof pl->packed.lut);
     return DTA_OK;
 }
@@ -337,9 +337,9 @@ static dta_status bnb4_fill(dtap_dq_src *d, const dtap_dq_plan *pl, void **cache
             return st;
         for (size_t k = 0; k < nb; k++) {
             /* two f32 roundings, never fused: the product, then the offset added */
-            am[k] = dtap_f32_of(dqp_bnb_absmax(dtap_bits_of(nm[u[k]]),
-                                               dtap_bits_of(na[(b0 + k) / x->nbs - n0]),
-                                               dtap_bits_of(x->offset)));
+            am[k] = dqb_bitsf(dqp_bnb_absmax(dqb_fbits(nm[u[k]]),
+                                               dqb_fbits(na[(b0 + k) / x->nbs - n0]),
+                                               dqb_fbits(x->offset)));
         }
     }
     for (size_t j = 0; j < n; j++) {
@@ -444,7 +444,7 @@ static dta_status bnb8_values(dtap_dq_src *d, const dtap_dq_plan *pl, void **cac
     for (size_t j = 0; j < n; j++) {
         /* two f32 roundings: q * SCB, then * f32(1/127) (dequant_unpack.h, also the
          * CUDA kernel's) */
-        v[j] = dqp_bnb8(codes[j], dtap_bits_of(scb[(first + j) / x->in - r0]), &fl[j]);
+        v[j] = dqp_bnb8(codes[j], dqb_fbits(scb[(first + j) / x->in - r0]), &fl[j]);
     }
     return DTA_OK;
 }

@@ -174,10 +174,10 @@ static dta_status nomem(dta_error *err)
 static float scalar_of(dta_dtype dt, const unsigned char *b)
 {
     if (dt == DTA_F32)
-        return dtap_f32_of((uint32_t)b[0] | (uint32_t)b[1] << 8 | (uint32_t)b[2] << 16 |
+        return dqb_bitsf((uint32_t)b[0] | (uint32_t)b[1] << 8 | (uint32_t)b[2] << 16 |
                            (uint32_t)b[3] << 24);
     uint16_t h = (uint16_t)(b[0] | b[1] << 8);
-    return dtap_f32_of(dt == DTA_BF16 ? dtab_bf16_to_f32(h) : dtab_f16_to_f32(h));
+    return dqb_bitsf(dt == DTA_BF16 ? dtab_bf16_to_f32(h) : dtab_f16_to_f32(h));
 }
 
 static bool float_scale(dta_dtype dt) { return dt == DTA_F32 || dt == DTA_BF16 || dt == DTA_F16; }
@@ -185,7 +185,7 @@ static bool float_scale(dta_dtype dt) { return dt == DTA_F32 || dt == DTA_BF16 |
 /* E2M1: bit 3 the sign, bits 2..1 the exponent (bias 1), bit 0 the mantissa. */
 static float e2m1_of(unsigned code)
 {
-    return dtap_f32_of(dtab_mini_to_f32((uint32_t)(code & 8) << 28, (code >> 1) & 3, code & 1,
+    return dqb_bitsf(dtab_mini_to_f32((uint32_t)(code & 8) << 28, (code >> 1) & 3, code & 1,
                                         1, 1));
 }
 
@@ -399,7 +399,7 @@ static dta_status cq_plan(dtap_dq_src *d, const dta_quant *q, const dta_quant_pa
     }
     for (unsigned k = 0; k < 256; k++)
         m.lut[k] = kind == CQ_NVFP4 ? e2m1_of(k & 15)
-                 : kind == CQ_MXFP8 ? dtap_f32_of(dtab_f8_to_f32(DTA_F8_E4M3, (uint8_t)k))
+                 : kind == CQ_MXFP8 ? dqb_bitsf(dtab_f8_to_f32(DTA_F8_E4M3, (uint8_t)k))
                                     : (float)((int)k - (k & 0x80 ? 256 : 0));
     cq_state *ms = malloc(sizeof *ms);
     if (!ms)
@@ -467,9 +467,9 @@ static dta_status cq_fill(dtap_dq_src *d, const dtap_dq_plan *p, void **cache, u
             unsigned char u = c->data[(blk / 4) * 512 + (r % 32) * 16 + (r % 128) / 32 * 4 +
                                       blk % 4];
             if (nv)
-                sc = dtap_f32_of(dtab_f8_to_f32(DTA_F8_E4M3, u)) * m->global;
+                sc = dqb_bitsf(dtab_f8_to_f32(DTA_F8_E4M3, u)) * m->global;
             else /* comfy-kitchen's e8m0_to_f32: 0 is 0, 255 is +inf */
-                sc = dtap_f32_of((uint32_t)u << 23);
+                sc = dqb_bitsf((uint32_t)u << 23);
             key = r * m->nblk + blk;
         }
         s[k] = sc;

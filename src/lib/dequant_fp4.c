@@ -212,8 +212,8 @@ static dta_status mx_fill(dtap_dq_src *d, const dtap_dq_plan *p, void **cache, u
         for (uint64_t j = 0; j < seg; j++) {
             uint64_t blk = i / 32 - c->b0;
             unsigned char byte = codes[o * rw + blk * 16 + (i % 32) / 2];
-            x[k + j] = dtap_f32_of(dqp_e2m1(dqp_nib_lo_first(byte, i)));
-            s[k + j] = dtap_f32_of(dqp_e8m0(sc[o * c->w + blk], 0));
+            x[k + j] = dqb_bitsf(dqp_e2m1(dqp_nib_lo_first(byte, i)));
+            s[k + j] = dqb_bitsf(dqp_e8m0(sc[o * c->w + blk], 0));
             if (++o == m->out) {
                 o = 0;
                 i++;
@@ -263,7 +263,7 @@ static dta_status read_f32s(dtap_dq_src *d, size_t ti, uint64_t n, float *v, dta
         if (st != DTA_OK)
             return st;
         for (size_t j = 0; j < m; j++)
-            v[k + j] = dtap_f32_of((uint32_t)b[4 * j] | (uint32_t)b[4 * j + 1] << 8 |
+            v[k + j] = dqb_bitsf((uint32_t)b[4 * j] | (uint32_t)b[4 * j + 1] << 8 |
                                    (uint32_t)b[4 * j + 2] << 16 | (uint32_t)b[4 * j + 3] << 24);
         k += m;
     }
@@ -276,7 +276,7 @@ static dta_status read_f32_scalar(dtap_dq_src *d, size_t ti, float *v, dta_error
     unsigned char b[4];
     dta_status st = dtap_dq_read(d, ti, 0, 4, b, err);
     if (st == DTA_OK)
-        *v = dtap_f32_of((uint32_t)b[0] | (uint32_t)b[1] << 8 | (uint32_t)b[2] << 16 |
+        *v = dqb_bitsf((uint32_t)b[0] | (uint32_t)b[1] << 8 | (uint32_t)b[2] << 16 |
                     (uint32_t)b[3] << 24);
     return st;
 }
@@ -474,7 +474,7 @@ static dta_status nv_plan_common(dtap_dq_src *d, const dta_quant *q, const dta_q
     o->packed = (dtap_dq_packed){.kind = DQP_FP4, .flags = mx ? DQP_F_E8M0 : ct ? DQP_F_DIVIDE : 0,
                                  .t = {qp->weight, si, SIZE_MAX, SIZE_MAX}, .out = out,
                                  .in = in, .cols = cols, .groups = gc, .group = mx ? 32 : 16,
-                                 .gbits = dtap_bits_of(st->global)}; /* the device path */
+                                 .gbits = dqb_fbits(st->global)}; /* the device path */
     return DTA_OK;
 }
 
@@ -577,8 +577,8 @@ static dta_status stack_fill(dtap_dq_src *d, const nv_state *m, void **cache, ui
         const unsigned char *crow = codes + (i / 2 - r0) * m->out, *srow = sc + (g - c->g0) * m->out;
         unsigned shift = i & 1 ? 4 : 0;
         for (size_t j = 0; j < seg; j++) {
-            x[k + j] = dtap_f32_of(dqp_e2m1((crow[o + j] >> shift) & 15));
-            s[k + j] = dtap_f32_of(dqp_nvfp4_scale(srow[o + j], dtap_bits_of(gl), 0));
+            x[k + j] = dqb_bitsf(dqp_e2m1((crow[o + j] >> shift) & 15));
+            s[k + j] = dqb_bitsf(dqp_nvfp4_scale(srow[o + j], dqb_fbits(gl), 0));
         }
         k += seg;
         o += seg;
@@ -620,13 +620,13 @@ static dta_status nv_fill(dtap_dq_src *d, const dtap_dq_plan *p, void **cache, u
     for (size_t k = 0; k < n; k++) {
         uint64_t cb = r * m->cols + i / 2 - cb0, sb = r * m->gc + i / bl - sb0;
         unsigned char byte = buf[cb];
-        x[k] = dtap_f32_of(dqp_e2m1(dqp_nib_lo_first(byte, i)));
+        x[k] = dqb_bitsf(dqp_e2m1(dqp_nib_lo_first(byte, i)));
         if (sb != sc_at) {
             unsigned char u = buf[nc + sb];
             if (m->mx) /* 2^(u - 127) as compressed-tensors computes it: 255 is inf */
-                sc = dtap_f32_of(dqp_e8m0(u, 1));
+                sc = dqb_bitsf(dqp_e8m0(u, 1));
             else /* one f32 multiply (ModelOpt) or division (compressed-tensors) */
-                sc = dtap_f32_of(dqp_nvfp4_scale(u, dtap_bits_of(m->global), m->ct));
+                sc = dqb_bitsf(dqp_nvfp4_scale(u, dqb_fbits(m->global), m->ct));
             sc_at = sb;
         }
         s[k] = sc;

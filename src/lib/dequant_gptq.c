@@ -409,8 +409,8 @@ static dta_status fill(dtap_dq_src *d, const dtap_dq_plan *pl, void **cache, uin
             zv = dqp_gptq_zero(dqp_bits2(le32(zr), zs + b > 32 ? le32(zr + 4) : 0, zs, b), x->v1,
                                b);
         }
-        xv[j] = dtap_f32_of(dqp_qz((int)qv, (int)zv));
-        sv[j] = dtap_f32_of(dqp_load(x->sdt, sq, g * C + oc));
+        xv[j] = dqb_bitsf(dqp_qz((int)qv, (int)zv));
+        sv[j] = dqb_bitsf(dqp_load(x->sdt, sq, g * C + oc));
         if (++i == x->in) {
             i = 0;
             o++;

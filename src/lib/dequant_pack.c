@@ -314,7 +314,7 @@ static dta_status pk_batch(dtap_dq_src *d, const pk_state *m, void **cache, uint
             int z = 0;
             if (nz)
                 z = (int)dqp_bits2(zws[zword * m->groups + g], 0, zshift, b) - (int)off;
-            x[k] = dtap_f32_of(dqp_qz(q, z));
+            x[k] = dqb_bitsf(dqp_qz(q, z));
             s[k] = srow[m->per_tensor ? 0 : g];
         }
     }

@@ -21,8 +21,6 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include <string.h>
-
 #include "dequant.h"
 #include "dequant_unpack.h"
 #include "dtaudit/quant.h"
@@ -30,19 +28,7 @@
 /* Small helpers every scheme module uses. */
 static inline uint64_t dtap_cdiv(uint64_t a, uint64_t b) { return b ? a / b + (a % b != 0) : 0; }
 
-static inline float dtap_f32_of(uint32_t b)
-{
-    float f;
-    memcpy(&f, &b, 4);
-    return f;
-}
-
-static inline uint32_t dtap_bits_of(float f)
-{
-    uint32_t b;
-    memcpy(&b, &f, 4);
-    return b;
-}
+/* An f32 and its bits: dqb_bitsf / dqb_fbits (dequant_unpack.h, shared with the kernels). */
 
 /* The checkpoint's tensors as the modules read them (dequant_src.c). */
 typedef struct dtap_dq_src dtap_dq_src;
