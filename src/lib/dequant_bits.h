@@ -24,7 +24,8 @@
  *               for the range, as dequant_packed.c gathers them for the device: dqp_xs /
  *               dqp_values unpack and decode element k with dequant_unpack.h's functions,
  *               the ones the CPU modules' fill() / values() call (MXFP4, NVFP4,
- *               bitsandbytes, GPTQ, AWQ, pack-quantized).
+ *               bitsandbytes, GPTQ, AWQ, pack-quantized, ComfyUI comfy_quant nvfp4 /
+ *               mxfp8 / int8_tensorwise).
  * dqb_elem computes element k of a job; the kernels run it per thread, the host tests run
  * it in a loop against dtap_dq_run.
  *
@@ -83,7 +84,12 @@ typedef struct {
      *  CTPACK  raw0 code words from word base0 (row R at R * cols), raw1 scales (sdt)
      *          from entry base1 (row R at R * ng), raw2 zero-point words from base2
      *          (I32 [(E,) zrows, ng]) when nraw[2], raw3 g_idx I32 from base3 when
-     *          DQP_F_GIDX. */
+     *          DQP_F_GIDX.
+     *  CQ_*    ComfyUI comfy_quant, rows of pin columns: raw0 code bytes from byte base0
+     *          (row r at r * cols); NVFP4 / MXFP8: raw1 the 128x4-swizzled block scales
+     *          (one per grp columns, ng 4-block tiles per row) from byte base1 (whole
+     *          128-row bands), gbits nvfp4's global scale; INT8: raw1 the row scales
+     *          (sdt) from row base1 when DQP_F_PER_ROW, else gbits the one scale. */
     int pk, pf, sdt, gdt;    /* DQP_*, DQP_F_*, dtypes of raw1 and raw3 */
     unsigned bits;
     uint64_t pin, pout, cols, ng, grp, ngrp, zrows, lo, rem0;
@@ -212,7 +218,7 @@ DTAB_FN void dqp_xs(const dqb_job *j, uint64_t k, uint32_t *xb, uint32_t *sb)
     }
     case DQP_BNB4: {
         uint64_t b = e / j->grp;
-        *xb = j->lut16[dqp_bnb_nib(r0[e / 2 - j->base[0]], e)];
+        *xb = j->lut16[dqp_nib_hi_first(r0[e / 2 - j->base[0]], e)];
         if (j->pf & DQP_F_NESTED)
             *sb = dqp_bnb_absmax(dqp_load(DTA_F32, r3, r1[b - j->base[1]]),
                                  dqp_load(DTA_F32, r2, b / j->ngrp - j->base[2]), j->gbits);
@@ -243,6 +249,20 @@ DTAB_FN void dqp_xs(const dqb_job *j, uint64_t k, uint32_t *xb, uint32_t *sb)
         }
         *xb = dqp_qz((int)q, (int)z);
         *sb = dqp_load(j->sdt, r1, g * j->wid[1] + o - j->base[1]);
+        return;
+    }
+    case DQP_CQ_NVFP4:
+    case DQP_CQ_MXFP8:
+    case DQP_CQ_INT8: {
+        /* row r, column i; the block scale at its swizzled place in the bands from byte
+         * base1, or int8's scale (of row r from base1, or gbits) */
+        uint64_t r = e / j->pin, i = e % j->pin;
+        *xb = dqp_cq_code(j->pk, r0[r * j->cols + dqp_cq_byte(j->pk, i) - j->base[0]], i);
+        if (j->pk != DQP_CQ_INT8)
+            *sb = dqp_cq_block_scale(j->pk, r1[dqp_swizzled(r, i / j->grp, j->ng) - j->base[1]],
+                                     j->gbits);
+        else
+            *sb = j->pf & DQP_F_PER_ROW ? dqp_load(j->sdt, r1, r - j->base[1]) : j->gbits;
         return;
     }
     default: { /* DQP_CTPACK */

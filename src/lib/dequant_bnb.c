@@ -345,7 +345,7 @@ static dta_status bnb4_fill(dtap_dq_src *d, const dtap_dq_plan *pl, void **cache
     for (size_t j = 0; j < n; j++) {
         uint64_t e = first + j;
         unsigned char byte = codes[e / 2 - first / 2];
-        xv[j] = x->lut[dqp_bnb_nib(byte, e)];
+        xv[j] = x->lut[dqp_nib_hi_first(byte, e)];
         sv[j] = am[e / x->bs - b0];
     }
     return DTA_OK;

@@ -53,7 +53,14 @@
  * shows it is not padding: the rows when "<p>.bias" has R elements or the last row holds a
  * nonzero code (a bias of R - 15 .. R - 1 elements over all-zero trailing rows: those rows
  * are padding and are cropped, as ComfyUI does), the columns when the last column holds a
- * nonzero code (padding is the code of +0.0). Otherwise the layer is refused, naming it. */
+ * nonzero code (padding is the code of +0.0). Otherwise the layer is refused, naming it.
+ *
+ * On the GPU (--device cuda): the float8 layers are grid parameters, whose codes and scale
+ * go to the device as stored (dequant.c's grid jobs); the nvfp4, mxfp8 and int8 layers
+ * describe their layout in the plan (dtap_dq_plan.packed, DQP_CQ_*): dequant_packed.c
+ * sends their stored codes and scale bytes (whole 128-row bands of swizzled block scales)
+ * and the kernel decodes them with dequant_unpack.h's dqp_cq_* functions, the ones
+ * cq_fill() calls here. */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -145,18 +152,18 @@ static size_t scaled_marker(const dta_model *w, const char *name)
 
 /* ---- comfy_quant block formats: nvfp4, mxfp8, int8_tensorwise ---------------------- */
 
-enum { CQ_NVFP4 = 1, CQ_MXFP8, CQ_INT8 };
-
+/* A layer's plan. The element decoding (the code of column i, the swizzled place of a
+ * block scale, the block scale times the global one) is dequant_unpack.h's dqp_cq_*,
+ * which the CUDA kernel runs on the stored bytes too (plan.packed, dequant_packed.c). */
 typedef struct {
-    int kind;
+    int kind;               /* DQP_CQ_NVFP4, DQP_CQ_MXFP8, DQP_CQ_INT8 */
     size_t codes, scales;   /* tensor indices */
     uint64_t rows, in;      /* the output [rows, in]: rows may be fewer than stored */
     uint64_t rowbytes;      /* code bytes per stored row */
     uint64_t bl, nblk, ncb; /* elements per block, blocks per row, 4-block tiles per row */
-    float global;           /* nvfp4: weight_scale_2; int8 per tensor: weight_scale */
+    uint32_t gbits;         /* f32 bits: nvfp4 weight_scale_2; int8 per tensor weight_scale */
     bool per_row;           /* int8: weight_scale [R, 1] */
     dta_dtype sdt;          /* int8: the scale's dtype */
-    float lut[256];         /* the decoded code (nvfp4: of a nibble, 16 entries) */
 } cq_state;
 
 typedef struct {
@@ -170,24 +177,7 @@ static dta_status nomem(dta_error *err)
     return dta_error_set(err, DTA_E_NOMEM, ENOMEM, "out of memory");
 }
 
-/* One F32, BF16 or F16 value (little-endian bytes) as f32, exactly. */
-static float scalar_of(dta_dtype dt, const unsigned char *b)
-{
-    if (dt == DTA_F32)
-        return dqb_bitsf((uint32_t)b[0] | (uint32_t)b[1] << 8 | (uint32_t)b[2] << 16 |
-                           (uint32_t)b[3] << 24);
-    uint16_t h = (uint16_t)(b[0] | b[1] << 8);
-    return dqb_bitsf(dt == DTA_BF16 ? dtab_bf16_to_f32(h) : dtab_f16_to_f32(h));
-}
-
 static bool float_scale(dta_dtype dt) { return dt == DTA_F32 || dt == DTA_BF16 || dt == DTA_F16; }
-
-/* E2M1: bit 3 the sign, bits 2..1 the exponent (bias 1), bit 0 the mantissa. */
-static float e2m1_of(unsigned code)
-{
-    return dqb_bitsf(dtab_mini_to_f32((uint32_t)(code & 8) << 28, (code >> 1) & 3, code & 1,
-                                        1, 1));
-}
 
 /* Whether any code of stored row r is nonzero (padding is the code of +0.0). */
 static dta_status row_nonzero(dtap_dq_src *d, const cq_state *m, uint64_t r, bool *nz,
@@ -224,7 +214,7 @@ static dta_status col_nonzero(dtap_dq_src *d, const cq_state *m, bool *nz, dta_e
             return st;
         for (uint64_t j = 0; j < k && !*nz; j++) {
             unsigned char b = buf[per ? (j + 1) * m->rowbytes - 1 : 0];
-            *nz = m->kind == CQ_NVFP4 ? (b & 15) != 0 : b != 0; /* hi_first: odd is low */
+            *nz = m->kind == DQP_CQ_NVFP4 ? (b & 15) != 0 : b != 0; /* hi_first: odd is low */
         }
         r += k;
     }
@@ -303,23 +293,25 @@ static dta_status cq_plan(dtap_dq_src *d, const dta_quant *q, const dta_quant_pa
                  "does not have", fmt);
         return refuse(err, qp->name, why);
     }
-    if (si == SIZE_MAX || (kind == CQ_NVFP4 && gi == SIZE_MAX)) {
+    if (si == SIZE_MAX || (kind == DQP_CQ_NVFP4 && gi == SIZE_MAX)) {
         snprintf(why, sizeof why, "comfy_quant %s without its weight_scale%s", fmt,
-                 kind == CQ_NVFP4 ? " and weight_scale_2" : "");
+                 kind == DQP_CQ_NVFP4 ? " and weight_scale_2" : "");
         return refuse(err, qp->name, why);
     }
-    if (kind != CQ_NVFP4 && gi != SIZE_MAX) {
+    if (kind != DQP_CQ_NVFP4 && gi != SIZE_MAX) {
         snprintf(why, sizeof why, "comfy_quant %s with a second scale, which the format does "
                  "not have", fmt);
         return refuse(err, qp->name, why);
     }
     const dta_tensor *s = &w->tensors[si];
-    dta_dtype want = kind == CQ_NVFP4 ? DTA_U8 : kind == CQ_MXFP8 ? DTA_F8_E4M3 : DTA_I8;
+    dta_dtype want = kind == DQP_CQ_NVFP4   ? DTA_U8
+                     : kind == DQP_CQ_MXFP8 ? DTA_F8_E4M3
+                                            : DTA_I8;
     if (c->dtype != want || c->rank != 2 || !c->shape[0] || !c->shape[1] ||
         c->shape[1] > (UINT64_MAX >> 4)) {
         snprintf(why, sizeof why, "comfy_quant %s with %s codes of rank %d (dtaudit reads a "
                  "nonempty %s [out, %s] Linear weight)", fmt, dta_dtype_name(c->dtype), c->rank,
-                 dta_dtype_name(want), kind == CQ_NVFP4 ? "in/2" : "in");
+                 dta_dtype_name(want), kind == DQP_CQ_NVFP4 ? "in/2" : "in");
         return refuse(err, qp->name, why);
     }
     if (!dtap_dq_stored_plain(d, qp->weight) || !dtap_dq_stored_plain(d, si) ||
@@ -335,11 +327,11 @@ static dta_status cq_plan(dtap_dq_src *d, const dta_quant *q, const dta_quant_pa
     m.scales = si;
     m.rows = c->shape[0];
     m.rowbytes = c->shape[1];
-    m.in = kind == CQ_NVFP4 ? c->shape[1] * 2 : c->shape[1];
-    m.global = 1.0f;
+    m.in = kind == DQP_CQ_NVFP4 ? c->shape[1] * 2 : c->shape[1];
+    m.gbits = 0x3F800000u; /* 1 */
     unsigned char b[4];
     dta_status st;
-    if (kind == CQ_INT8) {
+    if (kind == DQP_CQ_INT8) {
         if (!float_scale(s->dtype)) {
             snprintf(why, sizeof why, "comfy_quant int8_tensorwise with a %s weight_scale "
                      "(dtaudit reads F32, BF16 and F16)", dta_dtype_name(s->dtype));
@@ -349,7 +341,7 @@ static dta_status cq_plan(dtap_dq_src *d, const dta_quant *q, const dta_quant_pa
         if (s->numel == 1) {
             if ((st = dtap_dq_read(d, si, 0, dta_dtype_elem_size(s->dtype), b, err)) != DTA_OK)
                 return st;
-            m.global = scalar_of(s->dtype, b);
+            m.gbits = dqp_load(s->dtype, b, 0);
         } else if (s->rank == 2 && s->shape[0] == m.rows && s->shape[1] == 1) {
             m.per_row = true;
         } else {
@@ -359,7 +351,7 @@ static dta_status cq_plan(dtap_dq_src *d, const dta_quant *q, const dta_quant_pa
             return refuse(err, qp->name, why);
         }
     } else {
-        m.bl = kind == CQ_NVFP4 ? 16 : 32;
+        m.bl = kind == DQP_CQ_NVFP4 ? 16 : 32;
         if (m.in % m.bl) {
             snprintf(why, sizeof why, "comfy_quant %s with %llu columns, not whole blocks of "
                      "%llu", fmt, (unsigned long long)m.in, (unsigned long long)m.bl);
@@ -367,14 +359,14 @@ static dta_status cq_plan(dtap_dq_src *d, const dta_quant *q, const dta_quant_pa
         }
         m.nblk = m.in / m.bl;
         m.ncb = dtap_cdiv(m.nblk, 4);
-        bool sdt = kind == CQ_NVFP4 ? s->dtype == DTA_F8_E4M3 || s->dtype == DTA_U8
+        bool sdt = kind == DQP_CQ_NVFP4 ? s->dtype == DTA_F8_E4M3 || s->dtype == DTA_U8
                                     : s->dtype == DTA_F8_E8M0 || s->dtype == DTA_U8;
         uint64_t srows = dtap_cdiv(m.rows, 128) * 128;
         if (!sdt || s->rank != 2 || s->shape[0] != srows || s->shape[1] != m.ncb * 4) {
             snprintf(why, sizeof why, "comfy_quant %s whose weight_scale (%s, %llu values) is "
                      "not %s block scales in the 128x4-swizzled layout [%llu, %llu]", fmt,
                      dta_dtype_name(s->dtype), (unsigned long long)s->numel,
-                     kind == CQ_NVFP4 ? "F8_E4M3" : "E8M0", (unsigned long long)srows,
+                     kind == DQP_CQ_NVFP4 ? "F8_E4M3" : "E8M0", (unsigned long long)srows,
                      (unsigned long long)(m.ncb * 4));
             return refuse(err, qp->name, why);
         }
@@ -383,7 +375,7 @@ static dta_status cq_plan(dtap_dq_src *d, const dta_quant *q, const dta_quant_pa
                      (unsigned long long)(CQ_MAX_BAND / 128 * m.bl));
             return refuse(err, qp->name, why);
         }
-        if (kind == CQ_NVFP4) {
+        if (kind == DQP_CQ_NVFP4) {
             const dta_tensor *g = &w->tensors[gi];
             if (!float_scale(g->dtype) || g->numel != 1) {
                 snprintf(why, sizeof why, "comfy_quant nvfp4 with a weight_scale_2 that is not "
@@ -392,15 +384,11 @@ static dta_status cq_plan(dtap_dq_src *d, const dta_quant *q, const dta_quant_pa
             }
             if ((st = dtap_dq_read(d, gi, 0, dta_dtype_elem_size(g->dtype), b, err)) != DTA_OK)
                 return st;
-            m.global = scalar_of(g->dtype, b);
+            m.gbits = dqp_load(g->dtype, b, 0);
         }
-        if ((st = logical_shape(d, qp, &m, kind == CQ_NVFP4 ? 16 : 32, fmt, err)) != DTA_OK)
+        if ((st = logical_shape(d, qp, &m, kind == DQP_CQ_NVFP4 ? 16 : 32, fmt, err)) != DTA_OK)
             return st;
     }
-    for (unsigned k = 0; k < 256; k++)
-        m.lut[k] = kind == CQ_NVFP4 ? e2m1_of(k & 15)
-                 : kind == CQ_MXFP8 ? dqb_bitsf(dtab_f8_to_f32(DTA_F8_E4M3, (uint8_t)k))
-                                    : (float)((int)k - (k & 0x80 ? 256 : 0));
     cq_state *ms = malloc(sizeof *ms);
     if (!ms)
         return nomem(err);
@@ -411,6 +399,11 @@ static dta_status cq_plan(dtap_dq_src *d, const dta_quant *q, const dta_quant_pa
     o->shape[0] = m.rows;
     o->shape[1] = m.in;
     o->numel = m.rows * m.in;
+    /* the device path: the same decoding on the stored bytes (dequant_packed.c) */
+    o->packed = (dtap_dq_packed){.kind = kind, .flags = m.per_row ? DQP_F_PER_ROW : 0,
+                                 .t = {m.codes, m.scales, SIZE_MAX, SIZE_MAX}, .out = m.rows,
+                                 .in = m.in, .cols = m.rowbytes, .groups = m.ncb,
+                                 .group = m.bl, .gbits = m.gbits};
     return DTA_OK;
 }
 
@@ -422,11 +415,10 @@ static dta_status cq_fill(dtap_dq_src *d, const dtap_dq_plan *p, void **cache, u
         return dta_error_set(err, DTA_E_ARG, 0, "dequantize: no comfy_quant plan");
     if (!n)
         return DTA_OK;
-    bool nv = m->kind == CQ_NVFP4;
     uint64_t last = first + n - 1, r0 = first / m->in, r1 = last / m->in;
-    uint64_t cb0 = r0 * m->rowbytes + (nv ? first % m->in / 2 : first % m->in);
-    uint64_t cb1 = r1 * m->rowbytes + (nv ? last % m->in / 2 : last % m->in);
-    size_t band = m->kind == CQ_INT8 ? 0 : (size_t)(m->ncb * 512);
+    uint64_t cb0 = r0 * m->rowbytes + dqp_cq_byte(m->kind, first % m->in);
+    uint64_t cb1 = r1 * m->rowbytes + dqp_cq_byte(m->kind, last % m->in);
+    size_t band = m->kind == DQP_CQ_INT8 ? 0 : (size_t)(m->ncb * 512);
     size_t nc = (size_t)(cb1 - cb0 + 1);
     size_t es = m->per_row ? dta_dtype_elem_size(m->sdt) : 0;
     size_t nrs = (size_t)(r1 - r0 + 1) * es;
@@ -448,12 +440,12 @@ static dta_status cq_fill(dtap_dq_src *d, const dtap_dq_plan *p, void **cache, u
     if (st != DTA_OK)
         return st;
     uint64_t r = r0, i = first % m->in, key = UINT64_MAX;
-    float sc = m->global;
+    float sc = dqb_bitsf(m->gbits);
     for (size_t k = 0; k < n; k++) {
-        unsigned char byte = codes[r * m->rowbytes + (nv ? i / 2 : i) - cb0];
-        x[k] = m->lut[!nv ? byte : i & 1 ? byte & 15u : (unsigned)byte >> 4]; /* hi_first */
+        x[k] = dqb_bitsf(dqp_cq_code(m->kind, codes[r * m->rowbytes + dqp_cq_byte(m->kind, i) -
+                                                    cb0], i));
         if (m->per_row && key != r) {
-            sc = scalar_of(m->sdt, rs + (r - r0) * es);
+            sc = dqb_bitsf(dqp_load(m->sdt, rs, r - r0));
             key = r;
         } else if (band && key != r * m->nblk + i / m->bl) {
             uint64_t blk = i / m->bl, rb = r / 128;
@@ -464,12 +456,8 @@ static dta_status cq_fill(dtap_dq_src *d, const dtap_dq_plan *p, void **cache, u
                 }
                 c->band = rb;
             }
-            unsigned char u = c->data[(blk / 4) * 512 + (r % 32) * 16 + (r % 128) / 32 * 4 +
-                                      blk % 4];
-            if (nv)
-                sc = dqb_bitsf(dtab_f8_to_f32(DTA_F8_E4M3, u)) * m->global;
-            else /* comfy-kitchen's e8m0_to_f32: 0 is 0, 255 is +inf */
-                sc = dqb_bitsf((uint32_t)u << 23);
+            uint8_t u = c->data[dqp_swizzled(r, blk, m->ncb) - rb * band];
+            sc = dqb_bitsf(dqp_cq_block_scale(m->kind, u, m->gbits));
             key = r * m->nblk + blk;
         }
         s[k] = sc;
@@ -503,14 +491,17 @@ static dta_status cf_plan(dtap_dq_src *d, const dta_quant *q, const dta_quant_pa
         const cJSON *rot = cJSON_GetObjectItemCaseSensitive(layer, "convrot");
         const cJSON *gs = cJSON_GetObjectItemCaseSensitive(layer, "group_size");
         const char *fmt = cJSON_IsString(f) ? f->valuestring : NULL;
-        int kind = !fmt ? 0 : !strcmp(fmt, "nvfp4") ? CQ_NVFP4 : !strcmp(fmt, "mxfp8") ? CQ_MXFP8
-                 : !strcmp(fmt, "int8_tensorwise") ? CQ_INT8 : 0;
+        int kind = !fmt                              ? 0
+                   : !strcmp(fmt, "nvfp4")           ? DQP_CQ_NVFP4
+                   : !strcmp(fmt, "mxfp8")           ? DQP_CQ_MXFP8
+                   : !strcmp(fmt, "int8_tensorwise") ? DQP_CQ_INT8
+                                                     : 0;
         why[0] = 0;
         if (rot && !cJSON_IsFalse(rot) && !cJSON_IsNull(rot))
             snprintf(why, sizeof why, "comfy_quant %.60s with convrot (Hadamard-rotated "
                      "weights), which dequantizing alone does not undo", fmt ? fmt : "");
-        else if (gs && !(cJSON_IsNumber(gs) && (kind == CQ_NVFP4 || kind == CQ_MXFP8) &&
-                         gs->valuedouble == (kind == CQ_NVFP4 ? 16 : 32)))
+        else if (gs && !(cJSON_IsNumber(gs) && (kind == DQP_CQ_NVFP4 || kind == DQP_CQ_MXFP8) &&
+                         gs->valuedouble == (kind == DQP_CQ_NVFP4 ? 16 : 32)))
             snprintf(why, sizeof why, "comfy_quant %.60s with a group_size the format does not "
                      "have", fmt ? fmt : "");
         else if (fmt && !kind && strcmp(fmt, "float8_e4m3fn") && strcmp(fmt, "float8_e5m2"))

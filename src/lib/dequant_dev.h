@@ -3,7 +3,7 @@
  * dtap_dq_job_dev (dequant.c) prepares a device job for a range of output elements on the
  * host: for the FP8 / int8 grid path the codes and the scale-grid rows as stored; for a
  * packed scheme (dtap_dq_plan.packed) its stored bytes, gathered by dequant_packed.c; for
- * any other module (ComfyUI comfy_quant) the x and s its fill() decoded (dtap_dq_job).
+ * a module without either (none at present) the x and s its fill() decoded (dtap_dq_job).
  * dtap_dq_run_cuda (backend_cuda.c, or the stub) runs dqb_elem (dequant_bits.h) over them
  * on the GPU, which unpacks and decodes with the functions the CPU modules call
  * (dequant_unpack.h). Same arguments, bytes and statistics as dtap_dq_run. */

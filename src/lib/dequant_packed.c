@@ -6,8 +6,10 @@
  * device; the unit tests run dqb_elem over them on the host against the modules' fill().
  *
  * What is gathered per family mirrors the module's own reads (dequant_fp4.c,
- * dequant_bnb.c, dequant_gptq.c, dequant_pack.c), so memory stays bounded the same way:
- * about the range's share of each tensor, plus one row or column of the layout. Hostile
+ * dequant_bnb.c, dequant_gptq.c, dequant_pack.c, dequant_comfy.c), so memory stays
+ * bounded the same way: about the range's share of each tensor, plus one row or column of
+ * the layout (comfy_quant: the 128-row bands of swizzled block scales the range's rows
+ * touch, at most 8 MiB each by dequant_comfy.c's cap, read ahead up to DQP_CQ_SLAB). Hostile
  * input is refused here, before anything reaches a device: a g_idx entry outside its
  * groups (the modules' message), and any gather above DQP_MAX_GATHER bytes. */
 #include <errno.h>
@@ -20,12 +22,15 @@
 
 #define DQP_MAX_GATHER (256u << 20) /* bytes of one gathered buffer */
 #define DQP_MX_SLAB (8u << 20)      /* MXFP4: bytes of blocks + scales kept per slab */
+#define DQP_CQ_SLAB (8u << 20)      /* comfy_quant: bytes of swizzled scale bands read ahead */
 
 typedef struct {
     size_t gpar;              /* parameter whose g_idx was checked, SIZE_MAX none */
     bool gused;               /* ... and whether its map is used (compressed-tensors: no -1) */
     size_t mpar;              /* MXFP4: parameter of the cached slab, SIZE_MAX none */
     uint64_t mmat, mlo, mhi, mb0, mw;
+    size_t cqpar;             /* comfy_quant: parameter of the bands held, SIZE_MAX: none */
+    uint64_t cqb0, cqb1;      /* ... bands [cqb0, cqb1] in buffer 1 */
     unsigned char *buf[4];
     size_t cap[4];
 } pk_cache;
@@ -401,6 +406,56 @@ static dta_status job_ctpack(dtap_dq_src *d, const dtap_dq_packed *pd, size_t pi
     return st;
 }
 
+/* ComfyUI comfy_quant nvfp4 / mxfp8 / int8_tensorwise, rows of `in` columns: the code
+ * bytes of the range, and the whole 128-row bands of swizzled block scales its rows touch
+ * (read ahead while they fit DQP_CQ_SLAB and kept for the next ranges; only those the range
+ * touches go in the job), or int8's row scales (per tensor: the one scale is gbits). */
+static dta_status job_comfy(dtap_dq_src *d, const dtap_dq_packed *pd, size_t pi, pk_cache *c,
+                           uint64_t first, size_t n, dqb_job *j, dta_error *err)
+{
+    uint64_t in = pd->in, last = first + n - 1, r0 = first / in, r1 = last / in;
+    dta_status st = DTA_OK;
+    if (pd->kind != DQP_CQ_INT8) {
+        uint64_t band = pd->groups * 512, b0 = r0 / 128, b1 = r1 / 128;
+        if (!(c->cqpar == pi && c->cqb0 <= b0 && b1 <= c->cqb1)) {
+            uint64_t nb = tensor(d, pd->t[1])->shape[0] / 128, w = DQP_CQ_SLAB / band;
+            uint64_t e = b0 + (w > 1 ? w : 1) - 1;
+            if (e < b1)
+                e = b1;
+            if (e >= nb)
+                e = nb - 1;
+            c->cqpar = SIZE_MAX;
+            if ((st = gather(d, c, 1, pd->t[1], b0 * band, (e - b0 + 1) * band,
+                             "comfy_quant block scales", j, err)) != DTA_OK)
+                return st;
+            c->cqpar = pi;
+            c->cqb0 = b0;
+            c->cqb1 = e;
+        }
+        j->raw[1] = c->buf[1] + (b0 - c->cqb0) * band;
+        j->nraw[1] = (b1 - b0 + 1) * band;
+        j->base[1] = b0 * band;
+        j->grp = pd->group;
+        j->ng = pd->groups;
+    } else if (pd->flags & DQP_F_PER_ROW) {
+        const dta_tensor *S = tensor(d, pd->t[1]);
+        unsigned es = (unsigned)dta_dtype_elem_size(S->dtype);
+        if ((st = gather(d, c, 1, pd->t[1], r0 * es, (r1 - r0 + 1) * es, "int8 row scales", j,
+                         err)) != DTA_OK)
+            return st;
+        j->sdt = (int)S->dtype;
+        j->base[1] = r0;
+    }
+    uint64_t cb0 = r0 * pd->cols + dqp_cq_byte(pd->kind, first % in);
+    uint64_t cb1 = r1 * pd->cols + dqp_cq_byte(pd->kind, last % in);
+    j->pf = pd->flags & DQP_F_PER_ROW;
+    j->pin = in;
+    j->cols = pd->cols;
+    j->gbits = pd->gbits;
+    j->base[0] = cb0;
+    return gather(d, c, 0, pd->t[0], cb0, cb1 - cb0 + 1, "comfy_quant codes", j, err);
+}
+
 dta_status dtap_dq_packed_job(dtap_dq_src *d, const dtap_dq_packed *pd, size_t pi,
                               void **cache, uint64_t first, size_t n, dqb_job *j,
                               dta_error *err)
@@ -411,10 +466,14 @@ dta_status dtap_dq_packed_job(dtap_dq_src *d, const dtap_dq_packed *pd, size_t p
             return nomem(err);
         c->gpar = SIZE_MAX;
         c->mpar = SIZE_MAX;
+        c->cqpar = SIZE_MAX;
         *cache = c;
     }
+    /* buffers 0 and 1 are about to hold something else */
     if (pd->kind != DQP_MXFP4)
-        c->mpar = SIZE_MAX; /* buffers 0 and 1 are about to hold something else */
+        c->mpar = SIZE_MAX;
+    if (pd->kind != DQP_CQ_NVFP4 && pd->kind != DQP_CQ_MXFP8)
+        c->cqpar = SIZE_MAX;
     j->pk = pd->kind;
     j->first = first;
     j->n = n;
@@ -434,6 +493,10 @@ dta_status dtap_dq_packed_job(dtap_dq_src *d, const dtap_dq_packed *pd, size_t p
         return job_gptq(d, pd, pi, c, first, n, j, err);
     case DQP_CTPACK:
         return job_ctpack(d, pd, pi, c, first, n, j, err);
+    case DQP_CQ_NVFP4:
+    case DQP_CQ_MXFP8:
+    case DQP_CQ_INT8:
+        return job_comfy(d, pd, pi, c, first, n, j, err);
     default:
         return dta_error_set(err, DTA_E_ARG, 0, "dequantize: unknown packed family %d",
                              pd->kind);

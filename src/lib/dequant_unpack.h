@@ -1,15 +1,16 @@
 /* dtaudit: the per-element decoding of the packed dequantization schemes, one copy for
- * the CPU modules (dequant_fp4.c, dequant_bnb.c, dequant_gptq.c, dequant_pack.c) and the
- * CUDA kernel (cuda/dequant.cu, through dequant_bits.h's DQB_PACKED jobs): both call these
- * functions, so a code, a scale or a zero point decodes to the same f32 bits on either
- * side by construction.
+ * the CPU modules (dequant_fp4.c, dequant_bnb.c, dequant_gptq.c, dequant_pack.c,
+ * dequant_comfy.c) and the CUDA kernel (cuda/dequant.cu, through dequant_bits.h's
+ * DQB_PACKED jobs): both call these functions, so a code, a scale or a zero point
+ * decodes to the same f32 bits on either side by construction.
  *
  * Everything is integer bit work, except the few f32 operations a reference performs
- * before the final product (NVFP4's scale times or over the global scale, bitsandbytes'
- * double-quantized absmax and int8's two products). Those go through dqb_mul, dqb_add and
- * dqb_div, which fix the NaN a result gets (the GPU's arithmetic returns one canonical NaN,
- * x86 returns a quieted operand): x86 SSE's rule, made explicit, so the CPU path's bytes
- * are what they were on x86 and the GPU's are the same. Other results are one IEEE
+ * before the final product (NVFP4's scale times or over the global scale, comfy_quant
+ * nvfp4's too, bitsandbytes' double-quantized absmax and int8's two products). Those go
+ * through dqb_mul, dqb_add and dqb_div, which fix the NaN a result gets (the GPU's
+ * arithmetic returns one canonical NaN, x86 returns a quieted operand): x86 SSE's rule,
+ * made explicit, so the CPU path's bytes are what they were on x86 and the GPU's are the
+ * same. Other results are one IEEE
  * operation rounded to nearest even (on the device __fmul_rn / __fadd_rn / __fdiv_rn,
  * never contracted; subnormals kept: no -ftz=true in the CUDA build).
  *
@@ -31,7 +32,10 @@ enum {
     DQP_BNB8 = 4,   /* bitsandbytes LLM.int8 */
     DQP_GPTQ = 5,   /* GPTQ v1 / v2, 2/3/4/8 bits */
     DQP_AWQ = 6,    /* AWQ GEMM, 4 bits */
-    DQP_CTPACK = 7  /* compressed-tensors pack-quantized, 1/2/4/8 bits */
+    DQP_CTPACK = 7, /* compressed-tensors pack-quantized, 1/2/4/8 bits */
+    DQP_CQ_NVFP4 = 8, /* ComfyUI comfy_quant nvfp4: E2M1 high nibble first, swizzled scales */
+    DQP_CQ_MXFP8 = 9, /* ComfyUI comfy_quant mxfp8: F8_E4M3, swizzled E8M0 scales */
+    DQP_CQ_INT8 = 10  /* ComfyUI comfy_quant int8_tensorwise (DQP_F_PER_ROW: [out, 1]) */
 };
 enum {
     DQP_F_DIVIDE = 1,     /* FP4: the global scale divides (compressed-tensors NVFP4) */
@@ -42,7 +46,8 @@ enum {
     DQP_F_PER_TENSOR = 32, /* CTPACK: one scale */
     DQP_F_STACK = 64,      /* FP4: a ModelOpt expert stack, codes [E, in/2, out], block
                             * scales [E, in/16, out], output [E, in, out] */
-    DQP_F_PER_EXPERT = 128 /* FP4 stack: one global scale per expert */
+    DQP_F_PER_EXPERT = 128, /* FP4 stack: one global scale per expert */
+    DQP_F_PER_ROW = 256     /* CQ_INT8: one scale per output row, else one for all */
 };
 
 /* ---- f32 arithmetic with fixed NaNs ------------------------------------------------------ */
@@ -192,8 +197,9 @@ DTAB_FN uint32_t dqp_nvfp4_scale(uint8_t u, uint32_t global, int divide)
 
 /* ---- bitsandbytes (dequant_bnb.c; shared/quant.md 5) ----------------------------------- */
 
-/* Element e's 4-bit code: element 2k in the high nibble of byte k. */
-DTAB_FN unsigned dqp_bnb_nib(uint8_t byte, uint64_t e)
+/* Element e's 4-bit code: element 2k in the high nibble of byte k (bitsandbytes, and
+ * comfy-kitchen's nvfp4). */
+DTAB_FN unsigned dqp_nib_hi_first(uint8_t byte, uint64_t e)
 {
     return e & 1 ? byte & 15u : (unsigned)byte >> 4;
 }
@@ -220,6 +226,41 @@ DTAB_FN uint32_t dqp_bnb8(int q, uint32_t scb, uint8_t *fl)
     *fl = (uint8_t)((dqb_nonfinite(scb) ? DQB_F_NONFINITE : 0) |
                     (q != 0 && (scb & 0x7FFFFFFFu) != 0 ? DQB_F_NONZERO : 0));
     return dqb_mul(dqb_mul(qb, scb), 0x3C010204u); /* f32(1/127) */
+}
+
+/* ---- ComfyUI comfy_quant nvfp4, mxfp8, int8_tensorwise (dequant_comfy.c; quant.md 10.2) -- */
+
+/* The byte of a comfy_quant weight row holding column i (nvfp4: two columns a byte). */
+DTAB_FN uint64_t dqp_cq_byte(int pk, uint64_t i) { return pk == DQP_CQ_NVFP4 ? i / 2 : i; }
+
+/* Column i's decoded code from that byte, as f32 bits (exact): nvfp4 E2M1, element 2k in
+ * the high nibble (comfy-kitchen's hi_first); mxfp8 F8_E4M3; int8 I8. */
+DTAB_FN uint32_t dqp_cq_code(int pk, uint8_t byte, uint64_t i)
+{
+    if (pk == DQP_CQ_NVFP4)
+        return dqp_e2m1(dqp_nib_hi_first(byte, i));
+    if (pk == DQP_CQ_MXFP8)
+        return dtab_f8_to_f32(DTA_F8_E4M3, byte);
+    return dqp_int_f32((int)(int8_t)byte);
+}
+
+/* Where the block scale of row r, block c is in cuBLAS' 128x4-swizzled layout
+ * [roundup(rows, 128), ncb * 4] (comfy-kitchen float_utils.from_blocked): the byte offset
+ * ((r/128 * ncb + c/4) * 32 + r%32) * 16 + (r%128)/32 * 4 + c%4. A 128-row band of it is
+ * ncb * 512 bytes. */
+DTAB_FN uint64_t dqp_swizzled(uint64_t r, uint64_t c, uint64_t ncb)
+{
+    return ((r / 128 * ncb + c / 4) * 32 + r % 32) * 16 + r % 128 / 32 * 4 + c % 4;
+}
+
+/* A comfy_quant block scale from its byte u, as f32 bits: nvfp4 the F8_E4M3 u times the
+ * global scale, one f32 multiply (comfy-kitchen's CUDA kernel: decode_scale =
+ * float(block) * global; the element is then code x decode_scale, dqb_one); mxfp8 the
+ * E8M0 2^(u - 127), u = 0 read as 0 and 255 as +inf (comfy-kitchen's e8m0_to_f32, not
+ * dqp_e8m0's reading). */
+DTAB_FN uint32_t dqp_cq_block_scale(int pk, uint8_t u, uint32_t global)
+{
+    return pk == DQP_CQ_NVFP4 ? dqp_nvfp4_scale(u, global, 0) : (uint32_t)u << 23;
 }
 
 /* ---- integer bit fields (dequant_gptq.c, dequant_pack.c; shared/quant.md 1.5, 3.4, 6, 7) */

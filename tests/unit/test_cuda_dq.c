@@ -10,13 +10,16 @@
  * F8_E8M0 and U8 E8M0 scales with 0 and 255, every code), per-tensor and per-row FP8,
  * and every committed quantized fixture dtaudit dequantizes (bitsandbytes nf4/fp4 with
  * double quantization and int8, compressed-tensors float / int / pack-quantized / NVFP4 /
- * MXFP4, ComfyUI scaled FP8 and comfy_quant),
+ * MXFP4, ComfyUI scaled FP8 and comfy_quant float8 / nvfp4 / mxfp8 / int8_tensorwise),
  * hostile packed parameters written here (gpt-oss MXFP4 with E8M0 0 / 255, ModelOpt NVFP4
  * with underflowing and overflowing global scales and NaN block scales, ModelOpt NVFP4
  * expert stacks with one and per-expert global scales (NaN among them), compressed-tensors
  * NVFP4 with a zero, NaN or tiny global scale and an odd width, GPTQ 3-bit act-order v1,
- * AWQ, F16 scales 0 / subnormal / inf / NaN), every target and overflow mode, whole and in
- * ragged ranges.
+ * AWQ, F16 scales 0 / subnormal / inf / NaN; ComfyUI comfy_quant nvfp4 over two swizzle
+ * bands, cropped to its bias, with subnormal, NaN and BF16 huge global scales, mxfp8 with
+ * E8M0 0 and 255, int8_tensorwise with NaN / inf and hostile per-row scales), every target
+ * and overflow mode, whole and in ragged ranges. No device job may carry operands decoded
+ * on the host (DQB_XS): every scheme's stored bytes go to the device.
  *
  * Device part: dtap_dq_run_cuda against dtap_dq_run on the same parameters and ranges.
  * Each device test skips ("no CUDA device") without one. Without a device (or CUDA),
@@ -379,12 +382,96 @@ static char *awq_dir(void)
     return d;
 }
 
+/* A comfy_quant marker tensor: the U8 bytes of {"format": fmt}. */
+#define CQ_MARK(name, json)                                                                   \
+    {name ".comfy_quant", "U8", 1, {sizeof json - 1}, json, sizeof json - 1}
+
+/* ComfyUI comfy_quant layers (the device decodes their stored bytes: codes, 128x4-swizzled
+ * block scales, global and row scales). nvfp4: 200 rows over two swizzle bands with 5
+ * blocks a row (a tile of 4 half used), every E4M3 block-scale byte (the NaN ones
+ * included), a global scale that underflows every product (the smallest subnormal); 144
+ * rows cropped to a bias of 140 (zero padding rows) with a NaN global scale; 37 rows with
+ * a BF16 global scale of 1.7e38 (products overflow). mxfp8: E8M0 0, 1, 127, 254, 255
+ * (0 read as 0, 255 as inf) and every code, U8 and F8_E8M0 scales. int8_tensorwise: one
+ * NaN or inf scale, per-row F16 and BF16 scales with 0, subnormal, inf and NaN ones. */
+static char *comfy_dir(void)
+{
+    char *d = tmpdir();
+    enum { R1 = 200, R2 = 144, B2 = 140, R3 = 37, MR = 160, IR = 13, IC = 17 };
+    unsigned char *c1 = rbytes(R1 * 40), *s1 = rbytes(256 * 8), *c2 = rbytes(R2 * 8),
+                  *s2 = rbytes(256 * 4), *c3 = rbytes(R3 * 8), *s3 = rbytes(128 * 4),
+                  *cm1 = rbytes(MR * 96), *cm2 = rbytes(32 * 64), *ci1 = rbytes(IR * IC),
+                  *ci2 = rbytes(IR * IC), *ci3 = rbytes(IR * IC), *ci4 = rbytes(IR * IC);
+    unsigned char sm1[256 * 4], sm2[128 * 4];
+    uint32_t g1 = 0x00000001u, g2 = 0x7FC00001u, nan = 0x7FC00000u, inf = 0x7F800000u;
+    uint16_t g3 = 0x7F00, si2[IR], si3[IR];
+    float b1[R1], b2[B2], bm[MR];
+    memset(c2 + B2 * 8, 0, (R2 - B2) * 8); /* the padding rows */
+    for (size_t i = 0; i < sizeof sm1; i++)
+        sm1[i] = (unsigned char)(i < 5 ? (unsigned char[]){0, 1, 127, 254, 255}[i]
+                                       : 110 + rnd32() % 30);
+    for (size_t i = 0; i < sizeof sm2; i++)
+        sm2[i] = (unsigned char)(i == 7 ? 255 : i == 9 ? 0 : 115 + rnd32() % 20);
+    f16_scales(si2, IR);
+    for (int i = 0; i < IR; i++)
+        si3[i] = (uint16_t)(HOSTILE_F32[i % COUNT(HOSTILE_F32)] >> 16);
+    for (int i = 0; i < R1; i++)
+        b1[i] = (float)i;
+    for (int i = 0; i < B2; i++)
+        b2[i] = (float)i;
+    for (int i = 0; i < MR; i++)
+        bm[i] = (float)i;
+#define P "diffusion_model.blocks.0."
+    tdesc t[] = {
+        {P "a.weight", "U8", 2, {R1, 40}, c1, R1 * 40},
+        {P "a.weight_scale", "F8_E4M3", 2, {256, 8}, s1, 256 * 8},
+        {P "a.weight_scale_2", "F32", 0, {0}, &g1, 4},
+        {P "a.bias", "F32", 1, {R1}, b1, sizeof b1},
+        CQ_MARK(P "a", "{\"format\": \"nvfp4\"}"),
+        {P "b.weight", "U8", 2, {R2, 8}, c2, R2 * 8},
+        {P "b.weight_scale", "F8_E4M3", 2, {256, 4}, s2, 256 * 4},
+        {P "b.weight_scale_2", "F32", 0, {0}, &g2, 4},
+        {P "b.bias", "F32", 1, {B2}, b2, sizeof b2},
+        CQ_MARK(P "b", "{\"format\": \"nvfp4\"}"),
+        {P "c.weight", "U8", 2, {R3, 8}, c3, R3 * 8},
+        {P "c.weight_scale", "F8_E4M3", 2, {128, 4}, s3, 128 * 4},
+        {P "c.weight_scale_2", "BF16", 0, {0}, &g3, 2},
+        CQ_MARK(P "c", "{\"format\": \"nvfp4\"}"),
+        {P "m.weight", "F8_E4M3", 2, {MR, 96}, cm1, MR * 96},
+        {P "m.weight_scale", "U8", 2, {256, 4}, sm1, sizeof sm1},
+        {P "m.bias", "F32", 1, {MR}, bm, sizeof bm},
+        CQ_MARK(P "m", "{\"format\": \"mxfp8\"}"),
+        {P "n.weight", "F8_E4M3", 2, {32, 64}, cm2, 32 * 64},
+        {P "n.weight_scale", "F8_E8M0", 2, {128, 4}, sm2, sizeof sm2},
+        CQ_MARK(P "n", "{\"format\": \"mxfp8\"}"),
+        {P "i.weight", "I8", 2, {IR, IC}, ci1, IR * IC},
+        {P "i.weight_scale", "F32", 0, {0}, &nan, 4},
+        CQ_MARK(P "i", "{\"format\": \"int8_tensorwise\"}"),
+        {P "j.weight", "I8", 2, {IR, IC}, ci2, IR * IC},
+        {P "j.weight_scale", "F16", 2, {IR, 1}, si2, sizeof si2},
+        CQ_MARK(P "j", "{\"format\": \"int8_tensorwise\"}"),
+        {P "k.weight", "I8", 2, {IR, IC}, ci3, IR * IC},
+        {P "k.weight_scale", "BF16", 2, {IR, 1}, si3, sizeof si3},
+        CQ_MARK(P "k", "{\"format\": \"int8_tensorwise\"}"),
+        {P "l.weight", "I8", 2, {IR, IC}, ci4, IR * IC},
+        {P "l.weight_scale", "F32", 1, {1}, &inf, 4},
+        CQ_MARK(P "l", "{\"format\": \"int8_tensorwise\"}"),
+    };
+#undef P
+    write_model(d, t, COUNT(t), "{}");
+    free(c1), free(s1), free(c2), free(s2), free(c3), free(s3), free(cm1), free(cm2);
+    free(ci1), free(ci2), free(ci3), free(ci4);
+    return d;
+}
+
 /* ---- comparisons ------------------------------------------------------------------------- */
 
 typedef dta_status (*run_fn)(dtap_dq *, size_t, uint64_t, size_t, dta_dtype, dta_overflow_mode,
                              void *, dta_convert_stats *, dta_error *);
 
 static size_t packed_jobs; /* DQB_PACKED jobs emulated */
+static size_t comfy_jobs;  /* ... of them ComfyUI comfy_quant's */
+static size_t xs_jobs;     /* DQB_XS jobs: x and s decoded on the host (none is left) */
 
 /* dtap_dq_run's way, on the host, with the kernel's element function; wide: grid jobs
  * index in 64 bits even where 32 suffice (the path of huge tensors). */
@@ -410,6 +497,10 @@ static dta_status emulate(dtap_dq *d, size_t p, uint64_t first, size_t n, dta_dt
         }
         if (j.kind == DQB_PACKED)
             packed_jobs++;
+        if (j.kind == DQB_PACKED && j.pk >= DQP_CQ_NVFP4 && j.pk <= DQP_CQ_INT8)
+            comfy_jobs++;
+        if (j.kind == DQB_XS)
+            xs_jobs++;
         for (size_t k = 0; k < j.n; k++) {
             int cls;
             uint32_t r = dqb_elem(&j, k, &cls);
@@ -440,8 +531,9 @@ static dta_status run_emulated_wide(dtap_dq *d, size_t p, uint64_t first, size_t
 }
 
 /* Every parameter of the model at dir, every target and mode, whole and in ranges of
- * `step` elements: fn against dtap_dq_run. Returns the parameters compared. */
-static size_t compare_dir(const char *dir, run_fn fn, const char *how)
+ * `step` elements: fn against dtap_dq_run. Returns the parameters compared; adds
+ * dtap_dq_run's counts to *tot (NULL: not). */
+static size_t compare_dir(const char *dir, run_fn fn, const char *how, dta_convert_stats *tot)
 {
     dta_model *m;
     dtap_dq *d = NULL;
@@ -495,6 +587,12 @@ static size_t compare_dir(const char *dir, run_fn fn, const char *how)
                               (unsigned long long)sw.overflow, (unsigned long long)sg.overflow,
                               (unsigned long long)sw.underflow,
                               (unsigned long long)sg.underflow);
+                    if (tot) {
+                        tot->nan += sw.nan;
+                        tot->inf += sw.inf;
+                        tot->overflow += sw.overflow;
+                        tot->underflow += sw.underflow;
+                    }
                 }
         free(want);
         free(got);
@@ -516,6 +614,8 @@ static const char *const FIXTURES[] = {
     "tests/dequant/ct/w4a16-channel",    "tests/dequant/ct/w4a16-group-asym",
     "tests/dequant/ct/w8a16-group",      "tests/dequant/ct/mxfp4",
     "tests/dequant/comfy/scaled.safetensors", "tests/dequant/comfy/mixed.safetensors",
+    "tests/dequant/comfy/nvfp4.safetensors", "tests/dequant/comfy/mxfp8.safetensors",
+    "tests/dequant/comfy/int8.safetensors",
 };
 
 static void fixture_path(char *buf, size_t n, const char *rel)
@@ -533,24 +633,34 @@ static void compare_all(run_fn fn, const char *how)
                     per_tensor_dir(0x7FC00000u, "F8_E4M3"), per_row_dir(),
                     mxfp4_dir(), modelopt_dir(), modelopt_stack_dir(), ct_nvfp4_dir(0x00000000u),
                     ct_nvfp4_dir(0x7FC00001u), ct_nvfp4_dir(0x00800000u), gptq_dir(),
-                    awq_dir()};
+                    awq_dir(), comfy_dir()};
     for (size_t i = 0; i < COUNT(dirs); i++) {
-        np += compare_dir(dirs[i], fn, how);
+        dta_convert_stats tot = {0};
+        np += compare_dir(dirs[i], fn, how, &tot);
+        if (i == COUNT(dirs) - 1) /* comfy_dir: its hostile values reach every class */
+            cr_assert(tot.nan && tot.inf && tot.overflow && tot.underflow,
+                      "comfy_quant: nan %llu inf %llu overflow %llu underflow %llu",
+                      (unsigned long long)tot.nan, (unsigned long long)tot.inf,
+                      (unsigned long long)tot.overflow, (unsigned long long)tot.underflow);
         rmdir_all(dirs[i]);
         free(dirs[i]);
     }
-    cr_assert_eq(np, 21, "hostile parameters compared: %zu", np);
+    cr_assert_eq(np, 30, "hostile parameters compared: %zu", np);
     for (size_t i = 0; i < COUNT(FIXTURES); i++) {
         char path[1024];
         fixture_path(path, sizeof path, FIXTURES[i]);
-        size_t k = compare_dir(path, fn, how);
+        size_t k = compare_dir(path, fn, how, NULL);
         cr_assert(k > 0, "%s: no parameter", path);
         np += k;
     }
-    if (fn != dtap_dq_run_cuda)
+    if (fn != dtap_dq_run_cuda) {
         cr_assert(packed_jobs > 0, "%s: no packed scheme went through DQB_PACKED", how);
-    cr_log_info("%s: %zu parameters equal dtap_dq_run (%zu packed jobs)\n", how, np,
-                packed_jobs);
+        cr_assert(comfy_jobs > 0, "%s: no comfy_quant layer went through DQB_PACKED", how);
+        cr_assert_eq(xs_jobs, 0, "%s: %zu device jobs carry x and s decoded on the host", how,
+                     xs_jobs);
+    }
+    cr_log_info("%s: %zu parameters equal dtap_dq_run (%zu packed jobs, %zu comfy_quant)\n",
+                how, np, packed_jobs, comfy_jobs);
 }
 
 Test(cuda_dq_host, kernel_element_function_equals_dtap_dq_run)

@@ -10,13 +10,16 @@
  * per counter and block. For a grid job the 256-entry table is first copied to shared
  * memory. The scale grid rows, x and s, or the values and flags of the job are copied
  * to the device as dequant.c prepared them. FP8 / int8 codes and their scale grid go to
- * the device as stored (one byte per element) and are decoded there; so do the packed
- * schemes (DQB_PACKED: MXFP4, NVFP4, bitsandbytes, GPTQ, AWQ, pack-quantized): their
- * stored codes, scales, zero points, absmax and g_idx bytes for the range, as
+ * the device as stored (one byte per element) and are decoded there (ComfyUI scaled FP8
+ * and comfy_quant float8 among them); so do the packed schemes (DQB_PACKED: MXFP4, NVFP4,
+ * bitsandbytes, GPTQ, AWQ, pack-quantized, ComfyUI comfy_quant nvfp4 / mxfp8 /
+ * int8_tensorwise): their stored codes, scales (comfy_quant: whole 128-row bands of
+ * swizzled block scales), zero points, absmax and g_idx bytes for the range, as
  * dequant_packed.c gathers them, are unpacked and decoded per element by dqp_xs /
  * dqp_values (dequant_bits.h) with dequant_unpack.h's functions, the ones the CPU
- * modules call. Only a module without a packed description (ComfyUI comfy_quant)
- * still sends the x and s its fill() decoded on the host (DQB_XS).
+ * modules call. Every scheme dequantize supports has a packed description or a grid, so
+ * DQB_XS / DQB_VALUES jobs (operands decoded on the host) no longer come from
+ * dtap_dq_job_dev; the kernel still runs them.
  *
  * Launch: 256 threads per block, at most 8 blocks per SM. */
 #include <cuda_runtime.h>
