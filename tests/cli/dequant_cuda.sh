@@ -6,13 +6,17 @@
 #  - Without a usable device: `--device cuda --dequantize` exits 3 naming the reason and
 #    writes nothing (as plain conversion does); `--device auto` dequantizes on the CPU.
 #  - With a device: `--device cuda` equals `--device cpu` byte for byte on a committed
-#    fixture, then tests/interop/dequant_cuda_check.py compares the two devices on every
-#    case of the four reference tests (FP8, FP4, integer, ComfyUI schemes; numpy/torch).
+#    fixture and on every committed ComfyUI fixture (tests/dequant/comfy: scaled FP8,
+#    comfy_quant float8, nvfp4, mxfp8, int8_tensorwise) to the three targets, then
+#    tests/interop/dequant_cuda_check.py compares the two devices on every case of the
+#    four reference tests (FP8, FP4, integer, ComfyUI schemes; numpy/torch).
 #  - Always (no GPU, no CUDA needed; numpy/torch and tests/unit/dq_emulate_tool): every
 #    source model of those four reference tests through dq_emulate_tool, which runs the
 #    device's jobs (packed schemes' stored bytes, as dequant_packed.c gathers them for the
 #    GPU) and the kernel's per-element function on the host against the CPU path
-#    (dequant_cuda_check.py with DTAUDIT_GPU_CHECK_DEVICE=emulate).
+#    (dequant_cuda_check.py with DTAUDIT_GPU_CHECK_DEVICE=emulate); and the committed
+#    ComfyUI fixtures through dq_emulate_tool directly, each dequantized and compared with
+#    its comfy_quant block layers as packed device jobs (no operand decoded on the host).
 . "$(dirname "$0")/lib.sh"
 builddir=$(cd "$(dirname "$DTAUDIT")/../.." && pwd)
 fix=tests/fixtures/quant/ct-fp8-block
@@ -102,7 +106,51 @@ else
     echo "note: DTAUDIT_DQ_EMULATE not set: the emulated GPU check did not run"
 fi
 
-# ---- with a device: every reference case on both devices --------------------------------
+# ---- everywhere: the committed ComfyUI fixtures through the emulated device jobs ---------
+comfy=0
+if [ -n "${DTAUDIT_DQ_EMULATE:-}" ] && [ -x "$DTAUDIT_DQ_EMULATE" ]; then
+    for f in tests/dequant/comfy/*.safetensors; do
+        case $f in *.expected.* | *.kitchen.* | *_padded.*) continue ;; esac
+        set +e
+        "$DTAUDIT_DQ_EMULATE" "$f" >"$TMP/emu" 2>&1
+        r=$?
+        set -e
+        case $f in
+        */nvfp4.* | */mxfp8.* | */int8.*)
+            want='elements equal ([1-9][0-9]* packed device jobs)' ;;
+        *) want='elements equal (' ;;
+        esac
+        if [ "$r" = 0 ] && grep -q "$want" "$TMP/emu"; then
+            pass
+            comfy=$((comfy + 1))
+        else
+            fail "dq_emulate_tool $f: exit $r: $(tail -1 "$TMP/emu")"
+        fi
+    done
+    [ "$comfy" -ge 5 ] || fail "only $comfy ComfyUI fixtures emulated"
+fi
+
+# ---- with a device: the ComfyUI fixtures, then every reference case on both devices ------
+if [ "$device" = 1 ]; then
+    comfy=0
+    for f in tests/dequant/comfy/*.safetensors; do
+        case $f in *.expected.* | *.kitchen.*) continue ;; esac
+        for t in f32 f16 bf16; do
+            b=$(basename "$f" .safetensors).$t
+            dta convert --device cpu --to "$t" --dequantize "$f" -o "$TMP/c.$b"
+            rcpu=$rc
+            dta convert --device cuda --to "$t" --dequantize "$f" -o "$TMP/g.$b"
+            if [ "$rc" = "$rcpu" ] &&
+                { [ "$rc" != 0 ] || cmp -s "$TMP/c.$b" "$TMP/g.$b"; }; then
+                pass
+                [ "$rc" = 0 ] && comfy=$((comfy + 1))
+            else
+                fail "$f -> $t: --device cuda exit $rc, cpu exit $rcpu, or output differs"
+            fi
+        done
+    done
+    echo "ComfyUI fixtures: $comfy conversions equal on --device cuda and --device cpu"
+fi
 if [ "$device" = 1 ]; then
     set +e
     "$PYTHON" tests/interop/dequant_cuda_check.py "$DTAUDIT"

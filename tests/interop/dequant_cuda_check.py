@@ -3,13 +3,13 @@
 Runs the four independent-reference scripts (dequant_reference.py: block / per-tensor /
 per-row FP8, compressed-tensors; dequant_fp4_reference.py: MXFP4, NVFP4, pack-quantized;
 dequant_int_reference.py: bitsandbytes, GPTQ, AWQ; dequant_comfy_reference.py: ComfyUI
-scaled FP8) with their `run` wrapped: each
-`convert --dequantize` they make is run twice, `--device cuda` into a twin of the output
-and `--device cpu` into the output itself. The exit codes must match and, on success, the
-two output trees must be equal file for file, byte for byte. The references then check
-the CPU output as they always do. So every boundary the references build (ragged blocks,
-zero / subnormal / NaN scales, E8M0 0 and 255, every code, odd packed sizes, overflow
-refusals and saturation) is compared on the device.
+scaled FP8 and comfy_quant float8 / nvfp4 / mxfp8 / int8_tensorwise) with their `run`
+wrapped: each `convert --dequantize` they make is run twice, `--device cuda` into a twin of
+the output and `--device cpu` into the output itself. The exit codes must match and, on
+success, the two output trees must be equal file for file, byte for byte. The references
+then check the CPU output as they always do. So every boundary the references build (ragged
+blocks, zero / subnormal / NaN scales, E8M0 0 and 255, every code, odd packed sizes,
+overflow refusals and saturation) is compared on the device.
 
 Usage: dequant_cuda_check.py DTAUDIT. Exit 0 pass, 1 fail, 77 skip (no numpy/torch, CUDA
 not built in, or no usable device). DTAUDIT_GPU_CHECK_DEVICE=cpu puts `--device cpu` on
@@ -18,11 +18,11 @@ the "GPU" side too: a self-test of this harness on a machine without a GPU.
 DTAUDIT_GPU_CHECK_DEVICE=emulate (needs DTAUDIT_DQ_EMULATE, the path of
 tests/unit/dq_emulate_tool; no GPU, no CUDA needed): instead of a second conversion, every
 source model a reference converts goes once through that tool, which runs the device's
-jobs (the packed schemes' stored bytes as dequant_packed.c gathers them for the GPU) and
-the kernel's per-element function dqb_elem on the host against the CPU path, to every
-target and overflow mode, whole and in ranges; each model must compare equal (or be one
-dtaudit refuses). So every hostile case of the references is checked against the kernel's
-code on any machine."""
+jobs (the packed schemes' stored bytes as dequant_packed.c gathers them for the GPU; a job
+of operands decoded on the host fails) and the kernel's per-element function dqb_elem on
+the host against the CPU path, to every target and overflow mode, whole and in ranges;
+each model must compare equal (or be one dtaudit refuses). So every hostile case of the
+references is checked against the kernel's code on any machine."""
 import os
 import shutil
 import subprocess

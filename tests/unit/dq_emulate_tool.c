@@ -4,13 +4,14 @@
  *   dq_emulate_tool DIR...
  *
  * For every quantized parameter of each model: the device's jobs (dtap_dq_job_dev: a packed
- * scheme's stored bytes as dequant_packed.c gathers them for the GPU, else the operands
- * dtap_dq_job prepares) run through dqb_elem, the kernel's per-element function, on the
- * host, compared byte for byte and count for count with dtap_dq_run (the scheme modules'
- * own fill() / values()), to F32, F16 and BF16, overflow modes inf and saturate, whole and
- * in ranges of 1000 and 4097 elements. A model that is not quantized or is refused is
- * reported and skipped. Prints one line per model; exit 0 when everything compared equal,
- * 1 on a difference, 2 on an error. */
+ * scheme's stored bytes as dequant_packed.c gathers them for the GPU, else the FP8 / int8
+ * codes and scale grid dtap_dq_job prepares; a job of operands decoded on the host, x and s
+ * or values, is an error: every scheme is decoded on the device) run through dqb_elem, the
+ * kernel's per-element function, on the host, compared byte for byte and count for count
+ * with dtap_dq_run (the scheme modules' own fill() / values()), to F32, F16 and BF16,
+ * overflow modes inf and saturate, whole and in ranges of 1000 and 4097 elements. A model
+ * that is not quantized or is refused is reported and skipped. Prints one line per model;
+ * exit 0 when everything compared equal, 1 on a difference, 2 on an error. */
 #define _POSIX_C_SOURCE 200809L
 #include <stdbool.h>
 #include <stdio.h>
@@ -38,6 +39,10 @@ static dta_status emulate(dtap_dq *d, size_t p, uint64_t first, size_t n, dta_dt
         if (j.n == 0 || j.n > n - done)
             return dta_error_set(err, DTA_E_ARG, 0, "job of %llu elements for %zu",
                                  (unsigned long long)j.n, n - done);
+        if (j.kind == DQB_XS || j.kind == DQB_VALUES)
+            return dta_error_set(err, DTA_E_ARG, 0, "a device job of operands decoded on the "
+                                 "host (kind %d): every scheme's stored bytes go to the "
+                                 "device", j.kind);
         *packed += j.kind == DQB_PACKED;
         for (size_t k = 0; k < j.n; k++) {
             int cls;
