@@ -85,14 +85,19 @@ static dta_status note(dta_model *m, const char *subject, dta_error *err, const 
  * as in cJSON: the first "weight_map", "metadata" and "total_size" are the ones read. */
 #define INDEX_NESTING 1000 /* CJSON_NESTING_LIMIT */
 
+/* One entry, 32 bytes (90,000 of them for DeepSeek-V3 FP8): counts and lengths fit 32 bits
+ * (at most DTA_MAX_TENSORS entries, lengths under the 256 MiB index cap). */
 typedef struct {
-    char *name;   /* the entry's key */
-    char *shard;  /* its value, NULL when the value is not a string */
-    size_t tensor; /* the first model tensor of that name, SIZE_MAX when none */
-    size_t name_len, shard_len; /* strlen of each (the text before a NUL) */
-    bool shard_plain; /* the shard's text had nothing to decode and no NUL */
-    bool shard_same;  /* the same text as the entry before's shard (plain both) */
+    char *name;        /* the entry's key */
+    char *shard;       /* its value, NULL when the value is not a string */
+    uint32_t tensor;   /* the first model tensor of that name, NO_TENSOR when none */
+    uint32_t shard_k;  /* its shard's index in shards (set once the entries are read) */
+    uint32_t name_len; /* strlen of the name and the shard (the text before a NUL) */
+    uint32_t shard_len : 30;
+    uint32_t shard_plain : 1; /* the shard's text had nothing to decode and no NUL */
+    uint32_t shard_same : 1;  /* the same text as the entry before's shard (plain both) */
 } wm_entry;
+#define NO_TENSOR UINT32_MAX
 
 typedef struct {
     unsigned char *p, *end;
@@ -421,7 +426,7 @@ static bool ix_object(ixp *x, ix_ctx what)
         x->p++;
         ix_ws(x);
         if (what == IX_WEIGHT_MAP) {
-            wm_entry e = {.name = key, .tensor = SIZE_MAX, .name_len = key_len};
+            wm_entry e = {.name = key, .tensor = NO_TENSOR, .name_len = (uint32_t)key_len};
             /* the entry before's, when it is stored (see ix_add_entry) */
             const wm_entry *prev = x->nents && x->nents - 1 <= DTA_MAX_TENSORS
                                        ? &x->ents[x->nents - 1] : NULL;
@@ -437,8 +442,13 @@ static bool ix_object(ixp *x, ix_ctx what)
                     e.shard_len = pl;
                     e.shard_plain = e.shard_same = true;
                     x->p = in + pl + 1;
-                } else if (!ix_string_in(x, &e.shard, &e.shard_len, &e.shard_plain)) {
-                    return false;
+                } else {
+                    size_t len;
+                    bool plain;
+                    if (!ix_string_in(x, &e.shard, &len, &plain))
+                        return false;
+                    e.shard_len = (uint32_t)len; /* < the index cap */
+                    e.shard_plain = plain;
                 }
             } else if (!ix_value(x, IX_OTHER)) {
                 return false;
@@ -806,11 +816,6 @@ dta_status dtap_index_read(const dtap_src *src, dta_model *m, dtap_read_fn read_
         st = dta_error_set(err, DTA_E_NOMEM, ENOMEM, "out of memory");
         goto out;
     }
-    size_t *ent_shard = (size_t *)calloc(nentries ? nentries : 1, sizeof *ent_shard);
-    if (!ent_shard) {
-        st = dta_error_set(err, DTA_E_NOMEM, ENOMEM, "out of memory");
-        goto out;
-    }
     for (size_t i = 0; i < nentries; i++) {
         wm_entry *e = &ents[i];
         if (!e->shard) {
@@ -834,7 +839,7 @@ dta_status dtap_index_read(const dtap_src *src, dta_model *m, dtap_read_fn read_
             mapped.slot[at] = (uint32_t)(i + 1); /* sized for every entry */
             put = i;
         }
-        size_t k = same ? ent_shard[i - 1]
+        size_t k = same ? ents[i - 1].shard_k
                         : dtap_strmap_put(&by_shard, e->shard, e->shard_len, nshards);
         if (k == SIZE_MAX) { /* the map is sized for every entry */
             st = dta_error_set(err, DTA_E_NOMEM, ENOMEM, "out of memory");
@@ -847,19 +852,16 @@ dta_status dtap_index_read(const dtap_src *src, dta_model *m, dtap_read_fn read_
         if (k == nshards)
             shards[nshards++].name = e->shard;
         shards[k].listed++;
-        ent_shard[i] = k;
+        e->shard_k = (uint32_t)k; /* k < nentries */
     }
-    if (st != DTA_OK) {
-        free(ent_shard);
+    if (st != DTA_OK)
         goto out;
-    }
     /* shards are read only inside the index's folder: a link (or a linked folder) that
      * leads out of it is refused, except into a hub cache's blobs (pathsafe.h) */
     char root[PATH_MAX];
     if (nshards && !dtap_realpath(dir[0] ? dir : ".", root)) {
         st = dta_error_set(err, DTA_E_IO, errno, "cannot resolve the index's folder: %s",
                            strerror(errno));
-        free(ent_shard);
         goto out;
     }
     shard_reader r = {.dir = dir, .root = root, .shards = shards, .nshards = nshards,
@@ -867,18 +869,16 @@ dta_status dtap_index_read(const dtap_src *src, dta_model *m, dtap_read_fn read_
                       .safetensors_shards = true};
     st = read_shards(&r, m, err);
     safetensors_shards = r.safetensors_shards;
-    if (st != DTA_OK) {
-        free(ent_shard);
+    if (st != DTA_OK)
         goto out;
-    }
 
     /* index vs shards, both ways: each tensor finds its entry (the first tensor of a name
      * is the one an entry checks), then each entry its tensor */
     for (size_t i = 0; i < m->ntensors; i++) {
         size_t at, k = wm_find(&mapped, ents, m->tensors[i].name, strlen(m->tensors[i].name), &at);
         if (k != SIZE_MAX) {
-            if (ents[k].tensor == SIZE_MAX)
-                ents[k].tensor = i;
+            if (ents[k].tensor == NO_TENSOR)
+                ents[k].tensor = (uint32_t)i; /* i < DTA_MAX_TENSORS */
         } else if ((st = note(m, m->tensors[i].name, err,
                               "tensor '%s' is in shard %s but not in the index's weight_map",
                               m->tensors[i].name, m->files[m->tensors[i].file].path)) != DTA_OK) {
@@ -886,16 +886,15 @@ dta_status dtap_index_read(const dtap_src *src, dta_model *m, dtap_read_fn read_
         }
     }
     for (size_t e = 0; e < nentries && st == DTA_OK; e++) {
-        const shard *sh = &shards[ent_shard[e]];
+        const shard *sh = &shards[ents[e].shard_k];
         if (!sh->present)
             continue;
         size_t i = ents[e].tensor;
-        if (i != SIZE_MAX && i >= sh->first_tensor && i < sh->first_tensor + sh->ntensors)
+        if (i != NO_TENSOR && i >= sh->first_tensor && i < sh->first_tensor + sh->ntensors)
             continue;
         st = note(m, ents[e].name, err, "the index maps '%s' to %s, which does not hold it%s",
-                  ents[e].name, ents[e].shard, i != SIZE_MAX ? " (another shard does)" : "");
+                  ents[e].name, ents[e].shard, i != NO_TENSOR ? " (another shard does)" : "");
     }
-    free(ent_shard);
     if (st != DTA_OK)
         goto out;
 
