@@ -538,7 +538,16 @@ typedef struct {
     dtap_read_fn read_shard;
     dtap_threadsafe_fn threadsafe;
     bool safetensors_shards; /* every shard read was a safetensors file */
+    /* the weight_map's names (read only while shards are read): the threads look up the
+     * entry of each tensor they read, for the index-vs-shards check */
+    const wm_set *mapped;
+    const wm_entry *ents;
+    uint32_t *entry_of; /* per model tensor: its entry, NO_ENTRY, or NOT_LOOKED_UP */
+    size_t n_entry_of, cap_entry_of;
 } shard_reader;
+
+#define NO_ENTRY UINT32_MAX
+#define NOT_LOOKED_UP (UINT32_MAX - 1) /* read by the calling thread: looked up later */
 
 #define INDEX_THREADS_MAX 8        /* reading threads; the calling thread merges */
 #define INDEX_THREADS_MIN_SHARDS 4 /* fewer shards are read by the calling thread alone */
@@ -583,8 +592,9 @@ static dta_status read_one(shard_reader *r, size_t k, dta_model *m, dta_error *e
  * kernel, to be faulted in again) and puts the names and shapes in an arena of its own,
  * which the model takes at the end. */
 typedef struct {
-    dta_model *part; /* the shard read whole, NULL when it is left to read_one */
-    unsigned owner;  /* the thread that read it */
+    dta_model *part;  /* the shard read whole, NULL when it is left to read_one */
+    uint32_t *entry;  /* the entry of each of its tensors, NO_ENTRY; NULL when not known */
+    unsigned owner;   /* the thread that read it */
     bool done;
 } ahead_slot;
 
@@ -650,8 +660,14 @@ static bool take_one(ahead *a, unsigned id)
         dta_model_free(part); /* what a failed read left: not reused */
         part = NULL;
     }
+    uint32_t *entry = part ? malloc((part->ntensors ? part->ntensors : 1) * sizeof *entry) : NULL;
+    for (size_t i = 0; entry && i < part->ntensors; i++) {
+        size_t at, e = wm_find(a->r->mapped, a->r->ents, part->tensors[i].name,
+                               strlen(part->tensors[i].name), &at);
+        entry[i] = e == SIZE_MAX ? NO_ENTRY : (uint32_t)e;
+    }
     pthread_mutex_lock(&a->mu);
-    a->slots[k % a->window] = (ahead_slot){.part = part, .owner = id, .done = true};
+    a->slots[k % a->window] = (ahead_slot){.part = part, .entry = entry, .owner = id, .done = true};
     pthread_cond_broadcast(&a->cv);
     return true;
 }
@@ -666,6 +682,26 @@ static void *ahead_thread(void *arg)
             pthread_cond_wait(&a->cv, &a->mu);
     pthread_mutex_unlock(&a->mu);
     return NULL;
+}
+
+/* r->entry_of for model tensors [from, to): entry, or NOT_LOOKED_UP when NULL (and for
+ * any before from not yet given). */
+static bool keep_entries(shard_reader *r, size_t from, size_t to, const uint32_t *entry)
+{
+    if (to > r->cap_entry_of) {
+        size_t ncap = r->cap_entry_of ? r->cap_entry_of : 1024;
+        while (ncap < to)
+            ncap *= 2; /* to <= DTA_MAX_TENSORS */
+        uint32_t *p = realloc(r->entry_of, ncap * sizeof *p);
+        if (!p)
+            return false;
+        r->entry_of = p;
+        r->cap_entry_of = ncap;
+    }
+    for (size_t i = r->n_entry_of; i < to; i++)
+        r->entry_of[i] = entry && i >= from ? entry[i - from] : NOT_LOOKED_UP;
+    r->n_entry_of = to;
+    return true;
 }
 
 static unsigned read_threads(size_t nshards)
@@ -720,12 +756,18 @@ static dta_status read_shards(shard_reader *r, dta_model *m, dta_error *err)
         pthread_mutex_unlock(&a.mu);
         shard *sh = &r->shards[k];
         sh->first_tensor = m->ntensors;
+        bool looked_up = got.entry != NULL;
         if (got.part && dtap_model_append(m, got.part, NULL) == DTA_OK) {
             sh->present = true;
             sh->ntensors = m->ntensors - sh->first_tensor;
         } else {
             st = read_one(r, k, m, err);
+            looked_up = false;
         }
+        if (st == DTA_OK && !keep_entries(r, sh->first_tensor, m->ntensors,
+                                          looked_up ? got.entry : NULL))
+            st = dta_error_set(err, DTA_E_NOMEM, ENOMEM, "out of memory");
+        free(got.entry);
         pthread_mutex_lock(&a.mu);
         if (got.part && !got.part->ntensors && !got.part->nfiles) /* emptied: back to its thread */
             a.w[got.owner].spare[a.w[got.owner].nspare++] = got.part;
@@ -741,8 +783,10 @@ static dta_status read_shards(shard_reader *r, dta_model *m, dta_error *err)
     pthread_mutex_unlock(&a.mu);
     for (unsigned t = 0; t < started; t++)
         pthread_join(th[t], NULL);
-    for (size_t i = 0; i < a.window; i++) /* read ahead of a failure */
+    for (size_t i = 0; i < a.window; i++) { /* read ahead of a failure */
         dta_model_free(a.slots[i].part);
+        free(a.slots[i].entry);
+    }
     for (unsigned t = 0; t <= nthreads; t++) {
         /* the model's tensors name what the threads' arenas hold */
         dtap_arena_splice(dtap_model_arena(m), &a.w[t].arena);
@@ -866,16 +910,22 @@ dta_status dtap_index_read(const dtap_src *src, dta_model *m, dtap_read_fn read_
     }
     shard_reader r = {.dir = dir, .root = root, .shards = shards, .nshards = nshards,
                       .read_shard = read_shard, .threadsafe = threadsafe,
-                      .safetensors_shards = true};
+                      .safetensors_shards = true, .mapped = &mapped, .ents = ents};
     st = read_shards(&r, m, err);
     safetensors_shards = r.safetensors_shards;
-    if (st != DTA_OK)
+    if (st != DTA_OK) {
+        free(r.entry_of);
         goto out;
+    }
 
     /* index vs shards, both ways: each tensor finds its entry (the first tensor of a name
      * is the one an entry checks), then each entry its tensor */
     for (size_t i = 0; i < m->ntensors; i++) {
-        size_t at, k = wm_find(&mapped, ents, m->tensors[i].name, strlen(m->tensors[i].name), &at);
+        size_t at, k;
+        if (i < r.n_entry_of && r.entry_of[i] != NOT_LOOKED_UP) /* by the thread that read it */
+            k = r.entry_of[i] == NO_ENTRY ? SIZE_MAX : r.entry_of[i];
+        else
+            k = wm_find(&mapped, ents, m->tensors[i].name, strlen(m->tensors[i].name), &at);
         if (k != SIZE_MAX) {
             if (ents[k].tensor == NO_TENSOR)
                 ents[k].tensor = (uint32_t)i; /* i < DTA_MAX_TENSORS */
@@ -885,6 +935,7 @@ dta_status dtap_index_read(const dtap_src *src, dta_model *m, dtap_read_fn read_
             break;
         }
     }
+    free(r.entry_of);
     for (size_t e = 0; e < nentries && st == DTA_OK; e++) {
         const shard *sh = &shards[ents[e].shard_k];
         if (!sh->present)

@@ -136,10 +136,11 @@ Test(index, not_an_index, .init = setup, .fini = teardown)
  * way when there are CPUs for it): the model must be the one that reading them one after
  * the other gives, every time, and a failure the first failing shard's. Shard k holds
  * k % 3 + 1 tensors "l<k>.w<j>"; the shards listed in `missing` are not written, and
- * `broken` ones hold a bad header (odd k: a header length of 0; even k: not a checkpoint). */
+ * `broken` ones hold a bad header (odd k: a header length of 0; even k: not a checkpoint).
+ * With `mismatch`, the index maps l4.w0 to shard 5 and does not list l5.w1 and l11.w2. */
 #define MANY 12
 
-static void write_many(const bool *missing, const bool *broken)
+static void write_many(const bool *missing, const bool *broken, bool mismatch)
 {
     char map[8192], path[256];
     size_t o = 0;
@@ -153,8 +154,10 @@ static void write_many(const bool *missing, const bool *broken)
             snprintf(names[j], sizeof names[j], "l%d.w%d", k, j);
             t[j] = (st_tensor){names[j], j ? "BF16" : "F32", 2, {2, (uint64_t)k + 1}};
             total += (unsigned long long)(2 * (k + 1) * (j ? 2 : 4));
-            o += (size_t)snprintf(map + o, sizeof map - o, "%s\"%s\": \"%s\"", o ? ", " : "",
-                                  names[j], shard);
+            if (mismatch && ((k == 5 && j == 1) || (k == 11 && j == 2)))
+                continue;
+            o += (size_t)snprintf(map + o, sizeof map - o, "%s\"%s\": \"s-%02d.safetensors\"",
+                                  o ? ", " : "", names[j], mismatch && k == 4 && !j ? 5 : k);
         }
         if (missing[k])
             continue;
@@ -189,7 +192,7 @@ static dta_status open_many(dta_model **m, dta_error *err)
 Test(index, many_shards_read_in_order, .init = setup, .fini = teardown)
 {
     bool none[MANY] = {false};
-    write_many(none, none);
+    write_many(none, none, false);
     for (int round = 0; round < 40; round++) {
         dta_model *m;
         dta_error err;
@@ -226,7 +229,7 @@ Test(index, many_shards_the_first_failure_is_reported, .init = setup, .fini = te
     /* shard 1 missing (a note), 3 and 7 broken: the error names shard 3, every time */
     bool missing[MANY] = {false}, broken[MANY] = {false};
     missing[1] = broken[3] = broken[7] = true;
-    write_many(missing, broken);
+    write_many(missing, broken, false);
     char first[sizeof ((dta_error *)0)->msg] = "";
     for (int round = 0; round < 40; round++) {
         dta_model *m;
@@ -245,7 +248,7 @@ Test(index, many_shards_a_later_failure_is_reported, .init = setup, .fini = tear
 {
     bool missing[MANY] = {false}, broken[MANY] = {false};
     broken[10] = true;
-    write_many(missing, broken);
+    write_many(missing, broken, false);
     for (int round = 0; round < 40; round++) {
         dta_model *m;
         dta_error err;
@@ -259,7 +262,7 @@ Test(index, many_shards_missing_ones_are_noted_in_order, .init = setup, .fini = 
 {
     bool missing[MANY] = {false}, broken[MANY] = {false};
     missing[2] = missing[5] = missing[11] = true;
-    write_many(missing, broken);
+    write_many(missing, broken, false);
     for (int round = 0; round < 40; round++) {
         dta_model *m;
         dta_error err;
@@ -273,6 +276,30 @@ Test(index, many_shards_missing_ones_are_noted_in_order, .init = setup, .fini = 
         for (size_t i = 1; i < m->ntensors; i++)
             cr_assert_geq(m->tensors[i].file, m->tensors[i - 1].file);
         cr_assert_eq(m->tensors[m->ntensors - 1].file, (size_t)MANY - 4);
+        dta_model_free(m);
+    }
+}
+
+Test(index, many_shards_disagreements_are_noted_in_order, .init = setup, .fini = teardown)
+{
+    bool none[MANY] = {false};
+    write_many(none, none, true);
+    static const char *want[][2] = {
+        {"l5.w1", "tensor 'l5.w1' is in shard "},
+        {"l11.w2", "tensor 'l11.w2' is in shard "},
+        {"l4.w0", "the index maps 'l4.w0' to s-05.safetensors, which does not hold it (another "
+                  "shard does)"},
+    };
+    for (int round = 0; round < 40; round++) {
+        dta_model *m;
+        dta_error err;
+        cr_assert_eq(open_many(&m, &err), DTA_OK, "%s", err.msg);
+        cr_assert_eq(m->nnotes, 3u, "round %d: %zu notes (%s)", round, m->nnotes, m->notes[m->nnotes - 1].message);
+        for (size_t i = 0; i < 3; i++) {
+            cr_assert_str_eq(m->notes[i].subject, want[i][0], "round %d: note %zu", round, i);
+            cr_assert(!strncmp(m->notes[i].message, want[i][1], strlen(want[i][1])), "%s",
+                      m->notes[i].message);
+        }
         dta_model_free(m);
     }
 }
