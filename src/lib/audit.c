@@ -82,26 +82,6 @@ typedef struct {
 #define ONES 0x0101010101010101ull
 #define HIGHS 0x8080808080808080ull
 
-/* Length of s[0..n) up to its last '.', 0 when there is none (8 bytes at a time: names
- * end in long components, "weight_scale_inv"). */
-static size_t before_last_dot(const char *s, size_t n)
-{
-#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
-    while (n >= 8) {
-        uint64_t w, x;
-        memcpy(&w, s + n - 8, 8);
-        x = w ^ (ONES * '.');                                   /* '.' bytes -> 0 */
-        x = ~(((x & ~HIGHS) + ~HIGHS) | x) & HIGHS;             /* exactly the 0 bytes */
-        if (x)
-            return n - 8 + (size_t)((63 - __builtin_clzll(x)) >> 3);
-        n -= 8;
-    }
-#endif
-    while (n > 0 && s[n - 1] != '.')
-        n--;
-    return n ? n - 1 : 0;
-}
-
 /* Whether a byte of s[0..n) sorts at or below '.' (8 bytes at a time). */
 static bool has_byte_upto_dot(const unsigned char *s, size_t n)
 {
@@ -574,10 +554,10 @@ static dta_status build_tree(ctx *c)
         const dta_tensor *t = &m->tensors[i];
         size_t r = c->tensor_root[i];
         const char *rname = c->r->roots[r].name;
-        size_t rlen = rootlen[r], nlen = strlen(t->name);
-        size_t toplen = 0;
+        size_t rlen = rootlen[r], toplen = 0;
         uint64_t bytes = t->nbytes;
-        if (rlen && nlen > rlen && strncmp(t->name, rname, rlen) == 0 && t->name[rlen] == '.')
+        /* (strncmp stops at the name's end: name[rlen] is at worst its NUL) */
+        if (rlen && strncmp(t->name, rname, rlen) == 0 && t->name[rlen] == '.')
             toplen = rlen;
         /* a storage's bytes count once, with its first tensor */
         if (t->storage != SIZE_MAX) {
@@ -586,7 +566,7 @@ static dta_status build_tree(ctx *c)
             counted[t->storage] = true;
         }
 
-        bool flt = dta_dtype_is_float(t->dtype) && !c->allowed[i];
+        bool flt = !c->allowed[i] && dta_dtype_is_float(t->dtype);
         uint64_t bit = flt ? 1ull << t->dtype : 0;
         /* the module tree shows a quantized parameter by its logical (dequantized) dtype */
         bool quant = quantized(c, i);
@@ -596,7 +576,8 @@ static dta_status build_tree(ctx *c)
         dta_dtype shown = qp && !qp->cast && qp->dequant != DTA_DTYPE_NONE ? qp->dequant : t->dtype;
 
         /* module = name without its last component (never shorter than the top) */
-        size_t mlen = before_last_dot(t->name, nlen);
+        const char *dot = strrchr(t->name, '.');
+        size_t mlen = dot ? (size_t)(dot - t->name) : 0;
         if (mlen < toplen)
             mlen = toplen;
         bool same_top = prev && r == prev_root && toplen == prev_toplen;
