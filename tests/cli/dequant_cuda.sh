@@ -2,7 +2,10 @@
 # convert --dequantize and the CUDA back end.
 #  - Build (when CUDA is built in): every kernel object (src/lib/cuda/*.o) holds device
 #    code for sm_80 and sm_90 and PTX for compute_90 (so newer GPUs JIT it), read from
-#    the objects' .nv_fatbin sections; `dtaudit --version` lists cuda.
+#    the objects' .nv_fatbin sections; `dtaudit --version` lists cuda. The registers per
+#    thread of the dequantization kernels (the cubins' EIATTR_REGCOUNT, what ptxas -v
+#    says) are printed, and with nvcc 13.0 held to its figures: k_dequant (FP8 grid) 34,
+#    k_dequant_packed 40 (sm_80; 38 on sm_90).
 #  - Without a usable device: `--device cuda --dequantize` exits 3 naming the reason and
 #    writes nothing (as plain conversion does); `--device auto` dequantizes on the CPU.
 #  - With a device: `--device cuda` equals `--device cpu` byte for byte on a committed
@@ -62,6 +65,70 @@ PY
             esac
         done
     done
+    # registers per thread of the dequantization kernels, from the cubins' .nv.info
+    # (EIATTR_REGCOUNT), what ptxas -v reports; the caps are nvcc 13.0's figures
+    regs=$("$PYTHON" - "$TMP/dequant.fatbin" <<'PY'
+import struct, sys
+b = open(sys.argv[1], "rb").read()
+off, out = 0, []
+while off + 16 <= len(b):
+    magic, _v, hs, size = struct.unpack_from("<IHHQ", b, off)
+    if magic != 0xBA55ED50:
+        break
+    p, end = off + hs, off + hs + size
+    while p < end:
+        kind, _v2, ehs, n = struct.unpack_from("<HHII", b, p)
+        sm = struct.unpack_from("<I", b, p + 28)[0]
+        e = b[p + ehs:p + ehs + n]
+        p += ehs + n
+        if kind != 2 or e[:4] != b"\x7fELF" or e[4] != 2:
+            continue  # PTX, or not a 64-bit cubin
+        shoff = struct.unpack_from("<Q", e, 0x28)[0]
+        shes, shn, shstr = struct.unpack_from("<HHH", e, 0x3A)
+        sh = [struct.unpack_from("<IIQQQQIIQQ", e, shoff + i * shes) for i in range(shn)]
+        def cstr(tab, o):
+            s = sh[tab][4] + o
+            return e[s:e.index(b"\0", s)].decode()
+        syms = {}
+        for h in sh:
+            if h[1] == 2:  # SHT_SYMTAB: names in the section sh_link names
+                for k in range(h[5] // 24):
+                    syms[k] = cstr(h[6], struct.unpack_from("<I", e, h[4] + 24 * k)[0])
+        for h in sh:
+            if cstr(shstr, h[0]) != ".nv.info":
+                continue
+            d, q = e[h[4]:h[4] + h[5]], 0
+            while q + 2 <= len(d):
+                fmt, attr = d[q], d[q + 1]
+                ln = struct.unpack_from("<H", d, q + 2)[0] if fmt == 4 else 2 if fmt == 3 else 0
+                if attr == 0x2F and fmt == 4:  # EIATTR_REGCOUNT: symbol, registers
+                    fn, r = struct.unpack_from("<II", d, q + 4)
+                    name = syms.get(fn, "?")
+                    out.append("sm_%d:%s=%d" % (sm, "k_dequant_packed" if "k_dequant_packed" in
+                                                   name else "k_dequant" if "k_dequant" in name
+                                                   else name, r))
+                q += 4 + ln if fmt == 4 else 4 if fmt == 3 else 2
+    off = end
+print(" ".join(sorted(set(out))))
+PY
+)
+    echo "note: dequantization kernel registers: $regs"
+    nvcc=$(sed -n 's/^NVCC = //p' "$builddir/Makefile" 2>/dev/null)
+    if [ -n "$nvcc" ] && "$nvcc" --version 2>/dev/null | grep -q 'release 13\.0,'; then
+        over="" nk=0
+        for kr in $regs; do
+            r=${kr##*=}
+            nk=$((nk + 1))
+            case $kr in
+            sm_[89]0:k_dequant_packed=*) [ "$r" -le 40 ] || over="$over $kr" ;;
+            sm_[89]0:k_dequant=*) [ "$r" -le 34 ] || over="$over $kr" ;;
+            *) over="$over $kr(unexpected)" ;;
+            esac
+        done
+        [ "$nk" = 4 ] || over="$over ($nk kernel figures, not 4)"
+        [ -z "$over" ] && pass ||
+            fail "registers over the caps (k_dequant 34, k_dequant_packed 40):$over"
+    fi
 else
     echo "note: CUDA not built in (or objcopy missing): kernel architectures not checked"
 fi
