@@ -1,4 +1,5 @@
 /* The neutral model: growth, checks shared by every reader, and freeing. */
+#define _DEFAULT_SOURCE /* madvise MADV_HUGEPAGE */
 #define _POSIX_C_SOURCE 200809L
 #include <errno.h>
 #include <fnmatch.h>
@@ -6,10 +7,26 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #include "arena.h"
 #include "model_build.h"
 #include "src.h"
+
+#define HUGE_PAGE ((size_t)2 << 20)
+
+void *dtap_alloc_big(size_t n)
+{
+    if (n < HUGE_PAGE)
+        return malloc(n);
+    void *p;
+    if (posix_memalign(&p, HUGE_PAGE, n) != 0)
+        return NULL;
+#ifdef MADV_HUGEPAGE
+    (void)madvise(p, n & ~(HUGE_PAGE - 1), MADV_HUGEPAGE); /* advice: failure changes nothing */
+#endif
+    return p;
+}
 
 /* Grows *arr (of elem bytes, *cap slots) to hold n+1 items. */
 static dta_status grow(void **arr, size_t *cap, size_t n, size_t elem, size_t max, dta_error *err)
@@ -248,6 +265,23 @@ dta_status dtap_model_add_tensor_owned(dta_model *m, char *name, size_t name_len
 {
     return add_tensor(m, name, name_len, true, root, dtype, rank, shape, stride,
                       storage_offset, storage, file, err);
+}
+
+void dtap_model_presize(dta_model *m, size_t n)
+{
+    model_impl *mi = impl(m);
+    if (m->tensors || m->storages || !n || n > DTA_MAX_TENSORS)
+        return;
+    dta_tensor *t = dtap_alloc_big(n * sizeof *t);
+    dta_storage *s = dtap_alloc_big(n * sizeof *s);
+    if (!t || !s) { /* only advice: the arrays grow as before */
+        free(t);
+        free(s);
+        return;
+    }
+    m->tensors = t;
+    m->storages = s;
+    mi->cap_tensors = mi->cap_storages = n;
 }
 
 dta_status dtap_model_reserve(dta_model *m, size_t n, dta_error *err)

@@ -8,6 +8,11 @@
 
 dta_model *dtap_model_new(const char *path, dta_error *err);
 
+/* malloc(n) (free() frees it), NULL when out of memory; from 2 MiB up, aligned to and
+ * advised for 2 MiB pages, so that the kernel fills it with a fault per 2 MiB instead of
+ * one per 4 KiB (where transparent huge pages are enabled for madvise; a no-op elsewhere). */
+void *dtap_alloc_big(size_t n);
+
 /* Adds a file read as format, returns its index through *idx. */
 dta_status dtap_model_add_file(dta_model *m, const char *path, dta_format format,
                                size_t *idx, dta_error *err);
@@ -59,6 +64,11 @@ dta_status dtap_model_add_tensor_owned(dta_model *m, char *name, size_t name_len
 dta_status dtap_model_add_whole(dta_model *m, size_t file, char *name,
                                 bool name_nul, dta_dtype dtype, int rank, const uint64_t *shape,
                                 uint64_t numel, uint64_t nbytes, uint64_t offset, dta_error *err);
+
+/* Room for n tensors and n storages in an empty model (dtap_alloc_big), for a reader that
+ * knows how many are coming (an index's entries); nothing when the model has records or
+ * the room cannot be had (they grow as usual then). */
+void dtap_model_presize(dta_model *m, size_t n);
 
 /* For a reader that fills the records itself (safetensors, add_entries): room for n more
  * tensors and n more storages, with the limit and the message of adding them one by one
