@@ -53,6 +53,17 @@ static inline char *dtap_arena_strndup(void **head, const char *s, size_t n)
     return p;
 }
 
+/* Makes the n bytes at mem (from an allocator that free() frees; n > the chunk header) the
+ * first chunk of the empty arena *head. */
+static inline void dtap_arena_seed(void **head, void *mem, size_t n)
+{
+    dtap_arena_chunk *c = mem;
+    c->next = NULL;
+    c->used = 0;
+    c->cap = n - sizeof *c;
+    *head = c;
+}
+
 /* Moves the chunks of *from into *into (behind its first chunk, which stays the one being
  * filled); *from is left empty. */
 static inline void dtap_arena_splice(void **into, void **from)

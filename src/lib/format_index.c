@@ -544,6 +544,7 @@ typedef struct {
     const wm_entry *ents;
     uint32_t *entry_of; /* per model tensor: its entry, NO_ENTRY, or NOT_LOOKED_UP */
     size_t n_entry_of, cap_entry_of;
+    size_t names_bytes; /* about what the shards' names take: the index's size */
 } shard_reader;
 
 #define NO_ENTRY UINT32_MAX
@@ -609,6 +610,7 @@ typedef struct {
     ahead_slot *slots;
     ahead_worker *w; /* [0] is the calling thread's, when no thread starts */
     size_t window;
+    size_t seed;   /* bytes of a thread's first arena chunk (big pages), 0: none */
     size_t next;   /* the next shard to read ahead */
     size_t merged; /* shards merged into the model so far */
     bool stop;
@@ -656,6 +658,11 @@ static bool take_one(ahead *a, unsigned id)
     pthread_mutex_unlock(&a->mu);
     if (!part)
         part = dtap_model_new("", NULL);
+    if (!w->arena && a->seed) { /* the thread's share of the names, in big pages */
+        void *mem = dtap_alloc_big(a->seed);
+        if (mem)
+            dtap_arena_seed(&w->arena, mem, a->seed);
+    }
     if (part && !read_ahead(a->r, k, part, &w->arena)) {
         dta_model_free(part); /* what a failed read left: not reused */
         part = NULL;
@@ -737,6 +744,11 @@ static dta_status read_shards(shard_reader *r, dta_model *m, dta_error *err)
     }
     for (unsigned t = 0; t <= nthreads; t++)
         a.w[t].spare = spares + (size_t)t * a.window;
+    /* names and shapes in a first chunk per thread of its share of the index's size (the
+     * index lists the names once, as the headers do): 2 MiB pages when that is 2 MiB or
+     * more, the arena's usual chunks otherwise or once it is full */
+    if (r->names_bytes / nthreads >= ((size_t)2 << 20))
+        a.seed = r->names_bytes / nthreads;
     pthread_mutex_init(&a.mu, NULL);
     pthread_cond_init(&a.cv, NULL);
     /* the calling thread (0) merges, and reads ahead only when no thread starts */
@@ -940,7 +952,8 @@ dta_status dtap_index_read(const dtap_src *src, dta_model *m, dtap_read_fn read_
     dtap_model_presize(m, nentries); /* the shards usually hold what the index lists */
     shard_reader r = {.dir = dir, .root = root, .shards = shards, .nshards = nshards,
                       .read_shard = read_shard, .threadsafe = threadsafe,
-                      .safetensors_shards = true, .mapped = &mapped, .ents = ents};
+                      .safetensors_shards = true, .mapped = &mapped, .ents = ents,
+                      .names_bytes = (size_t)src->size};
     st = read_shards(&r, m, err);
     safetensors_shards = r.safetensors_shards;
     if (st != DTA_OK) {
