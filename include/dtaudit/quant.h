@@ -14,9 +14,10 @@
  *
  * Only headers are used (names, dtypes, shapes): nothing reads tensor data.
  *
- * Ownership: a dta_quant owns every string and array reachable from it; it borrows
- * nothing from the model once built, but tensor indices refer to the model it was
- * built from. */
+ * Ownership: a dta_quant owns every string and array reachable from it but the names of
+ * parameters named as their codes tensor ("x.weight" for the codes "x.weight"), which
+ * point at the model's tensor name; like its tensor indices, they refer to the model it
+ * was built from: free the dta_quant before the model. */
 #ifndef DTAUDIT_QUANT_H
 #define DTAUDIT_QUANT_H
 
@@ -77,13 +78,14 @@ typedef enum {
 
 /* One logical parameter: a quantized weight and its companions. */
 typedef struct {
-    char *name;            /* "model.layers.0.mlp.down_proj.weight" */
-    char *module;          /* "model.layers.0.mlp.down_proj" (in the same allocation as name) */
+    char *name;            /* "model.layers.0.mlp.down_proj.weight" (maybe the model's string:
+                            * see Ownership) */
+    char *module;          /* "model.layers.0.mlp.down_proj" */
     dta_quant_scheme scheme;
+    dta_dtype storage;     /* dtype of the codes (DTA_DTYPE_NONE when missing) */
     size_t weight;         /* tensor index of the codes, SIZE_MAX when missing */
     size_t *tensors;       /* every tensor of the parameter, the codes first */
     size_t ntensors;
-    dta_dtype storage;     /* dtype of the codes (DTA_DTYPE_NONE when missing) */
     const char *format;    /* static element format: "F8_E4M3", "NF4", "INT4", "MXFP4", ... */
     int rank;              /* logical shape, 0 when the header does not tell */
     uint32_t roles;        /* bit 1u << r set: a tensor of role r is among tensors */

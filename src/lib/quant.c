@@ -293,8 +293,9 @@ typedef struct {
     const uint32_t *lens; /* borrowed, per index: the key's length; NULL: computed */
 } strtab;
 
-/* strlen(p->name): its module follows it in the same allocation (get_param) */
-static size_t pname_len(const dta_quant_param *p)
+/* strlen(p->name) of a name get_param copied: its module follows it in the same block
+ * (the names of the orphans' table are all copied) */
+static size_t copied_name_len(const dta_quant_param *p)
 {
     return (size_t)(p->module - p->name) - 1;
 }
@@ -306,7 +307,7 @@ static const char *key_at(const strtab *t, size_t idx)
 
 static size_t key_len(const strtab *t, size_t idx)
 {
-    return t->lens ? t->lens[idx] : t->params ? pname_len(&(*t->params)[idx]) : strlen(key_at(t, idx));
+    return t->lens ? t->lens[idx] : t->params ? copied_name_len(&(*t->params)[idx]) : strlen(key_at(t, idx));
 }
 
 static uint64_t tab_hash(const char *s, size_t n)
@@ -803,11 +804,12 @@ static size_t codes_beside(qctx *c, size_t i, const char *name, size_t pl, const
 }
 
 /* A new parameter named name[0..n); ml: the length of its module when the caller knows it
- * (the name is the module + ".weight"), SIZE_MAX to find it. Parameters made from their
+ * (the name is the module + ".weight"), SIZE_MAX to find it; borrow: name is the name of
+ * the tensor that becomes its codes, kept by the model (DeepSeek-V3: 45k names not copied). Parameters made from their
  * codes are unique by construction (one per codes tensor); orphan companions (lookup) share one parameter per
  * name through a table that holds only them. */
 static dta_status get_param(qctx *c, const char *name, size_t n, size_t ml, bool lookup,
-                            size_t *out)
+                            bool borrow, size_t *out)
 {
     dta_quant *q = c->q;
     size_t i = lookup ? tab_find(&c->pnames, name, n) : SIZE_MAX;
@@ -849,17 +851,23 @@ static dta_status get_param(qctx *c, const char *name, size_t n, size_t ml, bool
         ml = ml ? ml - 1 : n;
     }
     /* one arena block holds the tensor list (room for two: the codes and one companion,
-     * most parameters; param_add_tensor moves a longer one), the name and the module */
-    size_t *t = dtap_arena_alloc(qarena(q), 2 * sizeof *t + n + 1 + ml + 1, _Alignof(size_t));
+     * most parameters; param_add_tensor moves a longer one), the name unless borrowed, and
+     * the module */
+    size_t nl = borrow ? 0 : n + 1;
+    size_t *t = dtap_arena_alloc(qarena(q), 2 * sizeof *t + nl + ml + 1, _Alignof(size_t));
     if (!t)
         return nomem(c);
-    char *pn = (char *)(t + 2);
-    memcpy(pn, name, n);
-    pn[n] = 0;
-    memcpy(pn + n + 1, name, ml);
-    pn[n + 1 + ml] = 0;
+    char *pn = (char *)(t + 2), *mod = pn + nl;
+    if (borrow)
+        pn = (char *)name; /* the model's tensor name: dta_tensor.name is not const */
+    else {
+        memcpy(pn, name, n);
+        pn[n] = 0;
+    }
+    memcpy(mod, name, ml);
+    mod[ml] = 0;
     dta_quant_param *p = &q->params[q->nparams];
-    *p = (dta_quant_param){.name = pn, .module = pn + n + 1, .weight = SIZE_MAX, .tensors = t,
+    *p = (dta_quant_param){.name = pn, .module = mod, .weight = SIZE_MAX, .tensors = t,
                            .storage = DTA_DTYPE_NONE, .dequant = DTA_DTYPE_NONE};
     if (lookup) {
         bool *o = realloc(c->orphan, c->capparams * sizeof *o);
@@ -1006,7 +1014,7 @@ static dta_status group_tensors(qctx *c)
         if (!strcmp(s->suffix, "_blocks") && m->tensors[i].dtype != DTA_U8)
             continue;
         size_t k = join_n(buf, sizeof buf, name, pl, s->param, sx->plen[match[i]]), pi;
-        if (k && (st = get_param(c, buf, k, pmod(sx, match[i], pl), false, &pi)) == DTA_OK)
+        if (k && (st = get_param(c, buf, k, pmod(sx, match[i], pl), false, false, &pi)) == DTA_OK)
             st = param_add_tensor(c, pi, i, DTA_QR_WEIGHT);
     }
     /* companions: attached to their codes; a strong one without codes is an orphan */
@@ -1052,12 +1060,13 @@ static dta_status group_tensors(qctx *c)
              * data[] tail */
             const char *pn = buf;
             size_t k;
-            if (dm >= 0 && sx->same[match[i]][dm]) {
+            bool same = dm >= 0 && sx->same[match[i]][dm];
+            if (same) {
                 pn = m->tensors[data].name;
                 k = c->nlens[data];
             } else if (!(k = join_n(buf, sizeof buf, name, pl, s->param, sx->plen[match[i]])))
                 continue;
-            if ((st = get_param(c, pn, k, pmod(sx, match[i], pl), false, &pi)) == DTA_OK &&
+            if ((st = get_param(c, pn, k, pmod(sx, match[i], pl), false, same, &pi)) == DTA_OK &&
                 (st = param_add_tensor(c, pi, data, DTA_QR_WEIGHT)) == DTA_OK)
                 st = param_add_tensor(c, pi, i, s->role);
             continue;
@@ -1066,7 +1075,7 @@ static dta_status group_tensors(qctx *c)
             continue;
         /* an orphan: a companion with no codes */
         size_t k = join_n(buf, sizeof buf, name, pl, s->param, sx->plen[match[i]]), pi;
-        if (k && (st = get_param(c, buf, k, pmod(sx, match[i], pl), true, &pi)) == DTA_OK)
+        if (k && (st = get_param(c, buf, k, pmod(sx, match[i], pl), true, false, &pi)) == DTA_OK)
             st = param_add_tensor(c, pi, i, s->role);
     }
     free(match);
@@ -1087,7 +1096,7 @@ static dta_status group_tensors(qctx *c)
         if (!want)
             continue;
         size_t pi;
-        if ((st = get_param(c, t->name, n, n - 7, false, &pi)) == DTA_OK) /* ".weight" */
+        if ((st = get_param(c, t->name, n, n - 7, false, true, &pi)) == DTA_OK) /* ".weight" */
             st = param_add_tensor(c, pi, i, DTA_QR_WEIGHT);
     }
     /* model-level companions: kv-cache scales, the scaled_fp8 marker */
@@ -2292,7 +2301,10 @@ static dta_status config_checks(qctx *c)
             if (q->params[i].weight == SIZE_MAX || q->params[i].cast)
                 continue;
             const char *pn = q->params[i].name;
-            size_t pnl = pname_len(&q->params[i]);
+            /* a borrowed name is its codes tensor's (get_param) */
+            size_t pnl = q->params[i].name == m->tensors[q->params[i].weight].name
+                             ? c->nlens[q->params[i].weight]
+                             : copied_name_len(&q->params[i]);
             if (pnl + 2 < sizeof pat) { /* else: a pattern cut at sizeof pat, kept as before */
                 bool in;
                 if (ntail <= 8) {
