@@ -896,8 +896,10 @@ dta_status dtap_index_read(const dtap_src *src, dta_model *m, dtap_read_fn read_
                            DTA_MAX_TENSORS);
         goto out;
     }
-    shards = calloc(nentries ? nentries : 1, sizeof *shards);
-    if (!shards || !dtap_strmap_init(&by_shard, nentries) || !wm_set_init(&mapped, nentries)) {
+    /* shards and their names grow as they come: a few hundred, not one per entry */
+    size_t cap_shards = 16;
+    shards = calloc(cap_shards, sizeof *shards);
+    if (!shards || !dtap_strmap_init(&by_shard, cap_shards) || !wm_set_init(&mapped, nentries)) {
         st = dta_error_set(err, DTA_E_NOMEM, ENOMEM, "out of memory");
         goto out;
     }
@@ -926,7 +928,7 @@ dta_status dtap_index_read(const dtap_src *src, dta_model *m, dtap_read_fn read_
         }
         size_t k = same ? ents[i - 1].shard_k
                         : dtap_strmap_put(&by_shard, e->shard, e->shard_len, nshards);
-        if (k == SIZE_MAX) { /* the map is sized for every entry */
+        if (k == SIZE_MAX) { /* the map could not grow */
             st = dta_error_set(err, DTA_E_NOMEM, ENOMEM, "out of memory");
             break;
         }
@@ -934,8 +936,17 @@ dta_status dtap_index_read(const dtap_src *src, dta_model *m, dtap_read_fn read_
             st = dta_error_set(err, DTA_E_FORMAT, 0, "weight_map lists '%.100s' twice", e->name);
             break;
         }
+        if (k == nshards && nshards == cap_shards) { /* nshards < nentries: no overflow */
+            shard *p = realloc(shards, 2 * cap_shards * sizeof *p);
+            if (!p) {
+                st = dta_error_set(err, DTA_E_NOMEM, ENOMEM, "out of memory");
+                break;
+            }
+            shards = p;
+            cap_shards *= 2;
+        }
         if (k == nshards)
-            shards[nshards++].name = e->shard;
+            shards[nshards++] = (shard){.name = e->shard};
         shards[k].listed++;
         e->shard_k = (uint32_t)k; /* k < nentries */
     }
