@@ -87,8 +87,9 @@ int main(int argc, char **argv)
     /* scan and audit read a model, report and exit: 16 MiB kept at the top of the heap
      * when it grows or shrinks lets the blocks freed along the way (shard headers, parse
      * entries, the analysis' tables) serve later requests, the large ones included, instead
-     * of new mappings faulted in page by page. 163-shard DeepSeek-V3 layouts: FP8 15.9 k ->
-     * 13.7 k page faults, BF16 8.5 k -> 6.5 k, for 9 and 5 MB more resident at the peak.
+     * of new mappings faulted in page by page. 163-shard DeepSeek-V3 layouts: FP8 10.5 k ->
+     * 7.6 k page faults, BF16 6.9 k -> 4.2 k, for 7 and 5 MB more resident at the peak
+     * (calloc and realloc then clear and copy in the heap: more instructions, less time).
      * Convert and verify keep the default (tests/cli/memory.sh bounds their memory by the
      * header's size: a 250k-tensor convert would take 13 MB more). */
     if (o.command == CMD_SCAN || o.command == CMD_AUDIT)

@@ -1334,9 +1334,10 @@ dta_status dta_report_build(const dta_model *m, const dta_audit_options *opt, dt
     c.err = err;
     c.r = calloc(1, sizeof *c.r);
     size_t nt = m->ntensors ? m->ntensors : 1;
-    c.tensor_root = calloc(nt, sizeof *c.tensor_root);
-    c.tensor_module = calloc(nt, sizeof *c.tensor_module);
-    c.allowed = calloc(nt, sizeof *c.allowed);
+    /* every entry is written (list_checked, assign_roots, build_tree) before it is read */
+    c.tensor_root = malloc(nt * sizeof *c.tensor_root);
+    c.tensor_module = malloc(nt * sizeof *c.tensor_module);
+    c.allowed = malloc(nt * sizeof *c.allowed);
     if (!c.r || !c.tensor_root || !c.tensor_module || !c.allowed) {
         st = nomem(&c);
         goto out;
