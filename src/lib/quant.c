@@ -2225,6 +2225,36 @@ static dta_status comfy_markers(qctx *c)
     return st;
 }
 
+/* Adds a copy of s to the set t, whose keys are (*keys)[0..*n), unless it holds it; the
+ * table starts small and doubles at a quarter load. False when out of memory. */
+static bool set_add(strtab *t, char ***keys, size_t *n, const char *s)
+{
+    size_t len = strlen(s);
+    if (*n && tab_find(t, s, len) != SIZE_MAX)
+        return true;
+    if (*n == t->cap / 4) { /* room for *n + 1 at a quarter load */
+        size_t ncap = t->cap ? t->cap * 2 : 16;
+        char **k = realloc(*keys, ncap / 4 * sizeof *k);
+        if (!k)
+            return false;
+        *keys = k;
+        uint32_t *slot = calloc(ncap, sizeof *slot);
+        if (!slot)
+            return false;
+        free(t->slot);
+        t->slot = slot;
+        t->cap = ncap;
+        t->keys = (const char **)*keys;
+        for (size_t i = 0; i < *n; i++)
+            tab_put(t, i);
+    }
+    if (!((*keys)[*n] = strdup(s)))
+        return false;
+    t->keys = (const char **)*keys;
+    tab_put(t, (*n)++);
+    return true;
+}
+
 static dta_status config_checks(qctx *c)
 {
     const dta_model *m = c->m;
@@ -2259,44 +2289,17 @@ static dta_status config_checks(qctx *c)
             if (q->tensor_role[i] != DTA_QR_NONE || !is_wide_float(t->dtype) || t->rank < 2)
                 continue;
             tail_pattern(pat, sizeof pat, t->name, c->nlens[i]);
-            if (ntail && tab_find(&tails, pat, strlen(pat)) != SIZE_MAX)
-                continue;
-            if (ntail == tails.cap / 4) { /* room for ntail + 1 at a quarter load */
-                size_t ncap = tails.cap ? tails.cap * 2 : 16;
-                uint32_t *slot;
-                char **k = realloc(tkeys, ncap / 4 * sizeof *k);
-                if (k)
-                    tkeys = k;
-                if (!k || !(slot = calloc(ncap, sizeof *slot))) {
-                    st = nomem(c);
-                    break;
-                }
-                free(tails.slot);
-                tails.slot = slot;
-                tails.cap = ncap;
-                tails.keys = (const char **)tkeys;
-                for (size_t k2 = 0; k2 < ntail; k2++)
-                    tab_put(&tails, k2);
-            }
-            if (!(tkeys[ntail] = strdup(pat))) {
+            if (!set_add(&tails, &tkeys, &ntail, pat))
                 st = nomem(c);
-                break;
-            }
-            tab_put(&tails, ntail++);
         }
     }
     tailpat tps[8];
     for (size_t k = 0; k < ntail && k < 8; k++)
         tailpat_init(&tps[k], tkeys[k], k ? &tps[k - 1] : NULL);
     if (ntail && st == DTA_OK) {
-        strtab pats = {0};
-        char **keys = calloc(q->nparams, sizeof *keys);
+        strtab pats = {0}; /* grown by set_add: a few patterns, not one per parameter */
+        char **keys = NULL;
         size_t npat = 0;
-        pats.cap = pow2_at_least(q->nparams);
-        pats.slot = calloc(pats.cap, sizeof *pats.slot);
-        pats.keys = (const char **)keys;
-        if (!keys || !pats.slot)
-            st = nomem(c);
         for (size_t i = 0; i < q->nparams && st == DTA_OK; i++) {
             if (q->params[i].weight == SIZE_MAX || q->params[i].cast)
                 continue;
@@ -2317,13 +2320,8 @@ static dta_status config_checks(qctx *c)
                     continue;
             }
             pattern_of(pat, sizeof pat, q->params[i].name);
-            if (tab_find(&pats, pat, strlen(pat)) != SIZE_MAX)
-                continue;
-            if (!(keys[npat] = strdup(pat))) {
+            if (!set_add(&pats, &keys, &npat, pat))
                 st = nomem(c);
-                break;
-            }
-            tab_put(&pats, npat++);
         }
         for (size_t i = 0; i < m->ntensors && st == DTA_OK && npat; i++) {
             const dta_tensor *t = &m->tensors[i];
