@@ -32,6 +32,22 @@ else
 fi
 
 # ---- the build: architectures of the kernel objects ------------------------------------
+# entries(path): (kind, sm, bytes) of each entry of a .nv_fatbin section (kind 1 PTX, 2 ELF)
+fatbin_py='import struct, sys
+def entries(path):
+    b = open(path, "rb").read()
+    off = 0
+    while off + 16 <= len(b):
+        magic, _v, hs, size = struct.unpack_from("<IHHQ", b, off)
+        if magic != 0xBA55ED50:
+            break
+        p, end = off + hs, off + hs + size
+        while p < end:
+            kind, _v2, ehs, n = struct.unpack_from("<HHII", b, p)
+            yield kind, struct.unpack_from("<I", b, p + 28)[0], b[p + ehs:p + ehs + n]
+            p += ehs + n
+        off = end
+'
 if [ "$cuda_built" = 1 ] && command -v objcopy >/dev/null 2>&1 &&
     [ -f "$builddir/src/lib/cuda/dequant.o" ]; then
     for o in convert values dequant; do
@@ -40,24 +56,10 @@ if [ "$cuda_built" = 1 ] && command -v objcopy >/dev/null 2>&1 &&
             fail "objcopy could not read .nv_fatbin from $obj"
             continue
         fi
-        got=$("$PYTHON" - "$TMP/$o.fatbin" <<'PY'
-import struct, sys
-b = open(sys.argv[1], "rb").read()
-off, seen = 0, set()
-while off + 16 <= len(b):
-    magic, _v, hs, size = struct.unpack_from("<IHHQ", b, off)
-    if magic != 0xBA55ED50:
-        break
-    p, end = off + hs, off + hs + size
-    while p < end:
-        kind, _v2, ehs, pad = struct.unpack_from("<HHII", b, p)
-        sm = struct.unpack_from("<I", b, p + 28)[0]
-        seen.add(("elf" if kind == 2 else "ptx" if kind == 1 else "kind%d" % kind) + str(sm))
-        p += ehs + pad
-    off = end
-print(" ".join(sorted(seen)))
-PY
-)
+        got=$("$PYTHON" -c "$fatbin_py
+seen = {('elf' if k == 2 else 'ptx' if k == 1 else 'kind%d' % k) + str(sm)
+        for k, sm, _ in entries(sys.argv[1])}
+print(' '.join(sorted(seen)))" "$TMP/$o.fatbin")
         for want in elf80 elf90 ptx90; do
             case " $got " in
             *" $want "*) pass ;;
@@ -67,51 +69,40 @@ PY
     done
     # registers per thread of the dequantization kernels, from the cubins' .nv.info
     # (EIATTR_REGCOUNT), what ptxas -v reports; the caps are nvcc 13.0's figures
-    regs=$("$PYTHON" - "$TMP/dequant.fatbin" <<'PY'
-import struct, sys
-b = open(sys.argv[1], "rb").read()
-off, out = 0, []
-while off + 16 <= len(b):
-    magic, _v, hs, size = struct.unpack_from("<IHHQ", b, off)
-    if magic != 0xBA55ED50:
-        break
-    p, end = off + hs, off + hs + size
-    while p < end:
-        kind, _v2, ehs, n = struct.unpack_from("<HHII", b, p)
-        sm = struct.unpack_from("<I", b, p + 28)[0]
-        e = b[p + ehs:p + ehs + n]
-        p += ehs + n
-        if kind != 2 or e[:4] != b"\x7fELF" or e[4] != 2:
-            continue  # PTX, or not a 64-bit cubin
-        shoff = struct.unpack_from("<Q", e, 0x28)[0]
-        shes, shn, shstr = struct.unpack_from("<HHH", e, 0x3A)
-        sh = [struct.unpack_from("<IIQQQQIIQQ", e, shoff + i * shes) for i in range(shn)]
-        def cstr(tab, o):
-            s = sh[tab][4] + o
-            return e[s:e.index(b"\0", s)].decode()
-        syms = {}
-        for h in sh:
-            if h[1] == 2:  # SHT_SYMTAB: names in the section sh_link names
-                for k in range(h[5] // 24):
-                    syms[k] = cstr(h[6], struct.unpack_from("<I", e, h[4] + 24 * k)[0])
-        for h in sh:
-            if cstr(shstr, h[0]) != ".nv.info":
-                continue
-            d, q = e[h[4]:h[4] + h[5]], 0
-            while q + 2 <= len(d):
-                fmt, attr = d[q], d[q + 1]
-                ln = struct.unpack_from("<H", d, q + 2)[0] if fmt == 4 else 2 if fmt == 3 else 0
-                if attr == 0x2F and fmt == 4:  # EIATTR_REGCOUNT: symbol, registers
-                    fn, r = struct.unpack_from("<II", d, q + 4)
-                    name = syms.get(fn, "?")
-                    out.append("sm_%d:%s=%d" % (sm, "k_dequant_packed" if "k_dequant_packed" in
-                                                   name else "k_dequant" if "k_dequant" in name
-                                                   else name, r))
-                q += 4 + ln if fmt == 4 else 4 if fmt == 3 else 2
-    off = end
+    { printf '%s\n' "$fatbin_py"; cat <<'PY'
+out = []
+for kind, sm, e in entries(sys.argv[1]):
+    if kind != 2 or e[:4] != b"\x7fELF" or e[4] != 2:
+        continue  # PTX, or not a 64-bit cubin
+    shoff = struct.unpack_from("<Q", e, 0x28)[0]
+    shes, shn, shstr = struct.unpack_from("<HHH", e, 0x3A)
+    sh = [struct.unpack_from("<IIQQQQIIQQ", e, shoff + i * shes) for i in range(shn)]
+    def cstr(tab, o):
+        s = sh[tab][4] + o
+        return e[s:e.index(b"\0", s)].decode()
+    syms = {}
+    for h in sh:
+        if h[1] == 2:  # SHT_SYMTAB: names in the section sh_link names
+            for k in range(h[5] // 24):
+                syms[k] = cstr(h[6], struct.unpack_from("<I", e, h[4] + 24 * k)[0])
+    for h in sh:
+        if cstr(shstr, h[0]) != ".nv.info":
+            continue
+        d, q = e[h[4]:h[4] + h[5]], 0
+        while q + 2 <= len(d):
+            fmt, attr = d[q], d[q + 1]
+            ln = struct.unpack_from("<H", d, q + 2)[0] if fmt == 4 else 2 if fmt == 3 else 0
+            if attr == 0x2F and fmt == 4:  # EIATTR_REGCOUNT: symbol, registers
+                fn, r = struct.unpack_from("<II", d, q + 4)
+                name = syms.get(fn, "?")
+                out.append("sm_%d:%s=%d" % (sm, "k_dequant_packed" if "k_dequant_packed" in
+                                               name else "k_dequant" if "k_dequant" in name
+                                               else name, r))
+            q += 4 + ln if fmt == 4 else 4 if fmt == 3 else 2
 print(" ".join(sorted(set(out))))
 PY
-)
+    } >"$TMP/regs.py"
+    regs=$("$PYTHON" "$TMP/regs.py" "$TMP/dequant.fatbin")
     echo "note: dequantization kernel registers: $regs"
     nvcc=$(sed -n 's/^NVCC = //p' "$builddir/Makefile" 2>/dev/null)
     if [ -n "$nvcc" ] && "$nvcc" --version 2>/dev/null | grep -q 'release 13\.0,'; then
