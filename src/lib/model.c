@@ -31,10 +31,11 @@ void *dtap_alloc_big(size_t n)
 /* Grows *arr (of elem bytes, *cap slots) to hold n+1 items. */
 static dta_status grow(void **arr, size_t *cap, size_t n, size_t elem, size_t max, dta_error *err)
 {
-    if (n < *cap)
-        return DTA_OK;
+    /* the cap first: a capacity past it (dtap_model_append doubles) must not let more in */
     if (n >= max)
         return dta_error_set(err, DTA_E_LIMIT, 0, "more than %zu entries", max);
+    if (n < *cap)
+        return DTA_OK;
     size_t ncap = *cap ? *cap * 2 : 16;
     if (ncap > max)
         ncap = max;
