@@ -725,20 +725,29 @@ out:
 
 /* ---- step 2: grouping ---------------------------------------------------------------- */
 
+/* An empty table of the model's tensor names, room for n of them; false (and
+ * names_failed) when out of memory. */
+static bool tensor_tab(qctx *c, strtab *t, size_t n)
+{
+    size_t cap = pow2_at_least(n);
+    if (!(t->slot = calloc(cap, sizeof *t->slot))) {
+        c->names_failed = true;
+        return false;
+    }
+    t->cap = cap;
+    t->tensors = c->m->tensors;
+    t->lens = c->nlens;
+    return true;
+}
+
 /* The first tensor named s[0..n), SIZE_MAX when none; the names table is made at the
  * first look-up (a plain checkpoint has no companion to look up codes for). */
 static size_t find_tensor(qctx *c, const char *s, size_t n)
 {
     const dta_model *m = c->m;
     if (!c->names.cap && m->ntensors && !c->names_failed) {
-        size_t cap = pow2_at_least(m->ntensors);
-        if (!(c->names.slot = calloc(cap, sizeof *c->names.slot))) {
-            c->names_failed = true;
+        if (!tensor_tab(c, &c->names, m->ntensors))
             return SIZE_MAX;
-        }
-        c->names.cap = cap;
-        c->names.tensors = m->tensors;
-        c->names.lens = c->nlens;
         for (size_t i = 0; i < m->ntensors; i++)
             tab_put(&c->names, i);
     }
@@ -759,14 +768,8 @@ static bool codes_made(qctx *c)
 {
     const dta_model *m = c->m;
     if (!c->codes.cap && m->ntensors && !c->names_failed) {
-        size_t cap = pow2_at_least(c->ncodes);
-        if (!(c->codes.slot = calloc(cap, sizeof *c->codes.slot))) {
-            c->names_failed = true;
+        if (!tensor_tab(c, &c->codes, c->ncodes))
             return false;
-        }
-        c->codes.cap = cap;
-        c->codes.tensors = m->tensors;
-        c->codes.lens = c->nlens;
         for (size_t i = 0; i < m->ntensors; i++)
             if ((c->tflag[i] & TF_CODES) && tab_put(&c->codes, i) != i)
                 c->tflag[i] |= TF_LATER;

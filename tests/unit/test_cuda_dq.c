@@ -245,6 +245,12 @@ static char *mxfp4_dir(void)
     return d;
 }
 
+/* a ModelOpt NVFP4 config.json for model type mt */
+#define MODELOPT_NVFP4_CONFIG(mt)                                                             \
+    "{\"model_type\":\"" mt "\",\"quantization_config\":{\"quant_method\":"                 \
+    "\"modelopt\",\"quant_algo\":\"NVFP4\",\"config_groups\":{\"group_0\":{"                \
+    "\"weights\":{\"num_bits\":4,\"type\":\"float\",\"group_size\":16}}}}}"
+
 /* ModelOpt NVFP4: every E4M3 block-scale byte (NaN ones included), global scales that
  * underflow (the smallest subnormal) and overflow (3e38) the products. */
 static char *modelopt_dir(void)
@@ -263,10 +269,7 @@ static char *modelopt_dir(void)
         {"model.layers.1.mlp.down_proj.weight_scale_2", "F32", 0, {0}, &g2, 4},
         {"model.layers.1.mlp.down_proj.input_scale", "F32", 0, {0}, &one, 4},
     };
-    write_model(d, t, COUNT(t),
-                "{\"model_type\":\"llama\",\"quantization_config\":{\"quant_method\":"
-                "\"modelopt\",\"quant_algo\":\"NVFP4\",\"config_groups\":{\"group_0\":{"
-                "\"weights\":{\"num_bits\":4,\"type\":\"float\",\"group_size\":16}}}}}");
+    write_model(d, t, COUNT(t), MODELOPT_NVFP4_CONFIG("llama"));
     free(c1), free(c2), free(s1), free(s2);
     return d;
 }
@@ -292,10 +295,7 @@ static char *modelopt_stack_dir(void)
         {"model.layers.0.mlp.experts.down_proj_weight_scale_2", "F32", 1, {3}, g2, 12},
         {"model.layers.0.mlp.experts.down_proj_input_scale", "F32", 0, {0}, &one, 4},
     };
-    write_model(d, t, COUNT(t),
-                "{\"model_type\":\"gpt_oss\",\"quantization_config\":{\"quant_method\":"
-                "\"modelopt\",\"quant_algo\":\"NVFP4\",\"config_groups\":{\"group_0\":{"
-                "\"weights\":{\"num_bits\":4,\"type\":\"float\",\"group_size\":16}}}}}");
+    write_model(d, t, COUNT(t), MODELOPT_NVFP4_CONFIG("gpt_oss"));
     free(c1), free(c2), free(s1), free(s2);
     return d;
 }
